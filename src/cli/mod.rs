@@ -1,0 +1,85 @@
+//! The `cardfs` command line: argument parsing, prompts, progress output and
+//! exit codes. The only place `anyhow` is used; library errors are typed.
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// End-to-end encrypted cloud storage, shared by public key.
+#[derive(Debug, Parser)]
+#[command(name = "cardfs", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check that this machine can mount FUSE filesystems: mounts a small
+    /// read-only filesystem on a temporary directory and reads it back.
+    Doctor,
+}
+
+/// Parses the arguments, runs the command, and turns errors into one clear
+/// sentence on stderr and a non-zero exit code.
+pub fn main() -> ExitCode {
+    init_logging();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("cardfs: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Doctor => doctor(),
+    }
+}
+
+fn doctor() -> anyhow::Result<()> {
+    use anyhow::Context;
+    let dir = tempfile_dir()?;
+    let probe = b"cardfs can mount here\n".to_vec();
+    let fs = cardfs::fuse::StaticFs::new(vec![("probe".into(), probe.clone())]);
+    let mut config = fuser::Config::default();
+    config.mount_options.extend([
+        fuser::MountOption::RO,
+        fuser::MountOption::FSName("cardfs-doctor".into()),
+    ]);
+    let session = fuser::spawn_mount(fs, &dir, &config).with_context(|| {
+        format!(
+            "cannot mount FUSE on {} (is /dev/fuse present and usable?)",
+            dir.display()
+        )
+    })?;
+    let read = std::fs::read(dir.join("probe"));
+    session
+        .umount_and_join()
+        .context("unmounting the probe filesystem")?;
+    std::fs::remove_dir(&dir).ok();
+    anyhow::ensure!(
+        read.context("reading through the probe mount")? == probe,
+        "the probe mount returned wrong bytes"
+    );
+    println!("FUSE works: mounted, read and unmounted a probe filesystem");
+    Ok(())
+}
+
+fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("cardfs-doctor-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// Logging goes to stderr, filtered by `RUST_LOG` (default: warnings).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

@@ -1,0 +1,255 @@
+//! Object storage behind one narrow async trait, [`ObjectStore`].
+//!
+//! The drive engine talks to storage only through this trait. Each
+//! implementation must pass the conformance suite in `tests/`, which pins
+//! the semantics documented on each method. In short:
+//!
+//! - Keys are non-empty UTF-8 strings of at most 1024 bytes, see
+//!   [`validate_key`]; listing order is the byte order of keys.
+//! - `put` is atomic: readers see the old object or the new one, never a
+//!   mix. [`PutMode::Create`] and [`PutMode::Update`] are atomic
+//!   compare-and-swap operations: of many racing writers at most one wins
+//!   and the others get [`StoreError::PreconditionFailed`].
+//! - An [`ETag`] is an opaque token that changes whenever an object's bytes
+//!   change.
+//! - `delete` of a missing key succeeds.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use std::fmt;
+use std::ops::Range;
+use std::time::Duration;
+
+pub mod memory;
+
+pub use memory::MemoryStore;
+
+/// Result of a store operation.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Errors the engine can act on.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// The object does not exist.
+    #[error("object not found: {key}")]
+    NotFound { key: String },
+    /// A conditional put or get did not hold (another writer won).
+    #[error("precondition failed for object {key}")]
+    PreconditionFailed { key: String },
+    /// Worth retrying: network trouble, throttling, server busy.
+    #[error("temporary store failure: {message}")]
+    Transient {
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    /// The store refused our credentials or permissions.
+    #[error("store refused access: {message}")]
+    Auth { message: String },
+    /// The key is not usable as an object key.
+    #[error("invalid object key {key:?}: {reason}")]
+    InvalidKey { key: String, reason: &'static str },
+    /// Anything else, with the store's own words.
+    #[error("store error: {message}")]
+    Other { message: String },
+}
+
+impl StoreError {
+    /// Whether retrying the same call may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Transient { .. })
+    }
+}
+
+/// Opaque version token of an object's current bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ETag(pub String);
+
+impl fmt::Display for ETag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What a listing or head tells about an object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    pub key: String,
+    /// Size of the whole object in bytes.
+    pub size: u64,
+    pub etag: ETag,
+}
+
+/// How a put relates to what is already stored under the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutMode {
+    /// Replace whatever is there.
+    Overwrite,
+    /// Succeed only if no object exists (S3 `If-None-Match: *`).
+    Create,
+    /// Succeed only if the current object has this ETag (S3 `If-Match`).
+    Update(ETag),
+}
+
+/// Options for [`ObjectStore::get`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GetOptions {
+    /// Byte range to return. The end is clamped to the object's size; a
+    /// range that starts at or past the end returns no bytes.
+    pub range: Option<Range<u64>>,
+    /// Fail with [`StoreError::PreconditionFailed`] unless the object
+    /// currently has this ETag.
+    pub if_match: Option<ETag>,
+}
+
+impl GetOptions {
+    /// Options for reading `range` of the object.
+    pub fn range(range: Range<u64>) -> Self {
+        Self {
+            range: Some(range),
+            if_match: None,
+        }
+    }
+}
+
+/// Bytes returned by [`ObjectStore::get`].
+#[derive(Debug, Clone)]
+pub struct GetResult {
+    /// The requested bytes (the whole object, or the requested range).
+    pub bytes: Bytes,
+    /// Metadata of the whole object.
+    pub meta: ObjectMeta,
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, Default)]
+pub struct ListPage {
+    /// Objects in ascending key order.
+    pub objects: Vec<ObjectMeta>,
+    /// When more objects follow, pass this as `start_after` for the next page.
+    pub next_start_after: Option<String>,
+}
+
+/// A large object sent in parts. Parts are appended in the order given;
+/// nothing is visible under the key until [`MultipartUpload::complete`]
+/// succeeds, and [`MultipartUpload::abort`] leaves nothing behind.
+#[async_trait]
+pub trait MultipartUpload: Send {
+    /// Appends the next part. Implementations may send parts concurrently.
+    async fn put_part(&mut self, data: Bytes) -> Result<()>;
+    /// Makes the object visible, replacing any object under the key.
+    async fn complete(self: Box<Self>) -> Result<ETag>;
+    /// Discards the upload and everything sent so far.
+    async fn abort(self: Box<Self>) -> Result<()>;
+}
+
+/// Object storage as the engine needs it.
+#[async_trait]
+pub trait ObjectStore: Send + Sync + fmt::Debug + 'static {
+    /// Stores `body` under `key` according to `mode`; returns the new ETag.
+    async fn put(&self, key: &str, body: Bytes, mode: PutMode) -> Result<ETag>;
+
+    /// Reads the object, or a range of it.
+    async fn get(&self, key: &str, options: GetOptions) -> Result<GetResult>;
+
+    /// Metadata of one object.
+    async fn head(&self, key: &str) -> Result<ObjectMeta>;
+
+    /// At most `limit` objects whose keys start with `prefix` and sort after
+    /// `start_after` (when given), in ascending key order.
+    async fn list(&self, prefix: &str, start_after: Option<&str>, limit: usize)
+    -> Result<ListPage>;
+
+    /// Removes one object; removing a missing object succeeds.
+    async fn delete(&self, key: &str) -> Result<()>;
+
+    /// Removes many objects; missing ones are not an error.
+    async fn delete_many(&self, keys: &[String]) -> Result<()> {
+        for key in keys {
+            self.delete(key).await?;
+        }
+        Ok(())
+    }
+
+    /// Starts a multipart upload to `key`.
+    async fn put_multipart(&self, key: &str) -> Result<Box<dyn MultipartUpload>>;
+
+    /// Every object under `prefix`, following pagination.
+    async fn list_all(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.list(prefix, after.as_deref(), 1000).await?;
+            out.extend(page.objects);
+            match page.next_start_after {
+                Some(next) => after = Some(next),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// Where this store lives, for messages (e.g. `s3://bucket/prefix`).
+    fn describe(&self) -> String;
+}
+
+/// Longest key any implementation accepts (S3's limit).
+pub const MAX_KEY_LEN: usize = 1024;
+
+/// Checks that `key` is usable by every implementation: non-empty, at most
+/// [`MAX_KEY_LEN`] bytes, no NUL or control characters, no leading `/`, and
+/// no empty, `.` or `..` path segment.
+pub fn validate_key(key: &str) -> Result<()> {
+    let bad = |reason| {
+        Err(StoreError::InvalidKey {
+            key: key.to_string(),
+            reason,
+        })
+    };
+    if key.is_empty() {
+        return bad("empty");
+    }
+    if key.len() > MAX_KEY_LEN {
+        return bad("longer than 1024 bytes");
+    }
+    if key.chars().any(char::is_control) {
+        return bad("contains a control character");
+    }
+    if key
+        .split('/')
+        .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+    {
+        return bad("has an empty, '.' or '..' segment");
+    }
+    Ok(())
+}
+
+/// Clamps a requested range to an object of `size` bytes.
+pub fn clamp_range(range: &Range<u64>, size: u64) -> Range<u64> {
+    let start = range.start.min(size);
+    let end = range.end.clamp(start, size);
+    start..end
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_validated() {
+        assert!(validate_key("a/b/c").is_ok());
+        assert!(validate_key("ünïcode/ключ").is_ok());
+        for bad in ["", "/a", "a//b", "a/", "a/../b", ".", "a\0b", "a\nb"] {
+            assert!(validate_key(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(validate_key(&"x".repeat(1025)).is_err());
+    }
+
+    #[test]
+    fn ranges_are_clamped() {
+        assert_eq!(clamp_range(&(2..5), 10), 2..5);
+        assert_eq!(clamp_range(&(2..50), 10), 2..10);
+        assert_eq!(clamp_range(&(20..50), 10), 10..10);
+        #[allow(clippy::reversed_empty_ranges)]
+        let reversed = 5..2;
+        assert_eq!(clamp_range(&reversed, 10), 5..5);
+    }
+}

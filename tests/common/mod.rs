@@ -1,0 +1,88 @@
+//! Helpers shared by integration tests: a real S3 server, and unique names.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// Connection details of a running S3-compatible server.
+#[derive(Debug, Clone)]
+pub struct S3Env {
+    pub endpoint: String,
+    pub access_key: String,
+    pub secret_key: String,
+    pub region: String,
+}
+
+pub fn project_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The S3 server for this test process. `scripts/test` starts one server
+/// for the whole run and exports `CARDFS_TEST_S3_ENDPOINT`; otherwise each
+/// test binary starts its own through `scripts/s3-server`, watched so that
+/// it stops when this process exits, however it exits. Panics (so the test
+/// fails, never skips) when no server can be had.
+pub fn s3() -> &'static S3Env {
+    static ENV: OnceLock<S3Env> = OnceLock::new();
+    ENV.get_or_init(|| {
+        if let Ok(endpoint) = std::env::var("CARDFS_TEST_S3_ENDPOINT") {
+            return S3Env {
+                endpoint,
+                access_key: std::env::var("AWS_ACCESS_KEY_ID").expect("AWS_ACCESS_KEY_ID"),
+                secret_key: std::env::var("AWS_SECRET_ACCESS_KEY").expect("AWS_SECRET_ACCESS_KEY"),
+                region: std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into()),
+            };
+        }
+        start_server()
+    })
+}
+
+fn start_server() -> S3Env {
+    let script = project_root().join("scripts/s3-server");
+    let out = Command::new(&script)
+        .arg("start")
+        .arg("--watch-pid")
+        .arg(std::process::id().to_string())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    assert!(
+        out.status.success(),
+        "scripts/s3-server failed to start a server:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let var = |name: &str| -> String {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("export {name}=")))
+            .unwrap_or_else(|| panic!("scripts/s3-server printed no {name}:\n{stdout}"))
+            .to_string()
+    };
+    S3Env {
+        endpoint: var("AWS_ENDPOINT_URL"),
+        access_key: var("AWS_ACCESS_KEY_ID"),
+        secret_key: var("AWS_SECRET_ACCESS_KEY"),
+        region: var("AWS_REGION"),
+    }
+}
+
+/// A name no other test (or test run on the same server) uses.
+pub fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "{prefix}-{}-{nanos:x}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Path of the built `cardfs` binary.
+pub fn cardfs_bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_cardfs"))
+}
