@@ -86,3 +86,9 @@ pub fn unique(prefix: &str) -> String {
 pub fn cardfs_bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_cardfs"))
 }
+
+/// Keys of every object under `prefix`, in listing order.
+pub async fn keys_under(store: &dyn cardfs::store::ObjectStore, prefix: &str) -> Vec<String> {
+    let all = store.list_all(prefix).await.expect("list");
+    all.into_iter().map(|o| o.key).collect()
+}
