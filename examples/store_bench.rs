@@ -3,6 +3,7 @@
 //! server and runs boto3 against it for comparison.
 //!
 //! Usage: store_bench s3://BUCKET/PREFIX [--reps N] [--concurrency N]
+//!        [--part-mib N] [--parts-in-flight N]
 //! Connection settings come from the standard AWS chain (AWS_ENDPOINT_URL,
 //! AWS_ACCESS_KEY_ID, ...). Prints one `name value unit` line per figure
 //! (the median of the repetitions).
@@ -68,7 +69,10 @@ async fn main() {
         .create_bucket()
         .await
         .expect("create bucket");
-    let store: Arc<dyn ObjectStore> = cardfs::store::open(url, &OpenOptions::default())
+    let mut options = OpenOptions::default();
+    options.s3.part_size = flag("--part-mib", options.s3.part_size >> 20) << 20;
+    options.s3.concurrency = flag("--parts-in-flight", options.s3.concurrency);
+    let store: Arc<dyn ObjectStore> = cardfs::store::open(url, &options)
         .await
         .expect("open store");
     store.check_conditional_writes().await.expect("probe");
