@@ -27,7 +27,7 @@ enum Ranged {
     /// The range starts at or past the end of the object.
     PastEnd,
     Got {
-        bytes: Bytes,
+        bytes: BytesMut,
         /// Size of the whole object.
         total: u64,
         etag: ETag,
@@ -41,11 +41,14 @@ fn range_total(content_range: Option<&str>) -> Option<u64> {
     content_range?.rsplit('/').next()?.parse().ok()
 }
 
+/// Fetches `range` of `key`, streaming the body into `into` (which the
+/// caller may give exactly the capacity needed, so nothing is copied twice).
 async fn get_range(
     inner: &S3Inner,
     key: &str,
     range: &Range<u64>,
     if_match: Option<&ETag>,
+    mut into: BytesMut,
 ) -> Result<Ranged> {
     let sent = inner
         .client
@@ -56,7 +59,7 @@ async fn get_range(
         .set_if_match(if_match.map(|e| e.0.clone()))
         .send()
         .await;
-    let out = match sent {
+    let mut out = match sent {
         Ok(out) => out,
         Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 416) => {
             return Ok(Ranged::PastEnd);
@@ -65,22 +68,20 @@ async fn get_range(
     };
     let total = range_total(out.content_range());
     let etag = ETag(out.e_tag.clone().unwrap_or_default());
-    let bytes = out
-        .body
-        .collect()
-        .await
-        .map_err(|e| body_error(key, e))?
-        .into_bytes();
+    into.reserve(out.content_length().unwrap_or(0).max(0) as usize);
+    while let Some(chunk) = out.body.try_next().await.map_err(|e| body_error(key, e))? {
+        into.extend_from_slice(&chunk);
+    }
     Ok(match total {
         Some(total) => Ranged::Got {
-            bytes,
+            bytes: into,
             total,
             etag,
             partial: true,
         },
         None => Ranged::Got {
-            total: bytes.len() as u64,
-            bytes,
+            total: into.len() as u64,
+            bytes: into,
             etag,
             partial: false,
         },
@@ -130,7 +131,8 @@ async fn get_once(
     }
     let part = inner.part_size as u64;
     let first_range = want.start..want.end.min(want.start.saturating_add(part));
-    let (bytes, total, etag, partial) = match get_range(inner, key, &first_range, if_match).await {
+    let first = get_range(inner, key, &first_range, if_match, BytesMut::new()).await;
+    let (bytes, total, etag, partial) = match first {
         Err(e) => return Ok(Err(e)),
         Ok(Ranged::PastEnd) => return Ok(meta_only().await),
         Ok(Ranged::Got {
@@ -147,17 +149,22 @@ async fn get_once(
     };
     if !partial {
         let r = clamp_range(&want, total);
-        let bytes = bytes.slice(r.start as usize..r.end as usize);
+        let bytes = bytes.freeze().slice(r.start as usize..r.end as usize);
         return Ok(Ok(GetResult { bytes, meta }));
     }
     let end = want.end.min(total);
     let mut next = want.start + bytes.len() as u64;
     if next >= end {
+        let bytes = bytes.freeze();
         return Ok(Ok(GetResult { bytes, meta }));
     }
+    // One allocation for the whole result: every part streams into its own
+    // region of it, and the regions join again without copying.
     let mut buf = BytesMut::with_capacity((end - want.start) as usize);
     buf.extend_from_slice(&bytes);
-    let mut parts: Vec<Option<Bytes>> = Vec::new();
+    drop(bytes);
+    let mut free = buf.split_off(buf.len());
+    let mut parts: Vec<Option<BytesMut>> = Vec::new();
     let mut tasks = JoinSet::new();
     let mut index = 0;
     while next < end || !tasks.is_empty() {
@@ -165,11 +172,13 @@ async fn get_once(
             let range = next..end.min(next + part);
             next = range.end;
             parts.push(None);
+            let rest = free.split_off((range.end - range.start) as usize);
+            let region = std::mem::replace(&mut free, rest);
             let (inner, key, etag) = (inner.clone(), key.to_string(), etag.clone());
             let i = index;
             index += 1;
             tasks.spawn(async move {
-                let got = get_range(&inner, &key, &range, Some(&etag)).await;
+                let got = get_range(&inner, &key, &range, Some(&etag), region).await;
                 (i, range, got)
             });
             continue;
@@ -192,7 +201,7 @@ async fn get_once(
         }
     }
     for part in parts {
-        buf.extend_from_slice(&part.expect("every part joined"));
+        buf.unsplit(part.expect("every part joined"));
     }
     Ok(Ok(GetResult {
         bytes: buf.freeze(),
