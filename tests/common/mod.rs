@@ -1,6 +1,8 @@
 //! Helpers shared by integration tests: a real S3 server, and unique names.
 #![allow(dead_code)]
 
+pub mod pattern;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -85,4 +87,10 @@ pub fn unique(prefix: &str) -> String {
 /// Path of the built `cardfs` binary.
 pub fn cardfs_bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_cardfs"))
+}
+
+/// Keys of every object under `prefix`, in listing order.
+pub async fn keys_under(store: &dyn cardfs::store::ObjectStore, prefix: &str) -> Vec<String> {
+    let all = store.list_all(prefix).await.expect("list");
+    all.into_iter().map(|o| o.key).collect()
 }
