@@ -44,9 +44,9 @@ fn read_card(path: &Path) -> Result<Option<Card>, StoreError> {
         None => Ok(None),
         Some(bytes) => Card::from_bytes(&bytes)
             .map(Some)
-            .map_err(|source| StoreError::Card {
+            .map_err(|error| StoreError::Card {
                 path: path.to_path_buf(),
-                source,
+                error,
             }),
     }
 }
