@@ -246,7 +246,7 @@ fn key_commands_and_bad_passwords() {
     // Wrong password: one sentence, non-zero, nothing written.
     let before = std::fs::read(a.file("keys/k.key")).unwrap();
     let err = a.fails(&["card", "create", "--key", "k", "--identity", "kay"], b"");
-    assert!(err.contains("wrong password"), "{err}");
+    assert_eq!(err.matches("wrong password").count(), 1, "{err}");
     assert!(text(a.ok(&["card", "list"])).is_empty());
     let err = a.fails(
         &["card", "create", "--key", "nokey", "--identity", "kay"],
