@@ -1,6 +1,11 @@
 //! The `cardfs` command line: argument parsing, prompts, progress output and
 //! exit codes. The only place `anyhow` is used; library errors are typed.
 
+mod card;
+mod envelope;
+mod key;
+pub mod password;
+
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
@@ -17,6 +22,19 @@ enum Command {
     /// Check that this machine can mount FUSE filesystems: mounts a small
     /// read-only filesystem on a temporary directory and reads it back.
     Doctor,
+    /// Password-locked keys (X25519 for encryption, Ed25519 for signatures).
+    #[command(subcommand)]
+    Key(key::KeyCommand),
+    /// Cards: an identity bound to a key's public halves, self-signed.
+    #[command(subcommand)]
+    Card(card::CardCommand),
+    /// Authorities that approve cards, and which ones this home trusts.
+    #[command(subcommand)]
+    Authority(card::AuthorityCommand),
+    /// Encrypt (and optionally sign) data for one or more cards.
+    Encrypt(envelope::EncryptArgs),
+    /// Decrypt data encrypted to one of your keys (and check its signature).
+    Decrypt(envelope::DecryptArgs),
 }
 
 /// Parses the arguments, runs the command, and turns errors into one clear
@@ -36,6 +54,11 @@ pub fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Doctor => doctor(),
+        Command::Key(c) => key::run(c),
+        Command::Card(c) => card::run_card(c),
+        Command::Authority(c) => card::run_authority(c),
+        Command::Encrypt(a) => envelope::encrypt(a),
+        Command::Decrypt(a) => envelope::decrypt(a),
     }
 }
 

@@ -9,4 +9,9 @@
 //! - Secret material lives in types that zeroize on drop and never print
 //!   their contents through `Debug`.
 
+pub mod card;
 pub mod crypto;
+pub mod envelope;
+pub mod key;
+pub mod keyfile;
+pub mod wire;
