@@ -4,8 +4,15 @@
 //! implementation must pass the conformance suite in `tests/`, which pins
 //! the semantics documented on each method. In short:
 //!
-//! - Keys are non-empty UTF-8 strings of at most 1024 bytes, see
-//!   [`validate_key`]; listing order is the byte order of keys.
+//! - Keys are non-empty UTF-8 strings of at most 1024 bytes whose
+//!   `/`-separated segments have at most 255 bytes, see [`validate_key`].
+//! - Listing order is the byte order of keys, with one allowance for S3
+//!   servers that keep objects in a directory tree (SeaweedFS): they list
+//!   the keys below `p/` right after `p`, before sibling keys `p` + c where
+//!   c sorts below `/` (one of `` !"#$%&'()*+,-.``). Following
+//!   `next_start_after` from page to page visits every key exactly once on
+//!   every store. Code that needs a total order across such siblings sorts
+//!   what it listed.
 //! - `put` is atomic: readers see the old object or the new one, never a
 //!   mix. [`PutMode::Create`] and [`PutMode::Update`] are atomic
 //!   compare-and-swap operations: of many racing writers at most one wins
@@ -20,9 +27,15 @@ use std::fmt;
 use std::ops::Range;
 use std::time::Duration;
 
+pub mod local;
 pub mod memory;
+mod open;
+pub mod s3;
 
+pub use local::LocalStore;
 pub use memory::MemoryStore;
+pub use open::{OpenError, OpenOptions, open};
+pub use s3::{S3Options, S3Store};
 
 /// Result of a store operation.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -48,6 +61,14 @@ pub enum StoreError {
     /// The key is not usable as an object key.
     #[error("invalid object key {key:?}: {reason}")]
     InvalidKey { key: String, reason: &'static str },
+    /// The server accepts conditional puts but does not honour them, so
+    /// the engine's compare-and-swap would silently lose updates.
+    #[error(
+        "{store} ignores conditional writes (a second put with If-None-Match: * \
+         succeeded); cardfs needs a server that honours If-None-Match and If-Match \
+         (AWS S3, MinIO, SeaweedFS, Cloudflare R2)"
+    )]
+    ConditionalWritesIgnored { store: String },
     /// Anything else, with the store's own words.
     #[error("store error: {message}")]
     Other { message: String },
@@ -129,6 +150,22 @@ pub struct ListPage {
     pub next_start_after: Option<String>,
 }
 
+impl ListPage {
+    /// A page of `objects` (in ascending key order); `more` tells whether
+    /// objects follow, in which case the last key continues the listing.
+    pub fn new(objects: Vec<ObjectMeta>, more: bool) -> Self {
+        let next_start_after = if more {
+            objects.last().map(|o| o.key.clone())
+        } else {
+            None
+        };
+        Self {
+            objects,
+            next_start_after,
+        }
+    }
+}
+
 /// A large object sent in parts. Parts are appended in the order given;
 /// nothing is visible under the key until [`MultipartUpload::complete`]
 /// succeeds, and [`MultipartUpload::abort`] leaves nothing behind.
@@ -187,16 +224,74 @@ pub trait ObjectStore: Send + Sync + fmt::Debug + 'static {
         }
     }
 
+    /// Checks that conditional puts are honoured, by putting a scratch
+    /// object with [`PutMode::Create`] twice: the second put must fail with
+    /// [`StoreError::PreconditionFailed`]. Fails with
+    /// [`StoreError::ConditionalWritesIgnored`] otherwise. Stores that
+    /// implement conditions themselves (memory, local) need no probe.
+    async fn check_conditional_writes(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// Multipart uploads that were started but neither completed nor
+    /// aborted (e.g. after a crash), as `key` strings (local store: temp
+    /// file names). Empty when nothing is left behind.
+    async fn pending_uploads(&self) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+
     /// Where this store lives, for messages (e.g. `s3://bucket/prefix`).
     fn describe(&self) -> String;
+}
+
+/// Puts a scratch object with [`PutMode::Create`] twice and with a wrong
+/// [`PutMode::Update`] ETag once: both repeats must fail with
+/// [`StoreError::PreconditionFailed`], else the store ignores conditions
+/// and this returns [`StoreError::ConditionalWritesIgnored`]. The scratch
+/// object (under `.cardfs-probe/`) is deleted afterwards.
+pub async fn probe_conditional_writes(store: &dyn ObjectStore) -> Result<()> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let key = format!(".cardfs-probe/{}-{nanos:x}", std::process::id());
+    let first = store
+        .put(&key, Bytes::from_static(b"1"), PutMode::Create)
+        .await?;
+    let second = store
+        .put(&key, Bytes::from_static(b"2"), PutMode::Create)
+        .await;
+    let wrong = ETag(format!("{}-not-the-etag", first.0.trim_matches('"')));
+    let third = match &second {
+        Err(StoreError::PreconditionFailed { .. }) => Some(
+            store
+                .put(&key, Bytes::from_static(b"3"), PutMode::Update(wrong))
+                .await,
+        ),
+        _ => None,
+    };
+    let cleanup = store.delete(&key).await;
+    let ignored = StoreError::ConditionalWritesIgnored {
+        store: store.describe(),
+    };
+    match (second, third) {
+        (Ok(_), _) | (_, Some(Ok(_))) => Err(ignored),
+        (_, Some(Err(StoreError::PreconditionFailed { .. }))) => cleanup,
+        (_, Some(Err(e))) | (Err(e), None) => Err(e),
+    }
 }
 
 /// Longest key any implementation accepts (S3's limit).
 pub const MAX_KEY_LEN: usize = 1024;
 
+/// Longest `/`-separated key segment (the file-name limit of Linux
+/// filesystems and of SeaweedFS).
+pub const MAX_SEGMENT_LEN: usize = 255;
+
 /// Checks that `key` is usable by every implementation: non-empty, at most
-/// [`MAX_KEY_LEN`] bytes, no NUL or control characters, no leading `/`, and
-/// no empty, `.` or `..` path segment.
+/// [`MAX_KEY_LEN`] bytes, no NUL or control characters, no leading `/`, no
+/// empty, `.` or `..` path segment, and no segment longer than
+/// [`MAX_SEGMENT_LEN`] bytes.
 pub fn validate_key(key: &str) -> Result<()> {
     let bad = |reason| {
         Err(StoreError::InvalidKey {
@@ -218,6 +313,9 @@ pub fn validate_key(key: &str) -> Result<()> {
         .any(|seg| seg.is_empty() || seg == "." || seg == "..")
     {
         return bad("has an empty, '.' or '..' segment");
+    }
+    if key.split('/').any(|seg| seg.len() > MAX_SEGMENT_LEN) {
+        return bad("has a segment longer than 255 bytes");
     }
     Ok(())
 }
@@ -241,6 +339,11 @@ mod tests {
             assert!(validate_key(bad).is_err(), "{bad:?} accepted");
         }
         assert!(validate_key(&"x".repeat(1025)).is_err());
+        assert!(validate_key(&"x".repeat(255)).is_ok());
+        assert!(validate_key(&"x".repeat(256)).is_err());
+        let long = vec!["y".repeat(255); 4].join("/");
+        assert_eq!(long.len(), 1023);
+        assert!(validate_key(&long).is_ok());
     }
 
     #[test]
