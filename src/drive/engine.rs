@@ -43,12 +43,21 @@ pub struct Dirty {
     /// Block plaintexts being written (each starts at the block start).
     pub blocks: BTreeMap<u64, Vec<u8>>,
     pub mtime: meta::Time,
+    /// The version these writes started from, and its blocks: together
+    /// with `blocks` they are this client's version of the file, even if
+    /// another client changes the file meanwhile.
+    pub base: u64,
+    pub base_blocks: BTreeMap<u64, meta::BlockRef>,
 }
 
 /// An open file or directory.
 #[derive(Debug, Clone)]
 pub struct Handle {
+    /// The node this handle reads and writes (a conflict copy after a
+    /// concurrent edit diverted this client's version).
     pub node: u64,
+    /// The inode the handle was opened on (what the kernel keeps using).
+    pub opened_as: u64,
     pub writable: bool,
     pub append: bool,
     /// End of the last read (sequential read detection).
@@ -499,6 +508,7 @@ impl Engine {
                 seq: head.seq + 1,
                 hash,
             };
+            tracing::debug!(seq = head.seq, ops = batch.ops.len(), "pulled a log entry");
             batches.push(batch);
         }
         if batches.is_empty() {
@@ -592,6 +602,7 @@ impl Engine {
                 .await;
             match r {
                 Ok(_) => {
+                    tracing::debug!(seq, ops = batch.ops.len(), "committed a log entry");
                     {
                         let mut core = self.lock();
                         core.reachable = true;
@@ -766,6 +777,7 @@ pub fn op_blocks(op: &Op) -> Vec<[u8; 16]> {
 /// the file; ops already in the log (same client seq) are dropped.
 pub fn rebase(core: &mut Core, card: &[u8; 32]) {
     let old_view = std::mem::replace(&mut core.view, core.committed.clone());
+    // Original node -> conflict copy holding this client's version.
     let mut conflicted: HashMap<u64, u64> = HashMap::new();
     let pending = std::mem::take(&mut core.pending);
     let mut kept = VecDeque::new();
@@ -779,7 +791,9 @@ pub fn rebase(core: &mut Core, card: &[u8; 32]) {
             if current != Some(*base)
                 && let Some(copy) = conflict_copy(&old_view, &core.view, *node, card)
             {
-                conflicted.insert(*node, 0);
+                if let Op::Create { node: c, .. } = &copy {
+                    conflicted.insert(*node, c.id);
+                }
                 op = copy;
             }
         }
@@ -789,7 +803,7 @@ pub fn rebase(core: &mut Core, card: &[u8; 32]) {
                 kept.push_back((seq, op));
             }
             Err(DriveError::Exists) => {
-                let renamed = rename_for_conflict(op, card);
+                let renamed = rename_for_conflict(&core.view, op, card);
                 match core.view.apply(&renamed) {
                     Ok(_) => kept.push_back((seq, renamed)),
                     Err(e) => {
@@ -801,6 +815,10 @@ pub fn rebase(core: &mut Core, card: &[u8; 32]) {
         }
     }
     core.pending = kept;
+    // Open handles and unsealed writes follow this client's version.
+    for (orig, copy) in conflicted {
+        redirect(core, orig, copy);
+    }
     // Open files whose node went away stay readable.
     let gone: Vec<u64> = core
         .open_count
@@ -817,18 +835,35 @@ pub fn rebase(core: &mut Core, card: &[u8; 32]) {
     }
 }
 
-fn conflict_name(name: &[u8], card: &[u8; 32]) -> Vec<u8> {
-    let mut n = name.to_vec();
-    n.extend_from_slice(format!(".conflict-{}-{}", hex8(card), now().secs).as_bytes());
-    n.truncate(255);
-    n
+/// `name.conflict-<card8>-<unix time>`, with `-<n>` added until it is
+/// free in `dir`; cut to fit 255 bytes.
+pub fn conflict_name(tree: &Tree, dir: u64, name: &[u8], card: &[u8; 32]) -> Vec<u8> {
+    let base = format!(".conflict-{}-{}", hex8(card), now().secs);
+    let taken = |n: &[u8]| {
+        tree.nodes
+            .get(&dir)
+            .is_some_and(|d| d.entries.contains_key(n))
+    };
+    for i in 0u32.. {
+        let suffix = if i == 0 {
+            base.clone()
+        } else {
+            format!("{base}-{i}")
+        };
+        let mut n = name[..name.len().min(255 - suffix.len())].to_vec();
+        n.extend_from_slice(suffix.as_bytes());
+        if !taken(&n) {
+            return n;
+        }
+    }
+    unreachable!("some suffix is free")
 }
 
-fn rename_for_conflict(op: Op, card: &[u8; 32]) -> Op {
+fn rename_for_conflict(tree: &Tree, op: Op, card: &[u8; 32]) -> Op {
     match op {
         Op::Create { parent, name, node } => Op::Create {
+            name: conflict_name(tree, parent, &name, card),
             parent,
-            name: conflict_name(&name, card),
             node,
         },
         Op::Link {
@@ -837,8 +872,8 @@ fn rename_for_conflict(op: Op, card: &[u8; 32]) -> Op {
             node,
             ctime,
         } => Op::Link {
+            name: conflict_name(tree, parent, &name, card),
             parent,
-            name: conflict_name(&name, card),
             node,
             ctime,
         },
@@ -850,14 +885,35 @@ fn rename_for_conflict(op: Op, card: &[u8; 32]) -> Op {
             exchange,
             time,
         } => Op::Rename {
+            newname: conflict_name(tree, newparent, &newname, card),
             parent,
             name,
             newparent,
-            newname: conflict_name(&newname, card),
             exchange,
             time,
         },
         other => other,
+    }
+}
+
+/// Moves open handles and unsealed writes of `orig` to `copy`.
+pub fn redirect(core: &mut Core, orig: u64, copy: u64) {
+    let mut moved = 0;
+    for h in core.handles.values_mut().filter(|h| h.node == orig) {
+        h.node = copy;
+        moved += 1;
+    }
+    if moved > 0 {
+        *core.open_count.entry(copy).or_insert(0) += moved;
+        if let Some(c) = core.open_count.get_mut(&orig) {
+            *c -= moved.min(*c);
+            if *c == 0 {
+                core.open_count.remove(&orig);
+            }
+        }
+    }
+    if let Some(d) = core.dirty.remove(&orig) {
+        core.dirty.insert(copy, d);
     }
 }
 
@@ -875,7 +931,7 @@ fn conflict_copy(old_view: &Tree, view: &Tree, node: u64, card: &[u8; 32]) -> Op
     );
     Some(Op::Create {
         parent,
-        name: conflict_name(&name, card),
+        name: conflict_name(view, parent, &name, card),
         node: Box::new(copy),
     })
 }

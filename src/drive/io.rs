@@ -10,7 +10,7 @@
 //!   read as zeros.
 
 use super::cache::now;
-use super::engine::{Core, Dirty, Engine};
+use super::engine::{Core, Dirty, Engine, conflict_name, fresh_id, redirect};
 use super::error::{DriveError, Result};
 use super::types::{Fh, Ino};
 use super::volume;
@@ -127,6 +127,7 @@ impl Engine {
         let (parts, sequential) = {
             let mut core = self.lock();
             let h = core.handle(fh, ino)?;
+            let ino = h.node;
             let n = core.node(ino)?;
             if n.kind == KIND_DIR {
                 return Err(DriveError::IsDir);
@@ -134,6 +135,8 @@ impl Engine {
             let d = core.dirty.get(&ino);
             let file_size = d.map(|d| d.size).unwrap_or(n.size);
             let live_blocks = d.map(|d| d.min_size).unwrap_or(n.size).div_ceil(B);
+            // With unsealed writes, this client's version is built on their base.
+            let blocks = d.map(|d| &d.base_blocks).unwrap_or(&n.blocks);
             let end = offset.saturating_add(size as u64).min(file_size);
             let mut parts = Vec::new();
             let mut pos = offset;
@@ -149,7 +152,7 @@ impl Engine {
                         v[..have].copy_from_slice(&buf[in_start..in_start + have]);
                     }
                     parts.push(Part::Bytes(v));
-                } else if let (true, Some(b)) = (idx < live_blocks, n.blocks.get(&idx)) {
+                } else if let (true, Some(b)) = (idx < live_blocks, blocks.get(&idx)) {
                     parts.push(Part::Stored(
                         Fetch {
                             file_id: n.file_id,
@@ -198,7 +201,8 @@ impl Engine {
             idxs.iter()
                 .filter(|i| **i < live && !d.is_some_and(|d| d.blocks.contains_key(i)))
                 .filter_map(|i| {
-                    n.blocks.get(i).map(|b| Fetch {
+                    let blocks = d.map(|d| &d.base_blocks).unwrap_or(&n.blocks);
+                    blocks.get(i).map(|b| Fetch {
                         file_id: n.file_id,
                         key: n.file_key,
                         index: *i,
@@ -210,9 +214,10 @@ impl Engine {
         for f in fetches {
             let plain = self.fetch_block(&f).await?;
             let mut core = self.lock();
-            let size = core.node(ino)?.size;
-            let d = dirty_entry(&mut core, ino, size);
-            d.blocks.entry(f.index).or_insert(plain);
+            dirty_entry(&mut core, ino)?
+                .blocks
+                .entry(f.index)
+                .or_insert(plain);
         }
         Ok(())
     }
@@ -220,6 +225,8 @@ impl Engine {
     pub async fn write(&self, ino: Ino, fh: Fh, offset: u64, data: &[u8]) -> Result<u32> {
         self.writable()?;
         let h = self.lock().handle(fh, ino)?;
+        // The handle may have been moved to a conflict copy.
+        let ino = h.node;
         if !h.writable {
             return Err(DriveError::BadHandle);
         }
@@ -253,7 +260,7 @@ impl Engine {
             if h.append && core.dirty.get(&ino).map(|d| d.size).unwrap_or(size) != offset {
                 continue; // Another append moved the end meanwhile.
             }
-            dirty_entry(&mut core, ino, size);
+            dirty_entry(&mut core, ino)?;
             let mut missing = false;
             for i in &idxs {
                 let (s, e) = (
@@ -264,7 +271,7 @@ impl Engine {
                 if partial.contains(i)
                     && !d.blocks.contains_key(i)
                     && i * B < d.min_size
-                    && n_has(&core, ino, *i)
+                    && d.base_blocks.contains_key(i)
                 {
                     missing = true;
                     break;
@@ -322,8 +329,7 @@ impl Engine {
             self.load_blocks(ino, &[size / B]).await?;
         }
         let mut core = self.lock();
-        let cur = core.node(ino)?.size;
-        let d = dirty_entry(&mut core, ino, cur);
+        let d = dirty_entry(&mut core, ino)?;
         if size < d.size {
             let keep = size.div_ceil(B);
             d.blocks.retain(|i, _| *i < keep);
@@ -349,6 +355,39 @@ impl Engine {
         let Some(n) = core.view.nodes.get(&ino) else {
             return Ok(());
         };
+        if !core.dirty.contains_key(&ino) {
+            return Ok(());
+        }
+        let ino = if core.dirty[&ino].base != n.version {
+            // Another client changed the file since these writes began:
+            // theirs keeps the name, this client's version becomes a
+            // conflict copy next to it (never lose either).
+            let Some((parent, name)) = core.view.name_of(ino) else {
+                return Ok(());
+            };
+            let d = &core.dirty[&ino];
+            let mut copy = n.clone();
+            copy.id = fresh_id(&core.view);
+            copy.blocks = d.base_blocks.clone();
+            copy.version = d.base;
+            copy.entries.clear();
+            let id = copy.id;
+            let name = conflict_name(&core.view, parent, &name, &self.me.card_id);
+            tracing::warn!(
+                node = ino,
+                "concurrent edit of the same file: keeping this client's version as a conflict copy"
+            );
+            core.push(Op::Create {
+                parent,
+                name,
+                node: Box::new(copy),
+            })?;
+            redirect(core, ino, id);
+            id
+        } else {
+            ino
+        };
+        let n = &core.view.nodes[&ino];
         let Some(d) = core.dirty.remove(&ino) else {
             return Ok(());
         };
@@ -426,17 +465,18 @@ impl Engine {
     }
 }
 
-fn n_has(core: &Core, ino: Ino, idx: u64) -> bool {
-    core.node(ino)
-        .map(|n| n.blocks.contains_key(&idx))
-        .unwrap_or(false)
-}
-
-fn dirty_entry(core: &mut Core, ino: Ino, size: u64) -> &mut Dirty {
-    core.dirty.entry(ino).or_insert_with(|| Dirty {
-        size,
-        min_size: size,
-        blocks: Default::default(),
-        mtime: now(),
-    })
+fn dirty_entry(core: &mut Core, ino: Ino) -> Result<&mut Dirty> {
+    if !core.dirty.contains_key(&ino) {
+        let n = core.node(ino)?;
+        let d = Dirty {
+            size: n.size,
+            min_size: n.size,
+            blocks: Default::default(),
+            mtime: now(),
+            base: n.version,
+            base_blocks: n.blocks.clone(),
+        };
+        core.dirty.insert(ino, d);
+    }
+    Ok(core.dirty.get_mut(&ino).expect("just inserted"))
 }

@@ -122,20 +122,20 @@ impl Drive {
 
     /// Seals the file's buffered writes (queued for upload).
     pub async fn flush(&self, ino: Ino, fh: Fh) -> Result<()> {
-        self.e.lock().handle(fh, ino)?;
-        self.e.flush(ino)
+        let node = self.e.lock().handle(fh, ino)?.node;
+        self.e.flush(node)
     }
 
     /// Makes the file's data and all pending metadata durable in the local
     /// journal (not necessarily uploaded yet; see [`Drive::sync`]).
     pub async fn fsync(&self, ino: Ino, fh: Fh, _datasync: bool) -> Result<()> {
-        self.e.lock().handle(fh, ino)?;
-        self.e.fsync(ino)
+        let node = self.e.lock().handle(fh, ino)?.node;
+        self.e.fsync(node)
     }
 
     pub async fn release(&self, ino: Ino, fh: Fh) -> Result<()> {
-        self.e.lock().handle(fh, ino)?;
-        let r = self.e.flush(ino);
+        let node = self.e.lock().handle(fh, ino)?.node;
+        let r = self.e.flush(node);
         self.e.release_handle(fh);
         r
     }
