@@ -89,7 +89,7 @@ impl Cache {
             Ok(b) if b.len() == 16 => b.try_into().expect("16 bytes"),
             _ => {
                 let c: [u8; 16] = random_array();
-                write_durable(&client_path, &c)?;
+                write_file(&client_path, &c, true)?;
                 c
             }
         };
@@ -337,7 +337,9 @@ impl Cache {
         }
     }
 
-    pub fn save_state(&self, s: &LocalState) -> Result<()> {
+    /// Saves the state; `durable` fsyncs it (a lost update only weakens
+    /// rollback detection to the previous head, never correctness).
+    pub fn save_state(&self, s: &LocalState, durable: bool) -> Result<()> {
         let mut w = Writer::new();
         w.raw(&s.header_hash)
             .u64(s.head_seq)
@@ -347,7 +349,11 @@ impl Cache {
         let mut ct = w.into_vec();
         self.cipher
             .seal_in_place(&nonce, b"cardfs/v1/state", &mut ct);
-        write_durable(&self.dir.join("state"), &[nonce.as_slice(), &ct].concat())
+        write_file(
+            &self.dir.join("state"),
+            &[nonce.as_slice(), &ct].concat(),
+            durable,
+        )
     }
 
     /// The saved state; `None` on first use. A state file that fails
@@ -403,15 +409,19 @@ impl Lru {
     }
 }
 
-fn write_durable(path: &Path, bytes: &[u8]) -> Result<()> {
+/// Replaces a file atomically (temp file + rename); `durable` fsyncs the
+/// file and its directory.
+fn write_file(path: &Path, bytes: &[u8], durable: bool) -> Result<()> {
     let tmp = path.with_extension("tmp");
     {
         let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
         f.write_all(bytes).map_err(io_err(&tmp))?;
-        f.sync_all().map_err(io_err(&tmp))?;
+        if durable {
+            f.sync_all().map_err(io_err(&tmp))?;
+        }
     }
     fs::rename(&tmp, path).map_err(io_err(path))?;
-    if let Some(parent) = path.parent() {
+    if durable && let Some(parent) = path.parent() {
         sync_dir(parent)?;
     }
     Ok(())

@@ -29,6 +29,9 @@ use std::time::{Duration, SystemTime};
 /// Entries between snapshots: opening reads at most this many entries
 /// after the newest snapshot.
 pub const SNAPSHOT_EVERY: u64 = 64;
+/// How long the background committer waits after a change so that a
+/// burst of changes becomes one log entry.
+const COMMIT_DELAY: Duration = Duration::from_millis(25);
 /// Largest number of ops in one log entry.
 const MAX_BATCH: usize = 4096;
 
@@ -407,7 +410,7 @@ impl Engine {
             task: Mutex::new(None),
         });
         engine.replay_journal()?;
-        engine.save_state()?;
+        engine.save_state(true)?;
         let task = tokio::spawn(background(Arc::downgrade(&engine)));
         *engine.task.lock().expect("task lock") = Some(task);
         if !engine.lock().pending.is_empty() {
@@ -449,7 +452,7 @@ impl Engine {
         Ok(())
     }
 
-    pub fn save_state(&self) -> Result<()> {
+    pub fn save_state(&self, durable: bool) -> Result<()> {
         let core = self.lock();
         let s = LocalState {
             header_hash: self.header_hash,
@@ -458,7 +461,7 @@ impl Engine {
             next_client_seq: core.next_client_seq,
         };
         drop(core);
-        self.cache.save_state(&s)
+        self.cache.save_state(&s, durable)
     }
 
     /// Writes not-yet-journalled pending ops to the journal.
@@ -535,7 +538,7 @@ impl Engine {
                 rebase(&mut core, &self.me.card_id);
             }
         }
-        self.save_state()?;
+        self.save_state(false)?;
         self.maybe_snapshot().await;
         Ok(())
     }
@@ -614,7 +617,7 @@ impl Engine {
                             core.view.clients = core.committed.clients.clone();
                         }
                     }
-                    self.save_state()?;
+                    self.save_state(false)?;
                     // Under the lock: an op pushed (and journalled by a
                     // concurrent fsync) after this check is never erased.
                     {
@@ -963,6 +966,8 @@ async fn background(engine: Weak<Engine>) {
         };
         let mut failed = false;
         if busy {
+            // Let a burst of changes gather into one log entry.
+            tokio::time::sleep(COMMIT_DELAY).await;
             if let Err(err) = e.commit_once().await {
                 failed = true;
                 match &err {

@@ -293,6 +293,7 @@ impl Drive {
             self.e.journal_pending(true)?;
         }
         self.e.stop();
+        self.e.save_state(true)?;
         r
     }
 }
