@@ -408,8 +408,29 @@ fn short(r: &R<Vec<u8>>) -> String {
     }
 }
 
+/// Syncs, retrying while injected store failures make it fail.
+async fn sync_retry(d: &Drive) {
+    for _ in 0..100 {
+        if d.sync(&|_, _| {}).await.is_ok() {
+            return;
+        }
+    }
+    panic!("sync kept failing");
+}
+
 async fn check(ops: Vec<M>) {
-    let env = Env::new().await;
+    check_on(ops, 0).await
+}
+
+/// Runs `ops`; with `fail_every` > 0 every Nth store put fails
+/// (transiently), through the fault-injecting wrapper.
+async fn check_on(ops: Vec<M>, fail_every: u64) {
+    let mut env = Env::new().await;
+    let flaky = Flaky::new(env.store.clone());
+    flaky
+        .fail_every
+        .store(fail_every, std::sync::atomic::Ordering::SeqCst);
+    env.store = flaky;
     let mut d = env.open().await;
     let mut model = Model::new();
     let mut opens = 0;
@@ -417,7 +438,7 @@ async fn check(ops: Vec<M>) {
     for (i, m) in ops.iter().enumerate() {
         match m {
             M::Reopen => {
-                sync(&d).await;
+                sync_retry(&d).await;
                 d.shutdown().await.unwrap();
                 opens += 1;
                 // Alternate between a fresh cache and the first one.
@@ -463,7 +484,7 @@ async fn check(ops: Vec<M>) {
     let mt = model_tree(&model);
     let et = engine_tree(&d).await;
     assert!(et == mt, "final tree differs");
-    sync(&d).await;
+    sync_retry(&d).await;
     d.shutdown().await.unwrap();
     // A brand-new client sees the same final tree.
     let d2 = env.open_with("final").await;
@@ -546,5 +567,10 @@ proptest! {
     #[test]
     fn engine_matches_model(ops in proptest::collection::vec(op(), 1..40)) {
         rt().block_on(check(ops));
+    }
+
+    #[test]
+    fn engine_matches_model_with_failing_puts(ops in proptest::collection::vec(op(), 1..30), every in 2u64..6) {
+        rt().block_on(check_on(ops, every));
     }
 }

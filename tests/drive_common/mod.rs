@@ -132,6 +132,8 @@ pub struct Flaky {
     pub down: std::sync::atomic::AtomicBool,
     pub block_log: std::sync::atomic::AtomicBool,
     pub puts: std::sync::atomic::AtomicU64,
+    /// When non-zero, every Nth put fails as a transient error.
+    pub fail_every: std::sync::atomic::AtomicU64,
 }
 
 impl Flaky {
@@ -141,6 +143,7 @@ impl Flaky {
             down: Default::default(),
             block_log: Default::default(),
             puts: Default::default(),
+            fail_every: Default::default(),
         })
     }
     pub fn set_down(&self, v: bool) {
@@ -174,7 +177,14 @@ impl ObjectStore for Flaky {
                 retry_after: None,
             });
         }
-        self.puts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let n = self.puts.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        let every = self.fail_every.load(std::sync::atomic::Ordering::SeqCst);
+        if every > 0 && n % every == 0 {
+            return Err(cardfs::store::StoreError::Transient {
+                message: "test: injected put failure".into(),
+                retry_after: None,
+            });
+        }
         self.inner.put(key, body, mode).await
     }
     async fn get(&self, key: &str, options: GetOptions) -> cardfs::store::Result<GetResult> {
