@@ -179,7 +179,7 @@ impl ObjectStore for Flaky {
         }
         let n = self.puts.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
         let every = self.fail_every.load(std::sync::atomic::Ordering::SeqCst);
-        if every > 0 && n % every == 0 {
+        if every > 0 && n.is_multiple_of(every) {
             return Err(cardfs::store::StoreError::Transient {
                 message: "test: injected put failure".into(),
                 retry_after: None,
