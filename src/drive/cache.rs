@@ -140,7 +140,8 @@ impl Cache {
         durable: bool,
     ) -> Result<()> {
         let path = self.object_path(id);
-        let tmp = path.with_extension("tmp");
+        // A unique temporary name: two tasks may cache the same object.
+        let tmp = path.with_extension(format!("{}.tmp", hex(&random_array::<8>())));
         {
             let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
             f.write_all(bytes).map_err(io_err(&tmp))?;
@@ -179,7 +180,8 @@ impl Cache {
         };
         let out = match range {
             None => {
-                let mut v = Vec::new();
+                let len = f.metadata().map(|m| m.len() as usize).unwrap_or(0);
+                let mut v = Vec::with_capacity(len);
                 f.read_to_end(&mut v).map_err(io_err(&path))?;
                 v
             }

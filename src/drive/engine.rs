@@ -151,6 +151,10 @@ pub struct Engine {
     pub stopped: AtomicBool,
     /// Serialises journal appends.
     pub journal_lock: Mutex<()>,
+    /// Blocks being fetched ahead of readers.
+    pub prefetching: Mutex<HashMap<[u8; 16], Arc<tokio::sync::Mutex<()>>>>,
+    /// Recently read block plaintexts (memory only, never on disk).
+    pub plain: Mutex<VecDeque<([u8; 16], Arc<Vec<u8>>)>>,
     pub task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -407,6 +411,8 @@ impl Engine {
             commit_lock: tokio::sync::Mutex::new(()),
             stopped: AtomicBool::new(false),
             journal_lock: Mutex::new(()),
+            prefetching: Mutex::new(Default::default()),
+            plain: Mutex::new(Default::default()),
             task: Mutex::new(None),
         });
         engine.replay_journal()?;

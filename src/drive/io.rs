@@ -19,6 +19,7 @@ use crate::format::crypto::{SecretKey, random_array};
 use crate::format::meta::{BlockRef, KIND_DIR, KIND_FILE, Op};
 use crate::store::{GetOptions, StoreError};
 use std::ops::Range;
+use std::sync::Arc;
 
 const B: u64 = BLOCK_SIZE as u64;
 /// Unsealed bytes of all files above which a write seals its file.
@@ -28,12 +29,25 @@ const MAX_FILE: u64 = 1 << 50;
 
 /// What is needed to read one stored block.
 #[derive(Clone)]
-struct Fetch {
+pub struct Fetch {
     file_id: [u8; 16],
     key: [u8; 32],
     index: u64,
     block: BlockRef,
 }
+
+impl Fetch {
+    fn id(&self) -> BlockId<'_> {
+        BlockId {
+            file_id: &self.file_id,
+            block_id: &self.block.id,
+            block_index: self.index,
+        }
+    }
+}
+
+/// Decrypted blocks kept in memory for sequential readers.
+const PLAIN_BLOCKS: usize = 8;
 
 /// Where the bytes of one block of a read come from.
 enum Part {
@@ -44,38 +58,49 @@ enum Part {
 
 impl Engine {
     /// Reads and verifies `range` (within the block) of a stored block.
-    /// `whole` fetches and caches the entire object (read-ahead).
+    /// `whole` reads and verifies the entire block once and keeps its
+    /// plaintext in memory for the reads that follow (sequential access);
+    /// otherwise only the chunks covering `range` are fetched.
     async fn fetch(&self, f: &Fetch, range: Range<usize>, whole: bool) -> Result<Vec<u8>> {
         let len = f.block.len as usize;
         let range = range.start.min(len)..range.end.min(len);
         if range.is_empty() {
             return Ok(Vec::new());
         }
+        if let Some(p) = self.plain_get(&f.block.id) {
+            return Ok(p[range].to_vec());
+        }
+        if whole {
+            return Ok(self.whole_block(f).await?[range].to_vec());
+        }
         let key = volume::content_key(&f.block.id);
-        let id = BlockId {
-            file_id: &f.file_id,
-            block_id: &f.block.id,
-            block_index: f.index,
-        };
+        let id = f.id();
         let cipher = content::block_cipher(&SecretKey::from_bytes(f.key), id);
         let (chunks, obj) = content::chunk_span(range.clone(), len);
         let base = chunks.start as usize * content::CHUNK_SIZE;
         if let Some(sealed) = self.cache.read_object(&f.block.id, Some(obj.clone()))? {
             match content::open_chunks(&cipher, id, len, chunks.clone(), &sealed) {
                 Ok(plain) => return Ok(plain[range.start - base..range.end - base].to_vec()),
-                Err(e) => {
-                    tracing::error!(object = %key, error = %e, "cached copy failed verification; dropping it and reading the store");
-                    self.cache.remove_object(&f.block.id);
-                }
+                Err(e) => self.drop_cached(&key, &f.block.id, &e),
             }
         }
-        let get = if whole {
-            GetOptions::default()
-        } else {
-            GetOptions::range(obj.clone())
-        };
-        let r = self.store.get(&key, get).await;
-        let got = match r {
+        let got = self
+            .get_object(&key, GetOptions::range(obj.clone()), len)
+            .await?;
+        let plain = content::open_chunks(&cipher, id, len, chunks, &got)
+            .map_err(|e| DriveError::tampered(&key, e.to_string()))?;
+        Ok(plain[range.start - base..range.end - base].to_vec())
+    }
+
+    fn drop_cached(&self, key: &str, id: &[u8; 16], e: &crate::format::wire::FormatError) {
+        tracing::error!(object = %key, error = %e, "cached copy failed verification; dropping it and reading the store");
+        self.cache.remove_object(id);
+    }
+
+    /// GETs (part of) a content object, checking the whole object's size
+    /// against the block length in the metadata.
+    async fn get_object(&self, key: &str, get: GetOptions, len: usize) -> Result<bytes::Bytes> {
+        let got = match self.store.get(key, get).await {
             Ok(g) => {
                 self.lock().reachable = true;
                 g
@@ -91,40 +116,82 @@ impl Engine {
             }
         };
         if got.meta.size != sealed_len(len) as u64 {
-            return Err(DriveError::tampered(
-                key,
-                format!(
-                    "object is {} bytes, metadata says {}",
-                    got.meta.size,
-                    sealed_len(len)
-                ),
-            ));
+            let msg = format!(
+                "object is {} bytes, metadata says {}",
+                got.meta.size,
+                sealed_len(len)
+            );
+            return Err(DriveError::tampered(key, msg));
         }
-        let sealed = if whole {
-            let all = got.bytes;
-            if all.len() != sealed_len(len) {
-                return Err(DriveError::tampered(key, "short read"));
+        Ok(got.bytes)
+    }
+
+    /// The whole verified plaintext of a block, waiting for a read-ahead of
+    /// the same block if one is running.
+    async fn whole_block(&self, f: &Fetch) -> Result<Arc<Vec<u8>>> {
+        let running = self
+            .prefetching
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&f.block.id)
+            .cloned();
+        if let Some(m) = running {
+            drop(m.lock().await);
+            if let Some(p) = self.plain_get(&f.block.id) {
+                return Ok(p);
             }
-            // Verify everything before caching it.
-            content::open_chunks(&cipher, id, len, 0..content::chunk_count(len), &all)
-                .map_err(|e| DriveError::tampered(&key, e.to_string()))?;
-            self.cache.put_object(&f.block.id, &all, false, false)?;
-            all.slice(obj.start as usize..obj.end as usize)
-        } else {
-            got.bytes
-        };
-        let plain = content::open_chunks(&cipher, id, len, chunks, &sealed)
+        }
+        self.load_whole(f).await
+    }
+
+    async fn load_whole(&self, f: &Fetch) -> Result<Arc<Vec<u8>>> {
+        let len = f.block.len as usize;
+        let key = volume::content_key(&f.block.id);
+        let id = f.id();
+        let cipher = content::block_cipher(&SecretKey::from_bytes(f.key), id);
+        let all = 0..content::chunk_count(len);
+        if let Some(sealed) = self.cache.read_object(&f.block.id, None)? {
+            match content::open_chunks(&cipher, id, len, all.clone(), &sealed) {
+                Ok(plain) => return Ok(self.plain_put(f.block.id, plain)),
+                Err(e) => self.drop_cached(&key, &f.block.id, &e),
+            }
+        }
+        let sealed = self.get_object(&key, GetOptions::default(), len).await?;
+        let plain = content::open_chunks(&cipher, id, len, all, &sealed)
             .map_err(|e| DriveError::tampered(&key, e.to_string()))?;
-        Ok(plain[range.start - base..range.end - base].to_vec())
+        // Verified: keep the ciphertext in the cache.
+        self.cache.put_object(&f.block.id, &sealed, false, false)?;
+        Ok(self.plain_put(f.block.id, plain))
+    }
+
+    fn plain_get(&self, id: &[u8; 16]) -> Option<Arc<Vec<u8>>> {
+        let cache = self.plain.lock().unwrap_or_else(|e| e.into_inner());
+        cache.iter().find(|(k, _)| k == id).map(|(_, p)| p.clone())
+    }
+
+    fn plain_put(&self, id: [u8; 16], plain: Vec<u8>) -> Arc<Vec<u8>> {
+        let p = Arc::new(plain);
+        let mut cache = self.plain.lock().unwrap_or_else(|e| e.into_inner());
+        cache.retain(|(k, _)| *k != id);
+        cache.push_front((id, p.clone()));
+        cache.truncate(PLAIN_BLOCKS);
+        p
     }
 
     /// The full plaintext of a stored block (for read-modify-write).
     async fn fetch_block(&self, f: &Fetch) -> Result<Vec<u8>> {
-        self.fetch(f, 0..f.block.len as usize, true).await
+        Ok(self.whole_block(f).await?.as_ref().clone())
     }
 
-    pub async fn read(&self, ino: Ino, fh: Fh, offset: u64, size: u32) -> Result<Vec<u8>> {
-        let (parts, sequential) = {
+    /// Reads; also returns the block worth fetching ahead, if any.
+    pub async fn read(
+        &self,
+        ino: Ino,
+        fh: Fh,
+        offset: u64,
+        size: u32,
+    ) -> Result<(Vec<u8>, Option<Fetch>)> {
+        let (parts, sequential, prefetch) = {
             let mut core = self.lock();
             let h = core.handle(fh, ino)?;
             let ino = h.node;
@@ -168,10 +235,25 @@ impl Engine {
                 pos = idx * B + in_end as u64;
             }
             let sequential = h.last_read_end == offset || offset == 0;
+            // Read-ahead: on sequential reads, the next stored block.
+            let next = end.div_ceil(B);
+            let prefetch = match (sequential, blocks.get(&next)) {
+                (true, Some(b))
+                    if next < live_blocks && !d.is_some_and(|d| d.blocks.contains_key(&next)) =>
+                {
+                    Some(Fetch {
+                        file_id: n.file_id,
+                        key: n.file_key,
+                        index: next,
+                        block: *b,
+                    })
+                }
+                _ => None,
+            };
             if let Some(h) = core.handles.get_mut(&fh) {
                 h.last_read_end = end;
             }
-            (parts, sequential)
+            (parts, sequential, prefetch)
         };
         let mut out = Vec::with_capacity(size as usize);
         for p in parts {
@@ -187,7 +269,31 @@ impl Engine {
                 }
             }
         }
-        Ok(out)
+        Ok((out, prefetch))
+    }
+
+    /// Fetches a whole block ahead of a sequential reader.
+    pub async fn prefetch(&self, f: Fetch) {
+        if self.plain_get(&f.block.id).is_some() {
+            return;
+        }
+        let lock = Arc::new(tokio::sync::Mutex::new(()));
+        let guard = lock.clone().try_lock_owned().expect("a new mutex is free");
+        {
+            let mut running = self.prefetching.lock().unwrap_or_else(|e| e.into_inner());
+            if running.contains_key(&f.block.id) {
+                return;
+            }
+            running.insert(f.block.id, lock);
+        }
+        if let Err(e) = self.load_whole(&f).await {
+            tracing::debug!(error = %e, "read-ahead failed; the read itself will retry");
+        }
+        self.prefetching
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&f.block.id);
+        drop(guard);
     }
 
     /// Loads into the dirty buffers the stored blocks `idxs` of `ino` that

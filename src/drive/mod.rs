@@ -113,7 +113,12 @@ impl Drive {
     }
 
     pub async fn read(&self, ino: Ino, fh: Fh, offset: u64, size: u32) -> Result<Vec<u8>> {
-        self.e.read(ino, fh, offset, size).await
+        let (data, next) = self.e.read(ino, fh, offset, size).await?;
+        if let Some(f) = next {
+            let e = self.e.clone();
+            tokio::spawn(async move { e.prefetch(f).await });
+        }
+        Ok(data)
     }
 
     pub async fn write(&self, ino: Ino, fh: Fh, offset: u64, data: &[u8]) -> Result<u32> {
