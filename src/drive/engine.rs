@@ -132,6 +132,9 @@ impl Core {
     }
 }
 
+/// A decrypted block (block id, plaintext) held in memory.
+pub type PlainBlock = ([u8; 16], Arc<Vec<u8>>);
+
 /// Everything one open drive shares between its handles and tasks.
 pub struct Engine {
     pub store: Arc<dyn ObjectStore>,
@@ -154,7 +157,7 @@ pub struct Engine {
     /// Blocks being fetched ahead of readers.
     pub prefetching: Mutex<HashMap<[u8; 16], Arc<tokio::sync::Mutex<()>>>>,
     /// Recently read block plaintexts (memory only, never on disk).
-    pub plain: Mutex<VecDeque<([u8; 16], Arc<Vec<u8>>)>>,
+    pub plain: Mutex<VecDeque<PlainBlock>>,
     pub task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
