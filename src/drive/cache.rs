@@ -61,6 +61,9 @@ pub struct Cache {
     limit: u64,
     lru: Mutex<Lru>,
     journal: Mutex<()>,
+    /// Held (an exclusive file lock on `lock`) while a drive uses this
+    /// directory: two engines on one cache would corrupt its journal.
+    lock: Mutex<Option<File>>,
 }
 
 fn hex(b: &[u8]) -> String {
@@ -84,6 +87,16 @@ impl Cache {
     pub fn open(dir: &Path, drive_id: &[u8; 16], secret: &[u8; 32], limit: u64) -> Result<Cache> {
         let objects = dir.join("objects");
         fs::create_dir_all(&objects).map_err(io_err(&objects))?;
+        let lock_path = dir.join("lock");
+        let lock = File::create(&lock_path).map_err(io_err(&lock_path))?;
+        if let Err(e) = lock.try_lock() {
+            return Err(match e {
+                std::fs::TryLockError::WouldBlock => {
+                    DriveError::CacheInUse(dir.display().to_string())
+                }
+                std::fs::TryLockError::Error(e) => io_err(&lock_path)(e),
+            });
+        }
         let client_path = dir.join("client");
         let client = match fs::read(&client_path) {
             Ok(b) if b.len() == 16 => b.try_into().expect("16 bytes"),
@@ -101,6 +114,7 @@ impl Cache {
             limit,
             lru: Mutex::new(Lru::default()),
             journal: Mutex::new(()),
+            lock: Mutex::new(Some(lock)),
         };
         let mut found = Vec::new();
         for e in fs::read_dir(&objects).map_err(io_err(&objects))?.flatten() {
@@ -120,6 +134,11 @@ impl Cache {
             }
         }
         Ok(cache)
+    }
+
+    /// Releases the directory for another engine (after shutdown).
+    pub fn release(&self) {
+        self.lock.lock().unwrap_or_else(|e| e.into_inner()).take();
     }
 
     pub fn client_id(&self) -> [u8; 16] {

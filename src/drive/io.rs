@@ -396,7 +396,13 @@ impl Engine {
             let d = core.dirty.get_mut(&ino).expect("dirty entry");
             d.size = d.size.max(end);
             d.mtime = now();
-            let seal = end % B == 0 || core.pending_bytes() > DIRTY_LIMIT;
+            let unsealed: u64 = core
+                .dirty
+                .values()
+                .flat_map(|d| d.blocks.values())
+                .map(|b| b.len() as u64)
+                .sum();
+            let seal = end % B == 0 || unsealed > DIRTY_LIMIT;
             if seal {
                 self.seal(&mut core, ino, false)?;
             }

@@ -288,6 +288,7 @@ impl Drive {
             t.abort();
             let _ = t.await;
         }
+        self.e.cache.release();
     }
 
     /// Makes a final sync attempt, then stops background tasks.
@@ -299,6 +300,7 @@ impl Drive {
         }
         self.e.stop();
         self.e.save_state(true)?;
+        self.e.cache.release();
         r
     }
 }
