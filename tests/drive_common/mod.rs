@@ -2,6 +2,8 @@
 //! a temporary cache directory, and small file helpers.
 #![allow(dead_code)]
 
+pub mod model;
+
 use cardfs::drive::{Caller, Drive, DriveOptions, Fh, Identity, Ino, ROOT_INO};
 use cardfs::store::{MemoryStore, ObjectStore};
 use std::ffi::OsStr;
@@ -14,7 +16,6 @@ pub const WHO: Caller = Caller {
 };
 
 pub struct Env {
-    pub mem: MemoryStore,
     pub store: Arc<dyn ObjectStore>,
     pub id: Identity,
     pub dir: tempfile::TempDir,
@@ -23,18 +24,25 @@ pub struct Env {
 impl Env {
     /// A fresh drive on a fresh MemoryStore.
     pub async fn new() -> Env {
-        let mem = MemoryStore::new();
-        let store: Arc<dyn ObjectStore> = Arc::new(mem.clone());
+        Env::with_store(Arc::new(MemoryStore::new())).await
+    }
+
+    /// A fresh drive on `store` (which must be empty).
+    pub async fn with_store(store: Arc<dyn ObjectStore>) -> Env {
         let id = Identity::generate();
         Drive::create_drive(store.clone(), &id, b"test card")
             .await
             .unwrap();
         Env {
-            mem,
             store,
             id,
             dir: tempfile::tempdir().unwrap(),
         }
+    }
+
+    /// Number of objects in the store.
+    pub async fn object_count(&self) -> usize {
+        self.store.list_all("").await.unwrap().len()
     }
 
     pub fn opts(&self, cache: &str) -> DriveOptions {
