@@ -13,6 +13,14 @@
 //! [`Drive::create_drive`] and `Drive::open(store, me, opts)` is
 //! [`Drive::open_drive`]; the file operations keep the names `create` and
 //! `open`. `read` returns `Vec<u8>`; the owner card is passed as bytes.
+//! `readdir` returns at most 4096 entries per call (call again with the
+//! last `next_offset`; an empty result is the end).
+//!
+//! Additions: [`Drive::abandon`] (simulate a crash), [`Drive::drive_id`],
+//! [`Drive::cache_bytes`], [`DriveOptions::new`] (defaults), [`ROOT_INO`],
+//! and `DriveError::{BadHandle, TooBig, TooManyLinks, NotMember,
+//! CacheInUse, Cache}`. A second engine on the same cache directory gets
+//! `CacheInUse` (EBUSY) until the first one's `shutdown`.
 
 mod cache;
 mod engine;
