@@ -32,6 +32,9 @@ pub const SNAPSHOT_EVERY: u64 = 64;
 /// How long the background committer waits after a change so that a
 /// burst of changes becomes one log entry.
 const COMMIT_DELAY: Duration = Duration::from_millis(25);
+/// Unsealed writes untouched for this long are sealed and queued for
+/// upload by the background task.
+const IDLE_SEAL: Duration = Duration::from_secs(2);
 /// Largest number of ops in one log entry.
 const MAX_BATCH: usize = 4096;
 
@@ -733,6 +736,23 @@ impl Engine {
         }
     }
 
+    /// Seals files whose unsealed writes have been idle for `IDLE_SEAL`
+    /// (open files that are neither flushed nor closed still get uploaded).
+    pub fn seal_idle(&self) -> Result<()> {
+        let mut core = self.lock();
+        let limit = super::cache::to_time(SystemTime::now() - IDLE_SEAL);
+        let idle: Vec<u64> = core
+            .dirty
+            .iter()
+            .filter(|(_, d)| d.mtime <= limit)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in idle {
+            self.seal(&mut core, id, false)?;
+        }
+        Ok(())
+    }
+
     pub fn status(&self) -> DriveStatus {
         let core = self.lock();
         DriveStatus {
@@ -969,6 +989,9 @@ async fn background(engine: Weak<Engine>) {
             return;
         }
         let interval = e.opts.refresh_interval;
+        if let Err(err) = e.seal_idle() {
+            tracing::warn!(error = %err, "could not seal idle writes");
+        }
         let busy = {
             let core = e.lock();
             !core.pending.is_empty() || !core.uploads.is_empty()
