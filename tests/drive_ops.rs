@@ -517,3 +517,27 @@ async fn large_directory_pages_through_readdir() {
     let d2 = env.open_with("other").await;
     assert_eq!(names(&d2, dir).await, got);
 }
+
+#[tokio::test]
+async fn opening_a_large_drive_needs_few_requests() {
+    let env = Env::new().await;
+    let d = env.open().await;
+    // Many separate commits, so the log is long and snapshots exist.
+    for i in 0..(3 * SNAPSHOT_EVERY + 10) {
+        put(&d, ROOT_INO, &format!("f{i}"), b"x").await;
+        sync(&d).await;
+    }
+    d.shutdown().await.unwrap();
+    let counting = Flaky::new(env.store.clone());
+    let d2 = Drive::open_drive(counting.clone(), env.id.clone(), env.opts("fresh"))
+        .await
+        .unwrap();
+    let reads = counting.reads.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        names(&d2, ROOT_INO).await.len() as u64,
+        3 * SNAPSHOT_EVERY + 10
+    );
+    // Header, keyring list + get, snapshot list + get, at most
+    // SNAPSHOT_EVERY entries after the snapshot, the end probe (+ list).
+    assert!(reads <= 8 + SNAPSHOT_EVERY, "{reads} store reads to open");
+}
