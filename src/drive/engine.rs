@@ -625,6 +625,7 @@ impl Engine {
                         core.head = Head { seq, hash };
                         core.pending.retain(|(s, _)| *s > last);
                         core.last_commit = Some(SystemTime::now());
+                        core.fatal = None;
                         if core.pending.is_empty() {
                             core.view.clients = core.committed.clients.clone();
                         }

@@ -19,8 +19,8 @@
 //! Additions: [`Drive::abandon`] (simulate a crash), [`Drive::drive_id`],
 //! [`Drive::cache_bytes`], [`DriveOptions::new`] (defaults), [`ROOT_INO`],
 //! and `DriveError::{BadHandle, TooBig, TooManyLinks, NotMember,
-//! CacheInUse, CommitFailed, Cache}`. A second engine on the same cache directory gets
-//! `CacheInUse` (EBUSY) until the first one's `shutdown`.
+//! CacheInUse, CommitFailed, Cache}`. A second engine on the same cache
+//! directory gets `CacheInUse` (EBUSY) until the first one's `shutdown`.
 
 mod cache;
 mod engine;
