@@ -284,7 +284,7 @@ impl Engine {
     pub async fn open_drive(
         store: Arc<dyn ObjectStore>,
         me: Identity,
-        opts: DriveOptions,
+        mut opts: DriveOptions,
     ) -> Result<Arc<Engine>> {
         let header_bytes = volume::get(store.as_ref(), volume::HEADER_KEY).await?;
         let header = DriveHeader::open(&header_bytes)
@@ -317,6 +317,11 @@ impl Engine {
             &me.x25519,
         )
         .await?;
+        // A member who may not write gets a read-only drive (EROFS) rather
+        // than writing entries every other client would refuse.
+        if keys.writer(keys.current().0, &me.card_id).is_none() {
+            opts.read_only = true;
+        }
         // Start from the newest snapshot, then replay the log after it.
         let (mut tree, mut head) = match volume::newest_snapshot(store.as_ref(), &keys).await? {
             Some((h, body)) => (Tree::from_nodes(body.nodes, body.clients), h),
