@@ -13,7 +13,7 @@
 //!   which verifies the authority's signature.
 
 use super::key::{InvalidName, UserKey, check_name};
-use super::wire::{Cursor, Prefix, hash, hex, parse_hex, read_prefix};
+use super::wire::{Prefix, Reader, hash, hex, parse_hex, read_prefix};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ed25519_dalek::{Signature, Signer, VerifyingKey};
@@ -183,7 +183,7 @@ impl Card {
     /// Parses and verifies a card (see the module invariants).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, CardError> {
         let short = |_| CardError::Malformed;
-        let mut c = Cursor::new(bytes);
+        let mut c = Reader::new(bytes);
         read_prefix(&mut c, MAGIC, VERSION, 0).map_err(|e| match e {
             Prefix::Magic => CardError::NotACard,
             Prefix::Short => CardError::Malformed,
@@ -197,7 +197,7 @@ impl Card {
         check_name(&identity)?;
         let x25519 = PublicKey::from(c.array::<32>().map_err(short)?);
         let ed = c.array::<32>().map_err(short)?;
-        let body = bytes[..c.position(bytes)].to_vec();
+        let body = bytes[..c.position()].to_vec();
         let self_signature = c.array::<64>().map_err(short)?;
         let count = c.u8().map_err(short)? as usize;
         let mut approvals: Vec<Approval> = Vec::with_capacity(count);

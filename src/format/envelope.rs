@@ -21,7 +21,7 @@ use super::crypto::{
     unwrap_key, wrap_key_with,
 };
 use super::key::{UserKey, recipient_id};
-use super::wire::{Cursor, Prefix, hash, read_prefix};
+use super::wire::{Prefix, Reader, hash, read_prefix};
 use ed25519_dalek::{Signature, Signer};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -111,7 +111,7 @@ pub struct Header {
 
 /// Checks the fixed header prefix and returns the whole header's length.
 pub fn header_len(fixed: &[u8]) -> Result<usize, EnvelopeError> {
-    let mut c = Cursor::new(fixed);
+    let mut c = Reader::new(fixed);
     let truncated = |_| EnvelopeError::Truncated("the header is incomplete");
     read_prefix(&mut c, MAGIC, VERSION, KNOWN_FLAGS).map_err(|e| match e {
         Prefix::Magic => EnvelopeError::NotAnEnvelope,
@@ -139,7 +139,7 @@ impl Header {
             return Err(EnvelopeError::MalformedHeader("trailing bytes"));
         }
         let short = |_| EnvelopeError::Truncated("the header is incomplete");
-        let mut c = Cursor::new(bytes);
+        let mut c = Reader::new(bytes);
         c.take(5).map_err(short)?;
         let flags = c.u8().map_err(short)?;
         let count = c.u16().map_err(short)? as usize;

@@ -12,7 +12,7 @@
 
 use super::crypto::{Cipher, NONCE_LEN, SecretKey, TAG_LEN, random_array};
 use super::key::{InvalidName, UserKey, check_name};
-use super::wire::{Cursor, Prefix, read_prefix};
+use super::wire::{Prefix, Reader, read_prefix};
 use std::fmt;
 use x25519_dalek::PublicKey;
 use zeroize::{Zeroize, Zeroizing};
@@ -206,7 +206,7 @@ impl KeyFile {
     /// Parses a key file without unlocking it.
     pub fn parse(bytes: &[u8]) -> Result<Self, KeyFileError> {
         let short = |_| KeyFileError::Malformed;
-        let mut c = Cursor::new(bytes);
+        let mut c = Reader::new(bytes);
         read_prefix(&mut c, MAGIC, VERSION, 0).map_err(|e| match e {
             Prefix::Magic => KeyFileError::NotAKeyFile,
             Prefix::Short => KeyFileError::Malformed,

@@ -10,8 +10,10 @@
 //!   their contents through `Debug`.
 
 pub mod card;
+pub mod content;
 pub mod crypto;
 pub mod envelope;
 pub mod key;
 pub mod keyfile;
+pub mod meta;
 pub mod wire;

@@ -1,68 +1,156 @@
-//! Little helpers for hand-laid binary formats: a bounds-checked cursor for
-//! parsing and SHA-256 with a domain-separation label.
+//! Little-endian byte writer and reader for the hand-laid formats, plus the
+//! helpers they share: the magic/version/flags prefix, domain-separated
+//! SHA-256, and hex.
 //!
-//! Invariants: the cursor never panics on short input; it reports
-//! [`Short`] instead, and [`Cursor::finish`] refuses trailing bytes.
+//! Invariants: the reader never panics on malformed input; every read past
+//! the end is [`FormatError::Truncated`]; lengths are checked against the
+//! remaining input before allocating; [`Reader::finish`] refuses trailing
+//! bytes.
 
 use sha2::{Digest, Sha256};
 
-/// The input ended before a field, or had bytes left over after the last one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Short;
-
-/// A read position in a byte slice.
-pub struct Cursor<'a> {
-    rest: &'a [u8],
+/// Why bytes could not be parsed or verified.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FormatError {
+    #[error("truncated")]
+    Truncated,
+    #[error("wrong magic")]
+    BadMagic,
+    #[error("unsupported version {0}")]
+    Version(u16),
+    #[error("unknown feature flags {0:#x}")]
+    Flags(u16),
+    #[error("invalid: {0}")]
+    Invalid(&'static str),
+    #[error("trailing bytes")]
+    Trailing,
+    #[error("bad signature")]
+    Signature,
+    #[error("decryption failed")]
+    Decrypt,
 }
 
-impl<'a> Cursor<'a> {
-    pub fn new(bytes: &'a [u8]) -> Self {
-        Self { rest: bytes }
-    }
+/// Appends little-endian values to a buffer.
+#[derive(Debug, Default)]
+pub struct Writer(pub Vec<u8>);
 
-    pub fn take(&mut self, n: usize) -> Result<&'a [u8], Short> {
-        if self.rest.len() < n {
-            return Err(Short);
+impl Writer {
+    pub fn new() -> Self {
+        Self(Vec::new())
+    }
+    pub fn u8(&mut self, v: u8) -> &mut Self {
+        self.0.push(v);
+        self
+    }
+    pub fn u16(&mut self, v: u16) -> &mut Self {
+        self.0.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+    pub fn u32(&mut self, v: u32) -> &mut Self {
+        self.0.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+    pub fn u64(&mut self, v: u64) -> &mut Self {
+        self.0.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+    pub fn i64(&mut self, v: i64) -> &mut Self {
+        self.0.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+    /// Fixed-size bytes, no length prefix.
+    pub fn raw(&mut self, v: &[u8]) -> &mut Self {
+        self.0.extend_from_slice(v);
+        self
+    }
+    /// A u32 length followed by the bytes.
+    pub fn bytes(&mut self, v: &[u8]) -> &mut Self {
+        self.u32(u32::try_from(v.len()).expect("field below 4 GiB"));
+        self.raw(v)
+    }
+    pub fn into_vec(self) -> Vec<u8> {
+        self.0
+    }
+}
+
+/// Reads little-endian values from a slice.
+#[derive(Debug)]
+pub struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    pub fn new(buf: &'a [u8]) -> Self {
+        Self { buf, pos: 0 }
+    }
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+    pub fn remaining(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+    pub fn take(&mut self, n: usize) -> Result<&'a [u8], FormatError> {
+        if self.remaining() < n {
+            return Err(FormatError::Truncated);
         }
-        let (head, tail) = self.rest.split_at(n);
-        self.rest = tail;
-        Ok(head)
+        let out = &self.buf[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(out)
     }
-
-    pub fn array<const N: usize>(&mut self) -> Result<[u8; N], Short> {
+    pub fn array<const N: usize>(&mut self) -> Result<[u8; N], FormatError> {
         let mut out = [0u8; N];
         out.copy_from_slice(self.take(N)?);
         Ok(out)
     }
-
-    pub fn u8(&mut self) -> Result<u8, Short> {
-        Ok(self.array::<1>()?[0])
+    pub fn u8(&mut self) -> Result<u8, FormatError> {
+        Ok(self.take(1)?[0])
     }
-
-    pub fn u16(&mut self) -> Result<u16, Short> {
+    pub fn u16(&mut self) -> Result<u16, FormatError> {
         Ok(u16::from_le_bytes(self.array()?))
     }
-
-    pub fn u32(&mut self) -> Result<u32, Short> {
+    pub fn u32(&mut self) -> Result<u32, FormatError> {
         Ok(u32::from_le_bytes(self.array()?))
     }
-
-    pub fn u64(&mut self) -> Result<u64, Short> {
+    pub fn u64(&mut self) -> Result<u64, FormatError> {
         Ok(u64::from_le_bytes(self.array()?))
     }
-
-    /// Bytes consumed so far, given the slice the cursor started on.
-    pub fn position(&self, start: &[u8]) -> usize {
-        start.len() - self.rest.len()
+    pub fn i64(&mut self) -> Result<i64, FormatError> {
+        Ok(i64::from_le_bytes(self.array()?))
     }
-
-    /// Succeeds only if every byte was consumed.
-    pub fn finish(self) -> Result<(), Short> {
-        if self.rest.is_empty() {
-            Ok(())
-        } else {
-            Err(Short)
+    pub fn bytes(&mut self) -> Result<&'a [u8], FormatError> {
+        let n = self.u32()? as usize;
+        self.take(n)
+    }
+    /// A count of items each at least `min_item` bytes long, checked against
+    /// the remaining input so a forged count cannot force a huge allocation.
+    pub fn count(&mut self, min_item: usize) -> Result<usize, FormatError> {
+        let n = self.u32()? as usize;
+        if n.saturating_mul(min_item.max(1)) > self.remaining() {
+            return Err(FormatError::Truncated);
         }
+        Ok(n)
+    }
+    /// Checks magic, version 1 and that no feature flag is set.
+    pub fn header(&mut self, magic: &[u8; 4]) -> Result<(), FormatError> {
+        if &self.array::<4>()? != magic {
+            return Err(FormatError::BadMagic);
+        }
+        let version = self.u16()?;
+        if version != 1 {
+            return Err(FormatError::Version(version));
+        }
+        let flags = self.u16()?;
+        if flags != 0 {
+            return Err(FormatError::Flags(flags));
+        }
+        Ok(())
+    }
+    pub fn finish(&self) -> Result<(), FormatError> {
+        if self.remaining() != 0 {
+            return Err(FormatError::Trailing);
+        }
+        Ok(())
     }
 }
 
@@ -82,7 +170,7 @@ pub enum Prefix {
 /// Reads `magic (4) || version (1) || flags (1)`, checking the version and
 /// refusing unknown flags. Returns the flags.
 pub fn read_prefix(
-    c: &mut Cursor<'_>,
+    c: &mut Reader<'_>,
     magic: &[u8; 4],
     version: u8,
     known_flags: u8,
@@ -135,15 +223,68 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cursor_reads_and_refuses_short_or_trailing_input() {
-        let bytes = [1u8, 2, 0, 3, 0, 0, 0, 9];
-        let mut c = Cursor::new(&bytes);
-        assert_eq!(c.u8(), Ok(1));
-        assert_eq!(c.u16(), Ok(2));
-        assert_eq!(c.u32(), Ok(3));
-        assert_eq!(c.position(&bytes), 7);
-        assert_eq!(c.u16(), Err(Short));
-        assert!(c.finish().is_err());
+    fn round_trip_and_truncation() {
+        let mut w = Writer::new();
+        w.u8(1)
+            .u16(2)
+            .u32(3)
+            .u64(4)
+            .i64(-5)
+            .bytes(b"abc")
+            .raw(&[9; 2]);
+        let v = w.into_vec();
+        let mut r = Reader::new(&v);
+        assert_eq!(r.u8().unwrap(), 1);
+        assert_eq!(r.u16().unwrap(), 2);
+        assert_eq!(r.u32().unwrap(), 3);
+        assert_eq!(r.u64().unwrap(), 4);
+        assert_eq!(r.i64().unwrap(), -5);
+        assert_eq!(r.bytes().unwrap(), b"abc");
+        assert_eq!(r.array::<2>().unwrap(), [9, 9]);
+        r.finish().unwrap();
+        for cut in 0..v.len() {
+            let mut r = Reader::new(&v[..cut]);
+            let all = (|| -> Result<(), FormatError> {
+                r.u8()?;
+                r.u16()?;
+                r.u32()?;
+                r.u64()?;
+                r.i64()?;
+                r.bytes()?;
+                r.array::<2>()?;
+                Ok(())
+            })();
+            assert_eq!(all, Err(FormatError::Truncated));
+        }
+    }
+
+    #[test]
+    fn forged_count_is_refused() {
+        let mut w = Writer::new();
+        w.u32(u32::MAX);
+        let v = w.into_vec();
+        assert_eq!(Reader::new(&v).count(8), Err(FormatError::Truncated));
+    }
+
+    #[test]
+    fn prefix_checks_magic_version_and_flags() {
+        let ok = [b'T', b'E', b'S', b'T', 1, 0b01];
+        assert_eq!(
+            read_prefix(&mut Reader::new(&ok), b"TEST", 1, 0b11),
+            Ok(0b01)
+        );
+        let cases: [(&[u8], Prefix); 4] = [
+            (b"XEST\x01\x00", Prefix::Magic),
+            (b"TEST", Prefix::Short),
+            (b"TEST\x02\x00", Prefix::Version(2)),
+            (b"TEST\x01\x04", Prefix::Flags(4)),
+        ];
+        for (bytes, want) in cases {
+            assert_eq!(
+                read_prefix(&mut Reader::new(bytes), b"TEST", 1, 0b11),
+                Err(want)
+            );
+        }
     }
 
     #[test]
