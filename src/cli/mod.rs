@@ -1,7 +1,20 @@
 //! The `cardfs` command line: argument parsing, prompts, progress output and
 //! exit codes. The only place `anyhow` is used; library errors are typed.
 
+// The daemon, mountpoint checks and most user errors are wired to `init`
+// and `mount` in the next change, once the engine and key store land.
+#![allow(dead_code)]
+
+mod control;
+mod control_cmds;
+mod daemon;
+mod exit;
+mod mountpoint;
+mod paths;
+mod progress;
+
 use clap::{Parser, Subcommand};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// End-to-end encrypted cloud storage, shared by public key.
@@ -17,6 +30,23 @@ enum Command {
     /// Check that this machine can mount FUSE filesystems: mounts a small
     /// read-only filesystem on a temporary directory and reads it back.
     Doctor,
+    /// Commit every pending change of a mounted drive, then unmount it.
+    Unmount {
+        /// Where the drive is mounted.
+        mountpoint: PathBuf,
+    },
+    /// Push every pending change of a mounted drive to the store now and
+    /// wait until it is committed.
+    Sync {
+        /// Where the drive is mounted.
+        mountpoint: PathBuf,
+    },
+    /// Show mounted drives: store, pending uploads, last commit, whether
+    /// the store is reachable.
+    Status {
+        /// Only this mount (default: every mount of this user).
+        mountpoint: Option<PathBuf>,
+    },
 }
 
 /// Parses the arguments, runs the command, and turns errors into one clear
@@ -28,7 +58,7 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("cardfs: {err:#}");
-            ExitCode::FAILURE
+            ExitCode::from(exit::code_of(&err))
         }
     }
 }
@@ -36,6 +66,9 @@ pub fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Doctor => doctor(),
+        Command::Unmount { mountpoint } => control_cmds::unmount(&mountpoint),
+        Command::Sync { mountpoint } => control_cmds::sync(&mountpoint),
+        Command::Status { mountpoint } => control_cmds::status(mountpoint.as_deref()),
     }
 }
 
