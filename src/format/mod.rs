@@ -9,4 +9,7 @@
 //! - Secret material lives in types that zeroize on drop and never print
 //!   their contents through `Debug`.
 
+pub mod content;
 pub mod crypto;
+pub mod meta;
+pub mod wire;

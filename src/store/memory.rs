@@ -148,15 +148,7 @@ impl ObjectStore for MemoryStore {
                 etag: etag.clone(),
             });
         }
-        let next_start_after = if more {
-            objects.last().map(|o| o.key.clone())
-        } else {
-            None
-        };
-        Ok(ListPage {
-            objects,
-            next_start_after,
-        })
+        Ok(ListPage::new(objects, more))
     }
 
     async fn delete(&self, key: &str) -> Result<()> {

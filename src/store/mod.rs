@@ -20,8 +20,10 @@ use std::fmt;
 use std::ops::Range;
 use std::time::Duration;
 
+pub mod local;
 pub mod memory;
 
+pub use local::LocalStore;
 pub use memory::MemoryStore;
 
 /// Result of a store operation.
@@ -48,6 +50,14 @@ pub enum StoreError {
     /// The key is not usable as an object key.
     #[error("invalid object key {key:?}: {reason}")]
     InvalidKey { key: String, reason: &'static str },
+    /// The server accepts conditional puts but does not honour them, so
+    /// the engine's compare-and-swap would silently lose updates.
+    #[error(
+        "{store} ignores conditional writes (a second put with If-None-Match: * \
+         succeeded); cardfs needs a server that honours If-None-Match and If-Match \
+         (AWS S3, MinIO, SeaweedFS, Cloudflare R2)"
+    )]
+    ConditionalWritesIgnored { store: String },
     /// Anything else, with the store's own words.
     #[error("store error: {message}")]
     Other { message: String },
@@ -129,6 +139,22 @@ pub struct ListPage {
     pub next_start_after: Option<String>,
 }
 
+impl ListPage {
+    /// A page of `objects` (in ascending key order); `more` tells whether
+    /// objects follow, in which case the last key continues the listing.
+    pub fn new(objects: Vec<ObjectMeta>, more: bool) -> Self {
+        let next_start_after = if more {
+            objects.last().map(|o| o.key.clone())
+        } else {
+            None
+        };
+        Self {
+            objects,
+            next_start_after,
+        }
+    }
+}
+
 /// A large object sent in parts. Parts are appended in the order given;
 /// nothing is visible under the key until [`MultipartUpload::complete`]
 /// succeeds, and [`MultipartUpload::abort`] leaves nothing behind.
@@ -185,6 +211,22 @@ pub trait ObjectStore: Send + Sync + fmt::Debug + 'static {
                 None => return Ok(out),
             }
         }
+    }
+
+    /// Checks that conditional puts are honoured, by putting a scratch
+    /// object with [`PutMode::Create`] twice: the second put must fail with
+    /// [`StoreError::PreconditionFailed`]. Fails with
+    /// [`StoreError::ConditionalWritesIgnored`] otherwise. Stores that
+    /// implement conditions themselves (memory, local) need no probe.
+    async fn check_conditional_writes(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// Multipart uploads that were started but neither completed nor
+    /// aborted (e.g. after a crash), as `key` strings (local store: temp
+    /// file names). Empty when nothing is left behind.
+    async fn pending_uploads(&self) -> Result<Vec<String>> {
+        Ok(Vec::new())
     }
 
     /// Where this store lives, for messages (e.g. `s3://bucket/prefix`).

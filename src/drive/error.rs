@@ -1,0 +1,106 @@
+//! The engine's error type and its mapping to POSIX errno values.
+
+use crate::store::StoreError;
+
+/// Result of an engine call.
+pub type Result<T, E = DriveError> = std::result::Result<T, E>;
+
+/// Everything an engine call can fail with. [`DriveError::errno`] gives the
+/// value the FUSE adapter replies with.
+#[derive(Debug, thiserror::Error)]
+pub enum DriveError {
+    #[error("no such file or directory")]
+    NotFound,
+    #[error("file exists")]
+    Exists,
+    #[error("not a directory")]
+    NotDir,
+    #[error("is a directory")]
+    IsDir,
+    #[error("directory not empty")]
+    NotEmpty,
+    #[error("file name too long")]
+    NameTooLong,
+    #[error("read-only drive")]
+    ReadOnly,
+    #[error("invalid argument: {0}")]
+    Invalid(String),
+    #[error("no such extended attribute")]
+    NoXattr,
+    #[error("extended attribute value too large")]
+    XattrRange,
+    #[error("operation not permitted")]
+    NotPermitted,
+    #[error("resource busy")]
+    Busy,
+    #[error("bad file handle")]
+    BadHandle,
+    #[error("file too large")]
+    TooBig,
+    #[error("too many links")]
+    TooManyLinks,
+    /// An object failed verification: wrong signature, failed decryption,
+    /// broken hash chain, wrong size, or missing.
+    #[error("object {object} failed verification: {reason}")]
+    Tampered { object: String, reason: String },
+    /// The store offers an older (or different) metadata state than this
+    /// client already accepted.
+    #[error(
+        "volume {volume}: store offers seq {offered} but this client accepted {known}: {reason}"
+    )]
+    Rollback {
+        volume: String,
+        known: u64,
+        offered: u64,
+        reason: String,
+    },
+    /// This identity is not a member of the drive.
+    #[error("not a member of this drive")]
+    NotMember,
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("local cache {path}: {source}")]
+    Cache {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("not implemented: {0}")]
+    NotImplemented(&'static str),
+}
+
+impl DriveError {
+    /// The POSIX errno for this error.
+    pub fn errno(&self) -> i32 {
+        use DriveError::*;
+        match self {
+            NotFound => libc::ENOENT,
+            Exists => libc::EEXIST,
+            NotDir => libc::ENOTDIR,
+            IsDir => libc::EISDIR,
+            NotEmpty => libc::ENOTEMPTY,
+            NameTooLong => libc::ENAMETOOLONG,
+            ReadOnly => libc::EROFS,
+            Invalid(_) => libc::EINVAL,
+            NoXattr => libc::ENODATA,
+            XattrRange => libc::E2BIG,
+            NotPermitted => libc::EPERM,
+            Busy => libc::EBUSY,
+            BadHandle => libc::EBADF,
+            TooBig => libc::EFBIG,
+            TooManyLinks => libc::EMLINK,
+            Tampered { .. } | Rollback { .. } => libc::EIO,
+            NotMember => libc::EACCES,
+            Store(StoreError::NotFound { .. }) => libc::EIO,
+            Store(_) => libc::EIO,
+            Cache { .. } => libc::EIO,
+            NotImplemented(_) => libc::ENOSYS,
+        }
+    }
+
+    #[allow(dead_code)]
+    pub(crate) fn tampered(object: impl Into<String>, reason: impl Into<String>) -> Self {
+        let (object, reason) = (object.into(), reason.into());
+        tracing::error!(%object, %reason, "object failed verification");
+        DriveError::Tampered { object, reason }
+    }
+}

@@ -1,0 +1,149 @@
+//! Plain data types of the engine's public API (attributes, directory
+//! entries, flags). No behaviour beyond small conversions.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+/// Inode number. 1 is the root directory; stable for the life of a drive
+/// (it is the node's id in the metadata, the same on every client).
+pub type Ino = u64;
+/// Open-file or open-directory handle.
+pub type Fh = u64;
+
+/// The inode number of the root directory.
+pub const ROOT_INO: Ino = 1;
+
+/// Kind of an inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FileKind {
+    File,
+    Dir,
+    Symlink,
+}
+
+/// What `getattr` returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attr {
+    pub ino: Ino,
+    pub kind: FileKind,
+    pub size: u64,
+    /// Size in 512-byte units, counting only stored (non-hole) blocks.
+    pub blocks: u64,
+    /// `mode & 0o7777`.
+    pub perm: u16,
+    pub nlink: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub atime: SystemTime,
+    pub mtime: SystemTime,
+    pub ctime: SystemTime,
+    pub crtime: SystemTime,
+    pub rdev: u32,
+    pub blksize: u32,
+}
+
+/// A time to set: the current time or a given one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeSet {
+    Now,
+    At(SystemTime),
+}
+
+/// Attributes to change in `setattr`; `None` leaves one unchanged.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SetAttr {
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub size: Option<u64>,
+    pub atime: Option<TimeSet>,
+    pub mtime: Option<TimeSet>,
+    pub ctime: Option<SystemTime>,
+}
+
+/// One entry of `readdir`; pass `next_offset` back to continue after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirEntry {
+    pub ino: Ino,
+    pub kind: FileKind,
+    pub name: OsString,
+    pub next_offset: u64,
+}
+
+/// What `statfs` returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatFs {
+    pub blocks: u64,
+    pub bfree: u64,
+    pub bavail: u64,
+    pub files: u64,
+    pub ffree: u64,
+    pub bsize: u32,
+    pub namelen: u32,
+    pub frsize: u32,
+}
+
+/// `renameat2` flags.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RenameFlags {
+    pub noreplace: bool,
+    pub exchange: bool,
+}
+
+/// `setxattr` flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XattrSet {
+    Any,
+    CreateOnly,
+    ReplaceOnly,
+}
+
+/// Who makes a create/mkdir/symlink: the owner of the new inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caller {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// How a drive is opened.
+#[derive(Debug, Clone)]
+pub struct DriveOptions {
+    /// Local cache directory (ciphertext objects, sealed journal and state).
+    pub cache_dir: PathBuf,
+    /// Upper bound of the cache in bytes (clean objects are evicted LRU).
+    pub cache_size: u64,
+    /// Refuse every change with `EROFS`.
+    pub read_only: bool,
+    /// How often the background task pulls other clients' changes.
+    pub refresh_interval: Duration,
+    /// How many objects the uploader sends at once.
+    pub upload_concurrency: usize,
+}
+
+impl DriveOptions {
+    /// Defaults for a cache directory: 1 GiB cache, read-write, refresh
+    /// every 30 s, 8 uploads at once.
+    pub fn new(cache_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            cache_dir: cache_dir.into(),
+            cache_size: 1 << 30,
+            read_only: false,
+            refresh_interval: Duration::from_secs(30),
+            upload_concurrency: 8,
+        }
+    }
+}
+
+/// What `status` reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DriveStatus {
+    /// Metadata operations not yet committed to the store.
+    pub pending_ops: u64,
+    /// Content bytes not yet uploaded.
+    pub pending_bytes: u64,
+    /// When this client last committed a log entry.
+    pub last_commit: Option<SystemTime>,
+    /// Whether the last store request succeeded.
+    pub store_reachable: bool,
+}

@@ -1,0 +1,199 @@
+//! Little-endian byte writer and reader used by the hand-laid formats.
+//!
+//! Invariants: the reader never panics on malformed input; every read past
+//! the end is [`FormatError::Truncated`]; lengths are checked against the
+//! remaining input before allocating.
+
+/// Why bytes could not be parsed or verified.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FormatError {
+    #[error("truncated")]
+    Truncated,
+    #[error("wrong magic")]
+    BadMagic,
+    #[error("unsupported version {0}")]
+    Version(u16),
+    #[error("unknown feature flags {0:#x}")]
+    Flags(u16),
+    #[error("invalid: {0}")]
+    Invalid(&'static str),
+    #[error("trailing bytes")]
+    Trailing,
+    #[error("bad signature")]
+    Signature,
+    #[error("decryption failed")]
+    Decrypt,
+}
+
+/// Appends little-endian values to a buffer.
+#[derive(Debug, Default)]
+pub struct Writer(pub Vec<u8>);
+
+impl Writer {
+    pub fn new() -> Self {
+        Self(Vec::new())
+    }
+    pub fn u8(&mut self, v: u8) -> &mut Self {
+        self.0.push(v);
+        self
+    }
+    pub fn u16(&mut self, v: u16) -> &mut Self {
+        self.0.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+    pub fn u32(&mut self, v: u32) -> &mut Self {
+        self.0.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+    pub fn u64(&mut self, v: u64) -> &mut Self {
+        self.0.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+    pub fn i64(&mut self, v: i64) -> &mut Self {
+        self.0.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+    /// Fixed-size bytes, no length prefix.
+    pub fn raw(&mut self, v: &[u8]) -> &mut Self {
+        self.0.extend_from_slice(v);
+        self
+    }
+    /// A u32 length followed by the bytes.
+    pub fn bytes(&mut self, v: &[u8]) -> &mut Self {
+        self.u32(u32::try_from(v.len()).expect("field below 4 GiB"));
+        self.raw(v)
+    }
+    pub fn into_vec(self) -> Vec<u8> {
+        self.0
+    }
+}
+
+/// Reads little-endian values from a slice.
+#[derive(Debug)]
+pub struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    pub fn new(buf: &'a [u8]) -> Self {
+        Self { buf, pos: 0 }
+    }
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+    pub fn remaining(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+    pub fn take(&mut self, n: usize) -> Result<&'a [u8], FormatError> {
+        if self.remaining() < n {
+            return Err(FormatError::Truncated);
+        }
+        let out = &self.buf[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(out)
+    }
+    pub fn array<const N: usize>(&mut self) -> Result<[u8; N], FormatError> {
+        let mut out = [0u8; N];
+        out.copy_from_slice(self.take(N)?);
+        Ok(out)
+    }
+    pub fn u8(&mut self) -> Result<u8, FormatError> {
+        Ok(self.take(1)?[0])
+    }
+    pub fn u16(&mut self) -> Result<u16, FormatError> {
+        Ok(u16::from_le_bytes(self.array()?))
+    }
+    pub fn u32(&mut self) -> Result<u32, FormatError> {
+        Ok(u32::from_le_bytes(self.array()?))
+    }
+    pub fn u64(&mut self) -> Result<u64, FormatError> {
+        Ok(u64::from_le_bytes(self.array()?))
+    }
+    pub fn i64(&mut self) -> Result<i64, FormatError> {
+        Ok(i64::from_le_bytes(self.array()?))
+    }
+    pub fn bytes(&mut self) -> Result<&'a [u8], FormatError> {
+        let n = self.u32()? as usize;
+        self.take(n)
+    }
+    /// A count of items each at least `min_item` bytes long, checked against
+    /// the remaining input so a forged count cannot force a huge allocation.
+    pub fn count(&mut self, min_item: usize) -> Result<usize, FormatError> {
+        let n = self.u32()? as usize;
+        if n.saturating_mul(min_item.max(1)) > self.remaining() {
+            return Err(FormatError::Truncated);
+        }
+        Ok(n)
+    }
+    /// Checks magic, version 1 and that no feature flag is set.
+    pub fn header(&mut self, magic: &[u8; 4]) -> Result<(), FormatError> {
+        if &self.array::<4>()? != magic {
+            return Err(FormatError::BadMagic);
+        }
+        let version = self.u16()?;
+        if version != 1 {
+            return Err(FormatError::Version(version));
+        }
+        let flags = self.u16()?;
+        if flags != 0 {
+            return Err(FormatError::Flags(flags));
+        }
+        Ok(())
+    }
+    pub fn finish(&self) -> Result<(), FormatError> {
+        if self.remaining() != 0 {
+            return Err(FormatError::Trailing);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_truncation() {
+        let mut w = Writer::new();
+        w.u8(1)
+            .u16(2)
+            .u32(3)
+            .u64(4)
+            .i64(-5)
+            .bytes(b"abc")
+            .raw(&[9; 2]);
+        let v = w.into_vec();
+        let mut r = Reader::new(&v);
+        assert_eq!(r.u8().unwrap(), 1);
+        assert_eq!(r.u16().unwrap(), 2);
+        assert_eq!(r.u32().unwrap(), 3);
+        assert_eq!(r.u64().unwrap(), 4);
+        assert_eq!(r.i64().unwrap(), -5);
+        assert_eq!(r.bytes().unwrap(), b"abc");
+        assert_eq!(r.array::<2>().unwrap(), [9, 9]);
+        r.finish().unwrap();
+        for cut in 0..v.len() {
+            let mut r = Reader::new(&v[..cut]);
+            let all = (|| -> Result<(), FormatError> {
+                r.u8()?;
+                r.u16()?;
+                r.u32()?;
+                r.u64()?;
+                r.i64()?;
+                r.bytes()?;
+                r.array::<2>()?;
+                Ok(())
+            })();
+            assert_eq!(all, Err(FormatError::Truncated));
+        }
+    }
+
+    #[test]
+    fn forged_count_is_refused() {
+        let mut w = Writer::new();
+        w.u32(u32::MAX);
+        let v = w.into_vec();
+        assert_eq!(Reader::new(&v).count(8), Err(FormatError::Truncated));
+    }
+}
