@@ -14,56 +14,84 @@
 //! [`Drive::open_drive`]; the file operations keep the names `create` and
 //! `open`. `read` returns `Vec<u8>`; the owner card is passed as bytes.
 
+mod cache;
+mod engine;
 mod error;
 mod identity;
+mod io;
+mod ops;
+mod tree;
 mod types;
+mod volume;
 
+pub use engine::SNAPSHOT_EVERY;
 pub use error::{DriveError, Result};
 pub use identity::{Identity, Member, Role};
 pub use types::*;
 
 use crate::store::ObjectStore;
+use engine::Engine;
 use std::ffi::{OsStr, OsString};
 use std::path::Path;
 use std::sync::Arc;
 
-/// An open drive. Cheap to clone (shares one engine); every method may be
-/// called concurrently from many tasks.
+/// An open drive. Cheap to clone (all clones share one engine); every
+/// method may be called concurrently from many tasks. Dropping the last
+/// clone without [`Drive::shutdown`] stops background work like a crash
+/// would: whatever `fsync` made durable is recovered by the next open.
 #[derive(Clone)]
 pub struct Drive {
-    _store: Arc<dyn ObjectStore>,
+    e: Arc<Engine>,
 }
 
-const TODO: DriveError = DriveError::NotImplemented("engine skeleton");
+impl std::fmt::Debug for Drive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Drive({})", self.e.store.describe())
+    }
+}
 
-#[allow(unused_variables)]
 impl Drive {
-    /// Creates a new drive in an empty store (refuses a store that already holds one).
+    /// Creates a new drive in an empty store (refuses a store that already
+    /// holds one with `Exists`).
     pub async fn create_drive(
         store: Arc<dyn ObjectStore>,
         owner: &Identity,
         owner_card: &[u8],
     ) -> Result<()> {
-        Err(TODO)
+        Engine::create_drive(store, owner, owner_card).await
     }
-    /// Opens (verifies) the drive: keyring, snapshot, log; finishes journalled uploads.
+
+    /// Opens (verifies) the drive: header, keyring, newest snapshot, log
+    /// after it; replays the local journal and resumes its uploads.
     pub async fn open_drive(
         store: Arc<dyn ObjectStore>,
         me: Identity,
         opts: DriveOptions,
     ) -> Result<Drive> {
-        Err(TODO)
+        Ok(Drive {
+            e: Engine::open_drive(store, me, opts).await?,
+        })
     }
+
     pub async fn lookup(&self, parent: Ino, name: &OsStr) -> Result<Attr> {
-        Err(TODO)
+        self.e.lookup(parent, name)
     }
-    pub fn forget(&self, ino: Ino, nlookup: u64) {}
+
+    /// Inode numbers are node ids, stable for the drive's life: nothing to forget.
+    pub fn forget(&self, _ino: Ino, _nlookup: u64) {}
+
     pub async fn getattr(&self, ino: Ino) -> Result<Attr> {
-        Err(TODO)
+        self.e.getattr(ino)
     }
-    pub async fn setattr(&self, ino: Ino, fh: Option<Fh>, set: SetAttr) -> Result<Attr> {
-        Err(TODO)
+
+    pub async fn setattr(&self, ino: Ino, _fh: Option<Fh>, set: SetAttr) -> Result<Attr> {
+        if let Some(size) = set.size {
+            self.e.truncate(ino, size).await?;
+        }
+        self.e.set_attrs(ino, &set)?;
+        self.e.getattr(ino)
     }
+
     pub async fn create(
         &self,
         parent: Ino,
@@ -72,35 +100,58 @@ impl Drive {
         flags: i32,
         who: Caller,
     ) -> Result<(Attr, Fh)> {
-        Err(TODO)
+        self.e.create_file(parent, name, mode, flags, who)
     }
+
     pub async fn open(&self, ino: Ino, flags: i32) -> Result<Fh> {
-        Err(TODO)
+        let (fh, truncate) = self.e.open_file(ino, flags)?;
+        if truncate && let Err(e) = self.e.truncate(ino, 0).await {
+            self.e.release_handle(fh);
+            return Err(e);
+        }
+        Ok(fh)
     }
+
     pub async fn read(&self, ino: Ino, fh: Fh, offset: u64, size: u32) -> Result<Vec<u8>> {
-        Err(TODO)
+        self.e.read(ino, fh, offset, size).await
     }
+
     pub async fn write(&self, ino: Ino, fh: Fh, offset: u64, data: &[u8]) -> Result<u32> {
-        Err(TODO)
+        self.e.write(ino, fh, offset, data).await
     }
+
+    /// Seals the file's buffered writes (queued for upload).
     pub async fn flush(&self, ino: Ino, fh: Fh) -> Result<()> {
-        Err(TODO)
+        self.e.lock().handle(fh, ino)?;
+        self.e.flush(ino)
     }
-    pub async fn fsync(&self, ino: Ino, fh: Fh, datasync: bool) -> Result<()> {
-        Err(TODO)
+
+    /// Makes the file's data and all pending metadata durable in the local
+    /// journal (not necessarily uploaded yet; see [`Drive::sync`]).
+    pub async fn fsync(&self, ino: Ino, fh: Fh, _datasync: bool) -> Result<()> {
+        self.e.lock().handle(fh, ino)?;
+        self.e.fsync(ino)
     }
+
     pub async fn release(&self, ino: Ino, fh: Fh) -> Result<()> {
-        Err(TODO)
+        self.e.lock().handle(fh, ino)?;
+        let r = self.e.flush(ino);
+        self.e.release_handle(fh);
+        r
     }
+
     pub async fn mkdir(&self, parent: Ino, name: &OsStr, mode: u32, who: Caller) -> Result<Attr> {
-        Err(TODO)
+        self.e.mkdir(parent, name, mode, who)
     }
+
     pub async fn unlink(&self, parent: Ino, name: &OsStr) -> Result<()> {
-        Err(TODO)
+        self.e.unlink(parent, name, false)
     }
+
     pub async fn rmdir(&self, parent: Ino, name: &OsStr) -> Result<()> {
-        Err(TODO)
+        self.e.unlink(parent, name, true)
     }
+
     pub async fn rename(
         &self,
         parent: Ino,
@@ -109,8 +160,9 @@ impl Drive {
         newname: &OsStr,
         flags: RenameFlags,
     ) -> Result<()> {
-        Err(TODO)
+        self.e.rename(parent, name, newparent, newname, flags)
     }
+
     pub async fn symlink(
         &self,
         parent: Ino,
@@ -118,26 +170,38 @@ impl Drive {
         target: &Path,
         who: Caller,
     ) -> Result<Attr> {
-        Err(TODO)
+        self.e.symlink(parent, name, target, who)
     }
+
     pub async fn readlink(&self, ino: Ino) -> Result<Vec<u8>> {
-        Err(TODO)
+        self.e.readlink(ino)
     }
+
     pub async fn link(&self, ino: Ino, newparent: Ino, newname: &OsStr) -> Result<Attr> {
-        Err(TODO)
+        self.e.link(ino, newparent, newname)
     }
+
     pub async fn opendir(&self, ino: Ino) -> Result<Fh> {
-        Err(TODO)
+        self.e.opendir(ino)
     }
+
+    /// Entries after `offset` (0 starts with "." and ".."), at most
+    /// 4096 per call; an empty result means the end. Offsets are stable
+    /// across calls and changes to the directory.
     pub async fn readdir(&self, ino: Ino, fh: Fh, offset: u64) -> Result<Vec<DirEntry>> {
-        Err(TODO)
+        self.e.readdir(ino, fh, offset)
     }
+
     pub async fn releasedir(&self, ino: Ino, fh: Fh) -> Result<()> {
-        Err(TODO)
+        self.e.lock().handle(fh, ino)?;
+        self.e.release_handle(fh);
+        Ok(())
     }
+
     pub async fn statfs(&self) -> Result<StatFs> {
-        Err(TODO)
+        Ok(self.e.statfs())
     }
+
     pub async fn setxattr(
         &self,
         ino: Ino,
@@ -145,32 +209,76 @@ impl Drive {
         value: &[u8],
         how: XattrSet,
     ) -> Result<()> {
-        Err(TODO)
+        self.e.setxattr(ino, name, value, how)
     }
+
     pub async fn getxattr(&self, ino: Ino, name: &OsStr) -> Result<Vec<u8>> {
-        Err(TODO)
+        self.e.getxattr(ino, name)
     }
+
     pub async fn listxattr(&self, ino: Ino) -> Result<Vec<OsString>> {
-        Err(TODO)
+        self.e.listxattr(ino)
     }
+
     pub async fn removexattr(&self, ino: Ino, name: &OsStr) -> Result<()> {
-        Err(TODO)
+        self.e.removexattr(ino, name)
     }
+
+    /// Pushes every pending change to the store and waits; `progress` gets
+    /// (done, total) bytes of content uploaded.
     pub async fn sync(&self, progress: &(dyn Fn(u64, u64) + Send + Sync)) -> Result<()> {
-        Err(TODO)
-    }
-    pub async fn refresh(&self) -> Result<()> {
-        Err(TODO)
-    }
-    pub fn status(&self) -> DriveStatus {
-        DriveStatus {
-            pending_ops: 0,
-            pending_bytes: 0,
-            last_commit: None,
-            store_reachable: false,
+        self.e.seal_all()?;
+        let total = self.e.lock().pending_bytes();
+        loop {
+            let (left, fatal) = {
+                let core = self.e.lock();
+                (
+                    if core.pending.is_empty() && core.uploads.is_empty() {
+                        None
+                    } else {
+                        Some(core.pending_bytes())
+                    },
+                    core.fatal.clone(),
+                )
+            };
+            progress(total.saturating_sub(left.unwrap_or(0)), total);
+            let Some(_) = left else { return Ok(()) };
+            if let Some(f) = fatal {
+                return Err(DriveError::Invalid(format!("commit failed: {f}")));
+            }
+            // Commit directly so errors reach the caller.
+            self.e.commit_once().await?;
         }
     }
+
+    /// Pulls changes other clients committed since the last refresh (also
+    /// runs on a timer).
+    pub async fn refresh(&self) -> Result<()> {
+        self.e.refresh().await
+    }
+
+    pub fn status(&self) -> DriveStatus {
+        self.e.status()
+    }
+
+    /// The drive's id (random, from its header).
+    pub fn drive_id(&self) -> [u8; 16] {
+        self.e.drive_id
+    }
+
+    /// Bytes of ciphertext objects held in the local cache.
+    pub fn cache_bytes(&self) -> u64 {
+        self.e.cache.size()
+    }
+
+    /// Makes a final sync attempt, then stops background tasks.
     pub async fn shutdown(&self) -> Result<()> {
-        Err(TODO)
+        let r = self.sync(&|_, _| {}).await;
+        if r.is_err() {
+            // Keep whatever could not be uploaded in the journal.
+            self.e.journal_pending(true)?;
+        }
+        self.e.stop();
+        r
     }
 }

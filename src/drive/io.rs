@@ -1,0 +1,442 @@
+//! File content: reads (cache, then ranged store reads, verified per
+//! chunk), writes into per-block buffers, truncation, and sealing buffers
+//! into immutable block objects plus one `SetContent` op.
+//!
+//! Invariants:
+//! - A read returns verified plaintext or an error naming the object,
+//!   never unverified or wrong bytes.
+//! - Only the blocks a write touches are re-sealed and re-uploaded.
+//! - Bytes past a block's stored length, holes, and truncated-away ranges
+//!   read as zeros.
+
+use super::cache::now;
+use super::engine::{Core, Dirty, Engine};
+use super::error::{DriveError, Result};
+use super::types::{Fh, Ino};
+use super::volume;
+use crate::format::content::{self, BLOCK_SIZE, BlockId, sealed_len};
+use crate::format::crypto::{SecretKey, random_array};
+use crate::format::meta::{BlockRef, KIND_DIR, KIND_FILE, Op};
+use crate::store::{GetOptions, StoreError};
+use std::ops::Range;
+
+const B: u64 = BLOCK_SIZE as u64;
+/// Unsealed bytes of all files above which a write seals its file.
+const DIRTY_LIMIT: u64 = 64 << 20;
+/// Largest file size (block indexes stay far below u64 limits).
+const MAX_FILE: u64 = 1 << 50;
+
+/// What is needed to read one stored block.
+#[derive(Clone)]
+struct Fetch {
+    file_id: [u8; 16],
+    key: [u8; 32],
+    index: u64,
+    block: BlockRef,
+}
+
+/// Where the bytes of one block of a read come from.
+enum Part {
+    Zeros(usize),
+    Bytes(Vec<u8>),
+    Stored(Fetch, Range<usize>),
+}
+
+impl Engine {
+    /// Reads and verifies `range` (within the block) of a stored block.
+    /// `whole` fetches and caches the entire object (read-ahead).
+    async fn fetch(&self, f: &Fetch, range: Range<usize>, whole: bool) -> Result<Vec<u8>> {
+        let len = f.block.len as usize;
+        let range = range.start.min(len)..range.end.min(len);
+        if range.is_empty() {
+            return Ok(Vec::new());
+        }
+        let key = volume::content_key(&f.block.id);
+        let id = BlockId {
+            file_id: &f.file_id,
+            block_id: &f.block.id,
+            block_index: f.index,
+        };
+        let cipher = content::block_cipher(&SecretKey::from_bytes(f.key), id);
+        let (chunks, obj) = content::chunk_span(range.clone(), len);
+        let base = chunks.start as usize * content::CHUNK_SIZE;
+        if let Some(sealed) = self.cache.read_object(&f.block.id, Some(obj.clone()))? {
+            match content::open_chunks(&cipher, id, len, chunks.clone(), &sealed) {
+                Ok(plain) => return Ok(plain[range.start - base..range.end - base].to_vec()),
+                Err(e) => {
+                    tracing::error!(object = %key, error = %e, "cached copy failed verification; dropping it and reading the store");
+                    self.cache.remove_object(&f.block.id);
+                }
+            }
+        }
+        let get = if whole {
+            GetOptions::default()
+        } else {
+            GetOptions::range(obj.clone())
+        };
+        let r = self.store.get(&key, get).await;
+        let got = match r {
+            Ok(g) => {
+                self.lock().reachable = true;
+                g
+            }
+            Err(StoreError::NotFound { .. }) => {
+                return Err(DriveError::tampered(key, "content object missing"));
+            }
+            Err(e) => {
+                if e.is_transient() {
+                    self.lock().reachable = false;
+                }
+                return Err(e.into());
+            }
+        };
+        if got.meta.size != sealed_len(len) as u64 {
+            return Err(DriveError::tampered(
+                key,
+                format!(
+                    "object is {} bytes, metadata says {}",
+                    got.meta.size,
+                    sealed_len(len)
+                ),
+            ));
+        }
+        let sealed = if whole {
+            let all = got.bytes;
+            if all.len() != sealed_len(len) {
+                return Err(DriveError::tampered(key, "short read"));
+            }
+            // Verify everything before caching it.
+            content::open_chunks(&cipher, id, len, 0..content::chunk_count(len), &all)
+                .map_err(|e| DriveError::tampered(&key, e.to_string()))?;
+            self.cache.put_object(&f.block.id, &all, false, false)?;
+            all.slice(obj.start as usize..obj.end as usize)
+        } else {
+            got.bytes
+        };
+        let plain = content::open_chunks(&cipher, id, len, chunks, &sealed)
+            .map_err(|e| DriveError::tampered(&key, e.to_string()))?;
+        Ok(plain[range.start - base..range.end - base].to_vec())
+    }
+
+    /// The full plaintext of a stored block (for read-modify-write).
+    async fn fetch_block(&self, f: &Fetch) -> Result<Vec<u8>> {
+        self.fetch(f, 0..f.block.len as usize, true).await
+    }
+
+    pub async fn read(&self, ino: Ino, fh: Fh, offset: u64, size: u32) -> Result<Vec<u8>> {
+        let (parts, sequential) = {
+            let mut core = self.lock();
+            let h = core.handle(fh, ino)?;
+            let n = core.node(ino)?;
+            if n.kind == KIND_DIR {
+                return Err(DriveError::IsDir);
+            }
+            let d = core.dirty.get(&ino);
+            let file_size = d.map(|d| d.size).unwrap_or(n.size);
+            let live_blocks = d.map(|d| d.min_size).unwrap_or(n.size).div_ceil(B);
+            let end = offset.saturating_add(size as u64).min(file_size);
+            let mut parts = Vec::new();
+            let mut pos = offset;
+            while pos < end {
+                let idx = pos / B;
+                let in_start = (pos - idx * B) as usize;
+                let in_end = ((end - idx * B).min(B)) as usize;
+                let want = in_end - in_start;
+                if let Some(buf) = d.and_then(|d| d.blocks.get(&idx)) {
+                    let mut v = vec![0u8; want];
+                    if in_start < buf.len() {
+                        let have = buf.len().min(in_end) - in_start;
+                        v[..have].copy_from_slice(&buf[in_start..in_start + have]);
+                    }
+                    parts.push(Part::Bytes(v));
+                } else if let (true, Some(b)) = (idx < live_blocks, n.blocks.get(&idx)) {
+                    parts.push(Part::Stored(
+                        Fetch {
+                            file_id: n.file_id,
+                            key: n.file_key,
+                            index: idx,
+                            block: *b,
+                        },
+                        in_start..in_end,
+                    ));
+                } else {
+                    parts.push(Part::Zeros(want));
+                }
+                pos = idx * B + in_end as u64;
+            }
+            let sequential = h.last_read_end == offset || offset == 0;
+            if let Some(h) = core.handles.get_mut(&fh) {
+                h.last_read_end = end;
+            }
+            (parts, sequential)
+        };
+        let mut out = Vec::with_capacity(size as usize);
+        for p in parts {
+            match p {
+                Part::Zeros(n) => out.resize(out.len() + n, 0),
+                Part::Bytes(b) => out.extend_from_slice(&b),
+                Part::Stored(f, r) => {
+                    let want = r.len();
+                    let bytes = self.fetch(&f, r, sequential).await?;
+                    out.extend_from_slice(&bytes);
+                    // Past the stored length of the block: zeros.
+                    out.resize(out.len() + (want - bytes.len()), 0);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Loads into the dirty buffers the stored blocks `idxs` of `ino` that
+    /// are not already there.
+    async fn load_blocks(&self, ino: Ino, idxs: &[u64]) -> Result<()> {
+        let fetches: Vec<Fetch> = {
+            let core = self.lock();
+            let n = core.node(ino)?;
+            let d = core.dirty.get(&ino);
+            let live = d.map(|d| d.min_size).unwrap_or(n.size).div_ceil(B);
+            idxs.iter()
+                .filter(|i| **i < live && !d.is_some_and(|d| d.blocks.contains_key(i)))
+                .filter_map(|i| {
+                    n.blocks.get(i).map(|b| Fetch {
+                        file_id: n.file_id,
+                        key: n.file_key,
+                        index: *i,
+                        block: *b,
+                    })
+                })
+                .collect()
+        };
+        for f in fetches {
+            let plain = self.fetch_block(&f).await?;
+            let mut core = self.lock();
+            let size = core.node(ino)?.size;
+            let d = dirty_entry(&mut core, ino, size);
+            d.blocks.entry(f.index).or_insert(plain);
+        }
+        Ok(())
+    }
+
+    pub async fn write(&self, ino: Ino, fh: Fh, offset: u64, data: &[u8]) -> Result<u32> {
+        self.writable()?;
+        let h = self.lock().handle(fh, ino)?;
+        if !h.writable {
+            return Err(DriveError::BadHandle);
+        }
+        if data.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            let offset = if h.append {
+                self.current_size(ino)?
+            } else {
+                offset
+            };
+            let end = offset
+                .checked_add(data.len() as u64)
+                .filter(|e| *e <= MAX_FILE)
+                .ok_or(DriveError::TooBig)?;
+            let idxs: Vec<u64> = (offset / B..end.div_ceil(B)).collect();
+            // Blocks only partly overwritten need their old bytes first.
+            let partial: Vec<u64> = idxs
+                .iter()
+                .copied()
+                .filter(|i| offset > i * B || end < (i + 1) * B)
+                .collect();
+            self.load_blocks(ino, &partial).await?;
+            let mut core = self.lock();
+            let n = core.node(ino)?;
+            if n.kind != KIND_FILE {
+                return Err(DriveError::IsDir);
+            }
+            let size = n.size;
+            if h.append && core.dirty.get(&ino).map(|d| d.size).unwrap_or(size) != offset {
+                continue; // Another append moved the end meanwhile.
+            }
+            dirty_entry(&mut core, ino, size);
+            let mut missing = false;
+            for i in &idxs {
+                let (s, e) = (
+                    (offset.max(i * B) - i * B) as usize,
+                    (end.min((i + 1) * B) - i * B) as usize,
+                );
+                let d = &core.dirty[&ino];
+                if partial.contains(i)
+                    && !d.blocks.contains_key(i)
+                    && i * B < d.min_size
+                    && n_has(&core, ino, *i)
+                {
+                    missing = true;
+                    break;
+                }
+                let d = core.dirty.get_mut(&ino).expect("dirty entry");
+                let buf = d.blocks.entry(*i).or_default();
+                if buf.len() < e {
+                    buf.resize(e, 0);
+                }
+                let src = (i * B + s as u64 - offset) as usize;
+                buf[s..e].copy_from_slice(&data[src..src + (e - s)]);
+            }
+            if missing {
+                continue; // A block was sealed meanwhile; load it again.
+            }
+            let d = core.dirty.get_mut(&ino).expect("dirty entry");
+            d.size = d.size.max(end);
+            d.mtime = now();
+            let seal = end % B == 0 || core.pending_bytes() > DIRTY_LIMIT;
+            if seal {
+                self.seal(&mut core, ino, false)?;
+            }
+            drop(core);
+            if seal {
+                self.wake.notify_one();
+            }
+            return Ok(data.len() as u32);
+        }
+    }
+
+    fn current_size(&self, ino: Ino) -> Result<u64> {
+        let core = self.lock();
+        Ok(core
+            .dirty
+            .get(&ino)
+            .map(|d| d.size)
+            .unwrap_or(core.node(ino)?.size))
+    }
+
+    /// Sets the size of a file (truncate up or down).
+    pub async fn truncate(&self, ino: Ino, size: u64) -> Result<()> {
+        self.writable()?;
+        if size > MAX_FILE {
+            return Err(DriveError::TooBig);
+        }
+        {
+            let core = self.lock();
+            match core.node(ino)?.kind {
+                KIND_FILE => {}
+                KIND_DIR => return Err(DriveError::IsDir),
+                _ => return Err(DriveError::Invalid("not a regular file".into())),
+            }
+        }
+        if !size.is_multiple_of(B) {
+            self.load_blocks(ino, &[size / B]).await?;
+        }
+        let mut core = self.lock();
+        let cur = core.node(ino)?.size;
+        let d = dirty_entry(&mut core, ino, cur);
+        if size < d.size {
+            let keep = size.div_ceil(B);
+            d.blocks.retain(|i, _| *i < keep);
+            if !size.is_multiple_of(B)
+                && let Some(b) = d.blocks.get_mut(&(size / B))
+            {
+                b.truncate((size % B) as usize);
+            }
+            d.min_size = d.min_size.min(size);
+        }
+        d.size = size;
+        d.mtime = now();
+        self.seal(&mut core, ino, false)?;
+        drop(core);
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Seals every unsealed block of `ino` into objects in the cache and
+    /// queues one `SetContent` op. Unlinked files keep their data in
+    /// memory only.
+    pub fn seal(&self, core: &mut Core, ino: Ino, durable: bool) -> Result<()> {
+        let Some(n) = core.view.nodes.get(&ino) else {
+            return Ok(());
+        };
+        let Some(d) = core.dirty.remove(&ino) else {
+            return Ok(());
+        };
+        let (file_id, key, base) = (n.file_id, SecretKey::from_bytes(n.file_key), n.version);
+        let mut refs = Vec::new();
+        for (idx, buf) in &d.blocks {
+            if buf.is_empty() || idx * B >= d.size {
+                continue;
+            }
+            let len = buf.len().min((d.size - idx * B) as usize);
+            let block_id: [u8; 16] = random_array();
+            let id = BlockId {
+                file_id: &file_id,
+                block_id: &block_id,
+                block_index: *idx,
+            };
+            let sealed = content::seal_block(&content::block_cipher(&key, id), id, &buf[..len]);
+            if let Err(e) = self.cache.put_object(&block_id, &sealed, true, durable) {
+                core.dirty.insert(ino, d);
+                return Err(e);
+            }
+            core.uploads.insert(block_id, sealed.len() as u64);
+            refs.push((
+                *idx,
+                BlockRef {
+                    id: block_id,
+                    len: len as u32,
+                },
+            ));
+        }
+        let op = Op::SetContent {
+            node: ino,
+            base,
+            version: u64::from_le_bytes(random_array()),
+            size: d.size,
+            drop_from: d.min_size.div_ceil(B),
+            blocks: refs,
+            mtime: d.mtime,
+        };
+        core.push(op)
+    }
+
+    pub fn flush(&self, ino: Ino) -> Result<()> {
+        let mut core = self.lock();
+        self.seal(&mut core, ino, false)?;
+        drop(core);
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Makes the file's data and every pending metadata op durable in the
+    /// local journal.
+    pub fn fsync(&self, ino: Ino) -> Result<()> {
+        let uploads: Vec<[u8; 16]> = {
+            let mut core = self.lock();
+            self.seal(&mut core, ino, true)?;
+            core.uploads.keys().copied().collect()
+        };
+        for id in &uploads {
+            self.cache.sync_object(id)?;
+        }
+        self.journal_pending(true)?;
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Seals every file with unsealed writes.
+    pub fn seal_all(&self) -> Result<()> {
+        let mut core = self.lock();
+        let ids: Vec<u64> = core.dirty.keys().copied().collect();
+        for id in ids {
+            self.seal(&mut core, id, false)?;
+        }
+        Ok(())
+    }
+}
+
+fn n_has(core: &Core, ino: Ino, idx: u64) -> bool {
+    core.node(ino)
+        .map(|n| n.blocks.contains_key(&idx))
+        .unwrap_or(false)
+}
+
+fn dirty_entry(core: &mut Core, ino: Ino, size: u64) -> &mut Dirty {
+    core.dirty.entry(ino).or_insert_with(|| Dirty {
+        size,
+        min_size: size,
+        blocks: Default::default(),
+        mtime: now(),
+    })
+}

@@ -1,0 +1,407 @@
+//! The namespace: every node of a volume and the deterministic application
+//! of metadata operations to it.
+//!
+//! Invariants:
+//! - [`Tree::apply`] is a pure function of the tree and the op: every
+//!   client applying the same log gets the same tree (cookies included).
+//! - An op that fails validation leaves the tree unchanged and returns the
+//!   POSIX error the engine reports for it.
+//! - Directory link counts are `2 + subdirectories`; a non-directory's is
+//!   its number of names; a node whose last name goes is removed.
+
+use super::error::{DriveError, Result};
+use crate::format::content::BLOCK_SIZE;
+use crate::format::meta::{KIND_DIR, KIND_FILE, Node, Op, Time};
+use std::collections::{BTreeMap, HashMap};
+
+/// The root directory's node id.
+pub const ROOT: u64 = 1;
+
+/// All nodes plus, per directory, entries ordered by cookie.
+#[derive(Debug, Clone, Default)]
+pub struct Tree {
+    pub nodes: HashMap<u64, Node>,
+    cookies: HashMap<u64, BTreeMap<u64, Vec<u8>>>,
+    /// Per writing client, the last `client_seq` it committed.
+    pub clients: BTreeMap<[u8; 16], u64>,
+}
+
+impl Tree {
+    /// Builds the tree from snapshot nodes.
+    pub fn from_nodes(nodes: Vec<Node>, clients: BTreeMap<[u8; 16], u64>) -> Self {
+        let mut t = Tree {
+            clients,
+            ..Default::default()
+        };
+        for n in nodes {
+            if n.kind == KIND_DIR {
+                let idx = n
+                    .entries
+                    .iter()
+                    .map(|(name, l)| (l.cookie, name.clone()))
+                    .collect();
+                t.cookies.insert(n.id, idx);
+            }
+            t.nodes.insert(n.id, n);
+        }
+        t
+    }
+
+    pub fn get(&self, id: u64) -> Result<&Node> {
+        self.nodes.get(&id).ok_or(DriveError::NotFound)
+    }
+
+    pub fn dir(&self, id: u64) -> Result<&Node> {
+        let n = self.get(id)?;
+        if n.kind != KIND_DIR {
+            return Err(DriveError::NotDir);
+        }
+        Ok(n)
+    }
+
+    pub fn lookup(&self, parent: u64, name: &[u8]) -> Result<u64> {
+        self.dir(parent)?
+            .entries
+            .get(name)
+            .map(|l| l.node)
+            .ok_or(DriveError::NotFound)
+    }
+
+    /// Entries of a directory with cookie greater than `after`, in cookie order.
+    pub fn entries_after(&self, dir: u64, after: u64) -> Vec<(u64, Vec<u8>)> {
+        self.cookies
+            .get(&dir)
+            .map(|idx| {
+                idx.range(after.saturating_add(1)..)
+                    .map(|(c, n)| (*c, n.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Some directory entry naming `node` (linear scan; rare use).
+    pub fn name_of(&self, node: u64) -> Option<(u64, Vec<u8>)> {
+        self.nodes
+            .values()
+            .filter(|n| n.kind == KIND_DIR)
+            .find_map(|d| {
+                d.entries
+                    .iter()
+                    .find(|(_, l)| l.node == node)
+                    .map(|(name, _)| (d.id, name.clone()))
+            })
+    }
+
+    /// Whether `node` is `ancestor` or lies below it.
+    fn is_within(&self, mut node: u64, ancestor: u64) -> bool {
+        for _ in 0..self.nodes.len() + 1 {
+            if node == ancestor {
+                return true;
+            }
+            match self.nodes.get(&node) {
+                Some(n) if n.kind == KIND_DIR && n.parent != node => node = n.parent,
+                _ => return false,
+            }
+        }
+        false
+    }
+
+    fn node_mut(&mut self, id: u64) -> Result<&mut Node> {
+        self.nodes.get_mut(&id).ok_or(DriveError::NotFound)
+    }
+
+    fn insert_entry(&mut self, parent: u64, name: Vec<u8>, child: u64, time: Time) {
+        let p = self.nodes.get_mut(&parent).expect("validated parent");
+        let cookie = p.next_cookie;
+        p.next_cookie += 1;
+        p.entries.insert(
+            name.clone(),
+            crate::format::meta::DirLink {
+                node: child,
+                cookie,
+            },
+        );
+        p.mtime = time;
+        p.ctime = time;
+        self.cookies.entry(parent).or_default().insert(cookie, name);
+    }
+
+    fn remove_entry(&mut self, parent: u64, name: &[u8], time: Time) -> u64 {
+        let p = self.nodes.get_mut(&parent).expect("validated parent");
+        let link = p.entries.remove(name).expect("validated entry");
+        p.mtime = time;
+        p.ctime = time;
+        if let Some(idx) = self.cookies.get_mut(&parent) {
+            idx.remove(&link.cookie);
+        }
+        link.node
+    }
+
+    /// Drops one name of `child` (already removed from its directory);
+    /// returns the node if it is gone.
+    fn drop_name(&mut self, parent: u64, child: u64, time: Time) -> Option<Node> {
+        let is_dir = self.nodes.get(&child).map(|n| n.kind == KIND_DIR)?;
+        if is_dir {
+            if let Some(p) = self.nodes.get_mut(&parent) {
+                p.nlink = p.nlink.saturating_sub(1);
+            }
+            self.cookies.remove(&child);
+            return self.nodes.remove(&child);
+        }
+        let n = self.nodes.get_mut(&child)?;
+        n.nlink = n.nlink.saturating_sub(1);
+        n.ctime = time;
+        if n.nlink == 0 {
+            return self.nodes.remove(&child);
+        }
+        None
+    }
+
+    /// Checks that `parent/name` may receive `child_kind`-kind node moving
+    /// from elsewhere; returns the node it would replace.
+    fn check_target(&self, parent: u64, name: &[u8], moving: u64) -> Result<Option<u64>> {
+        let p = self.dir(parent)?;
+        let Some(existing) = p.entries.get(name).map(|l| l.node) else {
+            return Ok(None);
+        };
+        if existing == moving {
+            return Ok(Some(existing));
+        }
+        let src_dir = self.get(moving)?.kind == KIND_DIR;
+        let dst = self.get(existing)?;
+        match (src_dir, dst.kind == KIND_DIR) {
+            (true, false) => Err(DriveError::NotDir),
+            (false, true) => Err(DriveError::IsDir),
+            (true, true) if !dst.entries.is_empty() => Err(DriveError::NotEmpty),
+            _ => Ok(Some(existing)),
+        }
+    }
+
+    /// Applies one op. Returns the nodes it removed (so the engine can keep
+    /// open files readable). On error the tree is unchanged.
+    pub fn apply(&mut self, op: &Op) -> Result<Vec<Node>> {
+        let mut removed = Vec::new();
+        match op {
+            Op::Create { parent, name, node } => {
+                if self.nodes.contains_key(&node.id) {
+                    return Err(DriveError::Exists);
+                }
+                if *parent == 0 {
+                    // Genesis: the root directory, only into an empty tree.
+                    if node.id != ROOT || !self.nodes.is_empty() || node.kind != KIND_DIR {
+                        return Err(DriveError::Invalid("bad root".into()));
+                    }
+                    let mut root = (**node).clone();
+                    root.parent = ROOT;
+                    root.nlink = 2;
+                    root.entries.clear();
+                    self.cookies.insert(ROOT, BTreeMap::new());
+                    self.nodes.insert(ROOT, root);
+                    return Ok(removed);
+                }
+                if self.dir(*parent)?.entries.contains_key(name) {
+                    return Err(DriveError::Exists);
+                }
+                let mut n = (**node).clone();
+                n.entries.clear();
+                n.next_cookie = 1;
+                if n.kind == KIND_DIR {
+                    n.nlink = 2;
+                    n.parent = *parent;
+                    self.cookies.insert(n.id, BTreeMap::new());
+                    self.node_mut(*parent)?.nlink += 1;
+                } else {
+                    n.nlink = 1;
+                    n.parent = 0;
+                }
+                let (id, t) = (n.id, n.crtime);
+                self.nodes.insert(id, n);
+                self.insert_entry(*parent, name.clone(), id, t);
+            }
+            Op::Link {
+                parent,
+                name,
+                node,
+                ctime,
+            } => {
+                if self.get(*node)?.kind == KIND_DIR {
+                    return Err(DriveError::NotPermitted);
+                }
+                if self.dir(*parent)?.entries.contains_key(name) {
+                    return Err(DriveError::Exists);
+                }
+                let n = self.node_mut(*node)?;
+                n.nlink += 1;
+                n.ctime = *ctime;
+                self.insert_entry(*parent, name.clone(), *node, *ctime);
+            }
+            Op::Unlink {
+                parent,
+                name,
+                node,
+                time,
+            } => {
+                if self.lookup(*parent, name)? != *node {
+                    return Err(DriveError::NotFound);
+                }
+                let n = self.get(*node)?;
+                if n.kind == KIND_DIR && !n.entries.is_empty() {
+                    return Err(DriveError::NotEmpty);
+                }
+                self.remove_entry(*parent, name, *time);
+                removed.extend(self.drop_name(*parent, *node, *time));
+            }
+            Op::Rename {
+                parent,
+                name,
+                newparent,
+                newname,
+                exchange,
+                time,
+            } => {
+                let src = self.lookup(*parent, name)?;
+                let src_dir = self.get(src)?.kind == KIND_DIR;
+                self.dir(*newparent)?;
+                if src_dir && self.is_within(*newparent, src) {
+                    return Err(DriveError::Invalid(
+                        "cannot move a directory into itself".into(),
+                    ));
+                }
+                if *exchange {
+                    let dst = self.lookup(*newparent, newname)?;
+                    let dst_dir = self.get(dst)?.kind == KIND_DIR;
+                    if dst_dir && self.is_within(*parent, dst) {
+                        return Err(DriveError::Invalid(
+                            "cannot move a directory into itself".into(),
+                        ));
+                    }
+                    if src == dst {
+                        return Ok(removed);
+                    }
+                    self.node_mut(*parent)?
+                        .entries
+                        .get_mut(name.as_slice())
+                        .expect("checked")
+                        .node = dst;
+                    self.node_mut(*newparent)?
+                        .entries
+                        .get_mut(newname.as_slice())
+                        .expect("checked")
+                        .node = src;
+                    for (id, is_dir, new_parent, old_parent) in [
+                        (src, src_dir, *newparent, *parent),
+                        (dst, dst_dir, *parent, *newparent),
+                    ] {
+                        if is_dir && new_parent != old_parent {
+                            self.node_mut(id)?.parent = new_parent;
+                            self.node_mut(new_parent)?.nlink += 1;
+                            let op = self.node_mut(old_parent)?;
+                            op.nlink = op.nlink.saturating_sub(1);
+                        }
+                        self.node_mut(id)?.ctime = *time;
+                    }
+                    for p in [*parent, *newparent] {
+                        let p = self.node_mut(p)?;
+                        p.mtime = *time;
+                        p.ctime = *time;
+                    }
+                    return Ok(removed);
+                }
+                let target = self.check_target(*newparent, newname, src)?;
+                if target == Some(src) {
+                    // Both names already refer to the same node: no-op.
+                    return Ok(removed);
+                }
+                if let Some(t) = target {
+                    self.remove_entry(*newparent, newname, *time);
+                    removed.extend(self.drop_name(*newparent, t, *time));
+                }
+                self.remove_entry(*parent, name, *time);
+                self.insert_entry(*newparent, newname.clone(), src, *time);
+                if src_dir && parent != newparent {
+                    self.node_mut(src)?.parent = *newparent;
+                    self.node_mut(*newparent)?.nlink += 1;
+                    let op = self.node_mut(*parent)?;
+                    op.nlink = op.nlink.saturating_sub(1);
+                }
+                self.node_mut(src)?.ctime = *time;
+            }
+            Op::SetAttr { node, change } => {
+                let n = self.node_mut(*node)?;
+                if let Some(p) = change.perm {
+                    n.perm = p & 0o7777;
+                }
+                if let Some(u) = change.uid {
+                    n.uid = u;
+                }
+                if let Some(g) = change.gid {
+                    n.gid = g;
+                }
+                if let Some(t) = change.atime {
+                    n.atime = t;
+                }
+                if let Some(t) = change.mtime {
+                    n.mtime = t;
+                }
+                if let Some(t) = change.ctime {
+                    n.ctime = t;
+                }
+            }
+            Op::SetContent {
+                node,
+                version,
+                size,
+                drop_from,
+                blocks,
+                mtime,
+                ..
+            } => {
+                let n = self.node_mut(*node)?;
+                if n.kind != KIND_FILE {
+                    return Err(DriveError::IsDir);
+                }
+                let end = size.div_ceil(BLOCK_SIZE as u64);
+                if blocks
+                    .iter()
+                    .any(|(i, b)| b.len == 0 || b.len as usize > BLOCK_SIZE || *i >= end)
+                {
+                    return Err(DriveError::Invalid("block outside file".into()));
+                }
+                n.blocks.retain(|i, _| i < drop_from);
+                n.blocks.extend(blocks.iter().copied());
+                n.blocks.retain(|i, _| *i < end);
+                n.size = *size;
+                n.version = *version;
+                n.mtime = *mtime;
+                n.ctime = *mtime;
+            }
+            Op::SetXattr {
+                node,
+                name,
+                value,
+                ctime,
+            } => {
+                let n = self.node_mut(*node)?;
+                match value {
+                    Some(v) => {
+                        n.xattrs.insert(name.clone(), v.clone());
+                    }
+                    None => {
+                        if n.xattrs.remove(name).is_none() {
+                            return Err(DriveError::NoXattr);
+                        }
+                    }
+                }
+                n.ctime = *ctime;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// All nodes, for a snapshot.
+    pub fn all_nodes(&self) -> Vec<Node> {
+        let mut v: Vec<Node> = self.nodes.values().cloned().collect();
+        v.sort_by_key(|n| n.id);
+        v
+    }
+}
