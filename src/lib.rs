@@ -9,6 +9,8 @@
 //!   implementations (local directory, S3, in-memory, fault injection).
 //! - [`drive`]: the filesystem engine, generic over the store.
 //! - [`fuse`]: a thin adapter from kernel FUSE callbacks to the engine.
+//! - [`identity`]: the local key and card stores under `$CARDFS_HOME`, and
+//!   streaming envelopes over readers and writers.
 //!
 //! The command line (`src/main.rs`, `src/cli/`) sits on top and is the only
 //! place that uses `anyhow`; library code returns typed errors.
@@ -17,4 +19,5 @@
 pub mod drive;
 pub mod format;
 pub mod fuse;
+pub mod identity;
 pub mod store;

@@ -129,6 +129,58 @@ impl Cipher {
         Ok(())
     }
 
+    /// Encrypts `plaintext` into `out` (ciphertext then tag), leaving the
+    /// input untouched. `out` is resized, not cleared, so reusing one buffer
+    /// for equal-sized chunks costs no extra memory writes.
+    pub fn seal_into(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        plaintext: &[u8],
+        out: &mut Vec<u8>,
+    ) {
+        use aes_gcm_siv::aead::inout::InOutBuf;
+        let n = plaintext.len();
+        out.resize(n + TAG_LEN, 0);
+        let buf = InOutBuf::new(plaintext, &mut out[..n]).expect("equal lengths");
+        let tag = self
+            .0
+            .encrypt_inout_detached(&Nonce::from(*nonce), aad, buf)
+            .expect("plaintext within AES-GCM-SIV limits");
+        out[n..].copy_from_slice(tag.as_slice());
+    }
+
+    /// Verifies and decrypts `sealed` (ciphertext then tag) into `out`,
+    /// leaving `sealed` untouched so a caller can retry it (for example to
+    /// tell a truncation from a modification). On failure `out` is empty.
+    pub fn open_into(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        sealed: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), AuthError> {
+        use aes_gcm_siv::aead::inout::InOutBuf;
+        if sealed.len() < TAG_LEN {
+            out.clear();
+            return Err(AuthError);
+        }
+        let (ct, tag) = sealed.split_at(sealed.len() - TAG_LEN);
+        let tag = Tag::try_from(tag).map_err(|_| AuthError)?;
+        out.resize(ct.len(), 0);
+        let buf = InOutBuf::new(ct, out.as_mut_slice()).expect("equal lengths");
+        if self
+            .0
+            .decrypt_inout_detached(&Nonce::from(*nonce), aad, buf, &tag)
+            .is_err()
+        {
+            out.zeroize();
+            out.clear();
+            return Err(AuthError);
+        }
+        Ok(())
+    }
+
     /// Allocating form of [`Cipher::seal_in_place`].
     pub fn seal(&self, nonce: &[u8; NONCE_LEN], aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
         let mut buf = Vec::with_capacity(plaintext.len() + TAG_LEN);
@@ -176,8 +228,24 @@ pub fn wrap_key(
     key: &SecretKey,
     context: &[u8],
 ) -> Result<[u8; WRAPPED_KEY_LEN], AuthError> {
-    let ephemeral = StaticSecret::from(random_array::<32>());
-    let ephemeral_public = PublicKey::from(&ephemeral);
+    wrap_key_with(
+        recipient,
+        key,
+        context,
+        &StaticSecret::from(random_array::<32>()),
+    )
+}
+
+/// [`wrap_key`] with a caller-chosen ephemeral secret. For known-answer
+/// vectors only: an ephemeral secret must never be used twice.
+#[doc(hidden)]
+pub fn wrap_key_with(
+    recipient: &PublicKey,
+    key: &SecretKey,
+    context: &[u8],
+    ephemeral: &StaticSecret,
+) -> Result<[u8; WRAPPED_KEY_LEN], AuthError> {
+    let ephemeral_public = PublicKey::from(ephemeral);
     let shared = ephemeral.diffie_hellman(recipient);
     if !shared.was_contributory() {
         return Err(AuthError);
@@ -236,6 +304,30 @@ mod tests {
         flipped[0] ^= 1;
         assert_eq!(cipher.open(&[1; 12], b"aad", &flipped), Err(AuthError));
         assert_eq!(cipher.open(&[1; 12], b"aad", &sealed[..10]), Err(AuthError));
+    }
+
+    #[test]
+    fn out_of_place_matches_in_place() {
+        let cipher = Cipher::new(&SecretKey::from_bytes([7; 32]));
+        let mut out = Vec::new();
+        cipher.seal_into(&[1; 12], b"aad", b"hello world", &mut out);
+        assert_eq!(out, cipher.seal(&[1; 12], b"aad", b"hello world"));
+        let mut plain = vec![9; 3];
+        cipher
+            .open_into(&[1; 12], b"aad", &out, &mut plain)
+            .unwrap();
+        assert_eq!(plain, b"hello world");
+        let mut bad = out.clone();
+        bad[0] ^= 1;
+        assert_eq!(
+            cipher.open_into(&[1; 12], b"aad", &bad, &mut plain),
+            Err(AuthError)
+        );
+        assert!(plain.is_empty());
+        assert_eq!(
+            cipher.open_into(&[1; 12], b"aad", &out[..4], &mut plain),
+            Err(AuthError)
+        );
     }
 
     #[test]

@@ -9,7 +9,11 @@
 //! - Secret material lives in types that zeroize on drop and never print
 //!   their contents through `Debug`.
 
+pub mod card;
 pub mod content;
 pub mod crypto;
+pub mod envelope;
+pub mod key;
+pub mod keyfile;
 pub mod meta;
 pub mod wire;

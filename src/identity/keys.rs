@@ -1,0 +1,129 @@
+//! The key store: password-locked key files in `$CARDFS_HOME/keys/NAME.key`.
+//!
+//! Invariants: key files are created without clobbering and replaced
+//! atomically (see `fsutil`), with mode 0600 in a 0700 directory; the store
+//! never holds an unlocked key.
+
+use super::StoreError;
+use super::fsutil::{Existing, list_files, read_optional, write_atomic};
+use crate::format::key::{UserKey, check_name};
+use crate::format::keyfile::{KeyFile, Password};
+use std::path::{Path, PathBuf};
+
+/// The key files of one cardfs home.
+#[derive(Debug, Clone)]
+pub struct KeyStore {
+    dir: PathBuf,
+}
+
+impl KeyStore {
+    pub fn new(home: &Path) -> Self {
+        Self {
+            dir: home.join("keys"),
+        }
+    }
+
+    /// Where the key named `name` lives.
+    pub fn path(&self, name: &str) -> Result<PathBuf, StoreError> {
+        check_name(name)?;
+        Ok(self.dir.join(format!("{name}.key")))
+    }
+
+    /// Stores a new key file; refuses to overwrite an existing key.
+    pub fn create(&self, file: &KeyFile) -> Result<PathBuf, StoreError> {
+        let path = self.path(file.name())?;
+        match write_atomic(&path, file.to_bytes(), Existing::Refuse) {
+            Err(StoreError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::AlreadyExists =>
+            {
+                Err(StoreError::KeyExists(file.name().to_string()))
+            }
+            other => other.map(|()| path),
+        }
+    }
+
+    /// Atomically replaces an existing key file (a crash leaves the old one).
+    pub fn replace(&self, file: &KeyFile) -> Result<(), StoreError> {
+        self.load(file.name())?;
+        write_atomic(&self.path(file.name())?, file.to_bytes(), Existing::Replace)
+    }
+
+    /// Reads (without unlocking) the key named `name`.
+    pub fn load(&self, name: &str) -> Result<KeyFile, StoreError> {
+        let path = self.path(name)?;
+        let bytes = read_optional(&path)?.ok_or_else(|| StoreError::KeyNotFound(name.into()))?;
+        parse_at(&path, &bytes)
+    }
+
+    /// All key files, sorted by name.
+    pub fn list(&self) -> Result<Vec<KeyFile>, StoreError> {
+        list_files(&self.dir, "key")?
+            .into_iter()
+            .map(|path| {
+                let bytes = std::fs::read(&path).map_err(|source| StoreError::Io {
+                    action: "reading",
+                    path: path.clone(),
+                    source,
+                })?;
+                parse_at(&path, &bytes)
+            })
+            .collect()
+    }
+
+    /// Loads and unlocks the key named `name`.
+    pub fn unlock(&self, name: &str, password: &Password) -> Result<UserKey, StoreError> {
+        let file = self.load(name)?;
+        file.unlock(password).map_err(|source| StoreError::KeyFile {
+            path: self.path(name).unwrap_or_default(),
+            source,
+        })
+    }
+}
+
+fn parse_at(path: &Path, bytes: &[u8]) -> Result<KeyFile, StoreError> {
+    KeyFile::parse(bytes).map_err(|source| StoreError::KeyFile {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::keyfile::KdfParams;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn create_list_unlock_replace() {
+        let home = tempfile::tempdir().unwrap();
+        let store = KeyStore::new(home.path());
+        let key = UserKey::generate("alice").unwrap();
+        let pw = Password::new("secret");
+        let file = KeyFile::lock(&key, &pw, KdfParams::INSECURE_TEST_ONLY).unwrap();
+        let path = store.create(&file).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert!(matches!(store.create(&file), Err(StoreError::KeyExists(_))));
+        assert_eq!(store.list().unwrap().len(), 1);
+        let unlocked = store.unlock("alice", &pw).unwrap();
+        assert_eq!(unlocked.x25519_public(), key.x25519_public());
+        assert!(matches!(
+            store.unlock("alice", &Password::new("wrong")),
+            Err(StoreError::KeyFile { .. })
+        ));
+        assert!(matches!(
+            store.unlock("bob", &pw),
+            Err(StoreError::KeyNotFound(_))
+        ));
+        let pw2 = Password::new("new");
+        store
+            .replace(&KeyFile::lock(&unlocked, &pw2, KdfParams::INSECURE_TEST_ONLY).unwrap())
+            .unwrap();
+        assert!(store.unlock("alice", &pw).is_err());
+        store.unlock("alice", &pw2).unwrap();
+        let names: Vec<_> = std::fs::read_dir(home.path().join("keys"))
+            .unwrap()
+            .collect();
+        assert_eq!(names.len(), 1, "no temporary files are left behind");
+    }
+}

@@ -1,0 +1,72 @@
+//! The local identity state and the I/O around the pure formats: key files
+//! under `$CARDFS_HOME/keys/`, pinned cards and trusted authorities under
+//! `$CARDFS_HOME/cards/`, and envelopes streamed over readers and writers.
+//!
+//! Invariants:
+//! - Every path derives from one home directory ([`home_from_env`] reads
+//!   `CARDFS_HOME`, default `~/.config/cardfs`), so two users can share a
+//!   machine in tests.
+//! - Files are written atomically (temporary file, fsync, rename or link);
+//!   a crash leaves the old file or the new one, never a mix. Key files and
+//!   their directories are private to the user (0600 / 0700).
+
+pub mod armor;
+pub mod cards;
+pub mod envelope;
+pub mod fsutil;
+pub mod keys;
+
+use crate::format::card::CardError;
+use crate::format::key::InvalidName;
+use crate::format::keyfile::KeyFileError;
+use std::path::PathBuf;
+
+/// Errors of the key and card stores.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("no key named {0:?} (see `cardfs key list`)")]
+    KeyNotFound(String),
+    #[error("a key named {0:?} already exists")]
+    KeyExists(String),
+    #[error("key file {path}: {source}")]
+    KeyFile { path: PathBuf, source: KeyFileError },
+    #[error(transparent)]
+    Name(#[from] InvalidName),
+    #[error("card {path}: {source}")]
+    Card { path: PathBuf, source: CardError },
+    #[error("no card matches {0:?} (see `cardfs card list`)")]
+    CardNotFound(String),
+    #[error(
+        "a different card is already pinned for {identity:?} (pinned fingerprint {pinned}); \
+         this may be a key-substitution attack. If {identity} really has a new card, check its \
+         fingerprint {offered} with them and import again with --replace \"{offered}\""
+    )]
+    AlreadyPinned {
+        identity: String,
+        pinned: String,
+        offered: String,
+    },
+    #[error("the card's fingerprint is {actual}, not the {given} given with --replace")]
+    FingerprintMismatch { given: String, actual: String },
+}
+
+/// The cardfs home: `$CARDFS_HOME`, or `~/.config/cardfs`.
+pub fn home_from_env() -> Result<PathBuf, StoreError> {
+    if let Some(home) = std::env::var_os("CARDFS_HOME").filter(|h| !h.is_empty()) {
+        return Ok(PathBuf::from(home));
+    }
+    match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        Some(home) => Ok(PathBuf::from(home).join(".config").join("cardfs")),
+        None => Err(StoreError::Io {
+            action: "locating the cardfs home (set CARDFS_HOME or HOME)",
+            path: PathBuf::new(),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        }),
+    }
+}
