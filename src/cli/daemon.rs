@@ -230,11 +230,27 @@ pub fn serve<B: Backend, F: fuser::Filesystem>(
 
 /// Unmounts with umount2(2) directly: fuser's own unmounter forgets the
 /// mount after a failed (busy) attempt, so it cannot retry.
+///
+/// A mount stays busy for a moment after its last file is closed: the
+/// kernel holds the file until the daemon answers its RELEASE, which it
+/// sends after close(2) returns. So EBUSY is retried for up to three
+/// seconds before it is taken to mean files are really open.
 async fn unmount_now(mountpoint: &Path, lazy: bool) -> std::io::Result<()> {
-    let mountpoint = mountpoint.to_path_buf();
-    tokio::task::spawn_blocking(move || super::mountpoint::unmount(&mountpoint, lazy))
-        .await
-        .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+    const RETRIES: u32 = 30;
+    for attempt in 0.. {
+        let path = mountpoint.to_path_buf();
+        let result = tokio::task::spawn_blocking(move || super::mountpoint::unmount(&path, lazy))
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        match result {
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && attempt < RETRIES => {
+                tracing::debug!("{} busy, retrying the unmount", mountpoint.display());
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => return other,
+        }
+    }
+    unreachable!("the loop returns")
 }
 
 /// Syncs with progress to `out`, then unmounts. Returns whether the mount

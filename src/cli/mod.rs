@@ -1,15 +1,15 @@
 //! The `cardfs` command line: argument parsing, prompts, progress output and
 //! exit codes. The only place `anyhow` is used; library errors are typed.
 
-// The daemon, mountpoint checks and most user errors are wired to `init`
-// and `mount` in the next change, once the engine and key store land.
-#![allow(dead_code)]
-
+mod backend;
 mod control;
 mod control_cmds;
 mod daemon;
 mod exit;
+mod init;
+mod mount;
 mod mountpoint;
+mod open;
 mod paths;
 mod progress;
 
@@ -30,6 +30,18 @@ enum Command {
     /// Check that this machine can mount FUSE filesystems: mounts a small
     /// read-only filesystem on a temporary directory and reads it back.
     Doctor,
+    /// Create an empty encrypted drive in STORE, owned by the key's card.
+    Init {
+        /// A directory, file:///DIR or s3://BUCKET[/PREFIX].
+        store: String,
+        #[command(flatten)]
+        key: open::KeyArgs,
+        #[command(flatten)]
+        store_args: open::StoreArgs,
+    },
+    /// Mount the drive in STORE on MOUNTPOINT. Returns once the mount is
+    /// usable, with the daemon in the background (unless --foreground).
+    Mount(mount::MountArgs),
     /// Commit every pending change of a mounted drive, then unmount it.
     Unmount {
         /// Where the drive is mounted.
@@ -66,6 +78,12 @@ pub fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Doctor => doctor(),
+        Command::Init {
+            store,
+            key,
+            store_args,
+        } => init::run(&store, &key, &store_args),
+        Command::Mount(args) => mount::run(args),
         Command::Unmount { mountpoint } => control_cmds::unmount(&mountpoint),
         Command::Sync { mountpoint } => control_cmds::sync(&mountpoint),
         Command::Status { mountpoint } => control_cmds::status(mountpoint.as_deref()),

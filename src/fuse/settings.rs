@@ -60,7 +60,9 @@ impl MountSettings {
         let mut config = Config::default();
         config.mount_options.extend([
             MountOption::FSName(self.source.clone()),
-            MountOption::Subtype("cardfs".into()),
+            // As a kernel option (fuser passes `Subtype` only to
+            // fusermount): the mount's type becomes `fuse.cardfs`.
+            MountOption::CUSTOM("subtype=cardfs".into()),
             MountOption::NoDev,
             MountOption::NoSuid,
             // The engine does not check permissions itself: the kernel does,

@@ -1,0 +1,152 @@
+//! The command line's user errors: each one clear sentence and its own
+//! exit code (docs/CLI.md), checked against real stores, keys and mounts.
+
+mod common;
+
+use common::mount::{Home, PASSWORD, assert_ok};
+use std::process::Output;
+
+fn code(out: &Output) -> i32 {
+    out.status.code().expect("exited by signal")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Asserts exit code `want` and that stderr says `phrase`, in one line.
+fn expect_error(out: &Output, want: i32, phrase: &str) {
+    let err = stderr(out);
+    assert_eq!(code(out), want, "stderr: {err}");
+    assert!(err.contains(phrase), "expected {phrase:?} in: {err}");
+    assert_eq!(
+        err.trim()
+            .lines()
+            .filter(|l| l.starts_with("cardfs:"))
+            .count(),
+        1,
+        "one sentence expected: {err}"
+    );
+}
+
+fn local_drive(home: &Home) -> String {
+    let store = home.new_dir("store");
+    let store = store.to_string_lossy().into_owned();
+    home.init(&store);
+    store
+}
+
+#[test]
+fn wrong_password_is_exit_10() {
+    let home = Home::new();
+    let store = local_drive(&home);
+    let mnt = home.new_dir("mnt");
+    let out = home
+        .cmd()
+        .args(["mount", &store])
+        .arg(&mnt)
+        .args(["--key", &home.key])
+        .env("CARDFS_PASSWORD", format!("not {PASSWORD}"))
+        .output()
+        .unwrap();
+    expect_error(&out, 10, "wrong password");
+}
+
+#[test]
+fn missing_key_is_exit_11() {
+    let home = Home::new();
+    let store = home.new_dir("store");
+    let out = home
+        .cmd()
+        .args(["init"])
+        .arg(&store)
+        .args(["--key", "nobody", "--password-file"])
+        .arg(&home.password_file)
+        .output()
+        .unwrap();
+    expect_error(&out, 11, "no key named \"nobody\"");
+}
+
+#[test]
+fn key_without_card_is_exit_12() {
+    let home = Home::new();
+    home.make_key_only("cardless");
+    let store = home.new_dir("store");
+    let out = home
+        .cmd()
+        .args(["init"])
+        .arg(&store)
+        .args(["--key", "cardless", "--password-file"])
+        .arg(&home.password_file)
+        .output()
+        .unwrap();
+    expect_error(&out, 12, "has no card");
+}
+
+#[test]
+fn mountpoint_errors_are_13_14_15() {
+    let home = Home::new();
+    let store = local_drive(&home);
+    let cache = home.new_dir("cache");
+
+    let missing = home.path().join("does-not-exist");
+    let out = home.try_mount(&store, &missing, &cache, &[]);
+    expect_error(&out, 13, "does not exist");
+
+    let file = home.path().join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let out = home.try_mount(&store, &file, &cache, &[]);
+    expect_error(&out, 14, "not a directory");
+
+    let mounted = home.mount(&store);
+    let other_cache = home.new_dir("cache");
+    let out = home.try_mount(&store, &mounted.mnt, &other_cache, &[]);
+    expect_error(&out, 15, "already mounted");
+    mounted.unmount();
+}
+
+#[test]
+fn second_mount_of_a_cache_dir_is_exit_16() {
+    let home = Home::new();
+    let store = local_drive(&home);
+    let first = home.mount(&store);
+    let mnt2 = home.new_dir("mnt");
+    let out = home.try_mount(&store, &mnt2, &first.cache, &[]);
+    expect_error(&out, 16, "already used by another mount");
+    first.unmount();
+}
+
+#[test]
+fn init_twice_is_exit_24_and_empty_store_is_exit_25() {
+    let home = Home::new();
+    let store = local_drive(&home);
+    let out = home
+        .cmd()
+        .args(["init", &store, "--key", &home.key, "--password-file"])
+        .arg(&home.password_file)
+        .output()
+        .unwrap();
+    expect_error(&out, 24, "already holds a drive");
+
+    let empty = home.new_dir("empty-store");
+    let out = home.try_mount(
+        &empty.to_string_lossy(),
+        &home.new_dir("mnt"),
+        &home.new_dir("cache"),
+        &[],
+    );
+    expect_error(&out, 25, "holds no drive");
+}
+
+#[test]
+fn control_commands_on_a_non_mount_are_exit_30() {
+    let home = Home::new();
+    let dir = home.new_dir("plain");
+    for cmd in ["unmount", "sync", "status"] {
+        let out = home.cmd().arg(cmd).arg(&dir).output().unwrap();
+        expect_error(&out, 30, "is not a running cardfs mount");
+    }
+    let out = home.cmd().arg("status").output().unwrap();
+    assert_ok(&out, "cardfs status");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no cardfs drive is mounted"));
+}
