@@ -1,0 +1,555 @@
+"""Helpers for scripts/bench: the systems under test, sources, timing, report."""
+
+import hashlib
+import glob
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PASSWORD = "bench-password-not-secret"
+APT_PEERS = {
+    "rclone": "rclone", "s3fs": "s3fs", "gocryptfs": "gocryptfs", "cryfs": "cryfs",
+    "fusermount3": "fuse3", "md5sum": "coreutils",
+}
+
+
+class SystemFailed(Exception):
+    pass
+
+
+def log(msg):
+    print(f"bench: {msg}", file=sys.stderr, flush=True)
+
+
+def sh(cmd, env=None, cwd=None, input=None, check=True):
+    r = subprocess.run(cmd, env=env, cwd=cwd, input=input, capture_output=True, text=True)
+    if check and r.returncode != 0:
+        raise SystemFailed(f"{' '.join(cmd)} exited {r.returncode}: {r.stderr.strip()[-500:]}")
+    return r
+
+
+def start_daemon(cmd, logfile, env=None, input=None):
+    """Runs a command that forks a daemon. Output goes to `logfile`, not a
+    pipe: the daemon inherits the descriptors, and a pipe would never close."""
+    with open(logfile, "ab") as out:
+        r = subprocess.run(cmd, env=env, stdout=out, stderr=out,
+                           input=input.encode() if input else None,
+                           stdin=None if input else subprocess.DEVNULL)
+    if r.returncode != 0:
+        with open(logfile, "rb") as f:
+            tail = f.read()[-500:].decode(errors="replace")
+        raise SystemFailed(f"{' '.join(cmd)} exited {r.returncode}: {tail.strip()}")
+
+
+def timed(cmd, cwd=None):
+    t0 = time.monotonic()
+    r = subprocess.run(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if r.returncode != 0:
+        raise SystemFailed(f"{' '.join(cmd)} exited {r.returncode}: {r.stderr.strip()[-500:]}")
+    return time.monotonic() - t0
+
+
+def install_peers():
+    missing = [pkg for cmd, pkg in APT_PEERS.items() if shutil.which(cmd) is None]
+    for mod, pkg in (("matplotlib", "python3-matplotlib"), ("boto3", "python3-boto3")):
+        try:
+            __import__(mod)
+        except ImportError:
+            missing.append(pkg)
+    if missing:
+        log(f"installing {' '.join(sorted(set(missing)))}")
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *sorted(set(missing))],
+                       check=True, env=env)
+
+
+def drop_caches():
+    subprocess.run(["sync"], check=True)
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("3\n")
+
+
+def is_mounted(path):
+    path = os.path.realpath(path)
+    with open("/proc/self/mounts") as f:
+        return any(line.split(" ")[1] == path for line in f)
+
+
+def fuse_unmount(mnt, timeout=120):
+    if not is_mounted(mnt):
+        return
+    for cmd in (["fusermount3", "-u", mnt], ["umount", mnt]):
+        if subprocess.run(cmd, capture_output=True).returncode == 0:
+            break
+    deadline = time.monotonic() + timeout
+    while is_mounted(mnt):
+        if time.monotonic() > deadline:
+            subprocess.run(["umount", "-l", mnt], capture_output=True)
+            raise SystemFailed(f"{mnt} did not unmount within {timeout} s")
+        time.sleep(0.1)
+
+
+def wait_for_mount(mnt, proc=None, timeout=60):
+    deadline = time.monotonic() + timeout
+    while not is_mounted(mnt):
+        if proc is not None and proc.poll() is not None:
+            raise SystemFailed(f"mount of {mnt} exited {proc.returncode}")
+        if time.monotonic() > deadline:
+            raise SystemFailed(f"{mnt} not mounted after {timeout} s")
+        time.sleep(0.05)
+
+
+def random_reads(path, seconds):
+    """Random 4 KiB-aligned preads for `seconds`; returns reads per second."""
+    size = os.path.getsize(path)
+    blocks = max(1, size // 4096)
+    rng = random.Random(42)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        n = 0
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < seconds:
+            os.pread(fd, 4096, rng.randrange(blocks) * 4096)
+            n += 1
+        return n / (time.monotonic() - t0)
+    finally:
+        os.close(fd)
+
+
+def stat_calls(top, count):
+    paths = []
+    for d, dirs, files in os.walk(top):
+        paths.extend(os.path.join(d, x) for x in dirs + files)
+    if not paths:
+        raise SystemFailed(f"nothing to stat under {top}")
+    t0 = time.monotonic()
+    for i in range(count):
+        os.lstat(paths[i % len(paths)])
+    return count / (time.monotonic() - t0)
+
+
+def tree_size(path):
+    total = count = 0
+    for d, _, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.lstat(os.path.join(d, f)).st_size
+                count += 1
+            except FileNotFoundError:
+                pass
+    return total, count
+
+
+def wait_quiet(probe, t0, min_bytes, quiet=3.0, timeout=900):
+    """Polls `probe()` -> (bytes, objects) until at least `min_bytes` are
+    stored and nothing changed for `quiet` seconds; returns the time of the
+    last change (so the quiet window is not counted)."""
+    last = None
+    last_change = time.monotonic()
+    while True:
+        now_state = probe()
+        now = time.monotonic()
+        if now_state != last:
+            last, last_change = now_state, now
+        elif now_state[0] >= min_bytes and now - last_change >= quiet:
+            return max(last_change, t0 + 1e-6)
+        if now - t0 > timeout:
+            raise SystemFailed(f"store did not settle within {timeout} s (has {now_state})")
+        time.sleep(0.1)
+
+
+class Sources:
+    """Input data: a random big file on tmpfs, a source tarball and its md5 list."""
+
+    def __init__(self, work, size_mib, files):
+        self.size_mib = size_mib
+        self.size_bytes = size_mib << 20
+        self.files = files
+        self.dir = tempfile.mkdtemp(prefix="cardfs-bench-src.", dir="/dev/shm")
+        self.big = os.path.join(self.dir, "big")
+        log(f"writing {size_mib} MiB of random data to {self.big}")
+        with open(self.big, "wb") as f:
+            for _ in range(size_mib):
+                f.write(os.urandom(1 << 20))
+        self.small_payloads = [os.urandom(4096) for _ in range(64)]
+        self.tarball, self.md5sums = self._source_tree()
+
+    def _source_tree(self):
+        """A tarball of real sources: crates this project depends on."""
+        roots = sorted(glob.glob(os.path.expanduser("~/.cargo/registry/src/*/*")))
+        if not roots:
+            raise SystemFailed("no crate sources in ~/.cargo/registry (build cardfs first)")
+        chosen, nfiles = [], 0
+        for crate in roots:
+            if nfiles >= 6000:
+                break
+            n = sum(len(f) for _, _, f in os.walk(crate))
+            chosen.append(crate)
+            nfiles += n
+        stage = os.path.join(self.dir, "tree")
+        os.makedirs(stage)
+        for crate in chosen:
+            shutil.copytree(crate, os.path.join(stage, os.path.basename(crate)), symlinks=True)
+        tarball = os.path.join(self.dir, "tree.tar")
+        sh(["tar", "cf", tarball, "-C", stage, "."])
+        sums = []
+        for d, _, files in os.walk(stage):
+            for f in sorted(files):
+                p = os.path.join(d, f)
+                if os.path.islink(p):
+                    continue
+                with open(p, "rb") as fh:
+                    sums.append(f"{hashlib.md5(fh.read()).hexdigest()}  {os.path.relpath(p, stage)}\n")
+        md5sums = os.path.join(self.dir, "tree.md5")
+        with open(md5sums, "w") as fh:
+            fh.writelines(sums)
+        shutil.rmtree(stage)
+        log(f"source tree: {len(chosen)} crates, {nfiles} files")
+        return tarball, md5sums
+
+    def write_small_files(self, top):
+        per_dir = max(1, self.files // 20)
+        for i in range(self.files):
+            d = os.path.join(top, f"d{i // per_dir:02d}")
+            if i % per_dir == 0:
+                os.makedirs(d, exist_ok=True)
+            with open(os.path.join(d, f"f{i:05d}"), "wb") as f:
+                f.write(self.small_payloads[i % len(self.small_payloads)])
+
+    def cleanup(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class S3Server:
+    def __init__(self, work):
+        out = sh([os.path.join(ROOT, "scripts/s3-server"), "start", "--dir", os.path.join(work, "s3"),
+                  "--watch-pid", str(os.getpid())]).stdout
+        self.env = {}
+        for line in out.splitlines():
+            if line.startswith("export "):
+                k, v = line[len("export "):].split("=", 1)
+                self.env[k] = v
+        self.endpoint = self.env["AWS_ENDPOINT_URL"]
+        self.version = sh(["weed", "version"], check=False).stdout.strip().splitlines()[0:1] or ["unknown"]
+        import boto3
+        from botocore.config import Config
+        self.client = boto3.client(
+            "s3", endpoint_url=self.endpoint, region_name=self.env["AWS_REGION"],
+            aws_access_key_id=self.env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"],
+            config=Config(s3={"addressing_style": "path"}))
+        self.client.create_bucket(Bucket="baseline")
+
+    def bucket(self, name):
+        self.client.create_bucket(Bucket=name)
+        return name
+
+    def usage(self, bucket, prefix=""):
+        total = count = 0
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for o in page.get("Contents", []):
+                total += o["Size"]
+                count += 1
+        return total, count
+
+    def boto3_put_get(self, path, key):
+        from boto3.s3.transfer import TransferConfig
+        cfg = TransferConfig(multipart_threshold=1 << 40)  # one single-stream PUT, as issue 8 asks
+        t0 = time.monotonic()
+        self.client.upload_file(path, "baseline", key, Config=cfg)
+        t_put = time.monotonic() - t0
+        t0 = time.monotonic()
+        body = self.client.get_object(Bucket="baseline", Key=key)["Body"]
+        while body.read(1 << 20):
+            pass
+        t_get = time.monotonic() - t0
+        self.client.delete_object(Bucket="baseline", Key=key)
+        return t_put, t_get
+
+    def stop(self):
+        subprocess.run([os.path.join(ROOT, "scripts/s3-server"), "stop", "--dir", self.env["CARDFS_S3_DIR"]],
+                       capture_output=True)
+
+
+class System:
+    def __init__(self, name, work, s3):
+        self.name, self.s3 = name, s3
+        self.base = os.path.join(work, name)
+        self.mnt = os.path.join(self.base, "mnt")
+        self.log = os.path.join(work, f"{name}.log")
+        os.makedirs(self.mnt, exist_ok=True)
+
+    def setup(self):
+        pass
+
+    def mount(self, fresh_cache):
+        pass
+
+    def unmount(self):
+        fuse_unmount(self.mnt)
+
+    def usage(self):
+        """(bytes, objects) in the store now; local systems report nothing."""
+        return (0, 0)
+
+    def wait_in_store(self, t0, before, nbytes):
+        """Time at which `nbytes` more than `before` had landed in the store.
+        Local systems are durable once `sync` returns."""
+        subprocess.run(["sync"], check=True)
+        return time.monotonic()
+
+    def teardown(self):
+        try:
+            self.unmount()
+        except SystemFailed as e:
+            log(f"{self.name}: {e}")
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+class Plain(System):
+    def unmount(self):
+        pass
+
+
+class Gocryptfs(System):
+    def setup(self):
+        self.cipher = os.path.join(self.base, "cipher")
+        self.pw = os.path.join(self.base, "pw")
+        os.makedirs(self.cipher)
+        with open(self.pw, "w") as f:
+            f.write(PASSWORD)
+        sh(["gocryptfs", "-init", "-q", "-passfile", self.pw, self.cipher])
+
+    def mount(self, fresh_cache):
+        start_daemon(["gocryptfs", "-q", "-nosyslog", "-passfile", self.pw, self.cipher, self.mnt], self.log)
+
+
+class Cryfs(System):
+    env = dict(os.environ, CRYFS_FRONTEND="noninteractive", CRYFS_NO_UPDATE_CHECK="true")
+
+    def setup(self):
+        self.cipher = os.path.join(self.base, "cipher")
+        os.makedirs(self.cipher)
+
+    def mount(self, fresh_cache):
+        start_daemon(["cryfs", self.cipher, self.mnt], self.log, env=self.env, input=PASSWORD + "\n")
+        wait_for_mount(self.mnt)
+
+
+class StoreBacked(System):
+    """A write-back system whose store we poll to see when data has landed."""
+
+    def wait_in_store(self, t0, before, nbytes):
+        return wait_quiet(self.usage, t0, before[0] + nbytes)
+
+
+class RcloneCrypt(StoreBacked):
+    def setup(self):
+        self.bucket = self.s3.bucket("rclone")
+        self.cache = os.path.join(self.base, "cache")
+        self.conf = os.path.join(self.base, "rclone.conf")
+        obscured = sh(["rclone", "obscure", PASSWORD]).stdout.strip()
+        e = self.s3.env
+        with open(self.conf, "w") as f:
+            f.write(f"[s3]\ntype = s3\nprovider = Other\nendpoint = {e['AWS_ENDPOINT_URL']}\n"
+                    f"access_key_id = {e['AWS_ACCESS_KEY_ID']}\nsecret_access_key = {e['AWS_SECRET_ACCESS_KEY']}\n"
+                    f"region = {e['AWS_REGION']}\nforce_path_style = true\n\n"
+                    f"[crypt]\ntype = crypt\nremote = s3:{self.bucket}/crypt\npassword = {obscured}\n")
+        self.env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
+
+    def mount(self, fresh_cache):
+        if fresh_cache:
+            shutil.rmtree(self.cache, ignore_errors=True)
+        start_daemon(["rclone", "--config", self.conf, "mount", "crypt:", self.mnt, "--vfs-cache-mode", "writes",
+                      "--cache-dir", self.cache, "--daemon"], self.log, env=self.env)
+        wait_for_mount(self.mnt)
+
+    def usage(self):
+        return self.s3.usage(self.bucket)
+
+
+class S3fs(StoreBacked):
+    def setup(self):
+        self.bucket = self.s3.bucket("s3fs")
+        self.pw = os.path.join(self.base, "passwd")
+        e = self.s3.env
+        with open(self.pw, "w") as f:
+            f.write(f"{e['AWS_ACCESS_KEY_ID']}:{e['AWS_SECRET_ACCESS_KEY']}\n")
+        os.chmod(self.pw, 0o600)
+
+    def mount(self, fresh_cache):
+        e = self.s3.env
+        start_daemon(["s3fs", self.bucket, self.mnt, "-o", f"passwd_file={self.pw}", "-o",
+                      f"url={e['AWS_ENDPOINT_URL']}", "-o", "use_path_request_style", "-o",
+                      f"endpoint={e['AWS_REGION']}"], self.log)
+        wait_for_mount(self.mnt)
+
+    def usage(self):
+        return self.s3.usage(self.bucket)
+
+
+class Cardfs(StoreBacked):
+    """cardfs through its command line: key, card, init, mount, unmount."""
+
+    def __init__(self, name, work, s3, on_s3):
+        super().__init__(name, work, s3)
+        self.on_s3 = on_s3
+
+    def setup(self):
+        sh(["cargo", "build", "--release", "--locked", "--bin", "cardfs"], cwd=ROOT)
+        self.bin = os.path.join(ROOT, "target/release/cardfs")
+        self.cache = os.path.join(self.base, "cache")
+        self.env = dict(os.environ, CARDFS_HOME=os.path.join(self.base, "home"), CARDFS_PASSWORD=PASSWORD)
+        if self.on_s3:
+            self.env.update(self.s3.env)
+            self.bucket = self.s3.bucket("cardfs")
+            self.store = f"s3://{self.bucket}"
+        else:
+            self.store = os.path.join(self.base, "store")
+        self.cli(["key", "generate", "--name", "bench"])
+        self.cli(["card", "create", "--key", "bench", "--identity", "bench"])
+        self.cli(["init", self.store, "--key", "bench"])
+
+    def cli(self, args):
+        return sh([self.bin, *args], env=self.env)
+
+    def mount(self, fresh_cache):
+        if fresh_cache:
+            shutil.rmtree(self.cache, ignore_errors=True)
+        start_daemon([self.bin, "mount", self.store, self.mnt, "--key", "bench", "--cache-dir", self.cache],
+                     self.log, env=self.env)
+        wait_for_mount(self.mnt)
+
+    def unmount(self):
+        if is_mounted(self.mnt):
+            self.cli(["unmount", self.mnt])
+
+    def usage(self):
+        if self.on_s3:
+            return self.s3.usage(self.bucket)
+        return tree_size(self.store)
+
+
+def make_system(name, work, s3):
+    table = {
+        "plain": lambda: Plain(name, work, s3),
+        "gocryptfs": lambda: Gocryptfs(name, work, s3),
+        "cryfs": lambda: Cryfs(name, work, s3),
+        "rclone-crypt": lambda: RcloneCrypt(name, work, s3),
+        "s3fs": lambda: S3fs(name, work, s3),
+        "cardfs-s3": lambda: Cardfs(name, work, s3, on_s3=True),
+        "cardfs-local": lambda: Cardfs(name, work, s3, on_s3=False),
+    }
+    return table[name]()
+
+
+def higher_is_better(unit):
+    return unit != "s"
+
+
+def machine_description(s3):
+    def first_line(cmd):
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        return (r.stdout or r.stderr).strip().splitlines()[0] if (r.stdout or r.stderr).strip() else "?"
+    cpu = "?"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    lines = [
+        f"- Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+        f"- Machine: {os.cpu_count()} cores ({cpu}), kernel {os.uname().release}",
+        f"- S3 server: {s3.version[0] if s3 else 'not used'} on 127.0.0.1 (shares the cores)",
+        f"- Peers: {first_line(['rclone', 'version'])}; {first_line(['s3fs', '--version'])}; "
+        f"{first_line(['gocryptfs', '-version'])}; {first_line(['cryfs', '--version'])}",
+    ]
+    return "\n".join(lines)
+
+
+def markdown_table(results, args, s3):
+    systems = []
+    for s, _, _, _ in results:
+        if s not in systems:
+            systems.append(s)
+    workloads = []
+    for _, wl, unit, vals in results:
+        if wl != "error" and (wl, unit) not in workloads:
+            workloads.append((wl, unit))
+    med = {(s, wl): statistics.median(v) for s, wl, _, v in results if v}
+    rng = {(s, wl): (min(v), max(v)) for s, wl, _, v in results if v}
+    out = ["# Benchmarks: cardfs and its peers, one run\n",
+           "Produced by `scripts/bench` " +
+           f"(`--runs {args.runs} --size-mib {args.size_mib} --files {args.files}`). "
+           "Each cell is the median of the runs followed by [min-max].\n",
+           machine_description(s3), "",
+           "| workload | unit | " + " | ".join(systems) + " |",
+           "|---|---|" + "---|" * len(systems)]
+    for wl, unit in workloads:
+        cells = []
+        for s in systems:
+            if (s, wl) in med:
+                lo, hi = rng[(s, wl)]
+                cells.append(f"{med[(s, wl)]:.2f} [{lo:.2f}-{hi:.2f}]")
+            else:
+                cells.append("n/a")
+        out.append(f"| {wl} | {unit} | " + " | ".join(cells) + " |")
+    errors = [(s, msg) for s, wl, msg, _ in results if wl == "error"]
+    for main in ("cardfs-s3", "cardfs-local"):
+        if main not in systems or main in dict(errors):
+            continue
+        out += ["", f"## Speed of {main} relative to each peer (>1 means {main} is faster)", "",
+                "| workload | " + " | ".join(s for s in systems if s != main) + " |",
+                "|---|" + "---|" * (len(systems) - 1)]
+        for wl, unit in workloads:
+            cells = []
+            for s in systems:
+                if s == main:
+                    continue
+                a, b = med.get((main, wl)), med.get((s, wl))
+                if a is None or b is None or a == 0 or b == 0:
+                    cells.append("n/a")
+                else:
+                    cells.append(f"{(a / b) if higher_is_better(unit) else (b / a):.2f}")
+            out.append(f"| {wl} | " + " | ".join(cells) + " |")
+    if errors:
+        out += ["", "## Systems that failed in this run", ""]
+        out += [f"- {s}: {' '.join(msg.split())[:300]}" for s, msg in errors]
+    out += ["", "![bar chart per workload](bench.png)", ""]
+    return "\n".join(out)
+
+
+def chart(results, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    data = {}
+    for s, wl, unit, vals in results:
+        if vals:
+            data.setdefault((wl, unit), []).append((s, statistics.median(vals)))
+    n = len(data)
+    if n == 0:
+        return
+    cols = 3
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(6 * cols, 3.2 * rows), squeeze=False)
+    for ax, ((wl, unit), items) in zip(axes.flat, data.items()):
+        names = [s for s, _ in items]
+        vals = [v for _, v in items]
+        colors = ["tab:red" if s.startswith("cardfs") else "tab:gray" for s in names]
+        ax.barh(names, vals, color=colors)
+        better = "higher is better" if higher_is_better(unit) else "lower is better"
+        ax.set_title(f"{wl}\n({unit}, {better})", fontsize=9)
+        ax.tick_params(labelsize=8)
+        ax.invert_yaxis()
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
