@@ -137,6 +137,8 @@ pub struct Engine {
     /// Serialises commits and refreshes (both move `head`).
     pub commit_lock: tokio::sync::Mutex<()>,
     pub stopped: AtomicBool,
+    /// Serialises journal appends.
+    pub journal_lock: Mutex<()>,
     pub task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -392,6 +394,7 @@ impl Engine {
             progress: tokio::sync::Notify::new(),
             commit_lock: tokio::sync::Mutex::new(()),
             stopped: AtomicBool::new(false),
+            journal_lock: Mutex::new(()),
             task: Mutex::new(None),
         });
         engine.replay_journal()?;
@@ -411,10 +414,13 @@ impl Engine {
         let mut core = self.lock();
         let done = core.committed.clients.get(&client).copied().unwrap_or(0);
         let mut replayed = Vec::new();
+        let mut last_seen = done;
         for (seq, op) in records {
-            if seq <= done {
+            // Committed already, or a duplicate record: skip.
+            if seq <= last_seen {
                 continue;
             }
+            last_seen = seq;
             for id in op_blocks(&op) {
                 self.cache.pin(&id);
                 if let Ok(Some(b)) = self.cache.read_object(&id, None) {
@@ -448,6 +454,8 @@ impl Engine {
 
     /// Writes not-yet-journalled pending ops to the journal.
     pub fn journal_pending(&self, durable: bool) -> Result<()> {
+        // One writer at a time, so no op is appended twice.
+        let _j = self.journal_lock.lock().unwrap_or_else(|e| e.into_inner());
         let (ops, upto) = {
             let core = self.lock();
             let ops: Vec<(u64, Op)> = core
@@ -596,9 +604,14 @@ impl Engine {
                         }
                     }
                     self.save_state()?;
-                    if self.lock().pending.is_empty() {
-                        self.cache.journal_reset()?;
-                        self.lock().journaled_upto = 0;
+                    // Under the lock: an op pushed (and journalled by a
+                    // concurrent fsync) after this check is never erased.
+                    {
+                        let mut core = self.lock();
+                        if core.pending.is_empty() {
+                            self.cache.journal_reset()?;
+                            core.journaled_upto = 0;
+                        }
                     }
                     self.maybe_snapshot().await;
                 }

@@ -271,6 +271,20 @@ impl Drive {
         self.e.cache.size()
     }
 
+    /// Simulates a crash (for tests and tools): background work stops at
+    /// once and nothing more is written to the store or the cache; changes
+    /// not made durable by `fsync` are lost, as in a killed process.
+    pub async fn abandon(self) {
+        self.e
+            .stopped
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let task = self.e.task.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(t) = task {
+            t.abort();
+            let _ = t.await;
+        }
+    }
+
     /// Makes a final sync attempt, then stops background tasks.
     pub async fn shutdown(&self) -> Result<()> {
         let r = self.sync(&|_, _| {}).await;

@@ -140,7 +140,18 @@ pub async fn fetch_entry(
     let key = log_key(&keys.volume, seq);
     let bytes = match store.get(&key, GetOptions::default()).await {
         Ok(r) => r.bytes,
-        Err(StoreError::NotFound { .. }) => return Ok(None),
+        Err(StoreError::NotFound { .. }) => {
+            // The end of the log, unless later entries exist (a gap).
+            let prefix = format!("v/{}/l/", hex(&keys.volume));
+            let later = store.list(&prefix, Some(&key), 1).await?;
+            if let Some(next) = later.objects.first() {
+                return Err(DriveError::tampered(
+                    &key,
+                    format!("log entry missing while {} exists", next.key),
+                ));
+            }
+            return Ok(None);
+        }
         Err(e) => return Err(e.into()),
     };
     let (batch, hash) = verify_entry(keys, &key, seq, prev, &bytes)?;

@@ -4,8 +4,15 @@
 //! implementation must pass the conformance suite in `tests/`, which pins
 //! the semantics documented on each method. In short:
 //!
-//! - Keys are non-empty UTF-8 strings of at most 1024 bytes, see
-//!   [`validate_key`]; listing order is the byte order of keys.
+//! - Keys are non-empty UTF-8 strings of at most 1024 bytes whose
+//!   `/`-separated segments have at most 255 bytes, see [`validate_key`].
+//! - Listing order is the byte order of keys, with one allowance for S3
+//!   servers that keep objects in a directory tree (SeaweedFS): they list
+//!   the keys below `p/` right after `p`, before sibling keys `p` + c where
+//!   c sorts below `/` (one of `` !"#$%&'()*+,-.``). Following
+//!   `next_start_after` from page to page visits every key exactly once on
+//!   every store. Code that needs a total order across such siblings sorts
+//!   what it listed.
 //! - `put` is atomic: readers see the old object or the new one, never a
 //!   mix. [`PutMode::Create`] and [`PutMode::Update`] are atomic
 //!   compare-and-swap operations: of many racing writers at most one wins
@@ -22,9 +29,13 @@ use std::time::Duration;
 
 pub mod local;
 pub mod memory;
+mod open;
+pub mod s3;
 
 pub use local::LocalStore;
 pub use memory::MemoryStore;
+pub use open::{OpenError, OpenOptions, open};
+pub use s3::{S3Options, S3Store};
 
 /// Result of a store operation.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -233,12 +244,54 @@ pub trait ObjectStore: Send + Sync + fmt::Debug + 'static {
     fn describe(&self) -> String;
 }
 
+/// Puts a scratch object with [`PutMode::Create`] twice and with a wrong
+/// [`PutMode::Update`] ETag once: both repeats must fail with
+/// [`StoreError::PreconditionFailed`], else the store ignores conditions
+/// and this returns [`StoreError::ConditionalWritesIgnored`]. The scratch
+/// object (under `.cardfs-probe/`) is deleted afterwards.
+pub async fn probe_conditional_writes(store: &dyn ObjectStore) -> Result<()> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let key = format!(".cardfs-probe/{}-{nanos:x}", std::process::id());
+    let first = store
+        .put(&key, Bytes::from_static(b"1"), PutMode::Create)
+        .await?;
+    let second = store
+        .put(&key, Bytes::from_static(b"2"), PutMode::Create)
+        .await;
+    let wrong = ETag(format!("{}-not-the-etag", first.0.trim_matches('"')));
+    let third = match &second {
+        Err(StoreError::PreconditionFailed { .. }) => Some(
+            store
+                .put(&key, Bytes::from_static(b"3"), PutMode::Update(wrong))
+                .await,
+        ),
+        _ => None,
+    };
+    let cleanup = store.delete(&key).await;
+    let ignored = StoreError::ConditionalWritesIgnored {
+        store: store.describe(),
+    };
+    match (second, third) {
+        (Ok(_), _) | (_, Some(Ok(_))) => Err(ignored),
+        (_, Some(Err(StoreError::PreconditionFailed { .. }))) => cleanup,
+        (_, Some(Err(e))) | (Err(e), None) => Err(e),
+    }
+}
+
 /// Longest key any implementation accepts (S3's limit).
 pub const MAX_KEY_LEN: usize = 1024;
 
+/// Longest `/`-separated key segment (the file-name limit of Linux
+/// filesystems and of SeaweedFS).
+pub const MAX_SEGMENT_LEN: usize = 255;
+
 /// Checks that `key` is usable by every implementation: non-empty, at most
-/// [`MAX_KEY_LEN`] bytes, no NUL or control characters, no leading `/`, and
-/// no empty, `.` or `..` path segment.
+/// [`MAX_KEY_LEN`] bytes, no NUL or control characters, no leading `/`, no
+/// empty, `.` or `..` path segment, and no segment longer than
+/// [`MAX_SEGMENT_LEN`] bytes.
 pub fn validate_key(key: &str) -> Result<()> {
     let bad = |reason| {
         Err(StoreError::InvalidKey {
@@ -260,6 +313,9 @@ pub fn validate_key(key: &str) -> Result<()> {
         .any(|seg| seg.is_empty() || seg == "." || seg == "..")
     {
         return bad("has an empty, '.' or '..' segment");
+    }
+    if key.split('/').any(|seg| seg.len() > MAX_SEGMENT_LEN) {
+        return bad("has a segment longer than 255 bytes");
     }
     Ok(())
 }
@@ -283,6 +339,11 @@ mod tests {
             assert!(validate_key(bad).is_err(), "{bad:?} accepted");
         }
         assert!(validate_key(&"x".repeat(1025)).is_err());
+        assert!(validate_key(&"x".repeat(255)).is_ok());
+        assert!(validate_key(&"x".repeat(256)).is_err());
+        let long = vec!["y".repeat(255); 4].join("/");
+        assert_eq!(long.len(), 1023);
+        assert!(validate_key(&long).is_ok());
     }
 
     #[test]

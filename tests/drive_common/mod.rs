@@ -122,3 +122,87 @@ pub async fn names(d: &Drive, dir: Ino) -> Vec<String> {
     out.sort();
     out
 }
+
+/// A store wrapper whose failures tests switch on and off: `down` makes
+/// every call fail as a transient network error; `block_log` makes only
+/// metadata log puts fail (content uploads succeed).
+#[derive(Debug)]
+pub struct Flaky {
+    pub inner: Arc<dyn ObjectStore>,
+    pub down: std::sync::atomic::AtomicBool,
+    pub block_log: std::sync::atomic::AtomicBool,
+    pub puts: std::sync::atomic::AtomicU64,
+}
+
+impl Flaky {
+    pub fn new(inner: Arc<dyn ObjectStore>) -> Arc<Flaky> {
+        Arc::new(Flaky {
+            inner,
+            down: Default::default(),
+            block_log: Default::default(),
+            puts: Default::default(),
+        })
+    }
+    pub fn set_down(&self, v: bool) {
+        self.down.store(v, std::sync::atomic::Ordering::SeqCst);
+    }
+    fn check(&self) -> cardfs::store::Result<()> {
+        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(cardfs::store::StoreError::Transient {
+                message: "test: store down".into(),
+                retry_after: None,
+            });
+        }
+        Ok(())
+    }
+}
+
+use cardfs::store::{ETag, GetOptions, GetResult, ListPage, MultipartUpload, ObjectMeta, PutMode};
+
+#[async_trait::async_trait]
+impl ObjectStore for Flaky {
+    async fn put(
+        &self,
+        key: &str,
+        body: bytes::Bytes,
+        mode: PutMode,
+    ) -> cardfs::store::Result<ETag> {
+        self.check()?;
+        if self.block_log.load(std::sync::atomic::Ordering::SeqCst) && key.contains("/l/") {
+            return Err(cardfs::store::StoreError::Transient {
+                message: "test: log puts blocked".into(),
+                retry_after: None,
+            });
+        }
+        self.puts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.put(key, body, mode).await
+    }
+    async fn get(&self, key: &str, options: GetOptions) -> cardfs::store::Result<GetResult> {
+        self.check()?;
+        self.inner.get(key, options).await
+    }
+    async fn head(&self, key: &str) -> cardfs::store::Result<ObjectMeta> {
+        self.check()?;
+        self.inner.head(key).await
+    }
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> cardfs::store::Result<ListPage> {
+        self.check()?;
+        self.inner.list(prefix, start_after, limit).await
+    }
+    async fn delete(&self, key: &str) -> cardfs::store::Result<()> {
+        self.check()?;
+        self.inner.delete(key).await
+    }
+    async fn put_multipart(&self, key: &str) -> cardfs::store::Result<Box<dyn MultipartUpload>> {
+        self.check()?;
+        self.inner.put_multipart(key).await
+    }
+    fn describe(&self) -> String {
+        format!("flaky({})", self.inner.describe())
+    }
+}

@@ -1,0 +1,176 @@
+//! Write-back: writes return before upload, fsync makes them durable in
+//! the local journal, a crash (dropping the engine, or kill -9 of a real
+//! process) loses nothing fsynced, a half-done upload never becomes a
+//! committed version, and an unreachable store does not stop writes or
+//! cached reads.
+
+mod drive_common;
+use cardfs::drive::*;
+use drive_common::*;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+async fn open_on(env: &Env, store: Arc<dyn cardfs::store::ObjectStore>, cache: &str) -> Drive {
+    Drive::open_drive(store, env.id.clone(), env.opts(cache))
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fsynced_data_survives_crash_before_upload() {
+    let env = Env::new().await;
+    let flaky = Flaky::new(env.store.clone());
+    let d = open_on(&env, flaky.clone(), "cache").await;
+    flaky.set_down(true);
+    let data: Vec<u8> = (0..3_500_000u32).map(|i| (i * 7 % 256) as u8).collect();
+    let (a, fh) = d
+        .create(ROOT_INO, os("kept"), 0o644, libc::O_RDWR, WHO)
+        .await
+        .unwrap();
+    d.write(a.ino, fh, 0, &data).await.unwrap();
+    // fsync covers every pending metadata change, not only this file's.
+    d.mkdir(ROOT_INO, os("dir-before-fsync"), 0o755, WHO)
+        .await
+        .unwrap();
+    d.fsync(a.ino, fh, false).await.unwrap();
+    // Not fsynced: may be lost by the crash (and must not break anything).
+    let (b, fhb) = d
+        .create(ROOT_INO, os("maybe"), 0o644, libc::O_RDWR, WHO)
+        .await
+        .unwrap();
+    d.write(b.ino, fhb, 0, b"unsynced").await.unwrap();
+    assert!(d.status().pending_ops > 0);
+    d.abandon().await;
+    flaky.set_down(false);
+    // Nothing reached the store's log.
+    let fresh = open_on(&env, env.store.clone(), "fresh").await;
+    assert_eq!(names(&fresh, ROOT_INO).await, Vec::<String>::new());
+    fresh.shutdown().await.unwrap();
+    // Reopening with the same cache replays the journal and uploads.
+    let d = open_on(&env, env.store.clone(), "cache").await;
+    assert_eq!(read_all(&d, lookup(&d, "kept").await.unwrap()).await, data);
+    assert!(lookup(&d, "dir-before-fsync").await.is_ok());
+    sync(&d).await;
+    d.shutdown().await.unwrap();
+    let other = open_on(&env, env.store.clone(), "other").await;
+    assert_eq!(
+        read_all(&other, lookup(&other, "kept").await.unwrap()).await,
+        data
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_done_upload_is_never_a_committed_version() {
+    let env = Env::new().await;
+    let flaky = Flaky::new(env.store.clone());
+    let d = open_on(&env, flaky.clone(), "cache").await;
+    let f = put(&d, ROOT_INO, "f", b"version one").await;
+    sync(&d).await;
+    // Content uploads succeed, the log commit does not.
+    flaky.block_log.store(true, Ordering::SeqCst);
+    let fh = d.open(f, libc::O_WRONLY | libc::O_TRUNC).await.unwrap();
+    d.write(f, fh, 0, b"version two").await.unwrap();
+    d.fsync(f, fh, false).await.unwrap();
+    d.release(f, fh).await.unwrap();
+    assert!(
+        d.sync(&|_, _| {}).await.is_err(),
+        "sync must report the failed commit"
+    );
+    let other = open_on(&env, env.store.clone(), "other").await;
+    assert_eq!(read_all(&other, f).await, b"version one");
+    other.shutdown().await.unwrap();
+    d.abandon().await;
+    flaky.block_log.store(false, Ordering::SeqCst);
+    let d = open_on(&env, flaky.clone(), "cache").await;
+    sync(&d).await;
+    d.shutdown().await.unwrap();
+    let other = open_on(&env, env.store.clone(), "other2").await;
+    assert_eq!(read_all(&other, f).await, b"version two");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_store_keeps_writes_and_cached_reads_working() {
+    let env = Env::new().await;
+    let flaky = Flaky::new(env.store.clone());
+    let d = open_on(&env, flaky.clone(), "cache").await;
+    let cached = put(&d, ROOT_INO, "cached", &vec![5u8; 2_000_000]).await;
+    sync(&d).await;
+    assert_eq!(read_all(&d, cached).await.len(), 2_000_000);
+    flaky.set_down(true);
+    // Writes and namespace changes keep working.
+    let dir = d
+        .mkdir(ROOT_INO, os("offline"), 0o755, WHO)
+        .await
+        .unwrap()
+        .ino;
+    let f = put(&d, dir, "new", b"written offline").await;
+    assert_eq!(read_all(&d, f).await, b"written offline");
+    // Cached content still reads.
+    assert_eq!(read_all(&d, cached).await, vec![5u8; 2_000_000]);
+    let err = d.sync(&|_, _| {}).await.unwrap_err();
+    assert_eq!(err.errno(), libc::EIO);
+    assert!(!d.status().store_reachable);
+    assert!(d.status().pending_ops > 0);
+    // Back online: the pending changes go up.
+    flaky.set_down(false);
+    sync(&d).await;
+    let st = d.status();
+    assert_eq!(
+        (st.pending_ops, st.pending_bytes, st.store_reachable),
+        (0, 0, true)
+    );
+    assert!(st.last_commit.is_some());
+    d.shutdown().await.unwrap();
+    let other = open_on(&env, env.store.clone(), "other").await;
+    assert_eq!(
+        read_all(&other, lookup(&other, "offline/new").await.unwrap()).await,
+        b"written offline"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_reports_progress_and_background_uploads() {
+    let env = Env::new().await;
+    let d = env.open().await;
+    let f = put(&d, ROOT_INO, "f", &vec![1u8; 3_000_000]).await;
+    let seen = std::sync::Mutex::new(Vec::new());
+    d.sync(&|done, total| seen.lock().unwrap().push((done, total)))
+        .await
+        .unwrap();
+    let seen = seen.into_inner().unwrap();
+    let last = *seen.last().unwrap();
+    assert_eq!(last.0, last.1, "{seen:?}");
+    // The background committer uploads without an explicit sync.
+    let g = put(&d, ROOT_INO, "g", b"background").await;
+    for _ in 0..200 {
+        if d.status().pending_ops == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(d.status().pending_ops, 0);
+    let other = env.open_with("other").await;
+    assert_eq!(read_all(&other, g).await, b"background");
+    assert_eq!(read_all(&other, f).await.len(), 3_000_000);
+}
+
+#[tokio::test]
+async fn cache_is_bounded_with_lru_eviction() {
+    let env = Env::new().await;
+    let mut opts = env.opts("small");
+    opts.cache_size = 3 * 1024 * 1024;
+    let d = Drive::open_drive(env.store.clone(), env.id.clone(), opts)
+        .await
+        .unwrap();
+    let data: Vec<u8> = (0..10_000_000u32).map(|i| (i % 253) as u8).collect();
+    let f = put(&d, ROOT_INO, "big", &data).await;
+    sync(&d).await;
+    assert!(
+        d.cache_bytes() <= 3 * 1024 * 1024 + 100_000,
+        "cache holds {}",
+        d.cache_bytes()
+    );
+    // Everything still reads (evicted blocks come back from the store).
+    assert_eq!(read_all(&d, f).await, data);
+    assert!(d.cache_bytes() <= 3 * 1024 * 1024 + 100_000);
+}
