@@ -27,11 +27,13 @@ use std::fmt;
 use std::ops::Range;
 use std::time::Duration;
 
+pub mod fault;
 pub mod local;
 pub mod memory;
 mod open;
 pub mod s3;
 
+pub use fault::{FaultConfig, FaultStore};
 pub use local::LocalStore;
 pub use memory::MemoryStore;
 pub use open::{OpenError, OpenOptions, open};

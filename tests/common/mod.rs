@@ -87,6 +87,12 @@ pub fn cardfs_bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_cardfs"))
 }
 
+/// Keys of every object under `prefix`, in listing order.
+pub async fn keys_under(store: &dyn cardfs::store::ObjectStore, prefix: &str) -> Vec<String> {
+    let all = store.list_all(prefix).await.expect("list");
+    all.into_iter().map(|o| o.key).collect()
+}
+
 /// Deterministic pseudo-random bytes (xorshift), fast enough for 100 MiB.
 pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
     let mut x = seed | 1;
