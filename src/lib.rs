@@ -19,5 +19,7 @@
 pub mod drive;
 pub mod format;
 pub mod fuse;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod identity;
 pub mod store;

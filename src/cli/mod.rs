@@ -12,6 +12,10 @@ mod mountpoint;
 mod open;
 mod paths;
 mod progress;
+mod card;
+mod envelope;
+mod key;
+pub mod password;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -59,6 +63,19 @@ enum Command {
         /// Only this mount (default: every mount of this user).
         mountpoint: Option<PathBuf>,
     },
+    /// Password-locked keys (X25519 for encryption, Ed25519 for signatures).
+    #[command(subcommand)]
+    Key(key::KeyCommand),
+    /// Cards: an identity bound to a key's public halves, self-signed.
+    #[command(subcommand)]
+    Card(card::CardCommand),
+    /// Authorities that approve cards, and which ones this home trusts.
+    #[command(subcommand)]
+    Authority(card::AuthorityCommand),
+    /// Encrypt (and optionally sign) data for one or more cards.
+    Encrypt(envelope::EncryptArgs),
+    /// Decrypt data encrypted to one of your keys (and check its signature).
+    Decrypt(envelope::DecryptArgs),
 }
 
 /// Parses the arguments, runs the command, and turns errors into one clear
@@ -87,6 +104,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Unmount { mountpoint } => control_cmds::unmount(&mountpoint),
         Command::Sync { mountpoint } => control_cmds::sync(&mountpoint),
         Command::Status { mountpoint } => control_cmds::status(mountpoint.as_deref()),
+        Command::Key(c) => key::run(c),
+        Command::Card(c) => card::run_card(c),
+        Command::Authority(c) => card::run_authority(c),
+        Command::Encrypt(a) => envelope::encrypt(a),
+        Command::Decrypt(a) => envelope::decrypt(a),
     }
 }
 

@@ -88,7 +88,7 @@ pub enum CardError {
     UnknownFlags(u8),
     #[error("card is malformed (truncated or with trailing bytes)")]
     Malformed,
-    #[error("card identity: {0}")]
+    #[error(transparent)]
     Name(#[from] InvalidName),
     #[error("card's X25519 key is invalid (low order)")]
     BadX25519,

@@ -43,6 +43,12 @@ impl Password {
     fn bytes(&self) -> &[u8] {
         &self.0
     }
+
+    /// Constant-time equality (for "repeat the password" checks).
+    pub fn ct_eq(&self, other: &Password) -> bool {
+        use subtle::ConstantTimeEq;
+        self.0.len() == other.0.len() && bool::from(self.0.ct_eq(&other.0))
+    }
 }
 
 impl fmt::Debug for Password {

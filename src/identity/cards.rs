@@ -5,7 +5,8 @@
 //! - At most one card is pinned per identity. A different card for a
 //!   pinned identity replaces it only when the caller passes the new
 //!   card's fingerprint, or when a trusted authority approved the new card
-//!   (the defence against key substitution; see docs/SECURITY.md).
+//!   and the new card is newer than the pinned one (the defence against
+//!   key substitution and rollback; see docs/SECURITY.md).
 //! - Every card read back is re-verified by `Card::from_bytes`.
 
 use super::StoreError;
@@ -43,9 +44,9 @@ fn read_card(path: &Path) -> Result<Option<Card>, StoreError> {
         None => Ok(None),
         Some(bytes) => Card::from_bytes(&bytes)
             .map(Some)
-            .map_err(|source| StoreError::Card {
+            .map_err(|error| StoreError::Card {
                 path: path.to_path_buf(),
-                source,
+                error,
             }),
     }
 }
@@ -157,9 +158,14 @@ impl CardStore {
             Some(old) => {
                 let approved_by = match replace {
                     Some(_) => None,
+                    // An approval replaces only an older card, so an old
+                    // (perhaps compromised) approved card cannot roll back
+                    // a newer one.
                     None => match self.approving_authority(card)? {
-                        Some(authority) => Some(authority.identity().to_string()),
-                        None => {
+                        Some(authority) if card.created() > old.created() => {
+                            Some(authority.identity().to_string())
+                        }
+                        _ => {
                             check_replace(&old, card, None)?;
                             None
                         }
@@ -240,7 +246,8 @@ mod tests {
         let store = CardStore::new(home.path());
         let (auth_key, auth) = card(5, "acme");
         let (_, old) = card(1, "alice");
-        let (_, mut new) = card(3, "alice");
+        let new_key = UserKey::from_secret_bytes("k", &[3; 32], &[4; 32]).unwrap();
+        let mut new = Card::create(&new_key, "alice", 2).unwrap();
         store.pin(&old, None).unwrap();
         new.approve(&auth_key, &auth).unwrap();
         // Approved by an authority we do not trust yet: refused.
@@ -256,6 +263,13 @@ mod tests {
                 approved_by: Some("acme".into())
             }
         );
+        // The old card, even if approved, cannot roll the pin back.
+        let mut old_approved = old.clone();
+        old_approved.approve(&auth_key, &auth).unwrap();
+        assert!(matches!(
+            store.pin(&old_approved, None),
+            Err(StoreError::AlreadyPinned { .. })
+        ));
         let (_, mut bob) = card(7, "bob");
         store.pin(&bob, None).unwrap();
         bob.approve(&auth_key, &auth).unwrap();

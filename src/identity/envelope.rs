@@ -41,22 +41,15 @@ impl Error {
     }
 }
 
-/// Reads until `buf` has `want` bytes or the input ends.
-fn fill(reader: &mut impl Read, buf: &mut Vec<u8>, want: usize) -> Result<(), Error> {
-    while buf.len() < want {
-        let start = buf.len();
-        buf.resize(want, 0);
-        match reader.read(&mut buf[start..]) {
-            Ok(0) => {
-                buf.truncate(start);
-                return Ok(());
-            }
-            Ok(n) => buf.truncate(start + n),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => buf.truncate(start),
-            Err(e) => {
-                buf.truncate(start);
-                return Err(Error::Read(e));
-            }
+/// Reads into `buf[*filled..]` until it is full or the input ends. The
+/// buffers keep their length between chunks, so no memory is re-zeroed.
+fn fill(reader: &mut impl Read, buf: &mut [u8], filled: &mut usize) -> Result<(), Error> {
+    while *filled < buf.len() {
+        match reader.read(&mut buf[*filled..]) {
+            Ok(0) => return Ok(()),
+            Ok(n) => *filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::Read(e)),
         }
     }
     Ok(())
@@ -69,19 +62,21 @@ fn seal_stream(
     mut writer: impl Write,
 ) -> Result<(), Error> {
     writer.write_all(sealer.header()).map_err(Error::Write)?;
-    let mut plain = Zeroizing::new(Vec::with_capacity(CHUNK_LEN + 1));
+    // One chunk plus one look-ahead byte that tells whether it is the last.
+    let mut plain = Zeroizing::new(vec![0u8; CHUNK_LEN + 1]);
+    let mut filled = 0;
     let mut sealed = Vec::with_capacity(SEALED_CHUNK_LEN);
     loop {
-        fill(&mut reader, &mut plain, CHUNK_LEN + 1)?;
-        let last = plain.len() <= CHUNK_LEN;
-        let take = plain.len().min(CHUNK_LEN);
+        fill(&mut reader, &mut plain, &mut filled)?;
+        let last = filled <= CHUNK_LEN;
+        let take = filled.min(CHUNK_LEN);
         sealer.seal_chunk(&plain[..take], last, &mut sealed);
         writer.write_all(&sealed).map_err(Error::Write)?;
         if last {
             break;
         }
-        plain.copy_within(CHUNK_LEN.., 0);
-        plain.truncate(1);
+        plain[0] = plain[CHUNK_LEN];
+        filled = 1;
     }
     if let Some((key, card)) = signer {
         let block = sealer.sign(key, card)?;
@@ -120,11 +115,13 @@ pub fn sign_then_encrypt(
 
 /// Reads and parses an envelope header.
 pub fn read_header(reader: &mut impl Read) -> Result<Header, Error> {
-    let mut bytes = Vec::with_capacity(FIXED_HEADER_LEN);
-    fill(reader, &mut bytes, FIXED_HEADER_LEN)?;
-    let len = header_len(&bytes)?;
-    fill(reader, &mut bytes, len)?;
-    Ok(Header::parse(&bytes)?)
+    let mut bytes = vec![0u8; FIXED_HEADER_LEN];
+    let mut filled = 0;
+    fill(reader, &mut bytes, &mut filled)?;
+    let len = header_len(&bytes[..filled])?;
+    bytes.resize(len, 0);
+    fill(reader, &mut bytes, &mut filled)?;
+    Ok(Header::parse(&bytes[..filled])?)
 }
 
 /// Decrypts an envelope whose header was already read with [`read_header`].
@@ -141,17 +138,21 @@ pub fn decrypt_after_header(
         0
     };
     let window = SEALED_CHUNK_LEN + trailer + 1;
-    let mut sealed = Vec::with_capacity(window);
+    // One sealed chunk, the signature block, and one byte: a full window
+    // means the chunk at its start is not the last.
+    let mut sealed = vec![0u8; window];
+    let mut filled = 0;
     let mut plain = Zeroizing::new(Vec::with_capacity(CHUNK_LEN));
     loop {
-        fill(&mut reader, &mut sealed, window)?;
-        if sealed.len() == window {
+        fill(&mut reader, &mut sealed, &mut filled)?;
+        if filled == window {
             opener.open_chunk(&sealed[..SEALED_CHUNK_LEN], false, &mut plain)?;
             writer.write_all(&plain).map_err(Error::Write)?;
             sealed.copy_within(SEALED_CHUNK_LEN.., 0);
-            sealed.truncate(window - SEALED_CHUNK_LEN);
+            filled = window - SEALED_CHUNK_LEN;
             continue;
         }
+        let sealed = &sealed[..filled];
         if sealed.len() <= trailer {
             return Err(EnvelopeError::Truncated("the final chunk is missing").into());
         }

@@ -33,8 +33,8 @@ impl KeyStore {
     pub fn create(&self, file: &KeyFile) -> Result<PathBuf, StoreError> {
         let path = self.path(file.name())?;
         match write_atomic(&path, file.to_bytes(), Existing::Refuse) {
-            Err(StoreError::Io { source, .. })
-                if source.kind() == std::io::ErrorKind::AlreadyExists =>
+            Err(StoreError::Io { error, .. })
+                if error.kind() == std::io::ErrorKind::AlreadyExists =>
             {
                 Err(StoreError::KeyExists(file.name().to_string()))
             }
@@ -60,10 +60,10 @@ impl KeyStore {
         list_files(&self.dir, "key")?
             .into_iter()
             .map(|path| {
-                let bytes = std::fs::read(&path).map_err(|source| StoreError::Io {
+                let bytes = std::fs::read(&path).map_err(|error| StoreError::Io {
                     action: "reading",
                     path: path.clone(),
-                    source,
+                    error,
                 })?;
                 parse_at(&path, &bytes)
             })
@@ -73,17 +73,17 @@ impl KeyStore {
     /// Loads and unlocks the key named `name`.
     pub fn unlock(&self, name: &str, password: &Password) -> Result<UserKey, StoreError> {
         let file = self.load(name)?;
-        file.unlock(password).map_err(|source| StoreError::KeyFile {
+        file.unlock(password).map_err(|error| StoreError::KeyFile {
             path: self.path(name).unwrap_or_default(),
-            source,
+            error,
         })
     }
 }
 
 fn parse_at(path: &Path, bytes: &[u8]) -> Result<KeyFile, StoreError> {
-    KeyFile::parse(bytes).map_err(|source| StoreError::KeyFile {
+    KeyFile::parse(bytes).map_err(|error| StoreError::KeyFile {
         path: path.to_path_buf(),
-        source,
+        error,
     })
 }
 

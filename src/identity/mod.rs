@@ -24,22 +24,22 @@ use std::path::PathBuf;
 /// Errors of the key and card stores.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("{action} {path}: {source}")]
+    #[error("{action} {path}: {error}")]
     Io {
         action: &'static str,
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("no key named {0:?} (see `cardfs key list`)")]
     KeyNotFound(String),
     #[error("a key named {0:?} already exists")]
     KeyExists(String),
-    #[error("key file {path}: {source}")]
-    KeyFile { path: PathBuf, source: KeyFileError },
+    #[error("key file {path}: {error}")]
+    KeyFile { path: PathBuf, error: KeyFileError },
     #[error(transparent)]
     Name(#[from] InvalidName),
-    #[error("card {path}: {source}")]
-    Card { path: PathBuf, source: CardError },
+    #[error("card {path}: {error}")]
+    Card { path: PathBuf, error: CardError },
     #[error("no card matches {0:?} (see `cardfs card list`)")]
     CardNotFound(String),
     #[error(
@@ -66,7 +66,7 @@ pub fn home_from_env() -> Result<PathBuf, StoreError> {
         None => Err(StoreError::Io {
             action: "locating the cardfs home (set CARDFS_HOME or HOME)",
             path: PathBuf::new(),
-            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+            error: std::io::Error::from(std::io::ErrorKind::NotFound),
         }),
     }
 }

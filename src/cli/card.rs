@@ -1,0 +1,286 @@
+//! `cardfs card ...` and `cardfs authority ...`: create, exchange, pin,
+//! approve and trust cards in `$CARDFS_HOME/cards/`.
+
+use super::key::{NewKeyArgs, generate};
+use super::password::{PasswordArgs, key_store, unlock_key};
+use anyhow::{Context, bail};
+use cardfs::format::card::Card;
+use cardfs::format::key::UserKey;
+use cardfs::identity::cards::{CardStore, Pinned};
+use cardfs::identity::home_from_env;
+use std::io::Read;
+use std::path::Path;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum CardCommand {
+    /// Create (and pin) your card: IDENTITY bound to KEY's public keys.
+    Create {
+        #[arg(long)]
+        key: String,
+        #[arg(long)]
+        identity: String,
+        #[command(flatten)]
+        password: PasswordArgs,
+    },
+    /// Print a pinned card as one line of text, safe to paste.
+    Export {
+        /// Identity or card id.
+        card: String,
+    },
+    /// Verify and pin a card from FILE or - (stdin).
+    Import {
+        file: String,
+        /// Replace the card pinned for this identity; give the NEW card's
+        /// fingerprint, checked with its owner over a trusted channel.
+        #[arg(long, value_name = "FINGERPRINT")]
+        replace: Option<String>,
+    },
+    /// List pinned cards.
+    List,
+    /// Show a pinned card with its fingerprint.
+    Show {
+        /// Identity or card id.
+        card: String,
+    },
+    /// Sign a pinned card (or a card FILE) as authority N; prints the card.
+    Approve {
+        card: String,
+        #[arg(long)]
+        authority: String,
+        #[command(flatten)]
+        password: PasswordArgs,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum AuthorityCommand {
+    /// Create an authority key and its card (prints the card).
+    Create(NewKeyArgs),
+    /// Trust an authority card (FILE or -): cards it approved are accepted
+    /// without a fingerprint check.
+    Trust {
+        file: String,
+        /// Replace a trusted authority card of the same name; give the
+        /// new card's fingerprint.
+        #[arg(long, value_name = "FINGERPRINT")]
+        replace: Option<String>,
+    },
+    /// List trusted authorities.
+    List,
+}
+
+pub fn card_store() -> anyhow::Result<CardStore> {
+    Ok(CardStore::new(&home_from_env()?))
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Reads a card from FILE or `-`, as text or binary.
+pub fn read_card_file(file: &str) -> anyhow::Result<Card> {
+    let mut bytes = Vec::new();
+    if file == "-" {
+        std::io::stdin()
+            .read_to_end(&mut bytes)
+            .context("reading the card from stdin")?;
+    } else {
+        bytes = std::fs::read(file).with_context(|| format!("reading card file {file}"))?;
+    }
+    let card = match std::str::from_utf8(&bytes) {
+        Ok(text) if !text.starts_with("CFSC") => Card::from_text(text),
+        _ => Card::from_bytes(&bytes),
+    };
+    card.with_context(|| format!("refusing card {file}"))
+}
+
+/// The pinned card holding `key`'s public keys.
+pub fn own_card(store: &CardStore, key: &UserKey) -> anyhow::Result<Card> {
+    store
+        .list()?
+        .into_iter()
+        .find(|c| c.matches_key(key))
+        .with_context(|| {
+            format!(
+                "key {} has no card yet; create one with `cardfs card create --key {} --identity ID`",
+                key.name(),
+                key.name()
+            )
+        })
+}
+
+pub fn run_card(command: CardCommand) -> anyhow::Result<()> {
+    let store = card_store()?;
+    match command {
+        CardCommand::Create {
+            key,
+            identity,
+            password,
+        } => {
+            let key = unlock_key(&key, &password)?;
+            create_card(&store, &key, &identity)
+        }
+        CardCommand::Export { card } => {
+            println!("{}", store.find(&card)?.to_text());
+            Ok(())
+        }
+        CardCommand::Import { file, replace } => {
+            let card = read_card_file(&file)?;
+            let outcome = store.pin(&card, replace.as_deref())?;
+            report_pin(&store, &card, &outcome)
+        }
+        CardCommand::List => {
+            let keys = key_store()?.list()?;
+            for card in store.list()? {
+                let own = keys
+                    .iter()
+                    .find(|k| k.x25519_public() == *card.x25519_public())
+                    .map(|k| format!("\tyour key {}", k.name()))
+                    .unwrap_or_default();
+                let approved = match store.approving_authority(&card)? {
+                    Some(a) => format!("\tapproved by {}", a.identity()),
+                    None => String::new(),
+                };
+                println!("{}\t{}{approved}{own}", card.identity(), card.fingerprint());
+            }
+            Ok(())
+        }
+        CardCommand::Show { card } => show(&store, &store.find(&card)?),
+        CardCommand::Approve {
+            card,
+            authority,
+            password,
+        } => approve(&store, &card, &authority, &password),
+    }
+}
+
+fn create_card(store: &CardStore, key: &UserKey, identity: &str) -> anyhow::Result<()> {
+    let card = Card::create(key, identity, now())?;
+    store.pin(&card, None)?;
+    eprintln!(
+        "Created card {identity} (fingerprint {}); share this line:",
+        card.fingerprint()
+    );
+    println!("{}", card.to_text());
+    Ok(())
+}
+
+fn report_pin(store: &CardStore, card: &Card, outcome: &Pinned) -> anyhow::Result<()> {
+    let who = card.identity();
+    let fp = card.fingerprint();
+    match outcome {
+        Pinned::New => match store.approving_authority(card)? {
+            Some(a) => println!(
+                "Pinned card {who} ({fp}), approved by authority {}",
+                a.identity()
+            ),
+            None => {
+                println!("Pinned card {who} with fingerprint {fp}");
+                eprintln!("Compare this fingerprint with {who} over a channel you trust.");
+            }
+        },
+        Pinned::Unchanged => println!("Card {who} ({fp}) was already pinned"),
+        Pinned::ApprovalsAdded(n) => {
+            println!("Card {who} ({fp}) was already pinned; added {n} approval(s)")
+        }
+        Pinned::Replaced { approved_by, .. } => match approved_by {
+            Some(a) => println!("Replaced the card of {who} with {fp}, approved by authority {a}"),
+            None => println!("Replaced the card of {who} with {fp}"),
+        },
+    }
+    Ok(())
+}
+
+fn show(store: &CardStore, card: &Card) -> anyhow::Result<()> {
+    let hex = |b: &[u8]| cardfs::format::wire::hex(b);
+    println!("identity     {}", card.identity());
+    println!("fingerprint  {}", card.fingerprint());
+    println!("card id      {}", card.id());
+    println!("created      {} (Unix time)", card.created());
+    println!("x25519       {}", hex(card.x25519_public().as_bytes()));
+    println!("ed25519      {}", hex(card.ed25519_public().as_bytes()));
+    let authorities = store.authorities()?;
+    for id in card.approval_ids() {
+        let status = match authorities.iter().find(|a| a.id() == id) {
+            Some(a) if card.approved_by(a) => format!("trusted authority {}", a.identity()),
+            Some(a) => format!("INVALID signature claiming authority {}", a.identity()),
+            None => "authority not trusted here".to_string(),
+        };
+        println!("approved by  {id} ({status})");
+    }
+    Ok(())
+}
+
+fn approve(
+    store: &CardStore,
+    card: &str,
+    authority: &str,
+    password: &PasswordArgs,
+) -> anyhow::Result<()> {
+    let mut target = if Path::new(card).exists() || card == "-" {
+        read_card_file(card)?
+    } else {
+        store.find(card)?
+    };
+    let key = unlock_key(authority, password)?;
+    let authority_card = store
+        .get(key.name())?
+        .filter(|c| c.matches_key(&key))
+        .with_context(|| {
+            format!("authority {authority} has no card here (see `cardfs authority create`)")
+        })?;
+    target.approve(&key, &authority_card)?;
+    if let Some(pinned) = store.get(target.identity())?
+        && pinned.id() == target.id()
+    {
+        store.pin(&target, None)?;
+    }
+    eprintln!(
+        "Approved card {} ({}) as authority {authority}; publish this line:",
+        target.identity(),
+        target.fingerprint()
+    );
+    println!("{}", target.to_text());
+    Ok(())
+}
+
+pub fn run_authority(command: AuthorityCommand) -> anyhow::Result<()> {
+    let store = card_store()?;
+    match command {
+        AuthorityCommand::Create(args) => {
+            if store.get(&args.name)?.is_some() {
+                bail!(
+                    "a card for {:?} is already pinned here; choose another authority name",
+                    args.name
+                );
+            }
+            let key = generate(&args)?;
+            create_card(&store, &key, &args.name)?;
+            store.trust_authority(&own_card(&store, &key)?, None)?;
+            Ok(())
+        }
+        AuthorityCommand::Trust { file, replace } => {
+            let card = read_card_file(&file)?;
+            store.trust_authority(&card, replace.as_deref())?;
+            println!(
+                "Trusting authority {} with fingerprint {}",
+                card.identity(),
+                card.fingerprint()
+            );
+            eprintln!(
+                "Cards it approves are now accepted without a fingerprint check; \
+                 make sure this fingerprint is the authority's."
+            );
+            Ok(())
+        }
+        AuthorityCommand::List => {
+            for a in store.authorities()? {
+                println!("{}\t{}", a.identity(), a.fingerprint());
+            }
+            Ok(())
+        }
+    }
+}
