@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::mount::{Home, PASSWORD, assert_ok};
+use common::mount::{Home, PASSWORD, assert_ok, new_bucket, s3_vars};
 use std::process::Output;
 
 fn code(out: &Output) -> i32 {
@@ -56,14 +56,7 @@ fn wrong_password_is_exit_10() {
 fn missing_key_is_exit_11() {
     let home = Home::new();
     let store = home.new_dir("store");
-    let out = home
-        .cmd()
-        .args(["init"])
-        .arg(&store)
-        .args(["--key", "nobody", "--password-file"])
-        .arg(&home.password_file)
-        .output()
-        .unwrap();
+    let out = home.try_init(&store.to_string_lossy(), "nobody");
     expect_error(&out, 11, "no key named \"nobody\"");
 }
 
@@ -72,14 +65,7 @@ fn key_without_card_is_exit_12() {
     let home = Home::new();
     home.make_key_only("cardless");
     let store = home.new_dir("store");
-    let out = home
-        .cmd()
-        .args(["init"])
-        .arg(&store)
-        .args(["--key", "cardless", "--password-file"])
-        .arg(&home.password_file)
-        .output()
-        .unwrap();
+    let out = home.try_init(&store.to_string_lossy(), "cardless");
     expect_error(&out, 12, "has no card");
 }
 
@@ -117,15 +103,43 @@ fn second_mount_of_a_cache_dir_is_exit_16() {
 }
 
 #[test]
+fn unreachable_store_is_exit_20() {
+    let mut home = Home::new();
+    home.env = vec![
+        ("AWS_ENDPOINT_URL".into(), "http://127.0.0.1:9".into()),
+        ("AWS_ACCESS_KEY_ID".into(), "x".into()),
+        ("AWS_SECRET_ACCESS_KEY".into(), "y".into()),
+        ("AWS_REGION".into(), "us-east-1".into()),
+    ];
+    let out = home.try_init("s3://some-bucket", &home.key);
+    expect_error(&out, 20, "cannot reach the store");
+}
+
+#[test]
+fn missing_bucket_is_exit_21() {
+    let home = Home::with_s3(common::s3());
+    let bucket = common::unique("no-such-bucket").to_lowercase();
+    let out = home.try_init(&format!("s3://{bucket}"), &home.key);
+    expect_error(&out, 21, "does not exist");
+}
+
+#[test]
+fn rejected_credentials_are_exit_22() {
+    let env = common::s3();
+    let store = new_bucket(env);
+    let mut home = Home::new();
+    home.env = s3_vars(env);
+    home.env
+        .push(("AWS_SECRET_ACCESS_KEY".into(), "wrong-secret".into()));
+    let out = home.try_init(&store, &home.key);
+    expect_error(&out, 22, "rejected the credentials");
+}
+
+#[test]
 fn init_twice_is_exit_24_and_empty_store_is_exit_25() {
     let home = Home::new();
     let store = local_drive(&home);
-    let out = home
-        .cmd()
-        .args(["init", &store, "--key", &home.key, "--password-file"])
-        .arg(&home.password_file)
-        .output()
-        .unwrap();
+    let out = home.try_init(&store, &home.key);
     expect_error(&out, 24, "already holds a drive");
 
     let empty = home.new_dir("empty-store");

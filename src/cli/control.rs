@@ -97,16 +97,16 @@ impl Reply {
     }
 }
 
-/// Directory of the control sockets: `$CARDFS_HOME/run`.
-pub fn run_dir() -> PathBuf {
-    super::paths::home().join("run")
+/// Directory of the control sockets: `run/` in the cardfs home.
+pub fn run_dir() -> anyhow::Result<PathBuf> {
+    Ok(super::paths::home()?.join("run"))
 }
 
 /// The control socket of a mount on `mountpoint` (an absolute path).
-pub fn socket_path(mountpoint: &Path) -> PathBuf {
+pub fn socket_path(mountpoint: &Path) -> anyhow::Result<PathBuf> {
     use std::os::unix::ffi::OsStrExt;
     let name = super::paths::short_hash(mountpoint.as_os_str().as_bytes());
-    run_dir().join(format!("{name}.sock"))
+    Ok(run_dir()?.join(format!("{name}.sock")))
 }
 
 /// An error the daemon reported, carrying its exit code.
@@ -131,7 +131,7 @@ pub fn call(
     request: Request,
     mut on_progress: impl FnMut(u64, u64),
 ) -> anyhow::Result<Vec<(String, String)>> {
-    let socket = socket_path(mountpoint);
+    let socket = socket_path(mountpoint)?;
     let stream = UnixStream::connect(&socket).map_err(|_| UserError::NotMounted {
         path: mountpoint.to_path_buf(),
     })?;
@@ -185,16 +185,16 @@ pub fn bind(path: &Path) -> io::Result<tokio::net::UnixListener> {
 }
 
 /// Every control socket in the run directory (live or stale).
-pub fn all_sockets() -> Vec<PathBuf> {
-    let Ok(dir) = std::fs::read_dir(run_dir()) else {
-        return Vec::new();
+pub fn all_sockets() -> anyhow::Result<Vec<PathBuf>> {
+    let Ok(dir) = std::fs::read_dir(run_dir()?) else {
+        return Ok(Vec::new());
     };
     let mut out: Vec<PathBuf> = dir
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "sock"))
         .collect();
     out.sort();
-    out
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -69,7 +69,7 @@ pub fn status(path: Option<&Path>) -> anyhow::Result<()> {
         return Ok(());
     }
     let mut shown = 0;
-    for socket in control::all_sockets() {
+    for socket in control::all_sockets()? {
         let Ok(stream) = std::os::unix::net::UnixStream::connect(&socket) else {
             // Nobody listens: a daemon that was killed left it behind.
             let _ = std::fs::remove_file(&socket);

@@ -81,11 +81,11 @@ impl fmt::Display for UserError {
             }
             UserError::MissingKey { key } => write!(
                 f,
-                "there is no key named {key:?} (create one with `cardfs key generate {key}`)"
+                "there is no key named {key:?} (create one with `cardfs key generate --name NAME`)"
             ),
             UserError::MissingCard { key } => write!(
                 f,
-                "key {key:?} has no card; create its card first (`cardfs card create --key {key}`)"
+                "key {key:?} has no card; create it first with `cardfs card create --key {key} --identity ID`"
             ),
             UserError::MountpointMissing { path } => {
                 write!(f, "mountpoint {} does not exist", path.display())

@@ -2,20 +2,20 @@
 //! exit codes. The only place `anyhow` is used; library errors are typed.
 
 mod backend;
+mod card;
 mod control;
 mod control_cmds;
 mod daemon;
+mod envelope;
 mod exit;
 mod init;
+mod key;
 mod mount;
 mod mountpoint;
 mod open;
+pub mod password;
 mod paths;
 mod progress;
-mod card;
-mod envelope;
-mod key;
-pub mod password;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;

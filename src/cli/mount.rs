@@ -87,7 +87,7 @@ fn apply_options(args: &mut MountArgs) -> anyhow::Result<Access> {
             "ro" => args.read_only = true,
             "rw" => args.read_only = false,
             "key" => args.key.key = Some(need(value)?),
-            "password_file" => args.key.password_file = Some(need(value)?.into()),
+            "password_file" => args.key.password.password_file = Some(need(value)?.into()),
             "cache_dir" => args.cache_dir = Some(need(value)?.into()),
             "cache_size" => {
                 args.cache_size = Some(parse_size(&need(value)?).map_err(anyhow::Error::msg)?)
@@ -199,10 +199,11 @@ fn absolute_store(location: &str) -> anyhow::Result<String> {
     Ok(path.to_string_lossy().into_owned())
 }
 
-fn cache_dir(args: &MountArgs) -> PathBuf {
-    args.cache_dir
-        .clone()
-        .unwrap_or_else(|| paths::default_cache_dir(&args.store))
+fn cache_dir(args: &MountArgs) -> anyhow::Result<PathBuf> {
+    match &args.cache_dir {
+        Some(dir) => Ok(dir.clone()),
+        None => paths::default_cache_dir(&args.store),
+    }
 }
 
 /// Starts the daemon child and waits until it is ready or has failed.
@@ -210,7 +211,7 @@ fn background(args: MountArgs, access: &Access) -> anyhow::Result<()> {
     // Errors found here are the same the child would find, but clearer
     // before a process is spawned.
     let mnt = mountpoint::check_free(&args.mountpoint)?;
-    let cache_dir = mountpoint::absolute(&cache_dir(&args))?;
+    let cache_dir = mountpoint::absolute(&cache_dir(&args)?)?;
     std::fs::create_dir_all(&cache_dir)
         .with_context(|| format!("creating cache directory {}", cache_dir.display()))?;
     let password = open::password_for_child(&args.key)?;
@@ -246,7 +247,7 @@ fn background(args: MountArgs, access: &Access) -> anyhow::Result<()> {
     if let Some(endpoint) = &args.store_args.endpoint {
         cmd.arg("--endpoint").arg(endpoint);
     }
-    match (&password, &args.key.password_file) {
+    match (&password, &args.key.password.password_file) {
         (Some(_), _) => {
             cmd.arg("--password-file").arg("/dev/stdin");
         }
@@ -307,7 +308,7 @@ fn background(args: MountArgs, access: &Access) -> anyhow::Result<()> {
 /// unmounted. `ready` is called once the mount answers requests.
 fn serve(args: &MountArgs, access: &Access, ready: impl FnOnce(&Path)) -> anyhow::Result<()> {
     let mnt = mountpoint::check_free(&args.mountpoint)?;
-    let cache_dir = mountpoint::absolute(&cache_dir(args))?;
+    let cache_dir = mountpoint::absolute(&cache_dir(args)?)?;
     let _lock = daemon::lock_cache_dir(&cache_dir, &mnt)?;
     let me = open::unlock(&args.key)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -344,7 +345,7 @@ fn serve(args: &MountArgs, access: &Access, ready: impl FnOnce(&Path)) -> anyhow
         fs,
         mountpoint: mnt.clone(),
         config: settings.config(),
-        socket: control::socket_path(&mnt),
+        socket: control::socket_path(&mnt)?,
         info: vec![
             ("mountpoint".into(), mnt.display().to_string()),
             ("store".into(), args.store.clone()),
@@ -407,7 +408,7 @@ mod tests {
         assert!(access.allow_other && !access.allow_root);
         assert_eq!(a.key.key.as_deref(), Some("alice"));
         assert_eq!(a.cache_size, Some(2 << 30));
-        assert_eq!(a.key.password_file, Some(PathBuf::from("/etc/pw")));
+        assert_eq!(a.key.password.password_file, Some(PathBuf::from("/etc/pw")));
         assert!(a.read_only);
     }
 

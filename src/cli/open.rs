@@ -3,13 +3,13 @@
 //! turning the failures of both into the [`UserError`]s of docs/CLI.md.
 
 use super::exit::UserError;
+use super::password::{self, PasswordArgs};
 use anyhow::Context;
 use cardfs::drive::{DriveError, Identity};
 use cardfs::format::card::Card;
 use cardfs::format::keyfile::{KeyFileError, Password};
-use cardfs::identity::{self, StoreError as KeyStoreError, cards::CardStore, keys::KeyStore};
-use cardfs::store::{LocalStore, ObjectStore, StoreError};
-use std::path::PathBuf;
+use cardfs::identity::StoreError as KeyStoreError;
+use cardfs::store::{self, ObjectStore, OpenError, StoreError};
 use std::sync::Arc;
 
 /// Which key, and where its password comes from.
@@ -18,10 +18,8 @@ pub struct KeyArgs {
     /// The key to use (default: the only key there is).
     #[arg(long, value_name = "NAME")]
     pub key: Option<String>,
-    /// Read the key's password from the first line of FILE instead of
-    /// CARDFS_PASSWORD or a prompt.
-    #[arg(long, value_name = "FILE")]
-    pub password_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub password: PasswordArgs,
 }
 
 /// How to reach the store.
@@ -39,11 +37,11 @@ pub struct Unlocked {
 }
 
 /// The key name to use: the one given, or the only one there is.
-fn key_name(args: &KeyArgs, keys: &KeyStore) -> anyhow::Result<String> {
+fn key_name(args: &KeyArgs) -> anyhow::Result<String> {
     if let Some(name) = &args.key {
         return Ok(name.clone());
     }
-    let all = keys.list()?;
+    let all = password::key_store()?.list()?;
     match all.as_slice() {
         [only] => Ok(only.name().to_string()),
         [] => Err(UserError::MissingKey {
@@ -54,65 +52,35 @@ fn key_name(args: &KeyArgs, keys: &KeyStore) -> anyhow::Result<String> {
     }
 }
 
-/// The password from `--password-file`, `CARDFS_PASSWORD`, or a prompt.
-fn password(args: &KeyArgs, key: &str) -> anyhow::Result<Password> {
-    if let Some(file) = &args.password_file {
-        let text = std::fs::read(file)
-            .with_context(|| format!("reading password file {}", file.display()))?;
-        let line = text.split(|b| *b == b'\n').next().unwrap_or_default();
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        return Ok(Password::new(line.to_vec()));
-    }
-    if let Some(pw) = std::env::var_os("CARDFS_PASSWORD") {
-        use std::os::unix::ffi::OsStringExt;
-        return Ok(Password::new(pw.into_vec()));
-    }
-    prompt(key).map(Password::new)
-}
-
-fn prompt(key: &str) -> anyhow::Result<String> {
-    use std::io::IsTerminal;
-    if !std::io::stdin().is_terminal() {
-        return Err(
-            anyhow::Error::new(UserError::WrongPassword { key: key.into() })
-                .context("no password given (use --password-file or CARDFS_PASSWORD)"),
-        );
-    }
-    rpassword::prompt_password(format!("Password for key {key:?}: "))
-        .context("reading the password")
-}
-
 /// For a background mount: the password the parent must hand to its
 /// daemon child (typed at a prompt), or `None` when the child can read it
-/// itself (password file or environment).
+/// itself (password file or environment). A typo is reported here, by the
+/// parent, rather than by the daemon.
 pub fn password_for_child(args: &KeyArgs) -> anyhow::Result<Option<String>> {
-    if args.password_file.is_some() || std::env::var_os("CARDFS_PASSWORD").is_some() {
+    if args.password.password_file.is_some() || std::env::var_os(password::PASSWORD_ENV).is_some() {
         return Ok(None);
     }
-    let keys = KeyStore::new(&identity::home_from_env()?);
-    let name = key_name(args, &keys)?;
-    let pw = prompt(&name)?;
-    // Check it now, so a typo is reported here rather than by the daemon.
-    keys.unlock(&name, &Password::new(pw.clone()))
-        .map_err(|e| key_error(e, &name))?;
-    Ok(Some(pw))
+    use std::io::IsTerminal;
+    let name = key_name(args)?;
+    if !std::io::stdin().is_terminal() {
+        return Err(anyhow::Error::new(UserError::WrongPassword { key: name })
+            .context("no password given (use --password-file or CARDFS_PASSWORD)"));
+    }
+    let typed = rpassword::prompt_password(format!("Password for key {name}: "))
+        .context("reading the password")?;
+    password::key_store()?
+        .unlock(&name, &Password::new(typed.clone().into_bytes()))
+        .map_err(|e| key_error(e.into(), &name))?;
+    Ok(Some(typed))
 }
 
-/// Unlocks the key and finds its card.
+/// Unlocks the key (identity's [`password::unlock_key`]) and finds its card.
 pub fn unlock(args: &KeyArgs) -> anyhow::Result<Unlocked> {
-    let home = identity::home_from_env()?;
-    let keys = KeyStore::new(&home);
-    let name = key_name(args, &keys)?;
-    if !keys.path(&name).is_ok_and(|p| p.exists()) {
-        return Err(UserError::MissingKey { key: name }.into());
-    }
-    let pw = password(args, &name)?;
-    let key = keys.unlock(&name, &pw).map_err(|e| key_error(e, &name))?;
-    let card = CardStore::new(&home)
-        .list()?
-        .into_iter()
-        .find(|c| c.matches_key(&key))
-        .ok_or(UserError::MissingCard { key: name })?;
+    let name = key_name(args)?;
+    let key = password::unlock_key(&name, &args.password).map_err(|e| key_error(e, &name))?;
+    let cards = super::card::card_store()?;
+    let card = super::card::own_card(&cards, &key)
+        .map_err(|e| anyhow::Error::new(UserError::MissingCard { key: name }).context(e))?;
     let identity = Identity::new(
         key.x25519_secret().clone(),
         key.signing_key().clone(),
@@ -121,14 +89,19 @@ pub fn unlock(args: &KeyArgs) -> anyhow::Result<Unlocked> {
     Ok(Unlocked { identity, card })
 }
 
-fn key_error(err: KeyStoreError, name: &str) -> anyhow::Error {
-    match err {
-        KeyStoreError::KeyNotFound(_) => UserError::MissingKey { key: name.into() }.into(),
-        KeyStoreError::KeyFile {
-            source: KeyFileError::WrongPassword | KeyFileError::EmptyPassword,
+/// Gives key failures their user error (and exit code).
+fn key_error(err: anyhow::Error, name: &str) -> anyhow::Error {
+    let user = match err.downcast_ref::<KeyStoreError>() {
+        Some(KeyStoreError::KeyNotFound(_)) => Some(UserError::MissingKey { key: name.into() }),
+        Some(KeyStoreError::KeyFile {
+            error: KeyFileError::WrongPassword | KeyFileError::EmptyPassword,
             ..
-        } => UserError::WrongPassword { key: name.into() }.into(),
-        other => other.into(),
+        }) => Some(UserError::WrongPassword { key: name.into() }),
+        _ => None,
+    };
+    match user {
+        Some(user) => anyhow::Error::new(user),
+        None => err,
     }
 }
 
@@ -136,18 +109,19 @@ fn key_error(err: KeyStoreError, name: &str) -> anyhow::Error {
 /// reachable, credentials accepted, bucket present, conditional writes
 /// honoured.
 pub async fn open_store(location: &str, args: &StoreArgs) -> anyhow::Result<Arc<dyn ObjectStore>> {
-    // Interim until the store branch's `store::open` is merged: local
-    // directories only.
-    let _ = &args.endpoint;
-    if location.contains("://") && !location.starts_with("file://") {
-        anyhow::bail!("only local-directory stores are supported by this build");
-    }
-    let path = PathBuf::from(location.strip_prefix("file://").unwrap_or(location));
-    let store: Arc<dyn ObjectStore> = Arc::new(
-        tokio::task::spawn_blocking(move || LocalStore::open(path))
-            .await?
-            .map_err(|e| store_error(e, location))?,
-    );
+    let mut options = store::OpenOptions::default();
+    options.s3.endpoint = args.endpoint.clone();
+    let store = store::open(location, &options).await.map_err(|e| match e {
+        OpenError::Store(e) => store_error(e, location),
+        other => other.into(),
+    })?;
+    // One listing proves the store reachable, the credentials accepted and
+    // the bucket present before anything is written (some servers create
+    // a missing bucket on the first PUT).
+    store
+        .list("", None, 1)
+        .await
+        .map_err(|e| store_error(e, location))?;
     store
         .check_conditional_writes()
         .await

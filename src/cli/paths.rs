@@ -1,24 +1,19 @@
-//! Where cardfs keeps its local files: `$CARDFS_HOME` (default
-//! `~/.cardfs`) holds `keys/`, `run/` (control sockets) and `cache/` (one
-//! cache directory per store unless `--cache-dir` says otherwise).
+//! Where cardfs keeps its local files: the cardfs home (identity's
+//! `home_from_env`: `$CARDFS_HOME`, default `~/.config/cardfs`) holds
+//! `keys/`, `cards/`, `run/` (control sockets) and `cache/` (one cache
+//! directory per store unless `--cache-dir` says otherwise).
 
 use std::path::{Path, PathBuf};
 
-/// `$CARDFS_HOME`, or `~/.cardfs`.
-pub fn home() -> PathBuf {
-    if let Some(dir) = std::env::var_os("CARDFS_HOME").filter(|d| !d.is_empty()) {
-        return PathBuf::from(dir);
-    }
-    let user_home = std::env::var_os("HOME")
-        .filter(|d| !d.is_empty())
-        .map_or_else(|| PathBuf::from("/"), PathBuf::from);
-    user_home.join(".cardfs")
+/// The cardfs home.
+pub fn home() -> anyhow::Result<PathBuf> {
+    Ok(cardfs::identity::home_from_env()?)
 }
 
 /// The default cache directory of the store named `store` (as given on the
 /// command line): stable per store, distinct between stores.
-pub fn default_cache_dir(store: &str) -> PathBuf {
-    home().join("cache").join(short_hash(store.as_bytes()))
+pub fn default_cache_dir(store: &str) -> anyhow::Result<PathBuf> {
+    Ok(home()?.join("cache").join(short_hash(store.as_bytes())))
 }
 
 /// A short, stable file name for `bytes`: 20 hex digits of SHA-256.

@@ -101,13 +101,17 @@ impl Home {
 
     /// `cardfs init STORE` with the test key; panics on failure.
     pub fn init(&self, store: &str) {
-        let out = self
-            .cmd()
-            .args(["init", store, "--key", &self.key, "--password-file"])
+        assert_ok(&self.try_init(store, &self.key), "cardfs init");
+    }
+
+    /// `cardfs init STORE --key KEY` (password from the test file),
+    /// returning its output whatever happens.
+    pub fn try_init(&self, store: &str, key: &str) -> Output {
+        self.cmd()
+            .args(["init", store, "--key", key, "--password-file"])
             .arg(&self.password_file)
             .output()
-            .unwrap();
-        assert_ok(&out, "cardfs init");
+            .unwrap()
     }
 
     /// Mounts `store` on a new directory with a new, empty cache directory.
@@ -164,18 +168,36 @@ pub fn s3_vars(env: &S3Env) -> Vec<(String, String)> {
     ]
 }
 
+/// Store options that reach the test server `env` with its credentials.
+pub fn s3_options(env: &S3Env) -> cardfs::store::OpenOptions {
+    let mut options = cardfs::store::OpenOptions::default();
+    options.s3.endpoint = Some(env.endpoint.clone());
+    options.s3.region = Some(env.region.clone());
+    options.s3.credentials = Some(aws_sdk_s3::config::Credentials::new(
+        &env.access_key,
+        &env.secret_key,
+        None,
+        None,
+        "test",
+    ));
+    options
+}
+
 /// A fresh bucket on the test server; returns `s3://BUCKET`.
 pub fn new_bucket(env: &S3Env) -> String {
     let bucket = unique("cardfs-mount").to_lowercase();
-    let out = Command::new("curl")
-        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "PUT"])
-        .arg(format!("{}/{bucket}", env.endpoint))
-        .args(["--aws-sigv4", &format!("aws:amz:{}:s3", env.region)])
-        .args(["--user", &format!("{}:{}", env.access_key, env.secret_key)])
-        .output()
-        .expect("curl");
-    let code = String::from_utf8_lossy(&out.stdout).to_string();
-    assert_eq!(code, "200", "creating bucket {bucket} answered {code}");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        cardfs::store::S3Store::new(&bucket, "", &s3_options(env).s3)
+            .await
+            .expect("S3 client")
+            .create_bucket()
+            .await
+            .unwrap_or_else(|e| panic!("creating bucket {bucket}: {e}"));
+    });
     format!("s3://{bucket}")
 }
 
