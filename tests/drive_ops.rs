@@ -485,13 +485,13 @@ async fn small_write_into_large_file_touches_one_block() {
     let data = vec![1u8; 8 * 1024 * 1024];
     let ino = put(&d, ROOT_INO, "large", &data).await;
     sync(&d).await;
-    let before = env.mem.len();
+    let before = env.object_count().await;
     let fh = d.open(ino, libc::O_RDWR).await.unwrap();
     d.write(ino, fh, 3 * 1024 * 1024 + 5, b"Z").await.unwrap();
     d.release(ino, fh).await.unwrap();
     sync(&d).await;
     // One new content object and one log entry.
-    assert_eq!(env.mem.len(), before + 2);
+    assert_eq!(env.object_count().await, before + 2);
     let all = read_all(&d, ino).await;
     assert_eq!(all[3 * 1024 * 1024 + 5], b'Z');
     assert_eq!(all.iter().filter(|b| **b != 1).count(), 1);

@@ -421,3 +421,33 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[tokio::test]
+async fn entry_signed_by_a_non_member_is_refused() {
+    use ed25519_dalek::Signer;
+    let env = Env::new().await;
+    two_files(&env).await;
+    let log = volume_keys(env.store.as_ref(), "l").await;
+    let key = log.last().unwrap().clone();
+    let good = get(env.store.as_ref(), &key).await;
+    let stranger = Identity::generate();
+    // Claim to be the stranger and sign as the stranger.
+    let mut forged = good.clone();
+    forged[36..68].copy_from_slice(&stranger.card_id);
+    let body_len = forged.len() - 64;
+    let sig = stranger.ed25519.sign(&forged[..body_len]);
+    forged[body_len..].copy_from_slice(&sig.to_bytes());
+    set(env.store.as_ref(), &key, forged).await;
+    match open_err(&env, "forged").await {
+        DriveError::Tampered { reason, .. } => assert!(reason.contains("not a writer"), "{reason}"),
+        e => panic!("{e}"),
+    }
+    // Keep the owner's card id but sign with another key.
+    let mut forged = good.clone();
+    let sig = stranger.ed25519.sign(&forged[..body_len]);
+    forged[body_len..].copy_from_slice(&sig.to_bytes());
+    set(env.store.as_ref(), &key, forged).await;
+    assert_eq!(open_err(&env, "forged2").await.errno(), libc::EIO);
+    set(env.store.as_ref(), &key, good).await;
+    env.open_with("fine").await;
+}

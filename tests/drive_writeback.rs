@@ -174,3 +174,15 @@ async fn cache_is_bounded_with_lru_eviction() {
     assert_eq!(read_all(&d, f).await, data);
     assert!(d.cache_bytes() <= 3 * 1024 * 1024 + 100_000);
 }
+
+#[tokio::test]
+async fn one_engine_per_cache_directory() {
+    let env = Env::new().await;
+    let d = env.open().await;
+    let e = Drive::open_drive(env.store.clone(), env.id.clone(), env.opts("cache"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.errno(), libc::EBUSY, "{e}");
+    d.shutdown().await.unwrap();
+    env.open().await;
+}

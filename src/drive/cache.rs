@@ -61,6 +61,9 @@ pub struct Cache {
     limit: u64,
     lru: Mutex<Lru>,
     journal: Mutex<()>,
+    /// Held (an exclusive file lock on `lock`) while a drive uses this
+    /// directory: two engines on one cache would corrupt its journal.
+    lock: Mutex<Option<File>>,
 }
 
 fn hex(b: &[u8]) -> String {
@@ -84,12 +87,22 @@ impl Cache {
     pub fn open(dir: &Path, drive_id: &[u8; 16], secret: &[u8; 32], limit: u64) -> Result<Cache> {
         let objects = dir.join("objects");
         fs::create_dir_all(&objects).map_err(io_err(&objects))?;
+        let lock_path = dir.join("lock");
+        let lock = File::create(&lock_path).map_err(io_err(&lock_path))?;
+        if let Err(e) = lock.try_lock() {
+            return Err(match e {
+                std::fs::TryLockError::WouldBlock => {
+                    DriveError::CacheInUse(dir.display().to_string())
+                }
+                std::fs::TryLockError::Error(e) => io_err(&lock_path)(e),
+            });
+        }
         let client_path = dir.join("client");
         let client = match fs::read(&client_path) {
             Ok(b) if b.len() == 16 => b.try_into().expect("16 bytes"),
             _ => {
                 let c: [u8; 16] = random_array();
-                write_durable(&client_path, &c)?;
+                write_file(&client_path, &c, true)?;
                 c
             }
         };
@@ -101,6 +114,7 @@ impl Cache {
             limit,
             lru: Mutex::new(Lru::default()),
             journal: Mutex::new(()),
+            lock: Mutex::new(Some(lock)),
         };
         let mut found = Vec::new();
         for e in fs::read_dir(&objects).map_err(io_err(&objects))?.flatten() {
@@ -122,6 +136,11 @@ impl Cache {
         Ok(cache)
     }
 
+    /// Releases the directory for another engine (after shutdown).
+    pub fn release(&self) {
+        self.lock.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+
     pub fn client_id(&self) -> [u8; 16] {
         self.client
     }
@@ -140,7 +159,8 @@ impl Cache {
         durable: bool,
     ) -> Result<()> {
         let path = self.object_path(id);
-        let tmp = path.with_extension("tmp");
+        // A unique temporary name: two tasks may cache the same object.
+        let tmp = path.with_extension(format!("{}.tmp", hex(&random_array::<8>())));
         {
             let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
             f.write_all(bytes).map_err(io_err(&tmp))?;
@@ -179,7 +199,8 @@ impl Cache {
         };
         let out = match range {
             None => {
-                let mut v = Vec::new();
+                let len = f.metadata().map(|m| m.len() as usize).unwrap_or(0);
+                let mut v = Vec::with_capacity(len);
                 f.read_to_end(&mut v).map_err(io_err(&path))?;
                 v
             }
@@ -337,7 +358,9 @@ impl Cache {
         }
     }
 
-    pub fn save_state(&self, s: &LocalState) -> Result<()> {
+    /// Saves the state; `durable` fsyncs it (a lost update only weakens
+    /// rollback detection to the previous head, never correctness).
+    pub fn save_state(&self, s: &LocalState, durable: bool) -> Result<()> {
         let mut w = Writer::new();
         w.raw(&s.header_hash)
             .u64(s.head_seq)
@@ -347,7 +370,11 @@ impl Cache {
         let mut ct = w.into_vec();
         self.cipher
             .seal_in_place(&nonce, b"cardfs/v1/state", &mut ct);
-        write_durable(&self.dir.join("state"), &[nonce.as_slice(), &ct].concat())
+        write_file(
+            &self.dir.join("state"),
+            &[nonce.as_slice(), &ct].concat(),
+            durable,
+        )
     }
 
     /// The saved state; `None` on first use. A state file that fails
@@ -403,15 +430,19 @@ impl Lru {
     }
 }
 
-fn write_durable(path: &Path, bytes: &[u8]) -> Result<()> {
+/// Replaces a file atomically (temp file + rename); `durable` fsyncs the
+/// file and its directory.
+fn write_file(path: &Path, bytes: &[u8], durable: bool) -> Result<()> {
     let tmp = path.with_extension("tmp");
     {
         let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
         f.write_all(bytes).map_err(io_err(&tmp))?;
-        f.sync_all().map_err(io_err(&tmp))?;
+        if durable {
+            f.sync_all().map_err(io_err(&tmp))?;
+        }
     }
     fs::rename(&tmp, path).map_err(io_err(path))?;
-    if let Some(parent) = path.parent() {
+    if durable && let Some(parent) = path.parent() {
         sync_dir(parent)?;
     }
     Ok(())

@@ -29,6 +29,9 @@ use std::time::{Duration, SystemTime};
 /// Entries between snapshots: opening reads at most this many entries
 /// after the newest snapshot.
 pub const SNAPSHOT_EVERY: u64 = 64;
+/// How long the background committer waits after a change so that a
+/// burst of changes becomes one log entry.
+const COMMIT_DELAY: Duration = Duration::from_millis(25);
 /// Largest number of ops in one log entry.
 const MAX_BATCH: usize = 4096;
 
@@ -43,12 +46,21 @@ pub struct Dirty {
     /// Block plaintexts being written (each starts at the block start).
     pub blocks: BTreeMap<u64, Vec<u8>>,
     pub mtime: meta::Time,
+    /// The version these writes started from, and its blocks: together
+    /// with `blocks` they are this client's version of the file, even if
+    /// another client changes the file meanwhile.
+    pub base: u64,
+    pub base_blocks: BTreeMap<u64, meta::BlockRef>,
 }
 
 /// An open file or directory.
 #[derive(Debug, Clone)]
 pub struct Handle {
+    /// The node this handle reads and writes (a conflict copy after a
+    /// concurrent edit diverted this client's version).
     pub node: u64,
+    /// The inode the handle was opened on (what the kernel keeps using).
+    pub opened_as: u64,
     pub writable: bool,
     pub append: bool,
     /// End of the last read (sequential read detection).
@@ -120,6 +132,9 @@ impl Core {
     }
 }
 
+/// A decrypted block (block id, plaintext) held in memory.
+pub type PlainBlock = ([u8; 16], Arc<Vec<u8>>);
+
 /// Everything one open drive shares between its handles and tasks.
 pub struct Engine {
     pub store: Arc<dyn ObjectStore>,
@@ -139,6 +154,10 @@ pub struct Engine {
     pub stopped: AtomicBool,
     /// Serialises journal appends.
     pub journal_lock: Mutex<()>,
+    /// Blocks being fetched ahead of readers.
+    pub prefetching: Mutex<HashMap<[u8; 16], Arc<tokio::sync::Mutex<()>>>>,
+    /// Recently read block plaintexts (memory only, never on disk).
+    pub plain: Mutex<VecDeque<PlainBlock>>,
     pub task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -395,10 +414,12 @@ impl Engine {
             commit_lock: tokio::sync::Mutex::new(()),
             stopped: AtomicBool::new(false),
             journal_lock: Mutex::new(()),
+            prefetching: Mutex::new(Default::default()),
+            plain: Mutex::new(Default::default()),
             task: Mutex::new(None),
         });
         engine.replay_journal()?;
-        engine.save_state()?;
+        engine.save_state(true)?;
         let task = tokio::spawn(background(Arc::downgrade(&engine)));
         *engine.task.lock().expect("task lock") = Some(task);
         if !engine.lock().pending.is_empty() {
@@ -440,7 +461,7 @@ impl Engine {
         Ok(())
     }
 
-    pub fn save_state(&self) -> Result<()> {
+    pub fn save_state(&self, durable: bool) -> Result<()> {
         let core = self.lock();
         let s = LocalState {
             header_hash: self.header_hash,
@@ -449,7 +470,7 @@ impl Engine {
             next_client_seq: core.next_client_seq,
         };
         drop(core);
-        self.cache.save_state(&s)
+        self.cache.save_state(&s, durable)
     }
 
     /// Writes not-yet-journalled pending ops to the journal.
@@ -499,6 +520,7 @@ impl Engine {
                 seq: head.seq + 1,
                 hash,
             };
+            tracing::debug!(seq = head.seq, ops = batch.ops.len(), "pulled a log entry");
             batches.push(batch);
         }
         if batches.is_empty() {
@@ -525,7 +547,7 @@ impl Engine {
                 rebase(&mut core, &self.me.card_id);
             }
         }
-        self.save_state()?;
+        self.save_state(false)?;
         self.maybe_snapshot().await;
         Ok(())
     }
@@ -592,6 +614,7 @@ impl Engine {
                 .await;
             match r {
                 Ok(_) => {
+                    tracing::debug!(seq, ops = batch.ops.len(), "committed a log entry");
                     {
                         let mut core = self.lock();
                         core.reachable = true;
@@ -603,7 +626,7 @@ impl Engine {
                             core.view.clients = core.committed.clients.clone();
                         }
                     }
-                    self.save_state()?;
+                    self.save_state(false)?;
                     // Under the lock: an op pushed (and journalled by a
                     // concurrent fsync) after this check is never erased.
                     {
@@ -766,6 +789,7 @@ pub fn op_blocks(op: &Op) -> Vec<[u8; 16]> {
 /// the file; ops already in the log (same client seq) are dropped.
 pub fn rebase(core: &mut Core, card: &[u8; 32]) {
     let old_view = std::mem::replace(&mut core.view, core.committed.clone());
+    // Original node -> conflict copy holding this client's version.
     let mut conflicted: HashMap<u64, u64> = HashMap::new();
     let pending = std::mem::take(&mut core.pending);
     let mut kept = VecDeque::new();
@@ -779,7 +803,9 @@ pub fn rebase(core: &mut Core, card: &[u8; 32]) {
             if current != Some(*base)
                 && let Some(copy) = conflict_copy(&old_view, &core.view, *node, card)
             {
-                conflicted.insert(*node, 0);
+                if let Op::Create { node: c, .. } = &copy {
+                    conflicted.insert(*node, c.id);
+                }
                 op = copy;
             }
         }
@@ -789,7 +815,7 @@ pub fn rebase(core: &mut Core, card: &[u8; 32]) {
                 kept.push_back((seq, op));
             }
             Err(DriveError::Exists) => {
-                let renamed = rename_for_conflict(op, card);
+                let renamed = rename_for_conflict(&core.view, op, card);
                 match core.view.apply(&renamed) {
                     Ok(_) => kept.push_back((seq, renamed)),
                     Err(e) => {
@@ -801,6 +827,10 @@ pub fn rebase(core: &mut Core, card: &[u8; 32]) {
         }
     }
     core.pending = kept;
+    // Open handles and unsealed writes follow this client's version.
+    for (orig, copy) in conflicted {
+        redirect(core, orig, copy);
+    }
     // Open files whose node went away stay readable.
     let gone: Vec<u64> = core
         .open_count
@@ -817,18 +847,35 @@ pub fn rebase(core: &mut Core, card: &[u8; 32]) {
     }
 }
 
-fn conflict_name(name: &[u8], card: &[u8; 32]) -> Vec<u8> {
-    let mut n = name.to_vec();
-    n.extend_from_slice(format!(".conflict-{}-{}", hex8(card), now().secs).as_bytes());
-    n.truncate(255);
-    n
+/// `name.conflict-<card8>-<unix time>`, with `-<n>` added until it is
+/// free in `dir`; cut to fit 255 bytes.
+pub fn conflict_name(tree: &Tree, dir: u64, name: &[u8], card: &[u8; 32]) -> Vec<u8> {
+    let base = format!(".conflict-{}-{}", hex8(card), now().secs);
+    let taken = |n: &[u8]| {
+        tree.nodes
+            .get(&dir)
+            .is_some_and(|d| d.entries.contains_key(n))
+    };
+    for i in 0u32.. {
+        let suffix = if i == 0 {
+            base.clone()
+        } else {
+            format!("{base}-{i}")
+        };
+        let mut n = name[..name.len().min(255 - suffix.len())].to_vec();
+        n.extend_from_slice(suffix.as_bytes());
+        if !taken(&n) {
+            return n;
+        }
+    }
+    unreachable!("some suffix is free")
 }
 
-fn rename_for_conflict(op: Op, card: &[u8; 32]) -> Op {
+fn rename_for_conflict(tree: &Tree, op: Op, card: &[u8; 32]) -> Op {
     match op {
         Op::Create { parent, name, node } => Op::Create {
+            name: conflict_name(tree, parent, &name, card),
             parent,
-            name: conflict_name(&name, card),
             node,
         },
         Op::Link {
@@ -837,8 +884,8 @@ fn rename_for_conflict(op: Op, card: &[u8; 32]) -> Op {
             node,
             ctime,
         } => Op::Link {
+            name: conflict_name(tree, parent, &name, card),
             parent,
-            name: conflict_name(&name, card),
             node,
             ctime,
         },
@@ -850,14 +897,35 @@ fn rename_for_conflict(op: Op, card: &[u8; 32]) -> Op {
             exchange,
             time,
         } => Op::Rename {
+            newname: conflict_name(tree, newparent, &newname, card),
             parent,
             name,
             newparent,
-            newname: conflict_name(&newname, card),
             exchange,
             time,
         },
         other => other,
+    }
+}
+
+/// Moves open handles and unsealed writes of `orig` to `copy`.
+pub fn redirect(core: &mut Core, orig: u64, copy: u64) {
+    let mut moved = 0;
+    for h in core.handles.values_mut().filter(|h| h.node == orig) {
+        h.node = copy;
+        moved += 1;
+    }
+    if moved > 0 {
+        *core.open_count.entry(copy).or_insert(0) += moved;
+        if let Some(c) = core.open_count.get_mut(&orig) {
+            *c -= moved.min(*c);
+            if *c == 0 {
+                core.open_count.remove(&orig);
+            }
+        }
+    }
+    if let Some(d) = core.dirty.remove(&orig) {
+        core.dirty.insert(copy, d);
     }
 }
 
@@ -875,7 +943,7 @@ fn conflict_copy(old_view: &Tree, view: &Tree, node: u64, card: &[u8; 32]) -> Op
     );
     Some(Op::Create {
         parent,
-        name: conflict_name(&name, card),
+        name: conflict_name(view, parent, &name, card),
         node: Box::new(copy),
     })
 }
@@ -907,6 +975,8 @@ async fn background(engine: Weak<Engine>) {
         };
         let mut failed = false;
         if busy {
+            // Let a burst of changes gather into one log entry.
+            tokio::time::sleep(COMMIT_DELAY).await;
             if let Err(err) = e.commit_once().await {
                 failed = true;
                 match &err {

@@ -64,8 +64,9 @@ pub enum DriveError {
         path: String,
         source: std::io::Error,
     },
-    #[error("not implemented: {0}")]
-    NotImplemented(&'static str),
+    /// Another engine (in this or another process) uses the cache directory.
+    #[error("cache directory {0} is in use by another cardfs instance")]
+    CacheInUse(String),
 }
 
 impl DriveError {
@@ -93,7 +94,7 @@ impl DriveError {
             Store(StoreError::NotFound { .. }) => libc::EIO,
             Store(_) => libc::EIO,
             Cache { .. } => libc::EIO,
-            NotImplemented(_) => libc::ENOSYS,
+            CacheInUse(_) => libc::EBUSY,
         }
     }
 

@@ -10,7 +10,7 @@
 //!   read as zeros.
 
 use super::cache::now;
-use super::engine::{Core, Dirty, Engine};
+use super::engine::{Core, Dirty, Engine, conflict_name, fresh_id, redirect};
 use super::error::{DriveError, Result};
 use super::types::{Fh, Ino};
 use super::volume;
@@ -19,6 +19,7 @@ use crate::format::crypto::{SecretKey, random_array};
 use crate::format::meta::{BlockRef, KIND_DIR, KIND_FILE, Op};
 use crate::store::{GetOptions, StoreError};
 use std::ops::Range;
+use std::sync::Arc;
 
 const B: u64 = BLOCK_SIZE as u64;
 /// Unsealed bytes of all files above which a write seals its file.
@@ -28,12 +29,25 @@ const MAX_FILE: u64 = 1 << 50;
 
 /// What is needed to read one stored block.
 #[derive(Clone)]
-struct Fetch {
+pub struct Fetch {
     file_id: [u8; 16],
     key: [u8; 32],
     index: u64,
     block: BlockRef,
 }
+
+impl Fetch {
+    fn id(&self) -> BlockId<'_> {
+        BlockId {
+            file_id: &self.file_id,
+            block_id: &self.block.id,
+            block_index: self.index,
+        }
+    }
+}
+
+/// Decrypted blocks kept in memory for sequential readers.
+const PLAIN_BLOCKS: usize = 8;
 
 /// Where the bytes of one block of a read come from.
 enum Part {
@@ -44,38 +58,49 @@ enum Part {
 
 impl Engine {
     /// Reads and verifies `range` (within the block) of a stored block.
-    /// `whole` fetches and caches the entire object (read-ahead).
+    /// `whole` reads and verifies the entire block once and keeps its
+    /// plaintext in memory for the reads that follow (sequential access);
+    /// otherwise only the chunks covering `range` are fetched.
     async fn fetch(&self, f: &Fetch, range: Range<usize>, whole: bool) -> Result<Vec<u8>> {
         let len = f.block.len as usize;
         let range = range.start.min(len)..range.end.min(len);
         if range.is_empty() {
             return Ok(Vec::new());
         }
+        if let Some(p) = self.plain_get(&f.block.id) {
+            return Ok(p[range].to_vec());
+        }
+        if whole {
+            return Ok(self.whole_block(f).await?[range].to_vec());
+        }
         let key = volume::content_key(&f.block.id);
-        let id = BlockId {
-            file_id: &f.file_id,
-            block_id: &f.block.id,
-            block_index: f.index,
-        };
+        let id = f.id();
         let cipher = content::block_cipher(&SecretKey::from_bytes(f.key), id);
         let (chunks, obj) = content::chunk_span(range.clone(), len);
         let base = chunks.start as usize * content::CHUNK_SIZE;
         if let Some(sealed) = self.cache.read_object(&f.block.id, Some(obj.clone()))? {
             match content::open_chunks(&cipher, id, len, chunks.clone(), &sealed) {
                 Ok(plain) => return Ok(plain[range.start - base..range.end - base].to_vec()),
-                Err(e) => {
-                    tracing::error!(object = %key, error = %e, "cached copy failed verification; dropping it and reading the store");
-                    self.cache.remove_object(&f.block.id);
-                }
+                Err(e) => self.drop_cached(&key, &f.block.id, &e),
             }
         }
-        let get = if whole {
-            GetOptions::default()
-        } else {
-            GetOptions::range(obj.clone())
-        };
-        let r = self.store.get(&key, get).await;
-        let got = match r {
+        let got = self
+            .get_object(&key, GetOptions::range(obj.clone()), len)
+            .await?;
+        let plain = content::open_chunks(&cipher, id, len, chunks, &got)
+            .map_err(|e| DriveError::tampered(&key, e.to_string()))?;
+        Ok(plain[range.start - base..range.end - base].to_vec())
+    }
+
+    fn drop_cached(&self, key: &str, id: &[u8; 16], e: &crate::format::wire::FormatError) {
+        tracing::error!(object = %key, error = %e, "cached copy failed verification; dropping it and reading the store");
+        self.cache.remove_object(id);
+    }
+
+    /// GETs (part of) a content object, checking the whole object's size
+    /// against the block length in the metadata.
+    async fn get_object(&self, key: &str, get: GetOptions, len: usize) -> Result<bytes::Bytes> {
+        let got = match self.store.get(key, get).await {
             Ok(g) => {
                 self.lock().reachable = true;
                 g
@@ -91,42 +116,85 @@ impl Engine {
             }
         };
         if got.meta.size != sealed_len(len) as u64 {
-            return Err(DriveError::tampered(
-                key,
-                format!(
-                    "object is {} bytes, metadata says {}",
-                    got.meta.size,
-                    sealed_len(len)
-                ),
-            ));
+            let msg = format!(
+                "object is {} bytes, metadata says {}",
+                got.meta.size,
+                sealed_len(len)
+            );
+            return Err(DriveError::tampered(key, msg));
         }
-        let sealed = if whole {
-            let all = got.bytes;
-            if all.len() != sealed_len(len) {
-                return Err(DriveError::tampered(key, "short read"));
+        Ok(got.bytes)
+    }
+
+    /// The whole verified plaintext of a block, waiting for a read-ahead of
+    /// the same block if one is running.
+    async fn whole_block(&self, f: &Fetch) -> Result<Arc<Vec<u8>>> {
+        let running = self
+            .prefetching
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&f.block.id)
+            .cloned();
+        if let Some(m) = running {
+            drop(m.lock().await);
+            if let Some(p) = self.plain_get(&f.block.id) {
+                return Ok(p);
             }
-            // Verify everything before caching it.
-            content::open_chunks(&cipher, id, len, 0..content::chunk_count(len), &all)
-                .map_err(|e| DriveError::tampered(&key, e.to_string()))?;
-            self.cache.put_object(&f.block.id, &all, false, false)?;
-            all.slice(obj.start as usize..obj.end as usize)
-        } else {
-            got.bytes
-        };
-        let plain = content::open_chunks(&cipher, id, len, chunks, &sealed)
+        }
+        self.load_whole(f).await
+    }
+
+    async fn load_whole(&self, f: &Fetch) -> Result<Arc<Vec<u8>>> {
+        let len = f.block.len as usize;
+        let key = volume::content_key(&f.block.id);
+        let id = f.id();
+        let cipher = content::block_cipher(&SecretKey::from_bytes(f.key), id);
+        let all = 0..content::chunk_count(len);
+        if let Some(sealed) = self.cache.read_object(&f.block.id, None)? {
+            match content::open_chunks(&cipher, id, len, all.clone(), &sealed) {
+                Ok(plain) => return Ok(self.plain_put(f.block.id, plain)),
+                Err(e) => self.drop_cached(&key, &f.block.id, &e),
+            }
+        }
+        let sealed = self.get_object(&key, GetOptions::default(), len).await?;
+        let plain = content::open_chunks(&cipher, id, len, all, &sealed)
             .map_err(|e| DriveError::tampered(&key, e.to_string()))?;
-        Ok(plain[range.start - base..range.end - base].to_vec())
+        // Verified: keep the ciphertext in the cache.
+        self.cache.put_object(&f.block.id, &sealed, false, false)?;
+        Ok(self.plain_put(f.block.id, plain))
+    }
+
+    fn plain_get(&self, id: &[u8; 16]) -> Option<Arc<Vec<u8>>> {
+        let cache = self.plain.lock().unwrap_or_else(|e| e.into_inner());
+        cache.iter().find(|(k, _)| k == id).map(|(_, p)| p.clone())
+    }
+
+    fn plain_put(&self, id: [u8; 16], plain: Vec<u8>) -> Arc<Vec<u8>> {
+        let p = Arc::new(plain);
+        let mut cache = self.plain.lock().unwrap_or_else(|e| e.into_inner());
+        cache.retain(|(k, _)| *k != id);
+        cache.push_front((id, p.clone()));
+        cache.truncate(PLAIN_BLOCKS);
+        p
     }
 
     /// The full plaintext of a stored block (for read-modify-write).
     async fn fetch_block(&self, f: &Fetch) -> Result<Vec<u8>> {
-        self.fetch(f, 0..f.block.len as usize, true).await
+        Ok(self.whole_block(f).await?.as_ref().clone())
     }
 
-    pub async fn read(&self, ino: Ino, fh: Fh, offset: u64, size: u32) -> Result<Vec<u8>> {
-        let (parts, sequential) = {
+    /// Reads; also returns the block worth fetching ahead, if any.
+    pub async fn read(
+        &self,
+        ino: Ino,
+        fh: Fh,
+        offset: u64,
+        size: u32,
+    ) -> Result<(Vec<u8>, Option<Fetch>)> {
+        let (parts, sequential, prefetch) = {
             let mut core = self.lock();
             let h = core.handle(fh, ino)?;
+            let ino = h.node;
             let n = core.node(ino)?;
             if n.kind == KIND_DIR {
                 return Err(DriveError::IsDir);
@@ -134,6 +202,8 @@ impl Engine {
             let d = core.dirty.get(&ino);
             let file_size = d.map(|d| d.size).unwrap_or(n.size);
             let live_blocks = d.map(|d| d.min_size).unwrap_or(n.size).div_ceil(B);
+            // With unsealed writes, this client's version is built on their base.
+            let blocks = d.map(|d| &d.base_blocks).unwrap_or(&n.blocks);
             let end = offset.saturating_add(size as u64).min(file_size);
             let mut parts = Vec::new();
             let mut pos = offset;
@@ -149,7 +219,7 @@ impl Engine {
                         v[..have].copy_from_slice(&buf[in_start..in_start + have]);
                     }
                     parts.push(Part::Bytes(v));
-                } else if let (true, Some(b)) = (idx < live_blocks, n.blocks.get(&idx)) {
+                } else if let (true, Some(b)) = (idx < live_blocks, blocks.get(&idx)) {
                     parts.push(Part::Stored(
                         Fetch {
                             file_id: n.file_id,
@@ -165,10 +235,25 @@ impl Engine {
                 pos = idx * B + in_end as u64;
             }
             let sequential = h.last_read_end == offset || offset == 0;
+            // Read-ahead: on sequential reads, the next stored block.
+            let next = end.div_ceil(B);
+            let prefetch = match (sequential, blocks.get(&next)) {
+                (true, Some(b))
+                    if next < live_blocks && !d.is_some_and(|d| d.blocks.contains_key(&next)) =>
+                {
+                    Some(Fetch {
+                        file_id: n.file_id,
+                        key: n.file_key,
+                        index: next,
+                        block: *b,
+                    })
+                }
+                _ => None,
+            };
             if let Some(h) = core.handles.get_mut(&fh) {
                 h.last_read_end = end;
             }
-            (parts, sequential)
+            (parts, sequential, prefetch)
         };
         let mut out = Vec::with_capacity(size as usize);
         for p in parts {
@@ -184,7 +269,31 @@ impl Engine {
                 }
             }
         }
-        Ok(out)
+        Ok((out, prefetch))
+    }
+
+    /// Fetches a whole block ahead of a sequential reader.
+    pub async fn prefetch(&self, f: Fetch) {
+        if self.plain_get(&f.block.id).is_some() {
+            return;
+        }
+        let lock = Arc::new(tokio::sync::Mutex::new(()));
+        let guard = lock.clone().try_lock_owned().expect("a new mutex is free");
+        {
+            let mut running = self.prefetching.lock().unwrap_or_else(|e| e.into_inner());
+            if running.contains_key(&f.block.id) {
+                return;
+            }
+            running.insert(f.block.id, lock);
+        }
+        if let Err(e) = self.load_whole(&f).await {
+            tracing::debug!(error = %e, "read-ahead failed; the read itself will retry");
+        }
+        self.prefetching
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&f.block.id);
+        drop(guard);
     }
 
     /// Loads into the dirty buffers the stored blocks `idxs` of `ino` that
@@ -198,7 +307,8 @@ impl Engine {
             idxs.iter()
                 .filter(|i| **i < live && !d.is_some_and(|d| d.blocks.contains_key(i)))
                 .filter_map(|i| {
-                    n.blocks.get(i).map(|b| Fetch {
+                    let blocks = d.map(|d| &d.base_blocks).unwrap_or(&n.blocks);
+                    blocks.get(i).map(|b| Fetch {
                         file_id: n.file_id,
                         key: n.file_key,
                         index: *i,
@@ -210,9 +320,10 @@ impl Engine {
         for f in fetches {
             let plain = self.fetch_block(&f).await?;
             let mut core = self.lock();
-            let size = core.node(ino)?.size;
-            let d = dirty_entry(&mut core, ino, size);
-            d.blocks.entry(f.index).or_insert(plain);
+            dirty_entry(&mut core, ino)?
+                .blocks
+                .entry(f.index)
+                .or_insert(plain);
         }
         Ok(())
     }
@@ -220,6 +331,8 @@ impl Engine {
     pub async fn write(&self, ino: Ino, fh: Fh, offset: u64, data: &[u8]) -> Result<u32> {
         self.writable()?;
         let h = self.lock().handle(fh, ino)?;
+        // The handle may have been moved to a conflict copy.
+        let ino = h.node;
         if !h.writable {
             return Err(DriveError::BadHandle);
         }
@@ -253,7 +366,7 @@ impl Engine {
             if h.append && core.dirty.get(&ino).map(|d| d.size).unwrap_or(size) != offset {
                 continue; // Another append moved the end meanwhile.
             }
-            dirty_entry(&mut core, ino, size);
+            dirty_entry(&mut core, ino)?;
             let mut missing = false;
             for i in &idxs {
                 let (s, e) = (
@@ -264,7 +377,7 @@ impl Engine {
                 if partial.contains(i)
                     && !d.blocks.contains_key(i)
                     && i * B < d.min_size
-                    && n_has(&core, ino, *i)
+                    && d.base_blocks.contains_key(i)
                 {
                     missing = true;
                     break;
@@ -283,7 +396,13 @@ impl Engine {
             let d = core.dirty.get_mut(&ino).expect("dirty entry");
             d.size = d.size.max(end);
             d.mtime = now();
-            let seal = end % B == 0 || core.pending_bytes() > DIRTY_LIMIT;
+            let unsealed: u64 = core
+                .dirty
+                .values()
+                .flat_map(|d| d.blocks.values())
+                .map(|b| b.len() as u64)
+                .sum();
+            let seal = end % B == 0 || unsealed > DIRTY_LIMIT;
             if seal {
                 self.seal(&mut core, ino, false)?;
             }
@@ -322,8 +441,7 @@ impl Engine {
             self.load_blocks(ino, &[size / B]).await?;
         }
         let mut core = self.lock();
-        let cur = core.node(ino)?.size;
-        let d = dirty_entry(&mut core, ino, cur);
+        let d = dirty_entry(&mut core, ino)?;
         if size < d.size {
             let keep = size.div_ceil(B);
             d.blocks.retain(|i, _| *i < keep);
@@ -349,6 +467,39 @@ impl Engine {
         let Some(n) = core.view.nodes.get(&ino) else {
             return Ok(());
         };
+        if !core.dirty.contains_key(&ino) {
+            return Ok(());
+        }
+        let ino = if core.dirty[&ino].base != n.version {
+            // Another client changed the file since these writes began:
+            // theirs keeps the name, this client's version becomes a
+            // conflict copy next to it (never lose either).
+            let Some((parent, name)) = core.view.name_of(ino) else {
+                return Ok(());
+            };
+            let d = &core.dirty[&ino];
+            let mut copy = n.clone();
+            copy.id = fresh_id(&core.view);
+            copy.blocks = d.base_blocks.clone();
+            copy.version = d.base;
+            copy.entries.clear();
+            let id = copy.id;
+            let name = conflict_name(&core.view, parent, &name, &self.me.card_id);
+            tracing::warn!(
+                node = ino,
+                "concurrent edit of the same file: keeping this client's version as a conflict copy"
+            );
+            core.push(Op::Create {
+                parent,
+                name,
+                node: Box::new(copy),
+            })?;
+            redirect(core, ino, id);
+            id
+        } else {
+            ino
+        };
+        let n = &core.view.nodes[&ino];
         let Some(d) = core.dirty.remove(&ino) else {
             return Ok(());
         };
@@ -426,17 +577,18 @@ impl Engine {
     }
 }
 
-fn n_has(core: &Core, ino: Ino, idx: u64) -> bool {
-    core.node(ino)
-        .map(|n| n.blocks.contains_key(&idx))
-        .unwrap_or(false)
-}
-
-fn dirty_entry(core: &mut Core, ino: Ino, size: u64) -> &mut Dirty {
-    core.dirty.entry(ino).or_insert_with(|| Dirty {
-        size,
-        min_size: size,
-        blocks: Default::default(),
-        mtime: now(),
-    })
+fn dirty_entry(core: &mut Core, ino: Ino) -> Result<&mut Dirty> {
+    if !core.dirty.contains_key(&ino) {
+        let n = core.node(ino)?;
+        let d = Dirty {
+            size: n.size,
+            min_size: n.size,
+            blocks: Default::default(),
+            mtime: now(),
+            base: n.version,
+            base_blocks: n.blocks.clone(),
+        };
+        core.dirty.insert(ino, d);
+    }
+    Ok(core.dirty.get_mut(&ino).expect("just inserted"))
 }

@@ -13,6 +13,14 @@
 //! [`Drive::create_drive`] and `Drive::open(store, me, opts)` is
 //! [`Drive::open_drive`]; the file operations keep the names `create` and
 //! `open`. `read` returns `Vec<u8>`; the owner card is passed as bytes.
+//! `readdir` returns at most 4096 entries per call (call again with the
+//! last `next_offset`; an empty result is the end).
+//!
+//! Additions: [`Drive::abandon`] (simulate a crash), [`Drive::drive_id`],
+//! [`Drive::cache_bytes`], [`DriveOptions::new`] (defaults), [`ROOT_INO`],
+//! and `DriveError::{BadHandle, TooBig, TooManyLinks, NotMember,
+//! CacheInUse, Cache}`. A second engine on the same cache directory gets
+//! `CacheInUse` (EBUSY) until the first one's `shutdown`.
 
 mod cache;
 mod engine;
@@ -113,7 +121,12 @@ impl Drive {
     }
 
     pub async fn read(&self, ino: Ino, fh: Fh, offset: u64, size: u32) -> Result<Vec<u8>> {
-        self.e.read(ino, fh, offset, size).await
+        let (data, next) = self.e.read(ino, fh, offset, size).await?;
+        if let Some(f) = next {
+            let e = self.e.clone();
+            tokio::spawn(async move { e.prefetch(f).await });
+        }
+        Ok(data)
     }
 
     pub async fn write(&self, ino: Ino, fh: Fh, offset: u64, data: &[u8]) -> Result<u32> {
@@ -122,20 +135,20 @@ impl Drive {
 
     /// Seals the file's buffered writes (queued for upload).
     pub async fn flush(&self, ino: Ino, fh: Fh) -> Result<()> {
-        self.e.lock().handle(fh, ino)?;
-        self.e.flush(ino)
+        let node = self.e.lock().handle(fh, ino)?.node;
+        self.e.flush(node)
     }
 
     /// Makes the file's data and all pending metadata durable in the local
     /// journal (not necessarily uploaded yet; see [`Drive::sync`]).
     pub async fn fsync(&self, ino: Ino, fh: Fh, _datasync: bool) -> Result<()> {
-        self.e.lock().handle(fh, ino)?;
-        self.e.fsync(ino)
+        let node = self.e.lock().handle(fh, ino)?.node;
+        self.e.fsync(node)
     }
 
     pub async fn release(&self, ino: Ino, fh: Fh) -> Result<()> {
-        self.e.lock().handle(fh, ino)?;
-        let r = self.e.flush(ino);
+        let node = self.e.lock().handle(fh, ino)?.node;
+        let r = self.e.flush(node);
         self.e.release_handle(fh);
         r
     }
@@ -283,6 +296,7 @@ impl Drive {
             t.abort();
             let _ = t.await;
         }
+        self.e.cache.release();
     }
 
     /// Makes a final sync attempt, then stops background tasks.
@@ -293,6 +307,8 @@ impl Drive {
             self.e.journal_pending(true)?;
         }
         self.e.stop();
+        self.e.save_state(true)?;
+        self.e.cache.release();
         r
     }
 }

@@ -95,6 +95,7 @@ impl Core {
             fh,
             Handle {
                 node,
+                opened_as: node,
                 writable,
                 append,
                 last_read_end: u64::MAX,
@@ -106,7 +107,7 @@ impl Core {
 
     pub fn handle(&self, fh: Fh, ino: Ino) -> Result<Handle> {
         match self.handles.get(&fh) {
-            Some(h) if h.node == ino => Ok(h.clone()),
+            Some(h) if h.node == ino || h.opened_as == ino => Ok(h.clone()),
             _ => Err(DriveError::BadHandle),
         }
     }

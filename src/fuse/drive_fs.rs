@@ -95,7 +95,6 @@ fn log_error(op: &str, err: &DriveError) {
         | DriveError::Rollback { .. }
         | DriveError::Store(_)
         | DriveError::Cache { .. } => tracing::error!("{op}: {err}"),
-        DriveError::NotImplemented(_) => tracing::warn!("{op}: {err}"),
         _ => tracing::debug!("{op}: {err}"),
     }
 }

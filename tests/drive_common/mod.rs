@@ -2,6 +2,8 @@
 //! a temporary cache directory, and small file helpers.
 #![allow(dead_code)]
 
+pub mod model;
+
 use cardfs::drive::{Caller, Drive, DriveOptions, Fh, Identity, Ino, ROOT_INO};
 use cardfs::store::{MemoryStore, ObjectStore};
 use std::ffi::OsStr;
@@ -14,7 +16,6 @@ pub const WHO: Caller = Caller {
 };
 
 pub struct Env {
-    pub mem: MemoryStore,
     pub store: Arc<dyn ObjectStore>,
     pub id: Identity,
     pub dir: tempfile::TempDir,
@@ -23,18 +24,25 @@ pub struct Env {
 impl Env {
     /// A fresh drive on a fresh MemoryStore.
     pub async fn new() -> Env {
-        let mem = MemoryStore::new();
-        let store: Arc<dyn ObjectStore> = Arc::new(mem.clone());
+        Env::with_store(Arc::new(MemoryStore::new())).await
+    }
+
+    /// A fresh drive on `store` (which must be empty).
+    pub async fn with_store(store: Arc<dyn ObjectStore>) -> Env {
         let id = Identity::generate();
         Drive::create_drive(store.clone(), &id, b"test card")
             .await
             .unwrap();
         Env {
-            mem,
             store,
             id,
             dir: tempfile::tempdir().unwrap(),
         }
+    }
+
+    /// Number of objects in the store.
+    pub async fn object_count(&self) -> usize {
+        self.store.list_all("").await.unwrap().len()
     }
 
     pub fn opts(&self, cache: &str) -> DriveOptions {
@@ -132,6 +140,8 @@ pub struct Flaky {
     pub down: std::sync::atomic::AtomicBool,
     pub block_log: std::sync::atomic::AtomicBool,
     pub puts: std::sync::atomic::AtomicU64,
+    /// When non-zero, every Nth put fails as a transient error.
+    pub fail_every: std::sync::atomic::AtomicU64,
 }
 
 impl Flaky {
@@ -141,6 +151,7 @@ impl Flaky {
             down: Default::default(),
             block_log: Default::default(),
             puts: Default::default(),
+            fail_every: Default::default(),
         })
     }
     pub fn set_down(&self, v: bool) {
@@ -174,7 +185,14 @@ impl ObjectStore for Flaky {
                 retry_after: None,
             });
         }
-        self.puts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let n = self.puts.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        let every = self.fail_every.load(std::sync::atomic::Ordering::SeqCst);
+        if every > 0 && n.is_multiple_of(every) {
+            return Err(cardfs::store::StoreError::Transient {
+                message: "test: injected put failure".into(),
+                retry_after: None,
+            });
+        }
         self.inner.put(key, body, mode).await
     }
     async fn get(&self, key: &str, options: GetOptions) -> cardfs::store::Result<GetResult> {

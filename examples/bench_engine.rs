@@ -1,0 +1,167 @@
+//! Engine-level throughput on the in-memory store (no FUSE, no network):
+//! sequential write and read of a large file, small-file creates, stats.
+//! These figures are the ceiling the FUSE layer adds to. Prints one line
+//! per figure; run through `scripts/bench-engine`.
+//!
+//! Usage: bench_engine [FILE_MIB] [FILES]   (defaults 1024 and 10000)
+
+use cardfs::drive::{Caller, Drive, DriveOptions, Identity, ROOT_INO};
+use cardfs::store::{MemoryStore, ObjectStore};
+use std::ffi::OsString;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const WHO: Caller = Caller { uid: 0, gid: 0 };
+
+fn rate(bytes: u64, t: Duration) -> String {
+    format!(
+        "{:.0} MiB/s",
+        bytes as f64 / (1 << 20) as f64 / t.as_secs_f64()
+    )
+}
+
+#[tokio::main]
+async fn main() {
+    let mut args = std::env::args().skip(1);
+    let mib: u64 = args
+        .next()
+        .map(|a| a.parse().expect("FILE_MIB"))
+        .unwrap_or(1024);
+    let files: u64 = args
+        .next()
+        .map(|a| a.parse().expect("FILES"))
+        .unwrap_or(10_000);
+    let size = mib << 20;
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let store: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
+    let me = Identity::generate();
+    Drive::create_drive(store.clone(), &me, b"bench")
+        .await
+        .expect("create drive");
+    let mut opts = DriveOptions::new(tmp.path().join("cache"));
+    opts.cache_size = 2 * size + (256 << 20);
+    let d = Drive::open_drive(store.clone(), me.clone(), opts)
+        .await
+        .expect("open drive");
+
+    // Sequential write, 1 MiB per call (the kernel's largest FUSE write).
+    let chunk: Vec<u8> = (0..1 << 20).map(|i| (i * 31 % 251) as u8).collect();
+    let (attr, fh) = d
+        .create(ROOT_INO, &OsString::from("big"), 0o644, libc::O_RDWR, WHO)
+        .await
+        .unwrap();
+    let t = Instant::now();
+    for i in 0..mib {
+        d.write(attr.ino, fh, i << 20, &chunk).await.unwrap();
+    }
+    d.release(attr.ino, fh).await.unwrap();
+    let written = t.elapsed();
+    d.sync(&|_, _| {}).await.unwrap();
+    let synced = t.elapsed();
+    println!(
+        "sequential write {mib} MiB: {} into the cache ({:.2} s), {} including upload to the store ({:.2} s)",
+        rate(size, written),
+        written.as_secs_f64(),
+        rate(size, synced),
+        synced.as_secs_f64()
+    );
+
+    // Sequential read, 128 KiB per call (the kernel's default read size),
+    // first from the local cache, then by a client with an empty cache.
+    for (label, drive) in [
+        ("cached", d.clone()),
+        ("from store", {
+            let mut o = DriveOptions::new(tmp.path().join("cold"));
+            o.cache_size = 2 * size + (256 << 20);
+            Drive::open_drive(store.clone(), me.clone(), o)
+                .await
+                .unwrap()
+        }),
+    ] {
+        let fh = drive.open(attr.ino, libc::O_RDONLY).await.unwrap();
+        let t = Instant::now();
+        let mut off = 0;
+        while off < size {
+            let got = drive.read(attr.ino, fh, off, 128 << 10).await.unwrap();
+            assert_eq!(got.len(), 128 << 10);
+            off += got.len() as u64;
+        }
+        let e = t.elapsed();
+        drive.release(attr.ino, fh).await.unwrap();
+        println!(
+            "sequential read {mib} MiB ({label}): {} ({:.2} s)",
+            rate(size, e),
+            e.as_secs_f64()
+        );
+    }
+
+    // Small files: create + 1 KiB write + release each.
+    let dir = d
+        .mkdir(ROOT_INO, &OsString::from("many"), 0o755, WHO)
+        .await
+        .unwrap()
+        .ino;
+    let small = vec![7u8; 1024];
+    let t = Instant::now();
+    let mut inos = Vec::with_capacity(files as usize);
+    for i in 0..files {
+        let (a, fh) = d
+            .create(
+                dir,
+                &OsString::from(format!("f{i}")),
+                0o644,
+                libc::O_WRONLY,
+                WHO,
+            )
+            .await
+            .unwrap();
+        d.write(a.ino, fh, 0, &small).await.unwrap();
+        d.release(a.ino, fh).await.unwrap();
+        inos.push(a.ino);
+    }
+    let e = t.elapsed();
+    println!(
+        "{files} creates of 1 KiB files: {:.0} files/s ({:.2} s)",
+        files as f64 / e.as_secs_f64(),
+        e.as_secs_f64()
+    );
+    let t = Instant::now();
+    d.sync(&|_, _| {}).await.unwrap();
+    println!(
+        "  commit of those to the store: {:.2} s",
+        t.elapsed().as_secs_f64()
+    );
+
+    let t = Instant::now();
+    for (i, ino) in inos.iter().enumerate() {
+        let a = d
+            .lookup(dir, &OsString::from(format!("f{i}")))
+            .await
+            .unwrap();
+        assert_eq!(a.ino, *ino);
+        d.getattr(*ino).await.unwrap();
+    }
+    let e = t.elapsed();
+    println!(
+        "{files} lookups + stats: {:.0} per s ({:.3} s)",
+        files as f64 / e.as_secs_f64(),
+        e.as_secs_f64()
+    );
+
+    // Opening the drive afresh (snapshot + log tail).
+    d.shutdown().await.unwrap();
+    let t = Instant::now();
+    let again = Drive::open_drive(
+        store.clone(),
+        me.clone(),
+        DriveOptions::new(tmp.path().join("reopen")),
+    )
+    .await
+    .unwrap();
+    println!(
+        "open of a drive with {} files: {:.3} s",
+        files + 2,
+        t.elapsed().as_secs_f64()
+    );
+    drop(again);
+}
