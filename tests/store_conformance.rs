@@ -13,6 +13,7 @@ use cardfs::store::{
     PutMode, S3Options, S3Store, StoreError,
 };
 use common::keys_under;
+use common::pattern::pattern;
 use std::sync::Arc;
 
 /// A store under test and whatever must live as long as it.
@@ -95,20 +96,6 @@ async fn s3() -> Fixture {
         tree_order: true,
         _dir: None,
     }
-}
-
-/// Deterministic pseudo-random bytes (xorshift), fast enough for 100 MiB.
-fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 fn is_not_found<T: std::fmt::Debug>(r: &Result<T, StoreError>) -> bool {
@@ -561,6 +548,48 @@ async fn small_multipart_and_large_put(f: Fixture) {
     assert!(s.pending_uploads().await.unwrap().is_empty());
 }
 
+async fn reads_never_mix_versions(f: Fixture) {
+    // Large reads (split into range requests by S3) while the object is
+    // overwritten: every read returns one whole version.
+    let len = 20 << 20;
+    f.store
+        .put("v", Bytes::from(vec![0u8; len]), PutMode::Overwrite)
+        .await
+        .unwrap();
+    let writer = {
+        let s = f.store.clone();
+        tokio::spawn(async move {
+            for v in 1..=4u8 {
+                s.put("v", Bytes::from(vec![v; len]), PutMode::Overwrite)
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+    let mut reads = 0;
+    while !writer.is_finished() || reads < 3 {
+        let got = f.store.get("v", GetOptions::default()).await.unwrap();
+        assert_eq!(got.bytes.len(), len);
+        assert_eq!(got.meta.size, len as u64);
+        let first = got.bytes[0];
+        assert!(got.bytes.iter().all(|b| *b == first), "read mixed versions");
+        let part = f
+            .store
+            .get("v", GetOptions::range(5..(len as u64 - 5)))
+            .await
+            .unwrap();
+        let first = part.bytes[0];
+        assert!(
+            part.bytes.iter().all(|b| *b == first),
+            "range mixed versions"
+        );
+        reads += 1;
+    }
+    writer.await.unwrap();
+    let got = f.store.get("v", GetOptions::default()).await.unwrap();
+    assert!(got.bytes.iter().all(|b| *b == 4));
+}
+
 async fn abort_leaves_nothing(f: Fixture) {
     let s = &*f.store;
     let mut up = s.put_multipart("aborted/obj").await.unwrap();
@@ -654,6 +683,7 @@ macro_rules! all_behaviours {
                 multipart_100_mib,
                 small_multipart_and_large_put,
                 abort_leaves_nothing,
+                reads_never_mix_versions,
                 etag_is_opaque_and_stable,
             );
         )*

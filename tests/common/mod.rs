@@ -1,6 +1,8 @@
 //! Helpers shared by integration tests: a real S3 server, and unique names.
 #![allow(dead_code)]
 
+pub mod pattern;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;

@@ -144,9 +144,13 @@ impl LocalStore {
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                let mut entries =
-                    fs::read_dir(&root).map_err(|e| io_err("cannot read", &root, e))?;
-                if entries.next().is_some() {
+                // Empty, or only what a concurrent first open creates.
+                let entries = fs::read_dir(&root).map_err(|e| io_err("cannot read", &root, e))?;
+                let foreign = entries.flatten().any(|e| {
+                    !matches!(e.file_name().to_str(), Some("objects" | "tmp" | "locks"))
+                        || !e.file_type().is_ok_and(|t| t.is_dir())
+                });
+                if foreign {
                     return Err(StoreError::Other {
                         message: format!(
                             "{} is not empty and is not a cardfs store; give an empty or \

@@ -15,12 +15,15 @@
 //! - Checksums are computed and validated only where S3 requires them
 //!   (FACTS.md: S3-compatible servers reject the SDK's default CRC headers).
 //! - An unconditional put larger than `multipart_threshold` goes up as a
-//!   multipart upload with parallel parts, aborted on failure.
+//!   multipart upload with parallel parts, aborted on failure; a get larger
+//!   than one part comes down as parallel range requests pinned to one
+//!   ETag (see `download`).
 //!
 //! Known limit: when a conditional put's answer is lost and the SDK
 //! retries it, the retry can see 412 even though the first attempt won; the
 //! caller then reads the object to find out (as after any lost race).
 
+mod download;
 mod errors;
 mod upload;
 
@@ -39,7 +42,7 @@ use aws_sdk_s3::config::{
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 use bytes::Bytes;
-use errors::{Call, body_error, map_sdk_error};
+use errors::{Call, map_sdk_error};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -312,11 +315,6 @@ async fn upload_abort(inner: &S3Inner, key: &str, id: &str) -> Result<()> {
     }
 }
 
-/// Total size from a `Content-Range: bytes A-B/TOTAL` header.
-fn range_total(content_range: Option<&str>) -> Option<u64> {
-    content_range?.rsplit('/').next()?.parse().ok()
-}
-
 #[async_trait]
 impl ObjectStore for S3Store {
     async fn put(&self, key: &str, body: Bytes, mode: PutMode) -> Result<ETag> {
@@ -331,60 +329,7 @@ impl ObjectStore for S3Store {
 
     async fn get(&self, key: &str, options: GetOptions) -> Result<GetResult> {
         validate_key(key)?;
-        let inner = &self.inner;
-        let if_match = options.if_match.as_ref();
-        let range = match &options.range {
-            // An empty range needs no bytes, only the (checked) metadata.
-            Some(r) if r.start >= r.end => {
-                let meta = inner.head(key, if_match).await?;
-                return Ok(GetResult {
-                    bytes: Bytes::new(),
-                    meta,
-                });
-            }
-            Some(r) => Some(format!("bytes={}-{}", r.start, r.end - 1)),
-            None => None,
-        };
-        let sent = inner
-            .client
-            .get_object()
-            .bucket(&inner.bucket)
-            .key(inner.full_key(key))
-            .set_range(range.clone())
-            .set_if_match(if_match.map(|e| e.0.clone()))
-            .send()
-            .await;
-        let out = match sent {
-            Ok(out) => out,
-            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 416) => {
-                // The range starts at or past the end: no bytes.
-                let meta = inner.head(key, if_match).await?;
-                return Ok(GetResult {
-                    bytes: Bytes::new(),
-                    meta,
-                });
-            }
-            Err(e) => return Err(map_sdk_error(e, key, Call::Plain)),
-        };
-        let size = match range {
-            Some(_) => range_total(out.content_range()),
-            None => out.content_length().map(|n| n.max(0) as u64),
-        };
-        let etag = ETag(out.e_tag.clone().unwrap_or_default());
-        let bytes = out
-            .body
-            .collect()
-            .await
-            .map_err(|e| body_error(key, e))?
-            .into_bytes();
-        Ok(GetResult {
-            meta: ObjectMeta {
-                key: key.to_string(),
-                size: size.unwrap_or(bytes.len() as u64),
-                etag,
-            },
-            bytes,
-        })
+        download::get(&self.inner, key, &options).await
     }
 
     async fn head(&self, key: &str) -> Result<ObjectMeta> {

@@ -116,16 +116,22 @@ impl S3Upload {
         Ok(())
     }
 
-    async fn put_part_inner(&mut self, data: Bytes) -> Result<()> {
+    /// Cuts `data` into parts, copying only what must wait in the buffer.
+    async fn put_part_inner(&mut self, mut data: Bytes) -> Result<()> {
         let part = self.inner.part_size;
-        if self.buf.is_empty() && data.len() == part {
-            return self.send_part(data).await;
+        if !self.buf.is_empty() {
+            let take = (part - self.buf.len()).min(data.len());
+            self.buf.extend_from_slice(&data.split_to(take));
+            if self.buf.len() == part {
+                let chunk = std::mem::take(&mut self.buf).freeze();
+                self.send_part(chunk).await?;
+            }
         }
-        self.buf.extend_from_slice(&data);
-        while self.buf.len() >= part {
-            let chunk = self.buf.split_to(part).freeze();
+        while data.len() >= part {
+            let chunk = data.split_to(part);
             self.send_part(chunk).await?;
         }
+        self.buf.extend_from_slice(&data);
         Ok(())
     }
 
