@@ -10,6 +10,22 @@
 //!   checked after the last chunk, so a caller that needs a verified sender
 //!   before using any byte must write to a place it can discard (the CLI
 //!   writes `-o FILE` through a temporary file and removes it on failure).
+//!
+//! ```
+//! use cardfs::format::{card::Card, key::UserKey};
+//! use cardfs::identity::envelope::{decrypt_then_verify, sign_then_encrypt};
+//!
+//! let alice = UserKey::generate("alice").unwrap();
+//! let bob = UserKey::generate("bob").unwrap();
+//! let alice_card = Card::create(&alice, "alice", 0).unwrap();
+//! let bob_card = Card::create(&bob, "bob", 0).unwrap();
+//!
+//! let mut sealed = Vec::new();
+//! sign_then_encrypt(&alice, &alice_card, &[bob_card], &b"hi bob"[..], &mut sealed).unwrap();
+//! let mut plain = Vec::new();
+//! decrypt_then_verify(&bob, &alice_card, &sealed[..], &mut plain).unwrap();
+//! assert_eq!(plain, b"hi bob");
+//! ```
 
 use crate::format::card::Card;
 use crate::format::envelope::{
