@@ -58,7 +58,9 @@ pub fn lock_cache_dir(cache_dir: &Path, mountpoint: &Path) -> anyhow::Result<Cac
         .mode(0o700)
         .create(cache_dir)
         .with_context(|| format!("creating cache directory {}", cache_dir.display()))?;
-    let path = cache_dir.join("lock");
+    // Not `lock`: the engine takes its own lock on that file when it opens
+    // the cache, and a second flock from this process would conflict.
+    let path = cache_dir.join("mount.lock");
     let mut file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)

@@ -162,6 +162,11 @@ pub fn store_error(err: StoreError, location: &str) -> anyhow::Error {
 pub fn drive_error(err: DriveError, location: &str) -> anyhow::Error {
     match err {
         DriveError::Store(e) => store_error(e, location),
+        DriveError::CacheInUse(dir) => UserError::CacheDirBusy {
+            cache_dir: dir.into(),
+            holder: "another cardfs process".into(),
+        }
+        .into(),
         DriveError::Exists => UserError::DriveExists {
             store: location.into(),
         }
