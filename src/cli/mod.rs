@@ -148,9 +148,14 @@ fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
 }
 
 /// Logging goes to stderr, filtered by `RUST_LOG` (default: warnings).
+///
+/// By default fuser's session module logs errors only: after the daemon has
+/// unmounted the drive itself, fuser's own unmount-on-drop finds the mount
+/// gone and warns "Failed to umount filesystem: Invalid argument", which
+/// would alarm a user for nothing.
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,fuser::session=error"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -79,8 +79,8 @@ pub fn unlock(args: &KeyArgs) -> anyhow::Result<Unlocked> {
     let name = key_name(args)?;
     let key = password::unlock_key(&name, &args.password).map_err(|e| key_error(e, &name))?;
     let cards = super::card::card_store()?;
-    let card = super::card::own_card(&cards, &key)
-        .map_err(|e| anyhow::Error::new(UserError::MissingCard { key: name }).context(e))?;
+    let card =
+        super::card::own_card(&cards, &key).map_err(|_| UserError::MissingCard { key: name })?;
     let identity = Identity::new(
         key.x25519_secret().clone(),
         key.signing_key().clone(),
