@@ -44,13 +44,14 @@ pub fn envelope_key() -> UserKey {
 /// reader that returns the input in small pieces. On failure, no more than
 /// the chunks that authenticated may have been written.
 pub fn envelope(data: &[u8]) {
-    let key = envelope_key();
+    static KEY: std::sync::OnceLock<UserKey> = std::sync::OnceLock::new();
+    let key = KEY.get_or_init(envelope_key);
     let mut out = Vec::new();
-    let _ = decrypt(&key, data, &mut out);
+    let _ = decrypt(key, data, &mut out);
     if let Ok(mut reader) = dearmor(data) {
         let mut unarmored = Vec::new();
         if reader.read_to_end(&mut unarmored).is_ok() {
-            let _ = decrypt(&key, &unarmored[..], &mut Vec::new());
+            let _ = decrypt(key, &unarmored[..], &mut Vec::new());
         }
     }
 }
