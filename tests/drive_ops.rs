@@ -496,3 +496,48 @@ async fn small_write_into_large_file_touches_one_block() {
     assert_eq!(all[3 * 1024 * 1024 + 5], b'Z');
     assert_eq!(all.iter().filter(|b| **b != 1).count(), 1);
 }
+
+#[tokio::test]
+async fn large_directory_pages_through_readdir() {
+    let env = Env::new().await;
+    let d = env.open().await;
+    let dir = d.mkdir(ROOT_INO, os("big"), 0o755, WHO).await.unwrap().ino;
+    for i in 0..9000 {
+        d.mkdir(dir, os(&format!("e{i:05}")), 0o755, WHO)
+            .await
+            .unwrap();
+    }
+    let got = names(&d, dir).await;
+    assert_eq!(got.len(), 9000);
+    assert_eq!(got[8999], "e08999");
+    assert_eq!(d.getattr(dir).await.unwrap().nlink, 9002);
+    sync(&d).await;
+    d.shutdown().await.unwrap();
+    // Reopened from a snapshot plus log, by a client with an empty cache.
+    let d2 = env.open_with("other").await;
+    assert_eq!(names(&d2, dir).await, got);
+}
+
+#[tokio::test]
+async fn opening_a_large_drive_needs_few_requests() {
+    let env = Env::new().await;
+    let d = env.open().await;
+    // Many separate commits, so the log is long and snapshots exist.
+    for i in 0..(3 * SNAPSHOT_EVERY + 10) {
+        put(&d, ROOT_INO, &format!("f{i}"), b"x").await;
+        sync(&d).await;
+    }
+    d.shutdown().await.unwrap();
+    let counting = Flaky::new(env.store.clone());
+    let d2 = Drive::open_drive(counting.clone(), env.id.clone(), env.opts("fresh"))
+        .await
+        .unwrap();
+    let reads = counting.reads.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        names(&d2, ROOT_INO).await.len() as u64,
+        3 * SNAPSHOT_EVERY + 10
+    );
+    // Header, keyring list + get, snapshot list + get, at most
+    // SNAPSHOT_EVERY entries after the snapshot, the end probe (+ list).
+    assert!(reads <= 8 + SNAPSHOT_EVERY, "{reads} store reads to open");
+}

@@ -186,3 +186,30 @@ async fn one_engine_per_cache_directory() {
     d.shutdown().await.unwrap();
     env.open().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_writes_of_an_open_file_are_uploaded() {
+    let env = Env::new().await;
+    let d = env.open().await;
+    let (a, fh) = d
+        .create(ROOT_INO, os("open"), 0o644, libc::O_RDWR, WHO)
+        .await
+        .unwrap();
+    d.write(a.ino, fh, 0, b"still open, never flushed")
+        .await
+        .unwrap();
+    assert!(d.status().pending_bytes > 0);
+    let mut uploaded = false;
+    for _ in 0..600 {
+        let st = d.status();
+        if st.pending_ops == 0 && st.pending_bytes == 0 {
+            uploaded = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(uploaded, "idle writes were never sealed and committed");
+    let other = env.open_with("other").await;
+    assert_eq!(read_all(&other, a.ino).await, b"still open, never flushed");
+    d.release(a.ino, fh).await.unwrap();
+}

@@ -32,6 +32,9 @@ pub const SNAPSHOT_EVERY: u64 = 64;
 /// How long the background committer waits after a change so that a
 /// burst of changes becomes one log entry.
 const COMMIT_DELAY: Duration = Duration::from_millis(25);
+/// Unsealed writes untouched for this long are sealed and queued for
+/// upload by the background task.
+const IDLE_SEAL: Duration = Duration::from_secs(2);
 /// Largest number of ops in one log entry.
 const MAX_BATCH: usize = 4096;
 
@@ -281,7 +284,7 @@ impl Engine {
     pub async fn open_drive(
         store: Arc<dyn ObjectStore>,
         me: Identity,
-        opts: DriveOptions,
+        mut opts: DriveOptions,
     ) -> Result<Arc<Engine>> {
         let header_bytes = volume::get(store.as_ref(), volume::HEADER_KEY).await?;
         let header = DriveHeader::open(&header_bytes)
@@ -314,6 +317,11 @@ impl Engine {
             &me.x25519,
         )
         .await?;
+        // A member who may not write gets a read-only drive (EROFS) rather
+        // than writing entries every other client would refuse.
+        if keys.writer(keys.current().0, &me.card_id).is_none() {
+            opts.read_only = true;
+        }
         // Start from the newest snapshot, then replay the log after it.
         let (mut tree, mut head) = match volume::newest_snapshot(store.as_ref(), &keys).await? {
             Some((h, body)) => (Tree::from_nodes(body.nodes, body.clients), h),
@@ -622,6 +630,7 @@ impl Engine {
                         core.head = Head { seq, hash };
                         core.pending.retain(|(s, _)| *s > last);
                         core.last_commit = Some(SystemTime::now());
+                        core.fatal = None;
                         if core.pending.is_empty() {
                             core.view.clients = core.committed.clients.clone();
                         }
@@ -731,6 +740,23 @@ impl Engine {
                 tracing::warn!(error = %e, "snapshot not written; will retry after later commits")
             }
         }
+    }
+
+    /// Seals files whose unsealed writes have been idle for `IDLE_SEAL`
+    /// (open files that are neither flushed nor closed still get uploaded).
+    pub fn seal_idle(&self) -> Result<()> {
+        let mut core = self.lock();
+        let limit = super::cache::to_time(SystemTime::now() - IDLE_SEAL);
+        let idle: Vec<u64> = core
+            .dirty
+            .iter()
+            .filter(|(_, d)| d.mtime <= limit)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in idle {
+            self.seal(&mut core, id, false)?;
+        }
+        Ok(())
     }
 
     pub fn status(&self) -> DriveStatus {
@@ -969,6 +995,9 @@ async fn background(engine: Weak<Engine>) {
             return;
         }
         let interval = e.opts.refresh_interval;
+        if let Err(err) = e.seal_idle() {
+            tracing::warn!(error = %err, "could not seal idle writes");
+        }
         let busy = {
             let core = e.lock();
             !core.pending.is_empty() || !core.uploads.is_empty()

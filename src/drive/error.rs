@@ -64,6 +64,10 @@ pub enum DriveError {
         path: String,
         source: std::io::Error,
     },
+    /// Pending changes cannot be committed for a reason retrying will not
+    /// fix (the reason is in the message and the log).
+    #[error("changes cannot be committed: {0}")]
+    CommitFailed(String),
     /// Another engine (in this or another process) uses the cache directory.
     #[error("cache directory {0} is in use by another cardfs instance")]
     CacheInUse(String),
@@ -95,6 +99,7 @@ impl DriveError {
             Store(_) => libc::EIO,
             Cache { .. } => libc::EIO,
             CacheInUse(_) => libc::EBUSY,
+            CommitFailed(_) => libc::EIO,
         }
     }
 

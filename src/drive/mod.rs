@@ -19,8 +19,8 @@
 //! Additions: [`Drive::abandon`] (simulate a crash), [`Drive::drive_id`],
 //! [`Drive::cache_bytes`], [`DriveOptions::new`] (defaults), [`ROOT_INO`],
 //! and `DriveError::{BadHandle, TooBig, TooManyLinks, NotMember,
-//! CacheInUse, Cache}`. A second engine on the same cache directory gets
-//! `CacheInUse` (EBUSY) until the first one's `shutdown`.
+//! CacheInUse, CommitFailed, Cache}`. A second engine on the same cache
+//! directory gets `CacheInUse` (EBUSY) until the first one's `shutdown`.
 
 mod cache;
 mod engine;
@@ -257,7 +257,7 @@ impl Drive {
             progress(total.saturating_sub(left.unwrap_or(0)), total);
             let Some(_) = left else { return Ok(()) };
             if let Some(f) = fatal {
-                return Err(DriveError::Invalid(format!("commit failed: {f}")));
+                return Err(DriveError::CommitFailed(f));
             }
             // Commit directly so errors reach the caller.
             self.e.commit_once().await?;

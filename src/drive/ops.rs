@@ -424,7 +424,7 @@ impl Engine {
         }
         for (cookie, name) in core
             .view
-            .entries_after(ino, offset.saturating_sub(2))
+            .entries_after(ino, offset.saturating_sub(2), READDIR_BATCH)
             .into_iter()
             .take(READDIR_BATCH)
         {

@@ -68,11 +68,13 @@ impl Tree {
     }
 
     /// Entries of a directory with cookie greater than `after`, in cookie order.
-    pub fn entries_after(&self, dir: u64, after: u64) -> Vec<(u64, Vec<u8>)> {
+    /// At most `limit` of them.
+    pub fn entries_after(&self, dir: u64, after: u64, limit: usize) -> Vec<(u64, Vec<u8>)> {
         self.cookies
             .get(&dir)
             .map(|idx| {
                 idx.range(after.saturating_add(1)..)
+                    .take(limit)
                     .map(|(c, n)| (*c, n.clone()))
                     .collect()
             })

@@ -142,6 +142,8 @@ pub struct Flaky {
     pub puts: std::sync::atomic::AtomicU64,
     /// When non-zero, every Nth put fails as a transient error.
     pub fail_every: std::sync::atomic::AtomicU64,
+    /// Reads (get, head, list) made so far.
+    pub reads: std::sync::atomic::AtomicU64,
 }
 
 impl Flaky {
@@ -152,6 +154,7 @@ impl Flaky {
             block_log: Default::default(),
             puts: Default::default(),
             fail_every: Default::default(),
+            reads: Default::default(),
         })
     }
     pub fn set_down(&self, v: bool) {
@@ -197,10 +200,12 @@ impl ObjectStore for Flaky {
     }
     async fn get(&self, key: &str, options: GetOptions) -> cardfs::store::Result<GetResult> {
         self.check()?;
+        self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.inner.get(key, options).await
     }
     async fn head(&self, key: &str) -> cardfs::store::Result<ObjectMeta> {
         self.check()?;
+        self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.inner.head(key).await
     }
     async fn list(
@@ -210,6 +215,7 @@ impl ObjectStore for Flaky {
         limit: usize,
     ) -> cardfs::store::Result<ListPage> {
         self.check()?;
+        self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.inner.list(prefix, start_after, limit).await
     }
     async fn delete(&self, key: &str) -> cardfs::store::Result<()> {
