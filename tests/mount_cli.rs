@@ -153,6 +153,21 @@ fn init_twice_is_exit_24_and_empty_store_is_exit_25() {
 }
 
 #[test]
+fn drive_of_a_newer_format_is_exit_26() {
+    let home = Home::new();
+    let store = local_drive(&home);
+    // The drive header (the local store's file `objects/drive`) starts with
+    // a 4-byte magic and a little-endian u16 format version.
+    let header = std::path::Path::new(&store).join("objects/drive");
+    let mut bytes = std::fs::read(&header).unwrap();
+    assert_eq!(&bytes[..6], b"CFSD\x01\x00", "unexpected header layout");
+    bytes[4] = 2;
+    std::fs::write(&header, bytes).unwrap();
+    let out = home.try_mount(&store, &home.new_dir("mnt"), &home.new_dir("cache"), &[]);
+    expect_error(&out, 26, "newer version of cardfs");
+}
+
+#[test]
 fn control_commands_on_a_non_mount_are_exit_30() {
     let home = Home::new();
     let dir = home.new_dir("plain");
