@@ -1,12 +1,24 @@
 //! The `cardfs` command line: argument parsing, prompts, progress output and
 //! exit codes. The only place `anyhow` is used; library errors are typed.
 
+mod backend;
 mod card;
+mod control;
+mod control_cmds;
+mod daemon;
 mod envelope;
+mod exit;
+mod init;
 mod key;
+mod mount;
+mod mountpoint;
+mod open;
 pub mod password;
+mod paths;
+mod progress;
 
 use clap::{Parser, Subcommand};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// End-to-end encrypted cloud storage, shared by public key.
@@ -22,6 +34,35 @@ enum Command {
     /// Check that this machine can mount FUSE filesystems: mounts a small
     /// read-only filesystem on a temporary directory and reads it back.
     Doctor,
+    /// Create an empty encrypted drive in STORE, owned by the key's card.
+    Init {
+        /// A directory, file:///DIR or s3://BUCKET[/PREFIX].
+        store: String,
+        #[command(flatten)]
+        key: open::KeyArgs,
+        #[command(flatten)]
+        store_args: open::StoreArgs,
+    },
+    /// Mount the drive in STORE on MOUNTPOINT. Returns once the mount is
+    /// usable, with the daemon in the background (unless --foreground).
+    Mount(mount::MountArgs),
+    /// Commit every pending change of a mounted drive, then unmount it.
+    Unmount {
+        /// Where the drive is mounted.
+        mountpoint: PathBuf,
+    },
+    /// Push every pending change of a mounted drive to the store now and
+    /// wait until it is committed.
+    Sync {
+        /// Where the drive is mounted.
+        mountpoint: PathBuf,
+    },
+    /// Show mounted drives: store, pending uploads, last commit, whether
+    /// the store is reachable.
+    Status {
+        /// Only this mount (default: every mount of this user).
+        mountpoint: Option<PathBuf>,
+    },
     /// Password-locked keys (X25519 for encryption, Ed25519 for signatures).
     #[command(subcommand)]
     Key(key::KeyCommand),
@@ -46,7 +87,7 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("cardfs: {err:#}");
-            ExitCode::FAILURE
+            ExitCode::from(exit::code_of(&err))
         }
     }
 }
@@ -54,6 +95,15 @@ pub fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Doctor => doctor(),
+        Command::Init {
+            store,
+            key,
+            store_args,
+        } => init::run(&store, &key, &store_args),
+        Command::Mount(args) => mount::run(args),
+        Command::Unmount { mountpoint } => control_cmds::unmount(&mountpoint),
+        Command::Sync { mountpoint } => control_cmds::sync(&mountpoint),
+        Command::Status { mountpoint } => control_cmds::status(mountpoint.as_deref()),
         Command::Key(c) => key::run(c),
         Command::Card(c) => card::run_card(c),
         Command::Authority(c) => card::run_authority(c),
@@ -98,9 +148,14 @@ fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
 }
 
 /// Logging goes to stderr, filtered by `RUST_LOG` (default: warnings).
+///
+/// By default fuser's session module logs errors only: after the daemon has
+/// unmounted the drive itself, fuser's own unmount-on-drop finds the mount
+/// gone and warns "Failed to umount filesystem: Invalid argument", which
+/// would alarm a user for nothing.
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,fuser::session=error"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -6,6 +6,9 @@
 //! - This is the only layer, with the CLI's process handling, allowed to
 //!   use `unsafe` (libc calls), each use with a comment on why it is sound.
 
+pub mod drive_fs;
+pub mod settings;
 pub mod static_fs;
 
+pub use drive_fs::DriveFs;
 pub use static_fs::StaticFs;

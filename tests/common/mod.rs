@@ -94,3 +94,20 @@ pub async fn keys_under(store: &dyn cardfs::store::ObjectStore, prefix: &str) ->
     let all = store.list_all(prefix).await.expect("list");
     all.into_iter().map(|o| o.key).collect()
 }
+
+/// Deterministic pseudo-random bytes (xorshift), fast enough for 100 MiB.
+pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+pub mod mount;
+pub mod scenarios;

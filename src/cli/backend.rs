@@ -1,0 +1,120 @@
+//! The mount daemon's [`Backend`] for a real drive: sync, status and
+//! shutdown of a [`Drive`], with status values in words for `cardfs status`.
+
+use super::daemon::Backend;
+use cardfs::drive::{Drive, DriveStatus};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// A mounted drive as the daemon controls it.
+pub struct DriveBackend(pub Drive);
+
+impl Backend for DriveBackend {
+    async fn sync(&self, progress: &(dyn Fn(u64, u64) + Send + Sync)) -> anyhow::Result<()> {
+        Ok(self.0.sync(progress).await?)
+    }
+
+    fn status(&self) -> Vec<(String, String)> {
+        status_fields(&self.0.status(), SystemTime::now())
+    }
+
+    async fn shutdown(&self) -> anyhow::Result<()> {
+        Ok(self.0.shutdown().await?)
+    }
+}
+
+/// `cardfs status` lines for a drive's status at time `now`.
+pub fn status_fields(s: &DriveStatus, now: SystemTime) -> Vec<(String, String)> {
+    let last_commit = match s.last_commit {
+        None => "none since mounting".to_string(),
+        Some(t) => {
+            let ago = now.duration_since(t).unwrap_or(Duration::ZERO).as_secs();
+            format!("{} ({ago} s ago)", utc(t))
+        }
+    };
+    vec![
+        (
+            "pending_uploads".into(),
+            format!("{} changes, {}", s.pending_ops, bytes(s.pending_bytes)),
+        ),
+        ("last_commit".into(), last_commit),
+        (
+            "store_reachable".into(),
+            if s.store_reachable { "yes" } else { "no" }.into(),
+        ),
+    ]
+}
+
+/// `n` bytes in binary units.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["bytes", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} bytes")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// `YYYY-MM-DD HH:MM:SS UTC` (proleptic Gregorian calendar).
+pub fn utc(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Days to civil date (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_known_dates() {
+        assert_eq!(utc(UNIX_EPOCH), "1970-01-01 00:00:00 UTC");
+        let t = UNIX_EPOCH + Duration::from_secs(1_795_906_800 + 61);
+        assert_eq!(utc(t), "2026-11-28 23:01:01 UTC");
+        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400);
+        assert_eq!(utc(leap), "2000-02-29 00:00:00 UTC");
+    }
+
+    #[test]
+    fn byte_counts_read_well() {
+        assert_eq!(bytes(0), "0 bytes");
+        assert_eq!(bytes(1023), "1023 bytes");
+        assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(bytes(5 << 30), "5.0 GiB");
+    }
+
+    #[test]
+    fn status_in_words() {
+        let now = UNIX_EPOCH + Duration::from_secs(100);
+        let s = DriveStatus {
+            pending_ops: 3,
+            pending_bytes: 2048,
+            last_commit: Some(UNIX_EPOCH + Duration::from_secs(88)),
+            store_reachable: false,
+        };
+        let f = status_fields(&s, now);
+        assert_eq!(f[0].1, "3 changes, 2.0 KiB");
+        assert_eq!(f[1].1, "1970-01-01 00:01:28 UTC (12 s ago)");
+        assert_eq!(f[2].1, "no");
+    }
+}

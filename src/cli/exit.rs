@@ -1,0 +1,228 @@
+//! Errors a user must understand, each with one clear sentence and its own
+//! exit code. The codes are part of the command's interface and are listed
+//! in docs/CLI.md; never renumber one.
+//!
+//! Commands raise a [`UserError`] (inside `anyhow`) where they know what went
+//! wrong; `main` finds it anywhere in the error chain and exits with its
+//! code. Anything else exits with [`GENERIC`].
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// Exit code of an error that is not one of the user errors below.
+pub const GENERIC: u8 = 1;
+
+/// A failure the user can act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserError {
+    /// The password does not unlock the key.
+    WrongPassword { key: String },
+    /// No key of that name exists.
+    MissingKey { key: String },
+    /// The key exists but has no card (needed to own a drive).
+    MissingCard { key: String },
+    /// The mountpoint does not exist.
+    MountpointMissing { path: PathBuf },
+    /// The mountpoint exists but is not a directory.
+    MountpointNotDir { path: PathBuf },
+    /// Something is already mounted on the mountpoint.
+    AlreadyMounted { path: PathBuf },
+    /// Another running mount uses the same cache directory.
+    CacheDirBusy { cache_dir: PathBuf, holder: String },
+    /// The store cannot be reached (network, server down, path missing).
+    StoreUnreachable { store: String, reason: String },
+    /// The S3 bucket does not exist.
+    BucketMissing { bucket: String },
+    /// The store refused the credentials.
+    CredentialsRejected { store: String, reason: String },
+    /// The S3 server accepts conditional writes but does not honour them.
+    NoConditionalWrites { store: String },
+    /// `init` on a store that already holds a drive.
+    DriveExists { store: String },
+    /// `mount` of a store that holds no drive.
+    NoDrive { store: String },
+    /// The drive was written by a newer cardfs format version.
+    NewerFormat { detail: String },
+    /// The path is not a running cardfs mount.
+    NotMounted { path: PathBuf },
+    /// The mount is in use and cannot be unmounted now.
+    MountBusy { path: PathBuf },
+}
+
+impl UserError {
+    /// The process exit code for this error (documented in docs/CLI.md).
+    pub fn code(&self) -> u8 {
+        match self {
+            UserError::WrongPassword { .. } => 10,
+            UserError::MissingKey { .. } => 11,
+            UserError::MissingCard { .. } => 12,
+            UserError::MountpointMissing { .. } => 13,
+            UserError::MountpointNotDir { .. } => 14,
+            UserError::AlreadyMounted { .. } => 15,
+            UserError::CacheDirBusy { .. } => 16,
+            UserError::StoreUnreachable { .. } => 20,
+            UserError::BucketMissing { .. } => 21,
+            UserError::CredentialsRejected { .. } => 22,
+            UserError::NoConditionalWrites { .. } => 23,
+            UserError::DriveExists { .. } => 24,
+            UserError::NoDrive { .. } => 25,
+            UserError::NewerFormat { .. } => 26,
+            UserError::NotMounted { .. } => 30,
+            UserError::MountBusy { .. } => 31,
+        }
+    }
+}
+
+impl fmt::Display for UserError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UserError::WrongPassword { key } => {
+                write!(f, "wrong password for key {key:?}")
+            }
+            UserError::MissingKey { key } => write!(
+                f,
+                "there is no key named {key:?} (create one with `cardfs key generate --name NAME`)"
+            ),
+            UserError::MissingCard { key } => write!(
+                f,
+                "key {key:?} has no card; create it first with `cardfs card create --key {key} --identity ID`"
+            ),
+            UserError::MountpointMissing { path } => {
+                write!(f, "mountpoint {} does not exist", path.display())
+            }
+            UserError::MountpointNotDir { path } => {
+                write!(f, "mountpoint {} is not a directory", path.display())
+            }
+            UserError::AlreadyMounted { path } => write!(
+                f,
+                "something is already mounted on {} (unmount it first)",
+                path.display()
+            ),
+            UserError::CacheDirBusy { cache_dir, holder } => write!(
+                f,
+                "cache directory {} is already used by another mount ({holder})",
+                cache_dir.display()
+            ),
+            UserError::StoreUnreachable { store, reason } => {
+                write!(f, "cannot reach the store {store}: {reason}")
+            }
+            UserError::BucketMissing { bucket } => {
+                write!(f, "the bucket {bucket:?} does not exist on the S3 server")
+            }
+            UserError::CredentialsRejected { store, reason } => {
+                write!(f, "the store {store} rejected the credentials: {reason}")
+            }
+            UserError::NoConditionalWrites { store } => write!(
+                f,
+                "the S3 server of {store} ignores conditional writes (If-None-Match/If-Match), \
+                 so concurrent clients could overwrite each other; use a server that honours them"
+            ),
+            UserError::DriveExists { store } => {
+                write!(f, "the store {store} already holds a drive")
+            }
+            UserError::NoDrive { store } => write!(
+                f,
+                "the store {store} holds no drive (create one with `cardfs init`)"
+            ),
+            UserError::NewerFormat { detail } => write!(
+                f,
+                "the drive was written by a newer version of cardfs; upgrade cardfs ({detail})"
+            ),
+            UserError::NotMounted { path } => {
+                write!(f, "{} is not a running cardfs mount", path.display())
+            }
+            UserError::MountBusy { path } => write!(
+                f,
+                "{} is busy (a program has a file open there); close it and try again",
+                path.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for UserError {}
+
+/// The exit code for `err`: that of the first [`UserError`] in its chain,
+/// otherwise [`GENERIC`].
+pub fn code_of(err: &anyhow::Error) -> u8 {
+    err.chain()
+        .find_map(|e| {
+            // An error a mount daemon reported keeps the daemon's code.
+            e.downcast_ref::<UserError>()
+                .map(UserError::code)
+                .or_else(|| {
+                    e.downcast_ref::<super::control::DaemonError>()
+                        .map(|d| d.code)
+                })
+        })
+        .unwrap_or(GENERIC)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all() -> Vec<UserError> {
+        let p = PathBuf::from("/m");
+        let s = String::from("s3://b");
+        vec![
+            UserError::WrongPassword { key: s.clone() },
+            UserError::MissingKey { key: s.clone() },
+            UserError::MissingCard { key: s.clone() },
+            UserError::MountpointMissing { path: p.clone() },
+            UserError::MountpointNotDir { path: p.clone() },
+            UserError::AlreadyMounted { path: p.clone() },
+            UserError::CacheDirBusy {
+                cache_dir: p.clone(),
+                holder: s.clone(),
+            },
+            UserError::StoreUnreachable {
+                store: s.clone(),
+                reason: s.clone(),
+            },
+            UserError::BucketMissing { bucket: s.clone() },
+            UserError::CredentialsRejected {
+                store: s.clone(),
+                reason: s.clone(),
+            },
+            UserError::NoConditionalWrites { store: s.clone() },
+            UserError::DriveExists { store: s.clone() },
+            UserError::NoDrive { store: s.clone() },
+            UserError::NewerFormat { detail: s.clone() },
+            UserError::NotMounted { path: p.clone() },
+            UserError::MountBusy { path: p },
+        ]
+    }
+
+    #[test]
+    fn codes_are_distinct_and_not_generic_or_usage() {
+        let mut codes: Vec<u8> = all().iter().map(UserError::code).collect();
+        let n = codes.len();
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), n, "two user errors share an exit code");
+        assert!(!codes.contains(&0) && !codes.contains(&GENERIC) && !codes.contains(&2));
+    }
+
+    #[test]
+    fn code_is_found_through_context() {
+        let err = anyhow::Error::new(UserError::NotMounted { path: "/x".into() })
+            .context("unmounting /x");
+        assert_eq!(code_of(&err), 30);
+        assert_eq!(code_of(&anyhow::anyhow!("other")), GENERIC);
+    }
+
+    #[test]
+    fn codes_match_the_documentation() {
+        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/CLI.md"))
+            .expect("docs/CLI.md");
+        for err in all() {
+            let row = format!("| {} |", err.code());
+            assert!(
+                doc.contains(&row),
+                "docs/CLI.md lacks exit code {}",
+                err.code()
+            );
+        }
+    }
+}

@@ -1,0 +1,422 @@
+//! `cardfs mount`: unlock, verify, mount, and (unless `--foreground`)
+//! return once the mount is usable, with the daemon in the background.
+//!
+//! Backgrounding re-runs this binary as a detached child (`--daemon-child`,
+//! its own process group, stderr to the cache directory's `daemon.log`)
+//! instead of forking, because a fork after threads exist is unsound. The
+//! child reports on its stdout, a pipe to the parent: one `ready` line once
+//! the kernel answers requests on the mountpoint, or one
+//! `error CODE MESSAGE` line; the parent prints the outcome and exits with
+//! the same code. A password typed at the parent's prompt reaches the child
+//! through its stdin, never through its arguments or environment.
+
+use super::backend::DriveBackend;
+use super::exit;
+use super::{control, daemon, mountpoint, open, paths};
+use anyhow::Context;
+use cardfs::drive::{Drive, DriveOptions};
+use cardfs::fuse::DriveFs;
+use cardfs::fuse::settings::MountSettings;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+/// Options of `cardfs mount` (see docs/CLI.md).
+#[derive(Debug, Clone, clap::Args)]
+pub struct MountArgs {
+    /// The store holding the drive: a directory, file:///DIR or s3://BUCKET[/PREFIX].
+    pub store: String,
+    /// An existing, empty directory to mount the drive on.
+    pub mountpoint: PathBuf,
+    #[command(flatten)]
+    pub key: open::KeyArgs,
+    #[command(flatten)]
+    pub store_args: open::StoreArgs,
+    /// Local cache directory (default: one per store under $CARDFS_HOME/cache).
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Upper bound of the local cache, e.g. 512M, 10G (default 1G).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub cache_size: Option<u64>,
+    /// Mount read-only: no change can be made.
+    #[arg(long)]
+    pub read_only: bool,
+    /// Stay in the foreground and log to stderr; Ctrl-C unmounts.
+    #[arg(long, short = 'f')]
+    pub foreground: bool,
+    /// Mount options, comma-separated: allow_other, allow_root, ro, rw,
+    /// key=NAME, cache_dir=DIR, cache_size=SIZE, password_file=FILE,
+    /// endpoint=URL; fstab-only options (defaults, noauto, _netdev, ...) are
+    /// accepted and ignored.
+    #[arg(short = 'o', value_name = "OPTIONS")]
+    pub options: Vec<String>,
+    /// Internal: run as the background daemon of a `cardfs mount`.
+    #[arg(long, hide = true)]
+    pub daemon_child: bool,
+}
+
+/// Kernel-level choices from `-o`.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct Access {
+    allow_other: bool,
+    allow_root: bool,
+}
+
+/// Folds `-o` options into the named options; returns the access options.
+fn apply_options(args: &mut MountArgs) -> anyhow::Result<Access> {
+    let mut access = Access::default();
+    let options: Vec<String> = args
+        .options
+        .iter()
+        .flat_map(|o| o.split(','))
+        .filter(|o| !o.is_empty())
+        .map(str::to_string)
+        .collect();
+    for opt in options {
+        let (name, value) = match opt.split_once('=') {
+            Some((n, v)) => (n, Some(v.to_string())),
+            None => (opt.as_str(), None),
+        };
+        let need = |v: Option<String>| {
+            v.with_context(|| format!("mount option {name} needs a value ({name}=...)"))
+        };
+        match name {
+            "allow_other" => access.allow_other = true,
+            "allow_root" => access.allow_root = true,
+            "ro" => args.read_only = true,
+            "rw" => args.read_only = false,
+            "key" => args.key.key = Some(need(value)?),
+            "password_file" => args.key.password.password_file = Some(need(value)?.into()),
+            "cache_dir" => args.cache_dir = Some(need(value)?.into()),
+            "cache_size" => {
+                args.cache_size = Some(parse_size(&need(value)?).map_err(anyhow::Error::msg)?)
+            }
+            "endpoint" => args.store_args.endpoint = Some(need(value)?),
+            // Options for mount(8) and fstab, or that every cardfs mount has.
+            "defaults"
+            | "auto"
+            | "noauto"
+            | "user"
+            | "nouser"
+            | "users"
+            | "_netdev"
+            | "nofail"
+            | "default_permissions"
+            | "nodev"
+            | "nosuid"
+            | "dev"
+            | "suid"
+            | "exec"
+            | "noexec"
+            | "atime"
+            | "noatime"
+            | "relatime"
+            | "async" => {}
+            n if n.starts_with("x-") || n.starts_with("comment=") => {}
+            _ => anyhow::bail!("unknown mount option {opt:?} (see `cardfs mount --help`)"),
+        }
+    }
+    Ok(access)
+}
+
+/// Parses `512M`, `10G`, `1T`, `4096` (binary units).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let (digits, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size like 512M or 10G"))?;
+    let shift = match unit.trim().to_ascii_uppercase().trim_end_matches("IB") {
+        "" | "B" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        _ => return Err(format!("unknown size unit in {text:?} (use K, M, G or T)")),
+    };
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("{text:?} is too large"))
+}
+
+/// Runs `cardfs mount`.
+pub fn run(mut args: MountArgs) -> anyhow::Result<()> {
+    let access = apply_options(&mut args)?;
+    args.store = absolute_store(&args.store)?;
+    if args.daemon_child {
+        let result = serve(&args, &access, |_| report("ready"));
+        if let Err(err) = &result {
+            // Before readiness the parent is listening; afterwards stdout is
+            // /dev/null and this goes nowhere.
+            report(&format!("error {} {err:#}", exit::code_of(err)));
+        }
+        return result;
+    }
+    if args.foreground {
+        return serve(&args, &access, |mnt| {
+            eprintln!(
+                "cardfs: {} mounted on {}; Ctrl-C or `cardfs unmount {}` to unmount",
+                args.store,
+                mnt.display(),
+                mnt.display()
+            );
+        });
+    }
+    background(args, &access)
+}
+
+/// A line to the parent of a daemon child (its stdout pipe).
+fn report(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{}", line.replace('\n', " "));
+    let _ = out.flush();
+    if line == "ready" {
+        detach_stdout();
+    }
+}
+
+/// Points stdout at /dev/null so the parent sees end-of-file and the
+/// daemon never writes into a pipe nobody reads.
+fn detach_stdout() {
+    use std::os::fd::AsRawFd;
+    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+        // SAFETY: dup2 on two valid descriptors we own (the open /dev/null
+        // file and stdout); it replaces fd 1 atomically and touches no memory.
+        unsafe {
+            libc::dup2(null.as_raw_fd(), libc::STDOUT_FILENO);
+        }
+    }
+}
+
+/// A local store path made absolute (the daemon runs in `/`, and the
+/// default cache directory is derived from this string); URLs unchanged.
+fn absolute_store(location: &str) -> anyhow::Result<String> {
+    if location.contains("://") {
+        return Ok(location.to_string());
+    }
+    let path = std::path::absolute(location)
+        .with_context(|| format!("resolving store path {location}"))?;
+    Ok(path.to_string_lossy().into_owned())
+}
+
+fn cache_dir(args: &MountArgs) -> anyhow::Result<PathBuf> {
+    match &args.cache_dir {
+        Some(dir) => Ok(dir.clone()),
+        None => paths::default_cache_dir(&args.store),
+    }
+}
+
+/// Starts the daemon child and waits until it is ready or has failed.
+fn background(args: MountArgs, access: &Access) -> anyhow::Result<()> {
+    // Errors found here are the same the child would find, but clearer
+    // before a process is spawned.
+    let mnt = mountpoint::check_free(&args.mountpoint)?;
+    let cache_dir = mountpoint::absolute(&cache_dir(&args)?)?;
+    std::fs::create_dir_all(&cache_dir)
+        .with_context(|| format!("creating cache directory {}", cache_dir.display()))?;
+    let password = open::password_for_child(&args.key)?;
+    let log_path = paths::daemon_log(&cache_dir);
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("opening {}", log_path.display()))?;
+
+    let mut cmd = Command::new(std::env::current_exe().context("locating the cardfs binary")?);
+    cmd.arg("mount")
+        .arg(&args.store)
+        .arg(&mnt)
+        .arg("--daemon-child")
+        .arg("--cache-dir")
+        .arg(&cache_dir);
+    if let Some(key) = &args.key.key {
+        cmd.arg("--key").arg(key);
+    }
+    if let Some(size) = args.cache_size {
+        cmd.arg("--cache-size").arg(size.to_string());
+    }
+    if args.read_only {
+        cmd.arg("--read-only");
+    }
+    if access.allow_other {
+        cmd.arg("-o").arg("allow_other");
+    }
+    if access.allow_root {
+        cmd.arg("-o").arg("allow_root");
+    }
+    if let Some(endpoint) = &args.store_args.endpoint {
+        cmd.arg("--endpoint").arg(endpoint);
+    }
+    match (&password, &args.key.password.password_file) {
+        (Some(_), _) => {
+            cmd.arg("--password-file").arg("/dev/stdin");
+        }
+        (None, Some(file)) => {
+            cmd.arg("--password-file").arg(mountpoint::absolute(file)?);
+        }
+        (None, None) => {}
+    }
+    use std::os::unix::process::CommandExt;
+    cmd.stdin(if password.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(log)
+    // Out of the caller's directory, so it never keeps it busy.
+    .current_dir("/")
+    // Its own process group: Ctrl-C in this terminal must not reach it.
+    .process_group(0);
+    let mut child = cmd.spawn().context("starting the mount daemon")?;
+    if let (Some(pw), Some(mut stdin)) = (password, child.stdin.take()) {
+        stdin.write_all(pw.as_bytes())?;
+        // Dropping stdin closes it: the child reads to end of file.
+    }
+    let stdout = child.stdout.take().context("daemon stdout")?;
+    for line in BufReader::new(stdout).lines() {
+        let line = line?;
+        if line == "ready" {
+            println!(
+                "mounted {} on {} (daemon pid {}, log {})\nunmount with: cardfs unmount {}",
+                args.store,
+                mnt.display(),
+                child.id(),
+                log_path.display(),
+                mnt.display()
+            );
+            return Ok(());
+        }
+        if let Some(rest) = line.strip_prefix("error ") {
+            let (code, message) = rest.split_once(' ').unwrap_or((rest, ""));
+            let _ = child.wait();
+            return Err(control::DaemonError {
+                code: code.parse().unwrap_or(exit::GENERIC),
+                message: message.to_string(),
+            }
+            .into());
+        }
+    }
+    let status = child.wait()?;
+    anyhow::bail!(
+        "the mount daemon exited ({status}) before the mount was ready; see {}",
+        log_path.display()
+    )
+}
+
+/// Does the work of a mount in this process: verify, mount, serve until
+/// unmounted. `ready` is called once the mount answers requests.
+fn serve(args: &MountArgs, access: &Access, ready: impl FnOnce(&Path)) -> anyhow::Result<()> {
+    let mnt = mountpoint::check_free(&args.mountpoint)?;
+    let cache_dir = mountpoint::absolute(&cache_dir(args)?)?;
+    let _lock = daemon::lock_cache_dir(&cache_dir, &mnt)?;
+    let me = open::unlock(&args.key)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("cardfs-rt")
+        .build()
+        .context("starting the async runtime")?;
+    let store = rt.block_on(async {
+        let store = open::open_store(&args.store, &args.store_args).await?;
+        open::ensure_not_empty(store.as_ref(), &args.store).await?;
+        anyhow::Ok(store)
+    })?;
+    let mut opts = DriveOptions::new(&cache_dir);
+    opts.read_only = args.read_only;
+    if let Some(size) = args.cache_size {
+        opts.cache_size = size;
+    }
+    let drive = rt
+        .block_on(Drive::open_drive(store, me.identity, opts))
+        .map_err(|e| open::drive_error(e, &args.store))?;
+
+    let settings = MountSettings {
+        source: args.store.clone(),
+        read_only: args.read_only,
+        allow_other: access.allow_other,
+        allow_root: access.allow_root,
+    };
+    let fs = DriveFs::new(
+        drive.clone(),
+        rt.handle().clone(),
+        settings.writeback_cache(),
+    );
+    let plan = daemon::MountPlan {
+        fs,
+        mountpoint: mnt.clone(),
+        config: settings.config(),
+        socket: control::socket_path(&mnt)?,
+        info: vec![
+            ("mountpoint".into(), mnt.display().to_string()),
+            ("store".into(), args.store.clone()),
+            ("cache_dir".into(), cache_dir.display().to_string()),
+            ("daemon_pid".into(), std::process::id().to_string()),
+            (
+                "mode".into(),
+                if args.read_only {
+                    "read-only"
+                } else {
+                    "read-write"
+                }
+                .into(),
+            ),
+        ],
+    };
+    let result = daemon::serve(&rt, Arc::new(DriveBackend(drive)), plan, ready);
+    rt.shutdown_timeout(std::time::Duration::from_secs(5));
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct T {
+        #[command(flatten)]
+        m: MountArgs,
+    }
+
+    fn parse(argv: &[&str]) -> MountArgs {
+        T::try_parse_from(std::iter::once("t").chain(argv.iter().copied()))
+            .unwrap()
+            .m
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("512M"), Ok(512 << 20));
+        assert_eq!(parse_size("10GiB"), Ok(10 << 30));
+        assert_eq!(parse_size("1t"), Ok(1 << 40));
+        assert!(parse_size("ten").is_err());
+        assert!(parse_size("5X").is_err());
+    }
+
+    #[test]
+    fn fstab_options_fold_into_arguments() {
+        let mut a = parse(&[
+            "s3://b",
+            "/mnt",
+            "-o",
+            "rw,noauto,_netdev,key=alice,allow_other",
+            "-o",
+            "cache_size=2G,password_file=/etc/pw,x-systemd.automount,ro",
+        ]);
+        let access = apply_options(&mut a).unwrap();
+        assert!(access.allow_other && !access.allow_root);
+        assert_eq!(a.key.key.as_deref(), Some("alice"));
+        assert_eq!(a.cache_size, Some(2 << 30));
+        assert_eq!(a.key.password.password_file, Some(PathBuf::from("/etc/pw")));
+        assert!(a.read_only);
+    }
+
+    #[test]
+    fn unknown_or_incomplete_options_are_refused() {
+        let mut a = parse(&["d", "/m", "-o", "frobnicate"]);
+        assert!(apply_options(&mut a).is_err());
+        let mut a = parse(&["d", "/m", "-o", "key"]);
+        assert!(apply_options(&mut a).is_err());
+    }
+}

@@ -1,0 +1,205 @@
+//! What `init` and `mount` share: unlocking the user's key into the
+//! engine's [`Identity`], opening the store a command line names, and
+//! turning the failures of both into the [`UserError`]s of docs/CLI.md.
+
+use super::exit::UserError;
+use super::password::{self, PasswordArgs};
+use anyhow::Context;
+use cardfs::drive::{DriveError, Identity};
+use cardfs::format::card::Card;
+use cardfs::format::keyfile::{KeyFileError, Password};
+use cardfs::identity::StoreError as KeyStoreError;
+use cardfs::store::{self, ObjectStore, OpenError, StoreError};
+use std::sync::Arc;
+
+/// Which key, and where its password comes from.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct KeyArgs {
+    /// The key to use (default: the only key there is).
+    #[arg(long, value_name = "NAME")]
+    pub key: Option<String>,
+    #[command(flatten)]
+    pub password: PasswordArgs,
+}
+
+/// How to reach the store.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct StoreArgs {
+    /// S3 endpoint URL for s3:// stores (default: AWS_ENDPOINT_URL, else AWS).
+    #[arg(long, value_name = "URL")]
+    pub endpoint: Option<String>,
+}
+
+/// The unlocked key as the engine and `init` need it.
+pub struct Unlocked {
+    pub identity: Identity,
+    pub card: Card,
+}
+
+/// The key name to use: the one given, or the only one there is.
+fn key_name(args: &KeyArgs) -> anyhow::Result<String> {
+    if let Some(name) = &args.key {
+        return Ok(name.clone());
+    }
+    let all = password::key_store()?.list()?;
+    match all.as_slice() {
+        [only] => Ok(only.name().to_string()),
+        [] => Err(UserError::MissingKey {
+            key: "(none)".into(),
+        }
+        .into()),
+        _ => anyhow::bail!("there are several keys; say which one with --key NAME"),
+    }
+}
+
+/// For a background mount: the password the parent must hand to its
+/// daemon child (typed at a prompt), or `None` when the child can read it
+/// itself (password file or environment). A typo is reported here, by the
+/// parent, rather than by the daemon.
+pub fn password_for_child(args: &KeyArgs) -> anyhow::Result<Option<String>> {
+    if args.password.password_file.is_some() || std::env::var_os(password::PASSWORD_ENV).is_some() {
+        return Ok(None);
+    }
+    use std::io::IsTerminal;
+    let name = key_name(args)?;
+    if !std::io::stdin().is_terminal() {
+        return Err(anyhow::Error::new(UserError::WrongPassword { key: name })
+            .context("no password given (use --password-file or CARDFS_PASSWORD)"));
+    }
+    let typed = rpassword::prompt_password(format!("Password for key {name}: "))
+        .context("reading the password")?;
+    password::key_store()?
+        .unlock(&name, &Password::new(typed.clone().into_bytes()))
+        .map_err(|e| key_error(e.into(), &name))?;
+    Ok(Some(typed))
+}
+
+/// Unlocks the key (identity's [`password::unlock_key`]) and finds its card.
+pub fn unlock(args: &KeyArgs) -> anyhow::Result<Unlocked> {
+    let name = key_name(args)?;
+    let key = password::unlock_key(&name, &args.password).map_err(|e| key_error(e, &name))?;
+    let cards = super::card::card_store()?;
+    let card =
+        super::card::own_card(&cards, &key).map_err(|_| UserError::MissingCard { key: name })?;
+    let identity = Identity::new(
+        key.x25519_secret().clone(),
+        key.signing_key().clone(),
+        card.id().0,
+    );
+    Ok(Unlocked { identity, card })
+}
+
+/// Gives key failures their user error (and exit code).
+fn key_error(err: anyhow::Error, name: &str) -> anyhow::Error {
+    let user = match err.downcast_ref::<KeyStoreError>() {
+        Some(KeyStoreError::KeyNotFound(_)) => Some(UserError::MissingKey { key: name.into() }),
+        Some(KeyStoreError::KeyFile {
+            error: KeyFileError::WrongPassword | KeyFileError::EmptyPassword,
+            ..
+        }) => Some(UserError::WrongPassword { key: name.into() }),
+        _ => None,
+    };
+    match user {
+        Some(user) => anyhow::Error::new(user),
+        None => err,
+    }
+}
+
+/// Opens the store named on the command line and checks it is usable:
+/// reachable, credentials accepted, bucket present, conditional writes
+/// honoured.
+pub async fn open_store(location: &str, args: &StoreArgs) -> anyhow::Result<Arc<dyn ObjectStore>> {
+    let mut options = store::OpenOptions::default();
+    options.s3.endpoint = args.endpoint.clone();
+    let store = store::open(location, &options).await.map_err(|e| match e {
+        OpenError::Store(e) => store_error(e, location),
+        other => other.into(),
+    })?;
+    // One listing proves the store reachable, the credentials accepted and
+    // the bucket present before anything is written (some servers create
+    // a missing bucket on the first PUT).
+    store
+        .list("", None, 1)
+        .await
+        .map_err(|e| store_error(e, location))?;
+    store
+        .check_conditional_writes()
+        .await
+        .map_err(|e| store_error(e, location))?;
+    Ok(store)
+}
+
+/// The user error for a store failure, or the failure itself.
+pub fn store_error(err: StoreError, location: &str) -> anyhow::Error {
+    let store = location.to_string();
+    match err {
+        StoreError::Transient { message, .. } => UserError::StoreUnreachable {
+            store,
+            reason: message,
+        }
+        .into(),
+        StoreError::Auth { message } => UserError::CredentialsRejected {
+            store,
+            reason: message,
+        }
+        .into(),
+        StoreError::ConditionalWritesIgnored { .. } => {
+            UserError::NoConditionalWrites { store }.into()
+        }
+        // The S3 store reports a missing bucket only in words.
+        StoreError::Other { message } if message.starts_with("bucket does not exist") => {
+            let bucket = location
+                .strip_prefix("s3://")
+                .map(|r| r.split('/').next().unwrap_or(r).to_string())
+                .unwrap_or(store);
+            UserError::BucketMissing { bucket }.into()
+        }
+        other => other.into(),
+    }
+}
+
+/// The user error for an engine failure to create or open a drive.
+pub fn drive_error(err: DriveError, location: &str) -> anyhow::Error {
+    match err {
+        DriveError::Store(e) => store_error(e, location),
+        DriveError::CacheInUse(dir) => UserError::CacheDirBusy {
+            cache_dir: dir.into(),
+            holder: "another cardfs process".into(),
+        }
+        .into(),
+        DriveError::Exists => UserError::DriveExists {
+            store: location.into(),
+        }
+        .into(),
+        // The engine reports a format it cannot read as a failed
+        // verification; its reason names the version or feature flags
+        // (format::wire::FormatError).
+        DriveError::Tampered { object, reason }
+            if reason.starts_with("unsupported version")
+                || reason.starts_with("unknown feature flags") =>
+        {
+            UserError::NewerFormat {
+                detail: format!("{object}: {reason}"),
+            }
+            .into()
+        }
+        other => other.into(),
+    }
+}
+
+/// Fails with [`UserError::NoDrive`] when the store holds no object at all
+/// (a store with objects but no valid drive is a verification failure,
+/// reported by the engine).
+pub async fn ensure_not_empty(store: &dyn ObjectStore, location: &str) -> anyhow::Result<()> {
+    let page = store
+        .list("", None, 1)
+        .await
+        .map_err(|e| store_error(e, location))?;
+    if page.objects.is_empty() {
+        return Err(UserError::NoDrive {
+            store: location.into(),
+        }
+        .into());
+    }
+    Ok(())
+}

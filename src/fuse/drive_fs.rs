@@ -1,0 +1,796 @@
+//! [`DriveFs`]: the kernel's view of a [`Drive`]. Every fuser callback
+//! copies its arguments, hands the call to the drive on the daemon's tokio
+//! runtime, and replies from that task; errors become the engine's errno.
+//!
+//! Invariants:
+//! - Callbacks never block: fuser's request threads only read requests and
+//!   spawn tasks, so a slow store never stalls the kernel's other requests,
+//!   and no callback runs `block_on` inside the runtime.
+//! - The adapter holds no filesystem state except the page-cache policy
+//!   (size and mtime of each file when it was last opened or closed, to
+//!   decide `FOPEN_KEEP_CACHE`), which only affects caching, never data.
+//! - With the writeback cache, files are opened read-write (the kernel
+//!   reads around partial pages even on write-only files) and without
+//!   O_APPEND (the kernel places appended data itself).
+
+use super::settings::{TTL, tune_kernel};
+use crate::drive::{
+    self, Attr, Caller, Drive, DriveError, FileKind, Ino, RenameFlags, SetAttr, TimeSet, XattrSet,
+};
+use fuser::{
+    AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
+    INodeNo, KernelConfig, LockOwner, OpenFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
+    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow,
+    WriteFlags,
+};
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::future::Future;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+/// The FUSE filesystem of one mounted drive.
+pub struct DriveFs {
+    drive: Drive,
+    rt: tokio::runtime::Handle,
+    writeback_cache: bool,
+    /// (size, mtime) of each file when last opened or released here.
+    seen: Arc<Mutex<HashMap<Ino, (u64, SystemTime)>>>,
+}
+
+impl DriveFs {
+    /// Serves `drive`, running its calls on `rt` (a runtime owned by the
+    /// daemon). `writeback_cache` must match the mount's kernel setting.
+    pub fn new(drive: Drive, rt: tokio::runtime::Handle, writeback_cache: bool) -> Self {
+        Self {
+            drive,
+            rt,
+            writeback_cache,
+            seen: Arc::default(),
+        }
+    }
+
+    /// Runs `call` on the runtime; replies with `ok` or the error's errno.
+    fn forward<T, R>(
+        &self,
+        op: &'static str,
+        reply: R,
+        call: impl Future<Output = drive::Result<T>> + Send + 'static,
+        ok: impl FnOnce(R, T) + Send + 'static,
+    ) where
+        T: Send + 'static,
+        R: Fail + Send + 'static,
+    {
+        self.rt.spawn(async move {
+            match call.await {
+                Ok(value) => ok(reply, value),
+                Err(err) => {
+                    log_error(op, &err);
+                    reply.fail(Errno::from_i32(err.errno()));
+                }
+            }
+        });
+    }
+}
+
+/// Open flags as the engine must see them (see the module invariants).
+fn engine_flags(flags: i32, writeback_cache: bool) -> i32 {
+    if !writeback_cache {
+        return flags;
+    }
+    let mut flags = flags & !libc::O_APPEND;
+    if flags & libc::O_ACCMODE == libc::O_WRONLY {
+        flags = (flags & !libc::O_ACCMODE) | libc::O_RDWR;
+    }
+    flags
+}
+
+/// Logs what the kernel's caller will only see as an errno. Expected
+/// answers (no such file, exists, ...) are not logged.
+fn log_error(op: &str, err: &DriveError) {
+    match err {
+        DriveError::Tampered { .. }
+        | DriveError::Rollback { .. }
+        | DriveError::Store(_)
+        | DriveError::Cache { .. } => tracing::error!("{op}: {err}"),
+        _ => tracing::debug!("{op}: {err}"),
+    }
+}
+
+/// The error half of every fuser reply type.
+trait Fail {
+    fn fail(self, err: Errno);
+}
+
+macro_rules! impl_fail {
+    ($($t:ty),*) => {$(
+        impl Fail for $t {
+            fn fail(self, err: Errno) {
+                self.error(err)
+            }
+        }
+    )*};
+}
+impl_fail!(
+    ReplyAttr,
+    ReplyCreate,
+    ReplyData,
+    ReplyDirectory,
+    ReplyEmpty,
+    ReplyEntry,
+    ReplyOpen,
+    ReplyStatfs,
+    ReplyWrite,
+    ReplyXattr
+);
+
+fn file_type(kind: FileKind) -> FileType {
+    match kind {
+        FileKind::File => FileType::RegularFile,
+        FileKind::Dir => FileType::Directory,
+        FileKind::Symlink => FileType::Symlink,
+    }
+}
+
+/// The kernel's form of the engine's attributes.
+pub fn file_attr(a: &Attr) -> FileAttr {
+    FileAttr {
+        ino: INodeNo(a.ino),
+        size: a.size,
+        blocks: a.blocks,
+        atime: a.atime,
+        mtime: a.mtime,
+        ctime: a.ctime,
+        crtime: a.crtime,
+        kind: file_type(a.kind),
+        perm: a.perm,
+        nlink: a.nlink,
+        uid: a.uid,
+        gid: a.gid,
+        rdev: a.rdev,
+        flags: 0,
+        blksize: a.blksize,
+    }
+}
+
+fn time_set(t: TimeOrNow) -> TimeSet {
+    match t {
+        TimeOrNow::Now => TimeSet::Now,
+        TimeOrNow::SpecificTime(t) => TimeSet::At(t),
+    }
+}
+
+fn entry(reply: ReplyEntry, attr: Attr) {
+    reply.entry(&TTL, &file_attr(&attr), Generation(0));
+}
+
+/// Answers a getxattr/listxattr: the size when asked for it (`size` 0),
+/// ERANGE when the buffer is too small, the bytes otherwise.
+fn xattr_reply(reply: ReplyXattr, size: u32, data: &[u8]) {
+    let len = u32::try_from(data.len()).unwrap_or(u32::MAX);
+    if size == 0 {
+        reply.size(len);
+    } else if len > size {
+        reply.error(Errno::ERANGE);
+    } else {
+        reply.data(data);
+    }
+}
+
+fn caller(req: &Request) -> Caller {
+    Caller {
+        uid: req.uid(),
+        gid: req.gid(),
+    }
+}
+
+impl Filesystem for DriveFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        tune_kernel(config, self.writeback_cache);
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let (d, name) = (self.drive.clone(), name.to_owned());
+        self.forward(
+            "lookup",
+            reply,
+            async move { d.lookup(parent.0, &name).await },
+            entry,
+        );
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.drive.forget(ino.0, nlookup);
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        let d = self.drive.clone();
+        self.forward(
+            "getattr",
+            reply,
+            async move { d.getattr(ino.0).await },
+            |r, a| r.attr(&TTL, &file_attr(&a)),
+        );
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        ctime: Option<SystemTime>,
+        fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let set = SetAttr {
+            mode,
+            uid,
+            gid,
+            size,
+            atime: atime.map(time_set),
+            mtime: mtime.map(time_set),
+            ctime,
+        };
+        let d = self.drive.clone();
+        self.forward(
+            "setattr",
+            reply,
+            async move { d.setattr(ino.0, fh.map(|f| f.0), set).await },
+            |r, a| r.attr(&TTL, &file_attr(&a)),
+        );
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        let d = self.drive.clone();
+        self.forward(
+            "readlink",
+            reply,
+            async move { d.readlink(ino.0).await },
+            |r, t| r.data(&t),
+        );
+    }
+
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        _rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        // Only regular files: the drive stores no devices, FIFOs or sockets.
+        if mode & libc::S_IFMT != libc::S_IFREG {
+            reply.error(Errno::EPERM);
+            return;
+        }
+        let (d, name, who) = (self.drive.clone(), name.to_owned(), caller(req));
+        self.forward(
+            "mknod",
+            reply,
+            async move {
+                let (attr, fh) = d
+                    .create(parent.0, &name, mode & !umask, libc::O_RDONLY, who)
+                    .await?;
+                d.release(attr.ino, fh).await?;
+                Ok(attr)
+            },
+            entry,
+        );
+    }
+
+    fn mkdir(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        reply: ReplyEntry,
+    ) {
+        let (d, name, who) = (self.drive.clone(), name.to_owned(), caller(req));
+        self.forward(
+            "mkdir",
+            reply,
+            async move { d.mkdir(parent.0, &name, mode & !umask, who).await },
+            entry,
+        );
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let (d, name) = (self.drive.clone(), name.to_owned());
+        self.forward(
+            "unlink",
+            reply,
+            async move { d.unlink(parent.0, &name).await },
+            |r, ()| r.ok(),
+        );
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let (d, name) = (self.drive.clone(), name.to_owned());
+        self.forward(
+            "rmdir",
+            reply,
+            async move { d.rmdir(parent.0, &name).await },
+            |r, ()| r.ok(),
+        );
+    }
+
+    fn symlink(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &Path,
+        reply: ReplyEntry,
+    ) {
+        let (d, name, target, who) = (
+            self.drive.clone(),
+            link_name.to_owned(),
+            target.to_owned(),
+            caller(req),
+        );
+        self.forward(
+            "symlink",
+            reply,
+            async move { d.symlink(parent.0, &name, &target, who).await },
+            entry,
+        );
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: fuser::RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        if flags.contains(fuser::RenameFlags::RENAME_WHITEOUT) {
+            reply.error(Errno::EINVAL);
+            return;
+        }
+        let how = RenameFlags {
+            noreplace: flags.contains(fuser::RenameFlags::RENAME_NOREPLACE),
+            exchange: flags.contains(fuser::RenameFlags::RENAME_EXCHANGE),
+        };
+        let (d, name, newname) = (self.drive.clone(), name.to_owned(), newname.to_owned());
+        self.forward(
+            "rename",
+            reply,
+            async move { d.rename(parent.0, &name, newparent.0, &newname, how).await },
+            |r, ()| r.ok(),
+        );
+    }
+
+    fn link(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        let (d, newname) = (self.drive.clone(), newname.to_owned());
+        self.forward(
+            "link",
+            reply,
+            async move { d.link(ino.0, newparent.0, &newname).await },
+            entry,
+        );
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let (d, seen) = (self.drive.clone(), self.seen.clone());
+        let flags = engine_flags(flags.0, self.writeback_cache);
+        self.forward(
+            "open",
+            reply,
+            async move {
+                let fh = d.open(ino.0, flags).await?;
+                let keep = match d.getattr(ino.0).await {
+                    Ok(a) => remember(&seen, &a),
+                    Err(_) => false,
+                };
+                Ok((fh, keep))
+            },
+            |r, (fh, keep)| {
+                let flags = if keep {
+                    FopenFlags::FOPEN_KEEP_CACHE
+                } else {
+                    FopenFlags::empty()
+                };
+                r.opened(FileHandle(fh), flags);
+            },
+        );
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        let d = self.drive.clone();
+        self.forward(
+            "read",
+            reply,
+            async move { d.read(ino.0, fh.0, offset, size).await },
+            |r, data| r.data(&data),
+        );
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        let (d, data) = (self.drive.clone(), data.to_vec());
+        self.forward(
+            "write",
+            reply,
+            async move { d.write(ino.0, fh.0, offset, &data).await },
+            |r, n| r.written(n),
+        );
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        let d = self.drive.clone();
+        self.forward(
+            "flush",
+            reply,
+            async move { d.flush(ino.0, fh.0).await },
+            |r, ()| r.ok(),
+        );
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        let (d, seen) = (self.drive.clone(), self.seen.clone());
+        self.forward(
+            "release",
+            reply,
+            async move {
+                d.release(ino.0, fh.0).await?;
+                // What this mount itself wrote is in the page cache already:
+                // the next open may keep it.
+                if let Ok(a) = d.getattr(ino.0).await {
+                    remember(&seen, &a);
+                }
+                Ok(())
+            },
+            |r, ()| r.ok(),
+        );
+    }
+
+    fn fsync(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        let d = self.drive.clone();
+        self.forward(
+            "fsync",
+            reply,
+            async move { d.fsync(ino.0, fh.0, datasync).await },
+            |r, ()| r.ok(),
+        );
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        let d = self.drive.clone();
+        self.forward(
+            "opendir",
+            reply,
+            async move { d.opendir(ino.0).await },
+            |r, fh| r.opened(FileHandle(fh), FopenFlags::empty()),
+        );
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        reply: ReplyDirectory,
+    ) {
+        let d = self.drive.clone();
+        self.forward(
+            "readdir",
+            reply,
+            async move { d.readdir(ino.0, fh.0, offset).await },
+            |mut r, entries| {
+                for e in entries {
+                    if r.add(INodeNo(e.ino), e.next_offset, file_type(e.kind), &e.name) {
+                        break;
+                    }
+                }
+                r.ok();
+            },
+        );
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        let d = self.drive.clone();
+        self.forward(
+            "releasedir",
+            reply,
+            async move { d.releasedir(ino.0, fh.0).await },
+            |r, ()| r.ok(),
+        );
+    }
+
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        let d = self.drive.clone();
+        self.forward(
+            "fsyncdir",
+            reply,
+            async move { d.fsync(ino.0, fh.0, datasync).await },
+            |r, ()| r.ok(),
+        );
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let d = self.drive.clone();
+        self.forward("statfs", reply, async move { d.statfs().await }, |r, s| {
+            r.statfs(
+                s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.frsize,
+            )
+        });
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        if is_system_xattr(name) {
+            reply.error(Errno::EOPNOTSUPP);
+            return;
+        }
+        let how = if flags & libc::XATTR_CREATE != 0 {
+            XattrSet::CreateOnly
+        } else if flags & libc::XATTR_REPLACE != 0 {
+            XattrSet::ReplaceOnly
+        } else {
+            XattrSet::Any
+        };
+        let (d, name, value) = (self.drive.clone(), name.to_owned(), value.to_vec());
+        self.forward(
+            "setxattr",
+            reply,
+            async move { d.setxattr(ino.0, &name, &value, how).await },
+            |r, ()| r.ok(),
+        );
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        if is_system_xattr(name) {
+            reply.error(Errno::EOPNOTSUPP);
+            return;
+        }
+        let (d, name) = (self.drive.clone(), name.to_owned());
+        self.forward(
+            "getxattr",
+            reply,
+            async move { d.getxattr(ino.0, &name).await },
+            move |r, v| xattr_reply(r, size, &v),
+        );
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        let d = self.drive.clone();
+        self.forward(
+            "listxattr",
+            reply,
+            async move { d.listxattr(ino.0).await },
+            move |r, names| xattr_reply(r, size, &xattr_list(&names)),
+        );
+    }
+
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        if is_system_xattr(name) {
+            reply.error(Errno::EOPNOTSUPP);
+            return;
+        }
+        let (d, name) = (self.drive.clone(), name.to_owned());
+        self.forward(
+            "removexattr",
+            reply,
+            async move { d.removexattr(ino.0, &name).await },
+            |r, ()| r.ok(),
+        );
+    }
+
+    fn access(&self, _req: &Request, _ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
+        // The mount uses `default_permissions`: the kernel has checked the
+        // mode bits before this call.
+        reply.ok();
+    }
+
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let (d, name, who, seen) = (
+            self.drive.clone(),
+            name.to_owned(),
+            caller(req),
+            self.seen.clone(),
+        );
+        let flags = engine_flags(flags, self.writeback_cache);
+        self.forward(
+            "create",
+            reply,
+            async move {
+                let (attr, fh) = d.create(parent.0, &name, mode & !umask, flags, who).await?;
+                remember(&seen, &attr);
+                Ok((attr, fh))
+            },
+            |r, (attr, fh)| {
+                r.created(
+                    &TTL,
+                    &file_attr(&attr),
+                    Generation(0),
+                    FileHandle(fh),
+                    FopenFlags::empty(),
+                )
+            },
+        );
+    }
+}
+
+/// Records a file's size and mtime; returns whether they are those seen
+/// last time (so the kernel's cached pages are still the file's contents).
+fn remember(seen: &Mutex<HashMap<Ino, (u64, SystemTime)>>, attr: &Attr) -> bool {
+    let now = (attr.size, attr.mtime);
+    let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
+    seen.insert(attr.ino, now) == Some(now)
+}
+
+/// `system.*` attributes (POSIX ACLs) are kernel features the drive does
+/// not implement: refusing them with EOPNOTSUPP makes tools such as
+/// `cp -a` fall back to chmod instead of believing an ACL set the mode.
+fn is_system_xattr(name: &OsStr) -> bool {
+    name.as_bytes().starts_with(b"system.")
+}
+
+/// The listxattr wire form: each name followed by a NUL byte.
+fn xattr_list(names: &[OsString]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for name in names {
+        out.extend_from_slice(name.as_bytes());
+        out.push(0);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn acl_attributes_are_refused() {
+        assert!(is_system_xattr(OsStr::new("system.posix_acl_access")));
+        assert!(!is_system_xattr(OsStr::new("user.system.x")));
+    }
+
+    #[test]
+    fn xattr_list_is_nul_terminated_names() {
+        let names = [OsString::from("user.a"), OsString::from("user.bc")];
+        assert_eq!(xattr_list(&names), b"user.a\0user.bc\0");
+        assert!(xattr_list(&[]).is_empty());
+    }
+
+    #[test]
+    fn keep_cache_only_when_unchanged() {
+        let seen = Mutex::new(HashMap::new());
+        let t = SystemTime::UNIX_EPOCH;
+        let mut a = Attr {
+            ino: 7,
+            kind: FileKind::File,
+            size: 3,
+            blocks: 1,
+            perm: 0o644,
+            nlink: 1,
+            uid: 0,
+            gid: 0,
+            atime: t,
+            mtime: t,
+            ctime: t,
+            crtime: t,
+            rdev: 0,
+            blksize: 4096,
+        };
+        assert!(!remember(&seen, &a), "first open has nothing cached");
+        assert!(remember(&seen, &a));
+        a.size = 4;
+        assert!(!remember(&seen, &a), "a changed size drops the cache");
+        a.mtime = t + std::time::Duration::from_secs(1);
+        assert!(!remember(&seen, &a), "a changed mtime drops the cache");
+    }
+
+    #[test]
+    fn writeback_opens_write_only_files_read_write_without_append() {
+        let w = libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT;
+        assert_eq!(engine_flags(w, true), libc::O_RDWR | libc::O_CREAT);
+        assert_eq!(engine_flags(libc::O_RDONLY, true), libc::O_RDONLY);
+        assert_eq!(
+            engine_flags(w, false),
+            w,
+            "no writeback cache: flags as given"
+        );
+    }
+}
