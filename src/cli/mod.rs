@@ -2,6 +2,7 @@
 //! exit codes. The only place `anyhow` is used; library errors are typed.
 
 mod card;
+mod directory;
 mod envelope;
 mod key;
 pub mod password;
