@@ -165,10 +165,7 @@ async fn put_merged(
                         0 => return Ok(Published::Unchanged),
                         n => (stored, mode, Published::ApprovalsAdded(n)),
                     },
-                    Err(reason) => {
-                        tracing::warn!("replacing invalid card object {key}: {reason}");
-                        (card.clone(), mode, Published::Repaired)
-                    }
+                    Err(_) => (card.clone(), mode, Published::Repaired),
                 }
             }
         };
@@ -184,7 +181,7 @@ async fn put_merged(
 }
 
 /// Every verified card published for `identity`, and every object under
-/// the identity's folder that was refused (each also logged as a warning).
+/// the identity's folder that was refused (for the caller to report).
 /// Store failures fail the whole call; an object deleted between listing
 /// and reading is skipped.
 pub async fn find(store: &dyn ObjectStore, identity: &str) -> Result<Found, DirectoryError> {
@@ -212,7 +209,6 @@ pub async fn find(store: &dyn ObjectStore, identity: &str) -> Result<Found, Dire
 }
 
 fn reject(found: &mut Found, key: String, reason: Invalid) {
-    tracing::warn!("skipping card object {key}: {reason}");
     found.rejected.push(Rejected { key, reason });
 }
 
