@@ -106,6 +106,10 @@ fn publish_to_a_directory_store_find_pin_and_get() {
         err.contains("no valid card is published for carol"),
         "{err}"
     );
+    let missing = store_dir.path().join("typo");
+    let err = bob.fails(&["card", "find", "alice", "--store", s(&missing)], b"");
+    assert!(err.contains("does not exist"), "{err}");
+    assert!(!missing.exists());
     let err = bob.fails(&["card", "find", "alice", "--store", "gs://x"], b"");
     assert!(err.contains("unsupported store scheme"), "{err}");
     let err = bob.fails(

@@ -65,6 +65,20 @@ fn block_on<F: std::future::Future>(future: F) -> anyhow::Result<F::Output> {
     Ok(runtime.block_on(future))
 }
 
+/// Opens the store for reading: a local store must already exist (opening
+/// would create it, hiding a mistyped path behind "no card published").
+async fn open_existing(args: &StoreArgs) -> anyhow::Result<Arc<dyn ObjectStore>> {
+    let local = args.store.strip_prefix("file://").unwrap_or(&args.store);
+    if !args.store.contains("://") || args.store.starts_with("file://") {
+        anyhow::ensure!(
+            Path::new(local).is_dir(),
+            "store {} does not exist (no such directory)",
+            args.store
+        );
+    }
+    open(args).await
+}
+
 async fn open(args: &StoreArgs) -> anyhow::Result<Arc<dyn ObjectStore>> {
     let options = OpenOptions {
         s3: S3Options {
@@ -141,7 +155,7 @@ fn describe(status: &Status) -> String {
 pub fn find(args: FindArgs) -> anyhow::Result<()> {
     let cards = card_store()?;
     let found = block_on(async {
-        let store = open(&args.store).await?;
+        let store = open_existing(&args.store).await?;
         directory::find(store.as_ref(), &args.identity)
             .await
             .with_context(|| format!("searching {}", args.store.store))
@@ -228,7 +242,7 @@ pub fn get(args: GetArgs) -> anyhow::Result<()> {
     let id: CardId = args.card_id.parse()?;
     let cards = card_store()?;
     let card = block_on(async {
-        let store = open(&args.store).await?;
+        let store = open_existing(&args.store).await?;
         directory::get(store.as_ref(), id)
             .await
             .with_context(|| format!("reading {}", args.store.store))
