@@ -3,87 +3,10 @@
 //! `CARDFS_HOME`. Keys use the hidden test-only `--insecure-test-kdf` flag
 //! except in the one test that checks the default Argon2id parameters.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+mod common;
 
-struct User {
-    home: tempfile::TempDir,
-}
-
-impl User {
-    fn new() -> Self {
-        Self {
-            home: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn home(&self) -> &Path {
-        self.home.path()
-    }
-
-    fn file(&self, name: &str) -> PathBuf {
-        self.home.path().join(name)
-    }
-
-    fn cmd(&self, args: &[&str], password: Option<&str>, stdin: &[u8]) -> Output {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cardfs"));
-        cmd.args(args)
-            .env("CARDFS_HOME", self.home())
-            .env_remove("CARDFS_PASSWORD")
-            .env_remove("CARDFS_NEW_PASSWORD")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        if let Some(pw) = password {
-            cmd.env("CARDFS_PASSWORD", pw);
-        }
-        let mut child = cmd.spawn().unwrap();
-        let mut input = child.stdin.take().unwrap();
-        // The command may exit without reading stdin; ignore broken pipes.
-        let _ = input.write_all(stdin);
-        drop(input);
-        child.wait_with_output().unwrap()
-    }
-
-    /// Runs a command that must succeed; returns stdout.
-    fn ok(&self, args: &[&str]) -> Vec<u8> {
-        let out = self.cmd(args, Some("pw"), b"");
-        assert!(
-            out.status.success(),
-            "{args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out.stdout
-    }
-
-    /// Runs a command that must fail; returns stderr.
-    fn fails(&self, args: &[&str], stdin: &[u8]) -> String {
-        let out = self.cmd(args, Some("pw"), stdin);
-        assert!(!out.status.success(), "{args:?} unexpectedly succeeded");
-        let err = String::from_utf8_lossy(&out.stderr).to_string();
-        assert_eq!(err.trim().lines().count(), 1, "one clear sentence: {err}");
-        err
-    }
-
-    /// Generates key NAME and card NAME; returns the card's text file.
-    fn setup(&self, name: &str) -> PathBuf {
-        self.ok(&["key", "generate", "--name", name, "--insecure-test-kdf"]);
-        let card = self.ok(&["card", "create", "--key", name, "--identity", name]);
-        let path = self.file(&format!("{name}.card"));
-        std::fs::write(&path, card).unwrap();
-        path
-    }
-}
-
-fn text(bytes: Vec<u8>) -> String {
-    String::from_utf8(bytes).unwrap()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
+use common::user::{User, s, text};
+use std::process::Command;
 #[test]
 fn two_users_exchange_cards_encrypt_sign_and_verify() {
     let a = User::new();

@@ -50,6 +50,13 @@ pub enum CardCommand {
         #[command(flatten)]
         password: PasswordArgs,
     },
+    /// Publish a card (yours, with --key) to the card directory of a store.
+    Publish(super::directory::PublishArgs),
+    /// List the cards published for IDENTITY in a store, with fingerprints
+    /// and whether each is pinned here; pin one with --pin.
+    Find(super::directory::FindArgs),
+    /// Fetch the card with CARD_ID from a store (verified) and print it.
+    Get(super::directory::GetArgs),
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -154,6 +161,9 @@ pub fn run_card(command: CardCommand) -> anyhow::Result<()> {
             authority,
             password,
         } => approve(&store, &card, &authority, &password),
+        CardCommand::Publish(args) => super::directory::publish(args),
+        CardCommand::Find(args) => super::directory::find(args),
+        CardCommand::Get(args) => super::directory::get(args),
     }
 }
 

@@ -6,6 +6,7 @@ mod card;
 mod control;
 mod control_cmds;
 mod daemon;
+mod directory;
 mod envelope;
 mod exit;
 mod init;

@@ -1,6 +1,8 @@
 //! The local identity state and the I/O around the pure formats: key files
 //! under `$CARDFS_HOME/keys/`, pinned cards and trusted authorities under
-//! `$CARDFS_HOME/cards/`, and envelopes streamed over readers and writers.
+//! `$CARDFS_HOME/cards/`, envelopes streamed over readers and writers, the
+//! card directory published in an object store, and the trust decision for
+//! cards found there.
 //!
 //! Invariants:
 //! - Every path derives from one home directory ([`home_from_env`] reads
@@ -12,9 +14,11 @@
 
 pub mod armor;
 pub mod cards;
+pub mod directory;
 pub mod envelope;
 pub mod fsutil;
 pub mod keys;
+pub mod trust;
 
 use crate::format::card::CardError;
 use crate::format::key::InvalidName;

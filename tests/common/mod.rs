@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod pattern;
+pub mod user;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

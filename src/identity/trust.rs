@@ -1,0 +1,188 @@
+//! Whether a card found in a card directory (or anywhere the store
+//! controls) may be used, e.g. to share a folder with its holder.
+//!
+//! Invariants:
+//! - A card is usable only when it is the card pinned for its identity
+//!   (same card id), or no card is pinned for the identity and a locally
+//!   trusted authority approved it, or the user gave its fingerprint. In
+//!   the last two cases it becomes pinned.
+//! - A card for an identity already pinned with a different card is a
+//!   possible key substitution: it is refused unless the user gives the
+//!   new card's fingerprint (the `--replace` rule of [`CardStore::pin`]);
+//!   an authority approval alone does not replace a pin here.
+
+use super::StoreError;
+use super::cards::{CardStore, Pinned};
+use crate::format::card::Card;
+
+/// How a card relates to the local pins and trusted authorities.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    /// This exact card is pinned.
+    Pinned,
+    /// Another card is pinned for the identity (with this fingerprint).
+    PinnedOther { pinned_fingerprint: String },
+    /// Nothing is pinned; the named trusted authority approved the card.
+    Approved { authority: String },
+    /// Nothing is pinned and no trusted authority approved it.
+    Unknown,
+}
+
+/// Why a card may not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TrustError {
+    #[error(
+        "the card for {identity} is not pinned and no authority you trust approved it; \
+         compare its fingerprint {fingerprint} with {identity} over a channel you trust, \
+         then pass --fingerprint \"{fingerprint}\""
+    )]
+    Unverified {
+        identity: String,
+        fingerprint: String,
+    },
+    /// Another card is pinned (or the given fingerprint is wrong).
+    #[error(transparent)]
+    Refused(#[from] StoreError),
+}
+
+/// What [`accept`] decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Accepted {
+    /// The card was already pinned.
+    Pinned,
+    /// Approved by this trusted authority; now pinned.
+    Approved { authority: String },
+    /// The user's fingerprint matched; the card is now pinned (this is
+    /// what the pin store did).
+    Fingerprint(Pinned),
+}
+
+/// The card's status, without changing anything.
+pub fn status(cards: &CardStore, card: &Card) -> Result<Status, StoreError> {
+    Ok(match cards.get(card.identity())? {
+        Some(pinned) if pinned.id() == card.id() => Status::Pinned,
+        Some(pinned) => Status::PinnedOther {
+            pinned_fingerprint: pinned.fingerprint(),
+        },
+        None => match cards.approving_authority(card)? {
+            Some(authority) => Status::Approved {
+                authority: authority.identity().to_string(),
+            },
+            None => Status::Unknown,
+        },
+    })
+}
+
+/// Decides whether `card` may be used (see the module invariants), pinning
+/// it when it is accepted through an authority or `fingerprint`.
+pub fn accept(
+    cards: &CardStore,
+    card: &Card,
+    fingerprint: Option<&str>,
+) -> Result<Accepted, TrustError> {
+    if let Some(given) = fingerprint {
+        // `pin` checks the fingerprint first, then replaces any other pin.
+        return Ok(Accepted::Fingerprint(cards.pin(card, Some(given))?));
+    }
+    match status(cards, card)? {
+        Status::Pinned => Ok(Accepted::Pinned),
+        Status::Approved { authority } => {
+            cards.pin(card, None)?;
+            Ok(Accepted::Approved { authority })
+        }
+        Status::PinnedOther { pinned_fingerprint } => Err(StoreError::AlreadyPinned {
+            identity: card.identity().to_string(),
+            pinned: pinned_fingerprint,
+            offered: card.fingerprint(),
+        }
+        .into()),
+        Status::Unknown => Err(TrustError::Unverified {
+            identity: card.identity().to_string(),
+            fingerprint: card.fingerprint(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::key::UserKey;
+
+    fn card(seed: u8, identity: &str, created: u64) -> (UserKey, Card) {
+        let key = UserKey::from_secret_bytes("k", &[seed; 32], &[seed + 1; 32]).unwrap();
+        let card = Card::create(&key, identity, created).unwrap();
+        (key, card)
+    }
+
+    #[test]
+    fn unknown_card_needs_its_fingerprint_and_is_then_pinned() {
+        let home = tempfile::tempdir().unwrap();
+        let cards = CardStore::new(home.path());
+        let (_, alice) = card(1, "alice", 1);
+        assert_eq!(status(&cards, &alice).unwrap(), Status::Unknown);
+        match accept(&cards, &alice, None) {
+            Err(TrustError::Unverified { fingerprint, .. }) => {
+                assert_eq!(fingerprint, alice.fingerprint())
+            }
+            other => panic!("{other:?}"),
+        }
+        let (_, other) = card(9, "x", 1);
+        assert!(matches!(
+            accept(&cards, &alice, Some(&other.fingerprint())),
+            Err(TrustError::Refused(StoreError::FingerprintMismatch { .. }))
+        ));
+        assert!(cards.get("alice").unwrap().is_none(), "nothing pinned");
+        assert_eq!(
+            accept(&cards, &alice, Some(&alice.fingerprint())).unwrap(),
+            Accepted::Fingerprint(Pinned::New)
+        );
+        assert_eq!(accept(&cards, &alice, None).unwrap(), Accepted::Pinned);
+    }
+
+    #[test]
+    fn substitution_is_refused_even_when_approved() {
+        let home = tempfile::tempdir().unwrap();
+        let cards = CardStore::new(home.path());
+        let (auth_key, auth) = card(5, "acme", 1);
+        cards.trust_authority(&auth, None).unwrap();
+        let (_, real) = card(1, "alice", 1);
+        cards.pin(&real, None).unwrap();
+        let (_, mut forged) = card(3, "alice", 2);
+        forged.approve(&auth_key, &auth).unwrap();
+        assert_eq!(
+            status(&cards, &forged).unwrap(),
+            Status::PinnedOther {
+                pinned_fingerprint: real.fingerprint()
+            }
+        );
+        assert!(matches!(
+            accept(&cards, &forged, None),
+            Err(TrustError::Refused(StoreError::AlreadyPinned { .. }))
+        ));
+        assert_eq!(cards.get("alice").unwrap().unwrap(), real);
+        assert!(matches!(
+            accept(&cards, &forged, Some(&forged.fingerprint())).unwrap(),
+            Accepted::Fingerprint(Pinned::Replaced { .. })
+        ));
+        assert_eq!(cards.get("alice").unwrap().unwrap(), forged);
+    }
+
+    #[test]
+    fn approved_card_is_accepted_and_pinned() {
+        let home = tempfile::tempdir().unwrap();
+        let cards = CardStore::new(home.path());
+        let (auth_key, auth) = card(5, "acme", 1);
+        let (_, mut bob) = card(7, "bob", 1);
+        bob.approve(&auth_key, &auth).unwrap();
+        // Approved by an authority that is not trusted here: unknown.
+        assert_eq!(status(&cards, &bob).unwrap(), Status::Unknown);
+        cards.trust_authority(&auth, None).unwrap();
+        assert_eq!(
+            accept(&cards, &bob, None).unwrap(),
+            Accepted::Approved {
+                authority: "acme".into()
+            }
+        );
+        assert_eq!(status(&cards, &bob).unwrap(), Status::Pinned);
+    }
+}
