@@ -213,3 +213,46 @@ async fn idle_writes_of_an_open_file_are_uploaded() {
     assert_eq!(read_all(&other, a.ino).await, b"still open, never flushed");
     d.release(a.ino, fh).await.unwrap();
 }
+
+/// The kernel sends the writes of one file concurrently (writeback of an
+/// mmap'd file, say). A partial-block write that is still fetching the old
+/// block while another write seals that block must not put the old bytes
+/// back: the second write's data would be lost once the file is sealed
+/// again (seen as an mmap write gone after remount).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_fetching_a_block_sealed_meanwhile_keeps_the_seal() {
+    const HALF: usize = 512 << 10;
+    let store = Flaky::new(Arc::new(cardfs::store::MemoryStore::new()));
+    let env = Env::with_store(store.clone()).await;
+    let writer = env.open_with("writer").await;
+    let ino = put(&writer, ROOT_INO, "f", &vec![b'o'; 2 * HALF]).await;
+    writer.shutdown().await.unwrap();
+    drop(writer);
+
+    // A fresh cache: block 0 must come from the (gated) store.
+    let d = env.open_with("cache").await;
+    let fh = d.open(ino, libc::O_RDWR).await.unwrap();
+    store.hold_content_get.store(true, Ordering::SeqCst);
+    let first = {
+        let d = d.clone();
+        tokio::spawn(async move { d.write(ino, fh, 0, &[b'a'; HALF]).await })
+    };
+    store.held.notified().await;
+    // The second half ends on the block boundary: this write seals block 0.
+    d.write(ino, fh, HALF as u64, &[b'b'; HALF]).await.unwrap();
+    store.release.add_permits(1);
+    assert_eq!(first.await.unwrap().unwrap() as usize, HALF);
+    d.release(ino, fh).await.unwrap();
+
+    let mut want = vec![b'a'; HALF];
+    want.extend_from_slice(&[b'b'; HALF]);
+    assert!(read_all(&d, ino).await == want, "write lost while mounted");
+    d.shutdown().await.unwrap();
+    drop(d);
+    let again = env.open_with("again").await;
+    assert!(
+        read_all(&again, ino).await == want,
+        "write lost after reopen"
+    );
+    again.shutdown().await.unwrap();
+}

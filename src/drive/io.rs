@@ -298,34 +298,30 @@ impl Engine {
 
     /// Loads into the dirty buffers the stored blocks `idxs` of `ino` that
     /// are not already there.
+    ///
+    /// A fetched block is kept only if it is still the block the file's
+    /// dirty buffers start from: a concurrent write or flush may seal the
+    /// file while the fetch runs (the kernel sends writes of one file in
+    /// parallel), and the old block would then overwrite what that seal
+    /// made current. Such a fetch is dropped and the block loaded again.
     async fn load_blocks(&self, ino: Ino, idxs: &[u64]) -> Result<()> {
-        let fetches: Vec<Fetch> = {
-            let core = self.lock();
-            let n = core.node(ino)?;
-            let d = core.dirty.get(&ino);
-            let live = d.map(|d| d.min_size).unwrap_or(n.size).div_ceil(B);
-            idxs.iter()
-                .filter(|i| **i < live && !d.is_some_and(|d| d.blocks.contains_key(i)))
-                .filter_map(|i| {
-                    let blocks = d.map(|d| &d.base_blocks).unwrap_or(&n.blocks);
-                    blocks.get(i).map(|b| Fetch {
-                        file_id: n.file_id,
-                        key: n.file_key,
-                        index: *i,
-                        block: *b,
-                    })
-                })
-                .collect()
-        };
-        for f in fetches {
-            let plain = self.fetch_block(&f).await?;
-            let mut core = self.lock();
-            dirty_entry(&mut core, ino)?
-                .blocks
-                .entry(f.index)
-                .or_insert(plain);
+        loop {
+            let fetches = to_load(&self.lock(), ino, idxs)?;
+            if fetches.is_empty() {
+                return Ok(());
+            }
+            for f in fetches {
+                let plain = self.fetch_block(&f).await?;
+                let mut core = self.lock();
+                let still = to_load(&core, ino, &[f.index])?;
+                if still.first().is_some_and(|g| g.block.id == f.block.id) {
+                    dirty_entry(&mut core, ino)?
+                        .blocks
+                        .entry(f.index)
+                        .or_insert(plain);
+                }
+            }
         }
-        Ok(())
     }
 
     pub async fn write(&self, ino: Ino, fh: Fh, offset: u64, data: &[u8]) -> Result<u32> {
@@ -591,4 +587,24 @@ fn dirty_entry(core: &mut Core, ino: Ino) -> Result<&mut Dirty> {
         core.dirty.insert(ino, d);
     }
     Ok(core.dirty.get_mut(&ino).expect("just inserted"))
+}
+
+/// The stored blocks among `idxs` of `ino` that its dirty buffers lack.
+fn to_load(core: &Core, ino: Ino, idxs: &[u64]) -> Result<Vec<Fetch>> {
+    let n = core.node(ino)?;
+    let d = core.dirty.get(&ino);
+    let live = d.map(|d| d.min_size).unwrap_or(n.size).div_ceil(B);
+    Ok(idxs
+        .iter()
+        .filter(|i| **i < live && !d.is_some_and(|d| d.blocks.contains_key(i)))
+        .filter_map(|i| {
+            let blocks = d.map(|d| &d.base_blocks).unwrap_or(&n.blocks);
+            blocks.get(i).map(|b| Fetch {
+                file_id: n.file_id,
+                key: n.file_key,
+                index: *i,
+                block: *b,
+            })
+        })
+        .collect())
 }

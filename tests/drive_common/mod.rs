@@ -144,6 +144,11 @@ pub struct Flaky {
     pub fail_every: std::sync::atomic::AtomicU64,
     /// Reads (get, head, list) made so far.
     pub reads: std::sync::atomic::AtomicU64,
+    /// When set, the next content GET signals `held` and then waits for a
+    /// permit on `release` before returning (holds a block fetch open).
+    pub hold_content_get: std::sync::atomic::AtomicBool,
+    pub held: tokio::sync::Notify,
+    pub release: tokio::sync::Semaphore,
 }
 
 impl Flaky {
@@ -155,6 +160,9 @@ impl Flaky {
             puts: Default::default(),
             fail_every: Default::default(),
             reads: Default::default(),
+            hold_content_get: Default::default(),
+            held: Default::default(),
+            release: tokio::sync::Semaphore::new(0),
         })
     }
     pub fn set_down(&self, v: bool) {
@@ -201,7 +209,16 @@ impl ObjectStore for Flaky {
     async fn get(&self, key: &str, options: GetOptions) -> cardfs::store::Result<GetResult> {
         self.check()?;
         self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        self.inner.get(key, options).await
+        let got = self.inner.get(key, options).await;
+        if key.starts_with("c/")
+            && self
+                .hold_content_get
+                .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            self.held.notify_one();
+            drop(self.release.acquire().await.expect("release semaphore"));
+        }
+        got
     }
     async fn head(&self, key: &str) -> cardfs::store::Result<ObjectMeta> {
         self.check()?;
