@@ -6,7 +6,7 @@ mod common;
 
 use cardfs::format::card::Card;
 use cardfs::identity::directory::{card_key, id_key};
-use cardfs::store::{OpenOptions, PutMode, S3Options, S3Store};
+use cardfs::store::{OpenOptions, PutMode, S3Store};
 use common::user::{User, s, text};
 
 /// The fingerprint line of a card, from `card show`.
@@ -125,18 +125,7 @@ fn publish_to_s3_and_find_there() {
     let bucket = common::unique("cards").to_lowercase();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let options = S3Options {
-            endpoint: Some(env.endpoint.clone()),
-            region: Some(env.region.clone()),
-            credentials: Some(aws_sdk_s3::config::Credentials::new(
-                &env.access_key,
-                &env.secret_key,
-                None,
-                None,
-                "cardfs-tests",
-            )),
-            ..S3Options::default()
-        };
+        let options = env.store_options();
         S3Store::new(&bucket, "", &options)
             .await
             .unwrap()

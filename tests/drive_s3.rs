@@ -5,10 +5,9 @@
 
 mod common;
 mod drive_common;
-use aws_sdk_s3::config::Credentials;
 use bytes::Bytes;
 use cardfs::drive::*;
-use cardfs::store::{GetOptions, ObjectStore, PutMode, S3Options, S3Store};
+use cardfs::store::{GetOptions, ObjectStore, PutMode, S3Store};
 use drive_common::model::*;
 use drive_common::*;
 use proptest::prelude::*;
@@ -16,19 +15,7 @@ use std::sync::Arc;
 
 /// An empty S3 store in a fresh bucket.
 async fn s3_store() -> Arc<dyn ObjectStore> {
-    let env = common::s3();
-    let options = S3Options {
-        endpoint: Some(env.endpoint.clone()),
-        region: Some(env.region.clone()),
-        credentials: Some(Credentials::new(
-            &env.access_key,
-            &env.secret_key,
-            None,
-            None,
-            "cardfs-tests",
-        )),
-        ..S3Options::default()
-    };
+    let options = common::s3().store_options();
     let bucket = common::unique("drive").to_lowercase();
     let store = S3Store::new(&bucket, "d", &options).await.unwrap();
     store.create_bucket().await.unwrap();

@@ -6,11 +6,10 @@
 
 mod common;
 
-use aws_sdk_s3::config::Credentials;
 use bytes::Bytes;
 use cardfs::store::{
     ETag, FaultConfig, FaultStore, GetOptions, LocalStore, MemoryStore, ObjectStore, OpenOptions,
-    PutMode, S3Options, S3Store, StoreError,
+    PutMode, S3Store, StoreError,
 };
 use common::keys_under;
 use common::pattern::pattern;
@@ -56,20 +55,8 @@ async fn fault() -> Fixture {
 /// Options that reach the test S3 server (`common::s3()` fails the test
 /// when there is none).
 fn s3_options() -> OpenOptions {
-    let env = common::s3();
     OpenOptions {
-        s3: S3Options {
-            endpoint: Some(env.endpoint.clone()),
-            region: Some(env.region.clone()),
-            credentials: Some(Credentials::new(
-                &env.access_key,
-                &env.secret_key,
-                None,
-                None,
-                "cardfs-tests",
-            )),
-            ..S3Options::default()
-        },
+        s3: common::s3().store_options(),
     }
 }
 

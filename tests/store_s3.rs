@@ -4,25 +4,16 @@
 
 mod common;
 
-use aws_sdk_s3::config::Credentials;
 use bytes::Bytes;
 use cardfs::store::{ObjectStore, OpenOptions, PutMode, S3Options, S3Store, StoreError};
 use std::time::Duration;
 
 fn options(secret: Option<&str>) -> S3Options {
-    let env = common::s3();
-    S3Options {
-        endpoint: Some(env.endpoint.clone()),
-        region: Some(env.region.clone()),
-        credentials: Some(Credentials::new(
-            &env.access_key,
-            secret.unwrap_or(&env.secret_key),
-            None,
-            None,
-            "cardfs-tests",
-        )),
-        ..S3Options::default()
+    let mut env = common::s3().clone();
+    if let Some(secret) = secret {
+        env.secret_key = secret.to_string();
     }
+    env.store_options()
 }
 
 async fn fresh_store(prefix: &str) -> S3Store {

@@ -17,6 +17,25 @@ pub struct S3Env {
     pub region: String,
 }
 
+impl S3Env {
+    /// Options for cardfs's S3 store that reach this server with its
+    /// credentials.
+    pub fn store_options(&self) -> cardfs::store::S3Options {
+        cardfs::store::S3Options {
+            endpoint: Some(self.endpoint.clone()),
+            region: Some(self.region.clone()),
+            credentials: Some(aws_sdk_s3::config::Credentials::new(
+                &self.access_key,
+                &self.secret_key,
+                None,
+                None,
+                "cardfs-tests",
+            )),
+            ..Default::default()
+        }
+    }
+}
+
 pub fn project_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -96,18 +115,10 @@ pub async fn keys_under(store: &dyn cardfs::store::ObjectStore, prefix: &str) ->
     all.into_iter().map(|o| o.key).collect()
 }
 
-/// Deterministic pseudo-random bytes (xorshift), fast enough for 100 MiB.
+/// Deterministic pseudo-random bytes: [`pattern::pattern`] with the seed
+/// first, the order the mount tests use.
 pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
+    pattern::pattern(len, seed)
 }
 
 pub mod mount;

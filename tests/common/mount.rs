@@ -170,17 +170,9 @@ pub fn s3_vars(env: &S3Env) -> Vec<(String, String)> {
 
 /// Store options that reach the test server `env` with its credentials.
 pub fn s3_options(env: &S3Env) -> cardfs::store::OpenOptions {
-    let mut options = cardfs::store::OpenOptions::default();
-    options.s3.endpoint = Some(env.endpoint.clone());
-    options.s3.region = Some(env.region.clone());
-    options.s3.credentials = Some(aws_sdk_s3::config::Credentials::new(
-        &env.access_key,
-        &env.secret_key,
-        None,
-        None,
-        "test",
-    ));
-    options
+    cardfs::store::OpenOptions {
+        s3: env.store_options(),
+    }
 }
 
 /// A fresh bucket on the test server; returns `s3://BUCKET`.
