@@ -336,6 +336,12 @@ class Cryfs(System):
     def setup(self):
         self.cipher = os.path.join(self.base, "cipher")
         os.makedirs(self.cipher)
+        # CryFS remembers each filesystem id it has seen in its local state
+        # directory and refuses a new filesystem in a reused basedir: keep
+        # that state beside this run's ciphertext.
+        state = os.path.join(self.base, "cryfs-state")
+        os.makedirs(state)
+        self.env = dict(self.env, CRYFS_LOCAL_STATE_DIR=state, XDG_DATA_HOME=state)
 
     def mount(self, fresh_cache):
         start_daemon(["cryfs", self.cipher, self.mnt], self.log, env=self.env, input=PASSWORD + "\n")
