@@ -146,8 +146,7 @@ pub fn store_error(err: StoreError, location: &str) -> anyhow::Error {
         StoreError::ConditionalWritesIgnored { .. } => {
             UserError::NoConditionalWrites { store }.into()
         }
-        // The S3 store reports a missing bucket only in words.
-        StoreError::Other { message } if message.starts_with("bucket does not exist") => {
+        StoreError::BucketMissing { .. } => {
             let bucket = location
                 .strip_prefix("s3://")
                 .map(|r| r.split('/').next().unwrap_or(r).to_string())
@@ -202,4 +201,29 @@ pub async fn ensure_not_empty(store: &dyn ObjectStore, location: &str) -> anyhow
         .into());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::exit::code_of;
+
+    #[test]
+    fn store_failures_get_their_own_exit_codes() {
+        let loc = "s3://team/drive";
+        let ignored = StoreError::ConditionalWritesIgnored {
+            store: "s3 endpoint".into(),
+        };
+        assert_eq!(code_of(&store_error(ignored, loc)), 23);
+        let missing = StoreError::BucketMissing {
+            message: "NoSuchBucket".into(),
+        };
+        let err = store_error(missing, loc);
+        assert_eq!(code_of(&err), 21);
+        assert!(err.to_string().contains("\"team\""), "{err}");
+        let auth = StoreError::Auth {
+            message: "SignatureDoesNotMatch".into(),
+        };
+        assert_eq!(code_of(&store_error(auth, loc)), 22);
+    }
 }

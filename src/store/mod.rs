@@ -71,6 +71,9 @@ pub enum StoreError {
          (AWS S3, MinIO, SeaweedFS, Cloudflare R2)"
     )]
     ConditionalWritesIgnored { store: String },
+    /// The bucket named by the store location does not exist.
+    #[error("bucket does not exist: {message}")]
+    BucketMissing { message: String },
     /// Anything else, with the store's own words.
     #[error("store error: {message}")]
     Other { message: String },

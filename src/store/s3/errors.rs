@@ -38,9 +38,7 @@ where
     }
     let key = key.to_string();
     match (status, code.as_deref()) {
-        (_, Some("NoSuchBucket")) => StoreError::Other {
-            message: format!("bucket does not exist: {message}"),
-        },
+        (_, Some("NoSuchBucket")) => StoreError::BucketMissing { message },
         (_, Some("KeyTooLongError")) => StoreError::InvalidKey {
             key,
             reason: "too long for this server",
