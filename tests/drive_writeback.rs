@@ -256,3 +256,44 @@ async fn write_fetching_a_block_sealed_meanwhile_keeps_the_seal() {
     );
     again.shutdown().await.unwrap();
 }
+
+/// A sequential reader gets a window of blocks fetched ahead of it (their
+/// GETs run together), so it does not wait on one store round trip per
+/// block: after the first read, the next six blocks are local.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sequential_reads_fetch_a_window_ahead() {
+    const MIB: usize = 1 << 20;
+    let env = Env::new().await;
+    let data: Vec<u8> = (0..10 * MIB as u32).map(|i| (i % 251) as u8).collect();
+    let d = env.open_with("writer").await;
+    put(&d, ROOT_INO, "big", &data).await;
+    sync(&d).await;
+    d.shutdown().await.unwrap();
+
+    let flaky = Flaky::new(env.store.clone());
+    let r = open_on(&env, flaky.clone(), "reader").await;
+    let ino = lookup(&r, "big").await.unwrap();
+    let fh = r.open(ino, libc::O_RDONLY).await.unwrap();
+    let first = r.read(ino, fh, 0, 128 << 10).await.unwrap();
+    assert_eq!(first, data[..128 << 10]);
+    // Wait for the read-ahead to land in the cache (blocks 0..=6).
+    let mut waited = 0;
+    while r.cache_bytes() < 7 * MIB as u64 {
+        assert!(waited < 3000, "read-ahead never completed");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        waited += 1;
+    }
+    flaky.set_down(true);
+    let mut off = 128 << 10;
+    while off < 7 * MIB {
+        let want = (7 * MIB - off).min(MIB) as u32;
+        let got = r.read(ino, fh, off as u64, want).await.unwrap();
+        assert_eq!(got, data[off..off + got.len()], "at {off}");
+        off += got.len();
+    }
+    // Block 7 was beyond the window: it needs the store.
+    assert!(r.read(ino, fh, off as u64, 1 << 20).await.is_err());
+    flaky.set_down(false);
+    r.release(ino, fh).await.unwrap();
+    r.shutdown().await.unwrap();
+}

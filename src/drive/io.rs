@@ -46,8 +46,13 @@ impl Fetch {
     }
 }
 
-/// Decrypted blocks kept in memory for sequential readers.
-const PLAIN_BLOCKS: usize = 8;
+/// Blocks fetched ahead of a sequential reader: enough GETs in flight to
+/// hide the store's per-request latency (one 1 MiB GET at a time reaches
+/// only a fraction of what the store can serve).
+const READ_AHEAD_BLOCKS: u64 = 6;
+/// Decrypted blocks kept in memory for sequential readers (room for the
+/// read-ahead window of two readers).
+const PLAIN_BLOCKS: usize = 2 * READ_AHEAD_BLOCKS as usize + 4;
 
 /// Where the bytes of one block of a read come from.
 enum Part {
@@ -183,14 +188,14 @@ impl Engine {
         Ok(self.whole_block(f).await?.as_ref().clone())
     }
 
-    /// Reads; also returns the block worth fetching ahead, if any.
+    /// Reads; also returns the blocks worth fetching ahead (in order).
     pub async fn read(
         &self,
         ino: Ino,
         fh: Fh,
         offset: u64,
         size: u32,
-    ) -> Result<(Vec<u8>, Option<Fetch>)> {
+    ) -> Result<(Vec<u8>, Vec<Fetch>)> {
         let (parts, sequential, prefetch) = {
             let mut core = self.lock();
             let h = core.handle(fh, ino)?;
@@ -235,21 +240,20 @@ impl Engine {
                 pos = idx * B + in_end as u64;
             }
             let sequential = h.last_read_end == offset || offset == 0;
-            // Read-ahead: on sequential reads, the next stored block.
-            let next = end.div_ceil(B);
-            let prefetch = match (sequential, blocks.get(&next)) {
-                (true, Some(b))
-                    if next < live_blocks && !d.is_some_and(|d| d.blocks.contains_key(&next)) =>
-                {
-                    Some(Fetch {
+            // Read-ahead: on sequential reads, the next stored blocks.
+            let first = end.div_ceil(B);
+            let window = if sequential { READ_AHEAD_BLOCKS } else { 0 };
+            let prefetch = (first..first.saturating_add(window).min(live_blocks))
+                .filter(|i| !d.is_some_and(|d| d.blocks.contains_key(i)))
+                .filter_map(|i| {
+                    blocks.get(&i).map(|b| Fetch {
                         file_id: n.file_id,
                         key: n.file_key,
-                        index: next,
+                        index: i,
                         block: *b,
                     })
-                }
-                _ => None,
-            };
+                })
+                .collect();
             if let Some(h) = core.handles.get_mut(&fh) {
                 h.last_read_end = end;
             }

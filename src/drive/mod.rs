@@ -121,8 +121,10 @@ impl Drive {
     }
 
     pub async fn read(&self, ino: Ino, fh: Fh, offset: u64, size: u32) -> Result<Vec<u8>> {
-        let (data, next) = self.e.read(ino, fh, offset, size).await?;
-        if let Some(f) = next {
+        let (data, ahead) = self.e.read(ino, fh, offset, size).await?;
+        // Each block of the read-ahead window is its own task, so the
+        // window's GETs run concurrently.
+        for f in ahead {
             let e = self.e.clone();
             tokio::spawn(async move { e.prefetch(f).await });
         }
