@@ -43,8 +43,12 @@ async fn flip(store: &dyn ObjectStore, key: &str, at: usize) {
     set(store, key, b).await;
 }
 
-/// Keys with `kind` ("l", "s", "k") of the root volume.
+/// Keys with `kind` ("l", "s": under `v/<volume>/`; "k": keyrings under
+/// `k/<volume>/`) of the root volume.
 async fn volume_keys(store: &dyn ObjectStore, kind: &str) -> Vec<String> {
+    if kind == "k" {
+        return keys(store, "k/").await;
+    }
     keys(store, "v/")
         .await
         .into_iter()

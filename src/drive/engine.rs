@@ -209,6 +209,8 @@ impl Engine {
             generation: 0,
             owner_card_id: owner.card_id,
             members: vec![owner_rec.clone()],
+            name: Vec::new(),
+            history: Vec::new(),
         };
         let ring_bytes = ring
             .seal(&key, &owner.ed25519)

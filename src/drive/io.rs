@@ -523,6 +523,7 @@ impl Engine {
                 BlockRef {
                     id: block_id,
                     len: len as u32,
+                    epoch: 0,
                 },
             ));
         }

@@ -3,7 +3,8 @@
 //!
 //! Store layout (all ids random, all counters hex, fixed width):
 //! - `drive`: the signed drive header.
-//! - `v/<volume id>/k/<generation:08x>`: keyring generations.
+//! - `k/<volume id>/<generation:08x>`: keyring generations (one prefix for
+//!   all volumes, so a member finds what is shared with it by one listing).
 //! - `v/<volume id>/l/<seq:016x>`: log entries, Create-only, consecutive.
 //! - `v/<volume id>/s/<seq:016x>`: snapshot covering entries `0..=seq`.
 //! - `c/<block id>`: immutable content block objects.
@@ -31,7 +32,11 @@ pub fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 pub fn keyring_key(vol: &[u8; 16], generation: u32) -> String {
-    format!("v/{}/k/{generation:08x}", hex(vol))
+    format!("{}{generation:08x}", keyring_prefix(vol))
+}
+/// The prefix listing every keyring generation of `vol`.
+pub fn keyring_prefix(vol: &[u8; 16]) -> String {
+    format!("k/{}/", hex(vol))
 }
 pub fn log_key(vol: &[u8; 16], seq: u64) -> String {
     format!("v/{}/l/{seq:016x}", hex(vol))
@@ -89,7 +94,7 @@ impl VolumeKeys {
         owner: &VerifyingKey,
         me: &StaticSecret,
     ) -> Result<Self> {
-        let prefix = format!("v/{}/k/", hex(&volume));
+        let prefix = keyring_prefix(&volume);
         let mut generations = BTreeMap::new();
         for meta in store.list_all(&prefix).await? {
             let bytes = get(store, &meta.key).await?;
