@@ -262,6 +262,16 @@ impl Keyring {
         })
     }
 
+    /// Verifies the owner's signature and returns the public identity of
+    /// the keyring: (drive id, volume, generation).
+    pub fn verify_public(
+        bytes: &[u8],
+        owner: &VerifyingKey,
+    ) -> Result<([u8; 16], [u8; 16], u32), FormatError> {
+        let b = Self::parse(bytes, owner)?;
+        Ok((b.drive_id, b.volume, b.generation))
+    }
+
     /// Decrypts and validates the secret part with the volume key.
     fn decrypt(b: &KeyringBody<'_>, key: &SecretKey) -> Result<Self, FormatError> {
         let plain = Zeroizing::new(
@@ -907,7 +917,8 @@ impl Batch {
         let client = r.array()?;
         let client_seq = r.u64()?;
         let time = Time::read(&mut r)?;
-        let n = r.count(9)?;
+        // The smallest op (Rotate) is 5 bytes.
+        let n = r.count(5)?;
         let ops = (0..n)
             .map(|_| Op::read(&mut r))
             .collect::<Result<Vec<_>, _>>()?;
@@ -1086,6 +1097,17 @@ mod tests {
         let mut long = enc.clone();
         long.push(0);
         assert_eq!(Batch::decode(&long), Err(FormatError::Trailing));
+    }
+
+    #[test]
+    fn batch_of_one_rotation_round_trips() {
+        let b = Batch {
+            client: [0; 16],
+            client_seq: 1,
+            time: Time::default(),
+            ops: vec![Op::Rotate { generation: 7 }],
+        };
+        assert_eq!(Batch::decode(&b.encode()).unwrap(), b);
     }
 
     #[test]
