@@ -657,3 +657,54 @@ async fn writer_catches_up_with_a_rotation_and_demotion_ends_writes() {
         d.shutdown().await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn removed_writer_cannot_forge_a_snapshot() {
+    let w = World::new().await;
+    let vol = two_members(&w).await;
+    let loot_b = w.loot(&w.bob).await;
+    let a = w.open(&w.alice, "a").await;
+    a.rotate_keys(w.team(&[(&w.carol, Role::Reader)]), b"team".to_vec())
+        .await
+        .unwrap();
+    put(&a, ROOT_INO, "after", b"after bob left").await;
+    a.shutdown().await.unwrap();
+    // Bob signs a snapshot of an empty tree under generation 1 (where he
+    // was a writer), covering the newest entry.
+    let vhex: String = vol.iter().map(|b| format!("{b:02x}")).collect();
+    let log = keys(w.store.as_ref(), &format!("v/{vhex}/l/")).await;
+    let seq = log.len() as u64 - 1;
+    let head = SignedHead {
+        volume: vol,
+        seq,
+        generation: 1,
+        writer: w.bob.card_id,
+        chain: meta::sha256(&w.get(log.last().unwrap()).await),
+    };
+    let root = meta::Node {
+        id: 1,
+        kind: meta::KIND_DIR,
+        perm: 0o777,
+        nlink: 2,
+        parent: 1,
+        next_cookie: 1,
+        ..Default::default()
+    };
+    let body = meta::SnapshotBody {
+        clients: BTreeMap::new(),
+        nodes: vec![root],
+    };
+    let snap = meta::seal_signed(
+        meta::SNAPSHOT_MAGIC,
+        &head,
+        &loot_b.gen_keys[&1],
+        &w.bob.ed25519,
+        &body.encode(),
+    );
+    w.set(&format!("v/{vhex}/s/{seq:016x}"), snap).await;
+    // A new client does not take it: it replays the log.
+    let c = w.open(&w.carol, "c").await;
+    assert_eq!(file(&c, "f").await, b"data");
+    assert_eq!(file(&c, "after").await, b"after bob left");
+    c.shutdown().await.unwrap();
+}

@@ -457,7 +457,7 @@ pub async fn write_snapshot(
 /// The newest snapshot that verifies, with the head it covers. A snapshot
 /// that fails verification is an error (never silently skipped: skipping
 /// would let the store choose which state we see). A snapshot sealed under
-/// an older generation than the newest keyring is not used (`None`: replay
+/// another generation than the newest keyring is not used (`None`: replay
 /// the log from the start): only current writers vouch for a state.
 pub async fn newest_snapshot(
     store: &dyn ObjectStore,
@@ -470,11 +470,20 @@ pub async fn newest_snapshot(
     };
     let bytes = get(store, &meta.key).await?;
     let current = keys.current().0;
-    if meta::peek_signed(SNAPSHOT_MAGIC, &bytes).is_ok_and(|h| h.generation < current) {
-        // Written before the newest rotation (older ones too): a member
-        // removed since could have signed it. Replay the log instead.
-        tracing::info!(snapshot = %meta.key, "snapshot predates the current keyring generation; not used");
-        return Ok(None);
+    match meta::peek_signed(SNAPSHOT_MAGIC, &bytes) {
+        Ok(h) if h.generation < current => {
+            // Written before the newest rotation (older ones too): a member
+            // removed since could have signed it. Replay the log instead.
+            tracing::info!(snapshot = %meta.key, "snapshot predates the current keyring generation; not used");
+            return Ok(None);
+        }
+        Ok(h) if h.generation > current => {
+            // A rotation newer than our keys (or a forged generation):
+            // replaying the log meets it and reloads the keys.
+            tracing::info!(snapshot = %meta.key, "snapshot of a keyring generation not loaded yet; replaying the log");
+            return Ok(None);
+        }
+        _ => {}
     }
     let (head, payload) = open_signed(keys, SNAPSHOT_MAGIC, &meta.key, &bytes)?;
     if meta.key != snapshot_key(&keys.volume, head.seq) {
