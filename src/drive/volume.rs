@@ -143,20 +143,7 @@ impl VolumeKeys {
         me: &StaticSecret,
         known: Option<&VolumeKeys>,
     ) -> Result<Self> {
-        let prefix = keyring_prefix(&volume);
-        let names = store.list_all(&prefix).await?;
-        let mut gens = Vec::with_capacity(names.len());
-        for m in &names {
-            let g = m.key[prefix.len()..]
-                .parse_hex_u32()
-                .filter(|g| keyring_key(&volume, *g) == m.key)
-                .ok_or_else(|| DriveError::tampered(&m.key, "not a keyring name"))?;
-            gens.push(g);
-        }
-        gens.sort_unstable();
-        let Some(&newest) = gens.last() else {
-            return Err(DriveError::tampered(prefix, "no keyring"));
-        };
+        let newest = newest_generation(store, &volume).await?;
         let (ring, key) = open_keyring(store, (drive_id, volume, newest), owner, |b| {
             Keyring::open(b, owner, me)
         })
@@ -185,16 +172,19 @@ impl VolumeKeys {
     }
 }
 
-trait ParseHex {
-    fn parse_hex_u32(&self) -> Option<u32>;
-}
-impl ParseHex for str {
-    fn parse_hex_u32(&self) -> Option<u32> {
-        if self.len() != 8 {
-            return None;
-        }
-        u32::from_str_radix(self, 16).ok()
+/// The newest keyring generation the store lists for `volume` (every
+/// name under the prefix must be a keyring name).
+async fn newest_generation(store: &dyn ObjectStore, volume: &[u8; 16]) -> Result<u32> {
+    let prefix = keyring_prefix(volume);
+    let mut newest = None;
+    for m in store.list_all(&prefix).await? {
+        let g = u32::from_str_radix(&m.key[prefix.len()..], 16)
+            .ok()
+            .filter(|g| keyring_key(volume, *g) == m.key)
+            .ok_or_else(|| DriveError::tampered(&m.key, "not a keyring name"))?;
+        newest = newest.max(Some(g));
     }
+    newest.ok_or_else(|| DriveError::tampered(prefix, "no keyring"))
 }
 
 /// Reads the keyring of `(drive, volume, generation)` and opens it with
@@ -235,13 +225,7 @@ pub async fn newest_keyring(
     owner: &VerifyingKey,
     me: &StaticSecret,
 ) -> Result<(Keyring, SecretKey)> {
-    let prefix = keyring_prefix(&volume);
-    let list = store.list_all(&prefix).await?;
-    let newest = list
-        .iter()
-        .filter_map(|m| m.key[prefix.len()..].parse_hex_u32())
-        .max()
-        .ok_or_else(|| DriveError::tampered(&prefix, "no keyring"))?;
+    let newest = newest_generation(store, &volume).await?;
     open_keyring(store, (drive_id, volume, newest), owner, |b| {
         Keyring::open(b, owner, me)
     })
