@@ -13,7 +13,8 @@
 //! key of a card that is a writer in the generation it claims, its name,
 //! volume and seq agree, its chain hash equals the previous entry's hash,
 //! its generation is not lower than the previous entry's, and a `Rotate`
-//! op in it is signed by the owner and names the entry's generation.
+//! op in it is signed by the owner and names no later generation than the
+//! entry's.
 //! Keyrings: the newest generation opens with my key; every earlier one
 //! opens with the key its successor's history gives, and all of them are
 //! signed by the drive owner.
@@ -215,23 +216,6 @@ async fn open_keyring(
     }
 }
 
-/// Opens the newest keyring generation of `volume` with my key (for
-/// finding what is shared with me): `NotMember` if I am not in it.
-#[allow(dead_code)] // for the router's discovery of shared volumes
-pub async fn newest_keyring(
-    store: &dyn ObjectStore,
-    drive_id: [u8; 16],
-    volume: [u8; 16],
-    owner: &VerifyingKey,
-    me: &StaticSecret,
-) -> Result<(Keyring, SecretKey)> {
-    let newest = newest_generation(store, &volume).await?;
-    open_keyring(store, (drive_id, volume, newest), owner, |b| {
-        Keyring::open(b, owner, me)
-    })
-    .await
-}
-
 /// Reads a whole object; a missing object is reported as tampering (the
 /// metadata said it exists).
 pub async fn get(store: &dyn ObjectStore, key: &str) -> Result<Bytes> {
@@ -344,10 +328,12 @@ pub fn verify_entry(
                 .generations
                 .get(&head.generation)
                 .is_some_and(|(_, m)| m.iter().any(|m| m.card_id == head.writer && m.role == 3));
-            if *generation != head.generation || !owner {
+            // Lower than the entry's only when another rotation by the
+            // owner landed between this one's keyring write and its commit.
+            if *generation > head.generation || !owner {
                 return Err(DriveError::tampered(
                     key,
-                    "key rotation not by the owner or naming another generation",
+                    "key rotation not by the owner or naming a later generation",
                 ));
             }
         }
