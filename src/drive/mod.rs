@@ -27,10 +27,14 @@ mod engine;
 mod error;
 mod identity;
 mod io;
+mod keys;
 mod ops;
+mod share;
 mod tree;
 mod types;
 mod volume;
+
+pub use share::create_volume;
 
 pub use engine::SNAPSHOT_EVERY;
 pub use error::{DriveError, Result};

@@ -396,6 +396,8 @@ impl Tree {
                 }
                 n.ctime = *ctime;
             }
+            // Key switch only; the engine tracks generations.
+            Op::Rotate { .. } => {}
         }
         Ok(removed)
     }
