@@ -10,16 +10,6 @@ use cardfs::store::{GetOptions, MemoryStore, ObjectStore, PutMode};
 use drive_common::*;
 use std::sync::Arc;
 
-async fn keys(store: &dyn ObjectStore, prefix: &str) -> Vec<String> {
-    store
-        .list_all(prefix)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|m| m.key)
-        .collect()
-}
-
 async fn get(store: &dyn ObjectStore, key: &str) -> Vec<u8> {
     store
         .get(key, GetOptions::default())

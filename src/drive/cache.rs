@@ -42,6 +42,9 @@ pub struct LocalState {
     pub head_hash: [u8; 32],
     /// Next local op counter.
     pub next_client_seq: u64,
+    /// Highest keyring generation of the volume accepted (a store offering
+    /// fewer is rolling back).
+    pub generation: u32,
 }
 
 #[derive(Debug, Default)]
@@ -372,7 +375,8 @@ impl Cache {
         w.raw(&s.header_hash)
             .u64(s.head_seq)
             .raw(&s.head_hash)
-            .u64(s.next_client_seq);
+            .u64(s.next_client_seq)
+            .u32(s.generation);
         let nonce = random_array::<NONCE_LEN>();
         let mut ct = w.into_vec();
         self.cipher
@@ -414,6 +418,8 @@ impl Cache {
                 head_seq: r.u64()?,
                 head_hash: r.array()?,
                 next_client_seq: r.u64()?,
+                // Absent in state files written before key rotation existed.
+                generation: if r.remaining() == 0 { 0 } else { r.u32()? },
             })
         })()
         .map_err(|_| bad())?;

@@ -48,9 +48,10 @@ pub enum DriveError {
     #[error("object {object} failed verification: {reason}")]
     Tampered { object: String, reason: String },
     /// The store offers an older (or different) metadata state than this
-    /// client already accepted.
+    /// client already accepted: `known`/`offered` are log positions, or
+    /// keyring generations (the reason says which).
     #[error(
-        "volume {volume}: store offers seq {offered} but this client accepted {known}: {reason}"
+        "volume {volume}: this client accepted {known} but the store offers {offered}: {reason}"
     )]
     Rollback {
         volume: String,

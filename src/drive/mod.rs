@@ -28,13 +28,17 @@ mod error;
 mod identity;
 mod inos;
 mod io;
+mod keys;
 mod lifecycle;
 mod member_view;
 mod ops;
 mod router;
+mod share;
 mod tree;
 mod types;
 mod volume;
+
+pub use share::create_volume;
 
 pub use engine::SNAPSHOT_EVERY;
 pub use error::{DriveError, Result};

@@ -151,7 +151,8 @@ fn new_node(kind: u8, mode: u32, who: Caller, parent: u64) -> Node {
 
 impl Engine {
     pub fn writable(&self) -> Result<()> {
-        if self.opts.read_only {
+        self.keys.check_member()?;
+        if self.opts.read_only || !self.keys.can_write(&self.me.card_id) {
             return Err(DriveError::ReadOnly);
         }
         Ok(())

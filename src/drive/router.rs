@@ -162,6 +162,11 @@ impl Router {
         }
     }
 
+    /// The root volume's engine (`NotMember` in a member's view).
+    pub fn root_engine(&self) -> Result<Arc<Engine>> {
+        self.root.clone().ok_or(DriveError::NotMember)
+    }
+
     pub fn root_volume(&self) -> [u8; 16] {
         self.header.header.root_volume
     }
@@ -176,7 +181,7 @@ impl Router {
     /// The engine of `vol`, opening it on first use.
     pub async fn engine(&self, vol: [u8; 16]) -> Result<Arc<Engine>> {
         if vol == self.root_volume() {
-            return self.root.clone().ok_or(DriveError::NotMember);
+            return self.root_engine();
         }
         if let Some(e) = locked(&self.volumes).get(&vol) {
             return Ok(e.clone());

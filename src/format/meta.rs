@@ -262,6 +262,16 @@ impl Keyring {
         })
     }
 
+    /// Verifies the owner's signature and returns the public identity of
+    /// the keyring: (drive id, volume, generation).
+    pub fn verify_public(
+        bytes: &[u8],
+        owner: &VerifyingKey,
+    ) -> Result<([u8; 16], [u8; 16], u32), FormatError> {
+        let b = Self::parse(bytes, owner)?;
+        Ok((b.drive_id, b.volume, b.generation))
+    }
+
     /// Decrypts and validates the secret part with the volume key.
     fn decrypt(b: &KeyringBody<'_>, key: &SecretKey) -> Result<Self, FormatError> {
         let plain = Zeroizing::new(
@@ -907,7 +917,8 @@ impl Batch {
         let client = r.array()?;
         let client_seq = r.u64()?;
         let time = Time::read(&mut r)?;
-        let n = r.count(9)?;
+        // The smallest op (Rotate) is 5 bytes.
+        let n = r.count(5)?;
         let ops = (0..n)
             .map(|_| Op::read(&mut r))
             .collect::<Result<Vec<_>, _>>()?;
@@ -1086,6 +1097,17 @@ mod tests {
         let mut long = enc.clone();
         long.push(0);
         assert_eq!(Batch::decode(&long), Err(FormatError::Trailing));
+    }
+
+    #[test]
+    fn batch_of_one_rotation_round_trips() {
+        let b = Batch {
+            client: [0; 16],
+            client_seq: 1,
+            time: Time::default(),
+            ops: vec![Op::Rotate { generation: 7 }],
+        };
+        assert_eq!(Batch::decode(&b.encode()).unwrap(), b);
     }
 
     #[test]
@@ -1305,6 +1327,96 @@ mod tests {
             Node::read(&mut Reader::new(&w.0)),
             Err(FormatError::Invalid("node kind"))
         );
+    }
+
+    mod prop {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn block_refs() -> impl Strategy<Value = Vec<(u64, BlockRef)>> {
+            proptest::collection::vec(
+                (
+                    any::<u64>(),
+                    any::<[u8; 16]>(),
+                    1u32..=1 << 20,
+                    any::<u32>(),
+                ),
+                0..6,
+            )
+            .prop_map(|v| {
+                v.into_iter()
+                    .map(|(i, id, len, epoch)| (i, BlockRef { id, len, epoch }))
+                    .collect()
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(32))]
+
+            #[test]
+            fn keyring_round_trips(
+                seeds in proptest::collection::vec(any::<[u8; 32]>(), 1..4),
+                roles in proptest::collection::vec(1u8..=2, 3),
+                name in proptest::collection::vec(any::<u8>(), 0..40),
+                generation in 0u32..5,
+            ) {
+                let owner_sk = SigningKey::from_bytes(&seeds[0]);
+                let xs: Vec<StaticSecret> = seeds.iter().map(|s| StaticSecret::from(*s)).collect();
+                let mut members = vec![member(&owner_sk, &xs[0], 3)];
+                for (i, x) in xs.iter().enumerate().skip(1) {
+                    let mut m = member(&SigningKey::from_bytes(&seeds[i]), x, roles[i]);
+                    m.card_id = [i as u8 + 100; 32];
+                    members.push(m);
+                }
+                prop_assume!(members.iter().skip(1).all(|m| m.x25519 != members[0].x25519));
+                let k = Keyring {
+                    drive_id: [1; 16],
+                    volume: [2; 16],
+                    generation,
+                    owner_card_id: members[0].card_id,
+                    members,
+                    name,
+                    history: (0..generation).map(|g| (g, SecretKey::random())).collect(),
+                };
+                let key = SecretKey::random();
+                let bytes = k.seal(&key, &owner_sk).unwrap();
+                for x in &xs {
+                    let (got, got_key) = Keyring::open(&bytes, &owner_sk.verifying_key(), x).unwrap();
+                    prop_assert_eq!(&got, &k);
+                    prop_assert_eq!(&got_key, &key);
+                }
+                prop_assert_eq!(
+                    Keyring::open_with_key(&bytes, &owner_sk.verifying_key(), &key).unwrap(),
+                    k
+                );
+            }
+
+            #[test]
+            fn nodes_and_content_ops_round_trip(
+                blocks in block_refs(),
+                generation in any::<u32>(),
+                volume in any::<[u8; 16]>(),
+            ) {
+                let mut file = Node { id: 9, kind: KIND_FILE, ..Default::default() };
+                file.blocks = blocks.iter().copied().collect();
+                let link = Node { id: 10, kind: KIND_VOLUME, target: volume.to_vec(), ..Default::default() };
+                let batch = Batch {
+                    client: [1; 16],
+                    client_seq: 2,
+                    time: Time::default(),
+                    ops: vec![
+                        Op::Create { parent: 1, name: b"f".to_vec(), node: Box::new(file) },
+                        Op::Create { parent: 1, name: b"v".to_vec(), node: Box::new(link) },
+                        Op::SetContent {
+                            node: 9, base: 1, version: 2, size: 3, drop_from: 0,
+                            blocks, mtime: Time::default(),
+                        },
+                        Op::Rotate { generation },
+                    ],
+                };
+                prop_assert_eq!(Batch::decode(&batch.encode()).unwrap(), batch);
+            }
+        }
     }
 
     #[test]
