@@ -34,6 +34,7 @@ mod member_view;
 mod ops;
 mod router;
 mod share;
+mod shares;
 mod tree;
 mod types;
 mod volume;
@@ -280,5 +281,47 @@ impl Drive {
     /// Makes a final sync attempt, then stops background tasks.
     pub async fn shutdown(&self) -> Result<()> {
         self.r.shutdown().await
+    }
+
+    /// Shares folder `ino` with `member` (role Reader or Writer). Converts
+    /// a plain folder into a shared one (a new volume) the first time;
+    /// otherwise writes a new keyring generation. Adding an existing
+    /// member changes their role. Owner only (`NotPermitted` otherwise);
+    /// `Busy` while a file inside is open for writing or has unsealed
+    /// writes; `Invalid` for the root and for nesting.
+    pub async fn share_add(&self, ino: Ino, member: Member) -> Result<ShareInfo> {
+        self.r.share_add(ino, member).await
+    }
+
+    /// Removes `card_id` and rotates to a new generation (fresh key).
+    /// Removing the owner is refused.
+    pub async fn share_remove(&self, ino: Ino, card_id: &[u8; 32]) -> Result<ShareInfo> {
+        self.r.share_remove(ino, card_id).await
+    }
+
+    /// Every shared folder this mount can see (owner: all it shares;
+    /// member: those shared with it).
+    pub async fn share_list(&self) -> Result<Vec<ShareInfo>> {
+        self.r.share_list().await
+    }
+
+    /// Rewrites every block of the shared folder under the current
+    /// generation (new ids, keys). Owner only.
+    pub async fn share_reencrypt(
+        &self,
+        ino: Ino,
+        progress: &(dyn Fn(u64, u64) + Send + Sync),
+    ) -> Result<()> {
+        self.r.share_reencrypt(ino, progress).await
+    }
+
+    /// The drive owner's card bytes from the drive header.
+    pub fn owner_card(&self) -> &[u8] {
+        &self.r.header.header.owner_card
+    }
+
+    /// Whether I am the drive's owner.
+    pub fn is_owner(&self) -> bool {
+        self.r.is_owner()
     }
 }

@@ -209,18 +209,23 @@ impl Router {
     /// volume) and returns the link's inode number.
     fn register_link(&self, vol: [u8; 16], link: u64) -> Ino {
         let mut inos = locked(&self.inos);
-        let ino = inos.for_root_node((self.root_volume(), link));
-        if inos.get(&(vol, ROOT)) != Some(ino) {
-            inos.remove(&(vol, ROOT));
-            inos.set((vol, ROOT), ino);
+        let mut links = locked(&self.links);
+        if let Some(ino) = inos.get(&(vol, ROOT))
+            && links.get(&vol) == Some(&link)
+        {
+            return ino;
         }
-        locked(&self.links).insert(vol, link);
+        inos.remove(&(vol, ROOT));
+        let ino = inos.for_root_node((self.root_volume(), link));
+        inos.set((vol, ROOT), ino);
+        links.insert(vol, link);
         ino
     }
 
     /// Forgets a removed link's volume mapping.
     pub fn unregister_link(&self, vol: [u8; 16]) {
-        locked(&self.inos).remove(&(vol, ROOT));
+        let mut inos = locked(&self.inos);
+        inos.remove(&(vol, ROOT));
         locked(&self.links).remove(&vol);
     }
 
