@@ -484,3 +484,101 @@ async fn a_folder_with_a_file_open_for_writing_is_not_converted() {
     );
     assert_eq!(info.path, "busy");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reencrypting_a_shared_folder_keeps_its_content_readable_by_members() {
+    let t = Team::new().await;
+    let owner = t.env.open_with("owner").await;
+    let dir = owner
+        .mkdir(ROOT_INO, os("r"), 0o755, WHO)
+        .await
+        .unwrap()
+        .ino;
+    let big = data(2_100_000, 3);
+    put(&owner, dir, "big.bin", &big).await;
+    let dir = owner
+        .share_add(dir, t.bob.member(Role::Writer))
+        .await
+        .unwrap()
+        .ino;
+    owner
+        .share_add(dir, t.carol.member(Role::Reader))
+        .await
+        .unwrap();
+    owner.share_remove(dir, &t.bob.card_id).await.unwrap();
+    let seen = std::sync::Mutex::new(Vec::new());
+    owner
+        .share_reencrypt(dir, &|done, total| seen.lock().unwrap().push((done, total)))
+        .await
+        .unwrap();
+    let seen = seen.into_inner().unwrap();
+    let &(done, total) = seen.last().expect("progress reported");
+    assert_eq!(done, total);
+    assert!(total >= big.len() as u64, "{seen:?}");
+    assert_eq!(
+        read_all(&owner, lookup(&owner, "r/big.bin").await.unwrap()).await,
+        big
+    );
+    let carol = t.open_as(&t.carol, "carol").await.unwrap();
+    assert_eq!(
+        read_all(&carol, lookup(&carol, "r/big.bin").await.unwrap()).await,
+        big
+    );
+    // Only the owner re-encrypts, and only a shared folder.
+    let cr = lookup(&carol, "r").await.unwrap();
+    assert_eq!(
+        errno(carol.share_reencrypt(cr, &|_, _| {})).await,
+        libc::EPERM
+    );
+    assert_eq!(
+        errno(owner.share_reencrypt(ROOT_INO, &|_, _| {})).await,
+        libc::EINVAL
+    );
+    // Bob, removed before, has nothing left to open.
+    assert_eq!(errno(t.open_as(&t.bob, "bob")).await, libc::EACCES);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_refresh_timer_shows_a_new_share_to_a_mounted_member() {
+    let t = Team::new().await;
+    let owner = t.env.open_with("owner").await;
+    let first = owner
+        .mkdir(ROOT_INO, os("first"), 0o755, WHO)
+        .await
+        .unwrap()
+        .ino;
+    let second = owner
+        .mkdir(ROOT_INO, os("second"), 0o755, WHO)
+        .await
+        .unwrap()
+        .ino;
+    owner
+        .share_add(first, t.bob.member(Role::Reader))
+        .await
+        .unwrap();
+    let mut opts = t.env.opts("bob");
+    opts.refresh_interval = std::time::Duration::from_millis(50);
+    let bob = Drive::open_drive(t.env.store.clone(), t.bob.clone(), opts)
+        .await
+        .unwrap();
+    let f = lookup(&bob, "first").await.unwrap();
+    assert_eq!(bob.lookup(f, os("..")).await.unwrap().ino, ROOT_INO);
+    assert_eq!(names(&bob, ROOT_INO).await, ["first"]);
+    owner
+        .share_add(second, t.bob.member(Role::Reader))
+        .await
+        .unwrap();
+    let mut appeared = false;
+    for _ in 0..400 {
+        if names(&bob, ROOT_INO).await == ["first", "second"] {
+            appeared = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(
+        appeared,
+        "the new share never appeared without an explicit refresh"
+    );
+    bob.shutdown().await.unwrap();
+}
