@@ -48,6 +48,8 @@ pub struct SharedRoot {
     pub entries: Vec<SharedVolume>,
     next_cookie: u64,
     pub mtime: SystemTime,
+    /// Discovery's cache of verified keyring answers.
+    pub known: Known,
 }
 
 impl Default for SharedRoot {
@@ -56,6 +58,7 @@ impl Default for SharedRoot {
             entries: Vec::new(),
             next_cookie: 1,
             mtime: SystemTime::now(),
+            known: Known::new(),
         }
     }
 }
@@ -80,13 +83,20 @@ fn parse_keyring_key(key: &str) -> Option<([u8; 16], u32)> {
     Some((vol, u32::from_str_radix(generation, 16).ok()?))
 }
 
+/// What a keyring generation that verified said: my volume's name, or
+/// `None` (not shared with me). Generations are Create-only, so this never
+/// changes and the keyring is not fetched again.
+pub type Known = BTreeMap<[u8; 16], (u32, Option<Vec<u8>>)>;
+
 /// Every volume other than the root whose newest keyring is for me (or
 /// failed verification). Store errors are returned (a refresh that cannot
-/// list must not make every share disappear).
+/// list must not make every share disappear). `known` caches verified
+/// answers per newest generation (a keyring that failed is tried again).
 pub async fn discover(
     store: &dyn ObjectStore,
     header: &VerifiedHeader,
     me: &Identity,
+    known: &mut Known,
 ) -> Result<BTreeMap<[u8; 16], Found>> {
     let mut newest: BTreeMap<[u8; 16], (u32, String)> = BTreeMap::new();
     for m in store.list_all("k/").await? {
@@ -102,8 +112,15 @@ pub async fn discover(
             *e = (generation, m.key);
         }
     }
+    known.retain(|vol, (g, _)| newest.get(vol).is_some_and(|(n, _)| n == g));
     let mut out = BTreeMap::new();
     for (vol, (generation, key)) in newest {
+        if let Some((_, answer)) = known.get(&vol) {
+            if let Some(name) = answer {
+                out.insert(vol, Found::Member(name.clone()));
+            }
+            continue;
+        }
         let bytes = match volume::get(store, &key).await {
             Ok(b) => b,
             Err(DriveError::Store(e)) => return Err(DriveError::Store(e)),
@@ -119,6 +136,7 @@ pub async fn discover(
                     && k.volume == vol
                     && k.generation == generation
                 {
+                    known.insert(vol, (generation, Some(k.name.clone())));
                     out.insert(vol, Found::Member(k.name));
                 } else {
                     let _ = DriveError::tampered(
@@ -128,7 +146,9 @@ pub async fn discover(
                     out.insert(vol, Found::Broken);
                 }
             }
-            Err(FormatError::Invalid("not a member")) => {}
+            Err(FormatError::Invalid("not a member")) => {
+                known.insert(vol, (generation, None));
+            }
             Err(e) => {
                 let _ = DriveError::tampered(&key, e.to_string());
                 out.insert(vol, Found::Broken);
@@ -291,9 +311,11 @@ impl Router {
         if self.root.is_some() {
             return Ok(());
         }
-        let found = discover(self.store.as_ref(), &self.header, &self.me).await?;
+        let mut known = self.shared().known.clone();
+        let found = discover(self.store.as_ref(), &self.header, &self.me, &mut known).await?;
         let gone = {
             let mut shared = self.shared();
+            shared.known = known;
             merge(&mut shared, &found, |vol| self.ino_of(vol, ROOT))
         };
         for vol in gone {
