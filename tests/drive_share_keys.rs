@@ -79,6 +79,15 @@ impl World {
         self.alice.ed25519.verifying_key()
     }
 
+    /// Content objects that are not in `before`.
+    async fn new_objects(&self, before: &[String]) -> Vec<String> {
+        keys(self.store.as_ref(), "c/")
+            .await
+            .into_iter()
+            .filter(|k| !before.contains(k))
+            .collect()
+    }
+
     async fn keyring_names(&self) -> Vec<String> {
         keys(self.store.as_ref(), "k/").await
     }
@@ -331,11 +340,7 @@ async fn removed_member_cannot_open_anything_written_after() {
     overwrite(&a, "old", b"old file, new content").await;
     overwrite(&a, "gen1", b"gen1 file, new content").await;
     sync(&a).await;
-    let after: Vec<String> = keys(w.store.as_ref(), "c/")
-        .await
-        .into_iter()
-        .filter(|k| !before.contains(k))
-        .collect();
+    let after: Vec<String> = w.new_objects(&before).await;
     assert_eq!(after.len(), 3);
     for o in &after {
         assert!(!loot.opens(o, &w.get(o).await), "{o} opened with old keys");
@@ -386,11 +391,7 @@ async fn reencrypt_leaves_no_current_block_under_old_keys() {
     let seen = seen.into_inner().unwrap();
     let total = (big.len() + 20 + 19) as u64;
     assert_eq!(seen.last(), Some(&(total, total)));
-    let after: Vec<String> = keys(w.store.as_ref(), "c/")
-        .await
-        .into_iter()
-        .filter(|k| !before.contains(k))
-        .collect();
+    let after: Vec<String> = w.new_objects(&before).await;
     assert_eq!(after.len(), 5); // 1 + 1 + 3 blocks
     for o in &after {
         assert!(!loot.opens(o, &w.get(o).await), "{o} opened with old keys");
@@ -656,4 +657,96 @@ async fn writer_catches_up_with_a_rotation_and_demotion_ends_writes() {
     for d in [a, b] {
         d.shutdown().await.unwrap();
     }
+}
+
+#[tokio::test]
+async fn removed_writer_cannot_forge_a_snapshot() {
+    let w = World::new().await;
+    let vol = two_members(&w).await;
+    let loot_b = w.loot(&w.bob).await;
+    let a = w.open(&w.alice, "a").await;
+    a.rotate_keys(w.team(&[(&w.carol, Role::Reader)]), b"team".to_vec())
+        .await
+        .unwrap();
+    put(&a, ROOT_INO, "after", b"after bob left").await;
+    a.shutdown().await.unwrap();
+    // Bob signs a snapshot of an empty tree under generation 1 (where he
+    // was a writer), covering the newest entry.
+    let vhex: String = vol.iter().map(|b| format!("{b:02x}")).collect();
+    let log = keys(w.store.as_ref(), &format!("v/{vhex}/l/")).await;
+    let seq = log.len() as u64 - 1;
+    let head = SignedHead {
+        volume: vol,
+        seq,
+        generation: 1,
+        writer: w.bob.card_id,
+        chain: meta::sha256(&w.get(log.last().unwrap()).await),
+    };
+    let root = meta::Node {
+        id: 1,
+        kind: meta::KIND_DIR,
+        perm: 0o777,
+        nlink: 2,
+        parent: 1,
+        next_cookie: 1,
+        ..Default::default()
+    };
+    let body = meta::SnapshotBody {
+        clients: BTreeMap::new(),
+        nodes: vec![root],
+    };
+    let snap = meta::seal_signed(
+        meta::SNAPSHOT_MAGIC,
+        &head,
+        &loot_b.gen_keys[&1],
+        &w.bob.ed25519,
+        &body.encode(),
+    );
+    w.set(&format!("v/{vhex}/s/{seq:016x}"), snap).await;
+    // A new client does not take it: it replays the log.
+    let c = w.open(&w.carol, "c").await;
+    assert_eq!(file(&c, "f").await, b"data");
+    assert_eq!(file(&c, "after").await, b"after bob left");
+    c.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_rotation_cut_short_before_its_log_entry_still_holds() {
+    let w = World::new().await;
+    let vol = two_members(&w).await;
+    let vhex: String = vol.iter().map(|b| format!("{b:02x}")).collect();
+    let log_before = keys(w.store.as_ref(), &format!("v/{vhex}/l/")).await;
+    let snaps_before = keys(w.store.as_ref(), &format!("v/{vhex}/s/")).await;
+    let a = w.open(&w.alice, "a").await;
+    a.rotate_keys(w.team(&[(&w.bob, Role::Writer)]), b"team".to_vec())
+        .await
+        .unwrap();
+    a.abandon().await;
+    // As if the owner crashed after writing keyring 2: its rotation entry
+    // and snapshot never reached the store.
+    for k in keys(w.store.as_ref(), &format!("v/{vhex}/")).await {
+        if !log_before.contains(&k) && !snaps_before.contains(&k) {
+            w.store.delete(&k).await.unwrap();
+        }
+    }
+    // Carol, removed by keyring 2, is out at once.
+    assert!(matches!(
+        w.try_open(&w.carol, "c").await,
+        Err(DriveError::NotMember)
+    ));
+    // The owner's next change is sealed under generation 2; Bob reads it,
+    // Carol's keys open nothing of it.
+    let before = keys(w.store.as_ref(), "c/").await;
+    let a = w.open(&w.alice, "a2").await;
+    put(&a, ROOT_INO, "next", b"after the cut").await;
+    sync(&a).await;
+    a.shutdown().await.unwrap();
+    let b = w.open(&w.bob, "b").await;
+    assert_eq!(b.keyring_info().0, 2);
+    assert_eq!(file(&b, "next").await, b"after the cut");
+    b.shutdown().await.unwrap();
+    let loot = w.loot(&w.carol).await;
+    let new: Vec<String> = w.new_objects(&before).await;
+    assert_eq!(new.len(), 1);
+    assert!(!loot.opens(&new[0], &w.get(&new[0]).await));
 }

@@ -192,3 +192,59 @@ fn consistent(old: &VolumeKeys, new: &VolumeKeys) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::crypto::SecretKey;
+    use std::collections::BTreeMap;
+
+    fn keys(gens: &[(u32, [u8; 32])]) -> VolumeKeys {
+        VolumeKeys {
+            drive_id: [1; 16],
+            volume: [2; 16],
+            generations: gens
+                .iter()
+                .map(|(g, k)| (*g, (SecretKey::from_bytes(*k), Vec::new())))
+                .collect::<BTreeMap<_, _>>(),
+            name: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn generations_only_grow_and_keep_their_keys() {
+        let vk = ed25519_dalek::SigningKey::from_bytes(&[5; 32]).verifying_key();
+        let held = Keys::new(keys(&[(0, [1; 32]), (1, [2; 32])]), vk);
+        assert_eq!(held.generation(), 1);
+        // Fewer generations: rollback.
+        match held.install(keys(&[(0, [1; 32])])) {
+            Err(DriveError::Rollback { known, offered, .. }) => {
+                assert_eq!((known, offered), (1, 0))
+            }
+            other => panic!("expected Rollback, got {other:?}"),
+        }
+        // An accepted generation with another key: tampering.
+        match held.install(keys(&[(0, [1; 32]), (1, [9; 32]), (2, [3; 32])])) {
+            Err(DriveError::Tampered { object, .. }) => {
+                assert_eq!(object, volume::keyring_key(&[2; 16], 1))
+            }
+            other => panic!("expected Tampered, got {other:?}"),
+        }
+        assert_eq!(held.generation(), 1);
+        // A newer generation with the old keys kept: accepted.
+        held.install(keys(&[(0, [1; 32]), (1, [2; 32]), (2, [3; 32])]))
+            .unwrap();
+        assert_eq!(held.generation(), 2);
+        assert!(not_rolled_back(&held.get(), 3).is_err());
+        assert!(not_rolled_back(&held.get(), 2).is_ok());
+    }
+
+    #[test]
+    fn revoked_keys_refuse_everything() {
+        let vk = ed25519_dalek::SigningKey::from_bytes(&[5; 32]).verifying_key();
+        let held = Keys::new(keys(&[(0, [1; 32])]), vk);
+        assert!(held.check_member().is_ok());
+        held.revoked.store(true, Ordering::SeqCst);
+        assert!(matches!(held.check_member(), Err(DriveError::NotMember)));
+    }
+}

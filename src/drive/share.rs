@@ -16,7 +16,7 @@
 use super::Drive;
 use super::engine::Engine;
 use super::error::{DriveError, Result};
-use super::identity::Identity;
+use super::identity::{Identity, Role};
 use super::tree::{ROOT, Tree};
 use super::volume::{self, Head, VolumeKeys};
 use crate::format::crypto::{SecretKey, random_array};
@@ -27,8 +27,9 @@ use crate::store::{ObjectStore, PutMode, StoreError};
 use bytes::Bytes;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
-/// Ops per genesis log entry.
+/// Most ops, and about the most encoded bytes, per genesis log entry.
 const GENESIS_BATCH: usize = 4096;
+const GENESIS_BYTES: usize = 4 << 20;
 /// Re-encrypted bytes after which the pending changes are committed.
 const REENCRYPT_SETTLE: u64 = 256 << 20;
 
@@ -67,14 +68,7 @@ pub async fn write_genesis(
     members: &[MemberRecord],
     nodes: Vec<Node>,
 ) -> Result<(VolumeKeys, Head, Tree)> {
-    if !members
-        .iter()
-        .any(|m| m.card_id == owner.card_id && m.role == 3)
-    {
-        return Err(DriveError::Invalid(
-            "the owner must be a member of the volume".into(),
-        ));
-    }
+    check_owner_listed(owner, members)?;
     let ops = genesis_ops(nodes)?;
     // Check that every op applies before anything is written.
     let mut tree = Tree::default();
@@ -107,13 +101,13 @@ pub async fn write_genesis(
     let t = super::cache::now();
     let mut prev = [0u8; 32];
     let mut seq = 0;
-    for (i, chunk) in ops.chunks(GENESIS_BATCH).enumerate() {
+    for (i, chunk) in batches(ops).into_iter().enumerate() {
         seq = i as u64;
         let batch = Batch {
             client: [0; 16],
             client_seq: 0,
             time: t,
-            ops: chunk.to_vec(),
+            ops: chunk,
         };
         let entry = volume::seal_entry(&keys, &owner.ed25519, &owner.card_id, seq, &prev, &batch);
         prev = crate::format::meta::sha256(&entry);
@@ -127,6 +121,37 @@ pub async fn write_genesis(
         generation: 0,
     };
     Ok((keys, head, tree))
+}
+
+/// Cuts `ops` into entries of at most `GENESIS_BATCH` ops and about
+/// `GENESIS_BYTES` (a single larger op gets an entry of its own).
+fn batches(ops: Vec<Op>) -> Vec<Vec<Op>> {
+    let mut out: Vec<Vec<Op>> = vec![Vec::new()];
+    let mut bytes = 0;
+    for op in ops {
+        let mut w = crate::format::wire::Writer::new();
+        op.write(&mut w);
+        let last = out.last().expect("one batch");
+        if !last.is_empty() && (last.len() >= GENESIS_BATCH || bytes + w.0.len() > GENESIS_BYTES) {
+            out.push(Vec::new());
+            bytes = 0;
+        }
+        bytes += w.0.len();
+        out.last_mut().expect("one batch").push(op);
+    }
+    out
+}
+
+/// `members` must list `owner` as owner with its own current keys (else
+/// the owner could not open the keyring it writes).
+fn check_owner_listed(owner: &Identity, members: &[MemberRecord]) -> Result<()> {
+    let me = owner.member(Role::Owner).record();
+    if !members.contains(&me) {
+        return Err(DriveError::Invalid(
+            "the owner must be a member of the volume, with its own keys".into(),
+        ));
+    }
+    Ok(())
 }
 
 async fn put_create(store: &dyn ObjectStore, key: &str, bytes: Vec<u8>) -> Result<()> {
@@ -238,11 +263,7 @@ impl Engine {
         if self.keys.get().role(&me) != Some(3) {
             return Err(DriveError::NotPermitted);
         }
-        if !members.iter().any(|m| m.card_id == me && m.role == 3) {
-            return Err(DriveError::Invalid(
-                "the owner must stay a member of the volume".into(),
-            ));
-        }
+        check_owner_listed(&self.me, &members)?;
         self.settle().await?;
         let generation = {
             let _g = self.commit_lock.lock().await;
@@ -411,7 +432,6 @@ impl Drive {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::drive::identity::Role;
     use crate::drive::volume::Fetched;
     use crate::format::meta::{BlockRef, DirLink};
     use crate::store::MemoryStore;
@@ -525,6 +545,25 @@ mod tests {
             vec![dir(5, &[])],
         );
         assert!(matches!(again.await, Err(DriveError::Exists)));
+    }
+
+    #[test]
+    fn genesis_batches_bound_ops_and_bytes() {
+        let small = |i| Op::Rotate { generation: i };
+        let b = batches((0..GENESIS_BATCH as u32 * 2 + 1).map(small).collect());
+        assert_eq!(
+            b.iter().map(Vec::len).collect::<Vec<_>>(),
+            [GENESIS_BATCH, GENESIS_BATCH, 1]
+        );
+        let big = || Op::SetXattr {
+            node: 2,
+            name: b"user.x".to_vec(),
+            value: Some(vec![0; GENESIS_BYTES / 2]),
+            ctime: Default::default(),
+        };
+        let b = batches(vec![big(), big(), big(), small(1)]);
+        assert_eq!(b.iter().map(Vec::len).collect::<Vec<_>>(), [1, 1, 2]);
+        assert_eq!(batches(vec![]).len(), 1);
     }
 
     #[tokio::test]

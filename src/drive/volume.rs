@@ -13,7 +13,8 @@
 //! key of a card that is a writer in the generation it claims, its name,
 //! volume and seq agree, its chain hash equals the previous entry's hash,
 //! its generation is not lower than the previous entry's, and a `Rotate`
-//! op in it is signed by the owner and names the entry's generation.
+//! op in it is signed by the owner and names no later generation than the
+//! entry's.
 //! Keyrings: the newest generation opens with my key; every earlier one
 //! opens with the key its successor's history gives, and all of them are
 //! signed by the drive owner.
@@ -143,20 +144,7 @@ impl VolumeKeys {
         me: &StaticSecret,
         known: Option<&VolumeKeys>,
     ) -> Result<Self> {
-        let prefix = keyring_prefix(&volume);
-        let names = store.list_all(&prefix).await?;
-        let mut gens = Vec::with_capacity(names.len());
-        for m in &names {
-            let g = m.key[prefix.len()..]
-                .parse_hex_u32()
-                .filter(|g| keyring_key(&volume, *g) == m.key)
-                .ok_or_else(|| DriveError::tampered(&m.key, "not a keyring name"))?;
-            gens.push(g);
-        }
-        gens.sort_unstable();
-        let Some(&newest) = gens.last() else {
-            return Err(DriveError::tampered(prefix, "no keyring"));
-        };
+        let newest = newest_generation(store, &volume).await?;
         let (ring, key) = open_keyring(store, (drive_id, volume, newest), owner, |b| {
             Keyring::open(b, owner, me)
         })
@@ -185,16 +173,19 @@ impl VolumeKeys {
     }
 }
 
-trait ParseHex {
-    fn parse_hex_u32(&self) -> Option<u32>;
-}
-impl ParseHex for str {
-    fn parse_hex_u32(&self) -> Option<u32> {
-        if self.len() != 8 {
-            return None;
-        }
-        u32::from_str_radix(self, 16).ok()
+/// The newest keyring generation the store lists for `volume` (every
+/// name under the prefix must be a keyring name).
+async fn newest_generation(store: &dyn ObjectStore, volume: &[u8; 16]) -> Result<u32> {
+    let prefix = keyring_prefix(volume);
+    let mut newest = None;
+    for m in store.list_all(&prefix).await? {
+        let g = u32::from_str_radix(&m.key[prefix.len()..], 16)
+            .ok()
+            .filter(|g| keyring_key(volume, *g) == m.key)
+            .ok_or_else(|| DriveError::tampered(&m.key, "not a keyring name"))?;
+        newest = newest.max(Some(g));
     }
+    newest.ok_or_else(|| DriveError::tampered(prefix, "no keyring"))
 }
 
 /// Reads the keyring of `(drive, volume, generation)` and opens it with
@@ -223,29 +214,6 @@ async fn open_keyring(
         },
         Err(e) => Err(DriveError::tampered(&name, e.to_string())),
     }
-}
-
-/// Opens the newest keyring generation of `volume` with my key (for
-/// finding what is shared with me): `NotMember` if I am not in it.
-#[allow(dead_code)] // for the router's discovery of shared volumes
-pub async fn newest_keyring(
-    store: &dyn ObjectStore,
-    drive_id: [u8; 16],
-    volume: [u8; 16],
-    owner: &VerifyingKey,
-    me: &StaticSecret,
-) -> Result<(Keyring, SecretKey)> {
-    let prefix = keyring_prefix(&volume);
-    let list = store.list_all(&prefix).await?;
-    let newest = list
-        .iter()
-        .filter_map(|m| m.key[prefix.len()..].parse_hex_u32())
-        .max()
-        .ok_or_else(|| DriveError::tampered(&prefix, "no keyring"))?;
-    open_keyring(store, (drive_id, volume, newest), owner, |b| {
-        Keyring::open(b, owner, me)
-    })
-    .await
 }
 
 /// Reads a whole object; a missing object is reported as tampering (the
@@ -360,10 +328,12 @@ pub fn verify_entry(
                 .generations
                 .get(&head.generation)
                 .is_some_and(|(_, m)| m.iter().any(|m| m.card_id == head.writer && m.role == 3));
-            if *generation != head.generation || !owner {
+            // Lower than the entry's only when another rotation by the
+            // owner landed between this one's keyring write and its commit.
+            if *generation > head.generation || !owner {
                 return Err(DriveError::tampered(
                     key,
-                    "key rotation not by the owner or naming another generation",
+                    "key rotation not by the owner or naming a later generation",
                 ));
             }
         }
@@ -457,7 +427,7 @@ pub async fn write_snapshot(
 /// The newest snapshot that verifies, with the head it covers. A snapshot
 /// that fails verification is an error (never silently skipped: skipping
 /// would let the store choose which state we see). A snapshot sealed under
-/// an older generation than the newest keyring is not used (`None`: replay
+/// another generation than the newest keyring is not used (`None`: replay
 /// the log from the start): only current writers vouch for a state.
 pub async fn newest_snapshot(
     store: &dyn ObjectStore,
@@ -470,11 +440,20 @@ pub async fn newest_snapshot(
     };
     let bytes = get(store, &meta.key).await?;
     let current = keys.current().0;
-    if meta::peek_signed(SNAPSHOT_MAGIC, &bytes).is_ok_and(|h| h.generation < current) {
-        // Written before the newest rotation (older ones too): a member
-        // removed since could have signed it. Replay the log instead.
-        tracing::info!(snapshot = %meta.key, "snapshot predates the current keyring generation; not used");
-        return Ok(None);
+    match meta::peek_signed(SNAPSHOT_MAGIC, &bytes) {
+        Ok(h) if h.generation < current => {
+            // Written before the newest rotation (older ones too): a member
+            // removed since could have signed it. Replay the log instead.
+            tracing::info!(snapshot = %meta.key, "snapshot predates the current keyring generation; not used");
+            return Ok(None);
+        }
+        Ok(h) if h.generation > current => {
+            // A rotation newer than our keys (or a forged generation):
+            // replaying the log meets it and reloads the keys.
+            tracing::info!(snapshot = %meta.key, "snapshot of a keyring generation not loaded yet; replaying the log");
+            return Ok(None);
+        }
+        _ => {}
     }
     let (head, payload) = open_signed(keys, SNAPSHOT_MAGIC, &meta.key, &bytes)?;
     if meta.key != snapshot_key(&keys.volume, head.seq) {
