@@ -582,3 +582,71 @@ async fn the_refresh_timer_shows_a_new_share_to_a_mounted_member() {
     );
     bob.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn share_names_stay_secret_and_a_damaged_keyring_is_not_listed() {
+    let t = Team::new().await;
+    let owner = t.env.open_with("owner").await;
+    let mine = owner
+        .mkdir(ROOT_INO, os("SECRETNAMEMARKER"), 0o755, WHO)
+        .await
+        .unwrap()
+        .ino;
+    let theirs = owner
+        .mkdir(ROOT_INO, os("for-bob"), 0o755, WHO)
+        .await
+        .unwrap()
+        .ino;
+    owner
+        .share_add(mine, t.carol.member(Role::Reader))
+        .await
+        .unwrap();
+    let info = owner
+        .share_add(theirs, t.bob.member(Role::Reader))
+        .await
+        .unwrap();
+    sync(&owner).await;
+    // Bob sees his folder only; the store holds no folder name anywhere.
+    let bob = t.open_as(&t.bob, "bob").await.unwrap();
+    assert_eq!(names(&bob, ROOT_INO).await, ["for-bob"]);
+    let marker = b"SECRETNAMEMARKER";
+    for m in t.env.store.list_all("").await.unwrap() {
+        assert!(!m.key.as_bytes().windows(marker.len()).any(|w| w == marker));
+        let body = t
+            .env
+            .store
+            .get(&m.key, Default::default())
+            .await
+            .unwrap()
+            .bytes;
+        assert!(
+            !body.windows(marker.len()).any(|w| w == marker),
+            "name in {}",
+            m.key
+        );
+    }
+    // A keyring that fails verification is not listed to a member who
+    // did not know the volume before (and names nothing).
+    let hex: String = info.volume.iter().map(|b| format!("{b:02x}")).collect();
+    let key = format!("k/{hex}/00000000");
+    let mut bytes = t
+        .env
+        .store
+        .get(&key, Default::default())
+        .await
+        .unwrap()
+        .bytes
+        .to_vec();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 1;
+    t.env
+        .store
+        .put(&key, bytes.into(), cardfs::store::PutMode::Overwrite)
+        .await
+        .unwrap();
+    assert_eq!(errno(t.open_as(&t.bob, "bob-again")).await, libc::EACCES);
+    // Bob's mount that knew it keeps it listed; its engine reports the
+    // damage once it has to read the keyring again.
+    bob.refresh().await.unwrap();
+    assert_eq!(names(&bob, ROOT_INO).await, ["for-bob"]);
+}
