@@ -26,7 +26,7 @@
 //! Sharing: `Drive` routes every call to one engine per open volume (the
 //! root volume and each shared folder's, see `router.rs`); the share API
 //! ([`Drive::share_add`] and the following methods) and [`read_header`]
-//! follow docs/SHARING.md's contract. Inode numbers of nodes inside a
+//! follow the sharing design of issue 7. Inode numbers of nodes inside a
 //! shared folder are valid from the folder's lookup on, for the life of
 //! the mount.
 
