@@ -310,9 +310,16 @@ async fn moves_across_a_shared_folder_are_exdev_and_its_link_goes_only_when_empt
         libc::ENOTDIR
     );
 
-    // rmdir of the link: refused while the folder holds anything.
+    // rmdir of the link, or a directory moved over it: refused while the
+    // folder holds anything.
     assert_eq!(errno(owner.rmdir(plain, os("s2"))).await, libc::ENOTEMPTY);
     assert_eq!(errno(owner.unlink(plain, os("s2"))).await, libc::EISDIR);
+    owner.mkdir(plain, os("empty"), 0o755, WHO).await.unwrap();
+    assert_eq!(
+        errno(owner.rename(plain, os("empty"), plain, os("s2"), no)).await,
+        libc::ENOTEMPTY
+    );
+    owner.rmdir(plain, os("empty")).await.unwrap();
     owner.unlink(inner, os("moved.txt")).await.unwrap();
     owner.rmdir(shared, os("inner")).await.unwrap();
     owner.rmdir(plain, os("s2")).await.unwrap();
@@ -375,6 +382,19 @@ async fn members_discover_new_shares_and_lose_removed_ones_on_refresh() {
     assert_eq!(names(&bob, ROOT_INO).await, ["a"]);
     bob.refresh().await.unwrap();
     assert_eq!(names(&bob, ROOT_INO).await, ["a", "docs", "docs (2)"]);
+    // readdir offsets of the synthetic root continue where they stopped.
+    let fh = bob.opendir(ROOT_INO).await.unwrap();
+    let all = bob.readdir(ROOT_INO, fh, 0).await.unwrap();
+    assert_eq!(all.len(), 5);
+    let rest = bob.readdir(ROOT_INO, fh, all[2].next_offset).await.unwrap();
+    assert_eq!(rest, all[3..]);
+    assert!(
+        bob.readdir(ROOT_INO, fh, all[4].next_offset)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    bob.releasedir(ROOT_INO, fh).await.unwrap();
     let mut texts = Vec::new();
     for n in ["docs", "docs (2)"] {
         let d = lookup(&bob, n).await.unwrap();
