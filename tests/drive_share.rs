@@ -670,3 +670,55 @@ async fn share_names_stay_secret_and_a_damaged_keyring_is_not_listed() {
     bob.refresh().await.unwrap();
     assert_eq!(names(&bob, ROOT_INO).await, ["for-bob"]);
 }
+
+/// The root volume's log is unreachable when the folder is converted: the
+/// new volume exists, the link ops are only in the journal. After a crash
+/// the next open commits them, and the member reads the folder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_before_the_link_is_committed_finishes_on_reopen() {
+    let store = Flaky::new(std::sync::Arc::new(cardfs::store::MemoryStore::new()));
+    let env = Env::with_store(store.clone()).await;
+    let bob = Identity::generate();
+    let owner = env.open_with("owner").await;
+    let dir = owner
+        .mkdir(ROOT_INO, os("f"), 0o755, WHO)
+        .await
+        .unwrap()
+        .ino;
+    put(&owner, dir, "x.txt", b"survives").await;
+    sync(&owner).await;
+    let header = cardfs::drive::read_header(env.store.as_ref())
+        .await
+        .unwrap();
+    let hex: String = header
+        .root_volume
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    *store.block_prefix.lock().unwrap() = Some(format!("v/{hex}/l/"));
+    let e = owner
+        .share_add(dir, bob.member(Role::Writer))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, DriveError::Store(_)), "{e}");
+    owner.abandon().await;
+    *store.block_prefix.lock().unwrap() = None;
+
+    let owner = env.open_with("owner").await;
+    sync(&owner).await;
+    let shares = owner.share_list().await.unwrap();
+    assert_eq!(shares.len(), 1);
+    assert_eq!(shares[0].path, "f");
+    assert_eq!(names(&owner, ROOT_INO).await, ["f"]);
+    assert_eq!(
+        read_all(&owner, lookup(&owner, "f/x.txt").await.unwrap()).await,
+        b"survives"
+    );
+    let b = Drive::open_drive(env.store.clone(), bob, env.opts("bob"))
+        .await
+        .unwrap();
+    assert_eq!(
+        read_all(&b, lookup(&b, "f/x.txt").await.unwrap()).await,
+        b"survives"
+    );
+}
