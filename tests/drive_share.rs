@@ -722,3 +722,48 @@ async fn a_crash_before_the_link_is_committed_finishes_on_reopen() {
         b"survives"
     );
 }
+
+/// A folder of more nodes than one log entry holds (4096 ops) converts
+/// whole: the new volume's genesis and the root volume's removal both span
+/// several entries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_folder_larger_than_one_log_entry_converts_whole() {
+    let t = Team::new().await;
+    let owner = t.env.open_with("owner").await;
+    let dir = owner
+        .mkdir(ROOT_INO, os("many"), 0o755, WHO)
+        .await
+        .unwrap()
+        .ino;
+    let sub = owner.mkdir(dir, os("sub"), 0o755, WHO).await.unwrap().ino;
+    const N: usize = 4200;
+    for i in 0..N {
+        let parent = if i % 2 == 0 { dir } else { sub };
+        let (a, fh) = owner
+            .create(parent, os(&format!("f{i}")), 0o644, libc::O_RDWR, WHO)
+            .await
+            .unwrap();
+        owner.release(a.ino, fh).await.unwrap();
+    }
+    put(&owner, sub, "data.txt", b"last").await;
+    let shared = owner
+        .share_add(dir, t.bob.member(Role::Reader))
+        .await
+        .unwrap()
+        .ino;
+    assert_eq!(owner.status().pending_ops, 0);
+    assert_eq!(names(&owner, shared).await.len(), N / 2 + 1);
+    owner.shutdown().await.unwrap();
+    let owner = t.env.open_with("owner").await;
+    assert_eq!(names(&owner, ROOT_INO).await, ["many"]);
+    let bob = t.open_as(&t.bob, "bob").await.unwrap();
+    let bsub = lookup(&bob, "many/sub").await.unwrap();
+    assert_eq!(names(&bob, bsub).await.len(), N / 2 + 1);
+    assert_eq!(
+        read_all(&bob, lookup(&bob, "many/sub/data.txt").await.unwrap()).await,
+        b"last"
+    );
+    // The old nodes left the root volume: only the root and the link
+    // remain (the owner has not opened the shared folder's volume yet).
+    assert_eq!(owner.statfs().await.unwrap().files, 2 + (1 << 32));
+}
