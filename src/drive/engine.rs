@@ -142,7 +142,6 @@ pub struct Engine {
     pub store: Arc<dyn ObjectStore>,
     pub me: Identity,
     pub opts: DriveOptions,
-    pub drive_id: [u8; 16],
     pub keys: Keys,
     pub cache: Cache,
     pub header_hash: [u8; 32],
@@ -169,6 +168,31 @@ impl Drop for Engine {
             t.abort();
         }
     }
+}
+
+/// A drive header whose self-signature verified, with the hash of its
+/// bytes (pinned in each volume's local state) and the owner's key.
+#[derive(Debug, Clone)]
+pub struct VerifiedHeader {
+    pub header: DriveHeader,
+    pub hash: [u8; 32],
+    pub owner_vk: ed25519_dalek::VerifyingKey,
+}
+
+/// Reads and verifies the drive header.
+pub async fn read_header(store: &dyn ObjectStore) -> Result<VerifiedHeader> {
+    let bytes = volume::get(store, volume::HEADER_KEY).await?;
+    let header = DriveHeader::open(&bytes)
+        .map_err(|e| DriveError::tampered(volume::HEADER_KEY, e.to_string()))?;
+    let owner_vk = header
+        .owner
+        .verifying_key()
+        .map_err(|e| DriveError::tampered(volume::HEADER_KEY, e.to_string()))?;
+    Ok(VerifiedHeader {
+        hash: meta::sha256(&bytes),
+        header,
+        owner_vk,
+    })
 }
 
 fn store_err(e: StoreError) -> DriveError {
@@ -240,21 +264,20 @@ impl Engine {
         }
     }
 
-    /// Opens and verifies a drive, replays the local journal, and starts
-    /// the background committer.
-    pub async fn open_drive(
+    /// Opens and verifies one volume of a verified drive (keyrings, newest
+    /// snapshot, log after it), replays the volume's local journal from
+    /// `opts.cache_dir`, and starts the background committer. A member who
+    /// may not write gets a read-only engine.
+    pub async fn open_volume(
         store: Arc<dyn ObjectStore>,
         me: Identity,
         mut opts: DriveOptions,
+        header: &VerifiedHeader,
+        volume_id: [u8; 16],
     ) -> Result<Arc<Engine>> {
-        let header_bytes = volume::get(store.as_ref(), volume::HEADER_KEY).await?;
-        let header = DriveHeader::open(&header_bytes)
-            .map_err(|e| DriveError::tampered(volume::HEADER_KEY, e.to_string()))?;
-        let header_hash = meta::sha256(&header_bytes);
-        let owner_vk = header
-            .owner
-            .verifying_key()
-            .map_err(|e| DriveError::tampered(volume::HEADER_KEY, e.to_string()))?;
+        let header_hash = header.hash;
+        let owner_vk = header.owner_vk;
+        let header = &header.header;
         let cache = Cache::open(
             &opts.cache_dir,
             &header.drive_id,
@@ -273,7 +296,7 @@ impl Engine {
         let keys = Keys::load(
             store.as_ref(),
             header.drive_id,
-            header.root_volume,
+            volume_id,
             owner_vk,
             &me.x25519,
             state.as_ref().map(|s| s.generation).unwrap_or(0),
@@ -380,7 +403,6 @@ impl Engine {
             store,
             me,
             opts,
-            drive_id: header.drive_id,
             keys,
             cache,
             header_hash,

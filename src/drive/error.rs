@@ -39,6 +39,10 @@ pub enum DriveError {
     TooBig,
     #[error("too many links")]
     TooManyLinks,
+    /// A rename or hard link between two volumes (a shared folder and the
+    /// rest of the drive, or two shared folders).
+    #[error("cannot move or link across shared folders")]
+    CrossDevice,
     /// An object failed verification: wrong signature, failed decryption,
     /// broken hash chain, wrong size, or missing.
     #[error("object {object} failed verification: {reason}")]
@@ -94,6 +98,7 @@ impl DriveError {
             BadHandle => libc::EBADF,
             TooBig => libc::EFBIG,
             TooManyLinks => libc::EMLINK,
+            CrossDevice => libc::EXDEV,
             Tampered { .. } | Rollback { .. } => libc::EIO,
             NotMember => libc::EACCES,
             Store(StoreError::NotFound { .. }) => libc::EIO,

@@ -404,19 +404,27 @@ impl Drive {
     /// [`Engine::rotate`] on the root volume.
     #[doc(hidden)]
     pub async fn rotate_keys(&self, members: Vec<MemberRecord>, name: Vec<u8>) -> Result<u32> {
-        self.e.rotate(members, name).await
+        self.r.root_engine()?.rotate(members, name).await
     }
 
     /// [`Engine::reencrypt`] on the root volume.
     #[doc(hidden)]
     pub async fn reencrypt(&self, progress: &(dyn Fn(u64, u64) + Send + Sync)) -> Result<()> {
-        self.e.reencrypt(progress).await
+        self.r.root_engine()?.reencrypt(progress).await
     }
 
     /// The root volume's newest keyring generation, name and members.
+    ///
+    /// # Panics
+    /// In a member's view (the root volume is not open there).
     #[doc(hidden)]
     pub fn keyring_info(&self) -> (u32, Vec<u8>, Vec<MemberRecord>) {
-        let k = self.e.keys.get();
+        let k = self
+            .r
+            .root_engine()
+            .expect("keyring_info needs the root volume")
+            .keys
+            .get();
         (k.current().0, k.name.clone(), k.members().to_vec())
     }
 }

@@ -17,6 +17,16 @@ use std::collections::{BTreeMap, HashMap};
 /// The root directory's node id.
 pub const ROOT: u64 = 1;
 
+/// A link to another volume (a shared folder) in the root volume.
+pub use crate::format::meta::KIND_VOLUME;
+
+/// Directories and volume links: both count in their parent's link count
+/// and keep a `parent`; a volume link never holds entries in this volume
+/// (it acts as an empty directory for rename and unlink).
+pub fn is_dirlike(kind: u8) -> bool {
+    kind == KIND_DIR || kind == KIND_VOLUME
+}
+
 /// All nodes plus, per directory, entries ordered by cookie.
 #[derive(Debug, Clone, Default)]
 pub struct Tree {
@@ -142,7 +152,7 @@ impl Tree {
     /// Drops one name of `child` (already removed from its directory);
     /// returns the node if it is gone.
     fn drop_name(&mut self, parent: u64, child: u64, time: Time) -> Option<Node> {
-        let is_dir = self.nodes.get(&child).map(|n| n.kind == KIND_DIR)?;
+        let is_dir = self.nodes.get(&child).map(|n| is_dirlike(n.kind))?;
         if is_dir {
             if let Some(p) = self.nodes.get_mut(&parent) {
                 p.nlink = p.nlink.saturating_sub(1);
@@ -169,9 +179,9 @@ impl Tree {
         if existing == moving {
             return Ok(Some(existing));
         }
-        let src_dir = self.get(moving)?.kind == KIND_DIR;
+        let src_dir = is_dirlike(self.get(moving)?.kind);
         let dst = self.get(existing)?;
-        match (src_dir, dst.kind == KIND_DIR) {
+        match (src_dir, is_dirlike(dst.kind)) {
             (true, false) => Err(DriveError::NotDir),
             (false, true) => Err(DriveError::IsDir),
             (true, true) if !dst.entries.is_empty() => Err(DriveError::NotEmpty),
@@ -207,10 +217,12 @@ impl Tree {
                 let mut n = (**node).clone();
                 n.entries.clear();
                 n.next_cookie = 1;
-                if n.kind == KIND_DIR {
+                if is_dirlike(n.kind) {
                     n.nlink = 2;
                     n.parent = *parent;
-                    self.cookies.insert(n.id, BTreeMap::new());
+                    if n.kind == KIND_DIR {
+                        self.cookies.insert(n.id, BTreeMap::new());
+                    }
                     self.node_mut(*parent)?.nlink += 1;
                 } else {
                     n.nlink = 1;
@@ -226,7 +238,7 @@ impl Tree {
                 node,
                 ctime,
             } => {
-                if self.get(*node)?.kind == KIND_DIR {
+                if is_dirlike(self.get(*node)?.kind) {
                     return Err(DriveError::NotPermitted);
                 }
                 if self.dir(*parent)?.entries.contains_key(name) {
@@ -262,7 +274,7 @@ impl Tree {
                 time,
             } => {
                 let src = self.lookup(*parent, name)?;
-                let src_dir = self.get(src)?.kind == KIND_DIR;
+                let src_dir = is_dirlike(self.get(src)?.kind);
                 self.dir(*newparent)?;
                 if src_dir && self.is_within(*newparent, src) {
                     return Err(DriveError::Invalid(
@@ -271,7 +283,7 @@ impl Tree {
                 }
                 if *exchange {
                     let dst = self.lookup(*newparent, newname)?;
-                    let dst_dir = self.get(dst)?.kind == KIND_DIR;
+                    let dst_dir = is_dirlike(self.get(dst)?.kind);
                     if dst_dir && self.is_within(*parent, dst) {
                         return Err(DriveError::Invalid(
                             "cannot move a directory into itself".into(),
@@ -407,5 +419,100 @@ impl Tree {
         let mut v: Vec<Node> = self.nodes.values().cloned().collect();
         v.sort_by_key(|n| n.id);
         v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(id: u64, kind: u8) -> Node {
+        Node {
+            id,
+            kind,
+            nlink: 1,
+            next_cookie: 1,
+            target: if kind == KIND_VOLUME {
+                vec![9; 16]
+            } else {
+                Vec::new()
+            },
+            ..Default::default()
+        }
+    }
+
+    fn create(t: &mut Tree, parent: u64, name: &str, n: Node) -> Result<Vec<Node>> {
+        t.apply(&Op::Create {
+            parent,
+            name: name.as_bytes().to_vec(),
+            node: Box::new(n),
+        })
+    }
+
+    /// A volume link counts like a subdirectory, holds nothing, can be
+    /// renamed, replaced like an empty directory and removed; never hard
+    /// linked.
+    #[test]
+    fn volume_links_act_as_empty_directories() {
+        let mut t = Tree::default();
+        create(&mut t, 0, "", node(ROOT, KIND_DIR)).unwrap();
+        create(&mut t, ROOT, "d", node(10, KIND_DIR)).unwrap();
+        create(&mut t, ROOT, "shared", node(20, KIND_VOLUME)).unwrap();
+        assert_eq!(t.get(ROOT).unwrap().nlink, 4);
+        assert_eq!(t.get(20).unwrap().nlink, 2);
+        assert_eq!(t.get(20).unwrap().parent, ROOT);
+        assert!(matches!(t.dir(20), Err(DriveError::NotDir)));
+        let link = Op::Link {
+            parent: 10,
+            name: b"l".to_vec(),
+            node: 20,
+            ctime: Time::default(),
+        };
+        assert!(matches!(t.apply(&link), Err(DriveError::NotPermitted)));
+        let mv = |name: &str, newparent: u64, newname: &str| Op::Rename {
+            parent: ROOT,
+            name: name.as_bytes().to_vec(),
+            newparent,
+            newname: newname.as_bytes().to_vec(),
+            exchange: false,
+            time: Time::default(),
+        };
+        t.apply(&mv("shared", 10, "s")).unwrap();
+        assert_eq!(
+            (t.get(20).unwrap().parent, t.get(10).unwrap().nlink),
+            (10, 3)
+        );
+        assert_eq!(t.get(ROOT).unwrap().nlink, 3);
+        // A directory moved over the link replaces it (an empty directory).
+        create(&mut t, ROOT, "e", node(30, KIND_DIR)).unwrap();
+        let removed = t
+            .apply(&Op::Rename {
+                parent: ROOT,
+                name: b"e".to_vec(),
+                newparent: 10,
+                newname: b"s".to_vec(),
+                exchange: false,
+                time: Time::default(),
+            })
+            .unwrap();
+        assert_eq!(removed.iter().map(|n| n.id).collect::<Vec<_>>(), [20]);
+        // A file cannot replace it, and unlinking removes it entirely.
+        create(&mut t, ROOT, "v", node(40, KIND_VOLUME)).unwrap();
+        create(&mut t, ROOT, "f", node(50, KIND_FILE)).unwrap();
+        assert!(matches!(
+            t.apply(&mv("f", ROOT, "v")),
+            Err(DriveError::IsDir)
+        ));
+        let removed = t
+            .apply(&Op::Unlink {
+                parent: ROOT,
+                name: b"v".to_vec(),
+                node: 40,
+                time: Time::default(),
+            })
+            .unwrap();
+        assert_eq!(removed.len(), 1);
+        assert!(!t.nodes.contains_key(&40));
+        assert_eq!(t.get(ROOT).unwrap().nlink, 3);
     }
 }
