@@ -12,7 +12,7 @@
 
 use super::backend::DriveBackend;
 use super::exit;
-use super::{control, daemon, mountpoint, open, paths};
+use super::{control, daemon, mountpoint, open, owner, paths};
 use anyhow::Context;
 use cardfs::drive::{Drive, DriveOptions};
 use cardfs::fuse::DriveFs;
@@ -42,6 +42,12 @@ pub struct MountArgs {
     /// Mount read-only: no change can be made.
     #[arg(long)]
     pub read_only: bool,
+    /// For a drive someone else owns: the owner's card fingerprint,
+    /// compared with them over a channel you trust (pins their card).
+    /// Needed once, unless their card is already pinned or approved by an
+    /// authority you trust.
+    #[arg(long, value_name = "FP")]
+    pub owner_fingerprint: Option<String>,
     /// Stay in the foreground and log to stderr; Ctrl-C unmounts.
     #[arg(long, short = 'f')]
     pub foreground: bool,
@@ -238,6 +244,9 @@ fn background(args: MountArgs, access: &Access) -> anyhow::Result<()> {
     if args.read_only {
         cmd.arg("--read-only");
     }
+    if let Some(fp) = &args.owner_fingerprint {
+        cmd.arg("--owner-fingerprint").arg(fp);
+    }
     if access.allow_other {
         cmd.arg("-o").arg("allow_other");
     }
@@ -319,6 +328,19 @@ fn serve(args: &MountArgs, access: &Access, ready: impl FnOnce(&Path)) -> anyhow
     let store = rt.block_on(async {
         let store = open::open_store(&args.store, &args.store_args).await?;
         open::ensure_not_empty(store.as_ref(), &args.store).await?;
+        let header = cardfs::drive::read_header(store.as_ref())
+            .await
+            .map_err(|e| open::drive_error(e, &args.store))?;
+        let cards = super::card::card_store()?;
+        if let owner::Owner::Other(card, _) =
+            owner::check(&header, &me, &cards, args.owner_fingerprint.as_deref())?
+        {
+            tracing::info!(
+                "drive owned by {} ({}), whose card is pinned here",
+                card.identity(),
+                card.fingerprint()
+            );
+        }
         anyhow::Ok(store)
     })?;
     let mut opts = DriveOptions::new(&cache_dir);
@@ -327,7 +349,7 @@ fn serve(args: &MountArgs, access: &Access, ready: impl FnOnce(&Path)) -> anyhow
         opts.cache_size = size;
     }
     let drive = rt
-        .block_on(Drive::open_drive(store, me.identity, opts))
+        .block_on(Drive::open_drive(store.clone(), me.identity, opts))
         .map_err(|e| open::drive_error(e, &args.store))?;
 
     let settings = MountSettings {
@@ -362,7 +384,7 @@ fn serve(args: &MountArgs, access: &Access, ready: impl FnOnce(&Path)) -> anyhow
             ),
         ],
     };
-    let result = daemon::serve(&rt, Arc::new(DriveBackend(drive)), plan, ready);
+    let result = daemon::serve(&rt, Arc::new(DriveBackend { drive, store }), plan, ready);
     rt.shutdown_timeout(std::time::Duration::from_secs(5));
     result
 }

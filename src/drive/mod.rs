@@ -28,6 +28,8 @@ mod error;
 mod identity;
 mod io;
 mod ops;
+// TEMPORARY until `router` is merged (see the file).
+mod share_shim;
 mod tree;
 mod types;
 mod volume;
@@ -35,6 +37,7 @@ mod volume;
 pub use engine::SNAPSHOT_EVERY;
 pub use error::{DriveError, Result};
 pub use identity::{Identity, Member, Role};
+pub use share_shim::{ShareInfo, ShareMember, read_header};
 pub use types::*;
 
 use crate::store::ObjectStore;
