@@ -38,6 +38,10 @@ impl Backend for DriveBackend {
         Ok(self.drive.shutdown().await?)
     }
 
+    async fn refresh(&self) -> anyhow::Result<()> {
+        Ok(self.drive.refresh().await?)
+    }
+
     async fn request(
         &self,
         request: Request,

@@ -38,6 +38,8 @@ pub trait Backend: Send + Sync + 'static {
     ) -> impl Future<Output = anyhow::Result<()>> + Send;
     /// Named status values (pending uploads, last commit, ...).
     fn status(&self) -> Vec<(String, String)>;
+    /// Pulls changes other clients committed (as the refresh timer does).
+    fn refresh(&self) -> impl Future<Output = anyhow::Result<()>> + Send;
     /// Final sync attempt and stop of background work.
     fn shutdown(&self) -> impl Future<Output = anyhow::Result<()>> + Send;
     /// Any other request (sharing, the card directory): its answer as
@@ -371,7 +373,11 @@ async fn serve_connection<B: Backend>(
                 let progress = |done, total| {
                     let _ = tx.send(Reply::Progress { done, total });
                 };
-                let result = backend.sync(&progress).await;
+                // Push ours, then pull what others committed meanwhile.
+                let result = match backend.sync(&progress).await {
+                    Ok(()) => backend.refresh().await,
+                    Err(e) => Err(e),
+                };
                 let _ = tx.send(match result {
                     Ok(()) => Reply::Ok,
                     Err(e) => error_reply(&e),
@@ -432,6 +438,7 @@ mod tests {
     #[derive(Default)]
     struct CountingBackend {
         syncs: AtomicU32,
+        refreshes: AtomicU32,
         shutdowns: AtomicU32,
     }
 
@@ -447,6 +454,10 @@ mod tests {
         }
         async fn shutdown(&self) -> anyhow::Result<()> {
             self.shutdowns.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+        async fn refresh(&self) -> anyhow::Result<()> {
+            self.refreshes.fetch_add(1, Ordering::SeqCst);
             Ok(())
         }
         /// Echoes the decoded request, or fails with exit code 43.
@@ -546,6 +557,8 @@ mod tests {
                 .is_none()
         );
         assert_eq!(d.backend.syncs.load(Ordering::SeqCst), 2);
+        // `sync` pulls after pushing; `unmount` does not.
+        assert_eq!(d.backend.refreshes.load(Ordering::SeqCst), 1);
         assert_eq!(d.backend.shutdowns.load(Ordering::SeqCst), 1);
         assert!(!d.socket.exists(), "control socket left behind");
     }

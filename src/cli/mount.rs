@@ -42,6 +42,11 @@ pub struct MountArgs {
     /// Mount read-only: no change can be made.
     #[arg(long)]
     pub read_only: bool,
+    /// Seconds between pulls of changes others committed (shared folders,
+    /// other machines); `cardfs sync` pulls at once.
+    #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_REFRESH_SECS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub refresh: u64,
     /// For a drive someone else owns: the owner's card fingerprint,
     /// compared with them over a channel you trust (pins their card).
     /// Needed once, unless their card is already pinned or approved by an
@@ -61,6 +66,10 @@ pub struct MountArgs {
     #[arg(long, hide = true)]
     pub daemon_child: bool,
 }
+
+/// Default of `--refresh`: other members' changes show within seconds; one
+/// listing of each open volume's log per interval.
+const DEFAULT_REFRESH_SECS: u64 = 5;
 
 /// Kernel-level choices from `-o`.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -99,6 +108,13 @@ fn apply_options(args: &mut MountArgs) -> anyhow::Result<Access> {
                 args.cache_size = Some(parse_size(&need(value)?).map_err(anyhow::Error::msg)?)
             }
             "endpoint" => args.store_args.endpoint = Some(need(value)?),
+            "refresh" => {
+                args.refresh = need(value)?
+                    .parse()
+                    .ok()
+                    .filter(|s| *s > 0)
+                    .with_context(|| format!("mount option {opt:?}: not a number of seconds"))?
+            }
             // Options for mount(8) and fstab, or that every cardfs mount has.
             "defaults"
             | "auto"
@@ -244,6 +260,7 @@ fn background(args: MountArgs, access: &Access) -> anyhow::Result<()> {
     if args.read_only {
         cmd.arg("--read-only");
     }
+    cmd.arg("--refresh").arg(args.refresh.to_string());
     if let Some(fp) = &args.owner_fingerprint {
         cmd.arg("--owner-fingerprint").arg(fp);
     }
@@ -345,6 +362,7 @@ fn serve(args: &MountArgs, access: &Access, ready: impl FnOnce(&Path)) -> anyhow
     })?;
     let mut opts = DriveOptions::new(&cache_dir);
     opts.read_only = args.read_only;
+    opts.refresh_interval = std::time::Duration::from_secs(args.refresh);
     if let Some(size) = args.cache_size {
         opts.cache_size = size;
     }
@@ -424,7 +442,7 @@ mod tests {
             "-o",
             "rw,noauto,_netdev,key=alice,allow_other",
             "-o",
-            "cache_size=2G,password_file=/etc/pw,x-systemd.automount,ro",
+            "cache_size=2G,password_file=/etc/pw,x-systemd.automount,ro,refresh=12",
         ]);
         let access = apply_options(&mut a).unwrap();
         assert!(access.allow_other && !access.allow_root);
@@ -432,6 +450,7 @@ mod tests {
         assert_eq!(a.cache_size, Some(2 << 30));
         assert_eq!(a.key.password.password_file, Some(PathBuf::from("/etc/pw")));
         assert!(a.read_only);
+        assert_eq!(a.refresh, 12);
     }
 
     #[test]
@@ -439,6 +458,8 @@ mod tests {
         let mut a = parse(&["d", "/m", "-o", "frobnicate"]);
         assert!(apply_options(&mut a).is_err());
         let mut a = parse(&["d", "/m", "-o", "key"]);
+        assert!(apply_options(&mut a).is_err());
+        let mut a = parse(&["d", "/m", "-o", "refresh=0"]);
         assert!(apply_options(&mut a).is_err());
     }
 }
