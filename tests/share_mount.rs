@@ -162,6 +162,19 @@ fn alice_shares_with_a_writer_and_a_reader_over_s3() {
     assert_sees_shared_folder(&b);
     let listed = share_list(&bob, &b);
     assert!(listed.contains("(you: writer"), "{listed}");
+    // Members do not share further.
+    let carol_fp = carol.fingerprint();
+    let bobs_view = b.path(SHARED);
+    let out = bob.run(&[
+        "share",
+        "add",
+        s(&bobs_view),
+        "--with",
+        "carol@test",
+        "--fingerprint",
+        &carol_fp,
+    ]);
+    expect_error(&out, 43, "only the owner");
 
     // Bob writes; after his sync and a refresh on Alice's mount she reads it.
     std::fs::write(b.path(SHARED).join(BOB_FILE), BOB_TEXT).unwrap();

@@ -182,10 +182,13 @@ fn remove(path: &Path, with: &str) -> anyhow::Result<()> {
     // member's id is in the folder's member list (as `share list` shows).
     let card_id = match with.parse::<CardId>() {
         Ok(id) => id,
-        Err(_) => cards
-            .get(with)?
-            .map(|c| c.id())
-            .ok_or_else(|| UserError::CardNotFound { who: with.into() })?,
+        Err(_) => match cards.get(with)? {
+            Some(card) => card.id(),
+            None => anyhow::bail!(
+                "no card is pinned here for {with}; name the member by the card id \
+                 `cardfs share list` shows"
+            ),
+        },
     };
     let request = Request::ShareRemove {
         path: rel_bytes(&at.rel),
