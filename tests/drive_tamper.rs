@@ -10,16 +10,6 @@ use cardfs::store::{GetOptions, MemoryStore, ObjectStore, PutMode};
 use drive_common::*;
 use std::sync::Arc;
 
-async fn keys(store: &dyn ObjectStore, prefix: &str) -> Vec<String> {
-    store
-        .list_all(prefix)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|m| m.key)
-        .collect()
-}
-
 async fn get(store: &dyn ObjectStore, key: &str) -> Vec<u8> {
     store
         .get(key, GetOptions::default())
@@ -43,8 +33,12 @@ async fn flip(store: &dyn ObjectStore, key: &str, at: usize) {
     set(store, key, b).await;
 }
 
-/// Keys with `kind` ("l", "s", "k") of the root volume.
+/// Keys with `kind` ("l", "s": under `v/<volume>/`; "k": keyrings under
+/// `k/<volume>/`) of the root volume.
 async fn volume_keys(store: &dyn ObjectStore, kind: &str) -> Vec<String> {
+    if kind == "k" {
+        return keys(store, "k/").await;
+    }
     keys(store, "v/")
         .await
         .into_iter()

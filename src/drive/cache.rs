@@ -42,6 +42,9 @@ pub struct LocalState {
     pub head_hash: [u8; 32],
     /// Next local op counter.
     pub next_client_seq: u64,
+    /// Highest keyring generation of the volume accepted (a store offering
+    /// fewer is rolling back).
+    pub generation: u32,
 }
 
 #[derive(Debug, Default)]
@@ -70,7 +73,8 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-fn unhex16(s: &str) -> Option<[u8; 16]> {
+/// 32 hex digits => 16 bytes.
+pub fn unhex16(s: &str) -> Option<[u8; 16]> {
     if s.len() != 32 {
         return None;
     }
@@ -81,22 +85,28 @@ fn unhex16(s: &str) -> Option<[u8; 16]> {
     Some(out)
 }
 
+/// Takes the exclusive lock on `dir/lock` (creating `dir`), held until the
+/// returned file is dropped; another holder => `CacheInUse`.
+pub fn lock_dir(dir: &Path) -> Result<File> {
+    fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let lock_path = dir.join("lock");
+    let lock = File::create(&lock_path).map_err(io_err(&lock_path))?;
+    match lock.try_lock() {
+        Ok(()) => Ok(lock),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err(DriveError::CacheInUse(dir.display().to_string()))
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(io_err(&lock_path)(e)),
+    }
+}
+
 impl Cache {
     /// Opens (creating if needed) the cache for `drive_id`; `secret` is the
     /// user's X25519 secret, from which the sealing key is derived.
     pub fn open(dir: &Path, drive_id: &[u8; 16], secret: &[u8; 32], limit: u64) -> Result<Cache> {
         let objects = dir.join("objects");
         fs::create_dir_all(&objects).map_err(io_err(&objects))?;
-        let lock_path = dir.join("lock");
-        let lock = File::create(&lock_path).map_err(io_err(&lock_path))?;
-        if let Err(e) = lock.try_lock() {
-            return Err(match e {
-                std::fs::TryLockError::WouldBlock => {
-                    DriveError::CacheInUse(dir.display().to_string())
-                }
-                std::fs::TryLockError::Error(e) => io_err(&lock_path)(e),
-            });
-        }
+        let lock = lock_dir(dir)?;
         let client_path = dir.join("client");
         let client = match fs::read(&client_path) {
             Ok(b) if b.len() == 16 => b.try_into().expect("16 bytes"),
@@ -365,7 +375,8 @@ impl Cache {
         w.raw(&s.header_hash)
             .u64(s.head_seq)
             .raw(&s.head_hash)
-            .u64(s.next_client_seq);
+            .u64(s.next_client_seq)
+            .u32(s.generation);
         let nonce = random_array::<NONCE_LEN>();
         let mut ct = w.into_vec();
         self.cipher
@@ -407,6 +418,8 @@ impl Cache {
                 head_seq: r.u64()?,
                 head_hash: r.array()?,
                 next_client_seq: r.u64()?,
+                // Absent in state files written before key rotation existed.
+                generation: if r.remaining() == 0 { 0 } else { r.u32()? },
             })
         })()
         .map_err(|_| bad())?;

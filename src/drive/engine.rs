@@ -12,13 +12,12 @@
 use super::cache::{Cache, LocalState, now};
 use super::error::{DriveError, Result};
 use super::identity::{Identity, hex8};
+use super::keys::Keys;
 use super::tree::{ROOT, Tree};
 use super::types::{DriveOptions, DriveStatus, Fh};
-use super::volume::{self, Head, VolumeKeys};
+use super::volume::{self, Head};
 use crate::format::crypto::random_array;
-use crate::format::meta::{
-    self, Batch, DriveHeader, KIND_DIR, Keyring, MemberRecord, Node, Op, SnapshotBody,
-};
+use crate::format::meta::{self, Batch, DriveHeader, KIND_DIR, Node, Op, SnapshotBody};
 use crate::store::{ObjectStore, PutMode, StoreError};
 use bytes::Bytes;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -143,8 +142,7 @@ pub struct Engine {
     pub store: Arc<dyn ObjectStore>,
     pub me: Identity,
     pub opts: DriveOptions,
-    pub drive_id: [u8; 16],
-    pub keys: VolumeKeys,
+    pub keys: Keys,
     pub cache: Cache,
     pub header_hash: [u8; 32],
     pub core: Mutex<Core>,
@@ -172,6 +170,31 @@ impl Drop for Engine {
     }
 }
 
+/// A drive header whose self-signature verified, with the hash of its
+/// bytes (pinned in each volume's local state) and the owner's key.
+#[derive(Debug, Clone)]
+pub struct VerifiedHeader {
+    pub header: DriveHeader,
+    pub hash: [u8; 32],
+    pub owner_vk: ed25519_dalek::VerifyingKey,
+}
+
+/// Reads and verifies the drive header.
+pub async fn read_header(store: &dyn ObjectStore) -> Result<VerifiedHeader> {
+    let bytes = volume::get(store, volume::HEADER_KEY).await?;
+    let header = DriveHeader::open(&bytes)
+        .map_err(|e| DriveError::tampered(volume::HEADER_KEY, e.to_string()))?;
+    let owner_vk = header
+        .owner
+        .verifying_key()
+        .map_err(|e| DriveError::tampered(volume::HEADER_KEY, e.to_string()))?;
+    Ok(VerifiedHeader {
+        hash: meta::sha256(&bytes),
+        header,
+        owner_vk,
+    })
+}
+
 fn store_err(e: StoreError) -> DriveError {
     DriveError::Store(e)
 }
@@ -195,37 +218,7 @@ impl Engine {
         }
         let drive_id: [u8; 16] = random_array();
         let volume: [u8; 16] = random_array();
-        let m = owner.member(super::identity::Role::Owner);
-        let owner_rec = MemberRecord {
-            card_id: m.card_id,
-            x25519: *m.x25519.as_bytes(),
-            ed25519: *m.ed25519.as_bytes(),
-            role: 3,
-        };
-        let key = crate::format::crypto::SecretKey::random();
-        let ring = Keyring {
-            drive_id,
-            volume,
-            generation: 0,
-            owner_card_id: owner.card_id,
-            members: vec![owner_rec.clone()],
-        };
-        let ring_bytes = ring
-            .seal(&key, &owner.ed25519)
-            .map_err(|e| DriveError::Invalid(e.to_string()))?;
-        store
-            .put(
-                &volume::keyring_key(&volume, 0),
-                Bytes::from(ring_bytes),
-                PutMode::Create,
-            )
-            .await?;
-        let mut keys = VolumeKeys {
-            drive_id,
-            volume,
-            generations: BTreeMap::new(),
-        };
-        keys.generations.insert(0, (key, vec![owner_rec.clone()]));
+        let owner_rec = owner.member(super::identity::Role::Owner).record();
         let t = now();
         let root = Node {
             id: ROOT,
@@ -240,24 +233,16 @@ impl Engine {
             next_cookie: 1,
             ..Default::default()
         };
-        let batch = Batch {
-            client: [0; 16],
-            client_seq: 0,
-            time: t,
-            ops: vec![Op::Create {
-                parent: 0,
-                name: Vec::new(),
-                node: Box::new(root),
-            }],
-        };
-        let entry = volume::seal_entry(&keys, &owner.ed25519, &owner.card_id, 0, &[0; 32], &batch);
-        store
-            .put(
-                &volume::log_key(&volume, 0),
-                Bytes::from(entry),
-                PutMode::Create,
-            )
-            .await?;
+        super::share::write_genesis(
+            store.as_ref(),
+            drive_id,
+            owner,
+            volume,
+            b"",
+            std::slice::from_ref(&owner_rec),
+            vec![root],
+        )
+        .await?;
         // The header goes last: a drive is complete once it is visible.
         let header = DriveHeader {
             drive_id,
@@ -279,21 +264,20 @@ impl Engine {
         }
     }
 
-    /// Opens and verifies a drive, replays the local journal, and starts
-    /// the background committer.
-    pub async fn open_drive(
+    /// Opens and verifies one volume of a verified drive (keyrings, newest
+    /// snapshot, log after it), replays the volume's local journal from
+    /// `opts.cache_dir`, and starts the background committer. A member who
+    /// may not write gets a read-only engine.
+    pub async fn open_volume(
         store: Arc<dyn ObjectStore>,
         me: Identity,
         mut opts: DriveOptions,
+        header: &VerifiedHeader,
+        volume_id: [u8; 16],
     ) -> Result<Arc<Engine>> {
-        let header_bytes = volume::get(store.as_ref(), volume::HEADER_KEY).await?;
-        let header = DriveHeader::open(&header_bytes)
-            .map_err(|e| DriveError::tampered(volume::HEADER_KEY, e.to_string()))?;
-        let header_hash = meta::sha256(&header_bytes);
-        let owner_vk = header
-            .owner
-            .verifying_key()
-            .map_err(|e| DriveError::tampered(volume::HEADER_KEY, e.to_string()))?;
+        let header_hash = header.hash;
+        let owner_vk = header.owner_vk;
+        let header = &header.header;
         let cache = Cache::open(
             &opts.cache_dir,
             &header.drive_id,
@@ -309,59 +293,66 @@ impl Engine {
                 "drive header differs from the one this client accepted before",
             ));
         }
-        let keys = VolumeKeys::load(
+        let keys = Keys::load(
             store.as_ref(),
             header.drive_id,
-            header.root_volume,
-            &owner_vk,
+            volume_id,
+            owner_vk,
             &me.x25519,
+            state.as_ref().map(|s| s.generation).unwrap_or(0),
         )
         .await?;
         // A member who may not write gets a read-only drive (EROFS) rather
         // than writing entries every other client would refuse.
-        if keys.writer(keys.current().0, &me.card_id).is_none() {
+        if !keys.can_write(&me.card_id) {
             opts.read_only = true;
         }
         // Start from the newest snapshot, then replay the log after it.
-        let (mut tree, mut head) = match volume::newest_snapshot(store.as_ref(), &keys).await? {
-            Some((h, body)) => (Tree::from_nodes(body.nodes, body.clients), h),
-            None => {
-                let (batch, hash, _) = volume::fetch_entry(store.as_ref(), &keys, 0, &[0; 32])
-                    .await?
-                    .ok_or_else(|| {
-                        DriveError::tampered(
-                            volume::log_key(&keys.volume, 0),
-                            "genesis entry missing",
-                        )
-                    })?;
-                let mut t = Tree::default();
-                apply_batch(&mut t, &batch);
-                (t, Head { seq: 0, hash })
-            }
-        };
+        let (mut tree, mut head) =
+            match volume::newest_snapshot(store.as_ref(), &keys.get()).await? {
+                Some((h, body)) => (Tree::from_nodes(body.nodes, body.clients), h),
+                None => {
+                    let (batch, head, _) = keys
+                        .fetch_entry(store.as_ref(), &me.x25519, 0, &[0; 32], 0)
+                        .await?
+                        .ok_or_else(|| {
+                            DriveError::tampered(
+                                volume::log_key(&keys.volume, 0),
+                                "genesis entry missing",
+                            )
+                        })?;
+                    let mut t = Tree::default();
+                    apply_batch(&mut t, &batch);
+                    (t, head)
+                }
+            };
         let snapshot_seq = head.seq;
         let mut known_checked = false;
         if let Some(s) = &state
             && s.head_seq == head.seq
         {
             if s.head_hash != head.hash {
-                return Err(fork(&keys, s.head_seq, head.seq));
+                return Err(fork(&keys.volume, s.head_seq, head.seq));
             }
             known_checked = true;
         }
-        while let Some((batch, hash, _)) =
-            volume::fetch_entry(store.as_ref(), &keys, head.seq + 1, &head.hash).await?
+        while let Some((batch, next, _)) = keys
+            .fetch_entry(
+                store.as_ref(),
+                &me.x25519,
+                head.seq + 1,
+                &head.hash,
+                head.generation,
+            )
+            .await?
         {
             apply_batch(&mut tree, &batch);
-            head = Head {
-                seq: head.seq + 1,
-                hash,
-            };
+            head = next;
             if let Some(s) = &state
                 && s.head_seq == head.seq
             {
                 if s.head_hash != head.hash {
-                    return Err(fork(&keys, s.head_seq, head.seq));
+                    return Err(fork(&keys.volume, s.head_seq, head.seq));
                 }
                 known_checked = true;
             }
@@ -380,7 +371,7 @@ impl Engine {
                 let key = volume::log_key(&keys.volume, s.head_seq);
                 let bytes = volume::get(store.as_ref(), &key).await?;
                 if meta::sha256(&bytes) != s.head_hash {
-                    return Err(fork(&keys, s.head_seq, head.seq));
+                    return Err(fork(&keys.volume, s.head_seq, head.seq));
                 }
             }
         }
@@ -412,7 +403,6 @@ impl Engine {
             store,
             me,
             opts,
-            drive_id: header.drive_id,
             keys,
             cache,
             header_hash,
@@ -476,6 +466,7 @@ impl Engine {
             head_seq: core.head.seq,
             head_hash: core.head.hash,
             next_client_seq: core.next_client_seq,
+            generation: self.keys.generation(),
         };
         drop(core);
         self.cache.save_state(&s, durable)
@@ -516,18 +507,24 @@ impl Engine {
         self.refresh_locked().await
     }
 
-    async fn refresh_locked(&self) -> Result<()> {
+    /// [`Engine::refresh`] with `commit_lock` held.
+    pub(super) async fn refresh_locked(&self) -> Result<()> {
         let mut head = self.lock().head;
         let mut batches = Vec::new();
         loop {
-            let r = volume::fetch_entry(self.store.as_ref(), &self.keys, head.seq + 1, &head.hash)
+            let r = self
+                .keys
+                .fetch_entry(
+                    self.store.as_ref(),
+                    &self.me.x25519,
+                    head.seq + 1,
+                    &head.hash,
+                    head.generation,
+                )
                 .await;
             self.note_reachable(&r);
-            let Some((batch, hash, _)) = r? else { break };
-            head = Head {
-                seq: head.seq + 1,
-                hash,
-            };
+            let Some((batch, next, _)) = r? else { break };
+            head = next;
             tracing::debug!(seq = head.seq, ops = batch.ops.len(), "pulled a log entry");
             batches.push(batch);
         }
@@ -569,6 +566,7 @@ impl Engine {
     /// log put after rebasing when another client won the race.
     pub async fn commit_once(&self) -> Result<()> {
         let _g = self.commit_lock.lock().await;
+        self.keys.check_member()?;
         self.journal_pending(false)?;
         let (uploads, upto) = {
             let core = self.lock();
@@ -602,9 +600,16 @@ impl Engine {
                 time: now(),
                 ops,
             };
+            if !self.keys.can_write(&self.me.card_id) {
+                return Err(DriveError::CommitFailed(
+                    "this identity may no longer write in the volume".into(),
+                ));
+            }
             let seq = head.seq + 1;
+            let keys = self.keys.get();
+            let generation = keys.current().0;
             let bytes = volume::seal_entry(
-                &self.keys,
+                &keys,
                 &self.me.ed25519,
                 &self.me.card_id,
                 seq,
@@ -627,7 +632,11 @@ impl Engine {
                         let mut core = self.lock();
                         core.reachable = true;
                         apply_batch(&mut core.committed, &batch);
-                        core.head = Head { seq, hash };
+                        core.head = Head {
+                            seq,
+                            hash,
+                            generation,
+                        };
                         core.pending.retain(|(s, _)| *s > last);
                         core.last_commit = Some(SystemTime::now());
                         core.fatal = None;
@@ -712,9 +721,20 @@ impl Engine {
     }
 
     async fn maybe_snapshot(&self) {
+        self.snapshot(false).await
+    }
+
+    /// Writes a snapshot of the committed state once `SNAPSHOT_EVERY`
+    /// entries passed since the last one, or at once with `force`. Only a
+    /// writer of the current generation writes snapshots (readers' would be
+    /// refused by everyone).
+    pub(super) async fn snapshot(&self, force: bool) {
+        if self.opts.read_only || !self.keys.can_write(&self.me.card_id) {
+            return;
+        }
         let (head, body) = {
             let core = self.lock();
-            if core.head.seq < core.last_snapshot + SNAPSHOT_EVERY {
+            if !force && core.head.seq < core.last_snapshot + SNAPSHOT_EVERY {
                 return;
             }
             (
@@ -727,7 +747,7 @@ impl Engine {
         };
         match volume::write_snapshot(
             self.store.as_ref(),
-            &self.keys,
+            &self.keys.get(),
             &self.me.ed25519,
             &self.me.card_id,
             head,
@@ -777,9 +797,9 @@ impl Engine {
     }
 }
 
-fn fork(keys: &VolumeKeys, known: u64, offered: u64) -> DriveError {
+fn fork(volume: &[u8; 16], known: u64, offered: u64) -> DriveError {
     let e = DriveError::Rollback {
-        volume: hex8(&keys.volume),
+        volume: hex8(volume),
         known,
         offered,
         reason: "log entry differs from the one this client accepted (fork)".into(),
@@ -991,7 +1011,7 @@ async fn background(engine: Weak<Engine>) {
     let mut last_refresh = std::time::Instant::now();
     loop {
         let Some(e) = engine.upgrade() else { return };
-        if e.stopped.load(Ordering::SeqCst) {
+        if e.stopped.load(Ordering::SeqCst) || e.keys.revoked() {
             return;
         }
         let interval = e.opts.refresh_interval;

@@ -39,14 +39,19 @@ pub enum DriveError {
     TooBig,
     #[error("too many links")]
     TooManyLinks,
+    /// A rename or hard link between two volumes (a shared folder and the
+    /// rest of the drive, or two shared folders).
+    #[error("cannot move or link across shared folders")]
+    CrossDevice,
     /// An object failed verification: wrong signature, failed decryption,
     /// broken hash chain, wrong size, or missing.
     #[error("object {object} failed verification: {reason}")]
     Tampered { object: String, reason: String },
     /// The store offers an older (or different) metadata state than this
-    /// client already accepted.
+    /// client already accepted: `known`/`offered` are log positions, or
+    /// keyring generations (the reason says which).
     #[error(
-        "volume {volume}: store offers seq {offered} but this client accepted {known}: {reason}"
+        "volume {volume}: this client accepted {known} but the store offers {offered}: {reason}"
     )]
     Rollback {
         volume: String,
@@ -93,6 +98,7 @@ impl DriveError {
             BadHandle => libc::EBADF,
             TooBig => libc::EFBIG,
             TooManyLinks => libc::EMLINK,
+            CrossDevice => libc::EXDEV,
             Tampered { .. } | Rollback { .. } => libc::EIO,
             NotMember => libc::EACCES,
             Store(StoreError::NotFound { .. }) => libc::EIO,

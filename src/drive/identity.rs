@@ -91,6 +91,18 @@ pub struct Member {
     pub role: Role,
 }
 
+impl Member {
+    /// This member as stored in keyrings.
+    pub fn record(&self) -> crate::format::meta::MemberRecord {
+        crate::format::meta::MemberRecord {
+            card_id: self.card_id,
+            x25519: *self.x25519.as_bytes(),
+            ed25519: *self.ed25519.as_bytes(),
+            role: self.role as u8,
+        }
+    }
+}
+
 /// First 8 hex digits of an id, for names and messages.
 pub fn hex8(id: &[u8]) -> String {
     id.iter().take(4).map(|b| format!("{b:02x}")).collect()

@@ -15,8 +15,8 @@ use super::error::{DriveError, Result};
 use super::types::{Fh, Ino};
 use super::volume;
 use crate::format::content::{self, BLOCK_SIZE, BlockId, sealed_len};
-use crate::format::crypto::{SecretKey, random_array};
-use crate::format::meta::{BlockRef, KIND_DIR, KIND_FILE, Op};
+use crate::format::crypto::{Cipher, random_array};
+use crate::format::meta::{BlockRef, KIND_DIR, KIND_FILE, Node, Op};
 use crate::store::{GetOptions, StoreError};
 use std::ops::Range;
 use std::sync::Arc;
@@ -67,6 +67,7 @@ impl Engine {
         if range.is_empty() {
             return Ok(Vec::new());
         }
+        self.keys.check_member()?;
         if let Some(p) = self.plain_get(&f.block.id) {
             return Ok(p[range].to_vec());
         }
@@ -75,7 +76,7 @@ impl Engine {
         }
         let key = volume::content_key(&f.block.id);
         let id = f.id();
-        let cipher = content::block_cipher(&SecretKey::from_bytes(f.key), id);
+        let cipher = self.block_cipher(f)?;
         let (chunks, obj) = content::chunk_span(range.clone(), len);
         let base = chunks.start as usize * content::CHUNK_SIZE;
         if let Some(sealed) = self.cache.read_object(&f.block.id, Some(obj.clone()))? {
@@ -90,6 +91,66 @@ impl Engine {
         let plain = content::open_chunks(&cipher, id, len, chunks, &got)
             .map_err(|e| DriveError::tampered(&key, e.to_string()))?;
         Ok(plain[range.start - base..range.end - base].to_vec())
+    }
+
+    /// The cipher of a stored block: its file key, or for blocks of epoch
+    /// g > 0 the file key bound to the volume key of generation g.
+    fn block_cipher(&self, f: &Fetch) -> Result<Cipher> {
+        self.keys.check_member()?;
+        let key = self
+            .keys
+            .get()
+            .block_key(&f.key, f.block.epoch)
+            .ok_or_else(|| {
+                DriveError::tampered(
+                    volume::content_key(&f.block.id),
+                    format!(
+                        "block sealed under keyring generation {}, which this client does not hold",
+                        f.block.epoch
+                    ),
+                )
+            })?;
+        Ok(content::block_cipher(&key, f.id()))
+    }
+
+    /// The plaintext of stored block `index` of `n` (re-encryption).
+    pub(super) async fn read_stored_block(
+        &self,
+        n: &Node,
+        index: u64,
+        block: BlockRef,
+    ) -> Result<Vec<u8>> {
+        let f = Fetch {
+            file_id: n.file_id,
+            key: n.file_key,
+            index,
+            block,
+        };
+        self.fetch_block(&f).await
+    }
+
+    /// Seals `plain` as a new version of block `index` of `n` under the
+    /// current generation into the cache (pinned, queued for upload).
+    pub(super) fn seal_stored_block(&self, n: &Node, index: u64, plain: &[u8]) -> Result<BlockRef> {
+        let keys = self.keys.get();
+        let epoch = keys.current().0;
+        let key = keys
+            .block_key(&n.file_key, epoch)
+            .expect("current generation held");
+        let block_id: [u8; 16] = random_array();
+        let id = BlockId {
+            file_id: &n.file_id,
+            block_id: &block_id,
+            block_index: index,
+        };
+        let sealed = content::seal_block(&content::block_cipher(&key, id), id, plain);
+        self.cache.put_object(&block_id, &sealed, true, false)?;
+        self.lock().uploads.insert(block_id, sealed.len() as u64);
+        Ok(BlockRef {
+            id: block_id,
+            len: plain.len() as u32,
+            epoch,
+        })
     }
 
     fn drop_cached(&self, key: &str, id: &[u8; 16], e: &crate::format::wire::FormatError) {
@@ -148,7 +209,7 @@ impl Engine {
         let len = f.block.len as usize;
         let key = volume::content_key(&f.block.id);
         let id = f.id();
-        let cipher = content::block_cipher(&SecretKey::from_bytes(f.key), id);
+        let cipher = self.block_cipher(f)?;
         let all = 0..content::chunk_count(len);
         if let Some(sealed) = self.cache.read_object(&f.block.id, None)? {
             match content::open_chunks(&cipher, id, len, all.clone(), &sealed) {
@@ -499,7 +560,12 @@ impl Engine {
         let Some(d) = core.dirty.remove(&ino) else {
             return Ok(());
         };
-        let (file_id, key, base) = (n.file_id, SecretKey::from_bytes(n.file_key), n.version);
+        let keys = self.keys.get();
+        let epoch = keys.current().0;
+        let key = keys
+            .block_key(&n.file_key, epoch)
+            .expect("current generation held");
+        let (file_id, base) = (n.file_id, n.version);
         let mut refs = Vec::new();
         for (idx, buf) in &d.blocks {
             if buf.is_empty() || idx * B >= d.size {
@@ -523,6 +589,7 @@ impl Engine {
                 BlockRef {
                     id: block_id,
                     len: len as u32,
+                    epoch,
                 },
             ));
         }

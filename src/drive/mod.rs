@@ -26,39 +26,54 @@ mod cache;
 mod engine;
 mod error;
 mod identity;
+mod inos;
 mod io;
+mod keys;
+mod lifecycle;
+mod member_view;
 mod ops;
-// TEMPORARY until `router` is merged (see the file).
-mod share_shim;
+mod router;
+mod share;
+mod shares;
 mod tree;
 mod types;
 mod volume;
 
+pub use share::create_volume;
+
 pub use engine::SNAPSHOT_EVERY;
 pub use error::{DriveError, Result};
 pub use identity::{Identity, Member, Role};
-pub use share_shim::{ShareInfo, ShareMember, read_header};
 pub use types::*;
 
+use crate::format::meta::DriveHeader;
 use crate::store::ObjectStore;
-use engine::Engine;
+use router::Router;
 use std::ffi::{OsStr, OsString};
 use std::path::Path;
 use std::sync::Arc;
 
-/// An open drive. Cheap to clone (all clones share one engine); every
-/// method may be called concurrently from many tasks. Dropping the last
-/// clone without [`Drive::shutdown`] stops background work like a crash
-/// would: whatever `fsync` made durable is recovered by the next open.
+/// An open drive. Cheap to clone (all clones share one router and its
+/// engines); every method may be called concurrently from many tasks.
+/// Dropping the last clone without [`Drive::shutdown`] stops background
+/// work like a crash would: whatever `fsync` made durable is recovered by
+/// the next open.
 #[derive(Clone)]
 pub struct Drive {
-    e: Arc<Engine>,
+    r: Arc<Router>,
 }
 
 impl std::fmt::Debug for Drive {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Drive({})", self.e.store.describe())
+        write!(f, "Drive({})", self.r.store.describe())
     }
+}
+
+/// Reads the drive header and verifies its self-signature (whether the
+/// owner it names is trusted is the caller's decision: the CLI checks the
+/// owner's card is pinned before a non-owner mounts).
+pub async fn read_header(store: &dyn ObjectStore) -> Result<DriveHeader> {
+    Ok(engine::read_header(store).await?.header)
 }
 
 impl Drive {
@@ -69,38 +84,36 @@ impl Drive {
         owner: &Identity,
         owner_card: &[u8],
     ) -> Result<()> {
-        Engine::create_drive(store, owner, owner_card).await
+        engine::Engine::create_drive(store, owner, owner_card).await
     }
 
     /// Opens (verifies) the drive: header, keyring, newest snapshot, log
-    /// after it; replays the local journal and resumes its uploads.
+    /// after it; replays the local journal and resumes its uploads. The
+    /// owner sees the whole drive; a member of shared folders sees a
+    /// read-only root listing them; anyone else gets `NotMember`.
     pub async fn open_drive(
         store: Arc<dyn ObjectStore>,
         me: Identity,
         opts: DriveOptions,
     ) -> Result<Drive> {
         Ok(Drive {
-            e: Engine::open_drive(store, me, opts).await?,
+            r: Router::open_drive(store, me, opts).await?,
         })
     }
 
     pub async fn lookup(&self, parent: Ino, name: &OsStr) -> Result<Attr> {
-        self.e.lookup(parent, name)
+        self.r.lookup(parent, name).await
     }
 
-    /// Inode numbers are node ids, stable for the drive's life: nothing to forget.
+    /// Inode numbers are stable for the life of the mount: nothing to forget.
     pub fn forget(&self, _ino: Ino, _nlookup: u64) {}
 
     pub async fn getattr(&self, ino: Ino) -> Result<Attr> {
-        self.e.getattr(ino)
+        self.r.getattr(ino).await
     }
 
     pub async fn setattr(&self, ino: Ino, _fh: Option<Fh>, set: SetAttr) -> Result<Attr> {
-        if let Some(size) = set.size {
-            self.e.truncate(ino, size).await?;
-        }
-        self.e.set_attrs(ino, &set)?;
-        self.e.getattr(ino)
+        self.r.setattr(ino, set).await
     }
 
     pub async fn create(
@@ -111,63 +124,54 @@ impl Drive {
         flags: i32,
         who: Caller,
     ) -> Result<(Attr, Fh)> {
-        self.e.create_file(parent, name, mode, flags, who)
+        self.r.create(parent, name, mode, flags, who).await
     }
 
     pub async fn open(&self, ino: Ino, flags: i32) -> Result<Fh> {
-        let (fh, truncate) = self.e.open_file(ino, flags)?;
-        if truncate && let Err(e) = self.e.truncate(ino, 0).await {
-            self.e.release_handle(fh);
-            return Err(e);
-        }
-        Ok(fh)
+        self.r.open(ino, flags).await
     }
 
     pub async fn read(&self, ino: Ino, fh: Fh, offset: u64, size: u32) -> Result<Vec<u8>> {
-        let (data, next) = self.e.read(ino, fh, offset, size).await?;
-        if let Some(f) = next {
-            let e = self.e.clone();
-            tokio::spawn(async move { e.prefetch(f).await });
-        }
-        Ok(data)
+        self.r.read(ino, fh, offset, size).await
     }
 
     pub async fn write(&self, ino: Ino, fh: Fh, offset: u64, data: &[u8]) -> Result<u32> {
-        self.e.write(ino, fh, offset, data).await
+        self.r.write(ino, fh, offset, data).await
     }
 
     /// Seals the file's buffered writes (queued for upload).
     pub async fn flush(&self, ino: Ino, fh: Fh) -> Result<()> {
-        let node = self.e.lock().handle(fh, ino)?.node;
-        self.e.flush(node)
+        self.r.flush(ino, fh).await
     }
 
-    /// Makes the file's data and all pending metadata durable in the local
-    /// journal (not necessarily uploaded yet; see [`Drive::sync`]).
+    /// Makes the file's data and all pending metadata of its volume
+    /// durable in the local journal (not necessarily uploaded yet; see
+    /// [`Drive::sync`]).
     pub async fn fsync(&self, ino: Ino, fh: Fh, _datasync: bool) -> Result<()> {
-        let node = self.e.lock().handle(fh, ino)?.node;
-        self.e.fsync(node)
+        self.r.fsync(ino, fh).await
     }
 
     pub async fn release(&self, ino: Ino, fh: Fh) -> Result<()> {
-        let node = self.e.lock().handle(fh, ino)?.node;
-        let r = self.e.flush(node);
-        self.e.release_handle(fh);
-        r
+        self.r.release(ino, fh).await
     }
 
     pub async fn mkdir(&self, parent: Ino, name: &OsStr, mode: u32, who: Caller) -> Result<Attr> {
-        self.e.mkdir(parent, name, mode, who)
+        self.r.mkdir(parent, name, mode, who).await
     }
 
     pub async fn unlink(&self, parent: Ino, name: &OsStr) -> Result<()> {
-        self.e.unlink(parent, name, false)
+        self.r.unlink(parent, name).await
     }
 
+    /// Removes an empty directory. A shared folder (owner view) is removed
+    /// only when it is empty; its volume stays in the store with its
+    /// members (see docs/SHARING.md).
     pub async fn rmdir(&self, parent: Ino, name: &OsStr) -> Result<()> {
-        self.e.unlink(parent, name, true)
+        self.r.rmdir(parent, name).await
     }
 
+    /// Renames within one volume; across a shared folder's boundary it is
+    /// `CrossDevice` (EXDEV: `mv` then copies and deletes).
     pub async fn rename(
         &self,
         parent: Ino,
@@ -176,7 +180,7 @@ impl Drive {
         newname: &OsStr,
         flags: RenameFlags,
     ) -> Result<()> {
-        self.e.rename(parent, name, newparent, newname, flags)
+        self.r.rename(parent, name, newparent, newname, flags).await
     }
 
     pub async fn symlink(
@@ -186,36 +190,35 @@ impl Drive {
         target: &Path,
         who: Caller,
     ) -> Result<Attr> {
-        self.e.symlink(parent, name, target, who)
+        self.r.symlink(parent, name, target, who).await
     }
 
     pub async fn readlink(&self, ino: Ino) -> Result<Vec<u8>> {
-        self.e.readlink(ino)
+        self.r.readlink(ino).await
     }
 
+    /// A hard link within one volume (`CrossDevice` across volumes).
     pub async fn link(&self, ino: Ino, newparent: Ino, newname: &OsStr) -> Result<Attr> {
-        self.e.link(ino, newparent, newname)
+        self.r.link(ino, newparent, newname).await
     }
 
     pub async fn opendir(&self, ino: Ino) -> Result<Fh> {
-        self.e.opendir(ino)
+        self.r.opendir(ino).await
     }
 
     /// Entries after `offset` (0 starts with "." and ".."), at most
     /// 4096 per call; an empty result means the end. Offsets are stable
     /// across calls and changes to the directory.
     pub async fn readdir(&self, ino: Ino, fh: Fh, offset: u64) -> Result<Vec<DirEntry>> {
-        self.e.readdir(ino, fh, offset)
+        self.r.readdir(ino, fh, offset).await
     }
 
     pub async fn releasedir(&self, ino: Ino, fh: Fh) -> Result<()> {
-        self.e.lock().handle(fh, ino)?;
-        self.e.release_handle(fh);
-        Ok(())
+        self.r.releasedir(ino, fh).await
     }
 
     pub async fn statfs(&self) -> Result<StatFs> {
-        Ok(self.e.statfs())
+        Ok(self.r.statfs())
     }
 
     pub async fn setxattr(
@@ -225,93 +228,100 @@ impl Drive {
         value: &[u8],
         how: XattrSet,
     ) -> Result<()> {
-        self.e.setxattr(ino, name, value, how)
+        self.r.setxattr(ino, name, value, how).await
     }
 
     pub async fn getxattr(&self, ino: Ino, name: &OsStr) -> Result<Vec<u8>> {
-        self.e.getxattr(ino, name)
+        self.r.getxattr(ino, name).await
     }
 
     pub async fn listxattr(&self, ino: Ino) -> Result<Vec<OsString>> {
-        self.e.listxattr(ino)
+        self.r.listxattr(ino).await
     }
 
     pub async fn removexattr(&self, ino: Ino, name: &OsStr) -> Result<()> {
-        self.e.removexattr(ino, name)
+        self.r.removexattr(ino, name).await
     }
 
-    /// Pushes every pending change to the store and waits; `progress` gets
-    /// (done, total) bytes of content uploaded.
+    /// Pushes every pending change of every open volume to the store and
+    /// waits; `progress` gets (done, total) bytes of content uploaded.
     pub async fn sync(&self, progress: &(dyn Fn(u64, u64) + Send + Sync)) -> Result<()> {
-        self.e.seal_all()?;
-        let total = self.e.lock().pending_bytes();
-        loop {
-            let (left, fatal) = {
-                let core = self.e.lock();
-                (
-                    if core.pending.is_empty() && core.uploads.is_empty() {
-                        None
-                    } else {
-                        Some(core.pending_bytes())
-                    },
-                    core.fatal.clone(),
-                )
-            };
-            progress(total.saturating_sub(left.unwrap_or(0)), total);
-            let Some(_) = left else { return Ok(()) };
-            if let Some(f) = fatal {
-                return Err(DriveError::CommitFailed(f));
-            }
-            // Commit directly so errors reach the caller.
-            self.e.commit_once().await?;
-        }
+        self.r.sync(progress).await
     }
 
-    /// Pulls changes other clients committed since the last refresh (also
-    /// runs on a timer).
+    /// Pulls changes other clients committed since the last refresh, in
+    /// every open volume; a member also re-discovers the folders shared
+    /// with them (also runs on a timer).
     pub async fn refresh(&self) -> Result<()> {
-        self.e.refresh().await
+        self.r.refresh().await
     }
 
+    /// Pending work and reachability, summed over every open volume.
     pub fn status(&self) -> DriveStatus {
-        self.e.status()
+        self.r.status()
     }
 
     /// The drive's id (random, from its header).
     pub fn drive_id(&self) -> [u8; 16] {
-        self.e.drive_id
+        self.r.header.header.drive_id
     }
 
     /// Bytes of ciphertext objects held in the local cache.
     pub fn cache_bytes(&self) -> u64 {
-        self.e.cache.size()
+        self.r.cache_bytes()
     }
 
     /// Simulates a crash (for tests and tools): background work stops at
     /// once and nothing more is written to the store or the cache; changes
     /// not made durable by `fsync` are lost, as in a killed process.
     pub async fn abandon(self) {
-        self.e
-            .stopped
-            .store(true, std::sync::atomic::Ordering::SeqCst);
-        let task = self.e.task.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(t) = task {
-            t.abort();
-            let _ = t.await;
-        }
-        self.e.cache.release();
+        self.r.abandon().await
     }
 
     /// Makes a final sync attempt, then stops background tasks.
     pub async fn shutdown(&self) -> Result<()> {
-        let r = self.sync(&|_, _| {}).await;
-        if r.is_err() {
-            // Keep whatever could not be uploaded in the journal.
-            self.e.journal_pending(true)?;
-        }
-        self.e.stop();
-        self.e.save_state(true)?;
-        self.e.cache.release();
-        r
+        self.r.shutdown().await
+    }
+
+    /// Shares folder `ino` with `member` (role Reader or Writer). Converts
+    /// a plain folder into a shared one (a new volume) the first time;
+    /// otherwise writes a new keyring generation. Adding an existing
+    /// member changes their role. Owner only (`NotPermitted` otherwise);
+    /// `Busy` while a file inside is open for writing or has unsealed
+    /// writes; `Invalid` for the root and for nesting.
+    pub async fn share_add(&self, ino: Ino, member: Member) -> Result<ShareInfo> {
+        self.r.share_add(ino, member).await
+    }
+
+    /// Removes `card_id` and rotates to a new generation (fresh key).
+    /// Removing the owner is refused.
+    pub async fn share_remove(&self, ino: Ino, card_id: &[u8; 32]) -> Result<ShareInfo> {
+        self.r.share_remove(ino, card_id).await
+    }
+
+    /// Every shared folder this mount can see (owner: all it shares;
+    /// member: those shared with it).
+    pub async fn share_list(&self) -> Result<Vec<ShareInfo>> {
+        self.r.share_list().await
+    }
+
+    /// Rewrites every block of the shared folder under the current
+    /// generation (new ids, keys). Owner only.
+    pub async fn share_reencrypt(
+        &self,
+        ino: Ino,
+        progress: &(dyn Fn(u64, u64) + Send + Sync),
+    ) -> Result<()> {
+        self.r.share_reencrypt(ino, progress).await
+    }
+
+    /// The drive owner's card bytes from the drive header.
+    pub fn owner_card(&self) -> &[u8] {
+        &self.r.header.header.owner_card
+    }
+
+    /// Whether I am the drive's owner.
+    pub fn is_owner(&self) -> bool {
+        self.r.is_owner()
     }
 }

@@ -8,6 +8,7 @@
 use super::cache::{from_time, now, to_time};
 use super::engine::{Core, Engine, Handle, fresh_id};
 use super::error::{DriveError, Result};
+use super::tree::{KIND_VOLUME, is_dirlike};
 use super::types::*;
 use crate::format::crypto::random_array;
 use crate::format::meta::{AttrChange, KIND_DIR, KIND_FILE, KIND_SYMLINK, Node, Op};
@@ -33,9 +34,9 @@ pub fn check_name(name: &OsStr) -> Result<Vec<u8>> {
     Ok(b.to_vec())
 }
 
-fn kind_of(k: u8) -> FileKind {
+pub fn kind_of(k: u8) -> FileKind {
     match k {
-        KIND_DIR => FileKind::Dir,
+        KIND_DIR | KIND_VOLUME => FileKind::Dir,
         KIND_SYMLINK => FileKind::Symlink,
         _ => FileKind::File,
     }
@@ -69,7 +70,7 @@ impl Core {
             kind: kind_of(n.kind),
             size: if n.kind == KIND_SYMLINK {
                 n.target.len() as u64
-            } else if n.kind == KIND_DIR {
+            } else if is_dirlike(n.kind) {
                 4096
             } else {
                 size
@@ -150,7 +151,8 @@ fn new_node(kind: u8, mode: u32, who: Caller, parent: u64) -> Node {
 
 impl Engine {
     pub fn writable(&self) -> Result<()> {
-        if self.opts.read_only {
+        self.keys.check_member()?;
+        if self.opts.read_only || !self.keys.can_write(&self.me.card_id) {
             return Err(DriveError::ReadOnly);
         }
         Ok(())
@@ -246,7 +248,7 @@ impl Engine {
         }
         let mut core = self.lock();
         let n = core.node(ino)?;
-        if n.kind == KIND_DIR && writable {
+        if is_dirlike(n.kind) && writable {
             return Err(DriveError::IsDir);
         }
         let truncate = flags & libc::O_TRUNC != 0 && n.kind == KIND_FILE;
@@ -267,7 +269,7 @@ impl Engine {
         })?;
         let mut core = self.lock();
         let child = core.view.lookup(parent, &name)?;
-        let is_dir = core.view.get(child)?.kind == KIND_DIR;
+        let is_dir = is_dirlike(core.view.get(child)?.kind);
         match (dir, is_dir) {
             (true, false) => return Err(DriveError::NotDir),
             (false, true) => return Err(DriveError::IsDir),
@@ -449,21 +451,28 @@ impl Engine {
         self.lock().close_handle(fh);
     }
 
-    pub fn statfs(&self) -> StatFs {
-        let files = self.lock().view.nodes.len() as u64;
-        let total: u64 = 1 << 40; // 4 PiB in 4 KiB units: object storage has no fixed size.
-        StatFs {
-            blocks: total,
-            bfree: total,
-            bavail: total,
-            files: files + (1 << 32),
-            ffree: 1 << 32,
-            bsize: 4096,
-            namelen: NAME_MAX as u32,
-            frsize: 4096,
-        }
+    /// Nodes in this engine's view (for `statfs`).
+    pub fn node_count(&self) -> u64 {
+        self.lock().view.nodes.len() as u64
     }
+}
 
+/// What `statfs` reports for a mount holding `files` nodes.
+pub fn statfs(files: u64) -> StatFs {
+    let total: u64 = 1 << 40; // 4 PiB in 4 KiB units: object storage has no fixed size.
+    StatFs {
+        blocks: total,
+        bfree: total,
+        bavail: total,
+        files: files + (1 << 32),
+        ffree: 1 << 32,
+        bsize: 4096,
+        namelen: NAME_MAX as u32,
+        frsize: 4096,
+    }
+}
+
+impl Engine {
     pub fn setxattr(&self, ino: Ino, name: &OsStr, value: &[u8], how: XattrSet) -> Result<()> {
         self.writable()?;
         let name = name.as_bytes().to_vec();

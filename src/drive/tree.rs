@@ -17,6 +17,16 @@ use std::collections::{BTreeMap, HashMap};
 /// The root directory's node id.
 pub const ROOT: u64 = 1;
 
+/// A link to another volume (a shared folder) in the root volume.
+pub use crate::format::meta::KIND_VOLUME;
+
+/// Directories and volume links: both count in their parent's link count
+/// and keep a `parent`; a volume link never holds entries in this volume
+/// (it acts as an empty directory for rename and unlink).
+pub fn is_dirlike(kind: u8) -> bool {
+    kind == KIND_DIR || kind == KIND_VOLUME
+}
+
 /// All nodes plus, per directory, entries ordered by cookie.
 #[derive(Debug, Clone, Default)]
 pub struct Tree {
@@ -142,7 +152,7 @@ impl Tree {
     /// Drops one name of `child` (already removed from its directory);
     /// returns the node if it is gone.
     fn drop_name(&mut self, parent: u64, child: u64, time: Time) -> Option<Node> {
-        let is_dir = self.nodes.get(&child).map(|n| n.kind == KIND_DIR)?;
+        let is_dir = self.nodes.get(&child).map(|n| is_dirlike(n.kind))?;
         if is_dir {
             if let Some(p) = self.nodes.get_mut(&parent) {
                 p.nlink = p.nlink.saturating_sub(1);
@@ -169,9 +179,9 @@ impl Tree {
         if existing == moving {
             return Ok(Some(existing));
         }
-        let src_dir = self.get(moving)?.kind == KIND_DIR;
+        let src_dir = is_dirlike(self.get(moving)?.kind);
         let dst = self.get(existing)?;
-        match (src_dir, dst.kind == KIND_DIR) {
+        match (src_dir, is_dirlike(dst.kind)) {
             (true, false) => Err(DriveError::NotDir),
             (false, true) => Err(DriveError::IsDir),
             (true, true) if !dst.entries.is_empty() => Err(DriveError::NotEmpty),
@@ -207,10 +217,12 @@ impl Tree {
                 let mut n = (**node).clone();
                 n.entries.clear();
                 n.next_cookie = 1;
-                if n.kind == KIND_DIR {
+                if is_dirlike(n.kind) {
                     n.nlink = 2;
                     n.parent = *parent;
-                    self.cookies.insert(n.id, BTreeMap::new());
+                    if n.kind == KIND_DIR {
+                        self.cookies.insert(n.id, BTreeMap::new());
+                    }
                     self.node_mut(*parent)?.nlink += 1;
                 } else {
                     n.nlink = 1;
@@ -226,7 +238,7 @@ impl Tree {
                 node,
                 ctime,
             } => {
-                if self.get(*node)?.kind == KIND_DIR {
+                if is_dirlike(self.get(*node)?.kind) {
                     return Err(DriveError::NotPermitted);
                 }
                 if self.dir(*parent)?.entries.contains_key(name) {
@@ -262,7 +274,7 @@ impl Tree {
                 time,
             } => {
                 let src = self.lookup(*parent, name)?;
-                let src_dir = self.get(src)?.kind == KIND_DIR;
+                let src_dir = is_dirlike(self.get(src)?.kind);
                 self.dir(*newparent)?;
                 if src_dir && self.is_within(*newparent, src) {
                     return Err(DriveError::Invalid(
@@ -271,7 +283,7 @@ impl Tree {
                 }
                 if *exchange {
                     let dst = self.lookup(*newparent, newname)?;
-                    let dst_dir = self.get(dst)?.kind == KIND_DIR;
+                    let dst_dir = is_dirlike(self.get(dst)?.kind);
                     if dst_dir && self.is_within(*parent, dst) {
                         return Err(DriveError::Invalid(
                             "cannot move a directory into itself".into(),
@@ -396,6 +408,8 @@ impl Tree {
                 }
                 n.ctime = *ctime;
             }
+            // Key switch only; the engine tracks generations.
+            Op::Rotate { .. } => {}
         }
         Ok(removed)
     }

@@ -1,6 +1,7 @@
 //! Plain data types of the engine's public API (attributes, directory
 //! entries, flags). No behaviour beyond small conversions.
 
+use super::identity::Role;
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
@@ -146,4 +147,29 @@ pub struct DriveStatus {
     pub last_commit: Option<SystemTime>,
     /// Whether the last store request succeeded.
     pub store_reachable: bool,
+}
+
+/// A member of a shared folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShareMember {
+    pub card_id: [u8; 32],
+    pub role: Role,
+}
+
+/// A shared folder as this mount sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShareInfo {
+    /// The shared folder's inode in this mount.
+    pub ino: Ino,
+    /// Path from the mount root ("projects/x"; the listed name in a
+    /// member's view).
+    pub path: OsString,
+    pub volume: [u8; 16],
+    /// The keyring generation in force.
+    pub generation: u32,
+    /// The drive owner's card id.
+    pub owner: [u8; 32],
+    /// Every member, the owner included.
+    pub members: Vec<ShareMember>,
+    pub my_role: Role,
 }

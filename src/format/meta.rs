@@ -15,15 +15,21 @@ use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use sha2::Digest;
 use std::collections::BTreeMap;
 use x25519_dalek::{PublicKey, StaticSecret};
+use zeroize::Zeroizing;
 
 pub const HEADER_MAGIC: &[u8; 4] = b"CFSD";
 pub const KEYRING_MAGIC: &[u8; 4] = b"CFSK";
 pub const ENTRY_MAGIC: &[u8; 4] = b"CFSL";
 pub const SNAPSHOT_MAGIC: &[u8; 4] = b"CFSS";
+/// Keyring record version (2: name and key history; the version-1
+/// layout was never released).
+pub const KEYRING_VERSION: u16 = 2;
+/// Log entry and snapshot version (2: block refs carry an epoch).
+pub const SIGNED_VERSION: u16 = 2;
 const SIG_LEN: usize = 64;
 
-fn put_header(w: &mut Writer, magic: &[u8; 4]) {
-    w.raw(magic).u16(1).u16(0);
+fn put_header(w: &mut Writer, magic: &[u8; 4], version: u16) {
+    w.raw(magic).u16(version).u16(0);
 }
 
 fn split_sig(bytes: &[u8]) -> Result<(&[u8], Signature), FormatError> {
@@ -87,7 +93,7 @@ pub struct DriveHeader {
 impl DriveHeader {
     pub fn seal(&self, owner: &SigningKey) -> Vec<u8> {
         let mut w = Writer::new();
-        put_header(&mut w, HEADER_MAGIC);
+        put_header(&mut w, HEADER_MAGIC, 1);
         w.raw(&self.drive_id).raw(&self.root_volume);
         self.owner.write(&mut w);
         w.bytes(&self.owner_card);
@@ -133,7 +139,12 @@ fn subkey(volume_key: &SecretKey, volume: &[u8; 16], label: &[u8]) -> Cipher {
 }
 
 /// One generation of a volume's keyring: the volume key wrapped to each
-/// member, the encrypted member list, signed by the volume owner.
+/// member; the member list, display name and earlier generations' keys
+/// encrypted under the volume key; signed by the volume owner.
+///
+/// A valid keyring has at least one member, exactly one owner (role 3,
+/// `owner_card_id`), no card twice, and `history` holds the keys of
+/// generations `0..generation` in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Keyring {
     pub drive_id: [u8; 16],
@@ -141,13 +152,57 @@ pub struct Keyring {
     pub generation: u32,
     pub owner_card_id: [u8; 32],
     pub members: Vec<MemberRecord>,
+    /// The volume's display name (secret: encrypted).
+    pub name: Vec<u8>,
+    /// `(generation, key)` of every earlier generation, ascending.
+    pub history: Vec<(u32, SecretKey)>,
+}
+
+/// The parsed, signature-checked public part of a keyring.
+struct KeyringBody<'a> {
+    drive_id: [u8; 16],
+    volume: [u8; 16],
+    generation: u32,
+    owner_card_id: [u8; 32],
+    wrapped: Vec<[u8; WRAPPED_KEY_LEN]>,
+    nonce: [u8; NONCE_LEN],
+    aad: &'a [u8],
+    ct: &'a [u8],
 }
 
 impl Keyring {
+    /// Checks the invariants listed on [`Keyring`].
+    fn validate(&self) -> Result<(), FormatError> {
+        if self.members.is_empty() {
+            return Err(FormatError::Invalid("empty keyring"));
+        }
+        let owners: Vec<_> = self.members.iter().filter(|m| m.role == 3).collect();
+        if owners.len() != 1 || owners[0].card_id != self.owner_card_id {
+            return Err(FormatError::Invalid("keyring owner"));
+        }
+        let mut cards: Vec<_> = self.members.iter().map(|m| m.card_id).collect();
+        cards.sort_unstable();
+        cards.dedup();
+        if cards.len() != self.members.len() {
+            return Err(FormatError::Invalid("keyring lists a card twice"));
+        }
+        let gens: Vec<u32> = self.history.iter().map(|(g, _)| *g).collect();
+        if !gens.iter().copied().eq(0..self.generation) {
+            return Err(FormatError::Invalid("keyring history"));
+        }
+        Ok(())
+    }
+
     pub fn seal(&self, key: &SecretKey, owner: &SigningKey) -> Result<Vec<u8>, FormatError> {
+        self.validate()?;
+        self.seal_unchecked(key, owner)
+    }
+
+    /// Seals without checking the invariants (tests build invalid ones).
+    fn seal_unchecked(&self, key: &SecretKey, owner: &SigningKey) -> Result<Vec<u8>, FormatError> {
         let ctx = volume_key_context(&self.drive_id, &self.volume, self.generation);
         let mut w = Writer::new();
-        put_header(&mut w, KEYRING_MAGIC);
+        put_header(&mut w, KEYRING_MAGIC, KEYRING_VERSION);
         w.raw(&self.drive_id)
             .raw(&self.volume)
             .u32(self.generation)
@@ -165,7 +220,11 @@ impl Keyring {
         for m in &self.members {
             m.write(&mut list);
         }
-        let mut ct = list.into_vec();
+        list.bytes(&self.name).u32(self.history.len() as u32);
+        for (g, k) in &self.history {
+            list.u32(*g).raw(k.expose());
+        }
+        let mut ct = Zeroizing::new(list.into_vec());
         subkey(key, &self.volume, b"members").seal_in_place(&nonce, &w.0, &mut ct);
         w.bytes(&ct);
         let sig = owner.sign(&w.0);
@@ -173,58 +232,115 @@ impl Keyring {
         Ok(w.into_vec())
     }
 
-    /// Verifies the owner's signature, unwraps the volume key with `me`,
-    /// and decrypts the member list.
-    pub fn open(
-        bytes: &[u8],
-        owner: &VerifyingKey,
-        me: &StaticSecret,
-    ) -> Result<(Self, SecretKey), FormatError> {
+    /// Verifies the owner's signature and parses the public part.
+    fn parse<'a>(bytes: &'a [u8], owner: &VerifyingKey) -> Result<KeyringBody<'a>, FormatError> {
         let (body, sig) = split_sig(bytes)?;
         owner
             .verify_strict(body, &sig)
             .map_err(|_| FormatError::Signature)?;
         let mut r = Reader::new(body);
-        r.header(KEYRING_MAGIC)?;
+        r.versioned_header(KEYRING_MAGIC, KEYRING_VERSION)?;
         let drive_id = r.array()?;
         let volume = r.array()?;
         let generation = r.u32()?;
         let owner_card_id = r.array()?;
         let n = r.count(WRAPPED_KEY_LEN)?;
-        let ctx = volume_key_context(&drive_id, &volume, generation);
-        let mut key = None;
-        for _ in 0..n {
-            let wrapped: [u8; WRAPPED_KEY_LEN] = r.array()?;
-            if key.is_none()
-                && let Ok(k) = unwrap_key(me, &wrapped, &ctx)
-            {
-                key = Some(k);
-            }
-        }
-        let nonce: [u8; NONCE_LEN] = r.array()?;
-        let aad_end = r.position();
+        let wrapped = (0..n).map(|_| r.array()).collect::<Result<Vec<_>, _>>()?;
+        let nonce = r.array()?;
+        let aad = &body[..r.position()];
         let ct = r.bytes()?;
         r.finish()?;
-        let key = key.ok_or(FormatError::Invalid("not a member"))?;
-        let plain = subkey(&key, &volume, b"members")
-            .open(&nonce, &body[..aad_end], ct)
-            .map_err(|_| FormatError::Decrypt)?;
-        let mut lr = Reader::new(&plain);
-        let count = lr.count(97)?;
+        Ok(KeyringBody {
+            drive_id,
+            volume,
+            generation,
+            owner_card_id,
+            wrapped,
+            nonce,
+            aad,
+            ct,
+        })
+    }
+
+    /// Verifies the owner's signature and returns the public identity of
+    /// the keyring: (drive id, volume, generation).
+    pub fn verify_public(
+        bytes: &[u8],
+        owner: &VerifyingKey,
+    ) -> Result<([u8; 16], [u8; 16], u32), FormatError> {
+        let b = Self::parse(bytes, owner)?;
+        Ok((b.drive_id, b.volume, b.generation))
+    }
+
+    /// Decrypts and validates the secret part with the volume key.
+    fn decrypt(b: &KeyringBody<'_>, key: &SecretKey) -> Result<Self, FormatError> {
+        let plain = Zeroizing::new(
+            subkey(key, &b.volume, b"members")
+                .open(&b.nonce, b.aad, b.ct)
+                .map_err(|_| FormatError::Decrypt)?,
+        );
+        let mut r = Reader::new(&plain);
+        let count = r.count(97)?;
         let members = (0..count)
-            .map(|_| MemberRecord::read(&mut lr))
+            .map(|_| MemberRecord::read(&mut r))
             .collect::<Result<Vec<_>, _>>()?;
-        lr.finish()?;
-        Ok((
-            Self {
-                drive_id,
-                volume,
-                generation,
-                owner_card_id,
-                members,
-            },
-            key,
-        ))
+        let name = r.bytes()?.to_vec();
+        let history = (0..r.count(36)?)
+            .map(|_| Ok((r.u32()?, SecretKey::from_bytes(r.array()?))))
+            .collect::<Result<Vec<_>, FormatError>>()?;
+        r.finish()?;
+        if members.len() != b.wrapped.len() {
+            return Err(FormatError::Invalid(
+                "member count differs from wrapped keys",
+            ));
+        }
+        let k = Self {
+            drive_id: b.drive_id,
+            volume: b.volume,
+            generation: b.generation,
+            owner_card_id: b.owner_card_id,
+            members,
+            name,
+            history,
+        };
+        k.validate()?;
+        Ok(k)
+    }
+
+    /// Verifies the owner's signature, unwraps the volume key with `me`,
+    /// and decrypts the secret part. The wrapped key that opened must sit
+    /// at the position of the member whose x25519 key is mine.
+    pub fn open(
+        bytes: &[u8],
+        owner: &VerifyingKey,
+        me: &StaticSecret,
+    ) -> Result<(Self, SecretKey), FormatError> {
+        let b = Self::parse(bytes, owner)?;
+        let ctx = volume_key_context(&b.drive_id, &b.volume, b.generation);
+        let (pos, key) = b
+            .wrapped
+            .iter()
+            .enumerate()
+            .find_map(|(i, w)| unwrap_key(me, w, &ctx).ok().map(|k| (i, k)))
+            .ok_or(FormatError::Invalid("not a member"))?;
+        let k = Self::decrypt(&b, &key)?;
+        if k.members[pos].x25519 != *PublicKey::from(me).as_bytes() {
+            return Err(FormatError::Invalid(
+                "wrapped key at another member's place",
+            ));
+        }
+        Ok((k, key))
+    }
+
+    /// Opens a generation I am not (or no longer) a member of with its key
+    /// taken from a newer generation's history: verifies the owner's
+    /// signature and decrypts the secret part.
+    pub fn open_with_key(
+        bytes: &[u8],
+        owner: &VerifyingKey,
+        key: &SecretKey,
+    ) -> Result<Self, FormatError> {
+        Self::decrypt(&Self::parse(bytes, owner)?, key)
     }
 }
 
@@ -253,7 +369,7 @@ pub fn seal_signed(
     payload: &[u8],
 ) -> Vec<u8> {
     let mut w = Writer::new();
-    put_header(&mut w, magic);
+    put_header(&mut w, magic, SIGNED_VERSION);
     w.raw(&head.volume)
         .u64(head.seq)
         .u32(head.generation)
@@ -273,7 +389,7 @@ pub fn seal_signed(
 pub fn peek_signed(magic: &[u8; 4], bytes: &[u8]) -> Result<SignedHead, FormatError> {
     let (body, _) = split_sig(bytes)?;
     let mut r = Reader::new(body);
-    r.header(magic)?;
+    r.versioned_header(magic, SIGNED_VERSION)?;
     Ok(SignedHead {
         volume: r.array()?,
         seq: r.u64()?,
@@ -337,12 +453,37 @@ pub struct BlockRef {
     /// Plaintext length (1..=BLOCK_SIZE); bytes past it up to the file
     /// size read as zeros.
     pub len: u32,
+    /// The volume generation whose key the block key is derived with;
+    /// 0 = the plain file key (see docs/FORMAT.md, "content block").
+    pub epoch: u32,
 }
+
+impl BlockRef {
+    fn write(&self, w: &mut Writer, index: u64) {
+        w.u64(index).raw(&self.id).u32(self.len).u32(self.epoch);
+    }
+    /// Reads `(index, block)`.
+    fn read(r: &mut Reader<'_>) -> Result<(u64, Self), FormatError> {
+        Ok((
+            r.u64()?,
+            Self {
+                id: r.array()?,
+                len: r.u32()?,
+                epoch: r.u32()?,
+            },
+        ))
+    }
+}
+/// Encoded size of one block ref with its index.
+const BLOCK_REF_LEN: usize = 8 + 16 + 4 + 4;
 
 /// Node kinds.
 pub const KIND_FILE: u8 = 1;
 pub const KIND_DIR: u8 = 2;
 pub const KIND_SYMLINK: u8 = 3;
+/// A link to another volume (a shared folder): `target` holds the 16-byte
+/// volume id; no blocks, no entries.
+pub const KIND_VOLUME: u8 = 4;
 
 /// A directory entry: child node and its stable readdir cookie.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -365,7 +506,7 @@ pub struct Node {
     pub ctime: Time,
     pub crtime: Time,
     pub size: u64,
-    /// Symlink target.
+    /// Symlink target; volume link: the volume id.
     pub target: Vec<u8>,
     /// Content identity bound into every chunk, and the per-file key.
     pub file_id: [u8; 16],
@@ -398,7 +539,7 @@ impl Node {
             .u64(self.version);
         w.u32(self.blocks.len() as u32);
         for (i, b) in &self.blocks {
-            w.u64(*i).raw(&b.id).u32(b.len);
+            b.write(w, *i);
         }
         w.u32(self.xattrs.len() as u32);
         for (k, v) in &self.xattrs {
@@ -431,15 +572,11 @@ impl Node {
             version: r.u64()?,
             ..Default::default()
         };
-        if !(KIND_FILE..=KIND_SYMLINK).contains(&n.kind) {
+        if !(KIND_FILE..=KIND_VOLUME).contains(&n.kind) {
             return Err(FormatError::Invalid("node kind"));
         }
-        for _ in 0..r.count(28)? {
-            let i = r.u64()?;
-            let b = BlockRef {
-                id: r.array()?,
-                len: r.u32()?,
-            };
+        for _ in 0..r.count(BLOCK_REF_LEN)? {
+            let (i, b) = BlockRef::read(r)?;
             n.blocks.insert(i, b);
         }
         for _ in 0..r.count(8)? {
@@ -458,7 +595,20 @@ impl Node {
                 },
             );
         }
+        if n.kind == KIND_VOLUME
+            && (n.target.len() != 16 || !n.blocks.is_empty() || !n.entries.is_empty())
+        {
+            return Err(FormatError::Invalid("volume link"));
+        }
         Ok(n)
+    }
+
+    /// The volume a `KIND_VOLUME` node links to.
+    pub fn linked_volume(&self) -> Option<[u8; 16]> {
+        if self.kind != KIND_VOLUME {
+            return None;
+        }
+        self.target.as_slice().try_into().ok()
     }
 }
 
@@ -527,6 +677,11 @@ pub enum Op {
         name: Vec<u8>,
         value: Option<Vec<u8>>,
         ctime: Time,
+    },
+    /// The volume switched to keyring `generation` (no tree change):
+    /// entries from here on are sealed under it.
+    Rotate {
+        generation: u32,
     },
 }
 
@@ -629,7 +784,7 @@ impl Op {
                     .u64(*drop_from);
                 w.u32(blocks.len() as u32);
                 for (i, b) in blocks {
-                    w.u64(*i).raw(&b.id).u32(b.len);
+                    b.write(w, *i);
                 }
                 mtime.write(w);
             }
@@ -645,6 +800,9 @@ impl Op {
                     None => w.u8(0),
                 };
                 ctime.write(w);
+            }
+            Op::Rotate { generation } => {
+                w.u8(8).u32(*generation);
             }
         }
     }
@@ -699,17 +857,10 @@ impl Op {
                 let version = r.u64()?;
                 let size = r.u64()?;
                 let drop_from = r.u64()?;
-                let n = r.count(28)?;
-                let mut blocks = Vec::with_capacity(n);
-                for _ in 0..n {
-                    blocks.push((
-                        r.u64()?,
-                        BlockRef {
-                            id: r.array()?,
-                            len: r.u32()?,
-                        },
-                    ));
-                }
+                let n = r.count(BLOCK_REF_LEN)?;
+                let blocks = (0..n)
+                    .map(|_| BlockRef::read(r))
+                    .collect::<Result<Vec<_>, _>>()?;
                 Op::SetContent {
                     node,
                     base,
@@ -729,6 +880,9 @@ impl Op {
                     _ => return Err(FormatError::Invalid("option tag")),
                 },
                 ctime: Time::read(r)?,
+            },
+            8 => Op::Rotate {
+                generation: r.u32()?,
             },
             _ => return Err(FormatError::Invalid("op tag")),
         })
@@ -763,7 +917,8 @@ impl Batch {
         let client = r.array()?;
         let client_seq = r.u64()?;
         let time = Time::read(&mut r)?;
-        let n = r.count(9)?;
+        // The smallest op (Rotate) is 5 bytes.
+        let n = r.count(5)?;
         let ops = (0..n)
             .map(|_| Op::read(&mut r))
             .collect::<Result<Vec<_>, _>>()?;
@@ -842,6 +997,7 @@ mod tests {
             BlockRef {
                 id: [1; 16],
                 len: 5,
+                epoch: 0,
             },
         );
         node.xattrs.insert(b"user.a".to_vec(), b"b".to_vec());
@@ -899,6 +1055,7 @@ mod tests {
                     BlockRef {
                         id: [2; 16],
                         len: 10,
+                        epoch: 3,
                     },
                 )],
                 mtime: t,
@@ -915,6 +1072,7 @@ mod tests {
                 value: Some(vec![1, 2]),
                 ctime: t,
             },
+            Op::Rotate { generation: 5 },
         ]
     }
 
@@ -931,7 +1089,7 @@ mod tests {
         let hex: String = sha256(&enc).iter().map(|x| format!("{x:02x}")).collect();
         assert_eq!(
             hex,
-            "9c6c1cdd10eb2f2048de134a9d0ee42f97823fe0d4a4b21d47ecdf3a2a638815"
+            "e566c921f785e9b716754f69eebad3dcf2e619648493749f6b9fec187b65e7a5"
         );
         for cut in 0..enc.len() {
             assert!(Batch::decode(&enc[..cut]).is_err());
@@ -939,6 +1097,17 @@ mod tests {
         let mut long = enc.clone();
         long.push(0);
         assert_eq!(Batch::decode(&long), Err(FormatError::Trailing));
+    }
+
+    #[test]
+    fn batch_of_one_rotation_round_trips() {
+        let b = Batch {
+            client: [0; 16],
+            client_seq: 1,
+            time: Time::default(),
+            ops: vec![Op::Rotate { generation: 7 }],
+        };
+        assert_eq!(Batch::decode(&b.encode()).unwrap(), b);
     }
 
     #[test]
@@ -973,29 +1142,281 @@ mod tests {
         assert!(DriveHeader::open(&v2).is_err());
     }
 
-    #[test]
-    fn keyring_wraps_to_members_only() {
+    fn sample_keyring(generation: u32) -> (Keyring, SigningKey, StaticSecret, StaticSecret) {
         let owner_sk = SigningKey::from_bytes(&[1; 32]);
         let owner_x = StaticSecret::from([2; 32]);
-        let other_x = StaticSecret::from([5; 32]);
+        let member_x = StaticSecret::from([6; 32]);
         let k = Keyring {
             drive_id: [3; 16],
             volume: [4; 16],
-            generation: 0,
+            generation,
             owner_card_id: [3; 32],
-            members: vec![member(&owner_sk, &owner_x, 3)],
+            members: vec![
+                member(&owner_sk, &owner_x, 3),
+                member(&SigningKey::from_bytes(&[7; 32]), &member_x, 1),
+            ],
+            name: b"projects".to_vec(),
+            history: (0..generation)
+                .map(|g| (g, SecretKey::from_bytes([g as u8 + 10; 32])))
+                .collect(),
         };
+        (k, owner_sk, owner_x, member_x)
+    }
+
+    #[test]
+    fn keyring_wraps_to_members_only() {
+        let (k, owner_sk, owner_x, member_x) = sample_keyring(2);
+        let other_x = StaticSecret::from([5; 32]);
         let key = SecretKey::random();
         let bytes = k.seal(&key, &owner_sk).unwrap();
-        let (got, got_key) = Keyring::open(&bytes, &owner_sk.verifying_key(), &owner_x).unwrap();
-        assert_eq!(got, k);
-        assert_eq!(got_key, key);
-        assert!(Keyring::open(&bytes, &owner_sk.verifying_key(), &other_x).is_err());
+        for me in [&owner_x, &member_x] {
+            let (got, got_key) = Keyring::open(&bytes, &owner_sk.verifying_key(), me).unwrap();
+            assert_eq!(got, k);
+            assert_eq!(got_key, key);
+        }
+        assert_eq!(
+            Keyring::open(&bytes, &owner_sk.verifying_key(), &other_x),
+            Err(FormatError::Invalid("not a member"))
+        );
+        assert_eq!(
+            Keyring::open_with_key(&bytes, &owner_sk.verifying_key(), &key).unwrap(),
+            k
+        );
+        assert_eq!(
+            Keyring::open_with_key(&bytes, &owner_sk.verifying_key(), &SecretKey::random()),
+            Err(FormatError::Decrypt)
+        );
         let stranger = SigningKey::from_bytes(&[9; 32]);
-        assert!(Keyring::open(&bytes, &stranger.verifying_key(), &owner_x).is_err());
-        let mut bad = bytes.clone();
-        bad[30] ^= 1;
-        assert!(Keyring::open(&bad, &owner_sk.verifying_key(), &owner_x).is_err());
+        assert_eq!(
+            Keyring::open(&bytes, &stranger.verifying_key(), &owner_x),
+            Err(FormatError::Signature)
+        );
+        for i in [0, 4, 30, 100, bytes.len() - 70, bytes.len() - 1] {
+            let mut bad = bytes.clone();
+            bad[i] ^= 1;
+            assert!(
+                Keyring::open(&bad, &owner_sk.verifying_key(), &owner_x).is_err(),
+                "flip at {i}"
+            );
+        }
+        for cut in 0..bytes.len() {
+            assert!(Keyring::open(&bytes[..cut], &owner_sk.verifying_key(), &owner_x).is_err());
+        }
+    }
+
+    #[test]
+    fn keyring_refuses_invalid_contents_even_when_signed() {
+        let (k, owner_sk, owner_x, _) = sample_keyring(1);
+        let key = SecretKey::random();
+        let cases: Vec<(Keyring, &str)> = vec![
+            (
+                Keyring {
+                    members: vec![],
+                    ..k.clone()
+                },
+                "empty keyring",
+            ),
+            (
+                Keyring {
+                    history: vec![],
+                    ..k.clone()
+                },
+                "keyring history",
+            ),
+            (
+                Keyring {
+                    owner_card_id: [1; 32],
+                    ..k.clone()
+                },
+                "keyring owner",
+            ),
+            (
+                Keyring {
+                    members: vec![k.members[0].clone(), k.members[0].clone()],
+                    ..k.clone()
+                },
+                "keyring owner",
+            ),
+        ];
+        for (bad, why) in cases {
+            assert_eq!(bad.seal(&key, &owner_sk), Err(FormatError::Invalid(why)));
+            let bytes = bad.seal_unchecked(&key, &owner_sk).unwrap();
+            let got = Keyring::open_with_key(&bytes, &owner_sk.verifying_key(), &key);
+            assert_eq!(got, Err(FormatError::Invalid(why)));
+        }
+        // Two keys wrapped but a one-member list encrypted (a shortened
+        // list, as if the owner's tool were subverted): refused.
+        let bytes = k.seal(&key, &owner_sk).unwrap();
+        let mut two_wrapped = k.clone();
+        two_wrapped.members = vec![k.members[0].clone(), k.members[0].clone()];
+        two_wrapped.members[1].card_id = [8; 32];
+        two_wrapped.members[1].role = 1;
+        let b = two_wrapped.seal_unchecked(&key, &owner_sk).unwrap();
+        // Re-encrypt a one-member list under the two-key header: decrypt
+        // finds the count mismatch.
+        let parsed = Keyring::parse(&b, &owner_sk.verifying_key()).unwrap();
+        let mut list = Writer::new();
+        list.u32(1);
+        k.members[0].write(&mut list);
+        list.bytes(&k.name)
+            .u32(1)
+            .u32(0)
+            .raw(k.history[0].1.expose());
+        let ct = subkey(&key, &k.volume, b"members").seal(&parsed.nonce, parsed.aad, &list.0);
+        let forged = KeyringBody { ct: &ct, ..parsed };
+        assert_eq!(
+            Keyring::decrypt(&forged, &key),
+            Err(FormatError::Invalid(
+                "member count differs from wrapped keys"
+            ))
+        );
+        // A version-1 keyring is refused.
+        let mut v1 = bytes.clone();
+        v1[4] = 1;
+        let (body, _) = v1.split_at(v1.len() - SIG_LEN);
+        let sig = owner_sk.sign(body);
+        v1.truncate(body.len());
+        v1.extend_from_slice(&sig.to_bytes());
+        assert_eq!(
+            Keyring::open(&v1, &owner_sk.verifying_key(), &owner_x),
+            Err(FormatError::Version(1))
+        );
+    }
+
+    #[test]
+    fn volume_link_node_round_trip_and_checks() {
+        let n = Node {
+            id: 9,
+            kind: KIND_VOLUME,
+            perm: 0o755,
+            nlink: 2,
+            target: vec![7; 16],
+            ..Default::default()
+        };
+        let mut w = Writer::new();
+        n.write(&mut w);
+        let enc = w.into_vec();
+        let back = Node::read(&mut Reader::new(&enc)).unwrap();
+        assert_eq!(back, n);
+        assert_eq!(back.linked_volume(), Some([7; 16]));
+        let hex: String = sha256(&enc).iter().map(|x| format!("{x:02x}")).collect();
+        assert_eq!(
+            hex,
+            "46f1c63dfbf1c7b9b64a4e7d0f783a470396f4e78d67a42e98b8c27653587834"
+        );
+        for bad in [
+            Node {
+                target: vec![7; 15],
+                ..n.clone()
+            },
+            Node {
+                entries: [(b"x".to_vec(), DirLink { node: 1, cookie: 1 })].into(),
+                ..n.clone()
+            },
+        ] {
+            let mut w = Writer::new();
+            bad.write(&mut w);
+            assert_eq!(
+                Node::read(&mut Reader::new(&w.0)),
+                Err(FormatError::Invalid("volume link"))
+            );
+        }
+        let mut w = Writer::new();
+        Node { kind: 5, ..n }.write(&mut w);
+        assert_eq!(
+            Node::read(&mut Reader::new(&w.0)),
+            Err(FormatError::Invalid("node kind"))
+        );
+    }
+
+    mod prop {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn block_refs() -> impl Strategy<Value = Vec<(u64, BlockRef)>> {
+            proptest::collection::vec(
+                (
+                    any::<u64>(),
+                    any::<[u8; 16]>(),
+                    1u32..=1 << 20,
+                    any::<u32>(),
+                ),
+                0..6,
+            )
+            .prop_map(|v| {
+                v.into_iter()
+                    .map(|(i, id, len, epoch)| (i, BlockRef { id, len, epoch }))
+                    .collect()
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(32))]
+
+            #[test]
+            fn keyring_round_trips(
+                seeds in proptest::collection::vec(any::<[u8; 32]>(), 1..4),
+                roles in proptest::collection::vec(1u8..=2, 3),
+                name in proptest::collection::vec(any::<u8>(), 0..40),
+                generation in 0u32..5,
+            ) {
+                let owner_sk = SigningKey::from_bytes(&seeds[0]);
+                let xs: Vec<StaticSecret> = seeds.iter().map(|s| StaticSecret::from(*s)).collect();
+                let mut members = vec![member(&owner_sk, &xs[0], 3)];
+                for (i, x) in xs.iter().enumerate().skip(1) {
+                    let mut m = member(&SigningKey::from_bytes(&seeds[i]), x, roles[i]);
+                    m.card_id = [i as u8 + 100; 32];
+                    members.push(m);
+                }
+                prop_assume!(members.iter().skip(1).all(|m| m.x25519 != members[0].x25519));
+                let k = Keyring {
+                    drive_id: [1; 16],
+                    volume: [2; 16],
+                    generation,
+                    owner_card_id: members[0].card_id,
+                    members,
+                    name,
+                    history: (0..generation).map(|g| (g, SecretKey::random())).collect(),
+                };
+                let key = SecretKey::random();
+                let bytes = k.seal(&key, &owner_sk).unwrap();
+                for x in &xs {
+                    let (got, got_key) = Keyring::open(&bytes, &owner_sk.verifying_key(), x).unwrap();
+                    prop_assert_eq!(&got, &k);
+                    prop_assert_eq!(&got_key, &key);
+                }
+                prop_assert_eq!(
+                    Keyring::open_with_key(&bytes, &owner_sk.verifying_key(), &key).unwrap(),
+                    k
+                );
+            }
+
+            #[test]
+            fn nodes_and_content_ops_round_trip(
+                blocks in block_refs(),
+                generation in any::<u32>(),
+                volume in any::<[u8; 16]>(),
+            ) {
+                let mut file = Node { id: 9, kind: KIND_FILE, ..Default::default() };
+                file.blocks = blocks.iter().copied().collect();
+                let link = Node { id: 10, kind: KIND_VOLUME, target: volume.to_vec(), ..Default::default() };
+                let batch = Batch {
+                    client: [1; 16],
+                    client_seq: 2,
+                    time: Time::default(),
+                    ops: vec![
+                        Op::Create { parent: 1, name: b"f".to_vec(), node: Box::new(file) },
+                        Op::Create { parent: 1, name: b"v".to_vec(), node: Box::new(link) },
+                        Op::SetContent {
+                            node: 9, base: 1, version: 2, size: 3, drop_from: 0,
+                            blocks, mtime: Time::default(),
+                        },
+                        Op::Rotate { generation },
+                    ],
+                };
+                prop_assert_eq!(Batch::decode(&batch.encode()).unwrap(), batch);
+            }
+        }
     }
 
     #[test]

@@ -133,11 +133,16 @@ impl<'a> Reader<'a> {
     }
     /// Checks magic, version 1 and that no feature flag is set.
     pub fn header(&mut self, magic: &[u8; 4]) -> Result<(), FormatError> {
+        self.versioned_header(magic, 1)
+    }
+    /// Like [`Reader::header`] for a record whose only accepted version is
+    /// `expected`.
+    pub fn versioned_header(&mut self, magic: &[u8; 4], expected: u16) -> Result<(), FormatError> {
         if &self.array::<4>()? != magic {
             return Err(FormatError::BadMagic);
         }
         let version = self.u16()?;
-        if version != 1 {
+        if version != expected {
             return Err(FormatError::Version(version));
         }
         let flags = self.u16()?;

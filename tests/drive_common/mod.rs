@@ -63,6 +63,17 @@ impl Env {
     }
 }
 
+/// The names of the store's objects under `prefix`.
+pub async fn keys(store: &dyn ObjectStore, prefix: &str) -> Vec<String> {
+    store
+        .list_all(prefix)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.key)
+        .collect()
+}
+
 pub fn os(s: &str) -> &OsStr {
     OsStr::new(s)
 }
