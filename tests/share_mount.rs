@@ -144,6 +144,9 @@ fn alice_shares_with_a_writer_and_a_reader_over_s3() {
     let out = alice.run(&["share", "add", s(&folder), "--with", "dave@test"]);
     expect_error(&out, 42, "no card for dave@test");
     share_with(&alice, &a, &bob, false);
+    // The folder, now its own volume, stays usable at once on Alice's
+    // mount (the kernel's cached entry for it is dropped).
+    assert_eq!(names(&folder), ["empty", SHARED_FILE, "sub"]);
     share_with(&alice, &a, &carol, true);
     let listed = share_list(&alice, &a);
     for want in [

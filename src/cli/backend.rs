@@ -16,13 +16,28 @@ use cardfs::store::ObjectStore;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The status field saying whether this mount's user owns the drive; its
+/// value starts with `owner` for the owner.
+pub const YOUR_ROLE: &str = "your_role";
 
 /// A mounted drive as the daemon controls it, and the store it lives in.
 pub struct DriveBackend {
-    pub drive: Drive,
-    pub store: Arc<dyn ObjectStore>,
+    drive: Drive,
+    store: Arc<dyn ObjectStore>,
+    notifier: OnceLock<fuser::Notifier>,
+}
+
+impl DriveBackend {
+    pub fn new(drive: Drive, store: Arc<dyn ObjectStore>) -> Self {
+        Self {
+            drive,
+            store,
+            notifier: OnceLock::new(),
+        }
+    }
 }
 
 impl Backend for DriveBackend {
@@ -31,7 +46,22 @@ impl Backend for DriveBackend {
     }
 
     fn status(&self) -> Vec<(String, String)> {
-        status_fields(&self.drive.status(), SystemTime::now())
+        let mut fields = status_fields(&self.drive.status(), SystemTime::now());
+        let owner = match Card::from_bytes(self.drive.owner_card()) {
+            Ok(card) => format!("{} ({})", card.identity(), card.fingerprint()),
+            Err(_) => "(unreadable card)".into(),
+        };
+        fields.push(("owner".into(), owner));
+        fields.push((
+            YOUR_ROLE.into(),
+            if self.drive.is_owner() {
+                "owner"
+            } else {
+                "member of the folders shared with you"
+            }
+            .into(),
+        ));
+        fields
     }
 
     async fn shutdown(&self) -> anyhow::Result<()> {
@@ -40,6 +70,10 @@ impl Backend for DriveBackend {
 
     async fn refresh(&self) -> anyhow::Result<()> {
         Ok(self.drive.refresh().await?)
+    }
+
+    fn mounted(&self, notifier: fuser::Notifier) {
+        let _ = self.notifier.set(notifier);
     }
 
     async fn request(
@@ -64,12 +98,15 @@ impl Backend for DriveBackend {
                         Role::Writer
                     },
                 };
-                let ino = self.folder(&path).await?;
+                let (parent, ino) = self.walk(&path).await?;
                 let info = self
                     .drive
                     .share_add(ino, member)
                     .await
                     .map_err(|e| share_error(e, &path))?;
+                if info.ino != ino {
+                    self.forget_entry(parent, &path);
+                }
                 Ok(vec![share_field(&info)])
             }
             Request::ShareRemove { path, card_id } => {
@@ -125,23 +162,49 @@ impl DriveBackend {
     /// The inode of the folder at `path` (relative to the mount root,
     /// components separated by `/`), looked up from the root.
     async fn folder(&self, path: &[u8]) -> anyhow::Result<Ino> {
-        let mut ino = ROOT_INO;
+        Ok(self.walk(path).await?.1)
+    }
+
+    /// The inodes of the parent of `path` and of `path` itself (the root
+    /// is its own parent).
+    async fn walk(&self, path: &[u8]) -> anyhow::Result<(Ino, Ino)> {
+        let (mut parent, mut ino) = (ROOT_INO, ROOT_INO);
         for name in path.split(|b| *b == b'/').filter(|n| !n.is_empty()) {
             if name == b"." || name == b".." {
                 anyhow::bail!("a shared folder's path cannot contain . or ..");
             }
+            parent = ino;
             ino = self
                 .drive
                 .lookup(ino, OsStr::from_bytes(name))
                 .await
-                .with_context(|| display(path))?
+                .with_context(|| describe_path(path))?
                 .ino;
         }
-        Ok(ino)
+        Ok((parent, ino))
+    }
+
+    /// Makes the kernel forget its cached entry for `path` (in `parent`),
+    /// whose inode number changed (a folder that became shared), so the
+    /// next access looks it up again instead of using the old number.
+    fn forget_entry(&self, parent: Ino, path: &[u8]) {
+        let Some(notifier) = self.notifier.get() else {
+            return;
+        };
+        let name = path.rsplit(|b| *b == b'/').next().unwrap_or_default();
+        if let Err(e) = notifier.inval_entry(fuser::INodeNo(parent), OsStr::from_bytes(name)) {
+            // ENOENT: the kernel had no such entry cached.
+            if e.raw_os_error() != Some(libc::ENOENT) {
+                tracing::warn!(
+                    "could not drop the kernel's entry for {}: {e}",
+                    describe_path(path)
+                );
+            }
+        }
     }
 }
 
-fn display(path: &[u8]) -> String {
+fn describe_path(path: &[u8]) -> String {
     if path.is_empty() {
         "the drive's root".into()
     } else {
@@ -156,7 +219,7 @@ fn share_error(err: DriveError, path: &[u8]) -> anyhow::Error {
             path: PathBuf::from(OsStr::from_bytes(path)),
         }
         .into(),
-        other => anyhow::Error::new(other).context(display(path)),
+        other => anyhow::Error::new(other).context(describe_path(path)),
     }
 }
 

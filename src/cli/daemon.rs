@@ -42,6 +42,9 @@ pub trait Backend: Send + Sync + 'static {
     fn refresh(&self) -> impl Future<Output = anyhow::Result<()>> + Send;
     /// Final sync attempt and stop of background work.
     fn shutdown(&self) -> impl Future<Output = anyhow::Result<()>> + Send;
+    /// Called once the kernel session exists, with its notifier (to drop
+    /// kernel cache entries a control request made stale).
+    fn mounted(&self, _notifier: fuser::Notifier) {}
     /// Any other request (sharing, the card directory): its answer as
     /// fields; `progress` gets (done, total) of long work.
     fn request(
@@ -167,6 +170,7 @@ pub fn serve<B: Backend, F: fuser::Filesystem>(
 
     let session = fuser::Session::new(fs, &mountpoint, &config)
         .with_context(|| format!("mounting FUSE on {}", mountpoint.display()))?;
+    backend.mounted(session.notifier());
     let (done_tx, mut session_done) = tokio::sync::oneshot::channel::<()>();
     let thread = std::thread::Builder::new()
         .name("fuse-session".into())

@@ -402,7 +402,7 @@ fn serve(args: &MountArgs, access: &Access, ready: impl FnOnce(&Path)) -> anyhow
             ),
         ],
     };
-    let result = daemon::serve(&rt, Arc::new(DriveBackend { drive, store }), plan, ready);
+    let result = daemon::serve(&rt, Arc::new(DriveBackend::new(drive, store)), plan, ready);
     rt.shutdown_timeout(std::time::Duration::from_secs(5));
     result
 }

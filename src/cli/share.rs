@@ -8,6 +8,7 @@
 //! the daemon; every path and card travels hex-encoded (see
 //! [`control::Request`]).
 
+use super::backend::YOUR_ROLE;
 use super::control::{self, Request};
 use super::exit::UserError;
 use super::member::{self, Directory, Vouched};
@@ -139,8 +140,25 @@ fn rel_bytes(rel: &Path) -> Vec<u8> {
     rel.as_os_str().as_bytes().to_vec()
 }
 
+/// Refuses early, before any card is looked up or pinned, when the user
+/// does not own the drive mounted at `at` (the daemon would refuse too).
+fn ensure_owner(at: &OnMount) -> anyhow::Result<()> {
+    let fields = control::call(&at.mnt, Request::Status, |_, _| {})?;
+    let owner = fields
+        .iter()
+        .any(|(name, value)| name == YOUR_ROLE && value == "owner");
+    if !owner {
+        return Err(UserError::NotOwner {
+            path: at.mnt.join(&at.rel),
+        }
+        .into());
+    }
+    Ok(())
+}
+
 fn add(path: &Path, with: &str, read_only: bool, fingerprint: Option<&str>) -> anyhow::Result<()> {
     let at = locate(path)?;
+    ensure_owner(&at)?;
     let cards = card_store()?;
     let mut directory = ViaDaemon { mnt: &at.mnt };
     let (card, vouched) =
@@ -177,6 +195,7 @@ fn add(path: &Path, with: &str, read_only: bool, fingerprint: Option<&str>) -> a
 
 fn remove(path: &Path, with: &str) -> anyhow::Result<()> {
     let at = locate(path)?;
+    ensure_owner(&at)?;
     let cards = card_store()?;
     // Removing needs no trust decision: only the card id is sent, and a
     // member's id is in the folder's member list (as `share list` shows).
