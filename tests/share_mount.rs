@@ -21,6 +21,7 @@ const SHARED_TEXT: &[u8] = b"SHARED-CONTENT-MARKER-e3: the plan\n";
 const PRIVATE: &str = "unshared-folder-marker-r4";
 const PRIVATE_FILE: &str = "private-name-marker-t5.txt";
 const PRIVATE_TEXT: &[u8] = b"PRIVATE-CONTENT-MARKER-y6\n";
+const KEPT: &str = "kept-folder-marker-a1";
 const BOB_FILE: &str = "bob-name-marker-u7.txt";
 const BOB_TEXT: &[u8] = b"BOB-CONTENT-MARKER-i8\n";
 const AFTER_FILE: &str = "after-removal-marker-o9.txt";
@@ -256,34 +257,69 @@ fn a_removed_member_cannot_read_what_is_written_afterwards() {
     let a = alice.mount(&store);
     build_alice_tree(&a);
     share_with(&alice, &a, &bob, false);
+    // A second folder stays shared with Bob, so he can still mount.
+    std::fs::create_dir(a.path(KEPT)).unwrap();
+    std::fs::write(a.path(KEPT).join("note"), b"still yours\n").unwrap();
+    let kept = a.path(KEPT);
+    let bob_fp = bob.fingerprint();
+    alice.ok(&[
+        "share",
+        "add",
+        s(&kept),
+        "--with",
+        "bob@test",
+        "--fingerprint",
+        &bob_fp,
+    ]);
     sync(&alice, &a);
-    let bob_mnt = bob.new_dir("mnt");
     let bob_cache = bob.new_dir("cache");
     let fp = alice.fingerprint();
-    let b = bob.mount_at(&store, &bob_mnt, &bob_cache, &["--owner-fingerprint", &fp]);
-    assert_sees_shared_folder(&b);
-    b.unmount();
+    let b = bob.mount_at(
+        &store,
+        &bob.new_dir("mnt"),
+        &bob_cache,
+        &["--owner-fingerprint", &fp],
+    );
+    assert_eq!(names(&b.mnt), [KEPT, SHARED]);
+    assert_eq!(
+        std::fs::read(b.path(SHARED).join(SHARED_FILE)).unwrap(),
+        SHARED_TEXT
+    );
 
     // Alice removes Bob, then writes a new file and changes an old one.
     let folder = a.path(SHARED);
     let out = alice.ok(&["share", "remove", s(&folder), "--with", "bob@test"]);
     assert!(out.contains("removed bob@test"), "{out}");
-    let listed = share_list(&alice, &a);
-    assert!(!listed.contains("bob@test"), "{listed}");
+    let listed = alice.ok(&["share", "list", s(&folder)]);
+    assert!(!listed.contains("bob@test") && !listed.contains(KEPT), "{listed}");
+    assert!(listed.contains("key generation 1"), "{listed}");
     std::fs::write(folder.join(AFTER_FILE), AFTER_TEXT).unwrap();
     std::fs::write(folder.join(SHARED_FILE), AFTER_TEXT).unwrap();
     sync(&alice, &a);
 
+    // Bob's running mount, once refreshed, no longer shows the folder.
+    sync(&bob, &b);
+    assert_eq!(names(&b.mnt), [KEPT]);
+    assert!(std::fs::read(b.path(SHARED).join(AFTER_FILE)).is_err());
+    b.unmount();
+
     // Bob mounts again with his key, with the cache he kept and with a
-    // fresh one: the folder is gone from his view and nothing written
-    // after the removal can be read.
+    // fresh one: only the folder still shared with him is there.
     for cache in [bob_cache.clone(), bob.new_dir("cache")] {
         let b = bob.mount_at(&store, &bob.new_dir("mnt"), &cache, &[]);
-        let visible = names(&b.mnt);
-        assert!(!visible.contains(&SHARED.to_string()), "{visible:?}");
+        assert_eq!(names(&b.mnt), [KEPT]);
         assert!(std::fs::read(b.path(SHARED).join(AFTER_FILE)).is_err());
+        assert_eq!(
+            std::fs::read(b.path(KEPT).join("note")).unwrap(),
+            b"still yours\n"
+        );
         b.unmount();
     }
+    // Removed from every folder, he has nothing to mount.
+    alice.ok(&["share", "remove", s(&kept), "--with", "bob@test"]);
+    sync(&alice, &a);
+    let out = bob.try_mount(&store, &bob.new_dir("mnt"), &bob_cache, &[]);
+    expect_error(&out, 45, "shares no folder with your key");
 
     // Re-encrypting rewrites every block; Alice still reads everything,
     // also from a fresh cache.
@@ -298,7 +334,12 @@ fn a_removed_member_cannot_read_what_is_written_afterwards() {
     assert!(std::fs::read(folder.join("sub/big.bin")).unwrap() == pattern(71, 3 << 20));
     again.unmount();
     let all = local_store_bytes(&dir);
-    for marker in [AFTER_FILE.as_bytes(), AFTER_TEXT, SHARED.as_bytes()] {
+    for marker in [
+        AFTER_FILE.as_bytes(),
+        AFTER_TEXT,
+        SHARED.as_bytes(),
+        KEPT.as_bytes(),
+    ] {
         assert!(!contains(&all, marker));
     }
 }
@@ -367,9 +408,13 @@ fn a_store_that_swaps_bobs_card_gets_no_share() {
     let b = bob.mount_with(&store, &["--owner-fingerprint", &fp]);
     assert_sees_shared_folder(&b);
     b.unmount();
-    let m = mallory.mount_with(&store, &["--owner-fingerprint", &fp]);
-    assert!(names(&m.mnt).is_empty(), "the attacker sees nothing");
-    m.unmount();
+    let out = mallory.try_mount(
+        &store,
+        &mallory.new_dir("mnt"),
+        &mallory.new_dir("cache"),
+        &["--owner-fingerprint", &fp],
+    );
+    expect_error(&out, 45, "shares no folder with your key");
     a.unmount();
 }
 

@@ -67,6 +67,8 @@ pub enum UserError {
     /// The drive header contradicts itself (its owner card does not hold
     /// the owner keys it names): forged or corrupted.
     DriveForged { reason: String },
+    /// `mount` of a drive someone else owns that shares nothing with this key.
+    NothingShared { store: String },
 }
 
 impl UserError {
@@ -94,6 +96,7 @@ impl UserError {
             UserError::CardNotFound { .. } => 42,
             UserError::NotOwner { .. } => 43,
             UserError::DriveForged { .. } => 44,
+            UserError::NothingShared { .. } => 45,
         }
     }
 }
@@ -191,6 +194,11 @@ impl fmt::Display for UserError {
                 "the drive's header is not consistent ({reason}); the store may have been \
                  tampered with, refusing to mount"
             ),
+            UserError::NothingShared { store } => write!(
+                f,
+                "the drive in {store} belongs to someone else and shares no folder with your key \
+                 (the owner shares one with `cardfs share add`; a member who was removed loses access)"
+            ),
         }
     }
 }
@@ -257,7 +265,8 @@ mod tests {
             },
             UserError::CardNotFound { who: s.clone() },
             UserError::NotOwner { path: p },
-            UserError::DriveForged { reason: s },
+            UserError::DriveForged { reason: s.clone() },
+            UserError::NothingShared { store: s },
         ]
     }
 
