@@ -257,11 +257,20 @@ fn a_removed_member_cannot_read_what_is_written_afterwards() {
     let a = alice.mount(&store);
     build_alice_tree(&a);
     share_with(&alice, &a, &bob, false);
+    // The root, and folders inside a shared folder, are not shared.
+    let bob_fp = bob.fingerprint();
+    for (path, phrase) in [
+        (a.mnt.clone(), "root cannot be shared"),
+        (a.path(SHARED).join("sub"), "do not nest"),
+    ] {
+        let args = ["share", "add", s(&path), "--with", "bob@test"];
+        let out = alice.run(&args);
+        expect_error(&out, 1, phrase);
+    }
     // A second folder stays shared with Bob, so he can still mount.
     std::fs::create_dir(a.path(KEPT)).unwrap();
     std::fs::write(a.path(KEPT).join("note"), b"still yours\n").unwrap();
     let kept = a.path(KEPT);
-    let bob_fp = bob.fingerprint();
     alice.ok(&[
         "share",
         "add",
@@ -291,7 +300,10 @@ fn a_removed_member_cannot_read_what_is_written_afterwards() {
     let out = alice.ok(&["share", "remove", s(&folder), "--with", "bob@test"]);
     assert!(out.contains("removed bob@test"), "{out}");
     let listed = alice.ok(&["share", "list", s(&folder)]);
-    assert!(!listed.contains("bob@test") && !listed.contains(KEPT), "{listed}");
+    assert!(
+        !listed.contains("bob@test") && !listed.contains(KEPT),
+        "{listed}"
+    );
     assert!(listed.contains("key generation 1"), "{listed}");
     std::fs::write(folder.join(AFTER_FILE), AFTER_TEXT).unwrap();
     std::fs::write(folder.join(SHARED_FILE), AFTER_TEXT).unwrap();
