@@ -310,9 +310,16 @@ async fn moves_across_a_shared_folder_are_exdev_and_its_link_goes_only_when_empt
         libc::ENOTDIR
     );
 
-    // rmdir of the link: refused while the folder holds anything.
+    // rmdir of the link, or a directory moved over it: refused while the
+    // folder holds anything.
     assert_eq!(errno(owner.rmdir(plain, os("s2"))).await, libc::ENOTEMPTY);
     assert_eq!(errno(owner.unlink(plain, os("s2"))).await, libc::EISDIR);
+    owner.mkdir(plain, os("empty"), 0o755, WHO).await.unwrap();
+    assert_eq!(
+        errno(owner.rename(plain, os("empty"), plain, os("s2"), no)).await,
+        libc::ENOTEMPTY
+    );
+    owner.rmdir(plain, os("empty")).await.unwrap();
     owner.unlink(inner, os("moved.txt")).await.unwrap();
     owner.rmdir(shared, os("inner")).await.unwrap();
     owner.rmdir(plain, os("s2")).await.unwrap();
@@ -375,6 +382,19 @@ async fn members_discover_new_shares_and_lose_removed_ones_on_refresh() {
     assert_eq!(names(&bob, ROOT_INO).await, ["a"]);
     bob.refresh().await.unwrap();
     assert_eq!(names(&bob, ROOT_INO).await, ["a", "docs", "docs (2)"]);
+    // readdir offsets of the synthetic root continue where they stopped.
+    let fh = bob.opendir(ROOT_INO).await.unwrap();
+    let all = bob.readdir(ROOT_INO, fh, 0).await.unwrap();
+    assert_eq!(all.len(), 5);
+    let rest = bob.readdir(ROOT_INO, fh, all[2].next_offset).await.unwrap();
+    assert_eq!(rest, all[3..]);
+    assert!(
+        bob.readdir(ROOT_INO, fh, all[4].next_offset)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    bob.releasedir(ROOT_INO, fh).await.unwrap();
     let mut texts = Vec::new();
     for n in ["docs", "docs (2)"] {
         let d = lookup(&bob, n).await.unwrap();
@@ -581,4 +601,169 @@ async fn the_refresh_timer_shows_a_new_share_to_a_mounted_member() {
         "the new share never appeared without an explicit refresh"
     );
     bob.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn share_names_stay_secret_and_a_damaged_keyring_is_not_listed() {
+    let t = Team::new().await;
+    let owner = t.env.open_with("owner").await;
+    let mine = owner
+        .mkdir(ROOT_INO, os("SECRETNAMEMARKER"), 0o755, WHO)
+        .await
+        .unwrap()
+        .ino;
+    let theirs = owner
+        .mkdir(ROOT_INO, os("for-bob"), 0o755, WHO)
+        .await
+        .unwrap()
+        .ino;
+    owner
+        .share_add(mine, t.carol.member(Role::Reader))
+        .await
+        .unwrap();
+    let info = owner
+        .share_add(theirs, t.bob.member(Role::Reader))
+        .await
+        .unwrap();
+    sync(&owner).await;
+    // Bob sees his folder only; the store holds no folder name anywhere.
+    let bob = t.open_as(&t.bob, "bob").await.unwrap();
+    assert_eq!(names(&bob, ROOT_INO).await, ["for-bob"]);
+    let marker = b"SECRETNAMEMARKER";
+    for m in t.env.store.list_all("").await.unwrap() {
+        assert!(!m.key.as_bytes().windows(marker.len()).any(|w| w == marker));
+        let body = t
+            .env
+            .store
+            .get(&m.key, Default::default())
+            .await
+            .unwrap()
+            .bytes;
+        assert!(
+            !body.windows(marker.len()).any(|w| w == marker),
+            "name in {}",
+            m.key
+        );
+    }
+    // A keyring that fails verification is not listed to a member who
+    // did not know the volume before (and names nothing).
+    let hex: String = info.volume.iter().map(|b| format!("{b:02x}")).collect();
+    let key = format!("k/{hex}/00000000");
+    let mut bytes = t
+        .env
+        .store
+        .get(&key, Default::default())
+        .await
+        .unwrap()
+        .bytes
+        .to_vec();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 1;
+    t.env
+        .store
+        .put(&key, bytes.into(), cardfs::store::PutMode::Overwrite)
+        .await
+        .unwrap();
+    assert_eq!(errno(t.open_as(&t.bob, "bob-again")).await, libc::EACCES);
+    // Bob's mount that knew it keeps it listed; its engine reports the
+    // damage once it has to read the keyring again.
+    bob.refresh().await.unwrap();
+    assert_eq!(names(&bob, ROOT_INO).await, ["for-bob"]);
+}
+
+/// The root volume's log is unreachable when the folder is converted: the
+/// new volume exists, the link ops are only in the journal. After a crash
+/// the next open commits them, and the member reads the folder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_before_the_link_is_committed_finishes_on_reopen() {
+    let store = Flaky::new(std::sync::Arc::new(cardfs::store::MemoryStore::new()));
+    let env = Env::with_store(store.clone()).await;
+    let bob = Identity::generate();
+    let owner = env.open_with("owner").await;
+    let dir = owner
+        .mkdir(ROOT_INO, os("f"), 0o755, WHO)
+        .await
+        .unwrap()
+        .ino;
+    put(&owner, dir, "x.txt", b"survives").await;
+    sync(&owner).await;
+    let header = cardfs::drive::read_header(env.store.as_ref())
+        .await
+        .unwrap();
+    let hex: String = header
+        .root_volume
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    *store.block_prefix.lock().unwrap() = Some(format!("v/{hex}/l/"));
+    let e = owner
+        .share_add(dir, bob.member(Role::Writer))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, DriveError::Store(_)), "{e}");
+    owner.abandon().await;
+    *store.block_prefix.lock().unwrap() = None;
+
+    let owner = env.open_with("owner").await;
+    sync(&owner).await;
+    let shares = owner.share_list().await.unwrap();
+    assert_eq!(shares.len(), 1);
+    assert_eq!(shares[0].path, "f");
+    assert_eq!(names(&owner, ROOT_INO).await, ["f"]);
+    assert_eq!(
+        read_all(&owner, lookup(&owner, "f/x.txt").await.unwrap()).await,
+        b"survives"
+    );
+    let b = Drive::open_drive(env.store.clone(), bob, env.opts("bob"))
+        .await
+        .unwrap();
+    assert_eq!(
+        read_all(&b, lookup(&b, "f/x.txt").await.unwrap()).await,
+        b"survives"
+    );
+}
+
+/// A folder of more nodes than one log entry holds (4096 ops) converts
+/// whole: the new volume's genesis and the root volume's removal both span
+/// several entries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_folder_larger_than_one_log_entry_converts_whole() {
+    let t = Team::new().await;
+    let owner = t.env.open_with("owner").await;
+    let dir = owner
+        .mkdir(ROOT_INO, os("many"), 0o755, WHO)
+        .await
+        .unwrap()
+        .ino;
+    let sub = owner.mkdir(dir, os("sub"), 0o755, WHO).await.unwrap().ino;
+    const N: usize = 4200;
+    for i in 0..N {
+        let parent = if i % 2 == 0 { dir } else { sub };
+        let (a, fh) = owner
+            .create(parent, os(&format!("f{i}")), 0o644, libc::O_RDWR, WHO)
+            .await
+            .unwrap();
+        owner.release(a.ino, fh).await.unwrap();
+    }
+    put(&owner, sub, "data.txt", b"last").await;
+    let shared = owner
+        .share_add(dir, t.bob.member(Role::Reader))
+        .await
+        .unwrap()
+        .ino;
+    assert_eq!(owner.status().pending_ops, 0);
+    assert_eq!(names(&owner, shared).await.len(), N / 2 + 1);
+    owner.shutdown().await.unwrap();
+    let owner = t.env.open_with("owner").await;
+    assert_eq!(names(&owner, ROOT_INO).await, ["many"]);
+    let bob = t.open_as(&t.bob, "bob").await.unwrap();
+    let bsub = lookup(&bob, "many/sub").await.unwrap();
+    assert_eq!(names(&bob, bsub).await.len(), N / 2 + 1);
+    assert_eq!(
+        read_all(&bob, lookup(&bob, "many/sub/data.txt").await.unwrap()).await,
+        b"last"
+    );
+    // The old nodes left the root volume: only the root and the link
+    // remain (the owner has not opened the shared folder's volume yet).
+    assert_eq!(owner.statfs().await.unwrap().files, 2 + (1 << 32));
 }

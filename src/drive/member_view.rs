@@ -130,30 +130,30 @@ pub async fn discover(
                 continue;
             }
         };
-        match Keyring::open(&bytes, &header.owner_vk, &me.x25519) {
-            Ok((k, _)) => {
-                if k.drive_id == header.header.drive_id
-                    && k.volume == vol
-                    && k.generation == generation
-                {
-                    known.insert(vol, (generation, Some(k.name.clone())));
-                    out.insert(vol, Found::Member(k.name));
-                } else {
-                    let _ = DriveError::tampered(
-                        &key,
-                        "keyring names another drive, volume or generation",
-                    );
-                    out.insert(vol, Found::Broken);
+        let want = (header.header.drive_id, vol, generation);
+        let misplaced = "keyring names another drive, volume or generation";
+        let broken = match Keyring::open(&bytes, &header.owner_vk, &me.x25519) {
+            Ok((k, _)) if (k.drive_id, k.volume, k.generation) == want => {
+                known.insert(vol, (generation, Some(k.name.clone())));
+                out.insert(vol, Found::Member(k.name));
+                continue;
+            }
+            Ok(_) => misplaced.to_string(),
+            // Not for me: still the owner's keyring for this very place?
+            Err(FormatError::Invalid("not a member")) => {
+                match Keyring::verify_public(&bytes, &header.owner_vk) {
+                    Ok(id) if id == want => {
+                        known.insert(vol, (generation, None));
+                        continue;
+                    }
+                    Ok(_) => misplaced.to_string(),
+                    Err(e) => e.to_string(),
                 }
             }
-            Err(FormatError::Invalid("not a member")) => {
-                known.insert(vol, (generation, None));
-            }
-            Err(e) => {
-                let _ = DriveError::tampered(&key, e.to_string());
-                out.insert(vol, Found::Broken);
-            }
-        }
+            Err(e) => e.to_string(),
+        };
+        let _ = DriveError::tampered(&key, broken);
+        out.insert(vol, Found::Broken);
     }
     Ok(out)
 }

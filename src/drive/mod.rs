@@ -19,8 +19,16 @@
 //! Additions: [`Drive::abandon`] (simulate a crash), [`Drive::drive_id`],
 //! [`Drive::cache_bytes`], [`DriveOptions::new`] (defaults), [`ROOT_INO`],
 //! and `DriveError::{BadHandle, TooBig, TooManyLinks, NotMember,
-//! CacheInUse, CommitFailed, Cache}`. A second engine on the same cache
-//! directory gets `CacheInUse` (EBUSY) until the first one's `shutdown`.
+//! CacheInUse, CommitFailed, Cache, CrossDevice}`. A second drive on the
+//! same cache directory gets `CacheInUse` (EBUSY) until the first one's
+//! `shutdown`.
+//!
+//! Sharing: `Drive` routes every call to one engine per open volume (the
+//! root volume and each shared folder's, see `router.rs`); the share API
+//! ([`Drive::share_add`] and the following methods) and [`read_header`]
+//! follow the sharing design of issue 7. Inode numbers of nodes inside a
+//! shared folder are valid from the folder's lookup on, for the life of
+//! the mount.
 
 mod cache;
 mod engine;

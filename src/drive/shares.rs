@@ -14,10 +14,11 @@
 //!    exchanged with the folder (one log entry switches the name), then the
 //!    removal of the folder's old nodes.
 //!
-//! A crash between 2 and 3 leaves the folder unchanged in the root volume
-//! and an unused volume in the store that the invited member can still
-//! see (a copy of the folder at that moment); sharing again makes another
-//! volume. Ops of step 3 are journalled durably before they are committed,
+//! A crash between 2 and 3 (or another client of the owner changing the
+//! folder meanwhile, which makes this `Busy`) leaves the folder unchanged
+//! in the root volume and an unused volume in the store that the invited
+//! member can still see (a copy of the folder at that moment); sharing
+//! again makes another volume. Ops of step 3 are journalled durably before they are committed,
 //! so a crash during 3 finishes on the next open.
 //!
 //! Invariants: only the drive owner changes shares (`NotPermitted`

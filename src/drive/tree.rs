@@ -421,3 +421,98 @@ impl Tree {
         v
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(id: u64, kind: u8) -> Node {
+        Node {
+            id,
+            kind,
+            nlink: 1,
+            next_cookie: 1,
+            target: if kind == KIND_VOLUME {
+                vec![9; 16]
+            } else {
+                Vec::new()
+            },
+            ..Default::default()
+        }
+    }
+
+    fn create(t: &mut Tree, parent: u64, name: &str, n: Node) -> Result<Vec<Node>> {
+        t.apply(&Op::Create {
+            parent,
+            name: name.as_bytes().to_vec(),
+            node: Box::new(n),
+        })
+    }
+
+    /// A volume link counts like a subdirectory, holds nothing, can be
+    /// renamed, replaced like an empty directory and removed; never hard
+    /// linked.
+    #[test]
+    fn volume_links_act_as_empty_directories() {
+        let mut t = Tree::default();
+        create(&mut t, 0, "", node(ROOT, KIND_DIR)).unwrap();
+        create(&mut t, ROOT, "d", node(10, KIND_DIR)).unwrap();
+        create(&mut t, ROOT, "shared", node(20, KIND_VOLUME)).unwrap();
+        assert_eq!(t.get(ROOT).unwrap().nlink, 4);
+        assert_eq!(t.get(20).unwrap().nlink, 2);
+        assert_eq!(t.get(20).unwrap().parent, ROOT);
+        assert!(matches!(t.dir(20), Err(DriveError::NotDir)));
+        let link = Op::Link {
+            parent: 10,
+            name: b"l".to_vec(),
+            node: 20,
+            ctime: Time::default(),
+        };
+        assert!(matches!(t.apply(&link), Err(DriveError::NotPermitted)));
+        let mv = |name: &str, newparent: u64, newname: &str| Op::Rename {
+            parent: ROOT,
+            name: name.as_bytes().to_vec(),
+            newparent,
+            newname: newname.as_bytes().to_vec(),
+            exchange: false,
+            time: Time::default(),
+        };
+        t.apply(&mv("shared", 10, "s")).unwrap();
+        assert_eq!(
+            (t.get(20).unwrap().parent, t.get(10).unwrap().nlink),
+            (10, 3)
+        );
+        assert_eq!(t.get(ROOT).unwrap().nlink, 3);
+        // A directory moved over the link replaces it (an empty directory).
+        create(&mut t, ROOT, "e", node(30, KIND_DIR)).unwrap();
+        let removed = t
+            .apply(&Op::Rename {
+                parent: ROOT,
+                name: b"e".to_vec(),
+                newparent: 10,
+                newname: b"s".to_vec(),
+                exchange: false,
+                time: Time::default(),
+            })
+            .unwrap();
+        assert_eq!(removed.iter().map(|n| n.id).collect::<Vec<_>>(), [20]);
+        // A file cannot replace it, and unlinking removes it entirely.
+        create(&mut t, ROOT, "v", node(40, KIND_VOLUME)).unwrap();
+        create(&mut t, ROOT, "f", node(50, KIND_FILE)).unwrap();
+        assert!(matches!(
+            t.apply(&mv("f", ROOT, "v")),
+            Err(DriveError::IsDir)
+        ));
+        let removed = t
+            .apply(&Op::Unlink {
+                parent: ROOT,
+                name: b"v".to_vec(),
+                node: 40,
+                time: Time::default(),
+            })
+            .unwrap();
+        assert_eq!(removed.len(), 1);
+        assert!(!t.nodes.contains_key(&40));
+        assert_eq!(t.get(ROOT).unwrap().nlink, 3);
+    }
+}

@@ -160,6 +160,9 @@ pub struct Flaky {
     pub hold_content_get: std::sync::atomic::AtomicBool,
     pub held: tokio::sync::Notify,
     pub release: tokio::sync::Semaphore,
+    /// When set, puts of keys starting with this prefix fail as transient
+    /// errors (e.g. one volume's log).
+    pub block_prefix: std::sync::Mutex<Option<String>>,
 }
 
 impl Flaky {
@@ -174,6 +177,7 @@ impl Flaky {
             hold_content_get: Default::default(),
             held: Default::default(),
             release: tokio::sync::Semaphore::new(0),
+            block_prefix: Default::default(),
         })
     }
     pub fn set_down(&self, v: bool) {
@@ -201,7 +205,15 @@ impl ObjectStore for Flaky {
         mode: PutMode,
     ) -> cardfs::store::Result<ETag> {
         self.check()?;
-        if self.block_log.load(std::sync::atomic::Ordering::SeqCst) && key.contains("/l/") {
+        let blocked_prefix = self
+            .block_prefix
+            .lock()
+            .unwrap()
+            .as_ref()
+            .is_some_and(|p| key.starts_with(p.as_str()));
+        if blocked_prefix
+            || self.block_log.load(std::sync::atomic::Ordering::SeqCst) && key.contains("/l/")
+        {
             return Err(cardfs::store::StoreError::Transient {
                 message: "test: log puts blocked".into(),
                 retry_after: None,
