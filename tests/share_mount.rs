@@ -180,11 +180,19 @@ fn alice_shares_with_a_writer_and_a_reader_over_s3() {
     ]);
     expect_error(&out, 43, "only the owner");
 
-    // Bob writes; after his sync and a refresh on Alice's mount she reads it.
+    // Bob writes a new file and extends one Alice has read; after his sync
+    // and a refresh on Alice's mount she reads both.
+    assert_eq!(
+        std::fs::read(folder.join(SHARED_FILE)).unwrap(),
+        SHARED_TEXT
+    );
+    let extended = [SHARED_TEXT, BOB_TEXT].concat();
     std::fs::write(b.path(SHARED).join(BOB_FILE), BOB_TEXT).unwrap();
+    std::fs::write(b.path(SHARED).join(SHARED_FILE), &extended).unwrap();
     sync(&bob, &b);
     sync(&alice, &a);
     assert_eq!(std::fs::read(folder.join(BOB_FILE)).unwrap(), BOB_TEXT);
+    assert_eq!(std::fs::read(folder.join(SHARED_FILE)).unwrap(), extended);
 
     // Carol reads (Alice's card pinned beforehand this time) and cannot write.
     let alice_card = alice.ok(&["card", "export", "alice@test"]);
@@ -192,7 +200,7 @@ fn alice_shares_with_a_writer_and_a_reader_over_s3() {
     std::fs::write(&card_file, alice_card).unwrap();
     carol.ok(&["card", "import", s(&card_file)]);
     let c = carol.mount(&store);
-    assert_sees_shared_folder_and(&c, BOB_FILE, BOB_TEXT);
+    assert_sees_bobs_changes(&c, &extended);
     let erofs = |r: std::io::Result<()>| {
         let e = r.expect_err("a reader's write must fail");
         assert_eq!(e.raw_os_error(), Some(libc::EROFS), "{e}");
@@ -228,14 +236,15 @@ fn alice_shares_with_a_writer_and_a_reader_over_s3() {
     a.unmount();
 }
 
-/// [`assert_sees_shared_folder`] plus one more file written by a member.
-fn assert_sees_shared_folder_and(m: &Mounted, extra: &str, text: &[u8]) {
+/// [`assert_sees_shared_folder`] after Bob's changes: his new file, and
+/// `shared_text` in [`SHARED_FILE`].
+fn assert_sees_bobs_changes(m: &Mounted, shared_text: &[u8]) {
     assert_eq!(names(&m.mnt), [SHARED]);
     let shared = m.path(SHARED);
-    assert_eq!(std::fs::read(shared.join(extra)).unwrap(), text);
+    assert_eq!(std::fs::read(shared.join(BOB_FILE)).unwrap(), BOB_TEXT);
     assert_eq!(
         std::fs::read(shared.join(SHARED_FILE)).unwrap(),
-        SHARED_TEXT
+        shared_text
     );
     assert!(std::fs::read(shared.join("sub/big.bin")).unwrap() == pattern(71, 3 << 20));
 }
@@ -478,4 +487,53 @@ fn a_drive_with_a_forged_owner_is_not_mounted() {
     // The genuine header back: Alice mounts her drive again.
     operator.put("drive", genuine);
     alice.mount(&store).unmount();
+}
+
+/// Contents of `dir/NAME` and of its conflict copies (`NAME.conflict-...`).
+fn versions(dir: &Path, name: &str) -> Vec<Vec<u8>> {
+    let mut out: Vec<Vec<u8>> = names(dir)
+        .iter()
+        .filter(|n| n.as_str() == name || n.starts_with(&format!("{name}.conflict-")))
+        .map(|n| std::fs::read(dir.join(n)).unwrap())
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn concurrent_edits_by_two_members_keep_both_versions() {
+    let alice = Home::named("alice");
+    let bob = Home::named("bob");
+    let (_dir, store) = local_drive(&alice);
+    bob.ok(&["card", "publish", "--key", "bob", "--store", &store]);
+    // No timed pulls: each mount sees the other's changes only when told.
+    let quiet = ["--refresh", "3600"];
+    let a = alice.mount_with(&store, &quiet);
+    build_alice_tree(&a);
+    std::fs::write(a.path(SHARED).join("doc.txt"), b"base\n").unwrap();
+    share_with(&alice, &a, &bob, false);
+    sync(&alice, &a);
+    let fp = alice.fingerprint();
+    let b = bob.mount_with(&store, &["--refresh", "3600", "--owner-fingerprint", &fp]);
+    assert_eq!(
+        std::fs::read(b.path(SHARED).join("doc.txt")).unwrap(),
+        b"base\n"
+    );
+
+    // Both change the file from the same version before seeing the other's.
+    let (mine, theirs) = (
+        b"alice's version\n".to_vec(),
+        b"bob's longer version\n".to_vec(),
+    );
+    std::fs::write(a.path(SHARED).join("doc.txt"), &mine).unwrap();
+    std::fs::write(b.path(SHARED).join("doc.txt"), &theirs).unwrap();
+    sync(&alice, &a);
+    sync(&bob, &b);
+    sync(&alice, &a);
+    let mut both = vec![mine, theirs];
+    both.sort();
+    assert_eq!(versions(&a.path(SHARED), "doc.txt"), both);
+    assert_eq!(versions(&b.path(SHARED), "doc.txt"), both);
+    b.unmount();
+    a.unmount();
 }

@@ -56,7 +56,9 @@ pub struct MountArgs {
     /// Stay in the foreground and log to stderr; Ctrl-C unmounts.
     #[arg(long, short = 'f')]
     pub foreground: bool,
-    /// Mount options, comma-separated: allow_other, allow_root, ro, rw,
+    /// Mount options, comma-separated: allow_other, allow_root,
+    /// writeback_cache (faster small writes; only for a drive no other
+    /// client writes), ro, rw,
     /// key=NAME, cache_dir=DIR, cache_size=SIZE, password_file=FILE,
     /// endpoint=URL; fstab-only options (defaults, noauto, _netdev, ...) are
     /// accepted and ignored.
@@ -76,6 +78,7 @@ const DEFAULT_REFRESH_SECS: u64 = 5;
 struct Access {
     allow_other: bool,
     allow_root: bool,
+    writeback_cache: bool,
 }
 
 /// Folds `-o` options into the named options; returns the access options.
@@ -99,6 +102,7 @@ fn apply_options(args: &mut MountArgs) -> anyhow::Result<Access> {
         match name {
             "allow_other" => access.allow_other = true,
             "allow_root" => access.allow_root = true,
+            "writeback_cache" => access.writeback_cache = true,
             "ro" => args.read_only = true,
             "rw" => args.read_only = false,
             "key" => args.key.key = Some(need(value)?),
@@ -270,6 +274,9 @@ fn background(args: MountArgs, access: &Access) -> anyhow::Result<()> {
     if access.allow_root {
         cmd.arg("-o").arg("allow_root");
     }
+    if access.writeback_cache {
+        cmd.arg("-o").arg("writeback_cache");
+    }
     if let Some(endpoint) = &args.store_args.endpoint {
         cmd.arg("--endpoint").arg(endpoint);
     }
@@ -375,6 +382,7 @@ fn serve(args: &MountArgs, access: &Access, ready: impl FnOnce(&Path)) -> anyhow
         read_only: args.read_only,
         allow_other: access.allow_other,
         allow_root: access.allow_root,
+        writeback: access.writeback_cache,
     };
     let fs = DriveFs::new(
         drive.clone(),
@@ -440,12 +448,12 @@ mod tests {
             "s3://b",
             "/mnt",
             "-o",
-            "rw,noauto,_netdev,key=alice,allow_other",
+            "rw,noauto,_netdev,key=alice,allow_other,writeback_cache",
             "-o",
             "cache_size=2G,password_file=/etc/pw,x-systemd.automount,ro,refresh=12",
         ]);
         let access = apply_options(&mut a).unwrap();
-        assert!(access.allow_other && !access.allow_root);
+        assert!(access.allow_other && !access.allow_root && access.writeback_cache);
         assert_eq!(a.key.key.as_deref(), Some("alice"));
         assert_eq!(a.cache_size, Some(2 << 30));
         assert_eq!(a.key.password.password_file, Some(PathBuf::from("/etc/pw")));
