@@ -635,15 +635,16 @@ impl Router {
             e.seal_all()?;
         }
         let total: u64 = engines.iter().map(|e| e.lock().pending_bytes()).sum();
+        if engines.is_empty() {
+            progress(0, 0);
+        }
+        // Engines in turn; `before` is what the earlier ones uploaded.
         let mut before = 0;
         for e in &engines {
             let mine = std::sync::atomic::AtomicU64::new(0);
             e.sync(&|d, t| {
                 mine.store(t, std::sync::atomic::Ordering::Relaxed);
-                progress(
-                    (before + d).min(total.max(before + t)),
-                    total.max(before + t),
-                )
+                progress(before + d, total.max(before + t))
             })
             .await?;
             before += mine.load(std::sync::atomic::Ordering::Relaxed);
