@@ -8,9 +8,9 @@
 //!   bdi read-ahead is raised after mounting ([`raise_read_ahead`]); 1 MiB
 //!   read-ahead took sequential reads from ~2.0 to ~2.8 GB/s on a tmpfs-backed
 //!   FUSE filesystem.
-//! - Attribute and entry timeouts of [`TTL`]: the drive has one writer per
-//!   mount, so the kernel's cached view is only stale when another client's
-//!   change arrives through a refresh; one second bounds that staleness and
+//! - Attribute and entry timeouts of [`TTL`]: the kernel's cached view is
+//!   only stale when another client's change (a member of a shared folder,
+//!   another machine) arrives through a refresh; one second bounds that staleness and
 //!   keeps `stat`-heavy tools (git status, find, rsync) off the daemon
 //!   (~3 µs per cached stat against ~70 µs per round trip).
 //! - Several request threads ([`request_threads`]) with cloned `/dev/fuse`
