@@ -6,7 +6,7 @@ mod common;
 
 use cardfs::format::card::Card;
 use cardfs::identity::directory::{card_key, id_key};
-use cardfs::store::{OpenOptions, PutMode, S3Store};
+use cardfs::store::S3Store;
 use common::user::{User, s, text};
 
 /// The fingerprint line of a card, from `card show`.
@@ -169,16 +169,7 @@ fn publish_to_s3_and_find_there() {
 
 /// Replaces the object under `key` in the local store at `dir`.
 fn overwrite(dir: &str, key: &str, bytes: Vec<u8>) {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let store = cardfs::store::open(dir, &OpenOptions::default())
-            .await
-            .unwrap();
-        store
-            .put(key, bytes.into(), PutMode::Overwrite)
-            .await
-            .unwrap();
-    });
+    common::Operator::new(dir).put(key, bytes);
 }
 
 #[test]

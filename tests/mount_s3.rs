@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::mount::{Home, assert_ok, new_bucket, s3_vars, sh};
+use common::mount::{Home, assert_ok, bucket_bytes, new_bucket, s3_vars, sh};
 use common::scenarios::{self, pattern};
 use common::{S3Env, project_root, s3};
 use std::path::PathBuf;
@@ -54,23 +54,6 @@ fn no_plaintext_in_the_store() {
 fn kill_9_keeps_fsynced_files() {
     let (home, store) = s3_drive();
     scenarios::kill_9_keeps_fsynced_files(&home, &store);
-}
-
-/// Every key and body in the bucket of `store`, concatenated.
-fn bucket_bytes(env: &S3Env, store: &str) -> Vec<u8> {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let options = common::mount::s3_options(env);
-        let s = cardfs::store::open(store, &options).await.unwrap();
-        let mut all = Vec::new();
-        for obj in s.list_all("").await.unwrap() {
-            all.extend_from_slice(obj.key.as_bytes());
-            all.push(b'\n');
-            let got = s.get(&obj.key, Default::default()).await.unwrap();
-            all.extend_from_slice(&got.bytes);
-        }
-        all
-    })
 }
 
 /// A server of our own, to stop and start; stopped on drop.

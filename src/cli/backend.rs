@@ -1,24 +1,225 @@
 //! The mount daemon's [`Backend`] for a real drive: sync, status and
-//! shutdown of a [`Drive`], with status values in words for `cardfs status`.
+//! shutdown of a [`Drive`], with status values in words for `cardfs status`;
+//! folder sharing on the drive; and lookups in the card directory of the
+//! drive's store (the command line decides whether a card found there may
+//! be used, see `super::member`).
 
+use super::control::Request;
 use super::daemon::Backend;
-use cardfs::drive::{Drive, DriveStatus};
+use super::exit::UserError;
+use super::share::share_field;
+use anyhow::Context;
+use cardfs::drive::{Drive, DriveError, DriveStatus, Ino, Member, ROOT_INO, Role};
+use cardfs::format::card::{Card, CardId};
+use cardfs::identity::directory::{self, DirectoryError};
+use cardfs::store::ObjectStore;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// A mounted drive as the daemon controls it.
-pub struct DriveBackend(pub Drive);
+/// The status field saying whether this mount's user owns the drive; its
+/// value starts with `owner` for the owner.
+pub const YOUR_ROLE: &str = "your_role";
+
+/// A mounted drive as the daemon controls it, and the store it lives in.
+pub struct DriveBackend {
+    drive: Drive,
+    store: Arc<dyn ObjectStore>,
+    notifier: OnceLock<fuser::Notifier>,
+}
+
+impl DriveBackend {
+    pub fn new(drive: Drive, store: Arc<dyn ObjectStore>) -> Self {
+        Self {
+            drive,
+            store,
+            notifier: OnceLock::new(),
+        }
+    }
+}
 
 impl Backend for DriveBackend {
     async fn sync(&self, progress: &(dyn Fn(u64, u64) + Send + Sync)) -> anyhow::Result<()> {
-        Ok(self.0.sync(progress).await?)
+        Ok(self.drive.sync(progress).await?)
     }
 
     fn status(&self) -> Vec<(String, String)> {
-        status_fields(&self.0.status(), SystemTime::now())
+        let mut fields = status_fields(&self.drive.status(), SystemTime::now());
+        let owner = match Card::from_bytes(self.drive.owner_card()) {
+            Ok(card) => format!("{} ({})", card.identity(), card.fingerprint()),
+            Err(_) => "(unreadable card)".into(),
+        };
+        fields.push(("owner".into(), owner));
+        fields.push((
+            YOUR_ROLE.into(),
+            if self.drive.is_owner() {
+                "owner"
+            } else {
+                "member of the folders shared with you"
+            }
+            .into(),
+        ));
+        fields
     }
 
     async fn shutdown(&self) -> anyhow::Result<()> {
-        Ok(self.0.shutdown().await?)
+        Ok(self.drive.shutdown().await?)
+    }
+
+    async fn refresh(&self) -> anyhow::Result<()> {
+        Ok(self.drive.refresh().await?)
+    }
+
+    fn mounted(&self, notifier: fuser::Notifier) {
+        let _ = self.notifier.set(notifier);
+    }
+
+    async fn request(
+        &self,
+        request: Request,
+        progress: &(dyn Fn(u64, u64) + Send + Sync),
+    ) -> anyhow::Result<Vec<(String, String)>> {
+        match request {
+            Request::ShareAdd {
+                path,
+                read_only,
+                card,
+            } => {
+                let card = Card::from_bytes(&card).context("the card to share with")?;
+                let member = Member {
+                    card_id: card.id().0,
+                    x25519: *card.x25519_public(),
+                    ed25519: *card.ed25519_public(),
+                    role: if read_only {
+                        Role::Reader
+                    } else {
+                        Role::Writer
+                    },
+                };
+                let (parent, ino) = self.walk(&path).await?;
+                let info = self
+                    .drive
+                    .share_add(ino, member)
+                    .await
+                    .map_err(|e| share_error(e, &path))?;
+                if info.ino != ino {
+                    self.forget_entry(parent, &path);
+                }
+                Ok(vec![share_field(&info)])
+            }
+            Request::ShareRemove { path, card_id } => {
+                let ino = self.folder(&path).await?;
+                let info = self
+                    .drive
+                    .share_remove(ino, &card_id)
+                    .await
+                    .map_err(|e| share_error(e, &path))?;
+                Ok(vec![share_field(&info)])
+            }
+            Request::ShareList => {
+                let all = self.drive.share_list().await?;
+                Ok(all.iter().map(share_field).collect())
+            }
+            Request::ShareReencrypt { path } => {
+                let ino = self.folder(&path).await?;
+                self.drive
+                    .share_reencrypt(ino, progress)
+                    .await
+                    .map_err(|e| share_error(e, &path))?;
+                Ok(Vec::new())
+            }
+            Request::CardsFind { identity } => {
+                let found = directory::find(self.store.as_ref(), &identity)
+                    .await
+                    .context("searching the drive's card directory")?;
+                let cards = found.cards.iter().map(|c| ("card".into(), c.to_text()));
+                let rejected = found
+                    .rejected
+                    .iter()
+                    .map(|r| ("rejected".into(), format!("{}: {}", r.key, r.reason)));
+                Ok(cards.chain(rejected).collect())
+            }
+            Request::CardGet { id } => {
+                match directory::get(self.store.as_ref(), CardId(id)).await {
+                    Ok(card) => Ok(vec![("card".into(), card.to_text())]),
+                    Err(DirectoryError::NotFound(_)) => Ok(Vec::new()),
+                    Err(DirectoryError::Invalid { key, reason }) => {
+                        Ok(vec![("rejected".into(), format!("{key}: {reason}"))])
+                    }
+                    Err(e) => Err(e).context("reading the drive's card directory"),
+                }
+            }
+            Request::Status | Request::Sync | Request::Unmount => {
+                anyhow::bail!("{request:?} is answered by the daemon itself")
+            }
+        }
+    }
+}
+
+impl DriveBackend {
+    /// The inode of the folder at `path` (relative to the mount root,
+    /// components separated by `/`), looked up from the root.
+    async fn folder(&self, path: &[u8]) -> anyhow::Result<Ino> {
+        Ok(self.walk(path).await?.1)
+    }
+
+    /// The inodes of the parent of `path` and of `path` itself (the root
+    /// is its own parent).
+    async fn walk(&self, path: &[u8]) -> anyhow::Result<(Ino, Ino)> {
+        let (mut parent, mut ino) = (ROOT_INO, ROOT_INO);
+        for name in path.split(|b| *b == b'/').filter(|n| !n.is_empty()) {
+            if name == b"." || name == b".." {
+                anyhow::bail!("a shared folder's path cannot contain . or ..");
+            }
+            parent = ino;
+            ino = self
+                .drive
+                .lookup(ino, OsStr::from_bytes(name))
+                .await
+                .with_context(|| describe_path(path))?
+                .ino;
+        }
+        Ok((parent, ino))
+    }
+
+    /// Makes the kernel forget its cached entry for `path` (in `parent`),
+    /// whose inode number changed (a folder that became shared), so the
+    /// next access looks it up again instead of using the old number.
+    fn forget_entry(&self, parent: Ino, path: &[u8]) {
+        let Some(notifier) = self.notifier.get() else {
+            return;
+        };
+        let name = path.rsplit(|b| *b == b'/').next().unwrap_or_default();
+        if let Err(e) = notifier.inval_entry(fuser::INodeNo(parent), OsStr::from_bytes(name)) {
+            // ENOENT: the kernel had no such entry cached.
+            if e.raw_os_error() != Some(libc::ENOENT) {
+                tracing::warn!(
+                    "could not drop the kernel's entry for {}: {e}",
+                    describe_path(path)
+                );
+            }
+        }
+    }
+}
+
+fn describe_path(path: &[u8]) -> String {
+    if path.is_empty() {
+        "the drive's root".into()
+    } else {
+        String::from_utf8_lossy(path).into_owned()
+    }
+}
+
+/// Gives a sharing refusal its user error.
+fn share_error(err: DriveError, path: &[u8]) -> anyhow::Error {
+    match err {
+        DriveError::NotPermitted => UserError::NotOwner {
+            path: PathBuf::from(OsStr::from_bytes(path)),
+        }
+        .into(),
+        other => anyhow::Error::new(other).context(describe_path(path)),
     }
 }
 

@@ -1,12 +1,17 @@
-//! The control channel between a mount daemon and the `status`, `sync` and
-//! `unmount` commands: a Unix socket per mount under `$CARDFS_HOME/run/`,
-//! named by a hash of the mountpoint so a command given the mountpoint finds
-//! it, and readable only by the user (mode 0600 under a 0700 directory).
+//! The control channel between a mount daemon and the `status`, `sync`,
+//! `unmount` and `share` commands: a Unix socket per mount under
+//! `$CARDFS_HOME/run/`, named by a hash of the mountpoint so a command given
+//! the mountpoint finds it, and readable only by the user (mode 0600 under a
+//! 0700 directory).
 //!
-//! Protocol (text lines, one request per connection): the client sends
-//! `status`, `sync` or `unmount`; the daemon answers with any number of
-//! `progress DONE TOTAL` and `field NAME VALUE` lines and ends with one
-//! final line, `ok` or `error CODE MESSAGE`.
+//! Protocol (text lines, one request per connection): the client sends one
+//! request line ([`Request::to_line`]: `status`, `sync`, `unmount`,
+//! `share-add PATH reader|writer CARD`, `share-remove PATH CARD-ID`,
+//! `share-list`, `share-reencrypt PATH`, `cards-find IDENTITY`,
+//! `card-get CARD-ID`, every argument in lower-case hex, a root path as
+//! `.`); the daemon answers with any number of `progress DONE TOTAL` and
+//! `field NAME VALUE` lines and ends with one final line, `ok` or
+//! `error CODE MESSAGE`. A line of any other shape is refused.
 
 use super::exit::{GENERIC, UserError};
 use std::io::{self, BufRead, BufReader, Write};
@@ -14,30 +19,136 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
 /// What a client asks of the daemon.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// On the wire every argument is hex (paths, identities, cards), so no
+/// argument can contain a space or a newline and a request is always one
+/// line of fixed shape; anything else is refused as unknown.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
     Status,
     Sync,
     Unmount,
+    /// Share the folder at `path` (relative to the mount root, as bytes)
+    /// with the holder of `card` (a card's bytes, verified by the daemon).
+    ShareAdd {
+        path: Vec<u8>,
+        read_only: bool,
+        card: Vec<u8>,
+    },
+    /// Remove the member with this card id from the folder at `path`.
+    ShareRemove {
+        path: Vec<u8>,
+        card_id: [u8; 32],
+    },
+    /// Every shared folder this mount sees.
+    ShareList,
+    /// Re-encrypt every block of the shared folder at `path`.
+    ShareReencrypt {
+        path: Vec<u8>,
+    },
+    /// Cards published for an identity in the drive's card directory.
+    CardsFind {
+        identity: String,
+    },
+    /// The card with this id in the drive's card directory.
+    CardGet {
+        id: [u8; 32],
+    },
 }
 
 impl Request {
-    pub fn as_str(self) -> &'static str {
+    /// The request as one line, without its newline.
+    pub fn to_line(&self) -> String {
+        use cardfs::format::wire::hex;
         match self {
-            Request::Status => "status",
-            Request::Sync => "sync",
-            Request::Unmount => "unmount",
+            Request::Status => "status".into(),
+            Request::Sync => "sync".into(),
+            Request::Unmount => "unmount".into(),
+            Request::ShareAdd {
+                path,
+                read_only,
+                card,
+            } => format!(
+                "share-add {} {} {}",
+                path_token(path),
+                if *read_only { "reader" } else { "writer" },
+                hex(card)
+            ),
+            Request::ShareRemove { path, card_id } => {
+                format!("share-remove {} {}", path_token(path), hex(card_id))
+            }
+            Request::ShareList => "share-list".into(),
+            Request::ShareReencrypt { path } => format!("share-reencrypt {}", path_token(path)),
+            Request::CardsFind { identity } => format!("cards-find {}", hex(identity.as_bytes())),
+            Request::CardGet { id } => format!("card-get {}", hex(id)),
         }
     }
 
     pub fn parse(line: &str) -> Option<Self> {
-        match line.trim() {
-            "status" => Some(Request::Status),
-            "sync" => Some(Request::Sync),
-            "unmount" => Some(Request::Unmount),
-            _ => None,
-        }
+        use cardfs::format::wire::parse_hex;
+        let line = line.strip_suffix('\n').unwrap_or(line);
+        let words: Vec<&str> = line.split(' ').collect();
+        Some(match words.as_slice() {
+            ["status"] => Request::Status,
+            ["sync"] => Request::Sync,
+            ["unmount"] => Request::Unmount,
+            ["share-add", path, role, card] => Request::ShareAdd {
+                path: parse_path(path)?,
+                read_only: match *role {
+                    "reader" => true,
+                    "writer" => false,
+                    _ => return None,
+                },
+                card: unhex(card).filter(|c| !c.is_empty())?,
+            },
+            ["share-remove", path, id] => Request::ShareRemove {
+                path: parse_path(path)?,
+                card_id: parse_hex(id)?,
+            },
+            ["share-list"] => Request::ShareList,
+            ["share-reencrypt", path] => Request::ShareReencrypt {
+                path: parse_path(path)?,
+            },
+            ["cards-find", identity] => Request::CardsFind {
+                identity: String::from_utf8(unhex(identity)?).ok()?,
+            },
+            ["card-get", id] => Request::CardGet { id: parse_hex(id)? },
+            _ => return None,
+        })
     }
+}
+
+/// A relative path on the wire: `.` for the mount root, else its hex.
+fn path_token(path: &[u8]) -> String {
+    if path.is_empty() {
+        ".".into()
+    } else {
+        cardfs::format::wire::hex(path)
+    }
+}
+
+fn parse_path(token: &str) -> Option<Vec<u8>> {
+    if token == "." {
+        Some(Vec::new())
+    } else {
+        unhex(token).filter(|p| !p.is_empty())
+    }
+}
+
+/// Lower-case hex of any length (upper case and odd lengths refused).
+pub fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    let digit = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
+    text.as_bytes()
+        .chunks(2)
+        .map(|p| Some(digit(p[0])? << 4 | digit(p[1])?))
+        .collect()
 }
 
 /// One line the daemon sends back.
@@ -144,7 +255,7 @@ pub fn call_on(
     request: Request,
     on_progress: &mut dyn FnMut(u64, u64),
 ) -> anyhow::Result<Vec<(String, String)>> {
-    stream.write_all(format!("{}\n", request.as_str()).as_bytes())?;
+    stream.write_all(format!("{}\n", request.to_line()).as_bytes())?;
     let mut fields = Vec::new();
     for line in BufReader::new(stream).lines() {
         match Reply::parse(&line?) {
@@ -231,9 +342,64 @@ mod tests {
 
     #[test]
     fn requests_round_trip() {
-        for r in [Request::Status, Request::Sync, Request::Unmount] {
-            assert_eq!(Request::parse(r.as_str()), Some(r));
+        for r in [
+            Request::Status,
+            Request::Sync,
+            Request::Unmount,
+            Request::ShareAdd {
+                path: b"projects/x y\nok".to_vec(),
+                read_only: true,
+                card: vec![1, 2, 0xff],
+            },
+            Request::ShareAdd {
+                path: Vec::new(),
+                read_only: false,
+                card: vec![7],
+            },
+            Request::ShareRemove {
+                path: b"a".to_vec(),
+                card_id: [0xab; 32],
+            },
+            Request::ShareList,
+            Request::ShareReencrypt {
+                path: "d\u{e9}j\u{e0}".into(),
+            },
+            Request::CardsFind {
+                identity: "bob@example.org".into(),
+            },
+            Request::CardGet { id: [3; 32] },
+        ] {
+            let line = r.to_line();
+            assert_eq!(line.lines().count(), 1, "{line}");
+            assert_eq!(Request::parse(&line), Some(r.clone()), "{line}");
+            assert_eq!(Request::parse(&format!("{line}\n")), Some(r));
         }
         assert_eq!(Request::parse("rm -rf"), None);
+    }
+
+    #[test]
+    fn malformed_requests_are_refused() {
+        let card = "0a".repeat(4);
+        let id = "ab".repeat(32);
+        for bad in [
+            "status extra".to_string(),
+            " status".into(),
+            "status ".into(),
+            // Raw text instead of hex, upper case, odd length, empty.
+            format!("share-add projects writer {card}"),
+            format!("share-add 6A writer {card}"),
+            format!("share-add 616 writer {card}"),
+            "share-add 61 writer ".into(),
+            format!("share-add 61 owner {card}"),
+            format!("share-add 61  writer {card}"),
+            format!("share-add 61 writer {card} {card}"),
+            format!("share-remove 61 {}", &id[2..]),
+            format!("share-remove 61 {id}\nunmount"),
+            "share-reencrypt".into(),
+            "cards-find ff".into(),
+            "card-get 00".into(),
+        ] {
+            assert_eq!(Request::parse(&bad), None, "{bad:?}");
+        }
     }
 }

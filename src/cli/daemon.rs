@@ -38,8 +38,20 @@ pub trait Backend: Send + Sync + 'static {
     ) -> impl Future<Output = anyhow::Result<()>> + Send;
     /// Named status values (pending uploads, last commit, ...).
     fn status(&self) -> Vec<(String, String)>;
+    /// Pulls changes other clients committed (as the refresh timer does).
+    fn refresh(&self) -> impl Future<Output = anyhow::Result<()>> + Send;
     /// Final sync attempt and stop of background work.
     fn shutdown(&self) -> impl Future<Output = anyhow::Result<()>> + Send;
+    /// Called once the kernel session exists, with its notifier (to drop
+    /// kernel cache entries a control request made stale).
+    fn mounted(&self, _notifier: fuser::Notifier) {}
+    /// Any other request (sharing, the card directory): its answer as
+    /// fields; `progress` gets (done, total) of long work.
+    fn request(
+        &self,
+        request: Request,
+        progress: &(dyn Fn(u64, u64) + Send + Sync),
+    ) -> impl Future<Output = anyhow::Result<Vec<(String, String)>>> + Send;
 }
 
 /// An exclusive lock on a cache directory, held while a daemon uses it.
@@ -158,6 +170,7 @@ pub fn serve<B: Backend, F: fuser::Filesystem>(
 
     let session = fuser::Session::new(fs, &mountpoint, &config)
         .with_context(|| format!("mounting FUSE on {}", mountpoint.display()))?;
+    backend.mounted(session.notifier());
     let (done_tx, mut session_done) = tokio::sync::oneshot::channel::<()>();
     let thread = std::thread::Builder::new()
         .name("fuse-session".into())
@@ -364,7 +377,11 @@ async fn serve_connection<B: Backend>(
                 let progress = |done, total| {
                     let _ = tx.send(Reply::Progress { done, total });
                 };
-                let result = backend.sync(&progress).await;
+                // Push ours, then pull what others committed meanwhile.
+                let result = match backend.sync(&progress).await {
+                    Ok(()) => backend.refresh().await,
+                    Err(e) => Err(e),
+                };
                 let _ = tx.send(match result {
                     Ok(()) => Reply::Ok,
                     Err(e) => error_reply(&e),
@@ -375,6 +392,25 @@ async fn serve_connection<B: Backend>(
             let _ = unmount_tx.send(Asker {
                 out: tx.clone(),
                 written,
+            });
+        }
+        Some(request) => {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let progress = |done, total| {
+                    let _ = tx.send(Reply::Progress { done, total });
+                };
+                match backend.request(request, &progress).await {
+                    Ok(fields) => {
+                        for (name, value) in fields {
+                            let _ = tx.send(Reply::Field { name, value });
+                        }
+                        let _ = tx.send(Reply::Ok);
+                    }
+                    Err(e) => {
+                        let _ = tx.send(error_reply(&e));
+                    }
+                }
             });
         }
         None => {
@@ -406,6 +442,7 @@ mod tests {
     #[derive(Default)]
     struct CountingBackend {
         syncs: AtomicU32,
+        refreshes: AtomicU32,
         shutdowns: AtomicU32,
     }
 
@@ -422,6 +459,22 @@ mod tests {
         async fn shutdown(&self) -> anyhow::Result<()> {
             self.shutdowns.fetch_add(1, Ordering::SeqCst);
             Ok(())
+        }
+        async fn refresh(&self) -> anyhow::Result<()> {
+            self.refreshes.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+        /// Echoes the decoded request, or fails with exit code 43.
+        async fn request(
+            &self,
+            request: Request,
+            progress: &(dyn Fn(u64, u64) + Send + Sync),
+        ) -> anyhow::Result<Vec<(String, String)>> {
+            progress(1, 2);
+            match request {
+                Request::ShareRemove { .. } => Err(UserError::NotOwner { path: "x".into() }.into()),
+                other => Ok(vec![("echo".into(), format!("{other:?}"))]),
+            }
         }
     }
 
@@ -508,8 +561,41 @@ mod tests {
                 .is_none()
         );
         assert_eq!(d.backend.syncs.load(Ordering::SeqCst), 2);
+        // `sync` pulls after pushing; `unmount` does not.
+        assert_eq!(d.backend.refreshes.load(Ordering::SeqCst), 1);
         assert_eq!(d.backend.shutdowns.load(Ordering::SeqCst), 1);
         assert!(!d.socket.exists(), "control socket left behind");
+    }
+
+    #[test]
+    fn other_requests_reach_the_backend_decoded() {
+        let mut d = Running::start();
+        let request = Request::ShareAdd {
+            path: b"a b\nc".to_vec(),
+            read_only: true,
+            card: vec![9, 10],
+        };
+        let (fields, progress) = d.call(request.clone()).unwrap();
+        assert_eq!(fields, [("echo".to_string(), format!("{request:?}"))]);
+        assert_eq!(progress, [1]);
+        let err = d
+            .call(Request::ShareRemove {
+                path: b"a".to_vec(),
+                card_id: [1; 32],
+            })
+            .unwrap_err();
+        assert_eq!(exit::code_of(&err), 43, "{err:#}");
+        // A line that is not a request is refused, and the daemon goes on.
+        let mut raw = UnixStream::connect(&d.socket).unwrap();
+        std::io::Write::write_all(&mut raw, b"share-add projects writer 00\n").unwrap();
+        let mut answer = String::new();
+        std::io::Read::read_to_string(&mut raw, &mut answer).unwrap();
+        assert!(
+            answer.starts_with("error 1 unknown control request"),
+            "{answer}"
+        );
+        d.call(Request::Unmount).unwrap();
+        d.join().unwrap();
     }
 
     #[test]

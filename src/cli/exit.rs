@@ -47,6 +47,28 @@ pub enum UserError {
     NotMounted { path: PathBuf },
     /// The mount is in use and cannot be unmounted now.
     MountBusy { path: PathBuf },
+    /// A card (a member's, or a drive owner's) is neither pinned nor
+    /// approved by a trusted authority: its fingerprint must be compared
+    /// and given with `option`.
+    CardUnverified {
+        identity: String,
+        fingerprint: String,
+        option: &'static str,
+    },
+    /// The card offered is not the one the user vouched for: another card
+    /// is pinned for the identity, or the fingerprint given does not match
+    /// (what a key substitution looks like).
+    CardMismatch { identity: String, detail: String },
+    /// No card for an identity or card id is pinned here or published in
+    /// the drive's card directory.
+    CardNotFound { who: String },
+    /// A sharing change on a drive this user does not own.
+    NotOwner { path: PathBuf },
+    /// The drive header contradicts itself (its owner card does not hold
+    /// the owner keys it names): forged or corrupted.
+    DriveForged { reason: String },
+    /// `mount` of a drive someone else owns that shares nothing with this key.
+    NothingShared { store: String },
 }
 
 impl UserError {
@@ -69,6 +91,12 @@ impl UserError {
             UserError::NewerFormat { .. } => 26,
             UserError::NotMounted { .. } => 30,
             UserError::MountBusy { .. } => 31,
+            UserError::CardUnverified { .. } => 40,
+            UserError::CardMismatch { .. } => 41,
+            UserError::CardNotFound { .. } => 42,
+            UserError::NotOwner { .. } => 43,
+            UserError::DriveForged { .. } => 44,
+            UserError::NothingShared { .. } => 45,
         }
     }
 }
@@ -136,6 +164,41 @@ impl fmt::Display for UserError {
                 "{} is busy (a program has a file open there); close it and try again",
                 path.display()
             ),
+            UserError::CardUnverified {
+                identity,
+                fingerprint,
+                option,
+            } => write!(
+                f,
+                "the card of {identity} is not pinned and no authority you trust approved it; \
+                 compare its fingerprint {fingerprint} with {identity} over a channel you trust, \
+                 then run the command again with {option} \"{fingerprint}\""
+            ),
+            UserError::CardMismatch { identity, detail } => write!(
+                f,
+                "refusing the card offered for {identity}: {detail}; this may be a \
+                 key-substitution attack by the store"
+            ),
+            UserError::CardNotFound { who } => write!(
+                f,
+                "no card for {who} is pinned here or published in the drive's store \
+                 (ask them to run `cardfs card publish`, or import their card)"
+            ),
+            UserError::NotOwner { path } => write!(
+                f,
+                "only the owner of the drive can change who shares {}",
+                path.display()
+            ),
+            UserError::DriveForged { reason } => write!(
+                f,
+                "the drive's header is not consistent ({reason}); the store may have been \
+                 tampered with, refusing to mount"
+            ),
+            UserError::NothingShared { store } => write!(
+                f,
+                "the drive in {store} belongs to someone else and shares no folder with your key \
+                 (the owner shares one with `cardfs share add`; a member who was removed loses access)"
+            ),
         }
     }
 }
@@ -190,7 +253,20 @@ mod tests {
             UserError::NoDrive { store: s.clone() },
             UserError::NewerFormat { detail: s.clone() },
             UserError::NotMounted { path: p.clone() },
-            UserError::MountBusy { path: p },
+            UserError::MountBusy { path: p.clone() },
+            UserError::CardUnverified {
+                identity: s.clone(),
+                fingerprint: s.clone(),
+                option: "--fingerprint",
+            },
+            UserError::CardMismatch {
+                identity: s.clone(),
+                detail: s.clone(),
+            },
+            UserError::CardNotFound { who: s.clone() },
+            UserError::NotOwner { path: p },
+            UserError::DriveForged { reason: s.clone() },
+            UserError::NothingShared { store: s },
         ]
     }
 

@@ -11,12 +11,15 @@ mod envelope;
 mod exit;
 mod init;
 mod key;
+mod member;
 mod mount;
 mod mountpoint;
 mod open;
+mod owner;
 pub mod password;
 mod paths;
 mod progress;
+mod share;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -64,6 +67,9 @@ enum Command {
         /// Only this mount (default: every mount of this user).
         mountpoint: Option<PathBuf>,
     },
+    /// Share folders of a mounted drive with other card holders.
+    #[command(subcommand)]
+    Share(share::ShareCommand),
     /// Password-locked keys (X25519 for encryption, Ed25519 for signatures).
     #[command(subcommand)]
     Key(key::KeyCommand),
@@ -105,6 +111,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Unmount { mountpoint } => control_cmds::unmount(&mountpoint),
         Command::Sync { mountpoint } => control_cmds::sync(&mountpoint),
         Command::Status { mountpoint } => control_cmds::status(mountpoint.as_deref()),
+        Command::Share(c) => share::run(c),
         Command::Key(c) => key::run(c),
         Command::Card(c) => card::run_card(c),
         Command::Authority(c) => card::run_authority(c),

@@ -12,7 +12,7 @@
 
 use super::backend::DriveBackend;
 use super::exit;
-use super::{control, daemon, mountpoint, open, paths};
+use super::{control, daemon, mountpoint, open, owner, paths};
 use anyhow::Context;
 use cardfs::drive::{Drive, DriveOptions};
 use cardfs::fuse::DriveFs;
@@ -42,10 +42,23 @@ pub struct MountArgs {
     /// Mount read-only: no change can be made.
     #[arg(long)]
     pub read_only: bool,
+    /// Seconds between pulls of changes others committed (shared folders,
+    /// other machines); `cardfs sync` pulls at once.
+    #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_REFRESH_SECS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub refresh: u64,
+    /// For a drive someone else owns: the owner's card fingerprint,
+    /// compared with them over a channel you trust (pins their card).
+    /// Needed once, unless their card is already pinned or approved by an
+    /// authority you trust.
+    #[arg(long, value_name = "FP")]
+    pub owner_fingerprint: Option<String>,
     /// Stay in the foreground and log to stderr; Ctrl-C unmounts.
     #[arg(long, short = 'f')]
     pub foreground: bool,
-    /// Mount options, comma-separated: allow_other, allow_root, ro, rw,
+    /// Mount options, comma-separated: allow_other, allow_root,
+    /// writeback_cache (faster small writes; only for a drive no other
+    /// client writes), ro, rw,
     /// key=NAME, cache_dir=DIR, cache_size=SIZE, password_file=FILE,
     /// endpoint=URL; fstab-only options (defaults, noauto, _netdev, ...) are
     /// accepted and ignored.
@@ -56,11 +69,16 @@ pub struct MountArgs {
     pub daemon_child: bool,
 }
 
+/// Default of `--refresh`: other members' changes show within seconds; one
+/// listing of each open volume's log per interval.
+const DEFAULT_REFRESH_SECS: u64 = 5;
+
 /// Kernel-level choices from `-o`.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 struct Access {
     allow_other: bool,
     allow_root: bool,
+    writeback_cache: bool,
 }
 
 /// Folds `-o` options into the named options; returns the access options.
@@ -84,6 +102,7 @@ fn apply_options(args: &mut MountArgs) -> anyhow::Result<Access> {
         match name {
             "allow_other" => access.allow_other = true,
             "allow_root" => access.allow_root = true,
+            "writeback_cache" => access.writeback_cache = true,
             "ro" => args.read_only = true,
             "rw" => args.read_only = false,
             "key" => args.key.key = Some(need(value)?),
@@ -93,6 +112,13 @@ fn apply_options(args: &mut MountArgs) -> anyhow::Result<Access> {
                 args.cache_size = Some(parse_size(&need(value)?).map_err(anyhow::Error::msg)?)
             }
             "endpoint" => args.store_args.endpoint = Some(need(value)?),
+            "refresh" => {
+                args.refresh = need(value)?
+                    .parse()
+                    .ok()
+                    .filter(|s| *s > 0)
+                    .with_context(|| format!("mount option {opt:?}: not a number of seconds"))?
+            }
             // Options for mount(8) and fstab, or that every cardfs mount has.
             "defaults"
             | "auto"
@@ -238,11 +264,18 @@ fn background(args: MountArgs, access: &Access) -> anyhow::Result<()> {
     if args.read_only {
         cmd.arg("--read-only");
     }
+    cmd.arg("--refresh").arg(args.refresh.to_string());
+    if let Some(fp) = &args.owner_fingerprint {
+        cmd.arg("--owner-fingerprint").arg(fp);
+    }
     if access.allow_other {
         cmd.arg("-o").arg("allow_other");
     }
     if access.allow_root {
         cmd.arg("-o").arg("allow_root");
+    }
+    if access.writeback_cache {
+        cmd.arg("-o").arg("writeback_cache");
     }
     if let Some(endpoint) = &args.store_args.endpoint {
         cmd.arg("--endpoint").arg(endpoint);
@@ -319,15 +352,29 @@ fn serve(args: &MountArgs, access: &Access, ready: impl FnOnce(&Path)) -> anyhow
     let store = rt.block_on(async {
         let store = open::open_store(&args.store, &args.store_args).await?;
         open::ensure_not_empty(store.as_ref(), &args.store).await?;
+        let header = cardfs::drive::read_header(store.as_ref())
+            .await
+            .map_err(|e| open::drive_error(e, &args.store))?;
+        let cards = super::card::card_store()?;
+        if let owner::Owner::Other(card, _) =
+            owner::check(&header, &me, &cards, args.owner_fingerprint.as_deref())?
+        {
+            tracing::info!(
+                "drive owned by {} ({}), whose card is pinned here",
+                card.identity(),
+                card.fingerprint()
+            );
+        }
         anyhow::Ok(store)
     })?;
     let mut opts = DriveOptions::new(&cache_dir);
     opts.read_only = args.read_only;
+    opts.refresh_interval = std::time::Duration::from_secs(args.refresh);
     if let Some(size) = args.cache_size {
         opts.cache_size = size;
     }
     let drive = rt
-        .block_on(Drive::open_drive(store, me.identity, opts))
+        .block_on(Drive::open_drive(store.clone(), me.identity, opts))
         .map_err(|e| open::drive_error(e, &args.store))?;
 
     let settings = MountSettings {
@@ -335,6 +382,7 @@ fn serve(args: &MountArgs, access: &Access, ready: impl FnOnce(&Path)) -> anyhow
         read_only: args.read_only,
         allow_other: access.allow_other,
         allow_root: access.allow_root,
+        writeback: access.writeback_cache,
     };
     let fs = DriveFs::new(
         drive.clone(),
@@ -362,7 +410,7 @@ fn serve(args: &MountArgs, access: &Access, ready: impl FnOnce(&Path)) -> anyhow
             ),
         ],
     };
-    let result = daemon::serve(&rt, Arc::new(DriveBackend(drive)), plan, ready);
+    let result = daemon::serve(&rt, Arc::new(DriveBackend::new(drive, store)), plan, ready);
     rt.shutdown_timeout(std::time::Duration::from_secs(5));
     result
 }
@@ -400,16 +448,17 @@ mod tests {
             "s3://b",
             "/mnt",
             "-o",
-            "rw,noauto,_netdev,key=alice,allow_other",
+            "rw,noauto,_netdev,key=alice,allow_other,writeback_cache",
             "-o",
-            "cache_size=2G,password_file=/etc/pw,x-systemd.automount,ro",
+            "cache_size=2G,password_file=/etc/pw,x-systemd.automount,ro,refresh=12",
         ]);
         let access = apply_options(&mut a).unwrap();
-        assert!(access.allow_other && !access.allow_root);
+        assert!(access.allow_other && !access.allow_root && access.writeback_cache);
         assert_eq!(a.key.key.as_deref(), Some("alice"));
         assert_eq!(a.cache_size, Some(2 << 30));
         assert_eq!(a.key.password.password_file, Some(PathBuf::from("/etc/pw")));
         assert!(a.read_only);
+        assert_eq!(a.refresh, 12);
     }
 
     #[test]
@@ -417,6 +466,8 @@ mod tests {
         let mut a = parse(&["d", "/m", "-o", "frobnicate"]);
         assert!(apply_options(&mut a).is_err());
         let mut a = parse(&["d", "/m", "-o", "key"]);
+        assert!(apply_options(&mut a).is_err());
+        let mut a = parse(&["d", "/m", "-o", "refresh=0"]);
         assert!(apply_options(&mut a).is_err());
     }
 }

@@ -170,6 +170,10 @@ pub fn drive_error(err: DriveError, location: &str) -> anyhow::Error {
             store: location.into(),
         }
         .into(),
+        DriveError::NotMember => UserError::NothingShared {
+            store: location.into(),
+        }
+        .into(),
         // The engine reports a format it cannot read as a failed
         // verification; its reason names the version or feature flags
         // (format::wire::FormatError).

@@ -387,7 +387,10 @@ impl Tree {
                 n.size = *size;
                 n.version = *version;
                 n.mtime = *mtime;
-                n.ctime = *mtime;
+                // Never backwards: a `utimes` after the write (tar, cp -p)
+                // sets an old mtime but changed ctime already, and a ctime
+                // that moves back makes tar report "file changed as we read it".
+                n.ctime = n.ctime.max(*mtime);
             }
             Op::SetXattr {
                 node,

@@ -8,22 +8,28 @@
 //!   bdi read-ahead is raised after mounting ([`raise_read_ahead`]); 1 MiB
 //!   read-ahead took sequential reads from ~2.0 to ~2.8 GB/s on a tmpfs-backed
 //!   FUSE filesystem.
-//! - Attribute and entry timeouts of [`TTL`]: the drive has one writer per
-//!   mount, so the kernel's cached view is only stale when another client's
-//!   change arrives through a refresh; one second bounds that staleness and
+//! - Attribute and entry timeouts of [`TTL`]: the kernel's cached view is
+//!   only stale when another client's change (a member of a shared folder,
+//!   another machine) arrives through a refresh; one second bounds that staleness and
 //!   keeps `stat`-heavy tools (git status, find, rsync) off the daemon
 //!   (~3 µs per cached stat against ~70 µs per round trip).
 //! - Several request threads ([`request_threads`]) with cloned `/dev/fuse`
 //!   descriptors: callbacks never wait (they hand work to tokio), so threads
 //!   only serve to read requests and copy data in parallel.
-//! - Writeback cache: the kernel merges small writes into pages before
-//!   sending them (4 KiB writes: ~61 MB/s without, ~810 MB/s with). It is
-//!   safe for the engine because (a) a mount is the only writer of its
-//!   files' contents, so the kernel may own size and mtime while a file is
-//!   cached, (b) the adapter opens write-only files read-write (the kernel
-//!   reads pages around partial writes) and strips O_APPEND (the kernel
-//!   places appends itself), and (c) fsync still reaches the engine, which
-//!   makes data durable in its journal. Turned off for read-only mounts.
+//! - Writeback cache, only when asked for ([`MountSettings::writeback`],
+//!   `cardfs mount -o writeback_cache`): the kernel merges small writes into
+//!   pages before sending them (4 KiB writes: ~61 MB/s without, ~810 MB/s
+//!   with), but it then owns the size and mtime of every cached regular
+//!   file and ignores the sizes the daemon reports (kernel
+//!   `fuse_get_cache_mask`). A file another client changed (a member of a
+//!   shared folder, the same drive on another machine) would keep its old
+//!   size here: reads cut short or padded with zeros (tests/share_mount.rs
+//!   showed both). So it is off by default and only right for a drive no
+//!   other client writes. When on, the engine copes because the adapter
+//!   opens write-only files read-write (the kernel reads pages around
+//!   partial writes) and strips O_APPEND (the kernel places appends
+//!   itself), and fsync still reaches the engine's journal. Never on for
+//!   read-only mounts.
 //! - Asynchronous reads and parallel directory operations, so one slow
 //!   lookup (a cache miss fetching from the store) does not stall others.
 //! - `max_background` raised so read-ahead and writeback of several files
@@ -52,6 +58,9 @@ pub struct MountSettings {
     pub allow_other: bool,
     /// Let root reach the mount.
     pub allow_root: bool,
+    /// Use the kernel's writeback cache (see the module doc: only for a
+    /// drive no other client writes).
+    pub writeback: bool,
 }
 
 impl MountSettings {
@@ -88,7 +97,7 @@ impl MountSettings {
 
     /// Whether the kernel's writeback cache is used (see the module doc).
     pub fn writeback_cache(&self) -> bool {
-        !self.read_only
+        self.writeback && !self.read_only
     }
 }
 
@@ -145,6 +154,7 @@ mod tests {
             read_only: true,
             allow_other: true,
             allow_root: false,
+            writeback: true,
         };
         let c = s.config();
         assert!(c.mount_options.contains(&MountOption::RO));

@@ -109,6 +109,40 @@ pub fn cardfs_bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_cardfs"))
 }
 
+/// A local-directory store opened directly, as its operator (or an
+/// attacker with write access) would: to read, replace or delete objects
+/// behind the clients' backs.
+pub struct Operator {
+    rt: tokio::runtime::Runtime,
+    store: std::sync::Arc<dyn cardfs::store::ObjectStore>,
+}
+
+impl Operator {
+    pub fn new(dir: &str) -> Operator {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let options = cardfs::store::OpenOptions::default();
+        let store = rt.block_on(cardfs::store::open(dir, &options)).unwrap();
+        Operator { rt, store }
+    }
+
+    pub fn get(&self, key: &str) -> Vec<u8> {
+        let got = self.rt.block_on(self.store.get(key, Default::default()));
+        got.unwrap().bytes.to_vec()
+    }
+
+    /// Writes `bytes` under `key`, replacing whatever is there.
+    pub fn put(&self, key: &str, bytes: Vec<u8>) {
+        let mode = cardfs::store::PutMode::Overwrite;
+        self.rt
+            .block_on(self.store.put(key, bytes.into(), mode))
+            .unwrap();
+    }
+
+    pub fn delete(&self, key: &str) {
+        self.rt.block_on(self.store.delete(key)).unwrap();
+    }
+}
+
 /// Keys of every object under `prefix`, in listing order.
 pub async fn keys_under(store: &dyn cardfs::store::ObjectStore, prefix: &str) -> Vec<String> {
     let all = store.list_all(prefix).await.expect("list");

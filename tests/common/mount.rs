@@ -26,6 +26,11 @@ pub struct Home {
 
 impl Home {
     pub fn new() -> Home {
+        Home::named("tester")
+    }
+
+    /// A user with key `name` and card `name@test` (see [`Home::identity`]).
+    pub fn named(name: &str) -> Home {
         let dir = tempfile::Builder::new()
             .prefix("cardfs-test-")
             .tempdir()
@@ -34,7 +39,7 @@ impl Home {
         std::fs::write(&password_file, format!("{PASSWORD}\n")).unwrap();
         let home = Home {
             dir,
-            key: "tester".into(),
+            key: name.into(),
             password_file,
             env: Vec::new(),
         };
@@ -44,9 +49,49 @@ impl Home {
 
     /// A `Home` whose commands can reach the test S3 server.
     pub fn with_s3(env: &S3Env) -> Home {
-        let mut home = Home::new();
+        Home::named_with_s3("tester", env)
+    }
+
+    /// [`Home::named`], reaching the test S3 server.
+    pub fn named_with_s3(name: &str, env: &S3Env) -> Home {
+        let mut home = Home::named(name);
         home.env = s3_vars(env);
         home
+    }
+
+    /// The identity of this user's card: `KEY@test`.
+    pub fn identity(&self) -> String {
+        format!("{}@test", self.key)
+    }
+
+    /// This user's own card.
+    pub fn card(&self) -> Card {
+        CardStore::new(self.path())
+            .get(&self.identity())
+            .unwrap()
+            .expect("own card pinned")
+    }
+
+    /// The fingerprint of this user's own card.
+    pub fn fingerprint(&self) -> String {
+        self.card().fingerprint()
+    }
+
+    /// Runs `cardfs ARGS` (password from the test file in the environment)
+    /// and returns its output whatever happens.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd()
+            .args(args)
+            .env("CARDFS_PASSWORD", PASSWORD)
+            .output()
+            .unwrap()
+    }
+
+    /// [`Home::run`] that must succeed; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert_ok(&out, &format!("cardfs {}", args.join(" ")));
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     pub fn path(&self) -> &Path {
@@ -74,7 +119,7 @@ impl Home {
         KeyStore::new(self.path()).create(&file).unwrap();
     }
 
-    fn unlock_key(&self, name: &str) -> UserKey {
+    pub fn unlock_key(&self, name: &str) -> UserKey {
         KeyStore::new(self.path())
             .unlock(name, &Password::new(PASSWORD))
             .unwrap()
@@ -116,9 +161,14 @@ impl Home {
 
     /// Mounts `store` on a new directory with a new, empty cache directory.
     pub fn mount(&self, store: &str) -> Mounted {
+        self.mount_with(store, &[])
+    }
+
+    /// [`Home::mount`] with extra `cardfs mount` arguments.
+    pub fn mount_with(&self, store: &str, extra: &[&str]) -> Mounted {
         let mnt = self.new_dir("mnt");
         let cache = self.new_dir("cache");
-        self.mount_at(store, &mnt, &cache, &[])
+        self.mount_at(store, &mnt, &cache, extra)
     }
 
     /// `cardfs mount` (background); panics unless it succeeds.
@@ -427,6 +477,23 @@ fn xattrs(path: &Path) -> String {
         .filter(|l| !l.starts_with('#') && !l.is_empty())
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// Every key and body in the bucket of `store` on the server `env`,
+/// concatenated (for plaintext searches).
+pub fn bucket_bytes(env: &S3Env, store: &str) -> Vec<u8> {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let s = cardfs::store::open(store, &s3_options(env)).await.unwrap();
+        let mut all = Vec::new();
+        for obj in s.list_all("").await.unwrap() {
+            all.extend_from_slice(obj.key.as_bytes());
+            all.push(b'\n');
+            let got = s.get(&obj.key, Default::default()).await.unwrap();
+            all.extend_from_slice(&got.bytes);
+        }
+        all
+    })
 }
 
 /// Every byte of every object in a local-directory store, concatenated
