@@ -174,18 +174,10 @@ pub fn drive_error(err: DriveError, location: &str) -> anyhow::Error {
             store: location.into(),
         }
         .into(),
-        // The engine reports a format it cannot read as a failed
-        // verification; its reason names the version or feature flags
-        // (format::wire::FormatError).
-        DriveError::Tampered { object, reason }
-            if reason.starts_with("unsupported version")
-                || reason.starts_with("unknown feature flags") =>
-        {
-            UserError::NewerFormat {
-                detail: format!("{object}: {reason}"),
-            }
-            .into()
+        DriveError::UnsupportedFormat { object, reason } => UserError::NewerFormat {
+            detail: format!("{object}: {reason}"),
         }
+        .into(),
         other => other.into(),
     }
 }

@@ -182,8 +182,8 @@ pub struct VerifiedHeader {
 /// Reads and verifies the drive header.
 pub async fn read_header(store: &dyn ObjectStore) -> Result<VerifiedHeader> {
     let bytes = volume::get(store, volume::HEADER_KEY).await?;
-    let header = DriveHeader::open(&bytes)
-        .map_err(|e| DriveError::tampered(volume::HEADER_KEY, e.to_string()))?;
+    let header =
+        DriveHeader::open(&bytes).map_err(|e| DriveError::unreadable(volume::HEADER_KEY, e))?;
     let owner_vk = header
         .owner
         .verifying_key()

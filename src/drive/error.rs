@@ -47,6 +47,13 @@ pub enum DriveError {
     /// broken hash chain, wrong size, or missing.
     #[error("object {object} failed verification: {reason}")]
     Tampered { object: String, reason: String },
+    /// An object names a format version or feature flags this build does
+    /// not know: written by a newer cardfs (or altered to look so).
+    #[error(
+        "object {object} uses a format this cardfs does not understand ({reason}): \
+         written by a newer version, or altered"
+    )]
+    UnsupportedFormat { object: String, reason: String },
     /// The store offers an older (or different) metadata state than this
     /// client already accepted: `known`/`offered` are log positions, or
     /// keyring generations (the reason says which).
@@ -99,7 +106,7 @@ impl DriveError {
             TooBig => libc::EFBIG,
             TooManyLinks => libc::EMLINK,
             CrossDevice => libc::EXDEV,
-            Tampered { .. } | Rollback { .. } => libc::EIO,
+            Tampered { .. } | UnsupportedFormat { .. } | Rollback { .. } => libc::EIO,
             NotMember => libc::EACCES,
             Store(StoreError::NotFound { .. }) => libc::EIO,
             Store(_) => libc::EIO,
@@ -109,10 +116,44 @@ impl DriveError {
         }
     }
 
+    /// The error for an object that failed to parse or verify: a format
+    /// too new for this build, or tampering.
+    pub(crate) fn unreadable(
+        object: impl Into<String>,
+        e: crate::format::wire::FormatError,
+    ) -> Self {
+        use crate::format::wire::FormatError::{Flags, Version};
+        match e {
+            Version(_) | Flags(_) => {
+                let (object, reason) = (object.into(), e.to_string());
+                tracing::error!(%object, %reason, "object in an unknown format version");
+                DriveError::UnsupportedFormat { object, reason }
+            }
+            e => Self::tampered(object, e.to_string()),
+        }
+    }
+
     #[allow(dead_code)]
     pub(crate) fn tampered(object: impl Into<String>, reason: impl Into<String>) -> Self {
         let (object, reason) = (object.into(), reason.into());
         tracing::error!(%object, %reason, "object failed verification");
         DriveError::Tampered { object, reason }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::wire::FormatError;
+
+    #[test]
+    fn unknown_versions_are_not_reported_as_tampering() {
+        for e in [FormatError::Version(9), FormatError::Flags(0x80)] {
+            let d = DriveError::unreadable("drive", e);
+            assert!(matches!(d, DriveError::UnsupportedFormat { .. }), "{d}");
+            assert_eq!(d.errno(), libc::EIO);
+        }
+        let d = DriveError::unreadable("drive", FormatError::Signature);
+        assert!(matches!(d, DriveError::Tampered { .. }), "{d}");
     }
 }

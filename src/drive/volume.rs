@@ -210,9 +210,9 @@ async fn open_keyring(
         Err(FormatError::Invalid("not a member")) => match Keyring::verify_public(&bytes, owner) {
             Ok(id) if id == (drive_id, volume, generation) => Err(DriveError::NotMember),
             Ok(_) => Err(misplaced()),
-            Err(e) => Err(DriveError::tampered(&name, e.to_string())),
+            Err(e) => Err(DriveError::unreadable(&name, e)),
         },
-        Err(e) => Err(DriveError::tampered(&name, e.to_string())),
+        Err(e) => Err(DriveError::unreadable(&name, e)),
     }
 }
 
@@ -347,8 +347,7 @@ fn open_signed(
     key: &str,
     bytes: &[u8],
 ) -> Result<(SignedHead, Vec<u8>)> {
-    let head =
-        meta::peek_signed(magic, bytes).map_err(|e| DriveError::tampered(key, e.to_string()))?;
+    let head = meta::peek_signed(magic, bytes).map_err(|e| DriveError::unreadable(key, e))?;
     if head.volume != keys.volume {
         return Err(DriveError::tampered(
             key,
