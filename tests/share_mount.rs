@@ -537,3 +537,149 @@ fn concurrent_edits_by_two_members_keep_both_versions() {
     b.unmount();
     a.unmount();
 }
+
+/// The objects of the one shared volume: its newest keyring and its log.
+fn shared_volume(op: &Operator) -> (String, String, Vec<String>) {
+    let header = DriveHeader::open(&op.get("drive")).unwrap();
+    let root: String = header
+        .root_volume
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let rings = op.list("k/");
+    let newest = rings
+        .iter()
+        .rfind(|k| !k.starts_with(&format!("k/{root}/")))
+        .expect("a shared folder's keyring")
+        .clone();
+    let vhex = newest.split('/').nth(1).unwrap().to_string();
+    let log = op.list(&format!("v/{vhex}/l/"));
+    (vhex, newest, log)
+}
+
+/// Bob, removed from the folder, writes a change to it with the keys he
+/// had (his signing key, the folder key of his last generation), and the
+/// store swaps the folder's keyring: Alice's mount never applies either,
+/// and her other folders keep working.
+#[test]
+fn a_removed_writers_forged_change_and_a_forged_keyring_are_refused() {
+    use cardfs::format::meta::{
+        self, AttrChange, Batch, ENTRY_MAGIC, Keyring, Op, SignedHead, Time,
+    };
+    let alice = Home::named("alice");
+    let bob = Home::named("bob");
+    let (_dir, store) = local_drive(&alice);
+    bob.ok(&["card", "publish", "--key", "bob", "--store", &store]);
+    let a = alice.mount(&store);
+    build_alice_tree(&a);
+    share_with(&alice, &a, &bob, false);
+    sync(&alice, &a);
+    let op = Operator::new(&store);
+
+    // What Bob holds while he is a writer: the folder key of this generation.
+    let (vhex, ring_name, _) = shared_volume(&op);
+    let alice_vk = alice.unlock_key("alice").ed25519_public();
+    let bob_key = bob.unlock_key("bob");
+    let (ring, bob_folder_key) =
+        Keyring::open(&op.get(&ring_name), &alice_vk, bob_key.x25519_secret()).unwrap();
+
+    let folder = a.path(SHARED);
+    alice.ok(&["share", "remove", s(&folder), "--with", "bob@test"]);
+    sync(&alice, &a);
+    let mode = |p: &Path| {
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(p).unwrap().permissions())
+            & 0o7777
+    };
+    let mode_before = mode(&folder);
+
+    // Bob's forged change: the next log entry, signed by him, under the
+    // generation in which he was a writer.
+    let (_, _, log) = shared_volume(&op);
+    let last = log.last().unwrap();
+    let seq = log.len() as u64;
+    let head = SignedHead {
+        volume: ring.volume,
+        seq,
+        generation: ring.generation,
+        writer: bob.card().id().0,
+        chain: meta::sha256(&op.get(last)),
+    };
+    let batch = Batch {
+        client: [9; 16],
+        client_seq: 1,
+        time: Time { secs: 1, nanos: 0 },
+        ops: vec![Op::SetAttr {
+            node: 1,
+            change: AttrChange {
+                perm: Some(0o777),
+                ..Default::default()
+            },
+        }],
+    };
+    let forged = meta::seal_signed(
+        ENTRY_MAGIC,
+        &head,
+        &bob_folder_key,
+        bob_key.signing_key(),
+        &batch.encode(),
+    );
+    let forged_name = format!("v/{vhex}/l/{seq:016x}");
+    op.put(&forged_name, forged);
+
+    // Alice's running mount pulls, refuses the entry, and keeps the folder
+    // as it was; a fresh mount refuses the folder (EIO) but not the rest.
+    let out = alice.run(&["sync", s(&a.mnt)]);
+    assert!(
+        !out.status.success() && stderr(&out).contains(&forged_name),
+        "sync must report the forged entry: {}",
+        stderr(&out)
+    );
+    assert_eq!(mode(&folder), mode_before, "forged change applied");
+    a.unmount();
+    let fresh = alice.mount(&store);
+    let err = std::fs::read(fresh.path(SHARED).join(SHARED_FILE)).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
+    assert_eq!(
+        std::fs::read(fresh.path(PRIVATE).join(PRIVATE_FILE)).unwrap(),
+        PRIVATE_TEXT
+    );
+    fresh.unmount();
+
+    // The store removes the forged entry and instead swaps the keyring for
+    // one wrapping a key of its own to every member, signed by itself.
+    op.delete(&forged_name);
+    let (_, newest, _) = shared_volume(&op);
+    let good = op.get(&newest);
+    let attacker = cardfs::format::key::UserKey::generate("mallory").unwrap();
+    let (current, _) =
+        Keyring::open(&good, &alice_vk, alice.unlock_key("alice").x25519_secret()).unwrap();
+    let evil = current
+        .seal(
+            &cardfs::format::crypto::SecretKey::random(),
+            attacker.signing_key(),
+        )
+        .unwrap();
+    for (what, bytes) in [
+        ("re-sealed by the store", evil),
+        ("shortened", good[..good.len() / 2].to_vec()),
+        ("empty", Vec::new()),
+    ] {
+        op.put(&newest, bytes);
+        let m = alice.mount(&store);
+        let err = std::fs::read(m.path(SHARED).join(SHARED_FILE)).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EIO), "{what}: {err}");
+        assert_eq!(
+            std::fs::read(m.path(PRIVATE).join(PRIVATE_FILE)).unwrap(),
+            PRIVATE_TEXT,
+            "{what}"
+        );
+        m.unmount();
+    }
+    op.put(&newest, good);
+    let m = alice.mount(&store);
+    assert_eq!(
+        std::fs::read(m.path(SHARED).join(SHARED_FILE)).unwrap(),
+        SHARED_TEXT
+    );
+    m.unmount();
+}

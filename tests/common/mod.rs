@@ -141,6 +141,11 @@ impl Operator {
     pub fn delete(&self, key: &str) {
         self.rt.block_on(self.store.delete(key)).unwrap();
     }
+
+    /// Keys of every object under `prefix`, in listing order.
+    pub fn list(&self, prefix: &str) -> Vec<String> {
+        self.rt.block_on(keys_under(self.store.as_ref(), prefix))
+    }
 }
 
 /// Keys of every object under `prefix`, in listing order.
