@@ -9,15 +9,6 @@ use cardfs::identity::directory::{card_key, id_key};
 use cardfs::store::S3Store;
 use common::user::{User, s, text};
 
-/// The fingerprint line of a card, from `card show`.
-fn fingerprint(user: &User, identity: &str) -> String {
-    text(user.ok(&["card", "show", identity]))
-        .lines()
-        .find_map(|l| l.strip_prefix("fingerprint  "))
-        .unwrap()
-        .to_string()
-}
-
 fn card_of(user: &User, identity: &str) -> Card {
     Card::from_text(&text(user.ok(&["card", "export", identity]))).unwrap()
 }
@@ -73,7 +64,7 @@ fn find_and_pin(bob: &User, store: &str, alice_fp: &str, wrong_fp: &str) {
         alice_fp,
         "--pin",
     ]);
-    assert_eq!(fingerprint(bob, "alice"), alice_fp);
+    assert_eq!(bob.fingerprint("alice"), alice_fp);
     let listed = text(bob.ok(&["card", "find", "alice", "--store", store]));
     assert!(listed.contains("\tpinned"), "{listed}");
 }
@@ -90,8 +81,8 @@ fn publish_to_a_directory_store_find_pin_and_get() {
     assert!(out.starts_with("Published card alice"), "{out}");
     let out = text(alice.ok(&["card", "publish", "alice", "--store", store]));
     assert!(out.contains("already published"), "{out}");
-    let alice_fp = fingerprint(&alice, "alice");
-    find_and_pin(&bob, store, &alice_fp, &fingerprint(&bob, "bob"));
+    let alice_fp = alice.fingerprint("alice");
+    find_and_pin(&bob, store, &alice_fp, &bob.fingerprint("bob"));
 
     // get by card id prints the verified card.
     let id = card_of(&alice, "alice").id().to_string();
@@ -159,8 +150,8 @@ fn publish_to_s3_and_find_there() {
     find_and_pin(
         &bob,
         &store,
-        &fingerprint(&alice, "alice"),
-        &fingerprint(&bob, "bob"),
+        &alice.fingerprint("alice"),
+        &bob.fingerprint("bob"),
     );
     let id = card_of(&alice, "alice").id().to_string();
     let got = text(bob.ok(&["card", "get", &id, "--store", &store]));
@@ -186,8 +177,8 @@ fn a_store_that_swaps_cards_gets_nothing() {
     let store_dir = tempfile::tempdir().unwrap();
     let store = s(store_dir.path());
     alice.ok(&["card", "publish", "--key", "alice", "--store", store]);
-    let alice_fp = fingerprint(&alice, "alice");
-    let forged_fp = fingerprint(&mallory, "alice");
+    let alice_fp = alice.fingerprint("alice");
+    let forged_fp = mallory.fingerprint("alice");
     bob.ok(&[
         "card",
         "find",
@@ -209,7 +200,7 @@ fn a_store_that_swaps_cards_gets_nothing() {
     );
     assert!(listed.contains(&format!("{alice_fp}\t")), "{listed}");
     bob.ok(&["card", "find", "alice", "--store", store, "--pin"]);
-    assert_eq!(fingerprint(&bob, "alice"), alice_fp);
+    assert_eq!(bob.fingerprint("alice"), alice_fp);
 
     // The store swaps the bytes of Alice's card objects for the forged
     // card. Bob's find warns and lists no card for alice; Dave, who never
@@ -263,7 +254,7 @@ fn a_store_that_swaps_cards_gets_nothing() {
         b"",
     );
     assert!(err.contains("is not a valid card"), "{err}");
-    assert_eq!(fingerprint(&bob, "alice"), alice_fp);
+    assert_eq!(bob.fingerprint("alice"), alice_fp);
     assert!(
         dave.cmd(&["card", "show", "alice"], None, b"")
             .status
@@ -291,15 +282,7 @@ fn authority_approved_card_is_accepted_without_fingerprint() {
     let app = User::new();
     let alice = User::new();
     let erin = User::new();
-    let authority = app.ok(&[
-        "authority",
-        "create",
-        "--name",
-        "acme",
-        "--insecure-test-kdf",
-    ]);
-    let authority_path = erin.file("acme.card");
-    std::fs::write(&authority_path, &authority).unwrap();
+    let authority_path = app.create_authority("acme", &erin);
     let alice_card = alice.setup("alice");
     erin.setup("erin");
     let store_dir = tempfile::tempdir().unwrap();
@@ -329,7 +312,7 @@ fn authority_approved_card_is_accepted_without_fingerprint() {
     );
     assert!(out.status.success());
     assert!(text(out.stderr).contains("approved by authority acme"));
-    assert_eq!(fingerprint(&erin, "alice"), fingerprint(&alice, "alice"));
+    assert_eq!(erin.fingerprint("alice"), alice.fingerprint("alice"));
     // Alice re-publishing her bare card keeps the approval.
     let out = text(alice.ok(&["card", "publish", "--key", "alice", "--store", store]));
     assert!(out.contains("already published"), "{out}");

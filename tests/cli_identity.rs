@@ -285,8 +285,7 @@ fn malformed_cards_and_key_substitution_are_refused() {
     let fake_fp = {
         let tmp = User::new();
         tmp.ok(&["card", "import", s(&fake_path)]);
-        let show = text(tmp.ok(&["card", "show", "alice"]));
-        show.lines().find(|l| l.starts_with("fingerprint")).unwrap()[13..].to_string()
+        tmp.fingerprint("alice")
     };
     b.ok(&["card", "import", s(&fake_path), "--replace", &fake_fp]);
 }
@@ -296,15 +295,7 @@ fn authority_approved_cards_are_accepted_without_fingerprint_check() {
     let app = User::new();
     let a = User::new();
     let b = User::new();
-    let authority = app.ok(&[
-        "authority",
-        "create",
-        "--name",
-        "acme",
-        "--insecure-test-kdf",
-    ]);
-    let authority_path = b.file("acme.card");
-    std::fs::write(&authority_path, &authority).unwrap();
+    let authority_path = app.create_authority("acme", &b);
     let alice_card = a.setup("alice");
     b.setup("bob");
     b.ok(&["card", "import", s(&alice_card)]);

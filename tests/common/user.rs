@@ -82,6 +82,24 @@ impl User {
         std::fs::write(&path, card).unwrap();
         path
     }
+
+    /// The fingerprint of the card pinned for `identity`, from `card show`.
+    pub fn fingerprint(&self, identity: &str) -> String {
+        text(self.ok(&["card", "show", identity]))
+            .lines()
+            .find_map(|l| l.strip_prefix("fingerprint  "))
+            .unwrap()
+            .to_string()
+    }
+
+    /// Creates authority NAME (key and card) for this user; writes its
+    /// card into `holder`'s home and returns that path.
+    pub fn create_authority(&self, name: &str, holder: &User) -> PathBuf {
+        let card = self.ok(&["authority", "create", "--name", name, "--insecure-test-kdf"]);
+        let path = holder.file(&format!("{name}.card"));
+        std::fs::write(&path, card).unwrap();
+        path
+    }
 }
 
 pub fn text(bytes: Vec<u8>) -> String {
