@@ -236,22 +236,9 @@ fn genesis_ops(nodes: Vec<Node>) -> Result<Vec<Op>> {
 
 impl Engine {
     /// Commits every pending change of this client (seals unsealed
-    /// writes first).
+    /// writes first): [`Engine::sync`] without progress reports.
     pub async fn settle(&self) -> Result<()> {
-        self.seal_all()?;
-        loop {
-            let fatal = {
-                let core = self.lock();
-                if core.pending.is_empty() && core.uploads.is_empty() {
-                    return Ok(());
-                }
-                core.fatal.clone()
-            };
-            if let Some(f) = fatal {
-                return Err(DriveError::CommitFailed(f));
-            }
-            self.commit_once().await?;
-        }
+        self.sync(&|_, _| {}).await
     }
 
     /// Moves the volume to a new keyring generation with a fresh key for
