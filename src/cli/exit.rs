@@ -47,6 +47,9 @@ pub enum UserError {
     NotMounted { path: PathBuf },
     /// The mount is in use and cannot be unmounted now.
     MountBusy { path: PathBuf },
+    /// A live daemon serves the mount but this command cannot reach it
+    /// (started with another `$CARDFS_HOME`, or hung): not unmounted.
+    MountedElsewhere { path: PathBuf, who: String },
     /// A card (a member's, or a drive owner's) is neither pinned nor
     /// approved by a trusted authority: its fingerprint must be compared
     /// and given with `option`.
@@ -91,6 +94,7 @@ impl UserError {
             UserError::NewerFormat { .. } => 26,
             UserError::NotMounted { .. } => 30,
             UserError::MountBusy { .. } => 31,
+            UserError::MountedElsewhere { .. } => 32,
             UserError::CardUnverified { .. } => 40,
             UserError::CardMismatch { .. } => 41,
             UserError::CardNotFound { .. } => 42,
@@ -162,6 +166,13 @@ impl fmt::Display for UserError {
             UserError::MountBusy { path } => write!(
                 f,
                 "{} is busy (a program has a file open there); close it and try again",
+                path.display()
+            ),
+            UserError::MountedElsewhere { path, who } => write!(
+                f,
+                "{} is served by a running cardfs daemon that this command cannot reach ({who}); \
+                 nothing was unmounted: run `cardfs unmount` with that daemon's CARDFS_HOME, \
+                 or send it SIGTERM (it commits, then unmounts)",
                 path.display()
             ),
             UserError::CardUnverified {
@@ -254,6 +265,10 @@ mod tests {
             UserError::NewerFormat { detail: s.clone() },
             UserError::NotMounted { path: p.clone() },
             UserError::MountBusy { path: p.clone() },
+            UserError::MountedElsewhere {
+                path: p.clone(),
+                who: s.clone(),
+            },
             UserError::CardUnverified {
                 identity: s.clone(),
                 fingerprint: s.clone(),

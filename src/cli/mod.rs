@@ -13,6 +13,7 @@ mod init;
 mod key;
 mod member;
 mod mount;
+mod mount_record;
 mod mountpoint;
 mod open;
 mod owner;
