@@ -17,6 +17,9 @@ pub const GENERIC: u8 = 1;
 pub enum UserError {
     /// The password does not unlock the key.
     WrongPassword { key: String },
+    /// No password was given and there is no terminal to ask for one
+    /// (documented under the same code as a wrong password).
+    NoPassword,
     /// No key of that name exists.
     MissingKey { key: String },
     /// The key exists but has no card (needed to own a drive).
@@ -78,7 +81,7 @@ impl UserError {
     /// The process exit code for this error (documented in docs/CLI.md).
     pub fn code(&self) -> u8 {
         match self {
-            UserError::WrongPassword { .. } => 10,
+            UserError::WrongPassword { .. } | UserError::NoPassword => 10,
             UserError::MissingKey { .. } => 11,
             UserError::MissingCard { .. } => 12,
             UserError::MountpointMissing { .. } => 13,
@@ -111,6 +114,11 @@ impl fmt::Display for UserError {
             UserError::WrongPassword { key } => {
                 write!(f, "wrong password for key {key:?}")
             }
+            UserError::NoPassword => write!(
+                f,
+                "no password given and no terminal to ask for one; use --password-file FILE, \
+                 --password-command CMD or CARDFS_PASSWORD"
+            ),
             UserError::MissingKey { key } => write!(
                 f,
                 "there is no key named {key:?} (create one with `cardfs key generate --name NAME`)"
@@ -241,6 +249,7 @@ mod tests {
         let s = String::from("s3://b");
         vec![
             UserError::WrongPassword { key: s.clone() },
+            UserError::NoPassword,
             UserError::MissingKey { key: s.clone() },
             UserError::MissingCard { key: s.clone() },
             UserError::MountpointMissing { path: p.clone() },
@@ -287,7 +296,13 @@ mod tests {
 
     #[test]
     fn codes_are_distinct_and_not_generic_or_usage() {
-        let mut codes: Vec<u8> = all().iter().map(UserError::code).collect();
+        // docs/CLI.md gives code 10 to both a wrong and a missing password.
+        let mut codes: Vec<u8> = all()
+            .iter()
+            .filter(|e| **e != UserError::NoPassword)
+            .map(UserError::code)
+            .collect();
+        assert_eq!(UserError::NoPassword.code(), 10);
         let n = codes.len();
         codes.sort_unstable();
         codes.dedup();
