@@ -325,3 +325,121 @@ fn a_log_that_cannot_be_written_never_stops_the_daemon() {
     assert_ok(&home.run(&["unmount", mnt.to_str().unwrap()]), "unmount");
     common::mount::wait_gone(m.pid);
 }
+
+/// A plain HTTP server (not S3) on a free loopback port; killed on drop.
+struct PlainHttp {
+    child: std::process::Child,
+    url: String,
+}
+
+impl PlainHttp {
+    fn start(dir: &Path) -> PlainHttp {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new("python3")
+            .arg("-c")
+            .arg(
+                "import http.server, socketserver, sys\n\
+                 s = socketserver.TCPServer(('127.0.0.1', 0), http.server.SimpleHTTPRequestHandler)\n\
+                 print(s.server_address[1], flush=True)\n\
+                 s.serve_forever()\n",
+            )
+            .current_dir(dir)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 http.server");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port: u16 = line.trim().parse().expect("port of the HTTP server");
+        PlainHttp {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        }
+    }
+}
+
+impl Drop for PlainHttp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A loopback port nothing listens on.
+fn dead_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+#[test]
+fn s3_errors_are_one_sentence_with_cause_fix_and_code() {
+    let env = common::s3();
+    let bucket = common::mount::new_bucket(env);
+    let home = Home::with_s3(env);
+    let init = |vars: &[(&str, &str)], remove: &[&str], store: &str| {
+        let mut cmd = home.cmd();
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        for k in remove {
+            cmd.env_remove(k);
+        }
+        cmd.args(["init", store, "--key", &home.key, "--password-file"])
+            .arg(&home.password_file)
+            .output()
+            .unwrap()
+    };
+    let short = |out: &Output| {
+        let err = stderr(out);
+        assert!(err.len() < 300, "not short: {err}");
+        for dump in ["DispatchFailure", "ErrorMetadata", "<?xml", "headers"] {
+            assert!(!err.contains(dump), "SDK dump in: {err}");
+        }
+    };
+
+    let out = init(&[("AWS_SECRET_ACCESS_KEY", "wrong")], &[], &bucket);
+    expect_error(&out, 22, "rejected the credentials");
+    assert!(stderr(&out).contains("AWS_SECRET_ACCESS_KEY"));
+    short(&out);
+
+    let out = init(&[], &[], "s3://no-such-bucket-for-cardfs");
+    expect_error(&out, 21, "does not exist");
+    short(&out);
+
+    let port = dead_port();
+    let nowhere = format!("http://127.0.0.1:{port}");
+    let out = init(&[("AWS_ENDPOINT_URL", &nowhere)], &[], &bucket);
+    expect_error(&out, 20, "Connection refused");
+    assert!(stderr(&out).contains("cannot reach the store"));
+    short(&out);
+
+    let web = PlainHttp::start(home.path());
+    let out = init(&[("AWS_ENDPOINT_URL", &web.url)], &[], &bucket);
+    expect_error(&out, 28, "did not answer as an S3 server");
+    short(&out);
+    drop(web);
+
+    let no_profile = home.new_dir("no-aws-profile");
+    let out = init(
+        &[
+            ("HOME", no_profile.to_str().unwrap()),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ],
+        &["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"],
+        &bucket,
+    );
+    expect_error(&out, 27, "no S3 credentials found");
+    short(&out);
+
+    // Only RUST_LOG=debug shows the SDK's report.
+    let out = init(
+        &[("AWS_SECRET_ACCESS_KEY", "wrong"), ("RUST_LOG", "debug")],
+        &[],
+        &bucket,
+    );
+    assert_eq!(code(&out), 22);
+    assert!(stderr(&out).contains("SignatureDoesNotMatch"));
+    assert!(stderr(&out).lines().count() > 1, "no debug report");
+}

@@ -38,6 +38,10 @@ pub enum UserError {
     BucketMissing { bucket: String },
     /// The store refused the credentials.
     CredentialsRejected { store: String, reason: String },
+    /// No S3 credentials were found (environment, profile files).
+    NoCredentials { store: String },
+    /// The endpoint answers, but not as an S3 server.
+    NotS3 { store: String, reason: String },
     /// The S3 server accepts conditional writes but does not honour them.
     NoConditionalWrites { store: String },
     /// `init` on a store that already holds a drive.
@@ -95,6 +99,8 @@ impl UserError {
             UserError::DriveExists { .. } => 24,
             UserError::NoDrive { .. } => 25,
             UserError::NewerFormat { .. } => 26,
+            UserError::NoCredentials { .. } => 27,
+            UserError::NotS3 { .. } => 28,
             UserError::NotMounted { .. } => 30,
             UserError::MountBusy { .. } => 31,
             UserError::MountedElsewhere { .. } => 32,
@@ -143,15 +149,31 @@ impl fmt::Display for UserError {
                 "cache directory {} is already used by another mount ({holder})",
                 cache_dir.display()
             ),
-            UserError::StoreUnreachable { store, reason } => {
-                write!(f, "cannot reach the store {store}: {reason}")
-            }
-            UserError::BucketMissing { bucket } => {
-                write!(f, "the bucket {bucket:?} does not exist on the S3 server")
-            }
-            UserError::CredentialsRejected { store, reason } => {
-                write!(f, "the store {store} rejected the credentials: {reason}")
-            }
+            UserError::StoreUnreachable { store, reason } => write!(
+                f,
+                "cannot reach the store {store} ({reason}); check that its server is running \
+                 and the address (--endpoint or AWS_ENDPOINT_URL for S3) is right"
+            ),
+            UserError::NoCredentials { store } => write!(
+                f,
+                "no S3 credentials found for {store}; set AWS_ACCESS_KEY_ID and \
+                 AWS_SECRET_ACCESS_KEY (or AWS_PROFILE with ~/.aws/credentials)"
+            ),
+            UserError::NotS3 { store, reason } => write!(
+                f,
+                "the endpoint of {store} did not answer as an S3 server ({reason}); check \
+                 --endpoint or AWS_ENDPOINT_URL"
+            ),
+            UserError::BucketMissing { bucket } => write!(
+                f,
+                "the bucket {bucket:?} does not exist on the S3 server; create it, or check \
+                 the name and the endpoint"
+            ),
+            UserError::CredentialsRejected { store, reason } => write!(
+                f,
+                "the store {store} rejected the credentials ({reason}); check \
+                 AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+            ),
             UserError::NoConditionalWrites { store } => write!(
                 f,
                 "the S3 server of {store} ignores conditional writes (If-None-Match/If-Match), \
@@ -269,6 +291,11 @@ mod tests {
                 reason: s.clone(),
             },
             UserError::NoConditionalWrites { store: s.clone() },
+            UserError::NoCredentials { store: s.clone() },
+            UserError::NotS3 {
+                store: s.clone(),
+                reason: s.clone(),
+            },
             UserError::DriveExists { store: s.clone() },
             UserError::NoDrive { store: s.clone() },
             UserError::NewerFormat { detail: s.clone() },

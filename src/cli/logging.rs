@@ -13,8 +13,8 @@
 //! own rolling appender rotates by date and puts the date in the live
 //! file's name).
 //!
-//! Filter: `RUST_LOG`, default `warn` (and errors only from fuser's session
-//! module: after the daemon has unmounted the drive itself, fuser's own
+//! Filter: `RUST_LOG`, default `warn` (errors only from the AWS SDK, and
+//! from fuser's session module: after the daemon has unmounted the drive itself, fuser's own
 //! unmount-on-drop finds the mount gone and warns "Failed to umount
 //! filesystem: Invalid argument", which would alarm a user for nothing).
 
@@ -23,6 +23,12 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use tracing_appender::non_blocking::WorkerGuard;
 
+/// Without `RUST_LOG`: warnings, but the AWS SDK's own warnings (its
+/// credential chain reports each provider it tried, IMDS included) only as
+/// errors, since the command says what failed in one sentence.
+const DEFAULT_FILTER: &str =
+    "warn,fuser::session=error,aws_config=error,aws_smithy_runtime=error,aws_sdk_s3=error";
+
 /// Size at which `daemon.log` is rotated.
 pub const LOG_LIMIT: u64 = 8 << 20;
 /// Rotated files kept besides the live one.
@@ -30,7 +36,7 @@ const KEEP: u32 = 2;
 
 fn filter() -> tracing_subscriber::EnvFilter {
     tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,fuser::session=error"))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_FILTER))
 }
 
 /// Logs to stderr (colours only on a terminal). Keep the guard alive: it

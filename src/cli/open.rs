@@ -118,15 +118,53 @@ pub async fn open_store(location: &str, args: &StoreArgs) -> anyhow::Result<Arc<
     // One listing proves the store reachable, the credentials accepted and
     // the bucket present before anything is written (some servers create
     // a missing bucket on the first PUT).
-    store
-        .list("", None, 1)
-        .await
-        .map_err(|e| store_error(e, location))?;
+    if let Err(e) = store.list("", None, 1).await {
+        return Err(first_answer_error(e, location).await);
+    }
     store
         .check_conditional_writes()
         .await
         .map_err(|e| store_error(e, location))?;
     Ok(store)
+}
+
+/// The user error for the first request to a store failing. A listing
+/// cannot legitimately be "not found", so such an answer (or one the S3
+/// mapping could not place) means the endpoint is not an S3 server; an S3
+/// store that cannot be reached is first checked for missing credentials
+/// (the SDK reports those as a failure to send).
+async fn first_answer_error(err: StoreError, location: &str) -> anyhow::Error {
+    if !location.starts_with("s3://") {
+        return store_error(err, location);
+    }
+    match err {
+        StoreError::NotFound { .. } | StoreError::Other { .. } => UserError::NotS3 {
+            store: location.into(),
+            reason: match err {
+                StoreError::Other { message } => message,
+                _ => "a listing answered \"not found\"".into(),
+            },
+        }
+        .into(),
+        StoreError::Transient { .. } if !has_s3_credentials().await => UserError::NoCredentials {
+            store: location.into(),
+        }
+        .into(),
+        other => store_error(other, location),
+    }
+}
+
+/// Whether the standard AWS chain (environment, profile files, ...) yields
+/// credentials.
+async fn has_s3_credentials() -> bool {
+    use aws_sdk_s3::config::ProvideCredentials;
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await;
+    match config.credentials_provider() {
+        Some(provider) => provider.provide_credentials().await.is_ok(),
+        None => false,
+    }
 }
 
 /// The user error for a store failure, or the failure itself.
