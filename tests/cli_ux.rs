@@ -443,3 +443,37 @@ fn s3_errors_are_one_sentence_with_cause_fix_and_code() {
     assert!(stderr(&out).contains("SignatureDoesNotMatch"));
     assert!(stderr(&out).lines().count() > 1, "no debug report");
 }
+
+#[test]
+fn man_page_and_completions_come_from_the_binary() {
+    let home = Home::new();
+    let man = home.ok(&["man"]);
+    assert!(
+        man.starts_with(".ie") || man.starts_with(".TH"),
+        "{}",
+        &man[..80]
+    );
+    assert!(man.contains(".TH cardfs 1"), "no title header");
+    for sub in ["mount", "unmount", "share", "completions"] {
+        assert!(man.contains(sub), "man page lacks {sub}");
+    }
+    for (shell, mark) in [
+        ("bash", "complete -F _cardfs"),
+        ("zsh", "#compdef cardfs"),
+        ("fish", "complete -c cardfs"),
+    ] {
+        let script = home.ok(&["completions", shell]);
+        assert!(script.contains(mark), "{shell}: no {mark:?}");
+        assert!(script.contains("unmount"), "{shell}: subcommands missing");
+    }
+    let bash = home.ok(&["completions", "bash"]);
+    let check = std::process::Command::new("bash")
+        .arg("-n")
+        .arg("-c")
+        .arg(&bash)
+        .output()
+        .unwrap();
+    assert_ok(&check, "bash -n on the completion script");
+    let out = home.run(&["completions", "tcsh"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+}

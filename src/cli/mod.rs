@@ -85,6 +85,14 @@ enum Command {
     Encrypt(envelope::EncryptArgs),
     /// Decrypt data encrypted to one of your keys (and check its signature).
     Decrypt(envelope::DecryptArgs),
+    /// Print the manual page (roff), e.g. `cardfs man > cardfs.1`.
+    Man,
+    /// Print a shell completion script, e.g.
+    /// `cardfs completions bash > /etc/bash_completion.d/cardfs`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
 }
 
 /// Parses the arguments, runs the command, and turns errors into one clear
@@ -123,6 +131,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Authority(c) => card::run_authority(c),
         Command::Encrypt(a) => envelope::encrypt(a),
         Command::Decrypt(a) => envelope::decrypt(a),
+        Command::Man => {
+            use clap::CommandFactory;
+            let mut out = std::io::stdout().lock();
+            clap_mangen::Man::new(Cli::command()).render(&mut out)?;
+            Ok(())
+        }
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "cardfs", &mut std::io::stdout());
+            Ok(())
+        }
     }
 }
 
