@@ -246,6 +246,21 @@ impl fmt::Display for UserError {
 
 impl std::error::Error for UserError {}
 
+/// Exit code of bad command-line usage (as clap's own).
+pub const USAGE: u8 = 2;
+
+/// Bad usage that clap cannot see (a `-o` mount option it does not know).
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
 /// The exit code for `err`: that of the first [`UserError`] in its chain,
 /// otherwise [`GENERIC`].
 pub fn code_of(err: &anyhow::Error) -> u8 {
@@ -258,6 +273,7 @@ pub fn code_of(err: &anyhow::Error) -> u8 {
                     e.downcast_ref::<super::control::DaemonError>()
                         .map(|d| d.code)
                 })
+                .or_else(|| e.downcast_ref::<UsageError>().map(|_| USAGE))
         })
         .unwrap_or(GENERIC)
 }

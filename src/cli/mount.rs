@@ -99,7 +99,9 @@ fn apply_options(args: &mut MountArgs) -> anyhow::Result<Access> {
             None => (opt.as_str(), None),
         };
         let need = |v: Option<String>| {
-            v.with_context(|| format!("mount option {name} needs a value ({name}=...)"))
+            v.ok_or_else(|| {
+                exit::UsageError(format!("mount option {name} needs a value ({name}=...)"))
+            })
         };
         match name {
             "allow_other" => access.allow_other = true,
@@ -119,7 +121,9 @@ fn apply_options(args: &mut MountArgs) -> anyhow::Result<Access> {
                     .parse()
                     .ok()
                     .filter(|s| *s > 0)
-                    .with_context(|| format!("mount option {opt:?}: not a number of seconds"))?
+                    .ok_or_else(|| {
+                        exit::UsageError(format!("mount option {opt:?}: not a number of seconds"))
+                    })?
             }
             // Options for mount(8) and fstab, or that every cardfs mount has.
             "defaults"
@@ -142,7 +146,12 @@ fn apply_options(args: &mut MountArgs) -> anyhow::Result<Access> {
             | "relatime"
             | "async" => {}
             n if n.starts_with("x-") || n.starts_with("comment=") => {}
-            _ => anyhow::bail!("unknown mount option {opt:?} (see `cardfs mount --help`)"),
+            _ => {
+                return Err(exit::UsageError(format!(
+                    "unknown mount option {opt:?} (see `cardfs mount --help`)"
+                ))
+                .into());
+            }
         }
     }
     Ok(access)
@@ -171,6 +180,7 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 pub fn run(mut args: MountArgs) -> anyhow::Result<()> {
     let access = apply_options(&mut args)?;
     args.store = absolute_store(&args.store)?;
+    check_local_store(&args.store)?;
     if args.daemon_child {
         let result = super::logging::to_daemon_log(&cache_dir(&args)?)
             .context("opening the daemon's log")
@@ -227,6 +237,24 @@ fn absolute_store(location: &str) -> anyhow::Result<String> {
     let path = std::path::absolute(location)
         .with_context(|| format!("resolving store path {location}"))?;
     Ok(path.to_string_lossy().into_owned())
+}
+
+/// A local store that does not exist cannot be reached (exit 20); only
+/// `init` creates one.
+fn check_local_store(location: &str) -> anyhow::Result<()> {
+    let path = match location.strip_prefix("file://") {
+        Some(path) => path,
+        None if location.contains("://") => return Ok(()),
+        None => location,
+    };
+    if !Path::new(path).is_dir() {
+        return Err(exit::UserError::StoreUnreachable {
+            store: location.into(),
+            reason: "no such directory".into(),
+        }
+        .into());
+    }
+    Ok(())
 }
 
 fn cache_dir(args: &MountArgs) -> anyhow::Result<PathBuf> {
