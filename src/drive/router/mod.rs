@@ -31,7 +31,7 @@ use super::error::{DriveError, Result};
 use super::identity::Identity;
 use super::tree::{KIND_VOLUME, ROOT};
 use super::types::*;
-use super::volume::hex;
+use crate::format::hex::encode as hex;
 use crate::store::ObjectStore;
 use inos::Inos;
 use member_view::SharedRoot;

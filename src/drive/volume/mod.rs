@@ -30,6 +30,7 @@ pub(super) mod held_keys;
 use super::error::{DriveError, Result};
 use super::identity::hex8;
 use crate::format::crypto::SecretKey;
+use crate::format::hex::encode as hex;
 use crate::format::meta::{
     self, Batch, ENTRY_MAGIC, Keyring, MemberRecord, Op, SNAPSHOT_MAGIC, SignedHead, SnapshotBody,
 };
@@ -42,9 +43,6 @@ use x25519_dalek::StaticSecret;
 
 pub const HEADER_KEY: &str = "drive";
 
-pub fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
 pub fn keyring_key(vol: &[u8; 16], generation: u32) -> String {
     format!("{}{generation:08x}", keyring_prefix(vol))
 }
