@@ -18,6 +18,14 @@
 //! Keyrings: the newest generation opens with my key; every earlier one
 //! opens with the key its successor's history gives, and all of them are
 //! signed by the drive owner.
+//!
+//! Children: `genesis` (writing a new volume), `held_keys` (the keys an
+//! engine holds, reloaded as generations change). Imports: `error`,
+//! `identity`, `tree`, `clock` of `drive`, and `format`/`store`; never the
+//! engine or the router.
+
+pub(super) mod genesis;
+pub(super) mod held_keys;
 
 use super::error::{DriveError, Result};
 use super::identity::hex8;

@@ -9,11 +9,14 @@
 //! - Bytes past a block's stored length, holes, and truncated-away ranges
 //!   read as zeros.
 
-use super::cache::now;
-use super::engine::{Core, Dirty, Engine, conflict_name, fresh_id, redirect};
-use super::error::{DriveError, Result};
-use super::types::{Fh, Ino};
-use super::volume;
+use super::Engine;
+use super::rebase::conflict_name;
+use super::state::{Core, Dirty};
+use crate::drive::clock::now;
+use crate::drive::error::{DriveError, Result};
+use crate::drive::tree::fresh_id;
+use crate::drive::types::{Fh, Ino};
+use crate::drive::volume;
 use crate::format::content::{self, BLOCK_SIZE, BlockId, sealed_len};
 use crate::format::crypto::{Cipher, random_array};
 use crate::format::meta::{BlockRef, KIND_DIR, KIND_FILE, Node, Op};
@@ -555,7 +558,7 @@ impl Engine {
                 name,
                 node: Box::new(copy),
             })?;
-            redirect(core, ino, id);
+            core.redirect(ino, id);
             id
         } else {
             ino

@@ -14,9 +14,9 @@
 //!   are evicted least-recently-used once the cache exceeds its bound.
 //! - A journal record is a whole sealed record or is ignored (torn tail).
 
-use super::error::{DriveError, Result};
+use crate::drive::error::{DriveError, Result};
 use crate::format::crypto::{Cipher, NONCE_LEN, SecretKey, hkdf, random_array};
-use crate::format::meta::{Op, Time};
+use crate::format::meta::Op;
 use crate::format::wire::{Reader, Writer};
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
@@ -465,42 +465,4 @@ fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|f| f.sync_all())
         .map_err(io_err(dir))
-}
-
-/// Current time as a metadata [`Time`].
-pub fn now() -> Time {
-    to_time(std::time::SystemTime::now())
-}
-
-pub fn to_time(t: std::time::SystemTime) -> Time {
-    match t.duration_since(std::time::UNIX_EPOCH) {
-        Ok(d) => Time {
-            secs: d.as_secs() as i64,
-            nanos: d.subsec_nanos(),
-        },
-        Err(e) => {
-            let d = e.duration();
-            if d.subsec_nanos() == 0 {
-                Time {
-                    secs: -(d.as_secs() as i64),
-                    nanos: 0,
-                }
-            } else {
-                Time {
-                    secs: -(d.as_secs() as i64) - 1,
-                    nanos: 1_000_000_000 - d.subsec_nanos(),
-                }
-            }
-        }
-    }
-}
-
-pub fn from_time(t: Time) -> std::time::SystemTime {
-    let base = std::time::UNIX_EPOCH;
-    if t.secs >= 0 {
-        base + std::time::Duration::new(t.secs as u64, t.nanos)
-    } else {
-        base - std::time::Duration::from_secs((-t.secs) as u64)
-            + std::time::Duration::from_nanos(t.nanos as u64)
-    }
 }

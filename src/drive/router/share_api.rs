@@ -25,13 +25,14 @@
 //! otherwise); no nesting (the root, folders inside a shared folder and
 //! folders containing one are refused with `Invalid`).
 
-use super::engine::{Core, fresh_id};
-use super::error::{DriveError, Result};
-use super::identity::{Member, Role, hex8};
-use super::router::{At, Router, Target, linked_volume};
-use super::share::create_volume;
-use super::tree::{KIND_VOLUME, ROOT};
-use super::types::{Ino, ShareInfo, ShareMember};
+use super::{At, Router, Target, linked_volume};
+use crate::drive::clock::now;
+use crate::drive::engine::state::Core;
+use crate::drive::error::{DriveError, Result};
+use crate::drive::identity::{Member, Role, hex8};
+use crate::drive::tree::{KIND_VOLUME, ROOT, fresh_id};
+use crate::drive::types::{Ino, ShareInfo, ShareMember};
+use crate::drive::volume::genesis::create_volume;
 use crate::format::crypto::random_array;
 use crate::format::meta::{KIND_DIR, MemberRecord, Node, Op};
 use std::collections::{HashSet, VecDeque};
@@ -54,23 +55,23 @@ struct Plan {
 
 /// Reads the folder `dir` and everything below it from the view.
 fn read_plan(core: &Core, dir: u64) -> Result<Plan> {
-    let folder = core.view.get(dir)?;
+    let folder = core.view().get(dir)?;
     if folder.kind != KIND_DIR {
         return Err(DriveError::NotDir);
     }
     let (parent, name) = core
-        .view
+        .view()
         .name_of(dir)
         .ok_or(DriveError::Invalid("folder has no name".into()))?;
     let mut nodes = vec![folder.clone()];
     let mut seen = HashSet::from([dir]);
     let mut queue = VecDeque::from([dir]);
     while let Some(d) = queue.pop_front() {
-        for link in core.view.get(d)?.entries.values() {
+        for link in core.view().get(d)?.entries.values() {
             if !seen.insert(link.node) {
                 continue;
             }
-            let n = core.view.get(link.node)?;
+            let n = core.view().get(link.node)?;
             match n.kind {
                 KIND_VOLUME => {
                     return Err(DriveError::Invalid(
@@ -83,15 +84,10 @@ fn read_plan(core: &Core, dir: u64) -> Result<Plan> {
             nodes.push(n.clone());
         }
     }
-    let busy = core
-        .handles
-        .values()
-        .any(|h| h.writable && seen.contains(&h.node))
-        || core.dirty.keys().any(|id| seen.contains(id));
-    if busy {
+    if core.writing_any(&seen) {
         return Err(DriveError::Busy);
     }
-    let time = super::cache::now();
+    let time = now();
     let mut unlinks = Vec::new();
     post_order(core, dir, time, &mut unlinks)?;
     unlinks.push(Op::Unlink {
@@ -114,8 +110,8 @@ fn post_order(
     time: crate::format::meta::Time,
     out: &mut Vec<Op>,
 ) -> Result<()> {
-    for (name, link) in &core.view.get(dir)?.entries {
-        if core.view.get(link.node)?.kind == KIND_DIR {
+    for (name, link) in &core.view().get(dir)?.entries {
+        if core.view().get(link.node)?.kind == KIND_DIR {
             post_order(core, link.node, time, out)?;
         }
         out.push(Op::Unlink {
@@ -180,7 +176,7 @@ impl Router {
                     .into(),
             ));
         }
-        let k = a.e.keys.get();
+        let k = a.e.volume_keys();
         let mut members = k.members().to_vec();
         match members.iter_mut().find(|m| m.card_id == rec.card_id) {
             Some(m) if *m == rec => return self.share_info(a.vol).await,
@@ -200,7 +196,7 @@ impl Router {
                 "the owner cannot be removed from a shared folder".into(),
             ));
         }
-        let k = a.e.keys.get();
+        let k = a.e.volume_keys();
         let members: Vec<MemberRecord> = k
             .members()
             .iter()
@@ -219,7 +215,7 @@ impl Router {
             Some(root) => {
                 let core = root.lock();
                 let mut v: Vec<[u8; 16]> = core
-                    .view
+                    .view()
                     .nodes
                     .values()
                     .filter(|n| n.kind == KIND_VOLUME)
@@ -255,7 +251,7 @@ impl Router {
             Some(root) => {
                 let link = {
                     let core = root.lock();
-                    core.view
+                    core.view()
                         .nodes
                         .values()
                         .find(|n| linked_volume_of(n) == Some(vol))
@@ -274,7 +270,7 @@ impl Router {
                 (e.ino, e.name.clone())
             }
         };
-        let k = e.keys.get();
+        let k = e.volume_keys();
         let members: Vec<ShareMember> = k
             .members()
             .iter()
@@ -307,8 +303,8 @@ impl Router {
         let core = root.lock();
         let mut parts: Vec<Vec<u8>> = Vec::new();
         while node != ROOT {
-            let n = core.view.get(node)?;
-            let p = core.view.get(n.parent)?;
+            let n = core.view().get(node)?;
+            let p = core.view().get(n.parent)?;
             let name = p
                 .entries
                 .iter()
@@ -317,7 +313,7 @@ impl Router {
                 .ok_or(DriveError::NotFound)?;
             parts.push(name);
             node = n.parent;
-            if parts.len() > core.view.nodes.len() {
+            if parts.len() > core.view().nodes.len() {
                 return Err(DriveError::Invalid("directory cycle".into()));
             }
         }
@@ -336,7 +332,7 @@ impl Router {
         let plan = loop {
             root.sync(&|_, _| {}).await?;
             let core = root.lock();
-            if core.pending.is_empty() {
+            if !core.has_pending() {
                 break read_plan(&core, a.node)?;
             }
             tries += 1;
@@ -366,7 +362,7 @@ impl Router {
             }
             let (ops, link_id) = replace_ops(&core, &plan, vol)?;
             // All or nothing: check every op applies before queueing any.
-            let mut check = core.view.clone();
+            let mut check = core.view().clone();
             for op in &ops {
                 check.apply(op)?;
             }
@@ -376,7 +372,7 @@ impl Router {
             link_id
         };
         root.journal_pending(true)?;
-        root.wake.notify_one();
+        root.wake();
         drop(_gate);
         debug_assert_eq!(linked_volume(&root, link_id), Some(vol));
         root.sync(&|_, _| {}).await?;
@@ -397,14 +393,14 @@ fn linked_volume_of(n: &Node) -> Option<[u8; 16]> {
 /// the folder's removal. Returns them and the link's node id.
 fn replace_ops(core: &Core, plan: &Plan, vol: [u8; 16]) -> Result<(Vec<Op>, u64)> {
     let folder = &plan.nodes[0];
-    let dir = core.view.dir(plan.parent)?;
+    let dir = core.view().dir(plan.parent)?;
     let mut tmp = format!(".cardfs-sharing-{}", hex8(&vol)).into_bytes();
     while dir.entries.contains_key(&tmp) {
         tmp.push(b'_');
     }
-    let t = super::cache::now();
+    let t = now();
     let link = Node {
-        id: fresh_id(&core.view),
+        id: fresh_id(core.view()),
         kind: KIND_VOLUME,
         perm: folder.perm,
         uid: folder.uid,

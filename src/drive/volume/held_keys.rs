@@ -10,9 +10,9 @@
 //!   reload) the keys stay revoked for the engine's life: no more reads of
 //!   content, writes or commits.
 
-use super::error::{DriveError, Result};
-use super::identity::hex8;
-use super::volume::{self, Fetched, Head, VolumeKeys};
+use super::{Fetched, Head, VolumeKeys};
+use crate::drive::error::{DriveError, Result};
+use crate::drive::identity::hex8;
 use crate::format::meta::Batch;
 use crate::store::ObjectStore;
 use ed25519_dalek::VerifyingKey;
@@ -22,7 +22,7 @@ use x25519_dalek::StaticSecret;
 
 /// A volume's keys behind a lock, reloadable.
 #[derive(Debug)]
-pub struct Keys {
+pub struct HeldKeys {
     pub drive_id: [u8; 16],
     pub volume: [u8; 16],
     owner: VerifyingKey,
@@ -30,7 +30,7 @@ pub struct Keys {
     revoked: AtomicBool,
 }
 
-impl Keys {
+impl HeldKeys {
     /// Loads every keyring generation of `volume`; `accepted` is the
     /// highest generation this client accepted before (local state).
     pub async fn load(
@@ -40,14 +40,14 @@ impl Keys {
         owner: VerifyingKey,
         me: &StaticSecret,
         accepted: u32,
-    ) -> Result<Keys> {
+    ) -> Result<HeldKeys> {
         let k = VolumeKeys::load(store, drive_id, volume, &owner, me).await?;
         not_rolled_back(&k, accepted)?;
         Ok(Self::new(k, owner))
     }
 
-    pub fn new(k: VolumeKeys, owner: VerifyingKey) -> Keys {
-        Keys {
+    pub fn new(k: VolumeKeys, owner: VerifyingKey) -> HeldKeys {
+        HeldKeys {
             drive_id: k.drive_id,
             volume: k.volume,
             owner,
@@ -128,7 +128,7 @@ impl Keys {
         }
     }
 
-    /// [`volume::fetch_entry`], reloading the keys once when the entry is
+    /// [`super::fetch_entry`], reloading the keys once when the entry is
     /// sealed under a generation not held yet.
     pub async fn fetch_entry(
         &self,
@@ -142,12 +142,12 @@ impl Keys {
         let mut reloaded = false;
         loop {
             let k = self.get();
-            match volume::fetch_entry(store, &k, seq, prev, prev_generation).await? {
+            match super::fetch_entry(store, &k, seq, prev, prev_generation).await? {
                 Fetched::End => return Ok(None),
                 Fetched::Entry(batch, head, writer) => return Ok(Some((batch, head, writer))),
                 Fetched::NeedKeys(g) if reloaded => {
                     return Err(DriveError::tampered(
-                        volume::log_key(&self.volume, seq),
+                        super::log_key(&self.volume, seq),
                         format!(
                             "sealed under keyring generation {g}, which the store does not hold"
                         ),
@@ -185,7 +185,7 @@ fn consistent(old: &VolumeKeys, new: &VolumeKeys) -> Result<()> {
     for (g, (key, _)) in &old.generations {
         if new.key(*g) != Some(key) {
             return Err(DriveError::tampered(
-                volume::keyring_key(&old.volume, *g),
+                super::keyring_key(&old.volume, *g),
                 "keyring generation changed after this client accepted it",
             ));
         }
@@ -214,7 +214,7 @@ mod tests {
     #[test]
     fn generations_only_grow_and_keep_their_keys() {
         let vk = ed25519_dalek::SigningKey::from_bytes(&[5; 32]).verifying_key();
-        let held = Keys::new(keys(&[(0, [1; 32]), (1, [2; 32])]), vk);
+        let held = HeldKeys::new(keys(&[(0, [1; 32]), (1, [2; 32])]), vk);
         assert_eq!(held.generation(), 1);
         // Fewer generations: rollback.
         match held.install(keys(&[(0, [1; 32])])) {
@@ -226,7 +226,7 @@ mod tests {
         // An accepted generation with another key: tampering.
         match held.install(keys(&[(0, [1; 32]), (1, [9; 32]), (2, [3; 32])])) {
             Err(DriveError::Tampered { object, .. }) => {
-                assert_eq!(object, volume::keyring_key(&[2; 16], 1))
+                assert_eq!(object, crate::drive::volume::keyring_key(&[2; 16], 1))
             }
             other => panic!("expected Tampered, got {other:?}"),
         }
@@ -242,7 +242,7 @@ mod tests {
     #[test]
     fn revoked_keys_refuse_everything() {
         let vk = ed25519_dalek::SigningKey::from_bytes(&[5; 32]).verifying_key();
-        let held = Keys::new(keys(&[(0, [1; 32])]), vk);
+        let held = HeldKeys::new(keys(&[(0, [1; 32])]), vk);
         assert!(held.check_member().is_ok());
         held.revoked.store(true, Ordering::SeqCst);
         assert!(matches!(held.check_member(), Err(DriveError::NotMember)));

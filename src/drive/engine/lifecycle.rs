@@ -6,8 +6,8 @@
 //! to the store and has released its cache directory; `shutdown` keeps in
 //! the journal whatever could not be uploaded.
 
-use super::engine::Engine;
-use super::error::{DriveError, Result};
+use super::Engine;
+use crate::drive::error::{DriveError, Result};
 use std::sync::atomic::Ordering;
 
 impl Engine {

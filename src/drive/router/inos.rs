@@ -13,7 +13,7 @@
 //!   shared folder has the number of the link node naming it in the root
 //!   volume (owner view) or one derived the same way (member view).
 
-use super::types::{Ino, ROOT_INO};
+use crate::drive::types::{Ino, ROOT_INO};
 use crate::format::crypto::random_array;
 use std::collections::HashMap;
 
@@ -68,7 +68,7 @@ impl Inos {
 
     /// A number for a root-volume node: its id unless taken.
     pub fn for_root_node(&mut self, place: Place) -> Ino {
-        if place.1 == super::tree::ROOT {
+        if place.1 == crate::drive::tree::ROOT {
             return ROOT_INO;
         }
         if let Some(i) = self.get(&place) {

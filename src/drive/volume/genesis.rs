@@ -1,27 +1,24 @@
-//! Volume key life cycle: writing a new volume (keyring generation 0,
-//! genesis entries, snapshot), rotating a volume to a new keyring
-//! generation, and re-encrypting a volume's content under the current one.
+//! A new volume in the store: keyring generation 0, the genesis log
+//! entries recreating a set of nodes, and a snapshot after them.
 //!
 //! Invariants:
 //! - Only the owner writes keyrings; a keyring generation is written
-//!   Create-only and carries the keys of every earlier generation.
-//! - A rotation settles this client's pending changes first, then writes
-//!   the keyring, switches keys, and commits `Op::Rotate` so other clients
-//!   reload their keys and never go back to the old generation in the log.
+//!   Create-only (`Exists` if taken).
 //! - A new volume's genesis recreates the given nodes exactly (same ids
 //!   except the root, same file keys and block refs): no content is
 //!   re-encrypted, and a node that does not apply is an error, never
 //!   silently dropped.
+//!
+//! Imports: the rest of `volume`, `tree`, `clock`, `identity`, `error`.
 
-use super::Drive;
-use super::engine::Engine;
-use super::error::{DriveError, Result};
-use super::identity::{Identity, Role};
-use super::tree::{ROOT, Tree};
-use super::volume::{self, Head, VolumeKeys};
-use crate::format::crypto::{SecretKey, random_array};
+use super::{Head, VolumeKeys};
+use crate::drive::clock::now;
+use crate::drive::error::{DriveError, Result};
+use crate::drive::identity::{Identity, Role};
+use crate::drive::tree::{ROOT, Tree};
+use crate::format::crypto::SecretKey;
 use crate::format::meta::{
-    Batch, KIND_DIR, KIND_FILE, KIND_VOLUME, Keyring, MemberRecord, Node, Op, SnapshotBody,
+    Batch, KIND_DIR, KIND_VOLUME, Keyring, MemberRecord, Node, Op, SnapshotBody,
 };
 use crate::store::{ObjectStore, PutMode, StoreError};
 use bytes::Bytes;
@@ -30,8 +27,6 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 /// Most ops, and about the most encoded bytes, per genesis log entry.
 const GENESIS_BATCH: usize = 4096;
 const GENESIS_BYTES: usize = 4 << 20;
-/// Re-encrypted bytes after which the pending changes are committed.
-const REENCRYPT_SETTLE: u64 = 256 << 20;
 
 /// Creates volume `volume` in the store: keyring generation 0 for
 /// `members` (the owner among them, role 3) named `name`, genesis entries
@@ -54,7 +49,7 @@ pub async fn create_volume(
         clients: tree.clients.clone(),
         nodes: tree.all_nodes(),
     };
-    volume::write_snapshot(store, &keys, &owner.ed25519, &owner.card_id, head, &body).await
+    super::write_snapshot(store, &keys, &owner.ed25519, &owner.card_id, head, &body).await
 }
 
 /// Keyring generation 0 and the genesis entries of a new volume (see
@@ -89,7 +84,7 @@ pub async fn write_genesis(
     let ring_bytes = ring
         .seal(&key, &owner.ed25519)
         .map_err(|e| DriveError::Invalid(format!("keyring: {e}")))?;
-    put_create(store, &volume::keyring_key(&volume, 0), ring_bytes).await?;
+    put_create(store, &super::keyring_key(&volume, 0), ring_bytes).await?;
     let mut generations = BTreeMap::new();
     generations.insert(0, (key, members.to_vec()));
     let keys = VolumeKeys {
@@ -98,7 +93,7 @@ pub async fn write_genesis(
         generations,
         name: name.to_vec(),
     };
-    let t = super::cache::now();
+    let t = now();
     let mut prev = [0u8; 32];
     let mut seq = 0;
     for (i, chunk) in batches(ops).into_iter().enumerate() {
@@ -109,9 +104,9 @@ pub async fn write_genesis(
             time: t,
             ops: chunk,
         };
-        let entry = volume::seal_entry(&keys, &owner.ed25519, &owner.card_id, seq, &prev, &batch);
+        let entry = super::seal_entry(&keys, &owner.ed25519, &owner.card_id, seq, &prev, &batch);
         prev = crate::format::meta::sha256(&entry);
-        put_create(store, &volume::log_key(&volume, seq), entry).await?;
+        put_create(store, &super::log_key(&volume, seq), entry).await?;
     }
     // As `apply_batch` records the genesis writer's progress.
     tree.clients.insert([0; 16], 0);
@@ -144,7 +139,7 @@ fn batches(ops: Vec<Op>) -> Vec<Vec<Op>> {
 
 /// `members` must list `owner` as owner with its own current keys (else
 /// the owner could not open the keyring it writes).
-fn check_owner_listed(owner: &Identity, members: &[MemberRecord]) -> Result<()> {
+pub fn check_owner_listed(owner: &Identity, members: &[MemberRecord]) -> Result<()> {
     let me = owner.member(Role::Owner).record();
     if !members.contains(&me) {
         return Err(DriveError::Invalid(
@@ -154,7 +149,7 @@ fn check_owner_listed(owner: &Identity, members: &[MemberRecord]) -> Result<()> 
     Ok(())
 }
 
-async fn put_create(store: &dyn ObjectStore, key: &str, bytes: Vec<u8>) -> Result<()> {
+pub async fn put_create(store: &dyn ObjectStore, key: &str, bytes: Vec<u8>) -> Result<()> {
     match store.put(key, Bytes::from(bytes), PutMode::Create).await {
         Ok(_) => Ok(()),
         Err(StoreError::PreconditionFailed { .. }) => Err(DriveError::Exists),
@@ -234,193 +229,11 @@ fn genesis_ops(nodes: Vec<Node>) -> Result<Vec<Op>> {
     Ok(ops)
 }
 
-impl Engine {
-    /// Commits every pending change of this client (seals unsealed
-    /// writes first): [`Engine::sync`] without progress reports.
-    pub async fn settle(&self) -> Result<()> {
-        self.sync(&|_, _| {}).await
-    }
-
-    /// Moves the volume to a new keyring generation with a fresh key for
-    /// `members` (who must include this client's identity as owner) and
-    /// display name `name`. Owner only. Returns the new generation.
-    pub async fn rotate(&self, members: Vec<MemberRecord>, name: Vec<u8>) -> Result<u32> {
-        self.keys.check_member()?;
-        let me = self.me.card_id;
-        if self.keys.get().role(&me) != Some(3) {
-            return Err(DriveError::NotPermitted);
-        }
-        check_owner_listed(&self.me, &members)?;
-        self.settle().await?;
-        let generation = {
-            let _g = self.commit_lock.lock().await;
-            self.refresh_locked().await?;
-            let old = self.keys.get();
-            let next = old
-                .current()
-                .0
-                .checked_add(1)
-                .ok_or_else(|| DriveError::Invalid("no keyring generation left".into()))?;
-            let key = SecretKey::random();
-            let ring = Keyring {
-                drive_id: old.drive_id,
-                volume: old.volume,
-                generation: next,
-                owner_card_id: me,
-                members: members.clone(),
-                name: name.clone(),
-                history: old
-                    .generations
-                    .iter()
-                    .map(|(g, (k, _))| (*g, k.clone()))
-                    .collect(),
-            };
-            let bytes = ring
-                .seal(&key, &self.me.ed25519)
-                .map_err(|e| DriveError::Invalid(format!("keyring: {e}")))?;
-            match put_create(
-                self.store.as_ref(),
-                &volume::keyring_key(&old.volume, next),
-                bytes,
-            )
-            .await
-            {
-                // Another client of the owner rotated meanwhile.
-                Err(DriveError::Exists) => return Err(DriveError::Busy),
-                r => r?,
-            }
-            let mut generations = old.generations.clone();
-            generations.insert(next, (key, members));
-            self.keys.install(VolumeKeys {
-                drive_id: old.drive_id,
-                volume: old.volume,
-                generations,
-                name,
-            })?;
-            next
-        };
-        self.save_state(true)?;
-        tracing::info!(generation, "rotated the volume to a new keyring generation");
-        self.lock().push(Op::Rotate { generation })?;
-        self.wake.notify_one();
-        self.settle().await?;
-        // Snapshots of older generations are not used any more (a removed
-        // writer could forge those): give new clients one of this one.
-        self.snapshot(true).await;
-        Ok(generation)
-    }
-
-    /// Rewrites every stored block of the volume's files that is not under
-    /// the current generation: new block ids, sealed with the current
-    /// epoch key, one `SetContent` per file. `progress` gets (done, total)
-    /// plaintext bytes. A file changed meanwhile is retried; `Busy` if
-    /// files keep changing.
-    pub async fn reencrypt(&self, progress: &(dyn Fn(u64, u64) + Send + Sync)) -> Result<()> {
-        self.writable()?;
-        self.settle().await?;
-        for _pass in 0..3 {
-            let epoch = self.keys.generation();
-            let todo: Vec<Node> = {
-                let core = self.lock();
-                core.view
-                    .nodes
-                    .values()
-                    .filter(|n| n.kind == KIND_FILE && n.blocks.values().any(|b| b.epoch != epoch))
-                    .cloned()
-                    .collect()
-            };
-            if todo.is_empty() {
-                return Ok(());
-            }
-            let total: u64 = todo
-                .iter()
-                .flat_map(|n| n.blocks.values())
-                .map(|b| b.len as u64)
-                .sum();
-            let (mut done, mut unsettled) = (0u64, 0u64);
-            progress(0, total);
-            for n in todo {
-                let mut refs = Vec::with_capacity(n.blocks.len());
-                for (idx, b) in &n.blocks {
-                    let plain = self.read_stored_block(&n, *idx, *b).await?;
-                    refs.push((*idx, self.seal_stored_block(&n, *idx, &plain)?));
-                    done += b.len as u64;
-                    unsettled += b.len as u64;
-                    progress(done, total);
-                }
-                {
-                    let mut core = self.lock();
-                    let same = core
-                        .view
-                        .nodes
-                        .get(&n.id)
-                        .is_some_and(|c| c.version == n.version);
-                    if !same || core.dirty.contains_key(&n.id) {
-                        // Changed meanwhile: the next pass sees the new version.
-                        for (_, b) in &refs {
-                            core.uploads.remove(&b.id);
-                            self.cache.unpin(&b.id);
-                        }
-                        continue;
-                    }
-                    core.push(Op::SetContent {
-                        node: n.id,
-                        base: n.version,
-                        version: u64::from_le_bytes(random_array()),
-                        size: n.size,
-                        drop_from: 0,
-                        blocks: refs,
-                        mtime: n.mtime,
-                    })?;
-                }
-                if unsettled >= REENCRYPT_SETTLE {
-                    self.settle().await?;
-                    unsettled = 0;
-                }
-            }
-            self.settle().await?;
-        }
-        Err(DriveError::Busy)
-    }
-}
-
-/// The root volume's key operations through [`Drive`] (tools and tests;
-/// shared folders reach [`Engine::rotate`] and [`Engine::reencrypt`]
-/// through the router).
-impl Drive {
-    /// [`Engine::rotate`] on the root volume.
-    #[doc(hidden)]
-    pub async fn rotate_keys(&self, members: Vec<MemberRecord>, name: Vec<u8>) -> Result<u32> {
-        self.r.root_engine()?.rotate(members, name).await
-    }
-
-    /// [`Engine::reencrypt`] on the root volume.
-    #[doc(hidden)]
-    pub async fn reencrypt(&self, progress: &(dyn Fn(u64, u64) + Send + Sync)) -> Result<()> {
-        self.r.root_engine()?.reencrypt(progress).await
-    }
-
-    /// The root volume's newest keyring generation, name and members.
-    ///
-    /// # Panics
-    /// In a member's view (the root volume is not open there).
-    #[doc(hidden)]
-    pub fn keyring_info(&self) -> (u32, Vec<u8>, Vec<MemberRecord>) {
-        let k = self
-            .r
-            .root_engine()
-            .expect("keyring_info needs the root volume")
-            .keys
-            .get();
-        (k.current().0, k.name.clone(), k.members().to_vec())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::drive::volume::Fetched;
-    use crate::format::meta::{BlockRef, DirLink};
+    use crate::drive::volume::{self, Fetched};
+    use crate::format::meta::{BlockRef, DirLink, KIND_FILE};
     use crate::store::MemoryStore;
 
     fn dir(id: u64, entries: &[(&str, u64)]) -> Node {
@@ -519,7 +332,9 @@ mod tests {
         };
         assert_eq!((h, writer), (head, owner.card_id));
         let mut replay = Tree::default();
-        super::super::engine::apply_batch(&mut replay, &batch);
+        for op in &batch.ops {
+            replay.apply(op).unwrap();
+        }
         assert_eq!(replay.all_nodes(), tree.all_nodes());
         // Creating it again is refused.
         let again = create_volume(

@@ -2,14 +2,15 @@
 //! against the view, builds one op, and queues it.
 //!
 //! Invariant: validation that depends only on the tree lives in
-//! [`super::tree::Tree::apply`] (shared with log replay); this file adds
+//! [`crate::drive::tree::Tree::apply`] (shared with log replay); this file adds
 //! the local checks (read-only, name length, flags, handles).
 
-use super::cache::{from_time, now, to_time};
-use super::engine::{Core, Engine, Handle, fresh_id};
-use super::error::{DriveError, Result};
-use super::tree::{KIND_VOLUME, is_dirlike};
-use super::types::*;
+use super::Engine;
+use super::state::kind_of;
+use crate::drive::clock::{now, to_time};
+use crate::drive::error::{DriveError, Result};
+use crate::drive::tree::{fresh_id, is_dirlike};
+use crate::drive::types::*;
 use crate::format::crypto::random_array;
 use crate::format::meta::{AttrChange, KIND_DIR, KIND_FILE, KIND_SYMLINK, Node, Op};
 use std::ffi::{OsStr, OsString};
@@ -32,99 +33,6 @@ pub fn check_name(name: &OsStr) -> Result<Vec<u8>> {
         return Err(DriveError::Invalid("file name".into()));
     }
     Ok(b.to_vec())
-}
-
-pub fn kind_of(k: u8) -> FileKind {
-    match k {
-        KIND_DIR | KIND_VOLUME => FileKind::Dir,
-        KIND_SYMLINK => FileKind::Symlink,
-        _ => FileKind::File,
-    }
-}
-
-impl Core {
-    /// The attributes of a node as this client sees them (unsealed writes
-    /// included).
-    pub fn attr(&self, id: u64) -> Result<Attr> {
-        let n = self.node(id)?;
-        let (size, stored) = match self.dirty.get(&id) {
-            Some(d) => (
-                d.size,
-                n.blocks
-                    .iter()
-                    .filter(|(i, _)| !d.blocks.contains_key(i))
-                    .map(|(_, b)| b.len as u64)
-                    .sum::<u64>()
-                    + d.blocks.values().map(|b| b.len() as u64).sum::<u64>(),
-            ),
-            None => (n.size, n.blocks.values().map(|b| b.len as u64).sum()),
-        };
-        let mtime = self.dirty.get(&id).map(|d| d.mtime).unwrap_or(n.mtime);
-        let nlink = if self.view.nodes.contains_key(&id) {
-            n.nlink
-        } else {
-            0
-        };
-        Ok(Attr {
-            ino: id,
-            kind: kind_of(n.kind),
-            size: if n.kind == KIND_SYMLINK {
-                n.target.len() as u64
-            } else if is_dirlike(n.kind) {
-                4096
-            } else {
-                size
-            },
-            blocks: stored.div_ceil(512),
-            perm: n.perm,
-            nlink,
-            uid: n.uid,
-            gid: n.gid,
-            atime: from_time(n.atime),
-            mtime: from_time(mtime),
-            ctime: from_time(n.ctime.max(mtime)),
-            crtime: from_time(n.crtime),
-            rdev: 0,
-            blksize: 4096,
-        })
-    }
-
-    pub fn new_handle(&mut self, node: u64, writable: bool, append: bool) -> Fh {
-        let fh = self.next_fh;
-        self.next_fh += 1;
-        self.handles.insert(
-            fh,
-            Handle {
-                node,
-                opened_as: node,
-                writable,
-                append,
-                last_read_end: u64::MAX,
-            },
-        );
-        *self.open_count.entry(node).or_insert(0) += 1;
-        fh
-    }
-
-    pub fn handle(&self, fh: Fh, ino: Ino) -> Result<Handle> {
-        match self.handles.get(&fh) {
-            Some(h) if h.node == ino || h.opened_as == ino => Ok(h.clone()),
-            _ => Err(DriveError::BadHandle),
-        }
-    }
-
-    pub fn close_handle(&mut self, fh: Fh) {
-        if let Some(h) = self.handles.remove(&fh) {
-            let c = self.open_count.entry(h.node).or_insert(1);
-            *c -= 1;
-            if *c == 0 {
-                self.open_count.remove(&h.node);
-                if self.orphans.remove(&h.node).is_some() {
-                    self.dirty.remove(&h.node);
-                }
-            }
-        }
-    }
 }
 
 fn new_node(kind: u8, mode: u32, who: Caller, parent: u64) -> Node {
