@@ -37,15 +37,15 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DriveError + '_ {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct LocalState {
     /// Hash of the drive header first accepted (pins the owner key).
-    pub header_hash: [u8; 32],
+    pub(super) header_hash: [u8; 32],
     /// Newest log entry accepted: sequence number and hash.
-    pub head_seq: u64,
-    pub head_hash: [u8; 32],
+    pub(super) head_seq: u64,
+    pub(super) head_hash: [u8; 32],
     /// Next local op counter.
-    pub next_client_seq: u64,
+    pub(super) next_client_seq: u64,
     /// Highest keyring generation of the volume accepted (a store offering
     /// fewer is rolling back).
-    pub generation: u32,
+    pub(super) generation: u32,
 }
 
 #[derive(Debug, Default)]

@@ -32,21 +32,21 @@ use std::time::SystemTime;
 /// One volume in the synthetic root.
 #[derive(Debug, Clone)]
 pub struct SharedVolume {
-    pub volume: [u8; 16],
+    pub(super) volume: [u8; 16],
     /// Display name as listed (deduplicated).
-    pub name: OsString,
-    pub ino: Ino,
-    pub cookie: u64,
+    pub(super) name: OsString,
+    pub(super) ino: Ino,
+    pub(super) cookie: u64,
 }
 
 /// The synthetic root's entries, in cookie order.
 #[derive(Debug)]
 pub struct SharedRoot {
-    pub entries: Vec<SharedVolume>,
+    pub(super) entries: Vec<SharedVolume>,
     next_cookie: u64,
-    pub mtime: SystemTime,
+    pub(super) mtime: SystemTime,
     /// Discovery's cache of verified keyring answers.
-    pub known: Known,
+    pub(super) known: Known,
 }
 
 impl Default for SharedRoot {

@@ -51,9 +51,9 @@ pub enum Target {
 /// A node of an open volume.
 #[derive(Clone)]
 pub struct At {
-    pub e: Arc<Engine>,
-    pub vol: [u8; 16],
-    pub node: u64,
+    pub(super) e: Arc<Engine>,
+    pub(super) vol: [u8; 16],
+    pub(super) node: u64,
 }
 
 /// Everything one open drive shares between its clones.

@@ -65,20 +65,20 @@ pub fn content_key(id: &[u8; 16]) -> String {
 /// lower).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Head {
-    pub seq: u64,
-    pub hash: [u8; 32],
-    pub generation: u32,
+    pub(super) seq: u64,
+    pub(super) hash: [u8; 32],
+    pub(super) generation: u32,
 }
 
 /// A volume's keys: every generation's key and members.
 #[derive(Debug)]
 pub struct VolumeKeys {
     /// The drive this volume belongs to (bound into key wrapping).
-    pub drive_id: [u8; 16],
-    pub volume: [u8; 16],
-    pub generations: BTreeMap<u32, (SecretKey, Vec<MemberRecord>)>,
+    pub(super) drive_id: [u8; 16],
+    pub(super) volume: [u8; 16],
+    pub(super) generations: BTreeMap<u32, (SecretKey, Vec<MemberRecord>)>,
     /// The display name from the newest keyring.
-    pub name: Vec<u8>,
+    pub(super) name: Vec<u8>,
 }
 
 impl VolumeKeys {
