@@ -46,17 +46,20 @@ pub enum StoreError {
     Card { path: PathBuf, error: CardError },
     #[error("no card matches {0:?} (see `cardfs card list`)")]
     CardNotFound(String),
+    /// A different card is pinned (or trusted) for the identity and no
+    /// fingerprint was given to replace it: a possible key substitution.
     #[error(
         "a different card is already pinned for {identity:?} (pinned fingerprint {pinned}); \
          this may be a key-substitution attack. If {identity} really has a new card, check its \
-         fingerprint {offered} with them and import again with --replace \"{offered}\""
+         fingerprint {offered} with them"
     )]
     AlreadyPinned {
         identity: String,
         pinned: String,
         offered: String,
     },
-    #[error("the card's fingerprint is {actual}, not the {given} given with --replace")]
+    /// The fingerprint given to replace a card is not the new card's.
+    #[error("the card's fingerprint is {actual}, not the {given} given")]
     FingerprintMismatch { given: String, actual: String },
 }
 
