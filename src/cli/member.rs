@@ -15,7 +15,7 @@
 
 use super::exit::UserError;
 use cardfs::format::card::{Card, CardId};
-use cardfs::identity::StoreError;
+use cardfs::identity::CardStoreError;
 use cardfs::identity::cards::CardStore;
 use cardfs::identity::trust::{self, Accepted, CardSource, ResolveError, TrustError};
 
@@ -154,12 +154,12 @@ pub fn pin_hint(refused: TrustError, option: &str) -> anyhow::Error {
 /// A card store's refusal to pin or trust a card in place of another
 /// (`card import`, `authority trust`), with the hint for `option`, the
 /// flag that takes the new card's fingerprint.
-pub fn replace_hint(err: StoreError, option: &str) -> anyhow::Error {
+pub fn replace_hint(err: CardStoreError, option: &str) -> anyhow::Error {
     match &err {
-        StoreError::AlreadyPinned { offered, .. } => {
+        CardStoreError::AlreadyPinned { offered, .. } => {
             anyhow::anyhow!("{err} and import again with {option} \"{offered}\"")
         }
-        StoreError::FingerprintMismatch { .. } => anyhow::anyhow!("{err} with {option}"),
+        CardStoreError::FingerprintMismatch { .. } => anyhow::anyhow!("{err} with {option}"),
         _ => err.into(),
     }
 }

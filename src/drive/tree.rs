@@ -11,6 +11,7 @@
 
 use super::error::{DriveError, Result};
 use crate::format::content::BLOCK_SIZE;
+use crate::format::crypto::random_array;
 use crate::format::meta::{KIND_DIR, KIND_FILE, Node, Op, Time};
 use std::collections::{BTreeMap, HashMap};
 
@@ -25,6 +26,16 @@ pub use crate::format::meta::KIND_VOLUME;
 /// (it acts as an empty directory for rename and unlink).
 pub fn is_dirlike(kind: u8) -> bool {
     kind == KIND_DIR || kind == KIND_VOLUME
+}
+
+/// A random node id not in use (never 0 or the root).
+pub fn fresh_id(tree: &Tree) -> u64 {
+    loop {
+        let id = u64::from_le_bytes(random_array());
+        if id > ROOT && !tree.nodes.contains_key(&id) {
+            return id;
+        }
+    }
 }
 
 /// All nodes plus, per directory, entries ordered by cookie.

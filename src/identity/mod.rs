@@ -25,21 +25,37 @@ use crate::format::key::InvalidName;
 use crate::format::keyfile::KeyFileError;
 use std::path::PathBuf;
 
-/// Errors of the key and card stores.
+/// A file of the key or card store could not be read or written.
 #[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("{action} {path}: {error}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        error: std::io::Error,
-    },
+#[error("{action} {path}: {error}")]
+pub struct FileError {
+    /// What was being done ("reading", "creating directory", ...).
+    pub action: &'static str,
+    pub path: PathBuf,
+    pub error: std::io::Error,
+}
+
+/// Errors of the key store ([`keys::KeyStore`]).
+#[derive(Debug, thiserror::Error)]
+pub enum KeyStoreError {
+    #[error(transparent)]
+    File(#[from] FileError),
     #[error("no key named {0:?} (see `cardfs key list`)")]
     KeyNotFound(String),
     #[error("a key named {0:?} already exists")]
     KeyExists(String),
     #[error("key file {path}: {error}")]
     KeyFile { path: PathBuf, error: KeyFileError },
+    #[error(transparent)]
+    Name(#[from] InvalidName),
+}
+
+/// Errors of the card store ([`cards::CardStore`]): pinned cards and
+/// trusted authorities.
+#[derive(Debug, thiserror::Error)]
+pub enum CardStoreError {
+    #[error(transparent)]
+    File(#[from] FileError),
     #[error(transparent)]
     Name(#[from] InvalidName),
     #[error("card {path}: {error}")]
@@ -64,13 +80,13 @@ pub enum StoreError {
 }
 
 /// The cardfs home: `$CARDFS_HOME`, or `~/.config/cardfs`.
-pub fn home_from_env() -> Result<PathBuf, StoreError> {
+pub fn home_from_env() -> Result<PathBuf, FileError> {
     if let Some(home) = std::env::var_os("CARDFS_HOME").filter(|h| !h.is_empty()) {
         return Ok(PathBuf::from(home));
     }
     match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
         Some(home) => Ok(PathBuf::from(home).join(".config").join("cardfs")),
-        None => Err(StoreError::Io {
+        None => Err(FileError {
             action: "locating the cardfs home (set CARDFS_HOME or HOME)",
             path: PathBuf::new(),
             error: std::io::Error::from(std::io::ErrorKind::NotFound),

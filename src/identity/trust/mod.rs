@@ -23,7 +23,7 @@ mod resolve;
 pub use owner::{ForgedHeader, Owner, OwnerError, drive_owner, drive_owner_card};
 pub use resolve::{CardSource, ResolveError, resolve};
 
-use super::StoreError;
+use super::CardStoreError;
 use super::cards::{CardStore, Pinned};
 use crate::format::card::Card;
 
@@ -73,15 +73,15 @@ pub enum TrustError {
     },
     /// The local card store failed.
     #[error(transparent)]
-    Store(StoreError),
+    Store(CardStoreError),
 }
 
 impl TrustError {
     /// `err` from pinning `card`, with the refusals the pin store makes
     /// turned into their typed variants.
-    fn pinning(card: &Card, err: StoreError) -> Self {
+    fn pinning(card: &Card, err: CardStoreError) -> Self {
         match err {
-            StoreError::AlreadyPinned {
+            CardStoreError::AlreadyPinned {
                 identity,
                 pinned,
                 offered,
@@ -90,11 +90,13 @@ impl TrustError {
                 pinned,
                 offered,
             },
-            StoreError::FingerprintMismatch { given, actual } => TrustError::FingerprintMismatch {
-                identity: card.identity().to_string(),
-                given,
-                actual,
-            },
+            CardStoreError::FingerprintMismatch { given, actual } => {
+                TrustError::FingerprintMismatch {
+                    identity: card.identity().to_string(),
+                    given,
+                    actual,
+                }
+            }
             other => TrustError::Store(other),
         }
     }
@@ -113,7 +115,7 @@ pub enum Accepted {
 }
 
 /// The card's status, without changing anything.
-pub fn status(cards: &CardStore, card: &Card) -> Result<Status, StoreError> {
+pub fn status(cards: &CardStore, card: &Card) -> Result<Status, CardStoreError> {
     Ok(match cards.get(card.identity())? {
         Some(pinned) if pinned.id() == card.id() => Status::Pinned,
         Some(pinned) => Status::PinnedOther {
