@@ -7,6 +7,7 @@
 mod support;
 
 mod cli;
+mod durability;
 mod fuse;
 mod local;
 mod s3;
