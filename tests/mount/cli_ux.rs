@@ -3,9 +3,7 @@
 //! environment, the daemon's log, S3 errors in one sentence, exit codes,
 //! `--json`, man page and completions.
 
-mod common;
-
-use common::mount::{Home, PASSWORD, assert_ok, is_mounted};
+use crate::support::mount::{Home, PASSWORD, assert_ok, is_mounted};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
@@ -77,7 +75,7 @@ fn unmount_from_another_home_commits_through_the_daemon_it_finds() {
         "does not say whose mount it was: {said}"
     );
     assert!(!is_mounted(&m.mnt));
-    common::mount::wait_gone(m.pid);
+    crate::support::mount::wait_gone(m.pid);
     assert!(mount_record(&m.mnt).is_none(), "record left behind");
     std::mem::forget(m);
 
@@ -118,7 +116,7 @@ fn unmount_from_another_home_clears_a_mount_whose_daemon_died() {
         .args(["-KILL", &m.pid.to_string()])
         .status()
         .unwrap();
-    common::mount::wait_gone(m.pid);
+    crate::support::mount::wait_gone(m.pid);
     let other = Home::named("other");
     let out = other.run(&["unmount", m.mnt.to_str().unwrap()]);
     assert_ok(&out, "cardfs unmount of a dead mount");
@@ -201,7 +199,7 @@ fn the_daemon_environment_holds_no_password() {
     }
     std::fs::write(mnt.join("f"), b"x").unwrap();
     assert_ok(&home.run(&["unmount", mnt.to_str().unwrap()]), "unmount");
-    common::mount::wait_gone(m.pid);
+    crate::support::mount::wait_gone(m.pid);
 }
 
 #[test]
@@ -225,7 +223,7 @@ fn password_command_unlocks_and_stays_out_of_the_daemon() {
     );
     assert!(!environ(m.pid).iter().any(|v| v.contains(PASSWORD)));
     assert_ok(&home.run(&["unmount", mnt.to_str().unwrap()]), "unmount");
-    common::mount::wait_gone(m.pid);
+    crate::support::mount::wait_gone(m.pid);
 
     // A command that fails, or prints the wrong password.
     let out = home
@@ -323,5 +321,5 @@ fn a_log_that_cannot_be_written_never_stops_the_daemon() {
     assert_ok(&home.run(&["sync", mnt.to_str().unwrap()]), "sync");
     assert!(Path::new(&format!("/proc/{}", m.pid)).exists());
     assert_ok(&home.run(&["unmount", mnt.to_str().unwrap()]), "unmount");
-    common::mount::wait_gone(m.pid);
+    crate::support::mount::wait_gone(m.pid);
 }
