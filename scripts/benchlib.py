@@ -76,6 +76,20 @@ def install_peers():
                        check=True, env=env)
 
 
+def clean_work(work):
+    """Empties the work directory but for the virtualenv of PyPI peers,
+    which it keeps between runs; returns that virtualenv's path."""
+    os.makedirs(work, exist_ok=True)
+    for entry in os.listdir(work):
+        if entry != "venv":
+            path = os.path.join(work, entry)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            else:
+                os.unlink(path)
+    return os.path.join(work, "venv")
+
+
 def install_venv(venv):
     """Creates `venv` with PIP_PEERS when missing; returns its bin directory."""
     bindir = os.path.join(venv, "bin")
@@ -138,13 +152,13 @@ def processes_with(token):
     return pids
 
 
-def wait_gone(token, timeout=60):
-    """Waits until no process mentions `token` (a daemon that outlives its
-    unmount still holds its cache and would race the next mount)."""
+def wait_gone(system, timeout=60):
+    """Waits until the daemons of `system` have exited (a daemon that
+    outlives its unmount still holds its cache and would race the next mount)."""
     deadline = time.monotonic() + timeout
-    while pids := processes_with(token):
+    while pids := system.daemons():
         if time.monotonic() > deadline:
-            raise SystemFailed(f"processes {pids} still running {timeout} s after unmounting {token}")
+            raise SystemFailed(f"processes {pids} still running {timeout} s after unmounting {system.mnt}")
         time.sleep(0.1)
 
 
@@ -299,8 +313,22 @@ class S3Server:
         self.client.create_bucket(Bucket="baseline")
 
     def bucket(self, name):
-        self.client.create_bucket(Bucket=name)
+        from botocore.exceptions import ClientError
+        try:
+            self.client.create_bucket(Bucket=name)
+        except ClientError as e:
+            # A bucket this run made earlier (scripts/bench-scale empties
+            # and reuses it).
+            if e.response["Error"]["Code"] not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                raise
         return name
+
+    def empty_bucket(self, name):
+        """Deletes every object in `name`, so the next system can use it."""
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=name):
+            keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+            if keys:
+                self.client.delete_objects(Bucket=name, Delete={"Objects": keys})
 
     def listing(self, bucket, prefix=""):
         """{key: size} of the objects under `prefix`."""
@@ -364,6 +392,48 @@ class System:
         subprocess.run(["sync"], check=True)
         return time.monotonic()
 
+    def sync(self):
+        """Makes everything written so far durable in the store."""
+        subprocess.run(["sync"], check=True)
+
+    def stored_bytes(self):
+        """Bytes the store holds now (scripts/bench-scale)."""
+        raise SystemFailed(f"{self.name} cannot report its store's size")
+
+    def program(self):
+        """The executable that serves the mount, if any."""
+        return None
+
+    def warm_program(self):
+        """Reads the executable into the page cache, so a timed mount after
+        drop_caches measures the filesystem, not loading its binary."""
+        if self.program():
+            with open(self.program(), "rb") as f:
+                while f.read(1 << 20):
+                    pass
+
+    def daemons(self):
+        """Pids of the processes serving the mount: those whose command line
+        names a path of this system's (JuiceFS rewrites its command line in
+        place and may cut off the mountpoint, but not its cache directory)."""
+        return processes_with(self.base + os.sep)
+
+    def daemon_rss(self):
+        """Resident memory of the largest process serving the mount, in
+        bytes (JuiceFS runs a watchdog beside its daemon: not counted)."""
+        largest = 0
+        for pid in self.daemons():
+            try:
+                with open(f"/proc/{pid}/status") as f:
+                    for line in f:
+                        if line.startswith("VmRSS:"):
+                            largest = max(largest, int(line.split()[1]) * 1024)
+            except OSError:
+                pass
+        if largest == 0:
+            raise SystemFailed(f"no daemon found serving {self.mnt}")
+        return largest
+
     def teardown(self):
         try:
             self.unmount()
@@ -388,6 +458,12 @@ class Gocryptfs(System):
 
     def mount(self, fresh_cache):
         start_daemon(["gocryptfs", "-q", "-nosyslog", "-passfile", self.pw, self.cipher, self.mnt], self.log)
+
+    def stored_bytes(self):
+        return tree_size(self.cipher)[0]
+
+    def program(self):
+        return shutil.which("gocryptfs")
 
 
 class Cryfs(System):
@@ -446,7 +522,7 @@ class RcloneCrypt(StoreBacked):
 
     def unmount(self):
         fuse_unmount(self.mnt)
-        wait_gone(self.mnt)
+        wait_gone(self)
 
     def usage(self):
         return self.s3.usage(self.bucket)
@@ -483,7 +559,10 @@ class JuiceFS(System):
 
     def unmount(self):
         fuse_unmount(self.mnt)
-        wait_gone(self.mnt)
+        wait_gone(self)
+
+    def program(self):
+        return self.binary
 
     def store_mark(self):
         # JuiceFS deletes the objects of removed files in the background, so
@@ -499,6 +578,11 @@ class JuiceFS(System):
 
     def usage(self):
         return self.s3.usage(self.bucket)
+
+    def stored_bytes(self):
+        # Its data objects, and its metadata database with SQLite's journal.
+        meta = sum(os.path.getsize(p) for p in glob.glob(os.path.join(self.base, "meta.db*")))
+        return self.usage()[0] + meta
 
 
 class S3fs(StoreBacked):
@@ -558,11 +642,21 @@ class Cardfs(StoreBacked):
     def unmount(self):
         if is_mounted(self.mnt):
             self.cli(["unmount", self.mnt])
+        wait_gone(self)
+
+    def sync(self):
+        self.cli(["sync", self.mnt])
+
+    def program(self):
+        return self.bin
 
     def usage(self):
         if self.on_s3:
             return self.s3.usage(self.bucket)
         return tree_size(self.store)
+
+    def stored_bytes(self):
+        return self.usage()[0]
 
 
 def make_system(name, work, s3, venv_bin=None, cardfs_bin=None):
