@@ -78,8 +78,13 @@ def install_peers():
 
 def clean_work(work):
     """Empties the work directory but for the virtualenv of PyPI peers,
-    which it keeps between runs; returns that virtualenv's path."""
+    which it keeps between runs; returns that virtualenv's path. A mount
+    left under it by an interrupted run is refused, not emptied through."""
     os.makedirs(work, exist_ok=True)
+    with open("/proc/self/mounts") as f:
+        left = [m for m in (line.split(" ")[1] for line in f) if m.startswith(os.path.realpath(work) + os.sep)]
+    if left:
+        sys.exit(f"still mounted under {work}: {', '.join(left)}; unmount first (umount -l PATH)")
     for entry in os.listdir(work):
         if entry != "venv":
             path = os.path.join(work, entry)
