@@ -1,5 +1,8 @@
-//! Whether a card found in a card directory (or anywhere the store
-//! controls) may be used, e.g. to share a folder with its holder.
+//! Trust decisions about cards the local user did not create: whether a
+//! card found in a card directory (or anywhere the store controls) may be
+//! used, e.g. to share a folder with its holder ([`accept`], [`resolve`]),
+//! and whether the owner a drive header names is who it claims to be
+//! ([`drive_owner`]).
 //!
 //! Invariants:
 //! - A card is usable only when it is the card pinned for its identity
@@ -8,10 +11,19 @@
 //!   the last two cases it becomes pinned.
 //! - A card for an identity already pinned with a different card is a
 //!   possible key substitution: it is refused unless the user gives the
-//!   new card's fingerprint (the `--replace` rule of [`CardStore::pin`]);
-//!   an authority approval alone does not replace a pin here.
+//!   new card's fingerprint (the replace rule of [`CardStore::pin`]); an
+//!   authority approval alone does not replace a pin here.
+//! - Refusals are typed and carry the identity and fingerprints the user
+//!   must compare; their messages name no command-line flag (the command
+//!   line adds the hint for the flag it offers).
 
-use super::StoreError;
+mod owner;
+mod resolve;
+
+pub use owner::{ForgedHeader, Owner, OwnerError, drive_owner, drive_owner_card};
+pub use resolve::{CardSource, ResolveError, resolve};
+
+use super::CardStoreError;
 use super::cards::{CardStore, Pinned};
 use crate::format::card::Card;
 
@@ -31,18 +43,63 @@ pub enum Status {
 /// Why a card may not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum TrustError {
+    /// Nothing is pinned for the identity and no trusted authority
+    /// approved the card: the user must compare its fingerprint.
     #[error(
         "the card for {identity} is not pinned and no authority you trust approved it; \
-         compare its fingerprint {fingerprint} with {identity} over a channel you trust, \
-         then pass --fingerprint \"{fingerprint}\""
+         compare its fingerprint {fingerprint} with {identity} over a channel you trust"
     )]
     Unverified {
         identity: String,
         fingerprint: String,
     },
-    /// Another card is pinned (or the given fingerprint is wrong).
+    /// Another card is pinned for the identity: a possible key
+    /// substitution.
+    #[error(
+        "a different card is pinned for {identity} (pinned fingerprint {pinned}, offered \
+         {offered}); this may be a key-substitution attack"
+    )]
+    PinnedOther {
+        identity: String,
+        pinned: String,
+        offered: String,
+    },
+    /// The fingerprint the user gave is not the card's.
+    #[error("the card of {identity} has fingerprint {actual}, not the {given} given")]
+    FingerprintMismatch {
+        identity: String,
+        given: String,
+        actual: String,
+    },
+    /// The local card store failed.
     #[error(transparent)]
-    Refused(#[from] StoreError),
+    Store(CardStoreError),
+}
+
+impl TrustError {
+    /// `err` from pinning `card`, with the refusals the pin store makes
+    /// turned into their typed variants.
+    fn pinning(card: &Card, err: CardStoreError) -> Self {
+        match err {
+            CardStoreError::AlreadyPinned {
+                identity,
+                pinned,
+                offered,
+            } => TrustError::PinnedOther {
+                identity,
+                pinned,
+                offered,
+            },
+            CardStoreError::FingerprintMismatch { given, actual } => {
+                TrustError::FingerprintMismatch {
+                    identity: card.identity().to_string(),
+                    given,
+                    actual,
+                }
+            }
+            other => TrustError::Store(other),
+        }
+    }
 }
 
 /// What [`accept`] decided.
@@ -58,7 +115,7 @@ pub enum Accepted {
 }
 
 /// The card's status, without changing anything.
-pub fn status(cards: &CardStore, card: &Card) -> Result<Status, StoreError> {
+pub fn status(cards: &CardStore, card: &Card) -> Result<Status, CardStoreError> {
     Ok(match cards.get(card.identity())? {
         Some(pinned) if pinned.id() == card.id() => Status::Pinned,
         Some(pinned) => Status::PinnedOther {
@@ -80,22 +137,26 @@ pub fn accept(
     card: &Card,
     fingerprint: Option<&str>,
 ) -> Result<Accepted, TrustError> {
+    let pin = |given| {
+        cards
+            .pin(card, given)
+            .map_err(|e| TrustError::pinning(card, e))
+    };
     if let Some(given) = fingerprint {
         // `pin` checks the fingerprint first, then replaces any other pin.
-        return Ok(Accepted::Fingerprint(cards.pin(card, Some(given))?));
+        return Ok(Accepted::Fingerprint(pin(Some(given))?));
     }
-    match status(cards, card)? {
+    match status(cards, card).map_err(TrustError::Store)? {
         Status::Pinned => Ok(Accepted::Pinned),
         Status::Approved { authority } => {
-            cards.pin(card, None)?;
+            pin(None)?;
             Ok(Accepted::Approved { authority })
         }
-        Status::PinnedOther { pinned_fingerprint } => Err(StoreError::AlreadyPinned {
+        Status::PinnedOther { pinned_fingerprint } => Err(TrustError::PinnedOther {
             identity: card.identity().to_string(),
             pinned: pinned_fingerprint,
             offered: card.fingerprint(),
-        }
-        .into()),
+        }),
         Status::Unknown => Err(TrustError::Unverified {
             identity: card.identity().to_string(),
             fingerprint: card.fingerprint(),
@@ -104,11 +165,13 @@ pub fn accept(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::format::key::UserKey;
 
-    fn card(seed: u8, identity: &str, created: u64) -> (UserKey, Card) {
+    /// A key from `seed` and its card for `identity` (shared with the
+    /// submodules' tests).
+    pub(super) fn card(seed: u8, identity: &str, created: u64) -> (UserKey, Card) {
         let key = UserKey::from_secret_bytes("k", &[seed; 32], &[seed + 1; 32]).unwrap();
         let card = Card::create(&key, identity, created).unwrap();
         (key, card)
@@ -129,7 +192,7 @@ mod tests {
         let (_, other) = card(9, "x", 1);
         assert!(matches!(
             accept(&cards, &alice, Some(&other.fingerprint())),
-            Err(TrustError::Refused(StoreError::FingerprintMismatch { .. }))
+            Err(TrustError::FingerprintMismatch { identity, .. }) if identity == "alice"
         ));
         assert!(cards.get("alice").unwrap().is_none(), "nothing pinned");
         assert_eq!(
@@ -157,7 +220,8 @@ mod tests {
         );
         assert!(matches!(
             accept(&cards, &forged, None),
-            Err(TrustError::Refused(StoreError::AlreadyPinned { .. }))
+            Err(TrustError::PinnedOther { pinned, offered, .. })
+                if pinned == real.fingerprint() && offered == forged.fingerprint()
         ));
         assert_eq!(cards.get("alice").unwrap().unwrap(), real);
         assert!(matches!(
