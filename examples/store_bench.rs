@@ -13,7 +13,7 @@ use cardfs::store::{GetOptions, ObjectStore, OpenOptions, PutMode, S3Options, S3
 use std::sync::Arc;
 use std::time::Instant;
 
-#[path = "../tests/common/pattern.rs"]
+#[path = "../tests/support/pattern.rs"]
 mod pattern;
 
 const LARGE: usize = 256 << 20;

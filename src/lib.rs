@@ -14,6 +14,10 @@
 //!
 //! The command line (`src/main.rs`, `src/cli/`) sits on top and is the only
 //! place that uses `anyhow`; library code returns typed errors.
+//!
+//! `unsafe` is denied crate-wide; the few libc calls at the FUSE edge are
+//! allowed item by item, each with a SAFETY comment.
+#![deny(unsafe_code)]
 #![forbid(unsafe_op_in_unsafe_fn)]
 
 pub mod drive;

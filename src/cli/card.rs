@@ -136,7 +136,8 @@ pub fn run_card(command: CardCommand) -> anyhow::Result<()> {
         }
         CardCommand::Import { file, replace } => {
             let card = read_card_file(&file)?;
-            let outcome = store.pin(&card, replace.as_deref())?;
+            let outcome = (store.pin(&card, replace.as_deref()))
+                .map_err(|e| super::member::replace_hint(e, "--replace"))?;
             report_pin(&store, &card, &outcome)
         }
         CardCommand::List => {
@@ -274,7 +275,8 @@ pub fn run_authority(command: AuthorityCommand) -> anyhow::Result<()> {
         }
         AuthorityCommand::Trust { file, replace } => {
             let card = read_card_file(&file)?;
-            store.trust_authority(&card, replace.as_deref())?;
+            (store.trust_authority(&card, replace.as_deref()))
+                .map_err(|e| super::member::replace_hint(e, "--replace"))?;
             println!(
                 "Trusting authority {} with fingerprint {}",
                 card.identity(),

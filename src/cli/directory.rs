@@ -225,7 +225,8 @@ pub fn find(args: FindArgs) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    let outcome = trust::accept(&cards, chosen, args.fingerprint.as_deref())?;
+    let outcome = trust::accept(&cards, chosen, args.fingerprint.as_deref())
+        .map_err(|e| super::member::pin_hint(e, "--fingerprint"))?;
     let who = chosen.identity();
     let fp = chosen.fingerprint();
     match outcome {

@@ -1,12 +1,12 @@
 //! Which card a `--with IDENTITY|CARD_ID` names, and whether it may be
-//! used: the trust rules of `cardfs::identity::trust` (docs/SHARING.md)
-//! applied to the local pins first, then to the cards published in the
-//! drive's card directory.
+//! used: the decision is `cardfs::identity::trust` (docs/SHARING.md); this
+//! module words its typed refusals for the command line, adding the flag
+//! the user can answer with, and maps them to exit codes.
 //!
 //! Invariants:
-//! - A card is returned only when it is pinned here, or nothing is pinned
-//!   for its identity and a trusted authority approved it, or the user
-//!   gave its fingerprint; in the last two cases it is pinned on the way.
+//! - A card is returned only when the library accepted it (pinned here,
+//!   or approved by a trusted authority with nothing pinned, or its
+//!   fingerprint given; pinned on the way in the last two cases).
 //!   Anything else stops with a [`UserError`] (exit codes 40-42) that
 //!   names the fingerprint to compare.
 //! - Cards from the directory come through the mount daemon as text and
@@ -15,9 +15,9 @@
 
 use super::exit::UserError;
 use cardfs::format::card::{Card, CardId};
-use cardfs::identity::StoreError;
+use cardfs::identity::CardStoreError;
 use cardfs::identity::cards::CardStore;
-use cardfs::identity::trust::{self, Accepted, Status, TrustError};
+use cardfs::identity::trust::{self, Accepted, CardSource, ResolveError, TrustError};
 
 /// Where published cards are looked up (the drive's card directory).
 pub trait Directory {
@@ -25,6 +25,19 @@ pub trait Directory {
     fn find(&mut self, identity: &str) -> anyhow::Result<Vec<Card>>;
     /// The published card with id `id`, if any.
     fn get(&mut self, id: CardId) -> anyhow::Result<Option<Card>>;
+}
+
+/// A [`Directory`] as the library's card source.
+struct Source<'a>(&'a mut dyn Directory);
+
+impl CardSource for Source<'_> {
+    type Error = anyhow::Error;
+    fn find(&mut self, identity: &str) -> anyhow::Result<Vec<Card>> {
+        self.0.find(identity)
+    }
+    fn get(&mut self, id: CardId) -> anyhow::Result<Option<Card>> {
+        self.0.get(id)
+    }
 }
 
 /// How a usable card was vouched for.
@@ -38,9 +51,19 @@ pub enum Vouched {
     Fingerprint,
 }
 
-/// The usable card `who` (an identity or a full card id) names; see the
-/// module invariants. `option` is the flag that takes a fingerprint, for
-/// the error message.
+impl From<Accepted> for Vouched {
+    fn from(accepted: Accepted) -> Self {
+        match accepted {
+            Accepted::Pinned => Vouched::Pinned,
+            Accepted::Approved { authority } => Vouched::Authority(authority),
+            Accepted::Fingerprint(_) => Vouched::Fingerprint,
+        }
+    }
+}
+
+/// The usable card `who` (an identity or a full card id) names
+/// ([`trust::resolve`]); see the module invariants. `option` is the flag
+/// that takes a fingerprint, for the error message.
 pub fn resolve(
     cards: &CardStore,
     who: &str,
@@ -48,90 +71,50 @@ pub fn resolve(
     directory: &mut dyn Directory,
     option: &'static str,
 ) -> anyhow::Result<(Card, Vouched)> {
-    if let Ok(id) = who.parse::<CardId>() {
-        let pinned = cards.list()?.into_iter().find(|c| c.id() == id);
-        let card = match pinned {
-            Some(card) => card,
-            None => directory.get(id)?.ok_or_else(|| UserError::CardNotFound {
-                who: format!("card id {id}"),
-            })?,
-        };
-        let vouched = accept(cards, &card, fingerprint, option)?;
-        return Ok((card, vouched));
-    }
-    if let Some(pinned) = cards.get(who)?
-        && fingerprint.is_none_or(|fp| pinned.id().fingerprint_matches(fp))
-    {
-        return Ok((pinned, Vouched::Pinned));
-    }
-    let found = directory.find(who)?;
-    if found.is_empty() {
-        return Err(UserError::CardNotFound { who: who.into() }.into());
-    }
-    let chosen = match fingerprint {
-        Some(fp) => found
-            .iter()
-            .find(|c| c.id().fingerprint_matches(fp))
-            .ok_or_else(|| UserError::CardMismatch {
-                identity: who.into(),
-                detail: format!(
-                    "no card published for it has fingerprint {fp} (published: {})",
-                    fingerprints(&found)
-                ),
-            })?,
-        None => {
-            let approved: Vec<&Card> = found
-                .iter()
-                .filter(|c| matches!(trust::status(cards, c), Ok(Status::Approved { .. })))
-                .collect();
-            match approved.as_slice() {
-                [one] => one,
-                [] => &found[0],
-                _ => anyhow::bail!(
-                    "several cards published for {who} are approved by authorities you trust \
-                     ({}); choose one with {option}",
-                    fingerprints(&approved.into_iter().cloned().collect::<Vec<_>>())
-                ),
-            }
+    match trust::resolve(cards, who, fingerprint, &mut Source(directory)) {
+        Ok((card, accepted)) => Ok((card, accepted.into())),
+        Err(ResolveError::Untrusted(refused)) => Err(refusal(refused, option)),
+        Err(ResolveError::NotFound { who }) => Err(UserError::CardNotFound { who }.into()),
+        Err(ResolveError::NoneMatches {
+            identity,
+            given,
+            published,
+        }) => Err(UserError::CardMismatch {
+            identity,
+            detail: format!(
+                "no card published for it has fingerprint {given} (published: {})",
+                published.join(", ")
+            ),
         }
-    };
-    let vouched = accept(cards, chosen, fingerprint, option)?;
-    Ok((chosen.clone(), vouched))
+        .into()),
+        Err(ResolveError::Ambiguous { identity, approved }) => anyhow::bail!(
+            "several cards published for {identity} are approved by authorities you trust \
+             ({}); choose one with {option}",
+            approved.join(", ")
+        ),
+        // The directory's own error, with its exit code.
+        Err(ResolveError::Source(err)) => Err(err),
+    }
 }
 
-fn fingerprints(cards: &[Card]) -> String {
-    cards
-        .iter()
-        .map(Card::fingerprint)
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// [`trust::accept`] with its refusals turned into user errors.
-pub fn accept(
-    cards: &CardStore,
-    card: &Card,
-    fingerprint: Option<&str>,
-    option: &'static str,
-) -> anyhow::Result<Vouched> {
-    match trust::accept(cards, card, fingerprint) {
-        Ok(Accepted::Pinned) => Ok(Vouched::Pinned),
-        Ok(Accepted::Approved { authority }) => Ok(Vouched::Authority(authority)),
-        Ok(Accepted::Fingerprint(_)) => Ok(Vouched::Fingerprint),
-        Err(TrustError::Unverified {
+/// A trust refusal as the user error it is (exit codes 40-41), naming
+/// `option`, the flag that takes the card's fingerprint.
+pub fn refusal(refused: TrustError, option: &'static str) -> anyhow::Error {
+    match refused {
+        TrustError::Unverified {
             identity,
             fingerprint,
-        }) => Err(UserError::CardUnverified {
+        } => UserError::CardUnverified {
             identity,
             fingerprint,
             option,
         }
-        .into()),
-        Err(TrustError::Refused(StoreError::AlreadyPinned {
+        .into(),
+        TrustError::PinnedOther {
             identity,
             pinned,
             offered,
-        })) => Err(UserError::CardMismatch {
+        } => UserError::CardMismatch {
             identity,
             detail: format!(
                 "a different card is pinned for it here (pinned fingerprint {pinned}, \
@@ -139,15 +122,45 @@ pub fn accept(
                  with {option}"
             ),
         }
-        .into()),
-        Err(TrustError::Refused(StoreError::FingerprintMismatch { given, actual })) => {
-            Err(UserError::CardMismatch {
-                identity: card.identity().into(),
-                detail: format!("its fingerprint is {actual}, not the {given} given"),
-            }
-            .into())
+        .into(),
+        TrustError::FingerprintMismatch {
+            identity,
+            given,
+            actual,
+        } => UserError::CardMismatch {
+            identity,
+            detail: format!("its fingerprint is {actual}, not the {given} given"),
         }
-        Err(TrustError::Refused(other)) => Err(other.into()),
+        .into(),
+        TrustError::Store(err) => err.into(),
+    }
+}
+
+/// A trust refusal for a command that pins cards directly (`card find
+/// --pin`): the library's sentence plus the hint for `option`.
+pub fn pin_hint(refused: TrustError, option: &str) -> anyhow::Error {
+    match &refused {
+        TrustError::Unverified { fingerprint, .. } => {
+            anyhow::anyhow!("{refused}, then pass {option} \"{fingerprint}\"")
+        }
+        TrustError::PinnedOther { .. } => anyhow::anyhow!(
+            "{refused}; if they really have a new card, pass its fingerprint with {option}"
+        ),
+        TrustError::FingerprintMismatch { .. } => anyhow::anyhow!("{refused}"),
+        TrustError::Store(_) => refused.into(),
+    }
+}
+
+/// A card store's refusal to pin or trust a card in place of another
+/// (`card import`, `authority trust`), with the hint for `option`, the
+/// flag that takes the new card's fingerprint.
+pub fn replace_hint(err: CardStoreError, option: &str) -> anyhow::Error {
+    match &err {
+        CardStoreError::AlreadyPinned { offered, .. } => {
+            anyhow::anyhow!("{err} and import again with {option} \"{offered}\"")
+        }
+        CardStoreError::FingerprintMismatch { .. } => anyhow::anyhow!("{err} with {option}"),
+        _ => err.into(),
     }
 }
 

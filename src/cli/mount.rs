@@ -217,6 +217,7 @@ fn report(line: &str) {
 
 /// Points stdout at /dev/null so the parent sees end-of-file and the
 /// daemon never writes into a pipe nobody reads.
+#[allow(unsafe_code)] // dup2: std has no safe way to replace fd 1.
 fn detach_stdout() {
     use std::os::fd::AsRawFd;
     if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {

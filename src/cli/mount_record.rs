@@ -45,6 +45,7 @@ impl MountRecord {
 }
 
 /// The per-user directory of mount records (created 0700 if missing).
+#[allow(unsafe_code)] // getuid: libc has no safe wrapper
 pub fn dir() -> io::Result<PathBuf> {
     use std::os::unix::fs::{DirBuilderExt, MetadataExt};
     // SAFETY: getuid has no preconditions and cannot fail.
@@ -140,6 +141,7 @@ pub enum Liveness {
 /// kernel may answer from its attribute cache), and the kernel answers
 /// ENOTCONN for a mount whose daemon died. The call runs on its own
 /// thread, so a hung daemon costs `patience`, not the caller.
+#[allow(unsafe_code)] // statfs(2): libc has no safe wrapper
 pub fn probe(mountpoint: &Path, patience: Duration) -> Liveness {
     use std::os::unix::ffi::OsStrExt;
     let Ok(path) = std::ffi::CString::new(mountpoint.as_os_str().as_bytes()) else {

@@ -93,6 +93,7 @@ pub fn check_free(path: &Path) -> Result<PathBuf, UserError> {
 }
 
 /// Unmounts `path` with `umount2(2)`; `lazy` detaches a busy mount.
+#[allow(unsafe_code)] // umount2: no safe wrapper in std.
 pub fn unmount(path: &Path, lazy: bool) -> io::Result<()> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes())

@@ -7,7 +7,7 @@ use super::password::{self, PasswordArgs};
 use cardfs::drive::{DriveError, Identity};
 use cardfs::format::card::Card;
 use cardfs::format::keyfile::{KeyFileError, Password};
-use cardfs::identity::StoreError as KeyStoreError;
+use cardfs::identity::KeyStoreError;
 use cardfs::store::{self, ObjectStore, OpenError, StoreError};
 use std::sync::Arc;
 

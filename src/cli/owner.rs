@@ -1,14 +1,10 @@
 //! Before `cardfs mount` opens a drive someone else owns: is its owner the
-//! person the user means? The drive header names the owner's keys and
-//! carries their card; a store can forge both (a header signed by an
-//! attacker who calls themself "alice"), so the owner's card must pass the
-//! same trust rules as a member's (docs/SHARING.md): pinned here, approved
-//! by a trusted authority, or confirmed with `--owner-fingerprint` (which
-//! pins it). Otherwise the mount stops and shows the fingerprint.
-//!
-//! Invariants: a header whose card does not hold exactly the owner keys
-//! and card id it names is refused as forged; the user's own drive needs
-//! no decision (its card id is the user's own).
+//! person the user means? The decision is `cardfs::identity::trust`
+//! (`drive_owner`: a forged header is refused; the owner's card must be
+//! pinned here, approved by a trusted authority, or confirmed with
+//! `--owner-fingerprint`, which pins it). This module words its refusals:
+//! exit code 44 for a forged header, 40-41 for an owner not vouched for,
+//! with the fingerprint to compare and the flag to pass it with.
 
 use super::exit::UserError;
 use super::member::{self, Vouched};
@@ -16,23 +12,7 @@ use super::open::Unlocked;
 use cardfs::format::card::Card;
 use cardfs::format::meta::DriveHeader;
 use cardfs::identity::cards::CardStore;
-
-/// The owner's card in `header`, checked against the owner it names.
-pub fn owner_card(header: &DriveHeader) -> Result<Card, UserError> {
-    let forged = |reason: String| UserError::DriveForged { reason };
-    let card = Card::from_bytes(&header.owner_card)
-        .map_err(|e| forged(format!("its owner card is invalid: {e}")))?;
-    let keys_match = card.x25519_public().as_bytes() == &header.owner.x25519
-        && card.ed25519_public().as_bytes() == &header.owner.ed25519;
-    if card.id().0 != header.owner.card_id || !keys_match {
-        return Err(forged(format!(
-            "its owner card ({}, {}) is not the owner it names",
-            card.identity(),
-            card.fingerprint()
-        )));
-    }
-    Ok(card)
-}
+use cardfs::identity::trust::{self, OwnerError};
 
 /// What [`check`] found out about the owner.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,28 +23,31 @@ pub enum Owner {
     Other(Box<Card>, Vouched),
 }
 
-/// Decides whether `me` may mount a drive with `header` (see the module doc).
+/// Decides whether `me` may mount a drive with `header`
+/// ([`trust::drive_owner`]), wording a refusal for the command line.
 pub fn check(
     header: &DriveHeader,
     me: &Unlocked,
     cards: &CardStore,
     fingerprint: Option<&str>,
 ) -> anyhow::Result<Owner> {
-    let card = owner_card(header)?;
-    if card.id() == me.card.id() {
-        return Ok(Owner::Me);
+    match trust::drive_owner(header, me.card.id(), cards, fingerprint) {
+        Ok(trust::Owner::Me) => Ok(Owner::Me),
+        Ok(trust::Owner::Other(card, accepted)) => Ok(Owner::Other(card, accepted.into())),
+        Err(OwnerError::Forged(forged)) => Err(UserError::DriveForged {
+            reason: forged.to_string(),
+        }
+        .into()),
+        Err(OwnerError::Untrusted(refused)) => Err(member::refusal(refused, "--owner-fingerprint")),
     }
-    let vouched = member::accept(cards, &card, fingerprint, "--owner-fingerprint")?;
-    Ok(Owner::Other(Box::new(card), vouched))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::cli::exit::code_of;
-    use cardfs::drive::Identity;
+    use cardfs::drive::{Identity, Role};
     use cardfs::format::key::UserKey;
-    use cardfs::format::meta::MemberRecord;
 
     fn user(seed: u8, identity: &str) -> (UserKey, Card) {
         crate::cli::member::tests::card(seed, identity, 1)
@@ -81,16 +64,12 @@ mod tests {
         }
     }
 
-    fn header(owner: &Card, card_in_header: &Card) -> DriveHeader {
+    /// A header naming the holder of `owner` and carrying `card_in_header`.
+    fn header(owner: &Unlocked, card_in_header: &Card) -> DriveHeader {
         DriveHeader {
             drive_id: [1; 16],
             root_volume: [2; 16],
-            owner: MemberRecord {
-                card_id: owner.id().0,
-                x25519: *owner.x25519_public().as_bytes(),
-                ed25519: *owner.ed25519_public().as_bytes(),
-                role: 3,
-            },
+            owner: owner.identity.member(Role::Owner).record(),
             owner_card: card_in_header.to_bytes(),
         }
     }
@@ -101,11 +80,9 @@ mod tests {
         let cards = CardStore::new(home.path());
         let (alice_key, alice) = user(1, "alice");
         let (bob_key, bob) = user(3, "bob");
-        let h = header(&alice, &alice);
-        assert_eq!(
-            check(&h, &unlocked(&alice_key, &alice), &cards, None).unwrap(),
-            Owner::Me
-        );
+        let a = unlocked(&alice_key, &alice);
+        let h = header(&a, &alice);
+        assert_eq!(check(&h, &a, &cards, None).unwrap(), Owner::Me);
         let b = unlocked(&bob_key, &bob);
         let err = check(&h, &b, &cards, None).unwrap_err();
         assert_eq!(code_of(&err), 40);
@@ -127,19 +104,21 @@ mod tests {
     fn forged_headers_are_refused() {
         let home = tempfile::tempdir().unwrap();
         let cards = CardStore::new(home.path());
-        let (_, alice) = user(1, "alice");
+        let (alice_key, alice) = user(1, "alice");
         let (bob_key, bob) = user(3, "bob");
-        let (_, mallory) = user(5, "alice");
+        let (mallory_key, mallory) = user(5, "alice");
+        let a = unlocked(&alice_key, &alice);
+        let m = unlocked(&mallory_key, &mallory);
         cards.pin(&alice, None).unwrap();
         let b = unlocked(&bob_key, &bob);
         // Mallory's keys, Alice's card: the card does not hold the keys.
-        let err = check(&header(&mallory, &alice), &b, &cards, None).unwrap_err();
+        let err = check(&header(&m, &alice), &b, &cards, None).unwrap_err();
         assert_eq!(code_of(&err), 44, "{err}");
         // A consistent header naming Mallory as "alice": a different card
         // than the one pinned for alice.
-        let err = check(&header(&mallory, &mallory), &b, &cards, None).unwrap_err();
+        let err = check(&header(&m, &mallory), &b, &cards, None).unwrap_err();
         assert_eq!(code_of(&err), 41, "{err}");
-        let mut garbage = header(&alice, &alice);
+        let mut garbage = header(&a, &alice);
         garbage.owner_card = b"not a card".to_vec();
         assert_eq!(code_of(&check(&garbage, &b, &cards, None).unwrap_err()), 44);
     }

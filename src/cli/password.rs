@@ -11,7 +11,7 @@ use super::exit::UserError;
 use anyhow::{Context, bail};
 use cardfs::format::key::UserKey;
 use cardfs::format::keyfile::{KeyFileError, Password};
-use cardfs::identity::{StoreError as KeyStoreError, home_from_env, keys::KeyStore};
+use cardfs::identity::{KeyStoreError, home_from_env, keys::KeyStore};
 use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 

@@ -24,41 +24,47 @@
 //! `shutdown`.
 //!
 //! Sharing: `Drive` routes every call to one engine per open volume (the
-//! root volume and each shared folder's, see `router.rs`); the share API
+//! root volume and each shared folder's, see `router`); the share API
 //! ([`Drive::share_add`] and the following methods) and [`read_header`]
 //! follow the sharing design of issue 7. Inode numbers of nodes inside a
 //! shared folder are valid from the folder's lookup on, for the life of
 //! the mount.
+//!
+//! Module map (each child opens with what it owns; the arrows are the only
+//! imports between them, and there are no cycles):
+//! - `namespace`: the filesystem calls of [`Drive`], implemented once:
+//!   resolve the inode through the router, call the volume's engine,
+//!   translate node ids back to inode numbers. -> router, engine, leaves.
+//! - `router/`: the volume registry and inode numbers, the member view,
+//!   the share API. -> engine, volume, leaves.
+//! - `engine/`: one volume's engine (state, open, journal, commit, the pure
+//!   rebase, ops, io, lifecycle, rotation, cache). -> volume, leaves.
+//! - `volume/`: a volume in the store (keyring, log and snapshot I/O), its
+//!   genesis, and the keys an engine holds. -> leaves.
+//! - leaves: `tree` (the namespace and op application), `clock`, `error`,
+//!   `identity`, `types`; they import only `format`, `store` and each other.
 
-mod cache;
+mod clock;
 mod engine;
 mod error;
 mod identity;
-mod inos;
-mod io;
-mod keys;
-mod lifecycle;
-mod member_view;
-mod ops;
+mod namespace;
 mod router;
-mod share;
-mod shares;
 mod tree;
 mod types;
 mod volume;
 
-pub use share::create_volume;
-
-pub use engine::SNAPSHOT_EVERY;
+pub use engine::commit::SNAPSHOT_EVERY;
 pub use error::{DriveError, Result};
 pub use identity::{Identity, Member, Role};
 pub use types::*;
+pub use volume::genesis::create_volume;
 
-use crate::format::meta::DriveHeader;
+use crate::format::hex::encode as hex;
+use crate::format::meta::{DriveHeader, MemberRecord};
 use crate::store::ObjectStore;
+use engine::Engine;
 use router::Router;
-use std::ffi::{OsStr, OsString};
-use std::path::Path;
 use std::sync::Arc;
 
 /// An open drive. Cheap to clone (all clones share one router and its
@@ -73,7 +79,7 @@ pub struct Drive {
 
 impl std::fmt::Debug for Drive {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Drive({})", self.r.store.describe())
+        write!(f, "Drive({})", self.r.store().describe())
     }
 }
 
@@ -81,7 +87,7 @@ impl std::fmt::Debug for Drive {
 /// owner it names is trusted is the caller's decision: the CLI checks the
 /// owner's card is pinned before a non-owner mounts).
 pub async fn read_header(store: &dyn ObjectStore) -> Result<DriveHeader> {
-    Ok(engine::read_header(store).await?.header)
+    Ok(engine::open::read_header(store).await?.header)
 }
 
 impl Drive {
@@ -92,7 +98,7 @@ impl Drive {
         owner: &Identity,
         owner_card: &[u8],
     ) -> Result<()> {
-        engine::Engine::create_drive(store, owner, owner_card).await
+        Engine::create_drive(store, owner, owner_card).await
     }
 
     /// Opens (verifies) the drive: header, keyring, newest snapshot, log
@@ -109,186 +115,98 @@ impl Drive {
         })
     }
 
-    pub async fn lookup(&self, parent: Ino, name: &OsStr) -> Result<Attr> {
-        self.r.lookup(parent, name).await
-    }
-
-    /// Inode numbers are stable for the life of the mount: nothing to forget.
-    pub fn forget(&self, _ino: Ino, _nlookup: u64) {}
-
-    pub async fn getattr(&self, ino: Ino) -> Result<Attr> {
-        self.r.getattr(ino).await
-    }
-
-    pub async fn setattr(&self, ino: Ino, _fh: Option<Fh>, set: SetAttr) -> Result<Attr> {
-        self.r.setattr(ino, set).await
-    }
-
-    pub async fn create(
-        &self,
-        parent: Ino,
-        name: &OsStr,
-        mode: u32,
-        flags: i32,
-        who: Caller,
-    ) -> Result<(Attr, Fh)> {
-        self.r.create(parent, name, mode, flags, who).await
-    }
-
-    pub async fn open(&self, ino: Ino, flags: i32) -> Result<Fh> {
-        self.r.open(ino, flags).await
-    }
-
-    pub async fn read(&self, ino: Ino, fh: Fh, offset: u64, size: u32) -> Result<Vec<u8>> {
-        self.r.read(ino, fh, offset, size).await
-    }
-
-    pub async fn write(&self, ino: Ino, fh: Fh, offset: u64, data: &[u8]) -> Result<u32> {
-        self.r.write(ino, fh, offset, data).await
-    }
-
-    /// Seals the file's buffered writes (queued for upload).
-    pub async fn flush(&self, ino: Ino, fh: Fh) -> Result<()> {
-        self.r.flush(ino, fh).await
-    }
-
-    /// Makes the file's data and all pending metadata of its volume
-    /// durable in the local journal (not necessarily uploaded yet; see
-    /// [`Drive::sync`]).
-    pub async fn fsync(&self, ino: Ino, fh: Fh, _datasync: bool) -> Result<()> {
-        self.r.fsync(ino, fh).await
-    }
-
-    pub async fn release(&self, ino: Ino, fh: Fh) -> Result<()> {
-        self.r.release(ino, fh).await
-    }
-
-    pub async fn mkdir(&self, parent: Ino, name: &OsStr, mode: u32, who: Caller) -> Result<Attr> {
-        self.r.mkdir(parent, name, mode, who).await
-    }
-
-    pub async fn unlink(&self, parent: Ino, name: &OsStr) -> Result<()> {
-        self.r.unlink(parent, name).await
-    }
-
-    /// Removes an empty directory. A shared folder (owner view) is removed
-    /// only when it is empty; its volume stays in the store with its
-    /// members (see docs/SHARING.md).
-    pub async fn rmdir(&self, parent: Ino, name: &OsStr) -> Result<()> {
-        self.r.rmdir(parent, name).await
-    }
-
-    /// Renames within one volume; across a shared folder's boundary it is
-    /// `CrossDevice` (EXDEV: `mv` then copies and deletes).
-    pub async fn rename(
-        &self,
-        parent: Ino,
-        name: &OsStr,
-        newparent: Ino,
-        newname: &OsStr,
-        flags: RenameFlags,
-    ) -> Result<()> {
-        self.r.rename(parent, name, newparent, newname, flags).await
-    }
-
-    pub async fn symlink(
-        &self,
-        parent: Ino,
-        name: &OsStr,
-        target: &Path,
-        who: Caller,
-    ) -> Result<Attr> {
-        self.r.symlink(parent, name, target, who).await
-    }
-
-    pub async fn readlink(&self, ino: Ino) -> Result<Vec<u8>> {
-        self.r.readlink(ino).await
-    }
-
-    /// A hard link within one volume (`CrossDevice` across volumes).
-    pub async fn link(&self, ino: Ino, newparent: Ino, newname: &OsStr) -> Result<Attr> {
-        self.r.link(ino, newparent, newname).await
-    }
-
-    pub async fn opendir(&self, ino: Ino) -> Result<Fh> {
-        self.r.opendir(ino).await
-    }
-
-    /// Entries after `offset` (0 starts with "." and ".."), at most
-    /// 4096 per call; an empty result means the end. Offsets are stable
-    /// across calls and changes to the directory.
-    pub async fn readdir(&self, ino: Ino, fh: Fh, offset: u64) -> Result<Vec<DirEntry>> {
-        self.r.readdir(ino, fh, offset).await
-    }
-
-    pub async fn releasedir(&self, ino: Ino, fh: Fh) -> Result<()> {
-        self.r.releasedir(ino, fh).await
-    }
-
-    pub async fn statfs(&self) -> Result<StatFs> {
-        Ok(self.r.statfs())
-    }
-
-    pub async fn setxattr(
-        &self,
-        ino: Ino,
-        name: &OsStr,
-        value: &[u8],
-        how: XattrSet,
-    ) -> Result<()> {
-        self.r.setxattr(ino, name, value, how).await
-    }
-
-    pub async fn getxattr(&self, ino: Ino, name: &OsStr) -> Result<Vec<u8>> {
-        self.r.getxattr(ino, name).await
-    }
-
-    pub async fn listxattr(&self, ino: Ino) -> Result<Vec<OsString>> {
-        self.r.listxattr(ino).await
-    }
-
-    pub async fn removexattr(&self, ino: Ino, name: &OsStr) -> Result<()> {
-        self.r.removexattr(ino, name).await
-    }
-
     /// Pushes every pending change of every open volume to the store and
-    /// waits; `progress` gets (done, total) bytes of content uploaded.
+    /// waits; `progress` gets (done, total) bytes of content uploaded,
+    /// summed over the volumes.
     pub async fn sync(&self, progress: &(dyn Fn(u64, u64) + Send + Sync)) -> Result<()> {
-        self.r.sync(progress).await
+        let engines = self.r.engines();
+        for e in &engines {
+            e.seal_all()?;
+        }
+        let total: u64 = engines.iter().map(|e| e.lock().pending_bytes()).sum();
+        if engines.is_empty() {
+            progress(0, 0);
+        }
+        // Engines in turn; `before` is what the earlier ones uploaded.
+        let mut before = 0;
+        for e in &engines {
+            let mine = std::sync::atomic::AtomicU64::new(0);
+            e.sync(&|d, t| {
+                mine.store(t, std::sync::atomic::Ordering::Relaxed);
+                progress(before + d, total.max(before + t))
+            })
+            .await?;
+            before += mine.load(std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(())
     }
 
     /// Pulls changes other clients committed since the last refresh, in
     /// every open volume; a member also re-discovers the folders shared
-    /// with them (also runs on a timer).
+    /// with them (also runs on a timer). The first error is returned
+    /// after every volume was tried.
     pub async fn refresh(&self) -> Result<()> {
-        self.r.refresh().await
+        let mut first = self.r.rediscover().await.err();
+        for e in self.r.engines() {
+            if let Err(err) = e.refresh().await {
+                tracing::warn!(volume = %hex(&e.volume()), error = %err, "refresh failed");
+                first.get_or_insert(err);
+            }
+        }
+        first.map_or(Ok(()), Err)
     }
 
     /// Pending work and reachability, summed over every open volume.
     pub fn status(&self) -> DriveStatus {
-        self.r.status()
+        let mut s = DriveStatus {
+            pending_ops: 0,
+            pending_bytes: 0,
+            last_commit: None,
+            store_reachable: true,
+        };
+        for e in self.r.engines() {
+            let x = e.status();
+            s.pending_ops += x.pending_ops;
+            s.pending_bytes += x.pending_bytes;
+            s.last_commit = s.last_commit.max(x.last_commit);
+            s.store_reachable &= x.store_reachable;
+        }
+        s
     }
 
     /// The drive's id (random, from its header).
     pub fn drive_id(&self) -> [u8; 16] {
-        self.r.header.header.drive_id
+        self.r.header().header.drive_id
     }
 
     /// Bytes of ciphertext objects held in the local cache.
     pub fn cache_bytes(&self) -> u64 {
-        self.r.cache_bytes()
+        self.r.engines().iter().map(|e| e.cache_bytes()).sum()
     }
 
     /// Simulates a crash (for tests and tools): background work stops at
     /// once and nothing more is written to the store or the cache; changes
     /// not made durable by `fsync` are lost, as in a killed process.
     pub async fn abandon(self) {
-        self.r.abandon().await
+        self.r.stop_task();
+        for e in self.r.engines() {
+            e.abandon().await;
+        }
+        self.r.release_drive_lock();
     }
 
-    /// Makes a final sync attempt, then stops background tasks.
+    /// Makes a final sync attempt, then stops background tasks (the first
+    /// error is returned after every volume was stopped).
     pub async fn shutdown(&self) -> Result<()> {
-        self.r.shutdown().await
+        self.r.stop_task();
+        let mut first = None;
+        for e in self.r.engines() {
+            if let Err(err) = e.shutdown().await {
+                first.get_or_insert(err);
+            }
+        }
+        self.r.release_drive_lock();
+        first.map_or(Ok(()), Err)
     }
 
     /// Shares folder `ino` with `member` (role Reader or Writer). Converts
@@ -325,11 +243,41 @@ impl Drive {
 
     /// The drive owner's card bytes from the drive header.
     pub fn owner_card(&self) -> &[u8] {
-        &self.r.header.header.owner_card
+        &self.r.header().header.owner_card
     }
 
     /// Whether I am the drive's owner.
     pub fn is_owner(&self) -> bool {
         self.r.is_owner()
+    }
+
+    // The root volume's key operations (tools and tests; shared folders
+    // reach rotation and re-encryption through the share API).
+
+    /// Moves the root volume to a new keyring generation for `members`
+    /// (see the engine's `rotate`).
+    #[doc(hidden)]
+    pub async fn rotate_keys(&self, members: Vec<MemberRecord>, name: Vec<u8>) -> Result<u32> {
+        self.r.root_engine()?.rotate(members, name).await
+    }
+
+    /// Re-encrypts the root volume's content under its current generation.
+    #[doc(hidden)]
+    pub async fn reencrypt(&self, progress: &(dyn Fn(u64, u64) + Send + Sync)) -> Result<()> {
+        self.r.root_engine()?.reencrypt(progress).await
+    }
+
+    /// The root volume's newest keyring generation, name and members.
+    ///
+    /// # Panics
+    /// In a member's view (the root volume is not open there).
+    #[doc(hidden)]
+    pub fn keyring_info(&self) -> (u32, Vec<u8>, Vec<MemberRecord>) {
+        let k = self
+            .r
+            .root_engine()
+            .expect("keyring_info needs the root volume")
+            .volume_keys();
+        (k.current().0, k.name.clone(), k.members().to_vec())
     }
 }

@@ -11,6 +11,7 @@
 
 use super::error::{DriveError, Result};
 use crate::format::content::BLOCK_SIZE;
+use crate::format::crypto::random_array;
 use crate::format::meta::{KIND_DIR, KIND_FILE, Node, Op, Time};
 use std::collections::{BTreeMap, HashMap};
 
@@ -27,13 +28,23 @@ pub fn is_dirlike(kind: u8) -> bool {
     kind == KIND_DIR || kind == KIND_VOLUME
 }
 
+/// A random node id not in use (never 0 or the root).
+pub fn fresh_id(tree: &Tree) -> u64 {
+    loop {
+        let id = u64::from_le_bytes(random_array());
+        if id > ROOT && !tree.nodes.contains_key(&id) {
+            return id;
+        }
+    }
+}
+
 /// All nodes plus, per directory, entries ordered by cookie.
 #[derive(Debug, Clone, Default)]
 pub struct Tree {
-    pub nodes: HashMap<u64, Node>,
+    pub(super) nodes: HashMap<u64, Node>,
     cookies: HashMap<u64, BTreeMap<u64, Vec<u8>>>,
     /// Per writing client, the last `client_seq` it committed.
-    pub clients: BTreeMap<[u8; 16], u64>,
+    pub(super) clients: BTreeMap<[u8; 16], u64>,
 }
 
 impl Tree {

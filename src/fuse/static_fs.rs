@@ -26,6 +26,9 @@ pub struct StaticFs {
 impl StaticFs {
     /// A filesystem holding `files` (name, contents) in its root, owned by
     /// the calling user.
+    // libc::getuid/getgid are `unsafe` only as foreign functions; std has
+    // no safe wrapper for them.
+    #[allow(unsafe_code)]
     pub fn new(files: Vec<(String, Vec<u8>)>) -> Self {
         Self {
             files,

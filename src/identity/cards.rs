@@ -9,7 +9,7 @@
 //!   key substitution and rollback; see docs/SECURITY.md).
 //! - Every card read back is re-verified by `Card::from_bytes`.
 
-use super::StoreError;
+use super::CardStoreError;
 use super::fsutil::{Existing, list_files, read_optional, write_atomic};
 use crate::format::card::{Card, CardId};
 use crate::format::key::check_name;
@@ -39,19 +39,19 @@ pub struct CardStore {
     authorities: PathBuf,
 }
 
-fn read_card(path: &Path) -> Result<Option<Card>, StoreError> {
+fn read_card(path: &Path) -> Result<Option<Card>, CardStoreError> {
     match read_optional(path)? {
         None => Ok(None),
         Some(bytes) => Card::from_bytes(&bytes)
             .map(Some)
-            .map_err(|error| StoreError::Card {
+            .map_err(|error| CardStoreError::Card {
                 path: path.to_path_buf(),
                 error,
             }),
     }
 }
 
-fn read_all(dir: &Path) -> Result<Vec<Card>, StoreError> {
+fn read_all(dir: &Path) -> Result<Vec<Card>, CardStoreError> {
     let mut out = Vec::new();
     for path in list_files(dir, "card")? {
         out.extend(read_card(&path)?);
@@ -59,7 +59,7 @@ fn read_all(dir: &Path) -> Result<Vec<Card>, StoreError> {
     Ok(out)
 }
 
-fn card_path(dir: &Path, identity: &str) -> Result<PathBuf, StoreError> {
+fn card_path(dir: &Path, identity: &str) -> Result<PathBuf, CardStoreError> {
     check_name(identity)?;
     Ok(dir.join(format!("{identity}.card")))
 }
@@ -74,12 +74,12 @@ impl CardStore {
     }
 
     /// The card pinned for `identity`, if any.
-    pub fn get(&self, identity: &str) -> Result<Option<Card>, StoreError> {
+    pub fn get(&self, identity: &str) -> Result<Option<Card>, CardStoreError> {
         read_card(&card_path(&self.pinned, identity)?)
     }
 
     /// The pinned card named by an identity or a full card id (hex).
-    pub fn find(&self, query: &str) -> Result<Card, StoreError> {
+    pub fn find(&self, query: &str) -> Result<Card, CardStoreError> {
         if let Ok(id) = query.parse::<CardId>() {
             if let Some(card) = self.list()?.into_iter().find(|c| c.id() == id) {
                 return Ok(card);
@@ -89,23 +89,23 @@ impl CardStore {
         {
             return Ok(card);
         }
-        Err(StoreError::CardNotFound(query.to_string()))
+        Err(CardStoreError::CardNotFound(query.to_string()))
     }
 
     /// A pinned card or trusted authority with this id.
-    pub fn find_id(&self, id: CardId) -> Result<Option<Card>, StoreError> {
+    pub fn find_id(&self, id: CardId) -> Result<Option<Card>, CardStoreError> {
         let mut all = self.list()?;
         all.extend(self.authorities()?);
         Ok(all.into_iter().find(|c| c.id() == id))
     }
 
     /// All pinned cards, sorted by identity.
-    pub fn list(&self) -> Result<Vec<Card>, StoreError> {
+    pub fn list(&self) -> Result<Vec<Card>, CardStoreError> {
         read_all(&self.pinned)
     }
 
     /// All trusted authorities, sorted by identity.
-    pub fn authorities(&self) -> Result<Vec<Card>, StoreError> {
+    pub fn authorities(&self) -> Result<Vec<Card>, CardStoreError> {
         read_all(&self.authorities)
     }
 
@@ -116,18 +116,22 @@ impl CardStore {
         &self,
         authority: &Card,
         replace: Option<&str>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), CardStoreError> {
         let path = card_path(&self.authorities, authority.identity())?;
         if let Some(old) = read_card(&path)?
             && old.id() != authority.id()
         {
             check_replace(&old, authority, replace)?;
         }
-        write_atomic(&path, &authority.to_bytes(), Existing::Replace)
+        Ok(write_atomic(
+            &path,
+            &authority.to_bytes(),
+            Existing::Replace,
+        )?)
     }
 
     /// The first trusted authority that approved `card`, if any.
-    pub fn approving_authority(&self, card: &Card) -> Result<Option<Card>, StoreError> {
+    pub fn approving_authority(&self, card: &Card) -> Result<Option<Card>, CardStoreError> {
         Ok(self
             .authorities()?
             .into_iter()
@@ -135,12 +139,12 @@ impl CardStore {
     }
 
     /// Pins `card` for its identity (see the module invariants).
-    pub fn pin(&self, card: &Card, replace: Option<&str>) -> Result<Pinned, StoreError> {
+    pub fn pin(&self, card: &Card, replace: Option<&str>) -> Result<Pinned, CardStoreError> {
         let path = card_path(&self.pinned, card.identity())?;
         if let Some(given) = replace
             && !card.id().fingerprint_matches(given)
         {
-            return Err(StoreError::FingerprintMismatch {
+            return Err(CardStoreError::FingerprintMismatch {
                 given: given.to_string(),
                 actual: card.fingerprint(),
             });
@@ -182,14 +186,14 @@ impl CardStore {
     }
 }
 
-fn check_replace(old: &Card, new: &Card, replace: Option<&str>) -> Result<(), StoreError> {
+fn check_replace(old: &Card, new: &Card, replace: Option<&str>) -> Result<(), CardStoreError> {
     match replace {
         Some(given) if new.id().fingerprint_matches(given) => Ok(()),
-        Some(given) => Err(StoreError::FingerprintMismatch {
+        Some(given) => Err(CardStoreError::FingerprintMismatch {
             given: given.to_string(),
             actual: new.fingerprint(),
         }),
-        None => Err(StoreError::AlreadyPinned {
+        None => Err(CardStoreError::AlreadyPinned {
             identity: new.identity().to_string(),
             pinned: old.fingerprint(),
             offered: new.fingerprint(),
@@ -218,11 +222,11 @@ mod tests {
         assert_eq!(store.pin(&real, None).unwrap(), Pinned::Unchanged);
         assert!(matches!(
             store.pin(&fake, None),
-            Err(StoreError::AlreadyPinned { .. })
+            Err(CardStoreError::AlreadyPinned { .. })
         ));
         assert!(matches!(
             store.pin(&fake, Some(&real.fingerprint())),
-            Err(StoreError::FingerprintMismatch { .. })
+            Err(CardStoreError::FingerprintMismatch { .. })
         ));
         assert_eq!(store.get("alice").unwrap().unwrap(), real);
         assert!(matches!(
@@ -236,7 +240,7 @@ mod tests {
         assert_eq!(store.find(&fake.id().to_string()).unwrap(), fake);
         assert!(matches!(
             store.find("bob"),
-            Err(StoreError::CardNotFound(_))
+            Err(CardStoreError::CardNotFound(_))
         ));
     }
 
@@ -253,7 +257,7 @@ mod tests {
         // Approved by an authority we do not trust yet: refused.
         assert!(matches!(
             store.pin(&new, None),
-            Err(StoreError::AlreadyPinned { .. })
+            Err(CardStoreError::AlreadyPinned { .. })
         ));
         store.trust_authority(&auth, None).unwrap();
         assert_eq!(
@@ -268,7 +272,7 @@ mod tests {
         old_approved.approve(&auth_key, &auth).unwrap();
         assert!(matches!(
             store.pin(&old_approved, None),
-            Err(StoreError::AlreadyPinned { .. })
+            Err(CardStoreError::AlreadyPinned { .. })
         ));
         let (_, mut bob) = card(7, "bob");
         store.pin(&bob, None).unwrap();

@@ -4,15 +4,15 @@
 //! never a partial file, even if the process dies midway; temporary files
 //! are removed on failure.
 
-use super::StoreError;
+use super::FileError;
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{ErrorKind, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
 
-fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StoreError {
+fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> FileError {
     let path = path.to_path_buf();
-    move |error| StoreError::Io {
+    move |error| FileError {
         action,
         path,
         error,
@@ -20,7 +20,7 @@ fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Store
 }
 
 /// Creates `dir` and its parents with mode 0700 (existing ones are kept).
-pub fn private_dir(dir: &Path) -> Result<(), StoreError> {
+pub fn private_dir(dir: &Path) -> Result<(), FileError> {
     DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -40,7 +40,7 @@ pub enum Existing {
 /// Writes `bytes` to `path` with mode 0600: a temporary file in the same
 /// directory, fsynced, then linked (no clobber) or renamed into place, then
 /// the directory fsynced.
-pub fn write_atomic(path: &Path, bytes: &[u8], existing: Existing) -> Result<(), StoreError> {
+pub fn write_atomic(path: &Path, bytes: &[u8], existing: Existing) -> Result<(), FileError> {
     let dir = path.parent().expect("store paths have a parent");
     private_dir(dir)?;
     let name = path.file_name().expect("store paths have a file name");
@@ -77,7 +77,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8], existing: Existing) -> Result<(),
 }
 
 /// Reads `path`, or `None` if it does not exist.
-pub fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, StoreError> {
+pub fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, FileError> {
     match fs::read(path) {
         Ok(bytes) => Ok(Some(bytes)),
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
@@ -87,7 +87,7 @@ pub fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, StoreError> {
 
 /// The files in `dir` ending in `.{ext}` (none if `dir` does not exist),
 /// sorted by name; temporary files are skipped.
-pub fn list_files(dir: &Path, ext: &str) -> Result<Vec<std::path::PathBuf>, StoreError> {
+pub fn list_files(dir: &Path, ext: &str) -> Result<Vec<std::path::PathBuf>, FileError> {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),

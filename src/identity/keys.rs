@@ -4,8 +4,8 @@
 //! atomically (see `fsutil`), with mode 0600 in a 0700 directory; the store
 //! never holds an unlocked key.
 
-use super::StoreError;
 use super::fsutil::{Existing, list_files, read_optional, write_atomic};
+use super::{FileError, KeyStoreError};
 use crate::format::key::{UserKey, check_name};
 use crate::format::keyfile::{KeyFile, Password};
 use std::path::{Path, PathBuf};
@@ -24,43 +24,45 @@ impl KeyStore {
     }
 
     /// Where the key named `name` lives.
-    pub fn path(&self, name: &str) -> Result<PathBuf, StoreError> {
+    pub fn path(&self, name: &str) -> Result<PathBuf, KeyStoreError> {
         check_name(name)?;
         Ok(self.dir.join(format!("{name}.key")))
     }
 
     /// Stores a new key file; refuses to overwrite an existing key.
-    pub fn create(&self, file: &KeyFile) -> Result<PathBuf, StoreError> {
+    pub fn create(&self, file: &KeyFile) -> Result<PathBuf, KeyStoreError> {
         let path = self.path(file.name())?;
         match write_atomic(&path, file.to_bytes(), Existing::Refuse) {
-            Err(StoreError::Io { error, .. })
-                if error.kind() == std::io::ErrorKind::AlreadyExists =>
-            {
-                Err(StoreError::KeyExists(file.name().to_string()))
+            Err(FileError { error, .. }) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+                Err(KeyStoreError::KeyExists(file.name().to_string()))
             }
-            other => other.map(|()| path),
+            other => Ok(other.map(|()| path)?),
         }
     }
 
     /// Atomically replaces an existing key file (a crash leaves the old one).
-    pub fn replace(&self, file: &KeyFile) -> Result<(), StoreError> {
+    pub fn replace(&self, file: &KeyFile) -> Result<(), KeyStoreError> {
         self.load(file.name())?;
-        write_atomic(&self.path(file.name())?, file.to_bytes(), Existing::Replace)
+        Ok(write_atomic(
+            &self.path(file.name())?,
+            file.to_bytes(),
+            Existing::Replace,
+        )?)
     }
 
     /// Reads (without unlocking) the key named `name`.
-    pub fn load(&self, name: &str) -> Result<KeyFile, StoreError> {
+    pub fn load(&self, name: &str) -> Result<KeyFile, KeyStoreError> {
         let path = self.path(name)?;
-        let bytes = read_optional(&path)?.ok_or_else(|| StoreError::KeyNotFound(name.into()))?;
+        let bytes = read_optional(&path)?.ok_or_else(|| KeyStoreError::KeyNotFound(name.into()))?;
         parse_at(&path, &bytes)
     }
 
     /// All key files, sorted by name.
-    pub fn list(&self) -> Result<Vec<KeyFile>, StoreError> {
+    pub fn list(&self) -> Result<Vec<KeyFile>, KeyStoreError> {
         list_files(&self.dir, "key")?
             .into_iter()
             .map(|path| {
-                let bytes = std::fs::read(&path).map_err(|error| StoreError::Io {
+                let bytes = std::fs::read(&path).map_err(|error| FileError {
                     action: "reading",
                     path: path.clone(),
                     error,
@@ -71,17 +73,18 @@ impl KeyStore {
     }
 
     /// Loads and unlocks the key named `name`.
-    pub fn unlock(&self, name: &str, password: &Password) -> Result<UserKey, StoreError> {
+    pub fn unlock(&self, name: &str, password: &Password) -> Result<UserKey, KeyStoreError> {
         let file = self.load(name)?;
-        file.unlock(password).map_err(|error| StoreError::KeyFile {
-            path: self.path(name).unwrap_or_default(),
-            error,
-        })
+        file.unlock(password)
+            .map_err(|error| KeyStoreError::KeyFile {
+                path: self.path(name).unwrap_or_default(),
+                error,
+            })
     }
 }
 
-fn parse_at(path: &Path, bytes: &[u8]) -> Result<KeyFile, StoreError> {
-    KeyFile::parse(bytes).map_err(|error| StoreError::KeyFile {
+fn parse_at(path: &Path, bytes: &[u8]) -> Result<KeyFile, KeyStoreError> {
+    KeyFile::parse(bytes).map_err(|error| KeyStoreError::KeyFile {
         path: path.to_path_buf(),
         error,
     })
@@ -103,17 +106,20 @@ mod tests {
         let path = store.create(&file).unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
-        assert!(matches!(store.create(&file), Err(StoreError::KeyExists(_))));
+        assert!(matches!(
+            store.create(&file),
+            Err(KeyStoreError::KeyExists(_))
+        ));
         assert_eq!(store.list().unwrap().len(), 1);
         let unlocked = store.unlock("alice", &pw).unwrap();
         assert_eq!(unlocked.x25519_public(), key.x25519_public());
         assert!(matches!(
             store.unlock("alice", &Password::new("wrong")),
-            Err(StoreError::KeyFile { .. })
+            Err(KeyStoreError::KeyFile { .. })
         ));
         assert!(matches!(
             store.unlock("bob", &pw),
-            Err(StoreError::KeyNotFound(_))
+            Err(KeyStoreError::KeyNotFound(_))
         ));
         let pw2 = Password::new("new");
         store

@@ -25,15 +25,21 @@ use crate::format::key::InvalidName;
 use crate::format::keyfile::KeyFileError;
 use std::path::PathBuf;
 
-/// Errors of the key and card stores.
+/// A file of the key or card store could not be read or written.
 #[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("{action} {path}: {error}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        error: std::io::Error,
-    },
+#[error("{action} {path}: {error}")]
+pub struct FileError {
+    /// What was being done ("reading", "creating directory", ...).
+    pub action: &'static str,
+    pub path: PathBuf,
+    pub error: std::io::Error,
+}
+
+/// Errors of the key store ([`keys::KeyStore`]).
+#[derive(Debug, thiserror::Error)]
+pub enum KeyStoreError {
+    #[error(transparent)]
+    File(#[from] FileError),
     #[error("no key named {0:?} (see `cardfs key list`)")]
     KeyNotFound(String),
     #[error("a key named {0:?} already exists")]
@@ -42,32 +48,45 @@ pub enum StoreError {
     KeyFile { path: PathBuf, error: KeyFileError },
     #[error(transparent)]
     Name(#[from] InvalidName),
+}
+
+/// Errors of the card store ([`cards::CardStore`]): pinned cards and
+/// trusted authorities.
+#[derive(Debug, thiserror::Error)]
+pub enum CardStoreError {
+    #[error(transparent)]
+    File(#[from] FileError),
+    #[error(transparent)]
+    Name(#[from] InvalidName),
     #[error("card {path}: {error}")]
     Card { path: PathBuf, error: CardError },
     #[error("no card matches {0:?} (see `cardfs card list`)")]
     CardNotFound(String),
+    /// A different card is pinned (or trusted) for the identity and no
+    /// fingerprint was given to replace it: a possible key substitution.
     #[error(
         "a different card is already pinned for {identity:?} (pinned fingerprint {pinned}); \
          this may be a key-substitution attack. If {identity} really has a new card, check its \
-         fingerprint {offered} with them and import again with --replace \"{offered}\""
+         fingerprint {offered} with them"
     )]
     AlreadyPinned {
         identity: String,
         pinned: String,
         offered: String,
     },
-    #[error("the card's fingerprint is {actual}, not the {given} given with --replace")]
+    /// The fingerprint given to replace a card is not the new card's.
+    #[error("the card's fingerprint is {actual}, not the {given} given")]
     FingerprintMismatch { given: String, actual: String },
 }
 
 /// The cardfs home: `$CARDFS_HOME`, or `~/.config/cardfs`.
-pub fn home_from_env() -> Result<PathBuf, StoreError> {
+pub fn home_from_env() -> Result<PathBuf, FileError> {
     if let Some(home) = std::env::var_os("CARDFS_HOME").filter(|h| !h.is_empty()) {
         return Ok(PathBuf::from(home));
     }
     match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
         Some(home) => Ok(PathBuf::from(home).join(".config").join("cardfs")),
-        None => Err(StoreError::Io {
+        None => Err(FileError {
             action: "locating the cardfs home (set CARDFS_HOME or HOME)",
             path: PathBuf::new(),
             error: std::io::Error::from(std::io::ErrorKind::NotFound),

@@ -33,7 +33,7 @@ pub mod memory;
 mod open;
 pub mod s3;
 
-pub use fault::{FaultConfig, FaultStore};
+pub use fault::{CallCounts, FaultConfig, FaultStore, KeyMatch};
 pub use local::LocalStore;
 pub use memory::MemoryStore;
 pub use open::{OpenError, OpenOptions, open};

@@ -1,0 +1,453 @@
+//! The local cache directory: ciphertext objects exactly as stored (or to
+//! be stored), the sealed journal of metadata ops not yet committed, and
+//! the sealed client state (newest accepted log head, for rollback and
+//! fork detection).
+//!
+//! Layout: `client` (random client id, not secret), `state` (sealed),
+//! `journal` (sealed records), `objects/<hex block id>` (ciphertext).
+//!
+//! Invariants:
+//! - No plaintext file data or names are ever written here: objects are
+//!   the store's ciphertext, journal and state are sealed with a key
+//!   derived from the user's X25519 secret and the drive id.
+//! - Objects not yet uploaded are pinned and never evicted; clean objects
+//!   are evicted least-recently-used once the cache exceeds its bound.
+//! - A journal record is a whole sealed record or is ignored (torn tail).
+
+use crate::drive::error::{DriveError, Result};
+use crate::format::crypto::{Cipher, NONCE_LEN, SecretKey, hkdf, random_array};
+use crate::format::hex::encode as hex;
+use crate::format::meta::Op;
+use crate::format::wire::{Reader, Writer};
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DriveError + '_ {
+    move |source| DriveError::Cache {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// What this client remembers about the drive between runs.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LocalState {
+    /// Hash of the drive header first accepted (pins the owner key).
+    pub(super) header_hash: [u8; 32],
+    /// Newest log entry accepted: sequence number and hash.
+    pub(super) head_seq: u64,
+    pub(super) head_hash: [u8; 32],
+    /// Next local op counter.
+    pub(super) next_client_seq: u64,
+    /// Highest keyring generation of the volume accepted (a store offering
+    /// fewer is rolling back).
+    pub(super) generation: u32,
+}
+
+#[derive(Debug, Default)]
+struct Lru {
+    tick: u64,
+    total: u64,
+    entries: HashMap<[u8; 16], (u64, u64, bool)>, // size, tick, pinned
+    order: BTreeMap<u64, [u8; 16]>,
+}
+
+/// The cache directory of one drive on this machine.
+#[derive(Debug)]
+pub struct Cache {
+    dir: PathBuf,
+    cipher: Cipher,
+    client: [u8; 16],
+    limit: u64,
+    lru: Mutex<Lru>,
+    journal: Mutex<()>,
+    /// Held (an exclusive file lock on `lock`) while a drive uses this
+    /// directory: two engines on one cache would corrupt its journal.
+    lock: Mutex<Option<File>>,
+}
+
+/// Takes the exclusive lock on `dir/lock` (creating `dir`), held until the
+/// returned file is dropped; another holder => `CacheInUse`.
+pub fn lock_dir(dir: &Path) -> Result<File> {
+    fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let lock_path = dir.join("lock");
+    let lock = File::create(&lock_path).map_err(io_err(&lock_path))?;
+    match lock.try_lock() {
+        Ok(()) => Ok(lock),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err(DriveError::CacheInUse(dir.display().to_string()))
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(io_err(&lock_path)(e)),
+    }
+}
+
+impl Cache {
+    /// Opens (creating if needed) the cache for `drive_id`; `secret` is the
+    /// user's X25519 secret, from which the sealing key is derived.
+    pub fn open(dir: &Path, drive_id: &[u8; 16], secret: &[u8; 32], limit: u64) -> Result<Cache> {
+        let objects = dir.join("objects");
+        fs::create_dir_all(&objects).map_err(io_err(&objects))?;
+        let lock = lock_dir(dir)?;
+        let client_path = dir.join("client");
+        let client = match fs::read(&client_path) {
+            Ok(b) if b.len() == 16 => b.try_into().expect("16 bytes"),
+            _ => {
+                let c: [u8; 16] = random_array();
+                write_file(&client_path, &c, true)?;
+                c
+            }
+        };
+        let key: SecretKey = hkdf(drive_id, secret, &[b"cardfs/v1/cache-key"]);
+        let cache = Cache {
+            dir: dir.to_path_buf(),
+            cipher: Cipher::new(&key),
+            client,
+            limit,
+            lru: Mutex::new(Lru::default()),
+            journal: Mutex::new(()),
+            lock: Mutex::new(Some(lock)),
+        };
+        let mut found = Vec::new();
+        for e in fs::read_dir(&objects).map_err(io_err(&objects))?.flatten() {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            match crate::format::hex::decode::<16>(&name) {
+                Some(id) => found.push((id, e.metadata().map(|m| m.len()).unwrap_or(0))),
+                None => {
+                    let _ = fs::remove_file(e.path());
+                }
+            }
+        }
+        {
+            let mut lru = cache.lru.lock().expect("lru lock");
+            for (id, size) in found {
+                lru.touch(id, size, false);
+            }
+        }
+        Ok(cache)
+    }
+
+    /// Releases the directory for another engine (after shutdown).
+    pub fn release(&self) {
+        self.lock.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+
+    pub fn client_id(&self) -> [u8; 16] {
+        self.client
+    }
+
+    fn object_path(&self, id: &[u8; 16]) -> PathBuf {
+        self.dir.join("objects").join(hex(id))
+    }
+
+    /// Stores an object's ciphertext; `pinned` keeps it until uploaded;
+    /// `durable` fsyncs it.
+    pub fn put_object(
+        &self,
+        id: &[u8; 16],
+        bytes: &[u8],
+        pinned: bool,
+        durable: bool,
+    ) -> Result<()> {
+        let path = self.object_path(id);
+        // A unique temporary name: two tasks may cache the same object.
+        let tmp = path.with_extension(format!("{}.tmp", hex(&random_array::<8>())));
+        {
+            let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
+            f.write_all(bytes).map_err(io_err(&tmp))?;
+            if durable {
+                f.sync_all().map_err(io_err(&tmp))?;
+            }
+        }
+        fs::rename(&tmp, &path).map_err(io_err(&path))?;
+        if durable {
+            sync_dir(&self.dir.join("objects"))?;
+        }
+        self.lru
+            .lock()
+            .expect("lru lock")
+            .touch(*id, bytes.len() as u64, pinned);
+        self.evict();
+        Ok(())
+    }
+
+    /// Makes an object durable (fsync) if it is cached.
+    pub fn sync_object(&self, id: &[u8; 16]) -> Result<()> {
+        let path = self.object_path(id);
+        match File::open(&path) {
+            Ok(f) => f.sync_all().map_err(io_err(&path)),
+            Err(_) => Ok(()),
+        }
+    }
+
+    /// Reads `range` of a cached object, or `None` if it is not cached.
+    pub fn read_object(&self, id: &[u8; 16], range: Option<Range<u64>>) -> Result<Option<Vec<u8>>> {
+        let path = self.object_path(id);
+        let mut f = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err(&path)(e)),
+        };
+        let out = match range {
+            None => {
+                let len = f.metadata().map(|m| m.len() as usize).unwrap_or(0);
+                let mut v = Vec::with_capacity(len);
+                f.read_to_end(&mut v).map_err(io_err(&path))?;
+                v
+            }
+            Some(r) => {
+                f.seek(SeekFrom::Start(r.start)).map_err(io_err(&path))?;
+                let mut v = Vec::with_capacity((r.end - r.start) as usize);
+                f.take(r.end - r.start)
+                    .read_to_end(&mut v)
+                    .map_err(io_err(&path))?;
+                v
+            }
+        };
+        let mut lru = self.lru.lock().expect("lru lock");
+        if let Some(&(size, _, pinned)) = lru.entries.get(id) {
+            lru.touch(*id, size, pinned);
+        }
+        Ok(Some(out))
+    }
+
+    /// Drops a cached object (e.g. after it failed verification).
+    pub fn remove_object(&self, id: &[u8; 16]) {
+        let _ = fs::remove_file(self.object_path(id));
+        self.lru.lock().expect("lru lock").remove(id);
+    }
+
+    /// The object is in the store now: it may be evicted.
+    pub fn unpin(&self, id: &[u8; 16]) {
+        let mut lru = self.lru.lock().expect("lru lock");
+        if let Some(e) = lru.entries.get_mut(id) {
+            e.2 = false;
+        }
+        drop(lru);
+        self.evict();
+    }
+
+    /// Pins an object (it is needed by an op not yet committed).
+    pub fn pin(&self, id: &[u8; 16]) {
+        let mut lru = self.lru.lock().expect("lru lock");
+        if let Some(e) = lru.entries.get_mut(id) {
+            e.2 = true;
+        }
+    }
+
+    /// Bytes of objects held in the cache.
+    pub fn size(&self) -> u64 {
+        self.lru.lock().expect("lru lock").total
+    }
+
+    fn evict(&self) {
+        let mut victims = Vec::new();
+        {
+            let mut lru = self.lru.lock().expect("lru lock");
+            let mut over = lru.total.saturating_sub(self.limit);
+            let mut candidates = Vec::new();
+            for (_, id) in lru.order.iter() {
+                if over == 0 {
+                    break;
+                }
+                let (size, _, pinned) = lru.entries[id];
+                if !pinned {
+                    candidates.push(*id);
+                    over = over.saturating_sub(size);
+                }
+            }
+            for id in candidates {
+                lru.remove(&id);
+                victims.push(id);
+            }
+        }
+        for id in victims {
+            let _ = fs::remove_file(self.object_path(&id));
+        }
+    }
+
+    fn journal_aad(&self) -> Vec<u8> {
+        [b"cardfs/v1/journal".as_slice(), &self.client].concat()
+    }
+
+    /// Appends ops to the journal; with `durable` the file is fsynced.
+    pub fn journal_append(&self, ops: &[(u64, Op)], durable: bool) -> Result<()> {
+        let _guard = self.journal.lock().expect("journal lock");
+        let path = self.dir.join("journal");
+        let mut buf = Vec::new();
+        for (seq, op) in ops {
+            let mut w = Writer::new();
+            w.u64(*seq);
+            op.write(&mut w);
+            let nonce = random_array::<NONCE_LEN>();
+            let mut ct = w.into_vec();
+            self.cipher
+                .seal_in_place(&nonce, &self.journal_aad(), &mut ct);
+            buf.extend_from_slice(&((NONCE_LEN + ct.len()) as u32).to_le_bytes());
+            buf.extend_from_slice(&nonce);
+            buf.extend_from_slice(&ct);
+        }
+        let mut f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        f.write_all(&buf).map_err(io_err(&path))?;
+        if durable {
+            f.sync_all().map_err(io_err(&path))?;
+        }
+        Ok(())
+    }
+
+    /// Reads every whole journal record; a torn or damaged tail is ignored
+    /// (with an error logged if it was not simply short).
+    pub fn journal_read(&self) -> Result<Vec<(u64, Op)>> {
+        let _guard = self.journal.lock().expect("journal lock");
+        let path = self.dir.join("journal");
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err(&path)(e)),
+        };
+        let mut out = Vec::new();
+        let mut pos = 0;
+        while pos + 4 <= bytes.len() {
+            let len = u32::from_le_bytes(bytes[pos..pos + 4].try_into().expect("4")) as usize;
+            if len < NONCE_LEN || pos + 4 + len > bytes.len() {
+                break;
+            }
+            let rec = &bytes[pos + 4..pos + 4 + len];
+            let nonce: [u8; NONCE_LEN] = rec[..NONCE_LEN].try_into().expect("12");
+            let Ok(plain) = self
+                .cipher
+                .open(&nonce, &self.journal_aad(), &rec[NONCE_LEN..])
+            else {
+                tracing::error!(path = %path.display(), "journal record failed verification; ignoring it and the rest");
+                break;
+            };
+            let mut r = Reader::new(&plain);
+            match (r.u64(), Op::read(&mut r)) {
+                (Ok(seq), Ok(op)) if r.remaining() == 0 => out.push((seq, op)),
+                _ => {
+                    tracing::error!(path = %path.display(), "journal record does not parse; ignoring it and the rest");
+                    break;
+                }
+            }
+            pos += 4 + len;
+        }
+        Ok(out)
+    }
+
+    /// Empties the journal (everything in it is committed).
+    pub fn journal_reset(&self) -> Result<()> {
+        let _guard = self.journal.lock().expect("journal lock");
+        let path = self.dir.join("journal");
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err(&path)(e)),
+        }
+    }
+
+    /// Saves the state; `durable` fsyncs it (a lost update only weakens
+    /// rollback detection to the previous head, never correctness).
+    pub fn save_state(&self, s: &LocalState, durable: bool) -> Result<()> {
+        let mut w = Writer::new();
+        w.raw(&s.header_hash)
+            .u64(s.head_seq)
+            .raw(&s.head_hash)
+            .u64(s.next_client_seq)
+            .u32(s.generation);
+        let nonce = random_array::<NONCE_LEN>();
+        let mut ct = w.into_vec();
+        self.cipher
+            .seal_in_place(&nonce, b"cardfs/v1/state", &mut ct);
+        write_file(
+            &self.dir.join("state"),
+            &[nonce.as_slice(), &ct].concat(),
+            durable,
+        )
+    }
+
+    /// The saved state; `None` on first use. A state file that fails
+    /// verification is an error (someone altered the cache).
+    pub fn load_state(&self) -> Result<Option<LocalState>> {
+        let path = self.dir.join("state");
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err(&path)(e)),
+        };
+        let bad = || {
+            DriveError::tampered(
+                path.display().to_string(),
+                "local state failed verification",
+            )
+        };
+        if bytes.len() < NONCE_LEN {
+            return Err(bad());
+        }
+        let nonce: [u8; NONCE_LEN] = bytes[..NONCE_LEN].try_into().expect("12");
+        let plain = self
+            .cipher
+            .open(&nonce, b"cardfs/v1/state", &bytes[NONCE_LEN..])
+            .map_err(|_| bad())?;
+        let mut r = Reader::new(&plain);
+        let s = (|| {
+            Ok::<_, crate::format::wire::FormatError>(LocalState {
+                header_hash: r.array()?,
+                head_seq: r.u64()?,
+                head_hash: r.array()?,
+                next_client_seq: r.u64()?,
+                // Absent in state files written before key rotation existed.
+                generation: if r.remaining() == 0 { 0 } else { r.u32()? },
+            })
+        })()
+        .map_err(|_| bad())?;
+        Ok(Some(s))
+    }
+}
+
+impl Lru {
+    fn touch(&mut self, id: [u8; 16], size: u64, pinned: bool) {
+        self.remove(&id);
+        self.tick += 1;
+        self.total += size;
+        self.entries.insert(id, (size, self.tick, pinned));
+        self.order.insert(self.tick, id);
+    }
+    fn remove(&mut self, id: &[u8; 16]) {
+        if let Some((size, tick, _)) = self.entries.remove(id) {
+            self.total -= size;
+            self.order.remove(&tick);
+        }
+    }
+}
+
+/// Replaces a file atomically (temp file + rename); `durable` fsyncs the
+/// file and its directory.
+fn write_file(path: &Path, bytes: &[u8], durable: bool) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
+        f.write_all(bytes).map_err(io_err(&tmp))?;
+        if durable {
+            f.sync_all().map_err(io_err(&tmp))?;
+        }
+    }
+    fs::rename(&tmp, path).map_err(io_err(path))?;
+    if durable && let Some(parent) = path.parent() {
+        sync_dir(parent)?;
+    }
+    Ok(())
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|f| f.sync_all())
+        .map_err(io_err(dir))
+}

@@ -1,0 +1,406 @@
+//! Moving `head`: pulling other clients' log entries (refresh), writing
+//! this client's pending ops as signed log entries (commit, after their
+//! content is uploaded), snapshots, and the background task doing both.
+//!
+//! Invariants:
+//! - Commits and refreshes are serialised by `commit_lock`.
+//! - A log entry is put Create-only after every content object its ops
+//!   name is in the store; losing the race means refresh and rebase.
+//! - Only a writer of the current generation writes snapshots.
+
+use super::Engine;
+use crate::drive::clock::{now, to_time};
+use crate::drive::error::{DriveError, Result};
+use crate::drive::tree::Tree;
+use crate::drive::types::DriveStatus;
+use crate::drive::volume::{self, Head};
+use crate::format::meta::{self, Batch, Op, SnapshotBody};
+use crate::store::{PutMode, StoreError};
+use bytes::Bytes;
+use std::sync::Arc;
+use std::sync::Weak;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime};
+
+/// Entries between snapshots: opening reads at most this many entries
+/// after the newest snapshot.
+pub const SNAPSHOT_EVERY: u64 = 64;
+/// How long the background committer waits after a change so that a
+/// burst of changes becomes one log entry.
+const COMMIT_DELAY: Duration = Duration::from_millis(25);
+/// Unsealed writes untouched for this long are sealed and queued for
+/// upload by the background task.
+const IDLE_SEAL: Duration = Duration::from_secs(2);
+/// Largest number of ops in one log entry.
+const MAX_BATCH: usize = 4096;
+
+impl Engine {
+    /// Pulls entries committed by others and rebases pending ops on them.
+    pub async fn refresh(&self) -> Result<()> {
+        let _g = self.commit_lock.lock().await;
+        self.refresh_locked().await
+    }
+
+    /// [`Engine::refresh`] with `commit_lock` held.
+    pub(super) async fn refresh_locked(&self) -> Result<()> {
+        let mut head = self.lock().head;
+        let mut batches = Vec::new();
+        loop {
+            let r = self
+                .keys
+                .fetch_entry(
+                    self.store.as_ref(),
+                    &self.me.x25519,
+                    head.seq + 1,
+                    &head.hash,
+                    head.generation,
+                )
+                .await;
+            self.note_reachable(&r);
+            let Some((batch, next, _)) = r? else { break };
+            head = next;
+            tracing::debug!(seq = head.seq, ops = batch.ops.len(), "pulled a log entry");
+            batches.push(batch);
+        }
+        if batches.is_empty() {
+            return Ok(());
+        }
+        {
+            let mut core = self.lock();
+            let simple = core.pending.is_empty();
+            for b in &batches {
+                apply_batch(&mut core.committed, b);
+                if simple {
+                    let mut removed = Vec::new();
+                    for op in &b.ops {
+                        if let Ok(r) = core.view.apply(op) {
+                            removed.extend(r);
+                        }
+                    }
+                    core.keep_open(removed);
+                    core.view.clients = core.committed.clients.clone();
+                }
+            }
+            core.head = head;
+            if !simple {
+                core.rebase(&self.me.card_id);
+            }
+        }
+        self.save_state(false)?;
+        self.maybe_snapshot().await;
+        Ok(())
+    }
+
+    fn note_reachable<T>(&self, r: &Result<T>) {
+        let reachable = !matches!(r, Err(DriveError::Store(e)) if e.is_transient());
+        self.lock().reachable = reachable;
+    }
+
+    /// Uploads sealed content, then commits pending ops, retrying the
+    /// log put after rebasing when another client won the race.
+    pub async fn commit_once(&self) -> Result<()> {
+        let _g = self.commit_lock.lock().await;
+        self.keys.check_member()?;
+        self.journal_pending(false)?;
+        let (uploads, upto) = {
+            let core = self.lock();
+            (
+                core.uploads.keys().copied().collect::<Vec<_>>(),
+                core.pending.back().map(|(s, _)| *s),
+            )
+        };
+        self.upload(&uploads).await?;
+        let Some(upto) = upto else { return Ok(()) };
+        loop {
+            let (ops, last, head) = {
+                let core = self.lock();
+                let ops: Vec<(u64, Op)> = core
+                    .pending
+                    .iter()
+                    .filter(|(s, _)| *s <= upto)
+                    .take(MAX_BATCH)
+                    .cloned()
+                    .collect();
+                (
+                    ops.iter().map(|(_, o)| o.clone()).collect::<Vec<_>>(),
+                    ops.last().map(|(s, _)| *s),
+                    core.head,
+                )
+            };
+            let Some(last) = last else { break };
+            let batch = Batch {
+                client: self.cache.client_id(),
+                client_seq: last,
+                time: now(),
+                ops,
+            };
+            if !self.keys.can_write(&self.me.card_id) {
+                return Err(DriveError::CommitFailed(
+                    "this identity may no longer write in the volume".into(),
+                ));
+            }
+            let seq = head.seq + 1;
+            let keys = self.keys.get();
+            let generation = keys.current().0;
+            let bytes = volume::seal_entry(
+                &keys,
+                &self.me.ed25519,
+                &self.me.card_id,
+                seq,
+                &head.hash,
+                &batch,
+            );
+            let hash = meta::sha256(&bytes);
+            let r = self
+                .store
+                .put(
+                    &volume::log_key(&self.keys.volume, seq),
+                    Bytes::from(bytes),
+                    PutMode::Create,
+                )
+                .await;
+            match r {
+                Ok(_) => {
+                    tracing::debug!(seq, ops = batch.ops.len(), "committed a log entry");
+                    {
+                        let mut core = self.lock();
+                        core.reachable = true;
+                        apply_batch(&mut core.committed, &batch);
+                        core.head = Head {
+                            seq,
+                            hash,
+                            generation,
+                        };
+                        core.pending.retain(|(s, _)| *s > last);
+                        core.last_commit = Some(SystemTime::now());
+                        core.fatal = None;
+                        if core.pending.is_empty() {
+                            core.view.clients = core.committed.clients.clone();
+                        }
+                    }
+                    self.save_state(false)?;
+                    // Under the lock: an op pushed (and journalled by a
+                    // concurrent fsync) after this check is never erased.
+                    {
+                        let mut core = self.lock();
+                        if core.pending.is_empty() {
+                            self.cache.journal_reset()?;
+                            core.journaled_upto = 0;
+                        }
+                    }
+                    self.maybe_snapshot().await;
+                }
+                Err(StoreError::PreconditionFailed { .. }) => {
+                    tracing::debug!(seq, "log position taken by another writer; rebasing");
+                    self.refresh_locked().await?;
+                }
+                Err(e) => {
+                    self.lock().reachable = !e.is_transient();
+                    return Err(e.into());
+                }
+            }
+        }
+        self.progress.notify_waiters();
+        Ok(())
+    }
+
+    async fn upload(&self, ids: &[[u8; 16]]) -> Result<()> {
+        let sem = Arc::new(tokio::sync::Semaphore::new(
+            self.opts.upload_concurrency.max(1),
+        ));
+        let mut set = tokio::task::JoinSet::new();
+        for id in ids {
+            let bytes = match self.cache.read_object(id, None)? {
+                Some(b) => b,
+                None => {
+                    tracing::error!(object = %volume::content_key(id), "sealed object vanished from the cache before upload");
+                    self.lock().uploads.remove(id);
+                    continue;
+                }
+            };
+            let permit = sem.clone().acquire_owned().await.expect("semaphore open");
+            let store = self.store.clone();
+            let id = *id;
+            set.spawn(async move {
+                let r = store
+                    .put(
+                        &volume::content_key(&id),
+                        Bytes::from(bytes),
+                        PutMode::Overwrite,
+                    )
+                    .await;
+                drop(permit);
+                (id, r)
+            });
+        }
+        let mut first_err = None;
+        while let Some(j) = set.join_next().await {
+            let (id, r) = j.map_err(|e| DriveError::Invalid(format!("upload task: {e}")))?;
+            match r {
+                Ok(_) => {
+                    self.lock().uploads.remove(&id);
+                    self.cache.unpin(&id);
+                }
+                Err(e) => {
+                    self.lock().reachable = !e.is_transient();
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        self.progress.notify_waiters();
+        match first_err {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
+    }
+
+    async fn maybe_snapshot(&self) {
+        self.snapshot(false).await
+    }
+
+    /// Writes a snapshot of the committed state once `SNAPSHOT_EVERY`
+    /// entries passed since the last one, or at once with `force`. Only a
+    /// writer of the current generation writes snapshots (readers' would be
+    /// refused by everyone).
+    pub(super) async fn snapshot(&self, force: bool) {
+        if self.opts.read_only || !self.keys.can_write(&self.me.card_id) {
+            return;
+        }
+        let (head, body) = {
+            let core = self.lock();
+            if !force && core.head.seq < core.last_snapshot + SNAPSHOT_EVERY {
+                return;
+            }
+            (
+                core.head,
+                SnapshotBody {
+                    clients: core.committed.clients.clone(),
+                    nodes: core.committed.all_nodes(),
+                },
+            )
+        };
+        match volume::write_snapshot(
+            self.store.as_ref(),
+            &self.keys.get(),
+            &self.me.ed25519,
+            &self.me.card_id,
+            head,
+            &body,
+        )
+        .await
+        {
+            Ok(()) => self.lock().last_snapshot = head.seq,
+            Err(e) => {
+                tracing::warn!(error = %e, "snapshot not written; will retry after later commits")
+            }
+        }
+    }
+
+    /// Seals files whose unsealed writes have been idle for `IDLE_SEAL`
+    /// (open files that are neither flushed nor closed still get uploaded).
+    pub fn seal_idle(&self) -> Result<()> {
+        let mut core = self.lock();
+        let limit = to_time(SystemTime::now() - IDLE_SEAL);
+        let idle: Vec<u64> = core
+            .dirty
+            .iter()
+            .filter(|(_, d)| d.mtime <= limit)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in idle {
+            self.seal(&mut core, id, false)?;
+        }
+        Ok(())
+    }
+
+    pub fn status(&self) -> DriveStatus {
+        let core = self.lock();
+        DriveStatus {
+            pending_ops: core.pending.len() as u64,
+            pending_bytes: core.pending_bytes(),
+            last_commit: core.last_commit,
+            store_reachable: core.reachable,
+        }
+    }
+
+    pub fn stop(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        if let Some(t) = self.task.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            t.abort();
+        }
+    }
+}
+
+/// Applies a verified batch to a tree. Ops that do not apply are skipped
+/// (deterministically, the same on every client) with a warning.
+pub fn apply_batch(tree: &mut Tree, batch: &Batch) {
+    for op in &batch.ops {
+        if let Err(e) = tree.apply(op) {
+            tracing::warn!(error = %e, "skipping a logged op that does not apply");
+        }
+    }
+    let c = tree.clients.entry(batch.client).or_insert(0);
+    *c = (*c).max(batch.client_seq);
+}
+
+/// Background work: commit pending changes (retrying with backoff while
+/// the store is unreachable) and refresh on a timer.
+pub(super) async fn background(engine: Weak<Engine>) {
+    let mut backoff = Duration::from_millis(100);
+    let mut last_refresh = std::time::Instant::now();
+    loop {
+        let Some(e) = engine.upgrade() else { return };
+        if e.stopped.load(Ordering::SeqCst) || e.keys.revoked() {
+            return;
+        }
+        let interval = e.opts.refresh_interval;
+        if let Err(err) = e.seal_idle() {
+            tracing::warn!(error = %err, "could not seal idle writes");
+        }
+        let busy = {
+            let core = e.lock();
+            !core.pending.is_empty() || !core.uploads.is_empty()
+        };
+        let mut failed = false;
+        if busy {
+            // Let a burst of changes gather into one log entry.
+            tokio::time::sleep(COMMIT_DELAY).await;
+            if let Err(err) = e.commit_once().await {
+                failed = true;
+                match &err {
+                    DriveError::Store(s) if s.is_transient() => {
+                        tracing::warn!(error = %err, "store unreachable; will retry")
+                    }
+                    _ => {
+                        tracing::error!(error = %err, "commit failed");
+                        e.lock().fatal = Some(err.to_string());
+                    }
+                }
+                e.progress.notify_waiters();
+            } else {
+                backoff = Duration::from_millis(100);
+            }
+        }
+        if last_refresh.elapsed() >= interval {
+            last_refresh = std::time::Instant::now();
+            if let Err(err) = e.refresh().await {
+                tracing::warn!(error = %err, "refresh failed");
+            }
+        }
+        let wait = if failed {
+            backoff = (backoff * 2).min(Duration::from_secs(30));
+            backoff
+        } else {
+            interval.min(Duration::from_secs(1))
+        };
+        let still_busy = !failed && {
+            let core = e.lock();
+            !core.pending.is_empty() || !core.uploads.is_empty()
+        };
+        if still_busy {
+            continue;
+        }
+        let notified = e.wake.notified();
+        let _ = tokio::time::timeout(wait, notified).await;
+    }
+}

@@ -1,0 +1,684 @@
+//! File content: reads (cache, then ranged store reads, verified per
+//! chunk), writes into per-block buffers, truncation, and sealing buffers
+//! into immutable block objects plus one `SetContent` op.
+//!
+//! Invariants:
+//! - A read returns verified plaintext or an error naming the object,
+//!   never unverified or wrong bytes.
+//! - Only the blocks a write touches are re-sealed and re-uploaded.
+//! - Bytes past a block's stored length, holes, and truncated-away ranges
+//!   read as zeros.
+
+use super::Engine;
+use super::rebase::conflict_name;
+use super::state::{Core, Dirty};
+use crate::drive::clock::now;
+use crate::drive::error::{DriveError, Result};
+use crate::drive::tree::fresh_id;
+use crate::drive::types::{Fh, Ino};
+use crate::drive::volume;
+use crate::format::content::{self, BLOCK_SIZE, BlockId, sealed_len};
+use crate::format::crypto::{Cipher, random_array};
+use crate::format::meta::{BlockRef, KIND_DIR, KIND_FILE, Node, Op};
+use crate::store::{GetOptions, StoreError};
+use std::ops::Range;
+use std::sync::Arc;
+
+const B: u64 = BLOCK_SIZE as u64;
+/// Unsealed bytes of all files above which a write seals its file.
+const DIRTY_LIMIT: u64 = 64 << 20;
+/// Largest file size (block indexes stay far below u64 limits).
+const MAX_FILE: u64 = 1 << 50;
+
+/// What is needed to read one stored block.
+#[derive(Clone)]
+pub struct Fetch {
+    file_id: [u8; 16],
+    key: crate::format::meta::FileKey,
+    index: u64,
+    block: BlockRef,
+}
+
+impl Fetch {
+    fn id(&self) -> BlockId<'_> {
+        BlockId {
+            file_id: &self.file_id,
+            block_id: &self.block.id,
+            block_index: self.index,
+        }
+    }
+}
+
+/// Blocks fetched ahead of a sequential reader: enough GETs in flight to
+/// hide the store's per-request latency (one 1 MiB GET at a time reaches
+/// only a fraction of what the store can serve).
+const READ_AHEAD_BLOCKS: u64 = 6;
+/// Decrypted blocks kept in memory for sequential readers (room for the
+/// read-ahead window of two readers).
+const PLAIN_BLOCKS: usize = 2 * READ_AHEAD_BLOCKS as usize + 4;
+
+/// Where the bytes of one block of a read come from.
+enum Part {
+    Zeros(usize),
+    Bytes(Vec<u8>),
+    Stored(Fetch, Range<usize>),
+}
+
+impl Engine {
+    /// Reads and verifies `range` (within the block) of a stored block.
+    /// `whole` reads and verifies the entire block once and keeps its
+    /// plaintext in memory for the reads that follow (sequential access);
+    /// otherwise only the chunks covering `range` are fetched.
+    async fn fetch(&self, f: &Fetch, range: Range<usize>, whole: bool) -> Result<Vec<u8>> {
+        let len = f.block.len as usize;
+        let range = range.start.min(len)..range.end.min(len);
+        if range.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.keys.check_member()?;
+        if let Some(p) = self.plain_get(&f.block.id) {
+            return Ok(p[range].to_vec());
+        }
+        if whole {
+            return Ok(self.whole_block(f).await?[range].to_vec());
+        }
+        let key = volume::content_key(&f.block.id);
+        let id = f.id();
+        let cipher = self.block_cipher(f)?;
+        let (chunks, obj) = content::chunk_span(range.clone(), len);
+        let base = chunks.start as usize * content::CHUNK_SIZE;
+        if let Some(sealed) = self.cache.read_object(&f.block.id, Some(obj.clone()))? {
+            match content::open_chunks(&cipher, id, len, chunks.clone(), &sealed) {
+                Ok(plain) => return Ok(plain[range.start - base..range.end - base].to_vec()),
+                Err(e) => self.drop_cached(&key, &f.block.id, &e),
+            }
+        }
+        let got = self
+            .get_object(&key, GetOptions::range(obj.clone()), len)
+            .await?;
+        let plain = content::open_chunks(&cipher, id, len, chunks, &got)
+            .map_err(|e| DriveError::tampered(&key, e.to_string()))?;
+        Ok(plain[range.start - base..range.end - base].to_vec())
+    }
+
+    /// The cipher of a stored block: its file key, or for blocks of epoch
+    /// g > 0 the file key bound to the volume key of generation g.
+    fn block_cipher(&self, f: &Fetch) -> Result<Cipher> {
+        self.keys.check_member()?;
+        let key = self
+            .keys
+            .get()
+            .block_key(&f.key, f.block.epoch)
+            .ok_or_else(|| {
+                DriveError::tampered(
+                    volume::content_key(&f.block.id),
+                    format!(
+                        "block sealed under keyring generation {}, which this client does not hold",
+                        f.block.epoch
+                    ),
+                )
+            })?;
+        Ok(content::block_cipher(&key, f.id()))
+    }
+
+    /// The plaintext of stored block `index` of `n` (re-encryption).
+    pub(super) async fn read_stored_block(
+        &self,
+        n: &Node,
+        index: u64,
+        block: BlockRef,
+    ) -> Result<Vec<u8>> {
+        let f = Fetch {
+            file_id: n.file_id,
+            key: n.file_key.clone(),
+            index,
+            block,
+        };
+        self.fetch_block(&f).await
+    }
+
+    /// Seals `plain` as a new version of block `index` of `n` under the
+    /// current generation into the cache (pinned, queued for upload).
+    pub(super) fn seal_stored_block(&self, n: &Node, index: u64, plain: &[u8]) -> Result<BlockRef> {
+        let keys = self.keys.get();
+        let epoch = keys.current().0;
+        let key = keys
+            .block_key(&n.file_key, epoch)
+            .expect("current generation held");
+        let block_id: [u8; 16] = random_array();
+        let id = BlockId {
+            file_id: &n.file_id,
+            block_id: &block_id,
+            block_index: index,
+        };
+        let sealed = content::seal_block(&content::block_cipher(&key, id), id, plain);
+        self.cache.put_object(&block_id, &sealed, true, false)?;
+        self.lock().uploads.insert(block_id, sealed.len() as u64);
+        Ok(BlockRef {
+            id: block_id,
+            len: plain.len() as u32,
+            epoch,
+        })
+    }
+
+    fn drop_cached(&self, key: &str, id: &[u8; 16], e: &crate::format::wire::FormatError) {
+        tracing::error!(object = %key, error = %e, "cached copy failed verification; dropping it and reading the store");
+        self.cache.remove_object(id);
+    }
+
+    /// GETs (part of) a content object, checking the whole object's size
+    /// against the block length in the metadata.
+    async fn get_object(&self, key: &str, get: GetOptions, len: usize) -> Result<bytes::Bytes> {
+        let got = match self.store.get(key, get).await {
+            Ok(g) => {
+                self.lock().reachable = true;
+                g
+            }
+            Err(StoreError::NotFound { .. }) => {
+                return Err(DriveError::tampered(key, "content object missing"));
+            }
+            Err(e) => {
+                if e.is_transient() {
+                    self.lock().reachable = false;
+                }
+                return Err(e.into());
+            }
+        };
+        if got.meta.size != sealed_len(len) as u64 {
+            let msg = format!(
+                "object is {} bytes, metadata says {}",
+                got.meta.size,
+                sealed_len(len)
+            );
+            return Err(DriveError::tampered(key, msg));
+        }
+        Ok(got.bytes)
+    }
+
+    /// The whole verified plaintext of a block, waiting for a read-ahead of
+    /// the same block if one is running.
+    async fn whole_block(&self, f: &Fetch) -> Result<Arc<Vec<u8>>> {
+        let running = self
+            .prefetching
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&f.block.id)
+            .cloned();
+        if let Some(m) = running {
+            drop(m.lock().await);
+            if let Some(p) = self.plain_get(&f.block.id) {
+                return Ok(p);
+            }
+        }
+        self.load_whole(f).await
+    }
+
+    async fn load_whole(&self, f: &Fetch) -> Result<Arc<Vec<u8>>> {
+        let len = f.block.len as usize;
+        let key = volume::content_key(&f.block.id);
+        let id = f.id();
+        let cipher = self.block_cipher(f)?;
+        let all = 0..content::chunk_count(len);
+        if let Some(sealed) = self.cache.read_object(&f.block.id, None)? {
+            match content::open_chunks(&cipher, id, len, all.clone(), &sealed) {
+                Ok(plain) => return Ok(self.plain_put(f.block.id, plain)),
+                Err(e) => self.drop_cached(&key, &f.block.id, &e),
+            }
+        }
+        let sealed = self.get_object(&key, GetOptions::default(), len).await?;
+        let plain = content::open_chunks(&cipher, id, len, all, &sealed)
+            .map_err(|e| DriveError::tampered(&key, e.to_string()))?;
+        // Verified: keep the ciphertext in the cache.
+        self.cache.put_object(&f.block.id, &sealed, false, false)?;
+        Ok(self.plain_put(f.block.id, plain))
+    }
+
+    fn plain_get(&self, id: &[u8; 16]) -> Option<Arc<Vec<u8>>> {
+        let cache = self.plain.lock().unwrap_or_else(|e| e.into_inner());
+        cache.iter().find(|(k, _)| k == id).map(|(_, p)| p.clone())
+    }
+
+    fn plain_put(&self, id: [u8; 16], plain: Vec<u8>) -> Arc<Vec<u8>> {
+        let p = Arc::new(plain);
+        let mut cache = self.plain.lock().unwrap_or_else(|e| e.into_inner());
+        cache.retain(|(k, _)| *k != id);
+        cache.push_front((id, p.clone()));
+        cache.truncate(PLAIN_BLOCKS);
+        p
+    }
+
+    /// The full plaintext of a stored block (for read-modify-write).
+    async fn fetch_block(&self, f: &Fetch) -> Result<Vec<u8>> {
+        Ok(self.whole_block(f).await?.as_ref().clone())
+    }
+
+    /// Reads; also returns the blocks worth fetching ahead (in order).
+    pub async fn read(
+        &self,
+        ino: Ino,
+        fh: Fh,
+        offset: u64,
+        size: u32,
+    ) -> Result<(Vec<u8>, Vec<Fetch>)> {
+        let (parts, sequential, prefetch) = {
+            let mut core = self.lock();
+            let h = core.handle(fh, ino)?;
+            let ino = h.node;
+            let n = core.node(ino)?;
+            if n.kind == KIND_DIR {
+                return Err(DriveError::IsDir);
+            }
+            let d = core.dirty.get(&ino);
+            let file_size = d.map(|d| d.size).unwrap_or(n.size);
+            let live_blocks = d.map(|d| d.min_size).unwrap_or(n.size).div_ceil(B);
+            // With unsealed writes, this client's version is built on their base.
+            let blocks = d.map(|d| &d.base_blocks).unwrap_or(&n.blocks);
+            let end = offset.saturating_add(size as u64).min(file_size);
+            let mut parts = Vec::new();
+            let mut pos = offset;
+            while pos < end {
+                let idx = pos / B;
+                let in_start = (pos - idx * B) as usize;
+                let in_end = ((end - idx * B).min(B)) as usize;
+                let want = in_end - in_start;
+                if let Some(buf) = d.and_then(|d| d.blocks.get(&idx)) {
+                    let mut v = vec![0u8; want];
+                    if in_start < buf.len() {
+                        let have = buf.len().min(in_end) - in_start;
+                        v[..have].copy_from_slice(&buf[in_start..in_start + have]);
+                    }
+                    parts.push(Part::Bytes(v));
+                } else if let (true, Some(b)) = (idx < live_blocks, blocks.get(&idx)) {
+                    parts.push(Part::Stored(
+                        Fetch {
+                            file_id: n.file_id,
+                            key: n.file_key.clone(),
+                            index: idx,
+                            block: *b,
+                        },
+                        in_start..in_end,
+                    ));
+                } else {
+                    parts.push(Part::Zeros(want));
+                }
+                pos = idx * B + in_end as u64;
+            }
+            let sequential = h.last_read_end == offset || offset == 0;
+            // Read-ahead: on sequential reads, the next stored blocks.
+            let first = end.div_ceil(B);
+            let window = if sequential { READ_AHEAD_BLOCKS } else { 0 };
+            let prefetch = (first..first.saturating_add(window).min(live_blocks))
+                .filter(|i| !d.is_some_and(|d| d.blocks.contains_key(i)))
+                .filter_map(|i| {
+                    blocks.get(&i).map(|b| Fetch {
+                        file_id: n.file_id,
+                        key: n.file_key.clone(),
+                        index: i,
+                        block: *b,
+                    })
+                })
+                .collect();
+            if let Some(h) = core.handles.get_mut(&fh) {
+                h.last_read_end = end;
+            }
+            (parts, sequential, prefetch)
+        };
+        let mut out = Vec::with_capacity(size as usize);
+        for p in parts {
+            match p {
+                Part::Zeros(n) => out.resize(out.len() + n, 0),
+                Part::Bytes(b) => out.extend_from_slice(&b),
+                Part::Stored(f, r) => {
+                    let want = r.len();
+                    let bytes = self.fetch(&f, r, sequential).await?;
+                    out.extend_from_slice(&bytes);
+                    // Past the stored length of the block: zeros.
+                    out.resize(out.len() + (want - bytes.len()), 0);
+                }
+            }
+        }
+        Ok((out, prefetch))
+    }
+
+    /// Fetches a whole block ahead of a sequential reader.
+    pub async fn prefetch(&self, f: Fetch) {
+        if self.plain_get(&f.block.id).is_some() {
+            return;
+        }
+        let lock = Arc::new(tokio::sync::Mutex::new(()));
+        let guard = lock.clone().try_lock_owned().expect("a new mutex is free");
+        {
+            let mut running = self.prefetching.lock().unwrap_or_else(|e| e.into_inner());
+            if running.contains_key(&f.block.id) {
+                return;
+            }
+            running.insert(f.block.id, lock);
+        }
+        if let Err(e) = self.load_whole(&f).await {
+            tracing::debug!(error = %e, "read-ahead failed; the read itself will retry");
+        }
+        self.prefetching
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&f.block.id);
+        drop(guard);
+    }
+
+    /// Loads into the dirty buffers the stored blocks `idxs` of `ino` that
+    /// are not already there.
+    ///
+    /// A fetched block is kept only if it is still the block the file's
+    /// dirty buffers start from: a concurrent write or flush may seal the
+    /// file while the fetch runs (the kernel sends writes of one file in
+    /// parallel), and the old block would then overwrite what that seal
+    /// made current. Such a fetch is dropped and the block loaded again.
+    async fn load_blocks(&self, ino: Ino, idxs: &[u64]) -> Result<()> {
+        loop {
+            let fetches = to_load(&self.lock(), ino, idxs)?;
+            if fetches.is_empty() {
+                return Ok(());
+            }
+            for f in fetches {
+                let plain = self.fetch_block(&f).await?;
+                let mut core = self.lock();
+                let still = to_load(&core, ino, &[f.index])?;
+                if still.first().is_some_and(|g| g.block.id == f.block.id) {
+                    dirty_entry(&mut core, ino)?
+                        .blocks
+                        .entry(f.index)
+                        .or_insert(plain);
+                }
+            }
+        }
+    }
+
+    pub async fn write(&self, ino: Ino, fh: Fh, offset: u64, data: &[u8]) -> Result<u32> {
+        self.writable()?;
+        let h = self.lock().handle(fh, ino)?;
+        // The handle may have been moved to a conflict copy.
+        let ino = h.node;
+        if !h.writable {
+            return Err(DriveError::BadHandle);
+        }
+        if data.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            let offset = if h.append {
+                self.current_size(ino)?
+            } else {
+                offset
+            };
+            let end = offset
+                .checked_add(data.len() as u64)
+                .filter(|e| *e <= MAX_FILE)
+                .ok_or(DriveError::TooBig)?;
+            let idxs: Vec<u64> = (offset / B..end.div_ceil(B)).collect();
+            // Blocks only partly overwritten need their old bytes first.
+            let partial: Vec<u64> = idxs
+                .iter()
+                .copied()
+                .filter(|i| offset > i * B || end < (i + 1) * B)
+                .collect();
+            self.load_blocks(ino, &partial).await?;
+            let mut core = self.lock();
+            let n = core.node(ino)?;
+            if n.kind != KIND_FILE {
+                return Err(DriveError::IsDir);
+            }
+            let size = n.size;
+            if h.append && core.dirty.get(&ino).map(|d| d.size).unwrap_or(size) != offset {
+                continue; // Another append moved the end meanwhile.
+            }
+            dirty_entry(&mut core, ino)?;
+            let mut missing = false;
+            for i in &idxs {
+                let (s, e) = (
+                    (offset.max(i * B) - i * B) as usize,
+                    (end.min((i + 1) * B) - i * B) as usize,
+                );
+                let d = &core.dirty[&ino];
+                if partial.contains(i)
+                    && !d.blocks.contains_key(i)
+                    && i * B < d.min_size
+                    && d.base_blocks.contains_key(i)
+                {
+                    missing = true;
+                    break;
+                }
+                let d = core.dirty.get_mut(&ino).expect("dirty entry");
+                let buf = d.blocks.entry(*i).or_default();
+                if buf.len() < e {
+                    buf.resize(e, 0);
+                }
+                let src = (i * B + s as u64 - offset) as usize;
+                buf[s..e].copy_from_slice(&data[src..src + (e - s)]);
+            }
+            if missing {
+                continue; // A block was sealed meanwhile; load it again.
+            }
+            let d = core.dirty.get_mut(&ino).expect("dirty entry");
+            d.size = d.size.max(end);
+            d.mtime = now();
+            let unsealed: u64 = core
+                .dirty
+                .values()
+                .flat_map(|d| d.blocks.values())
+                .map(|b| b.len() as u64)
+                .sum();
+            let seal = end % B == 0 || unsealed > DIRTY_LIMIT;
+            if seal {
+                self.seal(&mut core, ino, false)?;
+            }
+            drop(core);
+            if seal {
+                self.wake.notify_one();
+            }
+            return Ok(data.len() as u32);
+        }
+    }
+
+    fn current_size(&self, ino: Ino) -> Result<u64> {
+        let core = self.lock();
+        Ok(core
+            .dirty
+            .get(&ino)
+            .map(|d| d.size)
+            .unwrap_or(core.node(ino)?.size))
+    }
+
+    /// Sets the size of a file (truncate up or down).
+    pub async fn truncate(&self, ino: Ino, size: u64) -> Result<()> {
+        self.writable()?;
+        if size > MAX_FILE {
+            return Err(DriveError::TooBig);
+        }
+        {
+            let core = self.lock();
+            match core.node(ino)?.kind {
+                KIND_FILE => {}
+                KIND_DIR => return Err(DriveError::IsDir),
+                _ => return Err(DriveError::Invalid("not a regular file".into())),
+            }
+        }
+        if !size.is_multiple_of(B) {
+            self.load_blocks(ino, &[size / B]).await?;
+        }
+        let mut core = self.lock();
+        let d = dirty_entry(&mut core, ino)?;
+        if size < d.size {
+            let keep = size.div_ceil(B);
+            d.blocks.retain(|i, _| *i < keep);
+            if !size.is_multiple_of(B)
+                && let Some(b) = d.blocks.get_mut(&(size / B))
+            {
+                b.truncate((size % B) as usize);
+            }
+            d.min_size = d.min_size.min(size);
+        }
+        d.size = size;
+        d.mtime = now();
+        self.seal(&mut core, ino, false)?;
+        drop(core);
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Seals every unsealed block of `ino` into objects in the cache and
+    /// queues one `SetContent` op. Unlinked files keep their data in
+    /// memory only.
+    pub fn seal(&self, core: &mut Core, ino: Ino, durable: bool) -> Result<()> {
+        let Some(n) = core.view.nodes.get(&ino) else {
+            return Ok(());
+        };
+        if !core.dirty.contains_key(&ino) {
+            return Ok(());
+        }
+        let ino = if core.dirty[&ino].base != n.version {
+            // Another client changed the file since these writes began:
+            // theirs keeps the name, this client's version becomes a
+            // conflict copy next to it (never lose either).
+            let Some((parent, name)) = core.view.name_of(ino) else {
+                return Ok(());
+            };
+            let d = &core.dirty[&ino];
+            let mut copy = n.clone();
+            copy.id = fresh_id(&core.view);
+            copy.blocks = d.base_blocks.clone();
+            copy.version = d.base;
+            copy.entries.clear();
+            let id = copy.id;
+            let name = conflict_name(&core.view, parent, &name, &self.me.card_id);
+            tracing::warn!(
+                node = ino,
+                "concurrent edit of the same file: keeping this client's version as a conflict copy"
+            );
+            core.push(Op::Create {
+                parent,
+                name,
+                node: Box::new(copy),
+            })?;
+            core.redirect(ino, id);
+            id
+        } else {
+            ino
+        };
+        let n = &core.view.nodes[&ino];
+        let Some(d) = core.dirty.remove(&ino) else {
+            return Ok(());
+        };
+        let keys = self.keys.get();
+        let epoch = keys.current().0;
+        let key = keys
+            .block_key(&n.file_key, epoch)
+            .expect("current generation held");
+        let (file_id, base) = (n.file_id, n.version);
+        let mut refs = Vec::new();
+        for (idx, buf) in &d.blocks {
+            if buf.is_empty() || idx * B >= d.size {
+                continue;
+            }
+            let len = buf.len().min((d.size - idx * B) as usize);
+            let block_id: [u8; 16] = random_array();
+            let id = BlockId {
+                file_id: &file_id,
+                block_id: &block_id,
+                block_index: *idx,
+            };
+            let sealed = content::seal_block(&content::block_cipher(&key, id), id, &buf[..len]);
+            if let Err(e) = self.cache.put_object(&block_id, &sealed, true, durable) {
+                core.dirty.insert(ino, d);
+                return Err(e);
+            }
+            core.uploads.insert(block_id, sealed.len() as u64);
+            refs.push((
+                *idx,
+                BlockRef {
+                    id: block_id,
+                    len: len as u32,
+                    epoch,
+                },
+            ));
+        }
+        let op = Op::SetContent {
+            node: ino,
+            base,
+            version: u64::from_le_bytes(random_array()),
+            size: d.size,
+            drop_from: d.min_size.div_ceil(B),
+            blocks: refs,
+            mtime: d.mtime,
+        };
+        core.push(op)
+    }
+
+    pub fn flush(&self, ino: Ino) -> Result<()> {
+        let mut core = self.lock();
+        self.seal(&mut core, ino, false)?;
+        drop(core);
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Makes the file's data and every pending metadata op durable in the
+    /// local journal.
+    pub fn fsync(&self, ino: Ino) -> Result<()> {
+        let uploads: Vec<[u8; 16]> = {
+            let mut core = self.lock();
+            self.seal(&mut core, ino, true)?;
+            core.uploads.keys().copied().collect()
+        };
+        for id in &uploads {
+            self.cache.sync_object(id)?;
+        }
+        self.journal_pending(true)?;
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Seals every file with unsealed writes.
+    pub fn seal_all(&self) -> Result<()> {
+        let mut core = self.lock();
+        let ids: Vec<u64> = core.dirty.keys().copied().collect();
+        for id in ids {
+            self.seal(&mut core, id, false)?;
+        }
+        Ok(())
+    }
+}
+
+fn dirty_entry(core: &mut Core, ino: Ino) -> Result<&mut Dirty> {
+    if !core.dirty.contains_key(&ino) {
+        let n = core.node(ino)?;
+        let d = Dirty {
+            size: n.size,
+            min_size: n.size,
+            blocks: Default::default(),
+            mtime: now(),
+            base: n.version,
+            base_blocks: n.blocks.clone(),
+        };
+        core.dirty.insert(ino, d);
+    }
+    Ok(core.dirty.get_mut(&ino).expect("just inserted"))
+}
+
+/// The stored blocks among `idxs` of `ino` that its dirty buffers lack.
+fn to_load(core: &Core, ino: Ino, idxs: &[u64]) -> Result<Vec<Fetch>> {
+    let n = core.node(ino)?;
+    let d = core.dirty.get(&ino);
+    let live = d.map(|d| d.min_size).unwrap_or(n.size).div_ceil(B);
+    Ok(idxs
+        .iter()
+        .filter(|i| **i < live && !d.is_some_and(|d| d.blocks.contains_key(i)))
+        .filter_map(|i| {
+            let blocks = d.map(|d| &d.base_blocks).unwrap_or(&n.blocks);
+            blocks.get(i).map(|b| Fetch {
+                file_id: n.file_id,
+                key: n.file_key.clone(),
+                index: *i,
+                block: *b,
+            })
+        })
+        .collect())
+}

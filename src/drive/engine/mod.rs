@@ -1,0 +1,108 @@
+//! One volume's engine: the in-memory namespace (committed tree plus
+//! pending ops), file content I/O, the local cache and journal, and the
+//! background committer that turns pending ops into signed log entries.
+//!
+//! Children and what they own:
+//! - `state`: [`Core`] (the mutable state behind the engine's mutex) and
+//!   its invariants; `rebase`: the pure rebase/conflict function.
+//! - `open`: creating a drive and opening (verifying) one volume.
+//! - `journal`: the local journal of pending ops; `commit`: refresh, commit,
+//!   upload, snapshots and the background task; `lifecycle`: sync, shutdown,
+//!   abandon; `rotation`: key rotation and re-encryption of the volume.
+//! - `ops`: namespace operations; `io`: file content; `cache`: the local
+//!   ciphertext cache, journal file and state file.
+//!
+//! Invariants:
+//! - `view` always equals `committed` with `pending` applied in order.
+//! - An op enters `pending` only after applying cleanly to `view`.
+//! - A log entry is written only after every content object its ops name
+//!   is in the store (uploads first, then the Create-only log put).
+//! - `head` only moves forward; the persisted head is the newest accepted.
+//! - No I/O to the store is done while the `core` mutex is held.
+//!
+//! Imports: `volume`, `tree`, `clock`, `identity`, `error`, `types` of
+//! `drive`, and `format`/`store`; never `router` or `Drive`.
+
+pub(super) mod cache;
+pub(super) mod commit;
+pub(super) mod io;
+pub(super) mod journal;
+pub(super) mod lifecycle;
+pub(super) mod open;
+pub(super) mod ops;
+pub(super) mod rebase;
+pub(super) mod rotation;
+pub(super) mod state;
+
+use super::identity::Identity;
+use super::types::DriveOptions;
+use super::volume::VolumeKeys;
+use super::volume::held_keys::HeldKeys;
+use crate::store::ObjectStore;
+use cache::Cache;
+use state::Core;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// A decrypted block (block id, plaintext) held in memory.
+pub type PlainBlock = ([u8; 16], Arc<Vec<u8>>);
+
+/// Everything one open drive shares between its handles and tasks.
+pub struct Engine {
+    store: Arc<dyn ObjectStore>,
+    me: Identity,
+    opts: DriveOptions,
+    keys: HeldKeys,
+    cache: Cache,
+    header_hash: [u8; 32],
+    core: Mutex<Core>,
+    /// Wakes the committer.
+    wake: tokio::sync::Notify,
+    /// Signalled after each commit attempt (sync waits on it).
+    progress: tokio::sync::Notify,
+    /// Serialises commits and refreshes (both move `head`).
+    commit_lock: tokio::sync::Mutex<()>,
+    stopped: AtomicBool,
+    /// Serialises journal appends.
+    journal_lock: Mutex<()>,
+    /// Blocks being fetched ahead of readers.
+    prefetching: Mutex<HashMap<[u8; 16], Arc<tokio::sync::Mutex<()>>>>,
+    /// Recently read block plaintexts (memory only, never on disk).
+    plain: Mutex<VecDeque<PlainBlock>>,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        if let Some(t) = self.task.lock().ok().and_then(|mut t| t.take()) {
+            t.abort();
+        }
+    }
+}
+
+impl Engine {
+    /// The id of the volume this engine serves.
+    pub fn volume(&self) -> [u8; 16] {
+        self.keys.volume
+    }
+
+    /// The volume's keys held now (generations, members, name).
+    pub fn volume_keys(&self) -> Arc<VolumeKeys> {
+        self.keys.get()
+    }
+
+    /// Bytes of ciphertext objects in this volume's local cache.
+    pub fn cache_bytes(&self) -> u64 {
+        self.cache.size()
+    }
+
+    /// Wakes the background committer (pending ops to commit).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, Core> {
+        self.core.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}

@@ -1,0 +1,365 @@
+//! The rebase: a pure function from (the committed tree, this client's
+//! view before, its pending ops) to the new view and pending ops, with
+//! the conflict decisions it took.
+//!
+//! Decisions:
+//! - an op whose name was taken meanwhile gets a conflict name;
+//! - a `SetContent` whose base version was replaced becomes a conflict
+//!   copy (this client's version next to the file);
+//! - an op that no longer applies (its target is gone) is dropped.
+//!
+//! Invariant: the returned view equals `committed` with the returned ops
+//! applied in order. No I/O, no locks.
+
+use crate::drive::clock::now;
+use crate::drive::error::DriveError;
+use crate::drive::identity::hex8;
+use crate::drive::tree::{Tree, fresh_id};
+use crate::format::meta::Op;
+use std::collections::{HashMap, VecDeque};
+
+/// What [`rebase`] decided.
+#[derive(Debug)]
+pub struct Rebased {
+    /// `committed` with `pending` applied in order.
+    pub(super) view: Tree,
+    /// The pending ops that still apply, in order (some renamed, some
+    /// turned into conflict copies), with their client seqs.
+    pub(super) pending: VecDeque<(u64, Op)>,
+    /// Original node -> the conflict copy now holding this client's version
+    /// (open handles and unsealed writes follow the copy).
+    pub(super) conflicted: HashMap<u64, u64>,
+    /// Ops that no longer apply (their target is gone), with their seqs.
+    pub(super) dropped: Vec<(u64, Op)>,
+}
+
+/// Rebuilds this client's view as `committed` + `pending`, fixing up
+/// pending ops that no longer apply: a name taken meanwhile gets a
+/// conflict name; a content change whose base version was replaced becomes
+/// a conflict copy of the file as this client saw it in `old_view`
+/// (later changes of that file's content are then dropped: the copy
+/// holds them); an op that still fails is dropped. `card` (this client's
+/// card id) goes into conflict names.
+pub fn rebase(
+    committed: &Tree,
+    old_view: &Tree,
+    pending: VecDeque<(u64, Op)>,
+    card: &[u8; 32],
+) -> Rebased {
+    let mut view = committed.clone();
+    let mut conflicted: HashMap<u64, u64> = HashMap::new();
+    let mut kept = VecDeque::new();
+    let mut dropped = Vec::new();
+    for (seq, op) in pending {
+        let mut op = op;
+        if let Op::SetContent { node, base, .. } = &op {
+            if conflicted.contains_key(node) {
+                dropped.push((seq, op));
+                continue;
+            }
+            let current = view.nodes.get(node).map(|n| n.version);
+            if current != Some(*base)
+                && let Some(copy) = conflict_copy(old_view, &view, *node, card)
+            {
+                if let Op::Create { node: c, .. } = &copy {
+                    conflicted.insert(*node, c.id);
+                }
+                op = copy;
+            }
+        }
+        match view.apply(&op) {
+            Ok(_removed) => kept.push_back((seq, op)),
+            Err(DriveError::Exists) => {
+                let renamed = rename_for_conflict(&view, op.clone(), card);
+                match view.apply(&renamed) {
+                    Ok(_) => kept.push_back((seq, renamed)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "dropping a local change that no longer applies");
+                        dropped.push((seq, op));
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "dropping a local change that no longer applies");
+                dropped.push((seq, op));
+            }
+        }
+    }
+    Rebased {
+        view,
+        pending: kept,
+        conflicted,
+        dropped,
+    }
+}
+
+/// `name.conflict-<card8>-<unix time>`, with `-<n>` added until it is
+/// free in `dir`; cut to fit 255 bytes.
+pub fn conflict_name(tree: &Tree, dir: u64, name: &[u8], card: &[u8; 32]) -> Vec<u8> {
+    let base = format!(".conflict-{}-{}", hex8(card), now().secs);
+    let taken = |n: &[u8]| {
+        tree.nodes
+            .get(&dir)
+            .is_some_and(|d| d.entries.contains_key(n))
+    };
+    for i in 0u32.. {
+        let suffix = if i == 0 {
+            base.clone()
+        } else {
+            format!("{base}-{i}")
+        };
+        let mut n = name[..name.len().min(255 - suffix.len())].to_vec();
+        n.extend_from_slice(suffix.as_bytes());
+        if !taken(&n) {
+            return n;
+        }
+    }
+    unreachable!("some suffix is free")
+}
+
+fn rename_for_conflict(tree: &Tree, op: Op, card: &[u8; 32]) -> Op {
+    match op {
+        Op::Create { parent, name, node } => Op::Create {
+            name: conflict_name(tree, parent, &name, card),
+            parent,
+            node,
+        },
+        Op::Link {
+            parent,
+            name,
+            node,
+            ctime,
+        } => Op::Link {
+            name: conflict_name(tree, parent, &name, card),
+            parent,
+            node,
+            ctime,
+        },
+        Op::Rename {
+            parent,
+            name,
+            newparent,
+            newname,
+            exchange,
+            time,
+        } => Op::Rename {
+            newname: conflict_name(tree, newparent, &newname, card),
+            parent,
+            name,
+            newparent,
+            exchange,
+            time,
+        },
+        other => other,
+    }
+}
+
+/// A Create op for a copy of `node` as this client last saw it, placed next
+/// to the file in the current view.
+fn conflict_copy(old_view: &Tree, view: &Tree, node: u64, card: &[u8; 32]) -> Option<Op> {
+    let mine = old_view.nodes.get(&node)?;
+    let (parent, name) = view.name_of(node).or_else(|| old_view.name_of(node))?;
+    let mut copy = mine.clone();
+    copy.id = fresh_id(view);
+    copy.entries.clear();
+    tracing::warn!(
+        node,
+        "concurrent edit of the same file: keeping this client's version as a conflict copy"
+    );
+    Some(Op::Create {
+        parent,
+        name: conflict_name(view, parent, &name, card),
+        node: Box::new(copy),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::drive::tree::ROOT;
+    use crate::format::meta::{BlockRef, KIND_DIR, KIND_FILE, Node, Time};
+
+    const CARD: [u8; 32] = [0xab; 32];
+
+    fn node(id: u64, kind: u8, version: u64) -> Node {
+        Node {
+            id,
+            kind,
+            perm: 0o644,
+            nlink: 1,
+            version,
+            next_cookie: 1,
+            ..Default::default()
+        }
+    }
+
+    fn create(parent: u64, name: &str, n: Node) -> Op {
+        Op::Create {
+            parent,
+            name: name.as_bytes().to_vec(),
+            node: Box::new(n),
+        }
+    }
+
+    fn set_content(node: u64, base: u64, version: u64) -> Op {
+        Op::SetContent {
+            node,
+            base,
+            version,
+            size: 3,
+            drop_from: 0,
+            blocks: vec![(
+                0,
+                BlockRef {
+                    id: [version as u8; 16],
+                    len: 3,
+                    epoch: 0,
+                },
+            )],
+            mtime: Time::default(),
+        }
+    }
+
+    /// A tree with the root and, for each (name, id, version), a file.
+    fn tree(files: &[(&str, u64, u64)]) -> Tree {
+        let mut t = Tree::default();
+        t.apply(&create(0, "", node(ROOT, KIND_DIR, 0))).unwrap();
+        for (name, id, version) in files {
+            t.apply(&create(ROOT, name, node(*id, KIND_FILE, *version)))
+                .unwrap();
+        }
+        t
+    }
+
+    fn apply_all(mut t: Tree, ops: &[&Op]) -> Tree {
+        for op in ops {
+            t.apply(op).unwrap();
+        }
+        t
+    }
+
+    fn names(t: &Tree) -> Vec<String> {
+        t.get(ROOT)
+            .unwrap()
+            .entries
+            .keys()
+            .map(|n| String::from_utf8_lossy(n).into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn a_name_taken_meanwhile_gets_a_conflict_name() {
+        let base = tree(&[]);
+        let mine = create(ROOT, "notes", node(10, KIND_FILE, 1));
+        let old_view = apply_all(base.clone(), &[&mine]);
+        // Another client created "notes" first.
+        let committed = apply_all(base, &[&create(ROOT, "notes", node(20, KIND_FILE, 2))]);
+        let r = rebase(&committed, &old_view, VecDeque::from([(7, mine)]), &CARD);
+        assert!(r.dropped.is_empty() && r.conflicted.is_empty());
+        assert_eq!(r.pending.len(), 1);
+        let (seq, op) = &r.pending[0];
+        assert_eq!(*seq, 7);
+        let Op::Create { name, node, .. } = op else {
+            panic!("expected a Create, got {op:?}")
+        };
+        assert_eq!(node.id, 10);
+        let name = String::from_utf8(name.clone()).unwrap();
+        assert!(
+            name.starts_with("notes.conflict-abababab"),
+            "conflict name {name}"
+        );
+        // Theirs keeps the name, mine sits next to it.
+        assert_eq!(r.view.lookup(ROOT, b"notes").unwrap(), 20);
+        assert_eq!(r.view.lookup(ROOT, name.as_bytes()).unwrap(), 10);
+        assert_eq!(names(&r.view).len(), 2);
+    }
+
+    #[test]
+    fn set_content_on_a_replaced_base_becomes_a_conflict_copy() {
+        let base = tree(&[("doc", 10, 1)]);
+        // This client wrote version 2 on base 1, then version 3 on base 2.
+        let first = set_content(10, 1, 2);
+        let second = set_content(10, 2, 3);
+        let old_view = apply_all(base.clone(), &[&first, &second]);
+        // Another client committed version 9 on base 1 meanwhile.
+        let committed = apply_all(base, &[&set_content(10, 1, 9)]);
+        let r = rebase(
+            &committed,
+            &old_view,
+            VecDeque::from([(1, first), (2, second.clone())]),
+            &CARD,
+        );
+        // Their version stays in place.
+        assert_eq!(r.view.get(10).unwrap().version, 9);
+        // Mine (as last seen: version 3) is a new file next to it.
+        let copy = *r.conflicted.get(&10).expect("a conflict copy of node 10");
+        assert_ne!(copy, 10);
+        let c = r.view.get(copy).unwrap();
+        assert_eq!(c.version, 3);
+        assert_eq!(c.blocks, old_view.get(10).unwrap().blocks);
+        let (parent, name) = r.view.name_of(copy).unwrap();
+        assert_eq!(parent, ROOT);
+        assert!(name.starts_with(b"doc.conflict-abababab"));
+        // The first change became the copy's Create; the second is held by
+        // the copy and dropped.
+        assert_eq!(r.pending.len(), 1);
+        assert!(matches!(&r.pending[0], (1, Op::Create { node, .. }) if node.id == copy));
+        assert_eq!(r.dropped.len(), 1);
+        assert_eq!(r.dropped[0].0, 2);
+        assert!(matches!(r.dropped[0].1, Op::SetContent { version: 3, .. }));
+    }
+
+    #[test]
+    fn set_content_on_an_unchanged_base_applies_as_is() {
+        let base = tree(&[("doc", 10, 1), ("other", 11, 1)]);
+        let mine = set_content(10, 1, 2);
+        let old_view = apply_all(base.clone(), &[&mine]);
+        // Another client changed a different file.
+        let committed = apply_all(base, &[&set_content(11, 1, 5)]);
+        let r = rebase(&committed, &old_view, VecDeque::from([(4, mine)]), &CARD);
+        assert!(r.conflicted.is_empty() && r.dropped.is_empty());
+        assert_eq!(r.view.get(10).unwrap().version, 2);
+        assert_eq!(r.view.get(11).unwrap().version, 5);
+        assert!(matches!(
+            r.pending[0],
+            (4, Op::SetContent { version: 2, .. })
+        ));
+    }
+
+    #[test]
+    fn an_op_whose_target_is_gone_is_dropped() {
+        let base = tree(&[("doc", 10, 1)]);
+        let rename = Op::Rename {
+            parent: ROOT,
+            name: b"doc".to_vec(),
+            newparent: ROOT,
+            newname: b"renamed".to_vec(),
+            exchange: false,
+            time: Time::default(),
+        };
+        let keep = create(ROOT, "new", node(12, KIND_FILE, 1));
+        let old_view = apply_all(base.clone(), &[&rename, &keep]);
+        // Another client removed "doc".
+        let committed = apply_all(
+            base,
+            &[&Op::Unlink {
+                parent: ROOT,
+                name: b"doc".to_vec(),
+                node: 10,
+                time: Time::default(),
+            }],
+        );
+        let r = rebase(
+            &committed,
+            &old_view,
+            VecDeque::from([(1, rename), (2, keep)]),
+            &CARD,
+        );
+        assert_eq!(r.dropped.len(), 1);
+        assert!(matches!(r.dropped[0], (1, Op::Rename { .. })));
+        assert_eq!(r.pending.len(), 1);
+        assert_eq!(r.pending[0].0, 2);
+        assert_eq!(names(&r.view), ["new"]);
+        assert!(r.view.get(10).is_err());
+    }
+}

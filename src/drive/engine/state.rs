@@ -1,0 +1,295 @@
+//! [`Core`]: the engine's mutable state behind one mutex (committed tree,
+//! view, pending ops, open handles, unsealed writes, uploads), and the
+//! per-file records it holds ([`Dirty`], [`Handle`]).
+//!
+//! Invariants:
+//! - `view` always equals `committed` with `pending` applied in order
+//!   ([`Core::push`] applies before queueing; [`Core::rebase`] rebuilds).
+//! - A node removed from the view while open here is kept in `orphans`
+//!   until its last handle closes.
+//! - `open_count[n]` is the number of handles whose `node` is `n`.
+
+use super::rebase::{self, Rebased};
+use crate::drive::clock::from_time;
+use crate::drive::error::{DriveError, Result};
+use crate::drive::tree::{KIND_VOLUME, Tree, is_dirlike};
+use crate::drive::types::{Attr, Fh, FileKind, Ino};
+use crate::drive::volume::Head;
+use crate::format::meta::{self, KIND_DIR, KIND_SYMLINK, Node, Op};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::time::SystemTime;
+
+/// Unsealed writes of one file.
+#[derive(Debug, Clone)]
+pub struct Dirty {
+    /// Current size of the file.
+    pub(super) size: u64,
+    /// Smallest size since the last seal: committed blocks at or past
+    /// `ceil(min_size / BLOCK_SIZE)` are gone.
+    pub(super) min_size: u64,
+    /// Block plaintexts being written (each starts at the block start).
+    pub(super) blocks: BTreeMap<u64, Vec<u8>>,
+    pub(super) mtime: meta::Time,
+    /// The version these writes started from, and its blocks: together
+    /// with `blocks` they are this client's version of the file, even if
+    /// another client changes the file meanwhile.
+    pub(super) base: u64,
+    pub(super) base_blocks: BTreeMap<u64, meta::BlockRef>,
+}
+
+/// An open file or directory.
+#[derive(Debug, Clone)]
+pub struct Handle {
+    /// The node this handle reads and writes (a conflict copy after a
+    /// concurrent edit diverted this client's version).
+    pub(super) node: u64,
+    /// The inode the handle was opened on (what the kernel keeps using).
+    pub(super) opened_as: u64,
+    pub(super) writable: bool,
+    pub(super) append: bool,
+    /// End of the last read (sequential read detection).
+    pub(super) last_read_end: u64,
+}
+
+/// Mutable state, behind one mutex; no I/O to the store is done while it
+/// is held.
+#[derive(Debug)]
+pub struct Core {
+    pub(super) committed: Tree,
+    pub(super) view: Tree,
+    pub(super) head: Head,
+    pub(super) pending: VecDeque<(u64, Op)>,
+    pub(super) next_client_seq: u64,
+    pub(super) journaled_upto: u64,
+    pub(super) dirty: HashMap<u64, Dirty>,
+    pub(super) orphans: HashMap<u64, Node>,
+    pub(super) open_count: HashMap<u64, u32>,
+    pub(super) handles: HashMap<Fh, Handle>,
+    pub(super) next_fh: Fh,
+    /// Sealed content objects not yet in the store: id -> size.
+    pub(super) uploads: BTreeMap<[u8; 16], u64>,
+    pub(super) last_commit: Option<SystemTime>,
+    pub(super) reachable: bool,
+    pub(super) last_snapshot: u64,
+    /// A commit failure that retrying cannot fix (reported by `sync`).
+    pub(super) fatal: Option<String>,
+}
+
+impl Core {
+    /// Applies `op` to the view and queues it for commit.
+    pub fn push(&mut self, op: Op) -> Result<()> {
+        let removed = self.view.apply(&op)?;
+        self.keep_open(removed);
+        let seq = self.next_client_seq;
+        self.next_client_seq += 1;
+        self.pending.push_back((seq, op));
+        Ok(())
+    }
+
+    pub(super) fn keep_open(&mut self, removed: Vec<Node>) {
+        for n in removed {
+            if self.open_count.get(&n.id).copied().unwrap_or(0) > 0 {
+                self.orphans.insert(n.id, n);
+            } else {
+                self.dirty.remove(&n.id);
+            }
+        }
+    }
+
+    /// A node of the view, or an unlinked node still open here.
+    pub fn node(&self, id: u64) -> Result<&Node> {
+        self.view
+            .nodes
+            .get(&id)
+            .or_else(|| self.orphans.get(&id))
+            .ok_or(DriveError::NotFound)
+    }
+
+    pub fn pending_bytes(&self) -> u64 {
+        self.uploads.values().sum::<u64>()
+            + self
+                .dirty
+                .values()
+                .flat_map(|d| d.blocks.values())
+                .map(|b| b.len() as u64)
+                .sum::<u64>()
+    }
+
+    /// The attributes of a node as this client sees them (unsealed writes
+    /// included).
+    pub fn attr(&self, id: u64) -> Result<Attr> {
+        let n = self.node(id)?;
+        let (size, stored) = match self.dirty.get(&id) {
+            Some(d) => (
+                d.size,
+                n.blocks
+                    .iter()
+                    .filter(|(i, _)| !d.blocks.contains_key(i))
+                    .map(|(_, b)| b.len as u64)
+                    .sum::<u64>()
+                    + d.blocks.values().map(|b| b.len() as u64).sum::<u64>(),
+            ),
+            None => (n.size, n.blocks.values().map(|b| b.len as u64).sum()),
+        };
+        let mtime = self.dirty.get(&id).map(|d| d.mtime).unwrap_or(n.mtime);
+        let nlink = if self.view.nodes.contains_key(&id) {
+            n.nlink
+        } else {
+            0
+        };
+        Ok(Attr {
+            ino: id,
+            kind: kind_of(n.kind),
+            size: if n.kind == KIND_SYMLINK {
+                n.target.len() as u64
+            } else if is_dirlike(n.kind) {
+                4096
+            } else {
+                size
+            },
+            blocks: stored.div_ceil(512),
+            perm: n.perm,
+            nlink,
+            uid: n.uid,
+            gid: n.gid,
+            atime: from_time(n.atime),
+            mtime: from_time(mtime),
+            ctime: from_time(n.ctime.max(mtime)),
+            crtime: from_time(n.crtime),
+            rdev: 0,
+            blksize: 4096,
+        })
+    }
+
+    pub fn new_handle(&mut self, node: u64, writable: bool, append: bool) -> Fh {
+        let fh = self.next_fh;
+        self.next_fh += 1;
+        self.handles.insert(
+            fh,
+            Handle {
+                node,
+                opened_as: node,
+                writable,
+                append,
+                last_read_end: u64::MAX,
+            },
+        );
+        *self.open_count.entry(node).or_insert(0) += 1;
+        fh
+    }
+
+    /// The node an open handle reads and writes (`BadHandle` unless `fh`
+    /// was opened on `ino` or now points at it).
+    pub fn handle_node(&self, fh: Fh, ino: Ino) -> Result<u64> {
+        self.handle(fh, ino).map(|h| h.node)
+    }
+
+    pub fn handle(&self, fh: Fh, ino: Ino) -> Result<Handle> {
+        match self.handles.get(&fh) {
+            Some(h) if h.node == ino || h.opened_as == ino => Ok(h.clone()),
+            _ => Err(DriveError::BadHandle),
+        }
+    }
+
+    pub fn close_handle(&mut self, fh: Fh) {
+        if let Some(h) = self.handles.remove(&fh) {
+            let c = self.open_count.entry(h.node).or_insert(1);
+            *c -= 1;
+            if *c == 0 {
+                self.open_count.remove(&h.node);
+                if self.orphans.remove(&h.node).is_some() {
+                    self.dirty.remove(&h.node);
+                }
+            }
+        }
+    }
+
+    /// Moves open handles and unsealed writes of `orig` to `copy`.
+    pub(super) fn redirect(&mut self, orig: u64, copy: u64) {
+        let mut moved = 0;
+        for h in self.handles.values_mut().filter(|h| h.node == orig) {
+            h.node = copy;
+            moved += 1;
+        }
+        if moved > 0 {
+            *self.open_count.entry(copy).or_insert(0) += moved;
+            if let Some(c) = self.open_count.get_mut(&orig) {
+                *c -= moved.min(*c);
+                if *c == 0 {
+                    self.open_count.remove(&orig);
+                }
+            }
+        }
+        if let Some(d) = self.dirty.remove(&orig) {
+            self.dirty.insert(copy, d);
+        }
+    }
+
+    /// Rebuilds the view as committed + pending (see [`rebase::rebase`]):
+    /// open handles and unsealed writes follow conflict copies, and open
+    /// files whose node went away stay readable as orphans.
+    pub(super) fn rebase(&mut self, card: &[u8; 32]) {
+        let pending = std::mem::take(&mut self.pending);
+        let Rebased {
+            view,
+            pending,
+            conflicted,
+            dropped,
+        } = rebase::rebase(&self.committed, &self.view, pending, card);
+        for (seq, _) in &dropped {
+            tracing::debug!(seq, "rebase dropped a local change");
+        }
+        let old_view = std::mem::replace(&mut self.view, view);
+        self.pending = pending;
+        for (orig, copy) in conflicted {
+            self.redirect(orig, copy);
+        }
+        let gone: Vec<u64> = self
+            .open_count
+            .iter()
+            .filter(|(id, c)| {
+                **c > 0 && !self.view.nodes.contains_key(id) && !self.orphans.contains_key(id)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in gone {
+            if let Some(n) = old_view.nodes.get(&id) {
+                self.orphans.insert(id, n.clone());
+            }
+        }
+    }
+
+    /// This client's namespace: committed plus pending.
+    pub fn view(&self) -> &Tree {
+        &self.view
+    }
+
+    /// Whether `id` is a node of the view, of the committed tree, or an
+    /// unlinked node still open here (its number is in use).
+    pub fn knows(&self, id: u64) -> bool {
+        self.view.nodes.contains_key(&id)
+            || self.committed.nodes.contains_key(&id)
+            || self.orphans.contains_key(&id)
+    }
+
+    /// Whether ops are waiting to be committed.
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Whether one of `nodes` is open for writing or has unsealed writes.
+    pub fn writing_any(&self, nodes: &HashSet<u64>) -> bool {
+        self.handles
+            .values()
+            .any(|h| h.writable && nodes.contains(&h.node))
+            || self.dirty.keys().any(|id| nodes.contains(id))
+    }
+}
+
+pub fn kind_of(k: u8) -> FileKind {
+    match k {
+        KIND_DIR | KIND_VOLUME => FileKind::Dir,
+        KIND_SYMLINK => FileKind::Symlink,
+        _ => FileKind::File,
+    }
+}

@@ -1,0 +1,495 @@
+//! A volume in the store: its keyring generations, its metadata log and
+//! snapshots. Reads verify everything before returning it.
+//!
+//! Store layout (all ids random, all counters hex, fixed width):
+//! - `drive`: the signed drive header.
+//! - `k/<volume id>/<generation:08x>`: keyring generations (one prefix for
+//!   all volumes, so a member finds what is shared with it by one listing).
+//! - `v/<volume id>/l/<seq:016x>`: log entries, Create-only, consecutive.
+//! - `v/<volume id>/s/<seq:016x>`: snapshot covering entries `0..=seq`.
+//! - `c/<block id>`: immutable content block objects.
+//!
+//! Invariants: an entry is returned only if its signature verifies with the
+//! key of a card that is a writer in the generation it claims, its name,
+//! volume and seq agree, its chain hash equals the previous entry's hash,
+//! its generation is not lower than the previous entry's, and a `Rotate`
+//! op in it is signed by the owner and names no later generation than the
+//! entry's.
+//! Keyrings: the newest generation opens with my key; every earlier one
+//! opens with the key its successor's history gives, and all of them are
+//! signed by the drive owner.
+//!
+//! Children: `genesis` (writing a new volume), `held_keys` (the keys an
+//! engine holds, reloaded as generations change). Imports: `error`,
+//! `identity`, `tree`, `clock` of `drive`, and `format`/`store`; never the
+//! engine or the router.
+
+pub(super) mod genesis;
+pub(super) mod held_keys;
+
+use super::error::{DriveError, Result};
+use super::identity::hex8;
+use crate::format::crypto::SecretKey;
+use crate::format::hex::encode as hex;
+use crate::format::meta::{
+    self, Batch, ENTRY_MAGIC, Keyring, MemberRecord, Op, SNAPSHOT_MAGIC, SignedHead, SnapshotBody,
+};
+use crate::format::wire::FormatError;
+use crate::store::{GetOptions, ObjectStore, PutMode, StoreError};
+use bytes::Bytes;
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use std::collections::BTreeMap;
+use x25519_dalek::StaticSecret;
+
+pub const HEADER_KEY: &str = "drive";
+
+pub fn keyring_key(vol: &[u8; 16], generation: u32) -> String {
+    format!("{}{generation:08x}", keyring_prefix(vol))
+}
+/// The prefix listing every keyring generation of `vol`.
+pub fn keyring_prefix(vol: &[u8; 16]) -> String {
+    format!("k/{}/", hex(vol))
+}
+pub fn log_key(vol: &[u8; 16], seq: u64) -> String {
+    format!("v/{}/l/{seq:016x}", hex(vol))
+}
+pub fn snapshot_key(vol: &[u8; 16], seq: u64) -> String {
+    format!("v/{}/s/{seq:016x}", hex(vol))
+}
+pub fn content_key(id: &[u8; 16]) -> String {
+    format!("c/{}", hex(id))
+}
+
+/// Position in a volume's log: the last applied entry, its hash and the
+/// keyring generation it was sealed under (the next entry's may not be
+/// lower).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Head {
+    pub(super) seq: u64,
+    pub(super) hash: [u8; 32],
+    pub(super) generation: u32,
+}
+
+/// A volume's keys: every generation's key and members.
+#[derive(Debug)]
+pub struct VolumeKeys {
+    /// The drive this volume belongs to (bound into key wrapping).
+    pub(super) drive_id: [u8; 16],
+    pub(super) volume: [u8; 16],
+    pub(super) generations: BTreeMap<u32, (SecretKey, Vec<MemberRecord>)>,
+    /// The display name from the newest keyring.
+    pub(super) name: Vec<u8>,
+}
+
+impl VolumeKeys {
+    pub fn current(&self) -> (u32, &SecretKey) {
+        let (g, (k, _)) = self
+            .generations
+            .iter()
+            .next_back()
+            .expect("at least one generation");
+        (*g, k)
+    }
+
+    pub fn key(&self, generation: u32) -> Option<&SecretKey> {
+        self.generations.get(&generation).map(|(k, _)| k)
+    }
+
+    /// The members of the newest generation.
+    pub fn members(&self) -> &[MemberRecord] {
+        let (_, (_, m)) = self.generations.iter().next_back().expect("a generation");
+        m
+    }
+
+    /// The role (1 reader, 2 writer, 3 owner) of `card` in the newest
+    /// generation.
+    pub fn role(&self, card: &[u8; 32]) -> Option<u8> {
+        self.members()
+            .iter()
+            .find(|m| &m.card_id == card)
+            .map(|m| m.role)
+    }
+
+    /// The verifying key of `card` if it may write in `generation`.
+    pub fn writer(&self, generation: u32, card: &[u8; 32]) -> Option<VerifyingKey> {
+        let (_, members) = self.generations.get(&generation)?;
+        let m = members.iter().find(|m| &m.card_id == card && m.role >= 2)?;
+        m.verifying_key().ok()
+    }
+
+    /// The key protecting content blocks of `epoch` of a file whose key
+    /// is `file_key` (see `content::epoch_file_key`); `None` when this
+    /// client has no key for that generation.
+    pub fn block_key(&self, file_key: &[u8; 32], epoch: u32) -> Option<SecretKey> {
+        let fk = SecretKey::from_bytes(*file_key);
+        if epoch == 0 {
+            return Some(fk);
+        }
+        let vk = self.key(epoch)?;
+        Some(crate::format::content::epoch_file_key(&fk, epoch, vk))
+    }
+
+    /// Loads and verifies every keyring generation of `volume`.
+    pub async fn load(
+        store: &dyn ObjectStore,
+        drive_id: [u8; 16],
+        volume: [u8; 16],
+        owner: &VerifyingKey,
+        me: &StaticSecret,
+    ) -> Result<Self> {
+        Self::load_reusing(store, drive_id, volume, owner, me, None).await
+    }
+
+    /// [`VolumeKeys::load`], taking the member lists of generations whose
+    /// key is unchanged from `known` instead of reading them again.
+    pub async fn load_reusing(
+        store: &dyn ObjectStore,
+        drive_id: [u8; 16],
+        volume: [u8; 16],
+        owner: &VerifyingKey,
+        me: &StaticSecret,
+        known: Option<&VolumeKeys>,
+    ) -> Result<Self> {
+        let newest = newest_generation(store, &volume).await?;
+        let (ring, key) = open_keyring(store, (drive_id, volume, newest), owner, |b| {
+            Keyring::open(b, owner, me)
+        })
+        .await?;
+        let mut generations = BTreeMap::new();
+        for (g, old_key) in &ring.history {
+            let members = match known.and_then(|k| k.generations.get(g)) {
+                Some((k, m)) if k == old_key => m.clone(),
+                _ => {
+                    let (old, _) = open_keyring(store, (drive_id, volume, *g), owner, |b| {
+                        Keyring::open_with_key(b, owner, old_key).map(|r| (r, old_key.clone()))
+                    })
+                    .await?;
+                    old.members
+                }
+            };
+            generations.insert(*g, (old_key.clone(), members));
+        }
+        generations.insert(newest, (key, ring.members));
+        Ok(Self {
+            drive_id,
+            volume,
+            generations,
+            name: ring.name,
+        })
+    }
+}
+
+/// The newest keyring generation the store lists for `volume` (every
+/// name under the prefix must be a keyring name).
+async fn newest_generation(store: &dyn ObjectStore, volume: &[u8; 16]) -> Result<u32> {
+    let prefix = keyring_prefix(volume);
+    let mut newest = None;
+    for m in store.list_all(&prefix).await? {
+        let g = u32::from_str_radix(&m.key[prefix.len()..], 16)
+            .ok()
+            .filter(|g| keyring_key(volume, *g) == m.key)
+            .ok_or_else(|| DriveError::tampered(&m.key, "not a keyring name"))?;
+        newest = newest.max(Some(g));
+    }
+    newest.ok_or_else(|| DriveError::tampered(prefix, "no keyring"))
+}
+
+/// Reads the keyring of `(drive, volume, generation)` and opens it with
+/// `open`. "Not a member" becomes [`DriveError::NotMember`] if the owner
+/// signed this very keyring for me to be left out of; anything else
+/// (including a keyring moved from another name) is tampering.
+async fn open_keyring(
+    store: &dyn ObjectStore,
+    (drive_id, volume, generation): ([u8; 16], [u8; 16], u32),
+    owner: &VerifyingKey,
+    open: impl FnOnce(&[u8]) -> std::result::Result<(Keyring, SecretKey), FormatError>,
+) -> Result<(Keyring, SecretKey)> {
+    let name = keyring_key(&volume, generation);
+    let bytes = get(store, &name).await?;
+    let misplaced =
+        || DriveError::tampered(&name, "keyring names another drive, volume or generation");
+    match open(&bytes) {
+        Ok((k, key)) if (k.drive_id, k.volume, k.generation) == (drive_id, volume, generation) => {
+            Ok((k, key))
+        }
+        Ok(_) => Err(misplaced()),
+        Err(FormatError::Invalid("not a member")) => match Keyring::verify_public(&bytes, owner) {
+            Ok(id) if id == (drive_id, volume, generation) => Err(DriveError::NotMember),
+            Ok(_) => Err(misplaced()),
+            Err(e) => Err(DriveError::unreadable(&name, e)),
+        },
+        Err(e) => Err(DriveError::unreadable(&name, e)),
+    }
+}
+
+/// Reads a whole object; a missing object is reported as tampering (the
+/// metadata said it exists).
+pub async fn get(store: &dyn ObjectStore, key: &str) -> Result<Bytes> {
+    match store.get(key, GetOptions::default()).await {
+        Ok(r) => Ok(r.bytes),
+        Err(StoreError::NotFound { .. }) => Err(DriveError::tampered(key, "object missing")),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// One step along the log.
+#[derive(Debug)]
+pub enum Fetched {
+    /// No entry after `prev` (yet).
+    End,
+    /// The verified entry, the head after it, and its writer's card.
+    Entry(Batch, Head, [u8; 32]),
+    /// The entry is sealed under a keyring generation these keys lack:
+    /// reload the keys and fetch again.
+    NeedKeys(u32),
+}
+
+/// Fetches and verifies log entry `seq` whose predecessor has hash `prev`
+/// and generation `prev_generation` (zeros and 0 for entry 0).
+pub async fn fetch_entry(
+    store: &dyn ObjectStore,
+    keys: &VolumeKeys,
+    seq: u64,
+    prev: &[u8; 32],
+    prev_generation: u32,
+) -> Result<Fetched> {
+    let key = log_key(&keys.volume, seq);
+    let bytes = match store.get(&key, GetOptions::default()).await {
+        Ok(r) => r.bytes,
+        Err(StoreError::NotFound { .. }) => {
+            // The end of the log, unless later entries exist (a gap).
+            let prefix = format!("v/{}/l/", hex(&keys.volume));
+            let later = store.list(&prefix, Some(&key), 1).await?;
+            let Some(next) = later.objects.first() else {
+                return Ok(Fetched::End);
+            };
+            // A writer may have added entry `seq` and more since our
+            // read: read it once more before calling it a gap.
+            match store.get(&key, GetOptions::default()).await {
+                Ok(r) => r.bytes,
+                Err(_) => {
+                    return Err(DriveError::tampered(
+                        &key,
+                        format!("log entry missing while {} exists", next.key),
+                    ));
+                }
+            }
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let head = meta::peek_signed(ENTRY_MAGIC, &bytes)
+        .map_err(|e| DriveError::tampered(&key, e.to_string()))?;
+    if keys.key(head.generation).is_none() && head.generation > keys.current().0 {
+        return Ok(Fetched::NeedKeys(head.generation));
+    }
+    let (batch, hash) = verify_entry(keys, &key, seq, prev, prev_generation, &bytes)?;
+    Ok(Fetched::Entry(
+        batch,
+        Head {
+            seq,
+            hash,
+            generation: head.generation,
+        },
+        head.writer,
+    ))
+}
+
+/// Verifies a log entry's bytes (see the module invariants); returns its
+/// batch and hash.
+pub fn verify_entry(
+    keys: &VolumeKeys,
+    key: &str,
+    seq: u64,
+    prev: &[u8; 32],
+    prev_generation: u32,
+    bytes: &[u8],
+) -> Result<(Batch, [u8; 32])> {
+    let (head, payload) = open_signed(keys, ENTRY_MAGIC, key, bytes)?;
+    if head.seq != seq {
+        return Err(DriveError::tampered(
+            key,
+            format!("entry claims seq {} at position {seq}", head.seq),
+        ));
+    }
+    if &head.chain != prev {
+        return Err(DriveError::tampered(
+            key,
+            "hash chain broken (entry does not follow the previous one: fork or replay)",
+        ));
+    }
+    if head.generation < prev_generation {
+        return Err(DriveError::tampered(
+            key,
+            format!(
+                "entry sealed under keyring generation {} after an entry of generation {prev_generation}",
+                head.generation
+            ),
+        ));
+    }
+    let batch =
+        Batch::decode(&payload).map_err(|e| DriveError::tampered(key, format!("batch: {e}")))?;
+    for op in &batch.ops {
+        if let Op::Rotate { generation } = op {
+            let owner = keys
+                .generations
+                .get(&head.generation)
+                .is_some_and(|(_, m)| m.iter().any(|m| m.card_id == head.writer && m.role == 3));
+            // Lower than the entry's only when another rotation by the
+            // owner landed between this one's keyring write and its commit.
+            if *generation > head.generation || !owner {
+                return Err(DriveError::tampered(
+                    key,
+                    "key rotation not by the owner or naming a later generation",
+                ));
+            }
+        }
+    }
+    Ok((batch, meta::sha256(bytes)))
+}
+
+fn open_signed(
+    keys: &VolumeKeys,
+    magic: &[u8; 4],
+    key: &str,
+    bytes: &[u8],
+) -> Result<(SignedHead, Vec<u8>)> {
+    let head = meta::peek_signed(magic, bytes).map_err(|e| DriveError::unreadable(key, e))?;
+    if head.volume != keys.volume {
+        return Err(DriveError::tampered(
+            key,
+            "object belongs to another volume",
+        ));
+    }
+    let writer = keys.writer(head.generation, &head.writer).ok_or_else(|| {
+        DriveError::tampered(
+            key,
+            format!(
+                "signer {} is not a writer in generation {}",
+                hex8(&head.writer),
+                head.generation
+            ),
+        )
+    })?;
+    let vkey = keys
+        .key(head.generation)
+        .expect("writer implies generation");
+    meta::open_signed(magic, bytes, &writer, vkey)
+        .map_err(|e| DriveError::tampered(key, e.to_string()))
+}
+
+/// Signs and encrypts `batch` as entry `seq` following `prev`.
+pub fn seal_entry(
+    keys: &VolumeKeys,
+    signer: &SigningKey,
+    card: &[u8; 32],
+    seq: u64,
+    prev: &[u8; 32],
+    batch: &Batch,
+) -> Vec<u8> {
+    let (generation, key) = keys.current();
+    let head = SignedHead {
+        volume: keys.volume,
+        seq,
+        generation,
+        writer: *card,
+        chain: *prev,
+    };
+    meta::seal_signed(ENTRY_MAGIC, &head, key, signer, &batch.encode())
+}
+
+/// Writes a snapshot of the state after entry `head` (Create-only: a
+/// snapshot that already exists is left alone).
+pub async fn write_snapshot(
+    store: &dyn ObjectStore,
+    keys: &VolumeKeys,
+    signer: &SigningKey,
+    card: &[u8; 32],
+    head: Head,
+    body: &SnapshotBody,
+) -> Result<()> {
+    let (generation, key) = keys.current();
+    let sh = SignedHead {
+        volume: keys.volume,
+        seq: head.seq,
+        generation,
+        writer: *card,
+        chain: head.hash,
+    };
+    let bytes = meta::seal_signed(SNAPSHOT_MAGIC, &sh, key, signer, &body.encode());
+    match store
+        .put(
+            &snapshot_key(&keys.volume, head.seq),
+            Bytes::from(bytes),
+            PutMode::Create,
+        )
+        .await
+    {
+        Ok(_) | Err(StoreError::PreconditionFailed { .. }) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The newest snapshot that verifies, with the head it covers. A snapshot
+/// that fails verification is an error (never silently skipped: skipping
+/// would let the store choose which state we see). A snapshot sealed under
+/// another generation than the newest keyring is not used (`None`: replay
+/// the log from the start): only current writers vouch for a state.
+pub async fn newest_snapshot(
+    store: &dyn ObjectStore,
+    keys: &VolumeKeys,
+) -> Result<Option<(Head, SnapshotBody)>> {
+    let prefix = format!("v/{}/s/", hex(&keys.volume));
+    let list = store.list_all(&prefix).await?;
+    let Some(meta) = list.last() else {
+        return Ok(None);
+    };
+    let bytes = get(store, &meta.key).await?;
+    let current = keys.current().0;
+    match meta::peek_signed(SNAPSHOT_MAGIC, &bytes) {
+        Ok(h) if h.generation < current => {
+            // Written before the newest rotation (older ones too): a member
+            // removed since could have signed it. Replay the log instead.
+            tracing::info!(snapshot = %meta.key, "snapshot predates the current keyring generation; not used");
+            return Ok(None);
+        }
+        Ok(h) if h.generation > current => {
+            // A rotation newer than our keys (or a forged generation):
+            // replaying the log meets it and reloads the keys.
+            tracing::info!(snapshot = %meta.key, "snapshot of a keyring generation not loaded yet; replaying the log");
+            return Ok(None);
+        }
+        _ => {}
+    }
+    let (head, payload) = open_signed(keys, SNAPSHOT_MAGIC, &meta.key, &bytes)?;
+    if meta.key != snapshot_key(&keys.volume, head.seq) {
+        return Err(DriveError::tampered(
+            &meta.key,
+            "snapshot stored under another name",
+        ));
+    }
+    let body = SnapshotBody::decode(&payload)
+        .map_err(|e| DriveError::tampered(&meta.key, format!("snapshot: {e}")))?;
+    // The generation of the covered entry bounds the next one's.
+    let entry_key = log_key(&keys.volume, head.seq);
+    let entry = get(store, &entry_key).await?;
+    if meta::sha256(&entry) != head.chain {
+        return Err(DriveError::tampered(
+            &entry_key,
+            format!(
+                "log entry differs from the one snapshot {} covers",
+                meta.key
+            ),
+        ));
+    }
+    let generation = meta::peek_signed(ENTRY_MAGIC, &entry)
+        .map_err(|e| DriveError::tampered(&entry_key, e.to_string()))?
+        .generation;
+    Ok(Some((
+        Head {
+            seq: head.seq,
+            hash: head.chain,
+            generation,
+        },
+        body,
+    )))
+}

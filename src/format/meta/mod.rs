@@ -1,0 +1,76 @@
+//! Drive metadata formats, one submodule per concern (layouts in
+//! docs/FORMAT.md, "Drive ..." sections):
+//!
+//! - [`header`]: the owner-signed drive header and the member records it
+//!   and keyrings carry;
+//! - [`keyring`]: a volume's keyring (the volume key wrapped to each
+//!   member, the member list and key history encrypted under it);
+//! - [`signed`]: the signed and encrypted box shared by log entries and
+//!   snapshots;
+//! - [`node`] and [`ops`]: the records inside those boxes (nodes, block
+//!   refs, metadata ops, batches, snapshot bodies).
+//!
+//! Every item is re-exported here, so `format::meta::X` names it whatever
+//! submodule holds it.
+//!
+//! Invariants: pure, no I/O. Every signed object is verified before any of
+//! its content is decrypted or used; decoders refuse unknown magics,
+//! versions, flags, tags and trailing bytes.
+
+pub mod header;
+pub mod keyring;
+pub mod node;
+pub mod ops;
+pub mod signed;
+
+pub use header::{DriveHeader, MemberRecord};
+pub use keyring::{Keyring, volume_key_context};
+pub use node::{
+    BlockRef, DirLink, FileKey, KIND_DIR, KIND_FILE, KIND_SYMLINK, KIND_VOLUME, Node, Time,
+};
+pub use ops::{AttrChange, Batch, Op, SnapshotBody};
+pub use signed::{SignedHead, open_signed, peek_signed, seal_signed};
+
+use super::crypto::{Cipher, SecretKey, hkdf};
+use super::wire::{FormatError, Writer};
+use ed25519_dalek::Signature;
+use sha2::Digest;
+
+pub const HEADER_MAGIC: &[u8; 4] = b"CFSD";
+pub const KEYRING_MAGIC: &[u8; 4] = b"CFSK";
+pub const ENTRY_MAGIC: &[u8; 4] = b"CFSL";
+pub const SNAPSHOT_MAGIC: &[u8; 4] = b"CFSS";
+/// Drive header version.
+pub const HEADER_VERSION: u16 = 1;
+/// Keyring record version (2: name and key history; the version-1
+/// layout was never released).
+pub const KEYRING_VERSION: u16 = 2;
+/// Log entry and snapshot version (2: block refs carry an epoch).
+pub const SIGNED_VERSION: u16 = 2;
+/// Length of the Ed25519 signature that ends every signed object.
+const SIG_LEN: usize = 64;
+
+/// Writes magic, version and the (zero) flags.
+fn put_header(w: &mut Writer, magic: &[u8; 4], version: u16) {
+    w.raw(magic).u16(version).u16(0);
+}
+
+/// Splits a signed object into the signed bytes and the signature.
+fn split_sig(bytes: &[u8]) -> Result<(&[u8], Signature), FormatError> {
+    if bytes.len() < SIG_LEN {
+        return Err(FormatError::Truncated);
+    }
+    let (body, sig) = bytes.split_at(bytes.len() - SIG_LEN);
+    let sig = Signature::from_slice(sig).map_err(|_| FormatError::Signature)?;
+    Ok((body, sig))
+}
+
+/// SHA-256 of bytes (the hash chaining log entries).
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    sha2::Sha256::digest(bytes).into()
+}
+
+/// The cipher for one use (`label`) of a volume key.
+fn subkey(volume_key: &SecretKey, volume: &[u8; 16], label: &[u8]) -> Cipher {
+    Cipher::new(&hkdf(volume, volume_key.expose(), &[b"cardfs/v1/", label]))
+}

@@ -1,0 +1,17 @@
+//! The drive engine, tested without FUSE: file operations, the reference
+//! model, write-back and crashes, two clients, shares and their keys,
+//! tampering by the store, and the engine over S3. One test binary, so CI
+//! links it once.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod crash;
+mod model;
+mod ops;
+mod s3;
+mod share;
+mod share_keys;
+mod tamper;
+mod two_clients;
+mod writeback;
