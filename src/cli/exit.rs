@@ -141,7 +141,9 @@ impl fmt::Display for UserError {
             }
             UserError::AlreadyMounted { path } => write!(
                 f,
-                "something is already mounted on {} (unmount it first)",
+                "something is already mounted on {} (unmount it first; for a cardfs mount \
+                 whose daemon died: `cardfs unmount {}`)",
+                path.display(),
                 path.display()
             ),
             UserError::CacheDirBusy { cache_dir, holder } => write!(

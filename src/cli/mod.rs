@@ -99,6 +99,9 @@ enum Command {
 /// sentence on stderr and a non-zero exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Mount(_)) {
+        quiet_broken_pipe();
+    }
     // A mount daemon logs to its cache directory (see `mount::run`).
     let _log = match &cli.command {
         Command::Mount(args) if args.daemon_child => None,
@@ -178,4 +181,18 @@ fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
     let dir = std::env::temp_dir().join(format!("cardfs-doctor-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
+}
+
+/// Restores the default action of SIGPIPE, so `cardfs ... | head` ends
+/// quietly when `head` stops reading, as every Unix tool does (Rust ignores
+/// SIGPIPE, and the failed write would otherwise print "Broken pipe" or
+/// panic). Not for `mount`: a daemon must see EPIPE on a closed control
+/// socket, not die.
+#[allow(unsafe_code)] // signal(2): std has no way to restore SIGPIPE.
+fn quiet_broken_pipe() {
+    // SAFETY: called first thing in main, before any thread is started;
+    // setting a signal's disposition to SIG_DFL touches no memory of ours.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
 }

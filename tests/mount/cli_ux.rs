@@ -556,3 +556,26 @@ fn every_documented_exit_code_is_provoked_by_a_test() {
         );
     }
 }
+
+#[test]
+fn a_closed_pipe_ends_the_command_quietly() {
+    let home = Home::new();
+    let bin = crate::support::cardfs_bin();
+    // 8 MiB of ciphertext: far more than the pipe holds after `head` has
+    // read its 10 bytes and gone.
+    let script = format!(
+        "head -c 8M /dev/zero | '{}' encrypt --to {} | head -c 10 >/dev/null; \
+         echo ${{PIPESTATUS[1]}}",
+        bin.display(),
+        home.identity()
+    );
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(script)
+        .env("CARDFS_HOME", home.path())
+        .output()
+        .unwrap();
+    assert_eq!(stderr(&out), "", "noise on a closed pipe");
+    // 141 = killed by SIGPIPE, as `yes | head` is.
+    assert_eq!(stdout(&out).trim(), "141");
+}
