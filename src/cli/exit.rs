@@ -11,6 +11,8 @@ use std::path::PathBuf;
 
 /// Exit code of an error that is not one of the user errors below.
 pub const GENERIC: u8 = 1;
+/// Exit code of bad command-line usage (clap's, and refused `-o` words).
+pub const USAGE: u8 = 2;
 
 /// A failure the user can act on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,6 +71,8 @@ pub enum UserError {
     DriveForged { reason: String },
     /// `mount` of a drive someone else owns that shares nothing with this key.
     NothingShared { store: String },
+    /// `mount` over a directory that is not empty (without `-o nonempty`).
+    MountpointNotEmpty { path: PathBuf },
 }
 
 impl UserError {
@@ -97,6 +101,7 @@ impl UserError {
             UserError::NotOwner { .. } => 43,
             UserError::DriveForged { .. } => 44,
             UserError::NothingShared { .. } => 45,
+            UserError::MountpointNotEmpty { .. } => 17,
         }
     }
 }
@@ -199,6 +204,12 @@ impl fmt::Display for UserError {
                 "the drive in {store} belongs to someone else and shares no folder with your key \
                  (the owner shares one with `cardfs share add`; a member who was removed loses access)"
             ),
+            UserError::MountpointNotEmpty { path } => write!(
+                f,
+                "mountpoint {} is not empty; mounting would hide its files \
+                 (empty it, or mount anyway with -o nonempty)",
+                path.display()
+            ),
         }
     }
 }
@@ -216,6 +227,11 @@ pub fn code_of(err: &anyhow::Error) -> u8 {
                 .or_else(|| {
                     e.downcast_ref::<super::control::DaemonError>()
                         .map(|d| d.code)
+                })
+                // A refused `-o` word is bad usage, like clap's errors.
+                .or_else(|| {
+                    e.downcast_ref::<cardfs::fuse::options::OptionError>()
+                        .map(|_| USAGE)
                 })
         })
         .unwrap_or(GENERIC)
@@ -267,6 +283,7 @@ mod tests {
             UserError::NotOwner { path: p },
             UserError::DriveForged { reason: s.clone() },
             UserError::NothingShared { store: s },
+            UserError::MountpointNotEmpty { path: "/m".into() },
         ]
     }
 
