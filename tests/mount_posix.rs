@@ -219,3 +219,72 @@ fn uid_gid_umask_present_every_node() {
     sh_as(OTHER_UID, &m.mnt, "echo more >> f && touch dir/new");
     assert!(fails_as(THIRD_UID, &m.mnt, "echo no >> f"));
 }
+
+/// Alice's `team` folder, written by her local uid 1000, shared with Bob
+/// as a writer: on Bob's mount the files are presented as owned by the
+/// mounting user (here `uid=1001`, the account root mounts it for), so
+/// his uid 1001 can append; `keep_ownership` shows the stored uid 1000.
+#[test]
+fn a_member_writer_can_write_files_another_machines_uid_created() {
+    let alice = Home::named("alice");
+    let bob = Home::named("bob");
+    let store = local_drive(&alice);
+    bob.ok(&["card", "publish", "--key", "bob", "--store", &store]);
+    let a = alice.mount_with(&store, &["-o", "allow_other"]);
+    sh(&a.mnt, "mkdir -m 777 team");
+    sh_as(
+        OTHER_UID,
+        &a.path("team"),
+        "umask 022 && echo from-1000 > u1000.txt",
+    );
+    let md = std::fs::metadata(a.path("team/u1000.txt")).unwrap();
+    assert_eq!((md.uid(), md.mode() & 0o777), (OTHER_UID, 0o644));
+    let fp = bob.fingerprint();
+    let team = a.path("team");
+    alice.ok(&[
+        "share",
+        "add",
+        team.to_str().unwrap(),
+        "--with",
+        &bob.identity(),
+        "--fingerprint",
+        &fp,
+    ]);
+    // The owner's mount presents the shared folder as the mounting user's.
+    let md = std::fs::metadata(a.path("team/u1000.txt")).unwrap();
+    assert_eq!(md.uid(), 0, "shared folder files show as the mounting user");
+    alice.ok(&["sync", a.mnt.to_str().unwrap()]);
+    let owner_fp = alice.fingerprint();
+    let b = bob.mount_with(
+        &store,
+        &[
+            "--owner-fingerprint",
+            &owner_fp,
+            "-o",
+            "allow_other,uid=1001,gid=1001",
+        ],
+    );
+    let file = b.path("team/u1000.txt");
+    assert_eq!(std::fs::metadata(&file).unwrap().uid(), THIRD_UID);
+    sh_as(THIRD_UID, &b.path("team"), "echo from-1001 >> u1000.txt");
+    assert!(fails_as(OTHER_UID, &b.path("team"), "echo no >> u1000.txt"));
+    bob.ok(&["sync", b.mnt.to_str().unwrap()]);
+    b.unmount();
+    // keep_ownership: the stored owner, so uid 1001 is refused.
+    let b = bob.mount_with(
+        &store,
+        &[
+            "--owner-fingerprint",
+            &owner_fp,
+            "-o",
+            "allow_other,keep_ownership",
+        ],
+    );
+    let file = b.path("team/u1000.txt");
+    assert_eq!(std::fs::metadata(&file).unwrap().uid(), OTHER_UID);
+    assert!(fails_as(THIRD_UID, &b.path("team"), "echo no >> u1000.txt"));
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        "from-1000\nfrom-1001\n"
+    );
+}
