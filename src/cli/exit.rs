@@ -11,6 +11,8 @@ use std::path::PathBuf;
 
 /// Exit code of an error that is not one of the user errors below.
 pub const GENERIC: u8 = 1;
+/// Exit code of bad command-line usage (clap's, and refused `-o` words).
+pub const USAGE: u8 = 2;
 
 /// A failure the user can act on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,6 +81,8 @@ pub enum UserError {
     DriveForged { reason: String },
     /// `mount` of a drive someone else owns that shares nothing with this key.
     NothingShared { store: String },
+    /// `mount` over a directory that is not empty (without `-o nonempty`).
+    MountpointNotEmpty { path: PathBuf },
 }
 
 impl UserError {
@@ -110,6 +114,7 @@ impl UserError {
             UserError::NotOwner { .. } => 43,
             UserError::DriveForged { .. } => 44,
             UserError::NothingShared { .. } => 45,
+            UserError::MountpointNotEmpty { .. } => 17,
         }
     }
 }
@@ -242,14 +247,17 @@ impl fmt::Display for UserError {
                 "the drive in {store} belongs to someone else and shares no folder with your key \
                  (the owner shares one with `cardfs share add`; a member who was removed loses access)"
             ),
+            UserError::MountpointNotEmpty { path } => write!(
+                f,
+                "mountpoint {} is not empty; mounting would hide its files \
+                 (empty it, or mount anyway with -o nonempty)",
+                path.display()
+            ),
         }
     }
 }
 
 impl std::error::Error for UserError {}
-
-/// Exit code of bad command-line usage (as clap's own).
-pub const USAGE: u8 = 2;
 
 /// Bad usage that clap cannot see (a `-o` mount option it does not know).
 #[derive(Debug)]
@@ -276,6 +284,11 @@ pub fn code_of(err: &anyhow::Error) -> u8 {
                         .map(|d| d.code)
                 })
                 .or_else(|| e.downcast_ref::<UsageError>().map(|_| USAGE))
+                // A refused `-o` word is bad usage, like clap's errors.
+                .or_else(|| {
+                    e.downcast_ref::<cardfs::fuse::options::OptionError>()
+                        .map(|_| USAGE)
+                })
         })
         .unwrap_or(GENERIC)
 }
@@ -336,6 +349,7 @@ mod tests {
             UserError::NotOwner { path: p },
             UserError::DriveForged { reason: s.clone() },
             UserError::NothingShared { store: s },
+            UserError::MountpointNotEmpty { path: "/m".into() },
         ]
     }
 

@@ -18,6 +18,7 @@ use super::{control, daemon, mountpoint, open, owner, paths};
 use anyhow::Context;
 use cardfs::drive::{Drive, DriveOptions};
 use cardfs::fuse::DriveFs;
+use cardfs::fuse::options::{self, MountFlags};
 use cardfs::fuse::settings::MountSettings;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -29,7 +30,8 @@ use std::sync::Arc;
 pub struct MountArgs {
     /// The store holding the drive: a directory, file:///DIR or s3://BUCKET[/PREFIX].
     pub store: String,
-    /// An existing, empty directory to mount the drive on.
+    /// An existing, empty directory to mount the drive on (a non-empty one
+    /// is refused, exit 17, unless `-o nonempty`).
     pub mountpoint: PathBuf,
     #[command(flatten)]
     pub key: open::KeyArgs,
@@ -58,12 +60,14 @@ pub struct MountArgs {
     /// Stay in the foreground and log to stderr; Ctrl-C unmounts.
     #[arg(long, short = 'f')]
     pub foreground: bool,
-    /// Mount options, comma-separated: allow_other, allow_root,
-    /// writeback_cache (faster small writes; only for a drive no other
-    /// client writes), ro, rw,
-    /// key=NAME, cache_dir=DIR, cache_size=SIZE, password_file=FILE,
-    /// endpoint=URL; fstab-only options (defaults, noauto, _netdev, ...) are
-    /// accepted and ignored.
+    /// Mount options, comma-separated (each explained in docs/CLI.md):
+    /// ro, rw, allow_other, allow_root, default_permissions, exec, noexec,
+    /// suid, nosuid, dev, nodev, atime, relatime, noatime, nonempty,
+    /// uid=N, gid=N, umask=OOO, keep_ownership, writeback_cache (faster
+    /// small writes; only for a drive no other client writes), key=NAME,
+    /// cache_dir=DIR, cache_size=SIZE, password_file=FILE, endpoint=URL,
+    /// refresh=SECONDS; fstab-only words (defaults, noauto, _netdev, nofail,
+    /// user, x-*, ...) are accepted. Anything else is refused (exit 2).
     #[arg(short = 'o', value_name = "OPTIONS")]
     pub options: Vec<String>,
     /// Internal: run as the background daemon of a `cardfs mount`.
@@ -75,86 +79,36 @@ pub struct MountArgs {
 /// listing of each open volume's log per interval.
 const DEFAULT_REFRESH_SECS: u64 = 5;
 
-/// Kernel-level choices from `-o`.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-struct Access {
-    allow_other: bool,
-    allow_root: bool,
-    writeback_cache: bool,
-}
-
-/// Folds `-o` options into the named options; returns the access options.
-fn apply_options(args: &mut MountArgs) -> anyhow::Result<Access> {
-    let mut access = Access::default();
-    let options: Vec<String> = args
-        .options
-        .iter()
-        .flat_map(|o| o.split(','))
-        .filter(|o| !o.is_empty())
-        .map(str::to_string)
-        .collect();
-    for opt in options {
-        let (name, value) = match opt.split_once('=') {
-            Some((n, v)) => (n, Some(v.to_string())),
-            None => (opt.as_str(), None),
-        };
-        let need = |v: Option<String>| {
-            v.ok_or_else(|| {
-                exit::UsageError(format!("mount option {name} needs a value ({name}=...)"))
-            })
-        };
-        match name {
-            "allow_other" => access.allow_other = true,
-            "allow_root" => access.allow_root = true,
-            "writeback_cache" => access.writeback_cache = true,
-            "ro" => args.read_only = true,
-            "rw" => args.read_only = false,
-            "key" => args.key.key = Some(need(value)?),
-            "password_file" => args.key.password.password_file = Some(need(value)?.into()),
-            "cache_dir" => args.cache_dir = Some(need(value)?.into()),
-            "cache_size" => {
-                args.cache_size = Some(parse_size(&need(value)?).map_err(anyhow::Error::msg)?)
-            }
-            "endpoint" => args.store_args.endpoint = Some(need(value)?),
+/// Folds `-o` options into the named options (parsing is
+/// `cardfs::fuse::options`); returns the mount flags. A bad word is a usage
+/// error (exit 2).
+fn apply_options(args: &mut MountArgs) -> anyhow::Result<MountFlags> {
+    let start = MountFlags {
+        read_only: args.read_only,
+        ..MountFlags::default()
+    };
+    let parsed = options::parse(&args.options, start)?;
+    let bad = |option: String, problem: String| options::OptionError::Value { option, problem };
+    for (name, value) in parsed.cli {
+        let opt = format!("{name}={value}");
+        match name.as_str() {
+            "key" => args.key.key = Some(value),
+            "password_file" => args.key.password.password_file = Some(value.into()),
+            "cache_dir" => args.cache_dir = Some(value.into()),
+            "cache_size" => args.cache_size = Some(parse_size(&value).map_err(|m| bad(opt, m))?),
+            "endpoint" => args.store_args.endpoint = Some(value),
             "refresh" => {
-                args.refresh = need(value)?
+                args.refresh = value
                     .parse()
                     .ok()
                     .filter(|s| *s > 0)
-                    .ok_or_else(|| {
-                        exit::UsageError(format!("mount option {opt:?}: not a number of seconds"))
-                    })?
+                    .ok_or_else(|| bad(opt, "not a number of seconds".into()))?
             }
-            // Options for mount(8) and fstab, or that every cardfs mount has.
-            "defaults"
-            | "auto"
-            | "noauto"
-            | "user"
-            | "nouser"
-            | "users"
-            | "_netdev"
-            | "nofail"
-            | "default_permissions"
-            | "nodev"
-            | "nosuid"
-            | "dev"
-            | "suid"
-            | "exec"
-            | "noexec"
-            | "atime"
-            | "noatime"
-            | "relatime"
-            | "async" => {}
-            n if n.starts_with("x-") || n.starts_with("comment=") => {}
-            _ => {
-                return Err(exit::UsageError(format!(
-                    "unknown mount option {opt:?} (see `cardfs mount --help`)"
-                ))
-                .into());
-            }
+            _ => unreachable!("options::CLI_VALUE_OPTIONS lists only these"),
         }
     }
-    Ok(access)
+    args.read_only = parsed.flags.read_only;
+    Ok(parsed.flags)
 }
 
 /// Parses `512M`, `10G`, `1T`, `4096` (binary units).
@@ -178,13 +132,13 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 
 /// Runs `cardfs mount`.
 pub fn run(mut args: MountArgs) -> anyhow::Result<()> {
-    let access = apply_options(&mut args)?;
+    let flags = apply_options(&mut args)?;
     args.store = absolute_store(&args.store)?;
     check_local_store(&args.store)?;
     if args.daemon_child {
         let result = super::logging::to_daemon_log(&cache_dir(&args)?)
             .context("opening the daemon's log")
-            .and_then(|_log| serve(&args, &access, |_| report("ready")));
+            .and_then(|_log| serve(&args, &flags, |_| report("ready")));
         if let Err(err) = &result {
             // Before readiness the parent is listening; afterwards stdout is
             // /dev/null and this goes nowhere.
@@ -193,7 +147,7 @@ pub fn run(mut args: MountArgs) -> anyhow::Result<()> {
         return result;
     }
     if args.foreground {
-        return serve(&args, &access, |mnt| {
+        return serve(&args, &flags, |mnt| {
             eprintln!(
                 "cardfs: {} mounted on {}; Ctrl-C or `cardfs unmount {}` to unmount",
                 args.store,
@@ -202,7 +156,7 @@ pub fn run(mut args: MountArgs) -> anyhow::Result<()> {
             );
         });
     }
-    background(args, &access)
+    background(args, &flags)
 }
 
 /// A line to the parent of a daemon child (its stdout pipe).
@@ -266,10 +220,13 @@ fn cache_dir(args: &MountArgs) -> anyhow::Result<PathBuf> {
 }
 
 /// Starts the daemon child and waits until it is ready or has failed.
-fn background(args: MountArgs, access: &Access) -> anyhow::Result<()> {
+fn background(args: MountArgs, flags: &MountFlags) -> anyhow::Result<()> {
     // Errors found here are the same the child would find, but clearer
     // before a process is spawned.
     let mnt = mountpoint::check_free(&args.mountpoint)?;
+    if !flags.nonempty {
+        mountpoint::check_empty(&mnt)?;
+    }
     let cache_dir = mountpoint::absolute(&cache_dir(&args)?)?;
     std::fs::create_dir_all(&cache_dir)
         .with_context(|| format!("creating cache directory {}", cache_dir.display()))?;
@@ -296,15 +253,7 @@ fn background(args: MountArgs, access: &Access) -> anyhow::Result<()> {
     if let Some(fp) = &args.owner_fingerprint {
         cmd.arg("--owner-fingerprint").arg(fp);
     }
-    if access.allow_other {
-        cmd.arg("-o").arg("allow_other");
-    }
-    if access.allow_root {
-        cmd.arg("-o").arg("allow_root");
-    }
-    if access.writeback_cache {
-        cmd.arg("-o").arg("writeback_cache");
-    }
+    cmd.arg("-o").arg(options::to_words(flags).join(","));
     if let Some(endpoint) = &args.store_args.endpoint {
         cmd.arg("--endpoint").arg(endpoint);
     }
@@ -373,8 +322,11 @@ fn background(args: MountArgs, access: &Access) -> anyhow::Result<()> {
 
 /// Does the work of a mount in this process: verify, mount, serve until
 /// unmounted. `ready` is called once the mount answers requests.
-fn serve(args: &MountArgs, access: &Access, ready: impl FnOnce(&Path)) -> anyhow::Result<()> {
+fn serve(args: &MountArgs, flags: &MountFlags, ready: impl FnOnce(&Path)) -> anyhow::Result<()> {
     let mnt = mountpoint::check_free(&args.mountpoint)?;
+    if !flags.nonempty {
+        mountpoint::check_empty(&mnt)?;
+    }
     let cache_dir = mountpoint::absolute(&cache_dir(args)?)?;
     let _lock = daemon::lock_cache_dir(&cache_dir, &mnt)?;
     let me = open::unlock(&args.key)?;
@@ -413,16 +365,14 @@ fn serve(args: &MountArgs, access: &Access, ready: impl FnOnce(&Path)) -> anyhow
 
     let settings = MountSettings {
         source: args.store.clone(),
-        read_only: args.read_only,
-        allow_other: access.allow_other,
-        allow_root: access.allow_root,
-        writeback: access.writeback_cache,
+        flags: flags.clone(),
     };
     let fs = DriveFs::new(
         drive.clone(),
         rt.handle().clone(),
         settings.writeback_cache(),
-    );
+    )
+    .with_ownership(flags.ownership);
     let plan = daemon::MountPlan {
         fs,
         mountpoint: mnt.clone(),
@@ -486,8 +436,8 @@ mod tests {
             "-o",
             "cache_size=2G,password_file=/etc/pw,x-systemd.automount,ro,refresh=12",
         ]);
-        let access = apply_options(&mut a).unwrap();
-        assert!(access.allow_other && !access.allow_root && access.writeback_cache);
+        let flags = apply_options(&mut a).unwrap();
+        assert!(flags.allow_other && !flags.allow_root && flags.writeback_cache);
         assert_eq!(a.key.key.as_deref(), Some("alice"));
         assert_eq!(a.cache_size, Some(2 << 30));
         assert_eq!(a.key.password.password_file, Some(PathBuf::from("/etc/pw")));
@@ -498,7 +448,8 @@ mod tests {
     #[test]
     fn unknown_or_incomplete_options_are_refused() {
         let mut a = parse(&["d", "/m", "-o", "frobnicate"]);
-        assert!(apply_options(&mut a).is_err());
+        let err = apply_options(&mut a).unwrap_err();
+        assert_eq!(exit::code_of(&err), 2, "{err:#}");
         let mut a = parse(&["d", "/m", "-o", "key"]);
         assert!(apply_options(&mut a).is_err());
         let mut a = parse(&["d", "/m", "-o", "refresh=0"]);

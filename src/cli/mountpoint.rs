@@ -92,6 +92,17 @@ pub fn check_free(path: &Path) -> Result<PathBuf, UserError> {
     }
 }
 
+/// Refuses a mountpoint that holds files (mounting would hide them).
+pub fn check_empty(path: &Path) -> Result<(), UserError> {
+    let has_entries = std::fs::read_dir(path).is_ok_and(|mut e| e.next().is_some());
+    if has_entries {
+        return Err(UserError::MountpointNotEmpty {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(())
+}
+
 /// Unmounts `path` with `umount2(2)`; `lazy` detaches a busy mount.
 #[allow(unsafe_code)] // umount2: no safe wrapper in std.
 pub fn unmount(path: &Path, lazy: bool) -> io::Result<()> {

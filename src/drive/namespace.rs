@@ -35,6 +35,12 @@ impl Drive {
         self.r.attr_out(a.vol, attr).await
     }
 
+    /// Whether `ino` is in a shared folder (another volume than the root
+    /// volume, or anything on a member's mount).
+    pub fn in_shared_folder(&self, ino: Ino) -> bool {
+        self.r.in_shared_folder(ino)
+    }
+
     /// Inode numbers are stable for the life of the mount: nothing to forget.
     pub fn forget(&self, _ino: Ino, _nlookup: u64) {}
 
@@ -141,6 +147,21 @@ impl Drive {
         let a = self.r.at_mut(parent).await?;
         let _g = self.r.gate(&a).await;
         let attr = a.e.mkdir(a.node, name, mode, who)?;
+        self.r.attr_out(a.vol, attr).await
+    }
+
+    /// Creates a FIFO, socket or device node.
+    pub async fn mknod(
+        &self,
+        parent: Ino,
+        name: &OsStr,
+        mode: u32,
+        special: Special,
+        who: Caller,
+    ) -> Result<Attr> {
+        let a = self.r.at_mut(parent).await?;
+        let _g = self.r.gate(&a).await;
+        let attr = a.e.mknod(a.node, name, mode, special, who)?;
         self.r.attr_out(a.vol, attr).await
     }
 
@@ -273,9 +294,13 @@ impl Drive {
     }
 
     pub async fn statfs(&self) -> Result<StatFs> {
-        Ok(statfs(
-            self.r.engines().iter().map(|e| e.node_count()).sum(),
-        ))
+        let (files, bytes) = self
+            .r
+            .engines()
+            .iter()
+            .map(|e| e.usage())
+            .fold((0, 0), |(f, b), (f2, b2)| (f + f2, b + b2));
+        Ok(statfs(files, bytes))
     }
 
     pub async fn setxattr(

@@ -28,10 +28,11 @@ pub fn is_dirlike(kind: u8) -> bool {
     kind == KIND_DIR || kind == KIND_VOLUME
 }
 
-/// A random node id not in use (never 0 or the root).
+/// A random node id not in use (never 0 or the root), below 2^53 so that
+/// the router can use it as the inode number (see `router::inos`).
 pub fn fresh_id(tree: &Tree) -> u64 {
     loop {
-        let id = u64::from_le_bytes(random_array());
+        let id = u64::from_le_bytes(random_array()) & ((1 << 53) - 1);
         if id > ROOT && !tree.nodes.contains_key(&id) {
             return id;
         }

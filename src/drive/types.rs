@@ -21,6 +21,35 @@ pub enum FileKind {
     File,
     Dir,
     Symlink,
+    /// Special files: stored as nodes, their I/O is the kernel's.
+    Fifo,
+    Socket,
+    CharDevice,
+    BlockDevice,
+}
+
+/// A special file to create with `mknod`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Special {
+    Fifo,
+    Socket,
+    /// A character device and its device number.
+    CharDevice(u64),
+    BlockDevice(u64),
+}
+
+impl Special {
+    /// The special file a `mknod` mode (`S_IFMT` bits) and `rdev` ask for;
+    /// `None` for a regular file or an unknown type.
+    pub fn from_mode(mode: u32, rdev: u64) -> Option<Self> {
+        match mode & libc::S_IFMT {
+            libc::S_IFIFO => Some(Special::Fifo),
+            libc::S_IFSOCK => Some(Special::Socket),
+            libc::S_IFCHR => Some(Special::CharDevice(rdev)),
+            libc::S_IFBLK => Some(Special::BlockDevice(rdev)),
+            _ => None,
+        }
+    }
 }
 
 /// What `getattr` returns.

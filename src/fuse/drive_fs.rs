@@ -15,9 +15,11 @@
 //!   reads around partial pages even on write-only files) and without
 //!   O_APPEND (the kernel places appended data itself).
 
+use super::options::Ownership;
 use super::settings::{TTL, tune_kernel};
 use crate::drive::{
-    self, Attr, Caller, Drive, DriveError, FileKind, Ino, RenameFlags, SetAttr, TimeSet, XattrSet,
+    self, Attr, Caller, Drive, DriveError, FileKind, Ino, RenameFlags, SetAttr, Special, TimeSet,
+    XattrSet,
 };
 use fuser::{
     AccessFlags, CopyFileRangeFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
@@ -41,18 +43,69 @@ pub struct DriveFs {
     writeback_cache: bool,
     /// (size, mtime) of each file when last opened or released here.
     seen: Arc<Mutex<HashMap<Ino, (u64, SystemTime)>>>,
+    present: Present,
+}
+
+/// How attributes are shown (`uid=`, `gid=`, `umask=`, and the member
+/// ownership model of docs/SHARING.md): a view only, never stored.
+#[derive(Clone)]
+struct Present {
+    drive: Drive,
+    ownership: Ownership,
+    /// The mounting user (the daemon's uid and gid).
+    me: (u32, u32),
+}
+
+impl Present {
+    fn attr(&self, mut a: Attr) -> Attr {
+        let o = &self.ownership;
+        let as_mine = !o.keep_ownership && self.drive.in_shared_folder(a.ino);
+        if let Some(uid) = o.uid {
+            a.uid = uid;
+        } else if as_mine {
+            a.uid = self.me.0;
+        }
+        if let Some(gid) = o.gid {
+            a.gid = gid;
+        } else if as_mine {
+            a.gid = self.me.1;
+        }
+        if let Some(mask) = o.umask {
+            a.perm &= !mask;
+        }
+        a
+    }
+}
+
+/// The uid and gid this process runs as (the owner of `/proc/self`).
+fn process_owner() -> (u32, u32) {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").map_or((0, 0), |m| (m.uid(), m.gid()))
 }
 
 impl DriveFs {
     /// Serves `drive`, running its calls on `rt` (a runtime owned by the
     /// daemon). `writeback_cache` must match the mount's kernel setting.
     pub fn new(drive: Drive, rt: tokio::runtime::Handle, writeback_cache: bool) -> Self {
+        let present = Present {
+            drive: drive.clone(),
+            ownership: Ownership::default(),
+            me: process_owner(),
+        };
         Self {
             drive,
             rt,
             writeback_cache,
             seen: Arc::default(),
+            present,
         }
+    }
+
+    /// Presents owners and modes as `ownership` says (see docs/CLI.md,
+    /// `uid=`, `gid=`, `umask=`, `keep_ownership`).
+    pub fn with_ownership(mut self, ownership: Ownership) -> Self {
+        self.present.ownership = ownership;
+        self
     }
 
     /// Runs `call` on the runtime; replies with `ok` or the error's errno
@@ -187,6 +240,10 @@ fn file_type(kind: FileKind) -> FileType {
         FileKind::File => FileType::RegularFile,
         FileKind::Dir => FileType::Directory,
         FileKind::Symlink => FileType::Symlink,
+        FileKind::Fifo => FileType::NamedPipe,
+        FileKind::Socket => FileType::Socket,
+        FileKind::CharDevice => FileType::CharDevice,
+        FileKind::BlockDevice => FileType::BlockDevice,
     }
 }
 
@@ -222,6 +279,11 @@ fn entry(reply: ReplyEntry, attr: Attr) {
     reply.entry(&TTL, &file_attr(&attr), Generation(0));
 }
 
+/// An entry reply showing `attr` as `p` presents it.
+fn entry_with(p: Present) -> impl FnOnce(ReplyEntry, Attr) + Send + 'static {
+    move |r, a| entry(r, p.attr(a))
+}
+
 /// Answers a getxattr/listxattr: the size when asked for it (`size` 0),
 /// ERANGE when the buffer is too small, the bytes otherwise.
 fn xattr_reply(reply: ReplyXattr, size: u32, data: &[u8]) {
@@ -254,7 +316,7 @@ impl Filesystem for DriveFs {
             "lookup",
             reply,
             async move { d.lookup(parent.0, &name).await },
-            entry,
+            entry_with(self.present.clone()),
         );
     }
 
@@ -263,12 +325,12 @@ impl Filesystem for DriveFs {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        let d = self.drive.clone();
+        let (d, p) = (self.drive.clone(), self.present.clone());
         self.forward(
             "getattr",
             reply,
             async move { d.getattr(ino.0).await },
-            |r, a| r.attr(&TTL, &file_attr(&a)),
+            move |r, a| r.attr(&TTL, &file_attr(&p.attr(a))),
         );
     }
 
@@ -299,12 +361,12 @@ impl Filesystem for DriveFs {
             mtime: mtime.map(time_set),
             ctime,
         };
-        let d = self.drive.clone();
+        let (d, p) = (self.drive.clone(), self.present.clone());
         self.forward(
             "setattr",
             reply,
             async move { d.setattr(ino.0, fh.map(|f| f.0), set).await },
-            |r, a| r.attr(&TTL, &file_attr(&a)),
+            move |r, a| r.attr(&TTL, &file_attr(&p.attr(a))),
         );
     }
 
@@ -325,15 +387,25 @@ impl Filesystem for DriveFs {
         name: &OsStr,
         mode: u32,
         umask: u32,
-        _rdev: u32,
+        rdev: u32,
         reply: ReplyEntry,
     ) {
-        // Only regular files: the drive stores no devices, FIFOs or sockets.
-        if mode & libc::S_IFMT != libc::S_IFREG {
-            reply.error(Errno::EPERM);
+        let (d, name, who) = (self.drive.clone(), name.to_owned(), caller(req));
+        if mode & libc::S_IFMT != libc::S_IFREG && mode & libc::S_IFMT != 0 {
+            // FIFOs, sockets and devices are stored as nodes; the kernel
+            // does their I/O (and refuses device I/O on a `nodev` mount).
+            let Some(special) = Special::from_mode(mode, u64::from(rdev)) else {
+                reply.error(Errno::EINVAL);
+                return;
+            };
+            self.forward(
+                "mknod",
+                reply,
+                async move { d.mknod(parent.0, &name, mode & !umask, special, who).await },
+                entry,
+            );
             return;
         }
-        let (d, name, who) = (self.drive.clone(), name.to_owned(), caller(req));
         self.forward(
             "mknod",
             reply,
@@ -344,7 +416,7 @@ impl Filesystem for DriveFs {
                 d.release(attr.ino, fh).await?;
                 Ok(attr)
             },
-            entry,
+            entry_with(self.present.clone()),
         );
     }
 
@@ -362,7 +434,7 @@ impl Filesystem for DriveFs {
             "mkdir",
             reply,
             async move { d.mkdir(parent.0, &name, mode & !umask, who).await },
-            entry,
+            entry_with(self.present.clone()),
         );
     }
 
@@ -404,7 +476,7 @@ impl Filesystem for DriveFs {
             "symlink",
             reply,
             async move { d.symlink(parent.0, &name, &target, who).await },
-            entry,
+            entry_with(self.present.clone()),
         );
     }
 
@@ -448,7 +520,7 @@ impl Filesystem for DriveFs {
             "link",
             reply,
             async move { d.link(ino.0, newparent.0, &newname).await },
-            entry,
+            entry_with(self.present.clone()),
         );
     }
 
@@ -747,6 +819,7 @@ impl Filesystem for DriveFs {
             self.seen.clone(),
         );
         let flags = engine_flags(flags, self.writeback_cache);
+        let p = self.present.clone();
         self.forward(
             "create",
             reply,
@@ -755,10 +828,10 @@ impl Filesystem for DriveFs {
                 remember(&seen, &attr);
                 Ok((attr, fh))
             },
-            |r, (attr, fh)| {
+            move |r, (attr, fh)| {
                 r.created(
                     &TTL,
-                    &file_attr(&attr),
+                    &file_attr(&p.attr(attr)),
                     Generation(0),
                     FileHandle(fh),
                     FopenFlags::empty(),

@@ -7,6 +7,7 @@
 //!   use `unsafe` (libc calls), each use with a comment on why it is sound.
 
 pub mod drive_fs;
+pub mod options;
 pub mod settings;
 pub mod static_fs;
 

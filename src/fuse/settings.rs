@@ -32,9 +32,13 @@
 //!   read-only mounts.
 //! - Asynchronous reads and parallel directory operations, so one slow
 //!   lookup (a cache miss fetching from the store) does not stall others.
+//! - Mount flags from `-o` ([`super::options`]): `nodev` and `nosuid`
+//!   unless `dev`/`suid` are given, `noexec`, `noatime`, `ro`; the access
+//!   control (`allow_other`, `allow_root`) is fuser's session ACL.
 //! - `max_background` raised so read-ahead and writeback of several files
 //!   run concurrently instead of 12 requests at a time.
 
+use super::options::{AtimeMode, MountFlags};
 use fuser::{Config, InitFlags, KernelConfig, MountOption, SessionACL};
 use std::path::Path;
 use std::time::Duration;
@@ -53,39 +57,38 @@ pub const MAX_BACKGROUND: u16 = 64;
 pub struct MountSettings {
     /// Shown as the mount's source in `mount` and /proc/mounts.
     pub source: String,
-    pub read_only: bool,
-    /// Let other users reach the mount (with kernel permission checks).
-    pub allow_other: bool,
-    /// Let root reach the mount.
-    pub allow_root: bool,
-    /// Use the kernel's writeback cache (see the module doc: only for a
-    /// drive no other client writes).
-    pub writeback: bool,
+    /// The `-o` flags (see [`super::options`]).
+    pub flags: MountFlags,
 }
 
 impl MountSettings {
     /// The fuser session configuration for these settings.
     pub fn config(&self) -> Config {
+        let f = &self.flags;
         let mut config = Config::default();
         config.mount_options.extend([
             MountOption::FSName(self.source.clone()),
             // As a kernel option (fuser passes `Subtype` only to
             // fusermount): the mount's type becomes `fuse.cardfs`.
             MountOption::CUSTOM("subtype=cardfs".into()),
-            MountOption::NoDev,
-            MountOption::NoSuid,
             // The engine does not check permissions itself: the kernel does,
             // from the mode, uid and gid the engine keeps.
             MountOption::DefaultPermissions,
-            if self.read_only {
-                MountOption::RO
-            } else {
-                MountOption::RW
-            },
+            // fuser's mount defaults to nodev and nosuid unless `Dev` and
+            // `Suid` are given; noexec and noatime are mount flags.
+            pick(!f.read_only, MountOption::RW, MountOption::RO),
+            pick(f.dev, MountOption::Dev, MountOption::NoDev),
+            pick(f.suid, MountOption::Suid, MountOption::NoSuid),
+            pick(f.exec, MountOption::Exec, MountOption::NoExec),
+            pick(
+                f.atime == AtimeMode::Relatime,
+                MountOption::Atime,
+                MountOption::NoAtime,
+            ),
         ]);
-        config.acl = if self.allow_other {
+        config.acl = if f.allow_other {
             SessionACL::All
-        } else if self.allow_root {
+        } else if f.allow_root {
             SessionACL::RootAndOwner
         } else {
             SessionACL::Owner
@@ -97,8 +100,13 @@ impl MountSettings {
 
     /// Whether the kernel's writeback cache is used (see the module doc).
     pub fn writeback_cache(&self) -> bool {
-        self.writeback && !self.read_only
+        self.flags.writeback_cache && !self.flags.read_only
     }
+}
+
+/// `on` or `off` as `flag` says.
+fn pick(flag: bool, on: MountOption, off: MountOption) -> MountOption {
+    if flag { on } else { off }
 }
 
 /// Threads reading kernel requests: one per core, between 2 and 4.
@@ -151,13 +159,19 @@ mod tests {
     fn config_reflects_settings() {
         let s = MountSettings {
             source: "file:///x".into(),
-            read_only: true,
-            allow_other: true,
-            allow_root: false,
-            writeback: true,
+            flags: MountFlags {
+                read_only: true,
+                allow_other: true,
+                writeback_cache: true,
+                exec: false,
+                ..MountFlags::default()
+            },
         };
         let c = s.config();
         assert!(c.mount_options.contains(&MountOption::RO));
+        assert!(c.mount_options.contains(&MountOption::NoExec));
+        assert!(c.mount_options.contains(&MountOption::NoDev));
+        assert!(c.mount_options.contains(&MountOption::NoSuid));
         assert!(c.mount_options.contains(&MountOption::DefaultPermissions));
         assert_eq!(c.acl, SessionACL::All);
         assert!(!s.writeback_cache());

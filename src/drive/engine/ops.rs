@@ -12,7 +12,10 @@ use crate::drive::error::{DriveError, Result};
 use crate::drive::tree::{fresh_id, is_dirlike};
 use crate::drive::types::*;
 use crate::format::crypto::random_array;
-use crate::format::meta::{AttrChange, KIND_DIR, KIND_FILE, KIND_SYMLINK, Node, Op};
+use crate::format::meta::{
+    AttrChange, KIND_BLOCK_DEV, KIND_CHAR_DEV, KIND_DIR, KIND_FIFO, KIND_FILE, KIND_SOCKET,
+    KIND_SYMLINK, Node, Op,
+};
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
@@ -136,6 +139,29 @@ impl Engine {
         }
         let mut node = new_node(KIND_SYMLINK, 0o777, who, 0);
         node.target = t.to_vec();
+        self.make(parent, name, node)
+    }
+
+    /// Creates a FIFO, socket or device node (`mknod`, `mkfifo`, `bind`).
+    pub fn mknod(
+        &self,
+        parent: Ino,
+        name: &OsStr,
+        mode: u32,
+        special: Special,
+        who: Caller,
+    ) -> Result<Attr> {
+        let (kind, rdev) = match special {
+            Special::Fifo => (KIND_FIFO, None),
+            Special::Socket => (KIND_SOCKET, None),
+            Special::CharDevice(d) => (KIND_CHAR_DEV, Some(d)),
+            Special::BlockDevice(d) => (KIND_BLOCK_DEV, Some(d)),
+        };
+        let mut node = new_node(kind, mode, who, 0);
+        // No content: no file key or content identity either.
+        node.file_id = [0; 16];
+        node.file_key = crate::format::meta::FileKey::default();
+        node.target = rdev.map(|d| d.to_le_bytes().to_vec()).unwrap_or_default();
         self.make(parent, name, node)
     }
 
@@ -359,19 +385,30 @@ impl Engine {
         self.lock().close_handle(fh);
     }
 
-    /// Nodes in this engine's view (for `statfs`).
-    pub fn node_count(&self) -> u64 {
-        self.lock().view.nodes.len() as u64
+    /// Nodes in this engine's view, and the plaintext bytes of the file
+    /// blocks they hold (for `statfs`).
+    pub fn usage(&self) -> (u64, u64) {
+        let core = self.lock();
+        let bytes = core
+            .view
+            .nodes
+            .values()
+            .flat_map(|n| n.blocks.values())
+            .map(|b| u64::from(b.len))
+            .sum();
+        (core.view.nodes.len() as u64, bytes)
     }
 }
 
-/// What `statfs` reports for a mount holding `files` nodes.
-pub fn statfs(files: u64) -> StatFs {
-    let total: u64 = 1 << 40; // 4 PiB in 4 KiB units: object storage has no fixed size.
+/// What `statfs` reports for a mount holding `files` nodes whose file
+/// blocks hold `bytes` bytes: those bytes as used, and a constant 4 PiB
+/// free (object storage has no fixed size).
+pub fn statfs(files: u64, bytes: u64) -> StatFs {
+    let free: u64 = 1 << 40; // 4 PiB in 4 KiB units.
     StatFs {
-        blocks: total,
-        bfree: total,
-        bavail: total,
+        blocks: free + bytes.div_ceil(4096),
+        bfree: free,
+        bavail: free,
         files: files + (1 << 32),
         ffree: 1 << 32,
         bsize: 4096,

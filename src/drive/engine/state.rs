@@ -15,7 +15,10 @@ use crate::drive::error::{DriveError, Result};
 use crate::drive::tree::{KIND_VOLUME, Tree, is_dirlike};
 use crate::drive::types::{Attr, Fh, FileKind, Ino};
 use crate::drive::volume::Head;
-use crate::format::meta::{self, KIND_DIR, KIND_SYMLINK, Node, Op};
+use crate::format::meta::{
+    self, KIND_BLOCK_DEV, KIND_CHAR_DEV, KIND_DIR, KIND_FIFO, KIND_SOCKET, KIND_SYMLINK, Node, Op,
+    is_special,
+};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::SystemTime;
 
@@ -144,6 +147,8 @@ impl Core {
                 n.target.len() as u64
             } else if is_dirlike(n.kind) {
                 4096
+            } else if is_special(n.kind) {
+                0
             } else {
                 size
             },
@@ -156,7 +161,8 @@ impl Core {
             mtime: from_time(mtime),
             ctime: from_time(n.ctime.max(mtime)),
             crtime: from_time(n.crtime),
-            rdev: 0,
+            // The kernel's dev_t is 32 bits wide on the FUSE protocol.
+            rdev: n.rdev() as u32,
             blksize: 4096,
         })
     }
@@ -290,6 +296,10 @@ pub fn kind_of(k: u8) -> FileKind {
     match k {
         KIND_DIR | KIND_VOLUME => FileKind::Dir,
         KIND_SYMLINK => FileKind::Symlink,
+        KIND_FIFO => FileKind::Fifo,
+        KIND_SOCKET => FileKind::Socket,
+        KIND_CHAR_DEV => FileKind::CharDevice,
+        KIND_BLOCK_DEV => FileKind::BlockDevice,
         _ => FileKind::File,
     }
 }

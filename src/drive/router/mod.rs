@@ -234,7 +234,10 @@ impl Router {
             return ino;
         }
         inos.remove(&(vol, ROOT));
-        let ino = inos.for_root_node((self.root_volume(), link));
+        let root = self.root.clone();
+        let ino = inos.for_root_node((self.root_volume(), link), |i| {
+            root.as_ref().is_some_and(|r| r.lock().knows(i))
+        });
         inos.set((vol, ROOT), ino);
         links.insert(vol, link);
         ino
@@ -256,12 +259,26 @@ impl Router {
             {
                 return self.register_link(v, node);
             }
-            return locked(&self.inos).for_root_node((vol, node));
+            let root = self.root.clone();
+            return locked(&self.inos).for_root_node((vol, node), |i| {
+                root.as_ref().is_some_and(|r| r.lock().knows(i))
+            });
         }
         let root = self.root.clone();
         locked(&self.inos).for_other((vol, node), |i| {
             root.as_ref().is_some_and(|r| r.lock().knows(i))
         })
+    }
+
+    /// Whether `ino` lives in another volume than the root volume (a
+    /// shared folder), or this is a member's view (everything is shared).
+    pub fn in_shared_folder(&self, ino: Ino) -> bool {
+        if self.root.is_none() {
+            return true;
+        }
+        locked(&self.inos)
+            .place(ino)
+            .is_some_and(|(vol, _)| vol != self.root_volume())
     }
 
     /// Where inode `ino` lives (opening its volume if needed).

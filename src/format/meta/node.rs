@@ -3,8 +3,10 @@
 //! timestamps ([`Time`]), as carried in snapshots and `Create` ops.
 //!
 //! Invariants: decoders refuse unknown node kinds, out-of-range
-//! nanoseconds, and volume links that are not exactly a 16-byte volume id
-//! with no blocks and no entries.
+//! nanoseconds, volume links that are not exactly a 16-byte volume id
+//! with no blocks and no entries, and special files (FIFO, socket,
+//! devices) with a size, blocks, entries, or a target other than their
+//! device number (8 bytes for devices, empty otherwise).
 
 use crate::format::crypto::random_array;
 use crate::format::wire::{FormatError, Reader, Writer};
@@ -111,6 +113,19 @@ pub const KIND_SYMLINK: u8 = 3;
 /// A link to another volume (a shared folder): `target` holds the 16-byte
 /// volume id; no blocks, no entries.
 pub const KIND_VOLUME: u8 = 4;
+/// Special files: the drive stores only their identity (kind, mode,
+/// owner, times, xattrs); their I/O is the kernel's. Devices carry their
+/// device number (`rdev`, u64 little-endian) as the 8-byte `target`; a
+/// FIFO or socket has an empty target. None has a size, blocks or entries.
+pub const KIND_FIFO: u8 = 5;
+pub const KIND_SOCKET: u8 = 6;
+pub const KIND_CHAR_DEV: u8 = 7;
+pub const KIND_BLOCK_DEV: u8 = 8;
+
+/// Whether `kind` is a special file (FIFO, socket, character or block device).
+pub fn is_special(kind: u8) -> bool {
+    (KIND_FIFO..=KIND_BLOCK_DEV).contains(&kind)
+}
 
 /// A directory entry: child node and its stable readdir cookie.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -199,7 +214,7 @@ impl Node {
             version: r.u64()?,
             ..Default::default()
         };
-        if !(KIND_FILE..=KIND_VOLUME).contains(&n.kind) {
+        if !(KIND_FILE..=KIND_BLOCK_DEV).contains(&n.kind) {
             return Err(FormatError::Invalid("node kind"));
         }
         for _ in 0..r.count(BLOCK_REF_LEN)? {
@@ -227,7 +242,33 @@ impl Node {
         {
             return Err(FormatError::Invalid("volume link"));
         }
+        if is_special(n.kind) {
+            let target_len = match n.kind {
+                KIND_CHAR_DEV | KIND_BLOCK_DEV => 8,
+                _ => 0,
+            };
+            if n.target.len() != target_len
+                || n.size != 0
+                || !n.blocks.is_empty()
+                || !n.entries.is_empty()
+            {
+                return Err(FormatError::Invalid("special file"));
+            }
+        }
         Ok(n)
+    }
+
+    /// The device number of a device node (0 for any other kind).
+    pub fn rdev(&self) -> u64 {
+        match self.kind {
+            KIND_CHAR_DEV | KIND_BLOCK_DEV => self
+                .target
+                .as_slice()
+                .try_into()
+                .map(u64::from_le_bytes)
+                .unwrap_or(0),
+            _ => 0,
+        }
     }
 
     /// The volume a `KIND_VOLUME` node links to.
@@ -297,10 +338,79 @@ mod tests {
             );
         }
         let mut w = Writer::new();
-        Node { kind: 5, ..n }.write(&mut w);
+        Node { kind: 9, ..n }.write(&mut w);
         assert_eq!(
             Node::read(&mut Reader::new(&w.0)),
             Err(FormatError::Invalid("node kind"))
         );
+    }
+
+    #[test]
+    fn special_file_nodes_round_trip_known_answer_and_checks() {
+        let dev = Node {
+            id: 12,
+            kind: KIND_CHAR_DEV,
+            perm: 0o640,
+            uid: 1000,
+            gid: 5,
+            nlink: 1,
+            target: 0x0103u64.to_le_bytes().to_vec(),
+            ..Default::default()
+        };
+        let fifo = Node {
+            id: 13,
+            kind: KIND_FIFO,
+            perm: 0o600,
+            nlink: 1,
+            ..Default::default()
+        };
+        let mut w = Writer::new();
+        dev.write(&mut w);
+        fifo.write(&mut w);
+        let enc = w.into_vec();
+        let mut r = Reader::new(&enc);
+        assert_eq!(Node::read(&mut r).unwrap(), dev);
+        assert_eq!(Node::read(&mut r).unwrap(), fifo);
+        assert_eq!(dev.rdev(), 0x0103);
+        assert_eq!(fifo.rdev(), 0);
+        let hex: String = sha256(&enc).iter().map(|x| format!("{x:02x}")).collect();
+        assert_eq!(
+            hex,
+            "b50fd982d66f677e21e38098fb80d8e76237c5e1cf81659c9a8590b37e1654d8"
+        );
+        for bad in [
+            Node {
+                target: vec![1; 4],
+                ..dev.clone()
+            },
+            Node {
+                target: vec![1; 8],
+                ..fifo.clone()
+            },
+            Node {
+                size: 1,
+                ..fifo.clone()
+            },
+            Node {
+                kind: KIND_SOCKET,
+                blocks: [(
+                    0,
+                    BlockRef {
+                        id: [1; 16],
+                        len: 1,
+                        epoch: 0,
+                    },
+                )]
+                .into(),
+                ..fifo.clone()
+            },
+        ] {
+            let mut w = Writer::new();
+            bad.write(&mut w);
+            assert_eq!(
+                Node::read(&mut Reader::new(&w.0)),
+                Err(FormatError::Invalid("special file"))
+            );
+        }
     }
 }
