@@ -7,10 +7,10 @@
 use super::control::Request;
 use super::daemon::Backend;
 use super::exit::UserError;
-use super::share::share_field;
 use anyhow::Context;
-use cardfs::drive::{Drive, DriveError, DriveStatus, Ino, Member, ROOT_INO, Role};
+use cardfs::drive::{Drive, DriveError, DriveStatus, Ino, Member, ROOT_INO, Role, ShareInfo};
 use cardfs::format::card::{Card, CardId};
+use cardfs::format::wire::hex;
 use cardfs::identity::directory::{self, DirectoryError};
 use cardfs::store::ObjectStore;
 use std::ffi::OsStr;
@@ -284,6 +284,42 @@ pub fn utc(t: SystemTime) -> String {
         rem / 3600,
         rem % 3600 / 60,
         rem % 60
+    )
+}
+
+/// A role as the control protocol and `share list` name it.
+pub fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Reader => "reader",
+        Role::Writer => "writer",
+        Role::Owner => "owner",
+    }
+}
+
+/// One `share` field: `PATH-HEX VOLUME GENERATION OWNER MY-ROLE
+/// ID:ROLE,ID:ROLE...` (every part free of spaces and newlines).
+pub fn share_field(info: &ShareInfo) -> (String, String) {
+    let members: Vec<String> = info
+        .members
+        .iter()
+        .map(|m| format!("{}:{}", hex(&m.card_id), role_name(m.role)))
+        .collect();
+    let path = info.path.as_bytes();
+    (
+        "share".into(),
+        format!(
+            "{} {} {} {} {} {}",
+            if path.is_empty() {
+                ".".into()
+            } else {
+                hex(path)
+            },
+            hex(&info.volume),
+            info.generation,
+            hex(&info.owner),
+            role_name(info.my_role),
+            members.join(",")
+        ),
     )
 }
 

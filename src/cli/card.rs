@@ -1,14 +1,13 @@
 //! `cardfs card ...` and `cardfs authority ...`: create, exchange, pin,
 //! approve and trust cards in `$CARDFS_HOME/cards/`.
 
+use super::card_files::{card_store, read_card_file};
 use super::key::{NewKeyArgs, generate};
 use super::password::{PasswordArgs, key_store, unlock_key};
 use anyhow::{Context, bail};
 use cardfs::format::card::Card;
 use cardfs::format::key::UserKey;
 use cardfs::identity::cards::{CardStore, Pinned};
-use cardfs::identity::home_from_env;
-use std::io::Read;
 use std::path::Path;
 
 #[derive(Debug, clap::Subcommand)]
@@ -76,32 +75,11 @@ pub enum AuthorityCommand {
     List,
 }
 
-pub fn card_store() -> anyhow::Result<CardStore> {
-    Ok(CardStore::new(&home_from_env()?))
-}
-
 fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
-}
-
-/// Reads a card from FILE or `-`, as text or binary.
-pub fn read_card_file(file: &str) -> anyhow::Result<Card> {
-    let mut bytes = Vec::new();
-    if file == "-" {
-        std::io::stdin()
-            .read_to_end(&mut bytes)
-            .context("reading the card from stdin")?;
-    } else {
-        bytes = std::fs::read(file).with_context(|| format!("reading card file {file}"))?;
-    }
-    let card = match std::str::from_utf8(&bytes) {
-        Ok(text) if !text.starts_with("CFSC") => Card::from_text(text),
-        _ => Card::from_bytes(&bytes),
-    };
-    card.with_context(|| format!("refusing card {file}"))
 }
 
 /// The pinned card holding `key`'s public keys.

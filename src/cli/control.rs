@@ -13,7 +13,7 @@
 //! `field NAME VALUE` lines and ends with one final line, `ok` or
 //! `error CODE MESSAGE`. A line of any other shape is refused.
 
-use super::exit::{GENERIC, UserError};
+use super::exit::{DaemonError, GENERIC, UserError};
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -219,21 +219,6 @@ pub fn socket_path(mountpoint: &Path) -> anyhow::Result<PathBuf> {
     let name = super::paths::short_hash(mountpoint.as_os_str().as_bytes());
     Ok(run_dir()?.join(format!("{name}.sock")))
 }
-
-/// An error the daemon reported, carrying its exit code.
-#[derive(Debug)]
-pub struct DaemonError {
-    pub code: u8,
-    pub message: String,
-}
-
-impl std::fmt::Display for DaemonError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for DaemonError {}
 
 /// Sends `request` to the daemon serving `mountpoint` and returns its
 /// fields; `on_progress` sees every progress line.

@@ -2,7 +2,7 @@
 //! the trust decision for cards found there (see
 //! `cardfs::identity::{directory, trust}`).
 
-use super::card::{card_store, read_card_file};
+use super::card_files::{card_store, read_card_file};
 use super::password::key_store;
 use anyhow::{Context, bail};
 use cardfs::format::card::{Card, CardId};

@@ -6,7 +6,8 @@
 //! signature) checked out, and removed on any failure. To stdout, each
 //! chunk is written only after it authenticated.
 
-use super::card::{card_store, own_card};
+use super::card::own_card;
+use super::card_files::card_store;
 use super::password::{PasswordArgs, key_store, unlock_key};
 use anyhow::{Context, bail};
 use cardfs::format::card::Card;

@@ -259,6 +259,21 @@ impl fmt::Display for UserError {
 
 impl std::error::Error for UserError {}
 
+/// An error the daemon reported, carrying its exit code.
+#[derive(Debug)]
+pub struct DaemonError {
+    pub code: u8,
+    pub message: String,
+}
+
+impl std::fmt::Display for DaemonError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for DaemonError {}
+
 /// Bad usage that clap cannot see (a `-o` mount option it does not know).
 #[derive(Debug)]
 pub struct UsageError(pub String);
@@ -279,10 +294,7 @@ pub fn code_of(err: &anyhow::Error) -> u8 {
             // An error a mount daemon reported keeps the daemon's code.
             e.downcast_ref::<UserError>()
                 .map(UserError::code)
-                .or_else(|| {
-                    e.downcast_ref::<super::control::DaemonError>()
-                        .map(|d| d.code)
-                })
+                .or_else(|| e.downcast_ref::<DaemonError>().map(|d| d.code))
                 .or_else(|| e.downcast_ref::<UsageError>().map(|_| USAGE))
                 // A refused `-o` word is bad usage, like clap's errors.
                 .or_else(|| {

@@ -3,6 +3,7 @@
 
 mod backend;
 mod card;
+mod card_files;
 mod control;
 mod control_cmds;
 mod daemon;

@@ -306,7 +306,7 @@ fn background(args: MountArgs, flags: &MountFlags) -> anyhow::Result<()> {
         if let Some(rest) = line.strip_prefix("error ") {
             let (code, message) = rest.split_once(' ').unwrap_or((rest, ""));
             let _ = child.wait();
-            return Err(control::DaemonError {
+            return Err(exit::DaemonError {
                 code: code.parse().unwrap_or(exit::GENERIC),
                 message: message.to_string(),
             }
@@ -341,7 +341,7 @@ fn serve(args: &MountArgs, flags: &MountFlags, ready: impl FnOnce(&Path)) -> any
         let header = cardfs::drive::read_header(store.as_ref())
             .await
             .map_err(|e| open::drive_error(e, &args.store))?;
-        let cards = super::card::card_store()?;
+        let cards = super::card_files::card_store()?;
         if let owner::Owner::Other(card, _) =
             owner::check(&header, &me, &cards, args.owner_fingerprint.as_deref())?
         {

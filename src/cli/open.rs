@@ -78,7 +78,7 @@ pub fn password_for_child(args: &KeyArgs) -> anyhow::Result<Option<password::Sec
 pub fn unlock(args: &KeyArgs) -> anyhow::Result<Unlocked> {
     let name = key_name(args)?;
     let key = password::unlock_key(&name, &args.password).map_err(|e| key_error(e, &name))?;
-    let cards = super::card::card_store()?;
+    let cards = super::card_files::card_store()?;
     let card =
         super::card::own_card(&cards, &key).map_err(|_| UserError::MissingCard { key: name })?;
     let identity = Identity::new(

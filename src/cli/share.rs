@@ -8,14 +8,14 @@
 //! the daemon; every path and card travels hex-encoded (see
 //! [`control::Request`]).
 
-use super::backend::YOUR_ROLE;
+use super::backend::{YOUR_ROLE, role_name};
 use super::control::{self, Request};
 use super::exit::UserError;
 use super::member::{self, Directory, Vouched};
 use super::mountpoint;
 use super::progress::Progress;
 use anyhow::Context;
-use cardfs::drive::{Role, ShareInfo};
+use cardfs::drive::Role;
 use cardfs::format::card::{Card, CardId};
 use cardfs::format::wire::{hex, parse_hex};
 use cardfs::identity::cards::CardStore;
@@ -133,7 +133,7 @@ fn cards_from(fields: Vec<(String, String)>) -> anyhow::Result<Vec<Card>> {
 }
 
 fn card_store() -> anyhow::Result<CardStore> {
-    super::card::card_store()
+    super::card_files::card_store()
 }
 
 fn rel_bytes(rel: &Path) -> Vec<u8> {
@@ -288,14 +288,6 @@ pub struct Share {
     pub members: Vec<([u8; 32], Role)>,
 }
 
-fn role_name(role: Role) -> &'static str {
-    match role {
-        Role::Reader => "reader",
-        Role::Writer => "writer",
-        Role::Owner => "owner",
-    }
-}
-
 fn role_from(name: &str) -> Option<Role> {
     match name {
         "reader" => Some(Role::Reader),
@@ -303,33 +295,6 @@ fn role_from(name: &str) -> Option<Role> {
         "owner" => Some(Role::Owner),
         _ => None,
     }
-}
-
-/// One `share` field: `PATH-HEX VOLUME GENERATION OWNER MY-ROLE
-/// ID:ROLE,ID:ROLE...` (every part free of spaces and newlines).
-pub fn share_field(info: &ShareInfo) -> (String, String) {
-    let members: Vec<String> = info
-        .members
-        .iter()
-        .map(|m| format!("{}:{}", hex(&m.card_id), role_name(m.role)))
-        .collect();
-    let path = info.path.as_bytes();
-    (
-        "share".into(),
-        format!(
-            "{} {} {} {} {} {}",
-            if path.is_empty() {
-                ".".into()
-            } else {
-                hex(path)
-            },
-            hex(&info.volume),
-            info.generation,
-            hex(&info.owner),
-            role_name(info.my_role),
-            members.join(",")
-        ),
-    )
 }
 
 fn parse_share(value: &str) -> Option<Share> {
@@ -394,6 +359,8 @@ fn print_shares(cards: &CardStore, shares: &[Share]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::backend::share_field;
+    use cardfs::drive::ShareInfo;
     use cardfs::drive::ShareMember;
 
     #[test]
