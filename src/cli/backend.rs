@@ -236,7 +236,7 @@ pub fn status_fields(s: &DriveStatus, now: SystemTime) -> Vec<(String, String)> 
             format!("{} ({ago} s ago)", utc(t))
         }
     };
-    vec![
+    let mut fields = vec![
         (
             "pending_uploads".into(),
             format!("{} changes, {}", s.pending_ops, bytes(s.pending_bytes)),
@@ -246,7 +246,23 @@ pub fn status_fields(s: &DriveStatus, now: SystemTime) -> Vec<(String, String)> 
             "store_reachable".into(),
             if s.store_reachable { "yes" } else { "no" }.into(),
         ),
-    ]
+    ];
+    if s.cache_full {
+        fields.push((
+            "cache".into(),
+            "full: writes fail with ENOSPC until the store takes uploads again".into(),
+        ));
+    }
+    if !s.lost_unsealed.is_empty() {
+        fields.push((
+            "lost_writes".into(),
+            format!(
+                "the daemon stopped before these files' last writes were sealed: {}",
+                s.lost_unsealed.join(", ")
+            ),
+        ));
+    }
+    fields
 }
 
 /// `n` bytes in binary units.
@@ -352,10 +368,14 @@ mod tests {
             pending_bytes: 2048,
             last_commit: Some(UNIX_EPOCH + Duration::from_secs(88)),
             store_reachable: false,
+            cache_full: true,
+            lost_unsealed: vec!["a/b.txt".into()],
         };
         let f = status_fields(&s, now);
         assert_eq!(f[0].1, "3 changes, 2.0 KiB");
         assert_eq!(f[1].1, "1970-01-01 00:01:28 UTC (12 s ago)");
         assert_eq!(f[2].1, "no");
+        assert!(f[3].1.starts_with("full"), "{:?}", f[3]);
+        assert!(f[4].1.ends_with("a/b.txt"), "{:?}", f[4]);
     }
 }

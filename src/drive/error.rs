@@ -83,6 +83,12 @@ pub enum DriveError {
     /// Another engine (in this or another process) uses the cache directory.
     #[error("cache directory {0} is in use by another cardfs instance")]
     CacheInUse(String),
+    /// The cache is full of data not yet uploaded and the store cannot
+    /// take uploads now, so nothing can be freed.
+    #[error(
+        "local cache full: {pending} bytes wait for upload (bound {bound}) and the store does not take uploads now"
+    )]
+    NoSpace { pending: u64, bound: u64 },
 }
 
 impl DriveError {
@@ -110,9 +116,16 @@ impl DriveError {
             NotMember => libc::EACCES,
             Store(StoreError::NotFound { .. }) => libc::EIO,
             Store(_) => libc::EIO,
+            // A full disk under the cache is ENOSPC, never EIO.
+            Cache { source, .. }
+                if matches!(source.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) =>
+            {
+                libc::ENOSPC
+            }
             Cache { .. } => libc::EIO,
             CacheInUse(_) => libc::EBUSY,
             CommitFailed(_) => libc::EIO,
+            NoSpace { .. } => libc::ENOSPC,
         }
     }
 

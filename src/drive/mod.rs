@@ -5,7 +5,9 @@
 //! Invariants:
 //! - The store only ever sees random-looking object names and ciphertext.
 //! - Every metadata change is signed by its writer and verified before use.
-//! - A change acknowledged by `fsync` survives a crash of the process.
+//! - A change acknowledged by `fsync` survives a crash of the machine; a
+//!   queued change (a namespace call, a closed or flushed file) survives a
+//!   crash of the process (it is journalled as it is queued).
 //!
 //! Deviations from the API contract (Rust has no overloading, so the two
 //! associated functions cannot share names with the `create`/`open` file
@@ -163,6 +165,8 @@ impl Drive {
             pending_bytes: 0,
             last_commit: None,
             store_reachable: true,
+            cache_full: false,
+            lost_unsealed: Vec::new(),
         };
         for e in self.r.engines() {
             let x = e.status();
@@ -170,6 +174,8 @@ impl Drive {
             s.pending_bytes += x.pending_bytes;
             s.last_commit = s.last_commit.max(x.last_commit);
             s.store_reachable &= x.store_reachable;
+            s.cache_full |= x.cache_full;
+            s.lost_unsealed.extend(x.lost_unsealed);
         }
         s
     }
@@ -185,8 +191,9 @@ impl Drive {
     }
 
     /// Simulates a crash (for tests and tools): background work stops at
-    /// once and nothing more is written to the store or the cache; changes
-    /// not made durable by `fsync` are lost, as in a killed process.
+    /// once and nothing more is written to the store or the cache, as in a
+    /// killed process. What was journalled survives (every queued op:
+    /// closed files, namespace changes); unsealed writes are lost.
     pub async fn abandon(self) {
         self.r.stop_task();
         for e in self.r.engines() {

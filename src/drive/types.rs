@@ -174,8 +174,15 @@ pub struct DriveStatus {
     pub pending_bytes: u64,
     /// When this client last committed a log entry.
     pub last_commit: Option<SystemTime>,
-    /// Whether the last store request succeeded.
+    /// Whether the store answers: the last request succeeded, and no
+    /// commit has waited a minute for an answer.
     pub store_reachable: bool,
+    /// Writes are refused with ENOSPC: the cache's disk (or its size
+    /// bound) is full of data the store cannot take now.
+    pub cache_full: bool,
+    /// Files that lost writes not yet sealed when the daemon last stopped
+    /// without unmounting (paths in the drive); reported by one `status`.
+    pub lost_unsealed: Vec<String>,
 }
 
 /// A member of a shared folder.

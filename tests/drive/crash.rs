@@ -3,12 +3,11 @@
 //! (before its uploads, or while they run). Reopening with the same cache
 //! directory must find every fsynced byte.
 
+use crate::support::drive::crash::{self, load_identity, save_identity};
 use crate::support::drive::*;
 use cardfs::drive::*;
 use cardfs::store::{LocalStore, ObjectStore};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 const CHILD_ENV: &str = "CARDFS_TEST_CRASH_CHILD";
@@ -19,52 +18,13 @@ fn content(len: usize) -> Vec<u8> {
         .collect()
 }
 
-fn save_identity(id: &Identity, path: &Path) {
-    let bytes = [
-        id.x25519.to_bytes().as_slice(),
-        &id.ed25519.to_bytes(),
-        &id.card_id,
-    ]
-    .concat();
-    std::fs::write(path, bytes).unwrap();
-}
-
-fn load_identity(path: &Path) -> Identity {
-    let b = std::fs::read(path).unwrap();
-    Identity::new(
-        x25519_dalek::StaticSecret::from(<[u8; 32]>::try_from(&b[..32]).unwrap()),
-        ed25519_dalek::SigningKey::from_bytes(&b[32..64].try_into().unwrap()),
-        b[64..96].try_into().unwrap(),
-    )
-}
-
 /// Runs the child role, then kills it with SIGKILL once it says READY.
 fn run_child_and_kill(dir: &Path, mode: &str) {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            &crate::support::test_name(module_path!(), "crash_child_entry"),
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_ENV, format!("{}|{mode}", dir.display()))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let out = BufReader::new(child.stdout.take().unwrap());
-    let mut ready = false;
-    for line in out.lines() {
-        let line = line.unwrap();
-        if line.contains("CHILD-READY") {
-            ready = true;
-            break;
-        }
-    }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
-    assert!(ready, "child never reported READY");
+    crash::run_child_and_kill(
+        &crate::support::test_name(module_path!(), "crash_child_entry"),
+        CHILD_ENV,
+        &format!("{}|{mode}", dir.display()),
+    );
 }
 
 async fn setup(dir: &Path) -> (Arc<dyn ObjectStore>, Identity) {
@@ -156,8 +116,6 @@ async fn crash_child_entry() {
     d.write(a.ino, fh, len as u64 + 10, b"not fsynced")
         .await
         .unwrap();
-    println!("CHILD-READY");
-    use std::io::Write;
-    std::io::stdout().flush().unwrap();
+    crash::ready();
     tokio::time::sleep(std::time::Duration::from_secs(120)).await;
 }

@@ -7,6 +7,7 @@
 mod support;
 
 mod crash;
+mod durability;
 mod model;
 mod ops;
 mod s3;

@@ -215,3 +215,229 @@ fn a_hung_store_shows_as_unreachable_then_recovers() {
     assert!(std::fs::read(fresh.path("during.bin")).unwrap() == pattern(3 << 20, 2));
     fresh.unmount();
 }
+
+/// A drive on a local-directory store.
+fn local_drive() -> (Home, String) {
+    let home = Home::new();
+    let store = home.new_dir("store").to_string_lossy().into_owned();
+    home.init(&store);
+    (home, store)
+}
+
+/// Runs a shell script; returns its output whatever happens.
+fn run_sh(script: &str) -> std::process::Output {
+    Command::new("bash").arg("-c").arg(script).output().unwrap()
+}
+
+/// `cp` of a big file returns, the daemon is killed with SIGKILL at once
+/// (nothing fsynced, uploads under way), the dead mount is detached with
+/// `umount -l`, and a new mount on the same cache has the whole file,
+/// which then reaches the store (a client with an empty cache reads it).
+fn closed_big_file_survives_kill_9(home: &Home, store: &str) {
+    let src = home.new_dir("src").join("big.bin");
+    std::fs::write(&src, pattern(120 << 20, 9)).unwrap();
+    let m = home.mount(store);
+    let (mnt, cache) = (m.mnt.clone(), m.cache.clone());
+    let out = run_sh(&format!("cp {} {}/k9.bin", src.display(), mnt.display()));
+    assert_ok(&out, "cp");
+    m.kill9();
+    let again = home.mount_at(store, &mnt, &cache, &[]);
+    assert_ok(
+        &run_sh(&format!("cmp {} {}/k9.bin", src.display(), mnt.display())),
+        "cmp after kill -9 and remount",
+    );
+    again.unmount();
+    let fresh = home.mount(store);
+    assert_ok(
+        &run_sh(&format!(
+            "cmp {} {}/k9.bin",
+            src.display(),
+            fresh.mnt.display()
+        )),
+        "cmp from an empty cache",
+    );
+    fresh.unmount();
+}
+
+/// `cp -a` of a tree of hundreds of small files, kill -9 right after it
+/// returns, `umount -l`, remount: `diff -r` finds nothing missing or
+/// different, and the same from an empty cache.
+fn closed_tree_survives_kill_9(home: &Home, store: &str) {
+    let src = home.new_dir("tree");
+    for d in 0..16 {
+        let dir = src.join(format!("d{d:02}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in 0..50u64 {
+            let len = (d * 50 + f as usize) * 97 % 30_000;
+            std::fs::write(
+                dir.join(format!("f{f:02}")),
+                pattern(len, d as u64 * 100 + f),
+            )
+            .unwrap();
+        }
+    }
+    let m = home.mount(store);
+    let (mnt, cache) = (m.mnt.clone(), m.cache.clone());
+    assert_ok(
+        &run_sh(&format!("cp -a {} {}/tree", src.display(), mnt.display())),
+        "cp -a",
+    );
+    m.kill9();
+    let again = home.mount_at(store, &mnt, &cache, &[]);
+    assert_ok(
+        &run_sh(&format!("diff -r {} {}/tree", src.display(), mnt.display())),
+        "diff -r after kill -9 and remount",
+    );
+    again.unmount();
+    let fresh = home.mount(store);
+    assert_ok(
+        &run_sh(&format!(
+            "diff -r {} {}/tree",
+            src.display(),
+            fresh.mnt.display()
+        )),
+        "diff -r from an empty cache",
+    );
+    fresh.unmount();
+}
+
+#[test]
+fn kill_9_after_cp_of_a_big_file_on_s3() {
+    let server = Servers::start(&[]);
+    let (home, store) = server.drive();
+    closed_big_file_survives_kill_9(&home, &store);
+}
+
+#[test]
+fn kill_9_after_cp_of_a_big_file_on_a_local_store() {
+    let (home, store) = local_drive();
+    closed_big_file_survives_kill_9(&home, &store);
+}
+
+#[test]
+fn kill_9_after_cp_a_of_a_tree_on_a_local_store() {
+    let (home, store) = local_drive();
+    closed_tree_survives_kill_9(&home, &store);
+}
+
+#[test]
+fn kill_9_after_cp_a_of_a_tree_on_s3() {
+    let server = Servers::start(&[]);
+    let (home, store) = server.drive();
+    closed_tree_survives_kill_9(&home, &store);
+}
+
+/// A tmpfs of `size` mounted on a new directory; unmounted on drop.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn new(home: &Home, size: &str) -> Tmpfs {
+        let dir = home.new_dir("small-disk");
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert_ok(&out, "mount -t tmpfs");
+        Tmpfs(dir)
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Writes 300 MB with `dd` (1 MiB blocks, no fsync) into a mount whose
+/// cache lies on a 50 MB tmpfs (which also holds the daemon's log).
+/// Returns how many whole MiB `dd` was told were written, and its stderr.
+fn dd_300mb(src: &Path, target: &Path) -> (u64, String) {
+    let out = run_sh(&format!(
+        "dd if={} of={} bs=1M 2>&1; echo rc=$?",
+        src.display(),
+        target.display()
+    ));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let written = text
+        .lines()
+        .find_map(|l| l.strip_suffix(" records out"))
+        .and_then(|r| r.split('+').next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no record count from dd: {text}"));
+    (written, text)
+}
+
+/// A full cache disk is back-pressure, never a dead mount: with the store
+/// reachable the writer waits for uploads to free room and succeeds; the
+/// cache holds no more than the disk allows; everything reads back.
+#[test]
+fn full_cache_disk_with_the_store_up_slows_the_writer() {
+    let (home, store) = local_drive();
+    let disk = Tmpfs::new(&home, "50m");
+    let src = home.new_dir("src").join("300mb.bin");
+    std::fs::write(&src, pattern(300 << 20, 11)).unwrap();
+    let mnt = home.new_dir("mnt");
+    let m = home.mount_at(&store, &mnt, &disk.0, &["--cache-size", "20M"]);
+    let (written, text) = dd_300mb(&src, &m.path("big.bin"));
+    assert!(text.contains("rc=0"), "dd failed with the store up: {text}");
+    assert_eq!(written, 300, "{text}");
+    // The daemon is alive and the mount answers.
+    assert!(std::fs::metadata(m.path("big.bin")).is_ok(), "mount gone");
+    m.unmount();
+    let fresh = home.mount(&store);
+    assert_ok(
+        &run_sh(&format!(
+            "cmp {} {}",
+            src.display(),
+            fresh.path("big.bin").display()
+        )),
+        "cmp after remount",
+    );
+    fresh.unmount();
+}
+
+/// With the store stopped nothing can be freed: the writer gets ENOSPC
+/// (not EIO, not a dead mount), `cardfs status` says the cache is full, the
+/// mount keeps answering; once the store is back, what `dd` was told was
+/// written reads back after a remount.
+#[test]
+fn full_cache_disk_with_the_store_down_is_enospc() {
+    let server = Servers::start(&[]);
+    let (home, store) = server.drive();
+    let disk = Tmpfs::new(&home, "50m");
+    let src = home.new_dir("src").join("300mb.bin");
+    std::fs::write(&src, pattern(300 << 20, 12)).unwrap();
+    let mnt = home.new_dir("mnt");
+    let m = home.mount_at(&store, &mnt, &disk.0, &["--cache-size", "20M"]);
+    let pid = server.pid("server").to_string();
+    signal(&pid, "STOP");
+    let (written, text) = dd_300mb(&src, &m.path("big.bin"));
+    assert!(
+        text.contains("No space left on device"),
+        "the writer must get ENOSPC: {text}"
+    );
+    assert!(written < 300, "{text}");
+    assert!(std::fs::read_dir(&m.mnt).is_ok(), "the mount still answers");
+    let st = status(&m);
+    assert!(
+        st.contains("cache: full"),
+        "status names the full cache: {st}"
+    );
+    signal(&pid, "CONT");
+    assert_ok(&m.cardfs(&["sync", &m.mnt.display().to_string()]), "sync");
+    m.unmount();
+    let fresh = home.mount(&store);
+    let got = std::fs::read(fresh.path("big.bin")).unwrap();
+    let told = (written as usize) << 20;
+    assert!(
+        got.len() >= told,
+        "{} bytes back, dd was told {told}",
+        got.len()
+    );
+    assert!(
+        got[..told] == pattern(300 << 20, 12)[..told],
+        "acknowledged bytes differ"
+    );
+    fresh.unmount();
+}

@@ -11,16 +11,17 @@
 //!   the store's ciphertext, journal and state are sealed with a key
 //!   derived from the user's X25519 secret and the drive id.
 //! - Objects not yet uploaded are pinned and never evicted; clean objects
-//!   are evicted least-recently-used once the cache exceeds its bound.
-//! - A journal record is a whole sealed record or is ignored (torn tail).
+//!   are evicted least-recently-used once the cache exceeds its bound
+//!   (`bound`: the size limit, or less when its filesystem is fuller).
+//! - The journal file's format and appends belong to `journal_file`.
 
+use super::journal_file::{Journal, Record};
 use crate::drive::error::{DriveError, Result};
 use crate::format::crypto::{Cipher, NONCE_LEN, SecretKey, hkdf, random_array};
 use crate::format::hex::encode as hex;
-use crate::format::meta::Op;
 use crate::format::wire::{Reader, Writer};
 use std::collections::{BTreeMap, HashMap};
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -64,7 +65,6 @@ pub struct Cache {
     client: [u8; 16],
     limit: u64,
     lru: Mutex<Lru>,
-    journal: Mutex<()>,
     /// Held (an exclusive file lock on `lock`) while a drive uses this
     /// directory: two engines on one cache would corrupt its journal.
     lock: Mutex<Option<File>>,
@@ -108,7 +108,6 @@ impl Cache {
             client,
             limit,
             lru: Mutex::new(Lru::default()),
-            journal: Mutex::new(()),
             lock: Mutex::new(Some(lock)),
         };
         let mut found = Vec::new();
@@ -215,6 +214,16 @@ impl Cache {
         Ok(Some(out))
     }
 
+    /// Whether the object is in the cache.
+    pub fn has_object(&self, id: &[u8; 16]) -> bool {
+        self.lru.lock().expect("lru lock").entries.contains_key(id)
+    }
+
+    /// The cache directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Drops a cached object (e.g. after it failed verification).
     pub fn remove_object(&self, id: &[u8; 16]) {
         let _ = fs::remove_file(self.object_path(id));
@@ -244,11 +253,29 @@ impl Cache {
         self.lru.lock().expect("lru lock").total
     }
 
+    /// The most bytes this cache may hold: its size bound, but never more
+    /// than its filesystem can take (free space plus what the cache holds,
+    /// less a margin of a tenth of the filesystem, at most 64 MiB). Data
+    /// not yet uploaded counts against it (back-pressure on writers).
+    pub fn bound(&self) -> u64 {
+        let held = self.size();
+        match rustix::fs::statvfs(&self.dir) {
+            Ok(st) => {
+                let total = st.f_blocks.saturating_mul(st.f_frsize);
+                let free = st.f_bavail.saturating_mul(st.f_frsize);
+                let margin = (total / 10).min(64 << 20);
+                self.limit.min((free + held).saturating_sub(margin))
+            }
+            Err(_) => self.limit,
+        }
+    }
+
     fn evict(&self) {
+        let bound = self.bound();
         let mut victims = Vec::new();
         {
             let mut lru = self.lru.lock().expect("lru lock");
-            let mut over = lru.total.saturating_sub(self.limit);
+            let mut over = lru.total.saturating_sub(bound);
             let mut candidates = Vec::new();
             for (_, id) in lru.order.iter() {
                 if over == 0 {
@@ -270,87 +297,9 @@ impl Cache {
         }
     }
 
-    fn journal_aad(&self) -> Vec<u8> {
-        [b"cardfs/v1/journal".as_slice(), &self.client].concat()
-    }
-
-    /// Appends ops to the journal; with `durable` the file is fsynced.
-    pub fn journal_append(&self, ops: &[(u64, Op)], durable: bool) -> Result<()> {
-        let _guard = self.journal.lock().expect("journal lock");
-        let path = self.dir.join("journal");
-        let mut buf = Vec::new();
-        for (seq, op) in ops {
-            let mut w = Writer::new();
-            w.u64(*seq);
-            op.write(&mut w);
-            let nonce = random_array::<NONCE_LEN>();
-            let mut ct = w.into_vec();
-            self.cipher
-                .seal_in_place(&nonce, &self.journal_aad(), &mut ct);
-            buf.extend_from_slice(&((NONCE_LEN + ct.len()) as u32).to_le_bytes());
-            buf.extend_from_slice(&nonce);
-            buf.extend_from_slice(&ct);
-        }
-        let mut f = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(io_err(&path))?;
-        f.write_all(&buf).map_err(io_err(&path))?;
-        if durable {
-            f.sync_all().map_err(io_err(&path))?;
-        }
-        Ok(())
-    }
-
-    /// Reads every whole journal record; a torn or damaged tail is ignored
-    /// (with an error logged if it was not simply short).
-    pub fn journal_read(&self) -> Result<Vec<(u64, Op)>> {
-        let _guard = self.journal.lock().expect("journal lock");
-        let path = self.dir.join("journal");
-        let bytes = match fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(io_err(&path)(e)),
-        };
-        let mut out = Vec::new();
-        let mut pos = 0;
-        while pos + 4 <= bytes.len() {
-            let len = u32::from_le_bytes(bytes[pos..pos + 4].try_into().expect("4")) as usize;
-            if len < NONCE_LEN || pos + 4 + len > bytes.len() {
-                break;
-            }
-            let rec = &bytes[pos + 4..pos + 4 + len];
-            let nonce: [u8; NONCE_LEN] = rec[..NONCE_LEN].try_into().expect("12");
-            let Ok(plain) = self
-                .cipher
-                .open(&nonce, &self.journal_aad(), &rec[NONCE_LEN..])
-            else {
-                tracing::error!(path = %path.display(), "journal record failed verification; ignoring it and the rest");
-                break;
-            };
-            let mut r = Reader::new(&plain);
-            match (r.u64(), Op::read(&mut r)) {
-                (Ok(seq), Ok(op)) if r.remaining() == 0 => out.push((seq, op)),
-                _ => {
-                    tracing::error!(path = %path.display(), "journal record does not parse; ignoring it and the rest");
-                    break;
-                }
-            }
-            pos += 4 + len;
-        }
-        Ok(out)
-    }
-
-    /// Empties the journal (everything in it is committed).
-    pub fn journal_reset(&self) -> Result<()> {
-        let _guard = self.journal.lock().expect("journal lock");
-        let path = self.dir.join("journal");
-        match fs::remove_file(&path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io_err(&path)(e)),
-        }
+    /// The journal of this directory and the records it holds.
+    pub fn open_journal(&self) -> Result<(Journal, Vec<Record>)> {
+        Journal::open(&self.dir, self.cipher.clone(), &self.client)
     }
 
     /// Saves the state; `durable` fsyncs it (a lost update only weakens

@@ -20,7 +20,8 @@ use bytes::Bytes;
 use std::sync::Arc;
 use std::sync::Weak;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
+use tokio::task::JoinError;
 
 /// Entries between snapshots: opening reads at most this many entries
 /// after the newest snapshot.
@@ -33,6 +34,33 @@ const COMMIT_DELAY: Duration = Duration::from_millis(25);
 const IDLE_SEAL: Duration = Duration::from_secs(2);
 /// Largest number of ops in one log entry.
 const MAX_BATCH: usize = 4096;
+/// Under continuous writing, a commit (of the ops whose content is
+/// uploaded) about this often: other clients see changes and a crash
+/// window stays short.
+const COMMIT_EVERY: Duration = Duration::from_secs(4);
+/// Bounds of the content bytes uploaded per commit.
+pub(super) const MIN_BATCH_BYTES: u64 = 8 << 20;
+const MAX_BATCH_BYTES: u64 = 1 << 30;
+/// A commit that has had no answer from the store for this long counts as
+/// a store that does not answer (status says unreachable; writers held
+/// back by a full cache get ENOSPC).
+pub(super) const STALL: Duration = Duration::from_secs(60);
+
+/// Marks a commit as running (for the stall signal) until dropped.
+struct CommitRunning<'a>(&'a Engine);
+
+impl<'a> CommitRunning<'a> {
+    fn start(e: &'a Engine) -> Self {
+        e.lock().commit_since = Some(Instant::now());
+        CommitRunning(e)
+    }
+}
+
+impl Drop for CommitRunning<'_> {
+    fn drop(&mut self) {
+        self.0.lock().commit_since = None;
+    }
+}
 
 impl Engine {
     /// Pulls entries committed by others and rebases pending ops on them.
@@ -93,7 +121,25 @@ impl Engine {
 
     fn note_reachable<T>(&self, r: &Result<T>) {
         let reachable = !matches!(r, Err(DriveError::Store(e)) if e.is_transient());
-        self.lock().reachable = reachable;
+        let mut core = self.lock();
+        core.reachable = reachable;
+        if r.is_ok() {
+            core.last_store_ok = Instant::now();
+        }
+    }
+
+    /// Sizes the next batch so that a commit lands about every
+    /// `COMMIT_EVERY` at the upload rate just measured.
+    fn adapt_batch(&self, bytes: u64, took: Duration) {
+        if bytes < MIN_BATCH_BYTES || took.is_zero() {
+            return;
+        }
+        let rate = bytes as f64 / took.as_secs_f64();
+        let next = (rate * COMMIT_EVERY.as_secs_f64()) as u64;
+        self.batch_bytes.store(
+            next.clamp(MIN_BATCH_BYTES, MAX_BATCH_BYTES),
+            Ordering::Relaxed,
+        );
     }
 
     /// Uploads sealed content, then commits pending ops, retrying the
@@ -102,14 +148,19 @@ impl Engine {
         let _g = self.commit_lock.lock().await;
         self.keys.check_member()?;
         self.journal_pending(false)?;
-        let (uploads, upto) = {
+        let _running = CommitRunning::start(self);
+        let budget = self.batch_bytes.load(Ordering::Relaxed);
+        let (uploads, upto) = self.lock().next_batch(budget);
+        let started = Instant::now();
+        let bytes = {
             let core = self.lock();
-            (
-                core.uploads.keys().copied().collect::<Vec<_>>(),
-                core.pending.back().map(|(s, _)| *s),
-            )
+            uploads
+                .iter()
+                .filter_map(|id| core.uploads.get(id))
+                .sum::<u64>()
         };
         self.upload(&uploads).await?;
+        self.adapt_batch(bytes, started.elapsed());
         let Some(upto) = upto else { return Ok(()) };
         loop {
             let (ops, last, head) = {
@@ -184,8 +235,8 @@ impl Engine {
                     {
                         let mut core = self.lock();
                         if core.pending.is_empty() {
-                            self.cache.journal_reset()?;
-                            core.journaled_upto = 0;
+                            let core = &mut *core;
+                            core.journal.reset(core.dirty.keys().copied())?;
                         }
                     }
                     self.maybe_snapshot().await;
@@ -209,12 +260,21 @@ impl Engine {
             self.opts.upload_concurrency.max(1),
         ));
         let mut set = tokio::task::JoinSet::new();
+        let mut first_err = None;
         for id in ids {
+            // Finished uploads free their room at once: writers held back
+            // by the cache bound wait for exactly that.
+            while let Some(j) = set.try_join_next() {
+                self.upload_finished(j, &mut first_err)?;
+            }
+            if first_err.is_some() {
+                break; // The rest waits for the next attempt.
+            }
             let bytes = match self.cache.read_object(id, None)? {
                 Some(b) => b,
                 None => {
                     tracing::error!(object = %volume::content_key(id), "sealed object vanished from the cache before upload");
-                    self.lock().uploads.remove(id);
+                    self.lock().upload_done(id);
                     continue;
                 }
             };
@@ -233,25 +293,44 @@ impl Engine {
                 (id, r)
             });
         }
-        let mut first_err = None;
         while let Some(j) = set.join_next().await {
-            let (id, r) = j.map_err(|e| DriveError::Invalid(format!("upload task: {e}")))?;
-            match r {
-                Ok(_) => {
-                    self.lock().uploads.remove(&id);
-                    self.cache.unpin(&id);
-                }
-                Err(e) => {
-                    self.lock().reachable = !e.is_transient();
-                    first_err.get_or_insert(e);
-                }
-            }
+            self.upload_finished(j, &mut first_err)?;
         }
         self.progress.notify_waiters();
         match first_err {
             Some(e) => Err(e.into()),
             None => Ok(()),
         }
+    }
+
+    /// Books one finished upload: the object is in the store (unpinned,
+    /// its room free), or the first error is kept.
+    fn upload_finished(
+        &self,
+        joined: std::result::Result<
+            ([u8; 16], crate::store::Result<crate::store::ETag>),
+            JoinError,
+        >,
+        first_err: &mut Option<StoreError>,
+    ) -> Result<()> {
+        let (id, r) = joined.map_err(|e| DriveError::Invalid(format!("upload task: {e}")))?;
+        match r {
+            Ok(_) => {
+                {
+                    let mut core = self.lock();
+                    core.upload_done(&id);
+                    core.reachable = true;
+                    core.last_store_ok = Instant::now();
+                }
+                self.cache.unpin(&id);
+                self.progress.notify_waiters();
+            }
+            Err(e) => {
+                self.lock().reachable = !e.is_transient();
+                first_err.get_or_insert(e);
+            }
+        }
+        Ok(())
     }
 
     async fn maybe_snapshot(&self) {
@@ -313,13 +392,18 @@ impl Engine {
         Ok(())
     }
 
+    /// Pending work, reachability (a commit without an answer from the
+    /// store for `STALL` counts as unreachable), a full cache, and (once)
+    /// the files that lost unsealed writes in the last crash.
     pub fn status(&self) -> DriveStatus {
-        let core = self.lock();
+        let mut core = self.lock();
         DriveStatus {
             pending_ops: core.pending.len() as u64,
             pending_bytes: core.pending_bytes(),
             last_commit: core.last_commit,
-            store_reachable: core.reachable,
+            store_reachable: !core.store_stuck(),
+            cache_full: core.cache_full,
+            lost_unsealed: std::mem::take(&mut core.lost_unsealed),
         }
     }
 

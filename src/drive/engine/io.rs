@@ -19,7 +19,7 @@ use crate::drive::types::{Fh, Ino};
 use crate::drive::volume;
 use crate::format::content::{self, BLOCK_SIZE, BlockId, sealed_len};
 use crate::format::crypto::{Cipher, random_array};
-use crate::format::meta::{BlockRef, KIND_DIR, KIND_FILE, Node, Op};
+use crate::format::meta::{BlockRef, FileKey, KIND_DIR, KIND_FILE, Node, Op};
 use crate::store::{GetOptions, StoreError};
 use std::ops::Range;
 use std::sync::Arc;
@@ -137,6 +137,40 @@ impl Engine {
         self.fetch_block(&f).await
     }
 
+    /// Whether the object of block `index` (of the file with `file_id` and
+    /// `file_key`) is intact: its cached copy has the right size and
+    /// authenticates, or (uploaded and evicted already) the store holds an
+    /// object of the right size. `Ok(false)`: missing or damaged.
+    pub(super) async fn block_intact(
+        &self,
+        file_id: [u8; 16],
+        file_key: FileKey,
+        index: u64,
+        block: BlockRef,
+    ) -> Result<bool> {
+        let f = Fetch {
+            file_id,
+            key: file_key,
+            index,
+            block,
+        };
+        let len = block.len as usize;
+        match self.cache.read_object(&block.id, None)? {
+            Some(sealed) => {
+                let Ok(cipher) = self.block_cipher(&f) else {
+                    return Ok(false);
+                };
+                let all = 0..content::chunk_count(len);
+                Ok(content::open_chunks(&cipher, f.id(), len, all, &sealed).is_ok())
+            }
+            None => match self.store.head(&volume::content_key(&block.id)).await {
+                Ok(meta) => Ok(meta.size == sealed_len(len) as u64),
+                Err(StoreError::NotFound { .. }) => Ok(false),
+                Err(e) => Err(e.into()),
+            },
+        }
+    }
+
     /// Seals `plain` as a new version of block `index` of `n` under the
     /// current generation into the cache (pinned, queued for upload).
     pub(super) fn seal_stored_block(&self, n: &Node, index: u64, plain: &[u8]) -> Result<BlockRef> {
@@ -153,7 +187,7 @@ impl Engine {
         };
         let sealed = content::seal_block(&content::block_cipher(&key, id), id, plain);
         self.cache.put_object(&block_id, &sealed, true, false)?;
-        self.lock().uploads.insert(block_id, sealed.len() as u64);
+        self.lock().add_upload(block_id, sealed.len() as u64);
         Ok(BlockRef {
             id: block_id,
             len: plain.len() as u32,
@@ -403,6 +437,7 @@ impl Engine {
         if data.is_empty() {
             return Ok(0);
         }
+        self.wait_for_room(data.len() as u64).await?;
         loop {
             let offset = if h.append {
                 self.current_size(ino)?
@@ -573,7 +608,7 @@ impl Engine {
             .block_key(&n.file_key, epoch)
             .expect("current generation held");
         let (file_id, base) = (n.file_id, n.version);
-        let mut refs = Vec::new();
+        let mut refs: Vec<(u64, BlockRef)> = Vec::new();
         for (idx, buf) in &d.blocks {
             if buf.is_empty() || idx * B >= d.size {
                 continue;
@@ -587,10 +622,15 @@ impl Engine {
             };
             let sealed = content::seal_block(&content::block_cipher(&key, id), id, &buf[..len]);
             if let Err(e) = self.cache.put_object(&block_id, &sealed, true, durable) {
+                // Nothing sealed: the writes stay buffered for a later seal.
+                for (_, b) in &refs {
+                    core.upload_done(&b.id);
+                    self.cache.remove_object(&b.id);
+                }
                 core.dirty.insert(ino, d);
                 return Err(e);
             }
-            core.uploads.insert(block_id, sealed.len() as u64);
+            core.add_upload(block_id, sealed.len() as u64);
             refs.push((
                 *idx,
                 BlockRef {
@@ -659,6 +699,8 @@ fn dirty_entry(core: &mut Core, ino: Ino) -> Result<&mut Dirty> {
             base_blocks: n.blocks.clone(),
         };
         core.dirty.insert(ino, d);
+        // A crash before the seal loses these writes: the next open says so.
+        core.journal.mark_unsealed(ino);
     }
     Ok(core.dirty.get_mut(&ino).expect("just inserted"))
 }

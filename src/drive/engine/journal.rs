@@ -1,47 +1,142 @@
-//! The local journal of pending ops and the persisted local state: what
-//! `fsync` makes durable, and what the next open replays.
+//! The local journal as the engine uses it: replaying it when a volume
+//! opens, making it durable for `fsync`, and the persisted local state.
 //!
-//! Invariant: an op is journalled at most once (appends are serialised by
-//! `journal_lock` and track `journaled_upto`); replay skips ops the log
-//! already holds (same client seq).
+//! Invariants:
+//! - Every queued op is in the journal file (see `journal_file`); replay
+//!   skips ops the log already holds (same client seq).
+//! - Replay keeps a prefix of the journalled ops: it stops at the first op
+//!   whose content objects are missing or damaged (page-cache data a crash
+//!   of the machine lost), so every file comes back as a version that
+//!   existed, never as one naming content that is gone.
 
 use super::Engine;
 use super::cache::LocalState;
-use crate::drive::error::Result;
-use crate::format::meta::Op;
+use super::journal_file::Record;
+use crate::drive::error::{DriveError, Result};
+use crate::drive::tree::{ROOT, Tree};
+use crate::drive::volume;
+use crate::format::content::sealed_len;
+use crate::format::meta::{BlockRef, FileKey, Op};
+use std::collections::{BTreeSet, HashMap};
+
+/// A content block a journalled op names, with what is needed to verify
+/// it: (file id, file key, block index, block).
+type Check = ([u8; 16], FileKey, u64, BlockRef);
 
 impl Engine {
-    /// Re-applies journalled ops that are not yet in the log.
-    pub(super) fn replay_journal(&self) -> Result<()> {
-        let records = self.cache.journal_read()?;
+    /// Re-applies journalled ops that are not yet in the log (up to the
+    /// first one naming lost content), notes the files that lost unsealed
+    /// writes, and rewrites the journal to what it kept.
+    pub(super) async fn replay_journal(&self, records: Vec<Record>) -> Result<()> {
         let client = self.cache.client_id();
-        let mut core = self.lock();
-        let done = core.committed.clients.get(&client).copied().unwrap_or(0);
-        let mut replayed = Vec::new();
+        let done = {
+            let core = self.lock();
+            core.committed.clients.get(&client).copied().unwrap_or(0)
+        };
+        let mut ops: Vec<(u64, Op)> = Vec::new();
+        // Markers of unsealed writes: (ops before the marker, node).
+        let mut markers: Vec<(usize, u64)> = Vec::new();
         let mut last_seen = done;
-        for (seq, op) in records {
-            // Committed already, or a duplicate record: skip.
-            if seq <= last_seen {
-                continue;
-            }
-            last_seen = seq;
-            for id in op_blocks(&op) {
-                self.cache.pin(&id);
-                if let Ok(Some(b)) = self.cache.read_object(&id, None) {
-                    core.uploads.insert(id, b.len() as u64);
+        for r in records {
+            match r {
+                Record::Unsealed(node) => markers.push((ops.len(), node)),
+                // Committed already, or a duplicate record: skip.
+                Record::Op(seq, _) if seq <= last_seen => {}
+                Record::Op(seq, op) => {
+                    last_seen = seq;
+                    ops.push((seq, op));
                 }
             }
+        }
+        let checks = self.content_checks(&ops);
+        let mut keep = ops.len();
+        'ops: for (i, blocks) in checks.iter().enumerate() {
+            for (file_id, file_key, index, block) in blocks {
+                if !self
+                    .block_intact(*file_id, file_key.clone(), *index, *block)
+                    .await?
+                {
+                    tracing::error!(
+                        object = %volume::content_key(&block.id),
+                        dropped = ops.len() - i,
+                        "a journalled change names content the cache lost (a crash of the machine before it was fsynced): replaying only the changes before it"
+                    );
+                    keep = i;
+                    break 'ops;
+                }
+            }
+        }
+        ops.truncate(keep);
+        let lost: BTreeSet<u64> = markers
+            .iter()
+            .filter(|(pos, node)| {
+                *pos <= keep
+                    && !ops[*pos..]
+                        .iter()
+                        .any(|(_, op)| matches!(op, Op::SetContent { node: n, .. } if n == node))
+            })
+            .map(|(_, node)| *node)
+            .collect();
+        let mut core = self.lock();
+        for (_, op) in &ops {
+            for b in op_block_refs(op) {
+                if self.cache.has_object(&b.id) {
+                    self.cache.pin(&b.id);
+                    core.add_upload(b.id, sealed_len(b.len as usize) as u64);
+                }
+            }
+        }
+        if let Some((seq, _)) = ops.last() {
             core.next_client_seq = core.next_client_seq.max(seq + 1);
-            replayed.push((seq, op));
         }
-        if !replayed.is_empty() {
-            tracing::info!(ops = replayed.len(), "replaying journalled changes");
+        if !ops.is_empty() {
+            tracing::info!(ops = ops.len(), "replaying journalled changes");
         }
-        let last = replayed.last().map(|(s, _)| *s).unwrap_or(0);
-        core.pending = replayed.into();
-        core.journaled_upto = last;
+        core.pending = ops.into();
         core.rebase(&self.me.card_id);
-        Ok(())
+        for node in lost {
+            if let Some(path) = path_of(&core.view, node) {
+                tracing::warn!(
+                    file = %path,
+                    "writes to this file were not yet sealed when the daemon stopped and are lost; it keeps what was sealed before"
+                );
+                core.lost_unsealed.push(path);
+            }
+        }
+        let core = &mut *core;
+        core.journal.rewrite(&core.pending)
+    }
+
+    /// For each op, the content blocks it names with their file's keys.
+    fn content_checks(&self, ops: &[(u64, Op)]) -> Vec<Vec<Check>> {
+        let core = self.lock();
+        let mut files: HashMap<u64, ([u8; 16], FileKey)> = HashMap::new();
+        ops.iter()
+            .map(|(_, op)| match op {
+                Op::Create { node, .. } => {
+                    files.insert(node.id, (node.file_id, node.file_key.clone()));
+                    let blocks = node.blocks.iter();
+                    blocks
+                        .map(|(i, b)| (node.file_id, node.file_key.clone(), *i, *b))
+                        .collect()
+                }
+                Op::SetContent { node, blocks, .. } => {
+                    let file = files.get(node).cloned().or_else(|| {
+                        let n = core.committed.nodes.get(node)?;
+                        Some((n.file_id, n.file_key.clone()))
+                    });
+                    // A file unknown here: the op will not apply anyway.
+                    let Some((file_id, file_key)) = file else {
+                        return Vec::new();
+                    };
+                    blocks
+                        .iter()
+                        .map(|(i, b)| (file_id, file_key.clone(), *i, *b))
+                        .collect()
+                }
+                _ => Vec::new(),
+            })
+            .collect()
     }
 
     pub fn save_state(&self, durable: bool) -> Result<()> {
@@ -57,41 +152,53 @@ impl Engine {
         self.cache.save_state(&s, durable)
     }
 
-    /// Writes not-yet-journalled pending ops to the journal.
+    /// Appends any pending ops the journal lacks (after a failed append)
+    /// and, with `durable`, makes the journal durable (fsync) outside the
+    /// engine's lock. A durable call fails if an op is still missing.
     pub fn journal_pending(&self, durable: bool) -> Result<()> {
-        // One writer at a time, so no op is appended twice.
-        let _j = self.journal_lock.lock().unwrap_or_else(|e| e.into_inner());
-        let (ops, upto) = {
-            let core = self.lock();
-            let ops: Vec<(u64, Op)> = core
-                .pending
-                .iter()
-                .filter(|(s, _)| *s > core.journaled_upto)
-                .cloned()
-                .collect();
-            (
-                ops,
-                core.pending
-                    .back()
-                    .map(|(s, _)| *s)
-                    .unwrap_or(core.journaled_upto),
-            )
+        let file = {
+            let mut core = self.lock();
+            let core = &mut *core;
+            let appended = core.journal.catch_up(&core.pending);
+            if !durable {
+                return Ok(());
+            }
+            appended.map_err(|source| DriveError::Cache {
+                path: self.cache.dir().join("journal").display().to_string(),
+                source,
+            })?;
+            core.journal.sync_handle()?
         };
-        if ops.is_empty() && !durable {
-            return Ok(());
+        if let Some(f) = file {
+            f.sync_data().map_err(|source| DriveError::Cache {
+                path: self.cache.dir().join("journal").display().to_string(),
+                source,
+            })?;
         }
-        self.cache.journal_append(&ops, durable)?;
-        let mut core = self.lock();
-        core.journaled_upto = core.journaled_upto.max(upto);
         Ok(())
     }
 }
 
-/// Content block ids named by an op.
-pub fn op_blocks(op: &Op) -> Vec<[u8; 16]> {
+/// Content blocks named by an op.
+pub(super) fn op_block_refs(op: &Op) -> Vec<BlockRef> {
     match op {
-        Op::SetContent { blocks, .. } => blocks.iter().map(|(_, b)| b.id).collect(),
-        Op::Create { node, .. } => node.blocks.values().map(|b| b.id).collect(),
+        Op::SetContent { blocks, .. } => blocks.iter().map(|(_, b)| *b).collect(),
+        Op::Create { node, .. } => node.blocks.values().copied().collect(),
         _ => Vec::new(),
     }
+}
+
+/// The path of `node` from the volume root ("dir/file"), if it has one.
+fn path_of(tree: &Tree, mut node: u64) -> Option<String> {
+    let mut parts = Vec::new();
+    while node != ROOT {
+        let (parent, name) = tree.name_of(node)?;
+        parts.push(String::from_utf8_lossy(&name).into_owned());
+        node = parent;
+        if parts.len() > 4096 {
+            return None;
+        }
+    }
+    parts.reverse();
+    Some(parts.join("/"))
 }

@@ -6,10 +6,12 @@
 //! - `state`: [`Core`] (the mutable state behind the engine's mutex) and
 //!   its invariants; `rebase`: the pure rebase/conflict function.
 //! - `open`: creating a drive and opening (verifying) one volume.
-//! - `journal`: the local journal of pending ops; `commit`: refresh, commit,
+//! - `journal`: replaying the local journal and making it durable;
+//!   `journal_file`: its records, appended as each op is queued; `commit`: refresh, commit,
 //!   upload, snapshots and the background task; `lifecycle`: sync, shutdown,
 //!   abandon; `rotation`: key rotation and re-encryption of the volume.
-//! - `ops`: namespace operations; `io`: file content; `cache`: the local
+//! - `ops`: namespace operations; `io`: file content; `pressure`: writers
+//!   wait while the cache bound is full; `cache`: the local
 //!   ciphertext cache, journal file and state file.
 //!
 //! Invariants:
@@ -27,9 +29,11 @@ pub(super) mod cache;
 pub(super) mod commit;
 pub(super) mod io;
 pub(super) mod journal;
+pub(super) mod journal_file;
 pub(super) mod lifecycle;
 pub(super) mod open;
 pub(super) mod ops;
+pub(super) mod pressure;
 pub(super) mod rebase;
 pub(super) mod rotation;
 pub(super) mod state;
@@ -42,7 +46,7 @@ use crate::store::ObjectStore;
 use cache::Cache;
 use state::Core;
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// A decrypted block (block id, plaintext) held in memory.
@@ -64,8 +68,8 @@ pub struct Engine {
     /// Serialises commits and refreshes (both move `head`).
     commit_lock: tokio::sync::Mutex<()>,
     stopped: AtomicBool,
-    /// Serialises journal appends.
-    journal_lock: Mutex<()>,
+    /// Content bytes per commit (adapted to the upload rate).
+    batch_bytes: AtomicU64,
     /// Blocks being fetched ahead of readers.
     prefetching: Mutex<HashMap<[u8; 16], Arc<tokio::sync::Mutex<()>>>>,
     /// Recently read block plaintexts (memory only, never on disk).

@@ -24,8 +24,9 @@ use crate::format::meta::{self, DriveHeader, KIND_DIR, Node};
 use crate::store::{ObjectStore, PutMode, StoreError};
 use bytes::Bytes;
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 /// A drive header whose self-signature verified, with the hash of its
 /// bytes (pinned in each volume's local state) and the owner's key.
@@ -234,19 +235,25 @@ impl Engine {
             .map(|s| s.next_client_seq)
             .unwrap_or(1)
             .max(tree.clients.get(&client).map(|s| s + 1).unwrap_or(1));
+        let (journal, records) = cache.open_journal()?;
         let core = Core {
             view: tree.clone(),
             committed: tree,
             head,
             pending: VecDeque::new(),
             next_client_seq,
-            journaled_upto: 0,
+            journal,
             dirty: HashMap::new(),
             orphans: HashMap::new(),
             open_count: HashMap::new(),
             handles: HashMap::new(),
             next_fh: 1,
             uploads: BTreeMap::new(),
+            upload_bytes: 0,
+            last_store_ok: Instant::now(),
+            commit_since: None,
+            cache_full: false,
+            lost_unsealed: Vec::new(),
             last_commit: None,
             reachable: true,
             last_snapshot: snapshot_seq,
@@ -264,12 +271,12 @@ impl Engine {
             progress: tokio::sync::Notify::new(),
             commit_lock: tokio::sync::Mutex::new(()),
             stopped: AtomicBool::new(false),
-            journal_lock: Mutex::new(()),
+            batch_bytes: AtomicU64::new(64 << 20),
             prefetching: Mutex::new(Default::default()),
             plain: Mutex::new(Default::default()),
             task: Mutex::new(None),
         });
-        engine.replay_journal()?;
+        engine.replay_journal(records).await?;
         engine.save_state(true)?;
         let task = tokio::spawn(background(Arc::downgrade(&engine)));
         *engine.task.lock().expect("task lock") = Some(task);

@@ -143,7 +143,7 @@ impl Engine {
                     if !same || core.dirty.contains_key(&n.id) {
                         // Changed meanwhile: the next pass sees the new version.
                         for (_, b) in &refs {
-                            core.uploads.remove(&b.id);
+                            core.upload_done(&b.id);
                             self.cache.unpin(&b.id);
                         }
                         continue;

@@ -8,7 +8,13 @@
 //! - A node removed from the view while open here is kept in `orphans`
 //!   until its last handle closes.
 //! - `open_count[n]` is the number of handles whose `node` is `n`.
+//! - Every op in `pending` is in the journal file (appended by
+//!   [`Core::push`] as it is queued), unless an append failed, which is
+//!   logged and retried with the next op.
+//! - `upload_bytes` is the sum of `uploads` (kept by [`Core::add_upload`]
+//!   and [`Core::upload_done`]).
 
+use super::journal_file::Journal;
 use super::rebase::{self, Rebased};
 use crate::drive::clock::from_time;
 use crate::drive::error::{DriveError, Result};
@@ -20,7 +26,7 @@ use crate::format::meta::{
     is_special,
 };
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 /// Unsealed writes of one file.
 #[derive(Debug, Clone)]
@@ -63,7 +69,8 @@ pub struct Core {
     pub(super) head: Head,
     pub(super) pending: VecDeque<(u64, Op)>,
     pub(super) next_client_seq: u64,
-    pub(super) journaled_upto: u64,
+    /// The journal file: every queued op, and markers of unsealed writes.
+    pub(super) journal: Journal,
     pub(super) dirty: HashMap<u64, Dirty>,
     pub(super) orphans: HashMap<u64, Node>,
     pub(super) open_count: HashMap<u64, u32>,
@@ -71,6 +78,17 @@ pub struct Core {
     pub(super) next_fh: Fh,
     /// Sealed content objects not yet in the store: id -> size.
     pub(super) uploads: BTreeMap<[u8; 16], u64>,
+    /// Sum of `uploads`.
+    pub(super) upload_bytes: u64,
+    /// When a store request last succeeded.
+    pub(super) last_store_ok: Instant,
+    /// When the running commit started (None: none running).
+    pub(super) commit_since: Option<Instant>,
+    /// Writers are being refused with ENOSPC (nothing can be freed).
+    pub(super) cache_full: bool,
+    /// Files that lost unsealed writes in the last crash (reported by the
+    /// next `status`, once).
+    pub(super) lost_unsealed: Vec<String>,
     pub(super) last_commit: Option<SystemTime>,
     pub(super) reachable: bool,
     pub(super) last_snapshot: u64,
@@ -86,7 +104,70 @@ impl Core {
         let seq = self.next_client_seq;
         self.next_client_seq += 1;
         self.pending.push_back((seq, op));
+        // Journalled as it is queued: what a call acknowledged survives a
+        // crash of the process. A failed append is logged and retried with
+        // the next op (the op stays queued in memory meanwhile).
+        let _ = self.journal.catch_up(&self.pending);
         Ok(())
+    }
+
+    /// Queues a sealed object for upload.
+    pub(super) fn add_upload(&mut self, id: [u8; 16], size: u64) {
+        if let Some(old) = self.uploads.insert(id, size) {
+            self.upload_bytes -= old;
+        }
+        self.upload_bytes += size;
+    }
+
+    /// An object is in the store now (or is no longer needed).
+    pub(super) fn upload_done(&mut self, id: &[u8; 16]) {
+        if let Some(size) = self.uploads.remove(id) {
+            self.upload_bytes -= size;
+        }
+    }
+
+    /// Whether the store cannot take uploads now: the last request failed
+    /// as unreachable, or a commit has had no answer for `STALL`.
+    pub(super) fn store_stuck(&self) -> bool {
+        let stalled = self
+            .commit_since
+            .is_some_and(|t| t.elapsed() >= super::commit::STALL)
+            && self.last_store_ok.elapsed() >= super::commit::STALL;
+        !self.reachable || stalled
+    }
+
+    /// The next commit's batch: the longest prefix of `pending` whose not
+    /// yet uploaded content stays within `budget` bytes (at least one op),
+    /// as (objects to upload, last client seq). When the batch takes every
+    /// pending op, every queued object goes with it.
+    pub(super) fn next_batch(&self, budget: u64) -> (Vec<[u8; 16]>, Option<u64>) {
+        let mut ids = std::collections::BTreeSet::new();
+        let mut bytes = 0;
+        let mut upto = None;
+        for (seq, op) in &self.pending {
+            let blocks: Vec<[u8; 16]> = super::journal::op_block_refs(op)
+                .into_iter()
+                .map(|b| b.id)
+                .filter(|id| self.uploads.contains_key(id) && !ids.contains(id))
+                .collect();
+            let add: u64 = blocks.iter().map(|id| self.uploads[id]).sum();
+            if upto.is_some() && bytes + add > budget {
+                return (ids.into_iter().collect(), upto);
+            }
+            bytes += add;
+            ids.extend(blocks);
+            upto = Some(*seq);
+        }
+        (self.uploads.keys().copied().collect(), upto)
+    }
+
+    /// Bytes of unsealed writes held in memory.
+    pub(super) fn dirty_bytes(&self) -> u64 {
+        self.dirty
+            .values()
+            .flat_map(|d| d.blocks.values())
+            .map(|b| b.len() as u64)
+            .sum()
     }
 
     pub(super) fn keep_open(&mut self, removed: Vec<Node>) {
@@ -109,13 +190,7 @@ impl Core {
     }
 
     pub fn pending_bytes(&self) -> u64 {
-        self.uploads.values().sum::<u64>()
-            + self
-                .dirty
-                .values()
-                .flat_map(|d| d.blocks.values())
-                .map(|b| b.len() as u64)
-                .sum::<u64>()
+        self.upload_bytes + self.dirty_bytes()
     }
 
     /// The attributes of a node as this client sees them (unsealed writes

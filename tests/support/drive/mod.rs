@@ -3,6 +3,7 @@
 //! file helpers.
 #![allow(dead_code)]
 
+pub mod crash;
 pub mod model;
 
 // Not every binary that includes the support module uses it.

@@ -1,0 +1,292 @@
+//! The journal file of one engine's cache directory. Every op accepted
+//! into `pending` is appended as it is queued (one sealed record, one
+//! `write(2)`, no fsync), so what a call acknowledged survives a crash of
+//! the process (SIGKILL, an OOM kill, a panic): the page cache outlives
+//! it. `fsync` adds `sync_data` against a crash of the machine.
+//!
+//! Records (docs/FORMAT.md, "Drive: local cache directory"): an op with its
+//! `client_seq` (>= 1), or a marker `client_seq = 0 || node u64`: that file
+//! has unsealed writes. A marker not followed by a content op of the same
+//! file tells the next open that the file lost an unsealed tail.
+//!
+//! Invariants:
+//! - Ops are appended in `client_seq` order, each at most once (`upto`).
+//! - A torn or failing record ends the journal. After a replay the file is
+//!   rewritten (durably) to the records kept, so later appends never
+//!   follow damaged bytes.
+//! - An append that fails (a full disk) is logged and retried with the
+//!   next one; the ops stay queued in memory meanwhile.
+
+use crate::drive::error::{DriveError, Result};
+use crate::format::crypto::{Cipher, NONCE_LEN, random_array};
+use crate::format::meta::Op;
+use crate::format::wire::{Reader, Writer};
+use std::collections::VecDeque;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// One journal record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record {
+    /// An op queued with this client seq.
+    Op(u64, Op),
+    /// The node has unsealed writes (journal only, never committed).
+    Unsealed(u64),
+}
+
+/// The open journal of one engine (kept in its `Core`, so appends are
+/// serialised by the core lock and follow the order of `pending`).
+pub struct Journal {
+    path: PathBuf,
+    cipher: Cipher,
+    aad: Vec<u8>,
+    /// Open for appending; `None` until the first append after open.
+    file: Option<File>,
+    /// Bytes of whole records in the file (a failed append is cut back
+    /// to this).
+    len: u64,
+    /// Highest client seq appended.
+    upto: u64,
+    /// The last append failed (logged once until one succeeds again).
+    failing: bool,
+}
+
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Journal")
+            .field("path", &self.path)
+            .field("upto", &self.upto)
+            .field("failing", &self.failing)
+            .finish_non_exhaustive()
+    }
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DriveError + '_ {
+    move |source| DriveError::Cache {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+impl Journal {
+    /// The journal `dir/journal`, sealed with `cipher` for client `client`,
+    /// and every whole record it holds (a torn or damaged tail is ignored,
+    /// with an error logged if it was not simply short).
+    pub fn open(dir: &Path, cipher: Cipher, client: &[u8; 16]) -> Result<(Journal, Vec<Record>)> {
+        let path = dir.join("journal");
+        let aad = [b"cardfs/v1/journal".as_slice(), client].concat();
+        let mut j = Journal {
+            path,
+            cipher,
+            aad,
+            file: None,
+            len: 0,
+            upto: 0,
+            failing: false,
+        };
+        let (records, len) = j.read()?;
+        j.len = len;
+        Ok((j, records))
+    }
+
+    /// The whole records and the length they span.
+    fn read(&self) -> Result<(Vec<Record>, u64)> {
+        let path = &self.path;
+        let bytes = match fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
+            Err(e) => return Err(io_err(path)(e)),
+        };
+        let mut out = Vec::new();
+        let mut pos = 0;
+        while pos + 4 <= bytes.len() {
+            let len = u32::from_le_bytes(bytes[pos..pos + 4].try_into().expect("4")) as usize;
+            if len < NONCE_LEN || pos + 4 + len > bytes.len() {
+                break;
+            }
+            let rec = &bytes[pos + 4..pos + 4 + len];
+            let nonce: [u8; NONCE_LEN] = rec[..NONCE_LEN].try_into().expect("12");
+            let Ok(plain) = self.cipher.open(&nonce, &self.aad, &rec[NONCE_LEN..]) else {
+                tracing::error!(path = %path.display(), "journal record failed verification; ignoring it and the rest");
+                break;
+            };
+            match parse(&plain) {
+                Some(r) => out.push(r),
+                None => {
+                    tracing::error!(path = %path.display(), "journal record does not parse; ignoring it and the rest");
+                    break;
+                }
+            }
+            pos += 4 + len;
+        }
+        Ok((out, pos as u64))
+    }
+
+    /// Replaces the journal by `ops` (after a replay), durably: the old
+    /// file may hold ops an `fsync` promised.
+    pub fn rewrite(&mut self, ops: &VecDeque<(u64, Op)>) -> Result<()> {
+        self.file = None;
+        let buf = self.encode(ops.iter().map(|(s, o)| Rec::Op(*s, o)));
+        if buf.is_empty() {
+            self.len = 0;
+            return match fs::remove_file(&self.path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_err(&self.path)(e)),
+                _ => Ok(()),
+            };
+        }
+        let tmp = self.path.with_extension("tmp");
+        {
+            let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
+            f.write_all(&buf).map_err(io_err(&tmp))?;
+            f.sync_all().map_err(io_err(&tmp))?;
+        }
+        fs::rename(&tmp, &self.path).map_err(io_err(&self.path))?;
+        self.len = buf.len() as u64;
+        if let Some(dir) = self.path.parent() {
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io_err(dir))?;
+        }
+        self.upto = self.upto.max(ops.back().map(|(s, _)| *s).unwrap_or(0));
+        Ok(())
+    }
+
+    /// Appends the ops of `pending` not yet in the journal (normally just
+    /// the one queued last). A failure is logged (once until an append
+    /// works again) and returned; the ops stay queued in memory and the
+    /// next call appends them.
+    pub fn catch_up(&mut self, pending: &VecDeque<(u64, Op)>) -> std::io::Result<()> {
+        let new = pending
+            .iter()
+            .rev()
+            .take_while(|(s, _)| *s > self.upto)
+            .count();
+        if new == 0 {
+            return Ok(());
+        }
+        let start = pending.len() - new;
+        let recs = pending.range(start..).map(|(s, o)| Rec::Op(*s, o));
+        let buf = self.encode(recs);
+        self.write(&buf)?;
+        self.upto = pending.back().map(|(s, _)| *s).unwrap_or(self.upto);
+        Ok(())
+    }
+
+    /// Records that `node` has unsealed writes.
+    pub fn mark_unsealed(&mut self, node: u64) {
+        let buf = self.encode(std::iter::once(Rec::Unsealed(node)));
+        // A failure is logged; the marker only serves a report.
+        let _ = self.write(&buf);
+    }
+
+    /// Empties the journal (everything in it is committed), keeping the
+    /// markers of files that still have unsealed writes.
+    pub fn reset(&mut self, unsealed: impl Iterator<Item = u64>) -> Result<()> {
+        match self.file.as_ref() {
+            Some(f) => f.set_len(0).map_err(io_err(&self.path))?,
+            None => match fs::remove_file(&self.path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(io_err(&self.path)(e));
+                }
+                _ => {}
+            },
+        }
+        self.len = 0;
+        let buf = self.encode(unsealed.map(Rec::Unsealed));
+        if !buf.is_empty() {
+            let _ = self.write(&buf);
+        }
+        Ok(())
+    }
+
+    /// A handle on the journal file to `sync_data` without holding the
+    /// engine's lock (`None`: nothing was written since the last open).
+    pub fn sync_handle(&self) -> Result<Option<File>> {
+        match &self.file {
+            Some(f) => f.try_clone().map(Some).map_err(io_err(&self.path)),
+            None => Ok(None),
+        }
+    }
+
+    fn encode<'a>(&self, recs: impl Iterator<Item = Rec<'a>>) -> Vec<u8> {
+        let mut buf = Vec::new();
+        for rec in recs {
+            let mut w = Writer::new();
+            match rec {
+                Rec::Op(seq, op) => {
+                    w.u64(seq);
+                    op.write(&mut w);
+                }
+                Rec::Unsealed(node) => {
+                    w.u64(0).u64(node);
+                }
+            }
+            let nonce = random_array::<NONCE_LEN>();
+            let mut ct = w.into_vec();
+            self.cipher.seal_in_place(&nonce, &self.aad, &mut ct);
+            buf.extend_from_slice(&((NONCE_LEN + ct.len()) as u32).to_le_bytes());
+            buf.extend_from_slice(&nonce);
+            buf.extend_from_slice(&ct);
+        }
+        buf
+    }
+
+    /// Appends `buf` with one write; a failure is logged (once until a
+    /// write works again) and the file cut back to its whole records.
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        let r = (|| {
+            if self.file.is_none() {
+                let f = OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&self.path)?;
+                // Appends follow the last whole record, never torn bytes.
+                f.set_len(self.len)?;
+                self.file = Some(f);
+            }
+            self.file.as_mut().expect("opened").write_all(buf)
+        })();
+        match r {
+            Ok(()) => {
+                self.len += buf.len() as u64;
+                if self.failing {
+                    tracing::info!(path = %self.path.display(), "journal writable again");
+                }
+                self.failing = false;
+                Ok(())
+            }
+            Err(e) => {
+                if !self.failing {
+                    tracing::error!(path = %self.path.display(), error = %e, "cannot append to the journal; changes since stay in memory until committed or until an append succeeds");
+                }
+                self.failing = true;
+                // A partial append leaves a torn record: cut it off so
+                // the next append follows whole records.
+                if let Some(f) = &self.file
+                    && f.set_len(self.len).is_err()
+                {
+                    self.file = None;
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+/// A record to encode.
+enum Rec<'a> {
+    Op(u64, &'a Op),
+    Unsealed(u64),
+}
+
+fn parse(plain: &[u8]) -> Option<Record> {
+    let mut r = Reader::new(plain);
+    let seq = r.u64().ok()?;
+    let rec = if seq == 0 {
+        Record::Unsealed(r.u64().ok()?)
+    } else {
+        Record::Op(seq, Op::read(&mut r).ok()?)
+    };
+    (r.remaining() == 0).then_some(rec)
+}

@@ -1,0 +1,66 @@
+//! Child-process crash harness: a test binary re-runs one of its own
+//! (ignored) tests as a child with a role in an environment variable, waits
+//! for the child to print READY, and kills it with SIGKILL, as the kernel
+//! kills an OOM victim or `kill -9` a daemon.
+
+use cardfs::drive::Identity;
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+/// Writes the identity's secrets to `path` so a child can open the drive.
+pub fn save_identity(id: &Identity, path: &Path) {
+    let bytes = [
+        id.x25519.to_bytes().as_slice(),
+        &id.ed25519.to_bytes(),
+        &id.card_id,
+    ]
+    .concat();
+    std::fs::write(path, bytes).unwrap();
+}
+
+pub fn load_identity(path: &Path) -> Identity {
+    let b = std::fs::read(path).unwrap();
+    Identity::new(
+        x25519_dalek::StaticSecret::from(<[u8; 32]>::try_from(&b[..32]).unwrap()),
+        ed25519_dalek::SigningKey::from_bytes(&b[32..64].try_into().unwrap()),
+        b[64..96].try_into().unwrap(),
+    )
+}
+
+/// Runs the ignored test `entry` of this binary (its full name, see
+/// `support::test_name`) as a child with `env_var` set to `arg`, and
+/// SIGKILLs it as soon as it prints `CHILD-READY` (panics if it exits
+/// without doing so).
+pub fn run_child_and_kill(entry: &str, env_var: &str, arg: &str) {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            entry,
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(env_var, arg)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = BufReader::new(child.stdout.take().unwrap());
+    let mut ready = false;
+    for line in out.lines() {
+        if line.unwrap().contains("CHILD-READY") {
+            ready = true;
+            break;
+        }
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(ready, "child never reported READY");
+}
+
+/// Tells the parent that the child may be killed now.
+pub fn ready() {
+    println!("CHILD-READY");
+    std::io::stdout().flush().unwrap();
+}
