@@ -8,8 +8,49 @@
 //! devices) with a size, blocks, entries, or a target other than their
 //! device number (8 bytes for devices, empty otherwise).
 
+use crate::format::crypto::random_array;
 use crate::format::wire::{FormatError, Reader, Writer};
 use std::collections::BTreeMap;
+use std::fmt;
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+/// A file's content key (docs/FORMAT.md, "content block"). Zeroized on
+/// drop, so the copies nodes make (trees, dirty buffers, the journal) do
+/// not outlive their use; `Debug` prints no key bytes. The default (all
+/// zeros) is what nodes without content (directories, links) carry.
+#[derive(Clone, Default, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
+pub struct FileKey([u8; 32]);
+
+impl FileKey {
+    /// A fresh random key.
+    pub fn random() -> Self {
+        Self(random_array())
+    }
+
+    /// The key bytes. Callers must not copy them into unprotected storage.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl From<[u8; 32]> for FileKey {
+    fn from(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+}
+
+impl std::ops::Deref for FileKey {
+    type Target = [u8; 32];
+    fn deref(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for FileKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("FileKey(..)")
+    }
+}
 
 /// Seconds and nanoseconds since the Unix epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
@@ -111,7 +152,7 @@ pub struct Node {
     pub target: Vec<u8>,
     /// Content identity bound into every chunk, and the per-file key.
     pub file_id: [u8; 16],
-    pub file_key: [u8; 32],
+    pub file_key: FileKey,
     /// Changes on every content change (conflict detection).
     pub version: u64,
     pub blocks: BTreeMap<u64, BlockRef>,
@@ -136,7 +177,7 @@ impl Node {
         w.u64(self.size)
             .bytes(&self.target)
             .raw(&self.file_id)
-            .raw(&self.file_key)
+            .raw(self.file_key.as_bytes())
             .u64(self.version);
         w.u32(self.blocks.len() as u32);
         for (i, b) in &self.blocks {
@@ -169,7 +210,7 @@ impl Node {
             size: r.u64()?,
             target: r.bytes()?.to_vec(),
             file_id: r.array()?,
-            file_key: r.array()?,
+            file_key: FileKey(r.array()?),
             version: r.u64()?,
             ..Default::default()
         };
@@ -207,6 +248,8 @@ impl Node {
                 _ => 0,
             };
             if n.target.len() != target_len
+                || n.file_id != [0; 16]
+                || n.file_key.as_bytes() != &[0; 32]
                 || n.size != 0
                 || !n.blocks.is_empty()
                 || !n.entries.is_empty()
@@ -243,6 +286,20 @@ impl Node {
 mod tests {
     use super::super::sha256;
     use super::*;
+
+    #[test]
+    fn file_keys_never_print_their_bytes() {
+        let n = Node {
+            file_key: FileKey::from([0xab; 32]),
+            ..Default::default()
+        };
+        let shown = format!("{n:?} {:?}", n.file_key);
+        assert!(shown.contains("FileKey(..)"), "{shown}");
+        for leak in ["171", "0xab", "ab, ab", "abab"] {
+            assert!(!shown.contains(leak), "key bytes in {shown}");
+        }
+        assert_eq!(n.clone().file_key.as_bytes(), &[0xab; 32]);
+    }
 
     #[test]
     fn volume_link_node_round_trip_and_checks() {
@@ -334,6 +391,10 @@ mod tests {
             },
             Node {
                 size: 1,
+                ..fifo.clone()
+            },
+            Node {
+                file_id: [1; 16],
                 ..fifo.clone()
             },
             Node {
