@@ -248,6 +248,8 @@ impl Node {
                 _ => 0,
             };
             if n.target.len() != target_len
+                || n.file_id != [0; 16]
+                || n.file_key.as_bytes() != &[0; 32]
                 || n.size != 0
                 || !n.blocks.is_empty()
                 || !n.entries.is_empty()
@@ -389,6 +391,10 @@ mod tests {
             },
             Node {
                 size: 1,
+                ..fifo.clone()
+            },
+            Node {
+                file_id: [1; 16],
                 ..fifo.clone()
             },
             Node {
