@@ -11,5 +11,6 @@ mod cli_ux;
 mod durability;
 mod fuse;
 mod local;
+mod posix;
 mod s3;
 mod share;

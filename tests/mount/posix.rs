@@ -4,13 +4,10 @@
 //! effect, the non-empty mountpoint refusal, `uid=`/`gid=`/`umask=`, inode
 //! numbers below 2^53, and ownership on a member's mount.
 
-#[path = "support/mod.rs"]
-mod support;
-
+use crate::support::mount::{Home, Mounted, sh};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 use std::process::Command;
-use support::mount::{Home, Mounted, sh};
 
 /// A second local user (not root) for the tests that switch uids.
 const OTHER_UID: u32 = 1000;
