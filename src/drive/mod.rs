@@ -54,6 +54,11 @@ mod tree;
 mod types;
 mod volume;
 
+/// The local journal and state file parsers, for `crate::fuzzing`.
+pub(crate) use engine::cache::{
+    JournalStop, LocalState, open_state, parse_journal, parse_journal_record, seal_journal_record,
+    seal_state,
+};
 pub use engine::commit::SNAPSHOT_EVERY;
 pub use error::{DriveError, Result};
 pub use identity::{Identity, Member, Role};

@@ -17,7 +17,7 @@
 use crate::drive::error::{DriveError, Result};
 use crate::format::crypto::{Cipher, NONCE_LEN, SecretKey, hkdf, random_array};
 use crate::format::meta::Op;
-use crate::format::wire::{Reader, Writer};
+use crate::format::wire::{FormatError, Reader, Writer};
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -285,10 +285,6 @@ impl Cache {
         }
     }
 
-    fn journal_aad(&self) -> Vec<u8> {
-        [b"cardfs/v1/journal".as_slice(), &self.client].concat()
-    }
-
     /// Appends ops to the journal; with `durable` the file is fsynced.
     pub fn journal_append(&self, ops: &[(u64, Op)], durable: bool) -> Result<()> {
         let _guard = self.journal.lock().expect("journal lock");
@@ -298,13 +294,11 @@ impl Cache {
             let mut w = Writer::new();
             w.u64(*seq);
             op.write(&mut w);
-            let nonce = random_array::<NONCE_LEN>();
-            let mut ct = w.into_vec();
-            self.cipher
-                .seal_in_place(&nonce, &self.journal_aad(), &mut ct);
-            buf.extend_from_slice(&((NONCE_LEN + ct.len()) as u32).to_le_bytes());
-            buf.extend_from_slice(&nonce);
-            buf.extend_from_slice(&ct);
+            buf.extend_from_slice(&seal_journal_record(
+                &self.cipher,
+                &self.client,
+                w.into_vec(),
+            ));
         }
         let mut f = OpenOptions::new()
             .create(true)
@@ -328,31 +322,15 @@ impl Cache {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(io_err(&path)(e)),
         };
-        let mut out = Vec::new();
-        let mut pos = 0;
-        while pos + 4 <= bytes.len() {
-            let len = u32::from_le_bytes(bytes[pos..pos + 4].try_into().expect("4")) as usize;
-            if len < NONCE_LEN || pos + 4 + len > bytes.len() {
-                break;
-            }
-            let rec = &bytes[pos + 4..pos + 4 + len];
-            let nonce: [u8; NONCE_LEN] = rec[..NONCE_LEN].try_into().expect("12");
-            let Ok(plain) = self
-                .cipher
-                .open(&nonce, &self.journal_aad(), &rec[NONCE_LEN..])
-            else {
+        let (out, stop) = parse_journal(&self.cipher, &self.client, &bytes);
+        match stop {
+            None | Some(JournalStop::Torn) => {}
+            Some(JournalStop::Unverified) => {
                 tracing::error!(path = %path.display(), "journal record failed verification; ignoring it and the rest");
-                break;
-            };
-            let mut r = Reader::new(&plain);
-            match (r.u64(), Op::read(&mut r)) {
-                (Ok(seq), Ok(op)) if r.remaining() == 0 => out.push((seq, op)),
-                _ => {
-                    tracing::error!(path = %path.display(), "journal record does not parse; ignoring it and the rest");
-                    break;
-                }
             }
-            pos += 4 + len;
+            Some(JournalStop::Unparsable) => {
+                tracing::error!(path = %path.display(), "journal record does not parse; ignoring it and the rest");
+            }
         }
         Ok(out)
     }
@@ -371,19 +349,9 @@ impl Cache {
     /// Saves the state; `durable` fsyncs it (a lost update only weakens
     /// rollback detection to the previous head, never correctness).
     pub fn save_state(&self, s: &LocalState, durable: bool) -> Result<()> {
-        let mut w = Writer::new();
-        w.raw(&s.header_hash)
-            .u64(s.head_seq)
-            .raw(&s.head_hash)
-            .u64(s.next_client_seq)
-            .u32(s.generation);
-        let nonce = random_array::<NONCE_LEN>();
-        let mut ct = w.into_vec();
-        self.cipher
-            .seal_in_place(&nonce, b"cardfs/v1/state", &mut ct);
         write_file(
             &self.dir.join("state"),
-            &[nonce.as_slice(), &ct].concat(),
+            &seal_state(&self.cipher, s),
             durable,
         )
     }
@@ -403,28 +371,123 @@ impl Cache {
                 "local state failed verification",
             )
         };
-        if bytes.len() < NONCE_LEN {
-            return Err(bad());
-        }
-        let nonce: [u8; NONCE_LEN] = bytes[..NONCE_LEN].try_into().expect("12");
-        let plain = self
-            .cipher
-            .open(&nonce, b"cardfs/v1/state", &bytes[NONCE_LEN..])
-            .map_err(|_| bad())?;
-        let mut r = Reader::new(&plain);
-        let s = (|| {
-            Ok::<_, crate::format::wire::FormatError>(LocalState {
-                header_hash: r.array()?,
-                head_seq: r.u64()?,
-                head_hash: r.array()?,
-                next_client_seq: r.u64()?,
-                // Absent in state files written before key rotation existed.
-                generation: if r.remaining() == 0 { 0 } else { r.u32()? },
-            })
-        })()
-        .map_err(|_| bad())?;
-        Ok(Some(s))
+        open_state(&self.cipher, &bytes).map(Some).ok_or_else(bad)
     }
+}
+
+/// Why [`parse_journal`] stopped before the end of the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum JournalStop {
+    /// A record cut short (a torn append): expected after a crash.
+    Torn,
+    /// A record that fails authentication.
+    Unverified,
+    /// A record that authenticates but does not parse.
+    Unparsable,
+}
+
+fn journal_aad(client: &[u8; 16]) -> Vec<u8> {
+    [b"cardfs/v1/journal".as_slice(), client].concat()
+}
+
+/// One journal record: `u32 length || nonce || sealed plain`, where
+/// `plain` is `u64 client seq || op`.
+pub(crate) fn seal_journal_record(cipher: &Cipher, client: &[u8; 16], plain: Vec<u8>) -> Vec<u8> {
+    let nonce = random_array::<NONCE_LEN>();
+    let mut ct = plain;
+    cipher.seal_in_place(&nonce, &journal_aad(client), &mut ct);
+    let mut out = Vec::with_capacity(4 + NONCE_LEN + ct.len());
+    out.extend_from_slice(&((NONCE_LEN + ct.len()) as u32).to_le_bytes());
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&ct);
+    out
+}
+
+/// Parses a journal record's plaintext: `u64 client seq || op`, nothing
+/// after.
+pub(crate) fn parse_journal_record(plain: &[u8]) -> Result<(u64, Op), FormatError> {
+    let mut r = Reader::new(plain);
+    let seq = r.u64()?;
+    let op = Op::read(&mut r)?;
+    r.finish()?;
+    Ok((seq, op))
+}
+
+/// The whole records of a journal file that verify and parse, in order,
+/// and why it stopped before the end if it did. A record's length is
+/// checked against the bytes left before it is read.
+pub(crate) fn parse_journal(
+    cipher: &Cipher,
+    client: &[u8; 16],
+    bytes: &[u8],
+) -> (Vec<(u64, Op)>, Option<JournalStop>) {
+    let aad = journal_aad(client);
+    let mut out = Vec::new();
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let Some((len, body)) = rest.split_first_chunk::<4>() else {
+            return (out, Some(JournalStop::Torn));
+        };
+        let len = u32::from_le_bytes(*len) as usize;
+        if len < NONCE_LEN || len > body.len() {
+            return (out, Some(JournalStop::Torn));
+        }
+        let (rec, after) = body.split_at(len);
+        let (nonce, ct) = rec.split_at(NONCE_LEN);
+        let nonce: [u8; NONCE_LEN] = nonce.try_into().expect("NONCE_LEN bytes");
+        let Ok(plain) = cipher.open(&nonce, &aad, ct) else {
+            return (out, Some(JournalStop::Unverified));
+        };
+        match parse_journal_record(&plain) {
+            Ok(record) => out.push(record),
+            Err(_) => return (out, Some(JournalStop::Unparsable)),
+        }
+        rest = after;
+    }
+    (out, None)
+}
+
+const STATE_AAD: &[u8] = b"cardfs/v1/state";
+
+impl LocalState {
+    /// The state file's plaintext.
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.raw(&self.header_hash)
+            .u64(self.head_seq)
+            .raw(&self.head_hash)
+            .u64(self.next_client_seq)
+            .u32(self.generation);
+        w.into_vec()
+    }
+
+    /// Parses the state file's plaintext.
+    pub(crate) fn decode(plain: &[u8]) -> Result<Self, FormatError> {
+        let mut r = Reader::new(plain);
+        Ok(LocalState {
+            header_hash: r.array()?,
+            head_seq: r.u64()?,
+            head_hash: r.array()?,
+            next_client_seq: r.u64()?,
+            // Absent in state files written before key rotation existed.
+            generation: if r.remaining() == 0 { 0 } else { r.u32()? },
+        })
+    }
+}
+
+/// The state file: `nonce || sealed plaintext`.
+pub(crate) fn seal_state(cipher: &Cipher, s: &LocalState) -> Vec<u8> {
+    let nonce = random_array::<NONCE_LEN>();
+    let mut ct = s.encode();
+    cipher.seal_in_place(&nonce, STATE_AAD, &mut ct);
+    [nonce.as_slice(), &ct].concat()
+}
+
+/// Opens a state file; `None` if it fails verification or parsing.
+pub(crate) fn open_state(cipher: &Cipher, bytes: &[u8]) -> Option<LocalState> {
+    let (nonce, ct) = bytes.split_first_chunk::<NONCE_LEN>()?;
+    let plain = cipher.open(nonce, STATE_AAD, ct).ok()?;
+    LocalState::decode(&plain).ok()
 }
 
 impl Lru {
