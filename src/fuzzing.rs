@@ -684,13 +684,10 @@ pub fn drive_seeds() -> Vec<(&'static str, Vec<u8>)> {
     }
     out.push(("journal", file));
 
-    let state = LocalState {
-        header_hash: [0x25; 32],
-        head_seq: 12,
-        head_hash: [0x26; 32],
-        next_client_seq: 43,
-        generation: 2,
-    };
+    // Any 84 bytes are a state (hashes, counters, generation): its fields
+    // are the engine's own.
+    let state =
+        LocalState::decode(&(0x20..0x20 + 84).collect::<Vec<u8>>()).expect("84 bytes are a state");
     let plain = state.encode();
     out.push(("local_state", plain[..plain.len() - 4].to_vec()));
     out.push(("local_state", plain));

@@ -17,6 +17,9 @@ pub const GENERIC: u8 = 1;
 pub enum UserError {
     /// The password does not unlock the key.
     WrongPassword { key: String },
+    /// No password was given and there is no terminal to ask for one
+    /// (documented under the same code as a wrong password).
+    NoPassword,
     /// No key of that name exists.
     MissingKey { key: String },
     /// The key exists but has no card (needed to own a drive).
@@ -47,6 +50,9 @@ pub enum UserError {
     NotMounted { path: PathBuf },
     /// The mount is in use and cannot be unmounted now.
     MountBusy { path: PathBuf },
+    /// A live daemon serves the mount but this command cannot reach it
+    /// (started with another `$CARDFS_HOME`, or hung): not unmounted.
+    MountedElsewhere { path: PathBuf, who: String },
     /// A card (a member's, or a drive owner's) is neither pinned nor
     /// approved by a trusted authority: its fingerprint must be compared
     /// and given with `option`.
@@ -75,7 +81,7 @@ impl UserError {
     /// The process exit code for this error (documented in docs/CLI.md).
     pub fn code(&self) -> u8 {
         match self {
-            UserError::WrongPassword { .. } => 10,
+            UserError::WrongPassword { .. } | UserError::NoPassword => 10,
             UserError::MissingKey { .. } => 11,
             UserError::MissingCard { .. } => 12,
             UserError::MountpointMissing { .. } => 13,
@@ -91,6 +97,7 @@ impl UserError {
             UserError::NewerFormat { .. } => 26,
             UserError::NotMounted { .. } => 30,
             UserError::MountBusy { .. } => 31,
+            UserError::MountedElsewhere { .. } => 32,
             UserError::CardUnverified { .. } => 40,
             UserError::CardMismatch { .. } => 41,
             UserError::CardNotFound { .. } => 42,
@@ -107,6 +114,11 @@ impl fmt::Display for UserError {
             UserError::WrongPassword { key } => {
                 write!(f, "wrong password for key {key:?}")
             }
+            UserError::NoPassword => write!(
+                f,
+                "no password given and no terminal to ask for one; use --password-file FILE, \
+                 --password-command CMD or CARDFS_PASSWORD"
+            ),
             UserError::MissingKey { key } => write!(
                 f,
                 "there is no key named {key:?} (create one with `cardfs key generate --name NAME`)"
@@ -162,6 +174,13 @@ impl fmt::Display for UserError {
             UserError::MountBusy { path } => write!(
                 f,
                 "{} is busy (a program has a file open there); close it and try again",
+                path.display()
+            ),
+            UserError::MountedElsewhere { path, who } => write!(
+                f,
+                "{} is served by a running cardfs daemon that this command cannot reach ({who}); \
+                 nothing was unmounted: run `cardfs unmount` with that daemon's CARDFS_HOME, \
+                 or send it SIGTERM (it commits, then unmounts)",
                 path.display()
             ),
             UserError::CardUnverified {
@@ -230,6 +249,7 @@ mod tests {
         let s = String::from("s3://b");
         vec![
             UserError::WrongPassword { key: s.clone() },
+            UserError::NoPassword,
             UserError::MissingKey { key: s.clone() },
             UserError::MissingCard { key: s.clone() },
             UserError::MountpointMissing { path: p.clone() },
@@ -254,6 +274,10 @@ mod tests {
             UserError::NewerFormat { detail: s.clone() },
             UserError::NotMounted { path: p.clone() },
             UserError::MountBusy { path: p.clone() },
+            UserError::MountedElsewhere {
+                path: p.clone(),
+                who: s.clone(),
+            },
             UserError::CardUnverified {
                 identity: s.clone(),
                 fingerprint: s.clone(),
@@ -272,7 +296,13 @@ mod tests {
 
     #[test]
     fn codes_are_distinct_and_not_generic_or_usage() {
-        let mut codes: Vec<u8> = all().iter().map(UserError::code).collect();
+        // docs/CLI.md gives code 10 to both a wrong and a missing password.
+        let mut codes: Vec<u8> = all()
+            .iter()
+            .filter(|e| **e != UserError::NoPassword)
+            .map(UserError::code)
+            .collect();
+        assert_eq!(UserError::NoPassword.code(), 10);
         let n = codes.len();
         codes.sort_unstable();
         codes.dedup();

@@ -11,8 +11,10 @@ mod envelope;
 mod exit;
 mod init;
 mod key;
+mod logging;
 mod member;
 mod mount;
+mod mount_record;
 mod mountpoint;
 mod open;
 mod owner;
@@ -88,8 +90,12 @@ enum Command {
 /// Parses the arguments, runs the command, and turns errors into one clear
 /// sentence on stderr and a non-zero exit code.
 pub fn main() -> ExitCode {
-    init_logging();
     let cli = Cli::parse();
+    // A mount daemon logs to its cache directory (see `mount::run`).
+    let _log = match &cli.command {
+        Command::Mount(args) if args.daemon_child => None,
+        _ => Some(logging::to_stderr()),
+    };
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -153,19 +159,4 @@ fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
     let dir = std::env::temp_dir().join(format!("cardfs-doctor-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
-}
-
-/// Logging goes to stderr, filtered by `RUST_LOG` (default: warnings).
-///
-/// By default fuser's session module logs errors only: after the daemon has
-/// unmounted the drive itself, fuser's own unmount-on-drop finds the mount
-/// gone and warns "Failed to umount filesystem: Invalid argument", which
-/// would alarm a user for nothing.
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,fuser::session=error"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
 }

@@ -2,13 +2,15 @@
 //! return once the mount is usable, with the daemon in the background.
 //!
 //! Backgrounding re-runs this binary as a detached child (`--daemon-child`,
-//! its own process group, stderr to the cache directory's `daemon.log`)
+//! its own process group, logging to the cache directory's `daemon.log`)
 //! instead of forking, because a fork after threads exist is unsound. The
 //! child reports on its stdout, a pipe to the parent: one `ready` line once
 //! the kernel answers requests on the mountpoint, or one
 //! `error CODE MESSAGE` line; the parent prints the outcome and exits with
-//! the same code. A password typed at the parent's prompt reaches the child
-//! through its stdin, never through its arguments or environment.
+//! the same code. A password typed at the parent's prompt, printed by
+//! `--password-command` or set in `CARDFS_PASSWORD` reaches the child
+//! through its stdin, never through its arguments or environment (the
+//! child's environment has no `CARDFS_PASSWORD`).
 
 use super::backend::DriveBackend;
 use super::exit;
@@ -170,7 +172,9 @@ pub fn run(mut args: MountArgs) -> anyhow::Result<()> {
     let access = apply_options(&mut args)?;
     args.store = absolute_store(&args.store)?;
     if args.daemon_child {
-        let result = serve(&args, &access, |_| report("ready"));
+        let result = super::logging::to_daemon_log(&cache_dir(&args)?)
+            .context("opening the daemon's log")
+            .and_then(|_log| serve(&args, &access, |_| report("ready")));
         if let Err(err) = &result {
             // Before readiness the parent is listening; afterwards stdout is
             // /dev/null and this goes nowhere.
@@ -243,11 +247,6 @@ fn background(args: MountArgs, access: &Access) -> anyhow::Result<()> {
         .with_context(|| format!("creating cache directory {}", cache_dir.display()))?;
     let password = open::password_for_child(&args.key)?;
     let log_path = paths::daemon_log(&cache_dir);
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .with_context(|| format!("opening {}", log_path.display()))?;
 
     let mut cmd = Command::new(std::env::current_exe().context("locating the cardfs binary")?);
     cmd.arg("mount")
@@ -290,6 +289,10 @@ fn background(args: MountArgs, access: &Access) -> anyhow::Result<()> {
         }
         (None, None) => {}
     }
+    // The daemon lives for days: no password in its environment
+    // (/proc/PID/environ); it gets one on stdin or reads the file itself.
+    cmd.env_remove(super::password::PASSWORD_ENV)
+        .env_remove(super::password::NEW_PASSWORD_ENV);
     use std::os::unix::process::CommandExt;
     cmd.stdin(if password.is_some() {
         Stdio::piped()
@@ -297,14 +300,16 @@ fn background(args: MountArgs, access: &Access) -> anyhow::Result<()> {
         Stdio::null()
     })
     .stdout(Stdio::piped())
-    .stderr(log)
+    // It logs to daemon.log itself (see `logging`); a write to a stderr
+    // on a full disk must not be able to kill it.
+    .stderr(Stdio::null())
     // Out of the caller's directory, so it never keeps it busy.
     .current_dir("/")
     // Its own process group: Ctrl-C in this terminal must not reach it.
     .process_group(0);
     let mut child = cmd.spawn().context("starting the mount daemon")?;
     if let (Some(pw), Some(mut stdin)) = (password, child.stdin.take()) {
-        stdin.write_all(pw.as_bytes())?;
+        stdin.write_all(&pw)?;
         // Dropping stdin closes it: the child reads to end of file.
     }
     let stdout = child.stdout.take().context("daemon stdout")?;

@@ -4,7 +4,6 @@
 
 use super::exit::UserError;
 use super::password::{self, PasswordArgs};
-use anyhow::Context;
 use cardfs::drive::{DriveError, Identity};
 use cardfs::format::card::Card;
 use cardfs::format::keyfile::{KeyFileError, Password};
@@ -52,26 +51,27 @@ fn key_name(args: &KeyArgs) -> anyhow::Result<String> {
     }
 }
 
-/// For a background mount: the password the parent must hand to its
-/// daemon child (typed at a prompt), or `None` when the child can read it
-/// itself (password file or environment). A typo is reported here, by the
+/// For a background mount: the password the parent hands to its daemon
+/// child on stdin, or `None` when the child reads it itself (a password
+/// file). A password from `--password-command`, `CARDFS_PASSWORD` or the
+/// terminal is read here, so the daemon never runs the command and never
+/// has the password in its environment; a typo is reported here, by the
 /// parent, rather than by the daemon.
-pub fn password_for_child(args: &KeyArgs) -> anyhow::Result<Option<String>> {
-    if args.password.password_file.is_some() || std::env::var_os(password::PASSWORD_ENV).is_some() {
+pub fn password_for_child(args: &KeyArgs) -> anyhow::Result<Option<password::Secret>> {
+    if args.password.password_file.is_some() {
         return Ok(None);
     }
-    use std::io::IsTerminal;
     let name = key_name(args)?;
-    if !std::io::stdin().is_terminal() {
-        return Err(anyhow::Error::new(UserError::WrongPassword { key: name })
-            .context("no password given (use --password-file or CARDFS_PASSWORD)"));
-    }
-    let typed = rpassword::prompt_password(format!("Password for key {name}: "))
-        .context("reading the password")?;
+    let secret = password::secret_for_child(
+        &args.password,
+        password::PASSWORD_ENV,
+        &format!("Password for key {name}: "),
+    )
+    .map_err(|e| key_error(e, &name))?;
     password::key_store()?
-        .unlock(&name, &Password::new(typed.clone().into_bytes()))
+        .unlock(&name, &Password::new(secret.to_vec()))
         .map_err(|e| key_error(e.into(), &name))?;
-    Ok(Some(typed))
+    Ok(Some(secret))
 }
 
 /// Unlocks the key (identity's [`password::unlock_key`]) and finds its card.

@@ -6,6 +6,8 @@
 //! - Callbacks never block: fuser's request threads only read requests and
 //!   spawn tasks, so a slow store never stalls the kernel's other requests,
 //!   and no callback runs `block_on` inside the runtime.
+//! - Every request is answered exactly once, even when a bug panics inside
+//!   it (EIO and an error line): one request's panic never ends the mount.
 //! - The adapter holds no filesystem state except the page-cache policy
 //!   (size and mtime of each file when it was last opened or closed, to
 //!   decide `FOPEN_KEEP_CACHE`), which only affects caching, never data.
@@ -18,10 +20,11 @@ use crate::drive::{
     self, Attr, Caller, Drive, DriveError, FileKind, Ino, RenameFlags, SetAttr, TimeSet, XattrSet,
 };
 use fuser::{
-    AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
-    INodeNo, KernelConfig, LockOwner, OpenFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
-    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow,
-    WriteFlags,
+    AccessFlags, CopyFileRangeFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
+    Generation, INodeNo, IoctlFlags, KernelConfig, LockOwner, OpenFlags, PollEvents, PollFlags,
+    PollNotifier, ReplyAttr, ReplyBmap, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty,
+    ReplyEntry, ReplyIoctl, ReplyLseek, ReplyOpen, ReplyPoll, ReplyStatfs, ReplyWrite, ReplyXattr,
+    Request, TimeOrNow, WriteFlags,
 };
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
@@ -52,7 +55,8 @@ impl DriveFs {
         }
     }
 
-    /// Runs `call` on the runtime; replies with `ok` or the error's errno.
+    /// Runs `call` on the runtime; replies with `ok` or the error's errno
+    /// (see [`dispatch`]).
     fn forward<T, R>(
         &self,
         op: &'static str,
@@ -63,16 +67,68 @@ impl DriveFs {
         T: Send + 'static,
         R: Fail + Send + 'static,
     {
-        self.rt.spawn(async move {
-            match call.await {
-                Ok(value) => ok(reply, value),
-                Err(err) => {
-                    log_error(op, &err);
-                    reply.fail(Errno::from_i32(err.errno()));
+        dispatch(&self.rt, op, reply, call, ok);
+    }
+}
+
+/// Runs one request's `call` in its own task on `rt` and answers the
+/// kernel from a second task that awaits it: with `ok` on success, with the
+/// error's errno on failure, and with EIO (plus an error line naming the
+/// request and the panic message) when a bug panics inside the call. So a
+/// panic fails that one request; the kernel never waits for an answer that
+/// cannot come, and the mount goes on serving the others.
+fn dispatch<T, R>(
+    rt: &tokio::runtime::Handle,
+    op: &'static str,
+    reply: R,
+    call: impl Future<Output = drive::Result<T>> + Send + 'static,
+    ok: impl FnOnce(R, T) + Send + 'static,
+) where
+    T: Send + 'static,
+    R: Fail + Send + 'static,
+{
+    let task = rt.spawn(call);
+    rt.spawn(async move {
+        match task.await {
+            Ok(Ok(value)) => {
+                // A panic while building the answer drops `reply`, which
+                // then answers EIO itself (fuser replies on drop).
+                let answered =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ok(reply, value)));
+                if let Err(panic) = answered {
+                    tracing::error!(
+                        "{op}: bug: panicked while answering ({}); the request fails with EIO",
+                        panic_message(panic.as_ref())
+                    );
                 }
             }
-        });
-    }
+            Ok(Err(err)) => {
+                log_error(op, &err);
+                reply.fail(Errno::from_i32(err.errno()));
+            }
+            Err(join) => {
+                if join.is_panic() {
+                    let panic = join.into_panic();
+                    tracing::error!(
+                        "{op}: bug: panicked ({}); the request fails with EIO, the mount goes on",
+                        panic_message(panic.as_ref())
+                    );
+                } else {
+                    tracing::warn!("{op}: request cancelled (daemon stopping); answering EIO");
+                }
+                reply.fail(Errno::EIO);
+            }
+        }
+    });
+}
+
+/// The text of a panic payload (`panic!` with a literal or a format).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("no message")
 }
 
 /// Open flags as the engine must see them (see the module invariants).
@@ -710,6 +766,91 @@ impl Filesystem for DriveFs {
             },
         );
     }
+
+    // Requests the drive does not support, answered without a log line
+    // (fuser's defaults warn on every call, and tools send some of them
+    // constantly: every `open()` in Python sends an ioctl TCGETS).
+
+    /// No ioctl is supported: ENOTTY, what `isatty` and friends expect.
+    fn ioctl(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _flags: IoctlFlags,
+        _cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: ReplyIoctl,
+    ) {
+        reply.error(Errno::ENOTTY);
+    }
+
+    /// ENOSYS: the kernel stops asking and answers polls itself (always
+    /// ready, as for a regular file).
+    fn poll(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _ph: PollNotifier,
+        _events: PollEvents,
+        _flags: PollFlags,
+        reply: ReplyPoll,
+    ) {
+        reply.error(Errno::ENOSYS);
+    }
+
+    /// ENOSYS: the kernel stops asking and returns EOPNOTSUPP, on which
+    /// `posix_fallocate` writes the range itself.
+    fn fallocate(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _offset: u64,
+        _length: u64,
+        _mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        reply.error(Errno::ENOSYS);
+    }
+
+    /// ENOSYS: the kernel stops asking and seeks itself (SEEK_DATA and
+    /// SEEK_HOLE then see one data extent, which is correct).
+    fn lseek(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _offset: i64,
+        _whence: i32,
+        reply: ReplyLseek,
+    ) {
+        reply.error(Errno::ENOSYS);
+    }
+
+    /// ENOSYS: the kernel stops asking and copies through read and write.
+    fn copy_file_range(
+        &self,
+        _req: &Request,
+        _ino_in: INodeNo,
+        _fh_in: FileHandle,
+        _offset_in: u64,
+        _ino_out: INodeNo,
+        _fh_out: FileHandle,
+        _offset_out: u64,
+        _len: u64,
+        _flags: CopyFileRangeFlags,
+        reply: ReplyWrite,
+    ) {
+        reply.error(Errno::ENOSYS);
+    }
+
+    /// Only block-device filesystems are asked this.
+    fn bmap(&self, _req: &Request, _ino: INodeNo, _blocksize: u32, _idx: u64, reply: ReplyBmap) {
+        reply.error(Errno::ENOSYS);
+    }
 }
 
 /// Records a file's size and mtime; returns whether they are those seen
@@ -780,6 +921,59 @@ mod tests {
         assert!(!remember(&seen, &a), "a changed size drops the cache");
         a.mtime = t + std::time::Duration::from_secs(1);
         assert!(!remember(&seen, &a), "a changed mtime drops the cache");
+    }
+
+    /// A reply that reports what it was answered with.
+    struct Probe(std::sync::mpsc::Sender<Result<u32, Errno>>);
+
+    impl Fail for Probe {
+        fn fail(self, err: Errno) {
+            let _ = self.0.send(Err(err));
+        }
+    }
+
+    fn answer(
+        rt: &tokio::runtime::Runtime,
+        call: impl Future<Output = drive::Result<u32>> + Send + 'static,
+    ) -> Result<u32, Errno> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        dispatch(rt.handle(), "test", Probe(tx), call, |p, v| {
+            let _ = p.0.send(Ok(v));
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the request was answered")
+    }
+
+    #[test]
+    fn a_panicking_request_fails_alone_with_eio() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .unwrap();
+        assert_eq!(answer(&rt, async { Ok(7) }), Ok(7));
+        assert_eq!(
+            answer(&rt, async { Err(DriveError::NotFound) }),
+            Err(Errno::ENOENT)
+        );
+        let boom = async {
+            if std::hint::black_box(true) {
+                panic!("a bug inside the engine");
+            }
+            Ok(0)
+        };
+        assert_eq!(answer(&rt, boom), Err(Errno::EIO));
+        // The runtime (and so the mount) still serves the next request.
+        assert_eq!(answer(&rt, async { Ok(8) }), Ok(8));
+    }
+
+    #[test]
+    fn panic_messages_are_read_from_either_payload() {
+        let s: Box<dyn std::any::Any + Send> = Box::new("literal");
+        assert_eq!(panic_message(s.as_ref()), "literal");
+        let s: Box<dyn std::any::Any + Send> = Box::new(format!("formatted {}", 1));
+        assert_eq!(panic_message(s.as_ref()), "formatted 1");
+        let s: Box<dyn std::any::Any + Send> = Box::new(3u8);
+        assert_eq!(panic_message(s.as_ref()), "no message");
     }
 
     #[test]

@@ -7,6 +7,8 @@
 mod support;
 
 mod cli;
+mod cli_ux;
+mod durability;
 mod fuse;
 mod local;
 mod s3;

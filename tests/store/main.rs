@@ -11,3 +11,4 @@ mod fault;
 mod local;
 mod s3;
 mod s3_server;
+mod s3_timeouts;

@@ -385,7 +385,7 @@ mod tests {
         };
         let enc = b.encode();
         assert_eq!(Batch::decode(&enc).unwrap(), b);
-        let hex: String = sha256(&enc).iter().map(|x| format!("{x:02x}")).collect();
+        let hex = crate::format::hex::encode(&sha256(&enc));
         assert_eq!(
             hex,
             "e566c921f785e9b716754f69eebad3dcf2e619648493749f6b9fec187b65e7a5"

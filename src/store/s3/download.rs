@@ -57,6 +57,8 @@ async fn get_range(
         .key(inner.full_key(key))
         .range(format!("bytes={}-{}", range.start, range.end - 1))
         .set_if_match(if_match.map(|e| e.0.clone()))
+        .customize()
+        .config_override(inner.quick())
         .send()
         .await;
     let mut out = match sent {
@@ -69,8 +71,15 @@ async fn get_range(
     let total = range_total(out.content_range());
     let etag = ETag(out.e_tag.clone().unwrap_or_default());
     into.reserve(out.content_length().unwrap_or(0).max(0) as usize);
-    while let Some(chunk) = out.body.try_next().await.map_err(|e| body_error(key, e))? {
-        into.extend_from_slice(&chunk);
+    // The answer has started; a body that then stalls is a dead server.
+    loop {
+        let next = tokio::time::timeout(inner.idle_timeout, out.body.try_next())
+            .await
+            .map_err(|_| body_error(key, format!("no data for {:?}", inner.idle_timeout)))?;
+        match next.map_err(|e| body_error(key, e))? {
+            Some(chunk) => into.extend_from_slice(&chunk),
+            None => break,
+        }
     }
     Ok(match total {
         Some(total) => Ranged::Got {

@@ -12,6 +12,14 @@
 //!   retry strategy (exponential backoff with full jitter) up to
 //!   `max_attempts`; what is still failing then surfaces as
 //!   [`StoreError::Transient`].
+//! - A request that carries little data (head, list, delete, a small put,
+//!   a get until its answer starts) has `request_timeout` per attempt and
+//!   three times that in all, so a server that accepts connections but does
+//!   not answer (stopped, overloaded) is a [`StoreError::Transient`] within
+//!   seconds, not after `attempt_timeout`; bodies that stall for
+//!   `idle_timeout` fail the same way. Only transfers of real data (parts,
+//!   large puts) get the long `attempt_timeout`, since their duration
+//!   depends on the link.
 //! - Checksums are computed and validated only where S3 requires them
 //!   (FACTS.md: S3-compatible servers reject the SDK's default CRC headers).
 //! - An unconditional put larger than `multipart_threshold` goes up as a
@@ -52,6 +60,8 @@ use upload::S3Upload;
 const MIN_PART: usize = 5 << 20;
 /// Most keys one DeleteObjects call accepts.
 const DELETE_BATCH: usize = 1000;
+/// Puts up to this size (log entries, keyrings) get `request_timeout`.
+const SMALL_PUT: usize = 64 << 10;
 
 /// How to reach and use an S3 service. Anything left `None` comes from the
 /// standard AWS chain (environment, `~/.aws/config` and `credentials`).
@@ -75,8 +85,15 @@ pub struct S3Options {
     /// Attempts per request, including the first.
     pub max_attempts: u32,
     pub connect_timeout: Duration,
-    /// Limit for one attempt of one request (a part, a get, a put).
+    /// Limit for one attempt of a request that transfers data (a part, a
+    /// put larger than `SMALL_PUT`, completing a multipart upload).
     pub attempt_timeout: Duration,
+    /// Limit for one attempt of a request that carries little data (head,
+    /// list, delete, a small put, a get until its answer starts); the
+    /// request with its retries gets three times this.
+    pub request_timeout: Duration,
+    /// Longest pause while a response body is being read.
+    pub idle_timeout: Duration,
 }
 
 impl Default for S3Options {
@@ -92,6 +109,8 @@ impl Default for S3Options {
             max_attempts: 5,
             connect_timeout: Duration::from_secs(10),
             attempt_timeout: Duration::from_secs(300),
+            request_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -112,6 +131,9 @@ struct S3Inner {
     part_size: usize,
     multipart_threshold: usize,
     concurrency: usize,
+    /// Timeouts of requests that carry little data.
+    quick: TimeoutConfig,
+    idle_timeout: Duration,
     /// Continuation tokens of recent truncated listings, by (full prefix,
     /// full last key): see [`S3Store::list`].
     tokens: Mutex<HashMap<(String, String), String>>,
@@ -125,7 +147,14 @@ impl S3Inner {
         format!("{}{key}", self.prefix)
     }
 
+    /// The per-request override that gives a request carrying little data
+    /// its short timeouts (see `S3Options::request_timeout`).
+    fn quick(&self) -> aws_sdk_s3::config::Builder {
+        aws_sdk_s3::config::Builder::default().timeout_config(self.quick.clone())
+    }
+
     async fn put_single(&self, key: &str, body: Bytes, mode: &PutMode) -> Result<ETag> {
+        let body_len = body.len();
         let mut req = self
             .client
             .put_object()
@@ -144,7 +173,12 @@ impl S3Inner {
                 Call::ConditionalWrite
             }
         };
-        let out = req.send().await.map_err(|e| map_sdk_error(e, key, call))?;
+        let sent = if body_len <= SMALL_PUT {
+            req.customize().config_override(self.quick()).send().await
+        } else {
+            req.send().await
+        };
+        let out = sent.map_err(|e| map_sdk_error(e, key, call))?;
         match out.e_tag {
             Some(etag) => Ok(ETag(etag)),
             None => Err(StoreError::Other {
@@ -160,6 +194,8 @@ impl S3Inner {
             .bucket(&self.bucket)
             .key(self.full_key(key))
             .set_if_match(if_match.map(|e| e.0.clone()))
+            .customize()
+            .config_override(self.quick())
             .send()
             .await
             .map_err(|e| map_sdk_error(e, key, Call::Plain))?;
@@ -205,6 +241,11 @@ impl S3Store {
         }
         let sdk = loader.load().await;
         let custom_endpoint = sdk.endpoint_url().is_some();
+        let quick = TimeoutConfig::builder()
+            .connect_timeout(options.connect_timeout)
+            .operation_attempt_timeout(options.request_timeout)
+            .operation_timeout(options.request_timeout * 3)
+            .build();
         let mut config = aws_sdk_s3::config::Builder::from(&sdk)
             .force_path_style(options.path_style.unwrap_or(custom_endpoint))
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
@@ -227,6 +268,8 @@ impl S3Store {
                 part_size: options.part_size,
                 multipart_threshold: options.multipart_threshold.max(options.part_size),
                 concurrency: options.concurrency.max(1),
+                quick,
+                idle_timeout: options.idle_timeout,
                 tokens: Mutex::new(HashMap::new()),
             }),
         })
@@ -278,6 +321,8 @@ impl S3Store {
                 .prefix(&inner.prefix)
                 .set_key_marker(key_marker.take())
                 .set_upload_id_marker(id_marker.take())
+                .customize()
+                .config_override(inner.quick())
                 .send()
                 .await
                 .map_err(|e| map_sdk_error(e, &inner.prefix, Call::Plain))?;
@@ -307,6 +352,8 @@ async fn upload_abort(inner: &S3Inner, key: &str, id: &str) -> Result<()> {
         .bucket(&inner.bucket)
         .key(inner.full_key(key))
         .upload_id(id)
+        .customize()
+        .config_override(inner.quick())
         .send()
         .await;
     match sent.map_err(|e| map_sdk_error(e, key, Call::Plain)) {
@@ -366,6 +413,8 @@ impl ObjectStore for S3Store {
                 .set_start_after(start_after.clone())
                 .set_continuation_token(token.take())
                 .max_keys(limit as i32)
+                .customize()
+                .config_override(inner.quick())
                 .send()
                 .await
                 .map_err(|e| map_sdk_error(e, prefix, Call::Plain))?;
@@ -408,6 +457,8 @@ impl ObjectStore for S3Store {
             .delete_object()
             .bucket(&inner.bucket)
             .key(inner.full_key(key))
+            .customize()
+            .config_override(inner.quick())
             .send()
             .await
             .map_err(|e| map_sdk_error(e, key, Call::Plain))
@@ -444,6 +495,8 @@ impl ObjectStore for S3Store {
                 .delete_objects()
                 .bucket(&inner.bucket)
                 .delete(delete)
+                .customize()
+                .config_override(inner.quick())
                 .send()
                 .await
                 .map_err(|e| map_sdk_error(e, &batch[0], Call::Plain))?;

@@ -63,6 +63,8 @@ impl S3Upload {
             .create_multipart_upload()
             .bucket(&self.inner.bucket)
             .key(self.inner.full_key(&self.key))
+            .customize()
+            .config_override(self.inner.quick())
             .send()
             .await
             .map_err(|e| map_sdk_error(e, &self.key, Call::Plain))?;
