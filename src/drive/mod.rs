@@ -56,7 +56,13 @@ mod tree;
 mod types;
 mod volume;
 
+/// The local journal and state file parsers, for `crate::fuzzing`.
+pub(crate) use engine::cache::{LocalState, open_state, seal_state};
 pub use engine::commit::SNAPSHOT_EVERY;
+pub(crate) use engine::journal_file::{
+    JournalStop, Record as JournalRecord, encode_journal_record, parse_journal,
+    parse_journal_record, seal_journal_record,
+};
 pub use error::{DriveError, Result};
 pub use identity::{Identity, Member, Role};
 pub use types::*;

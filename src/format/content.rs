@@ -122,7 +122,8 @@ pub fn chunk_span(range: Range<usize>, len: usize) -> (Range<u32>, Range<u64>) {
     };
     let last = last.min(chunk_count(len));
     let first = first.min(last);
-    let obj_start = first as u64 * SEALED_CHUNK as u64;
+    // An empty span past the last (short) chunk starts at the object's end.
+    let obj_start = (first as u64 * SEALED_CHUNK as u64).min(sealed_len(len) as u64);
     let obj_end =
         (obj_start + (last - first) as u64 * SEALED_CHUNK as u64).min(sealed_len(len) as u64);
     (first..last, obj_start..obj_end)
@@ -131,7 +132,8 @@ pub fn chunk_span(range: Range<usize>, len: usize) -> (Range<u32>, Range<u64>) {
 /// Opens chunks `chunks` of a block of `len` plaintext bytes from `sealed`,
 /// the object bytes starting at chunk `chunks.start`. Returns the plaintext
 /// of those chunks, or an error if any chunk fails or the bytes are short
-/// or long.
+/// or long, or `len` is above [`BLOCK_SIZE`] (a length from metadata is
+/// not trusted to size a buffer).
 pub fn open_chunks(
     cipher: &Cipher,
     id: BlockId<'_>,
@@ -139,11 +141,15 @@ pub fn open_chunks(
     chunks: Range<u32>,
     sealed: &[u8],
 ) -> Result<Vec<u8>, FormatError> {
+    if len > BLOCK_SIZE {
+        return Err(FormatError::Invalid("block length"));
+    }
     let n = chunk_count(len);
     if chunks.end > n || chunks.start > chunks.end {
         return Err(FormatError::Invalid("chunk range outside block"));
     }
-    let mut out = Vec::with_capacity((chunks.end - chunks.start) as usize * CHUNK_SIZE);
+    // Sized by the bytes given, never by the lengths claimed.
+    let mut out = Vec::with_capacity(sealed.len());
     let mut pos = 0usize;
     for k in chunks {
         let plain_len = if k + 1 == n {
@@ -241,6 +247,31 @@ mod tests {
             let base = chunks.start as usize * CHUNK_SIZE;
             assert_eq!(&got[r.start - base..r.end - base], &plain[r.clone()]);
         }
+    }
+
+    #[test]
+    fn claimed_length_is_bounded_before_allocating() {
+        // A block length above BLOCK_SIZE (metadata is signed, but by any
+        // writer) is refused before a buffer is sized from it.
+        let key = SecretKey::random();
+        let (f, b) = ([5u8; 16], [6u8; 16]);
+        let c = block_cipher(&key, id(&f, &b, 0));
+        let sealed = seal_block(&c, id(&f, &b, 0), &[1; 10]);
+        for len in [BLOCK_SIZE + 1, u32::MAX as usize, usize::MAX] {
+            assert_eq!(
+                open_chunks(&c, id(&f, &b, 0), len, 0..1, &sealed),
+                Err(FormatError::Invalid("block length"))
+            );
+        }
+        // A whole block claimed but a few bytes given: refused as short.
+        assert_eq!(
+            open_chunks(&c, id(&f, &b, 0), BLOCK_SIZE, 0..16, &sealed),
+            Err(FormatError::Truncated)
+        );
+        assert_eq!(
+            open_chunks(&c, id(&f, &b, 0), 10, 0..1, &sealed),
+            Ok(vec![1; 10])
+        );
     }
 
     #[test]

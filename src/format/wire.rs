@@ -3,9 +3,11 @@
 //! SHA-256 (hex is in `format::hex`).
 //!
 //! Invariants: the reader never panics on malformed input; every read past
-//! the end is [`FormatError::Truncated`]; lengths are checked against the
-//! remaining input before allocating; [`Reader::finish`] refuses trailing
-//! bytes.
+//! the end is [`FormatError::Truncated`]; every length and count read from
+//! the input is checked against the bytes left before anything is sliced or
+//! allocated (a count that cannot fit is [`FormatError::Count`]), so what a
+//! parser allocates is bounded by a small multiple of its input;
+//! [`Reader::finish`] refuses trailing bytes.
 
 use sha2::{Digest, Sha256};
 
@@ -14,6 +16,16 @@ use sha2::{Digest, Sha256};
 pub enum FormatError {
     #[error("truncated")]
     Truncated,
+    /// A count of items that cannot all fit in the bytes left (a forged
+    /// count), refused before anything is allocated for them.
+    #[error(
+        "a count of {count} items of at least {min_item} bytes does not fit in the {left} bytes left"
+    )]
+    Count {
+        count: u64,
+        min_item: u64,
+        left: u64,
+    },
     #[error("wrong magic")]
     BadMagic,
     #[error("unsupported version {0}")]
@@ -126,8 +138,13 @@ impl<'a> Reader<'a> {
     /// the remaining input so a forged count cannot force a huge allocation.
     pub fn count(&mut self, min_item: usize) -> Result<usize, FormatError> {
         let n = self.u32()? as usize;
-        if n.saturating_mul(min_item.max(1)) > self.remaining() {
-            return Err(FormatError::Truncated);
+        let min_item = min_item.max(1);
+        if n.saturating_mul(min_item) > self.remaining() {
+            return Err(FormatError::Count {
+                count: n as u64,
+                min_item: min_item as u64,
+                left: self.remaining() as u64,
+            });
         }
         Ok(n)
     }
@@ -250,9 +267,28 @@ mod tests {
     #[test]
     fn forged_count_is_refused() {
         let mut w = Writer::new();
-        w.u32(u32::MAX);
+        w.u32(u32::MAX).raw(&[0; 40]);
         let v = w.into_vec();
-        assert_eq!(Reader::new(&v).count(8), Err(FormatError::Truncated));
+        assert_eq!(
+            Reader::new(&v).count(8),
+            Err(FormatError::Count {
+                count: u32::MAX as u64,
+                min_item: 8,
+                left: 40
+            })
+        );
+        // Exactly enough bytes for the items is accepted; one short is not.
+        let mut w = Writer::new();
+        w.u32(5).raw(&[0; 40]);
+        assert_eq!(Reader::new(&w.0).count(8), Ok(5));
+        assert_eq!(
+            Reader::new(&w.0[..43]).count(8).unwrap_err().to_string(),
+            "a count of 5 items of at least 8 bytes does not fit in the 39 bytes left"
+        );
+        // A length past the end is refused without slicing.
+        let mut w = Writer::new();
+        w.u32(u32::MAX).raw(&[0; 3]);
+        assert_eq!(Reader::new(&w.0).bytes(), Err(FormatError::Truncated));
     }
 
     #[test]

@@ -19,7 +19,7 @@ use super::journal_file::{Journal, Record};
 use crate::drive::error::{DriveError, Result};
 use crate::format::crypto::{Cipher, NONCE_LEN, SecretKey, hkdf, random_array};
 use crate::format::hex::encode as hex;
-use crate::format::wire::{Reader, Writer};
+use crate::format::wire::{FormatError, Reader, Writer};
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -305,19 +305,9 @@ impl Cache {
     /// Saves the state; `durable` fsyncs it (a lost update only weakens
     /// rollback detection to the previous head, never correctness).
     pub fn save_state(&self, s: &LocalState, durable: bool) -> Result<()> {
-        let mut w = Writer::new();
-        w.raw(&s.header_hash)
-            .u64(s.head_seq)
-            .raw(&s.head_hash)
-            .u64(s.next_client_seq)
-            .u32(s.generation);
-        let nonce = random_array::<NONCE_LEN>();
-        let mut ct = w.into_vec();
-        self.cipher
-            .seal_in_place(&nonce, b"cardfs/v1/state", &mut ct);
         write_file(
             &self.dir.join("state"),
-            &[nonce.as_slice(), &ct].concat(),
+            &seal_state(&self.cipher, s),
             durable,
         )
     }
@@ -337,28 +327,51 @@ impl Cache {
                 "local state failed verification",
             )
         };
-        if bytes.len() < NONCE_LEN {
-            return Err(bad());
-        }
-        let nonce: [u8; NONCE_LEN] = bytes[..NONCE_LEN].try_into().expect("12");
-        let plain = self
-            .cipher
-            .open(&nonce, b"cardfs/v1/state", &bytes[NONCE_LEN..])
-            .map_err(|_| bad())?;
-        let mut r = Reader::new(&plain);
-        let s = (|| {
-            Ok::<_, crate::format::wire::FormatError>(LocalState {
-                header_hash: r.array()?,
-                head_seq: r.u64()?,
-                head_hash: r.array()?,
-                next_client_seq: r.u64()?,
-                // Absent in state files written before key rotation existed.
-                generation: if r.remaining() == 0 { 0 } else { r.u32()? },
-            })
-        })()
-        .map_err(|_| bad())?;
-        Ok(Some(s))
+        open_state(&self.cipher, &bytes).map(Some).ok_or_else(bad)
     }
+}
+
+const STATE_AAD: &[u8] = b"cardfs/v1/state";
+
+impl LocalState {
+    /// The state file's plaintext.
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.raw(&self.header_hash)
+            .u64(self.head_seq)
+            .raw(&self.head_hash)
+            .u64(self.next_client_seq)
+            .u32(self.generation);
+        w.into_vec()
+    }
+
+    /// Parses the state file's plaintext.
+    pub(crate) fn decode(plain: &[u8]) -> Result<Self, FormatError> {
+        let mut r = Reader::new(plain);
+        Ok(LocalState {
+            header_hash: r.array()?,
+            head_seq: r.u64()?,
+            head_hash: r.array()?,
+            next_client_seq: r.u64()?,
+            // Absent in state files written before key rotation existed.
+            generation: if r.remaining() == 0 { 0 } else { r.u32()? },
+        })
+    }
+}
+
+/// The state file: `nonce || sealed plaintext`.
+pub(crate) fn seal_state(cipher: &Cipher, s: &LocalState) -> Vec<u8> {
+    let nonce = random_array::<NONCE_LEN>();
+    let mut ct = s.encode();
+    cipher.seal_in_place(&nonce, STATE_AAD, &mut ct);
+    [nonce.as_slice(), &ct].concat()
+}
+
+/// Opens a state file; `None` if it fails verification or parsing.
+pub(crate) fn open_state(cipher: &Cipher, bytes: &[u8]) -> Option<LocalState> {
+    let (nonce, ct) = bytes.split_first_chunk::<NONCE_LEN>()?;
+    let plain = cipher.open(nonce, STATE_AAD, ct).ok()?;
+    LocalState::decode(&plain).ok()
 }
 
 impl Lru {

@@ -20,7 +20,7 @@
 use crate::drive::error::{DriveError, Result};
 use crate::format::crypto::{Cipher, NONCE_LEN, random_array};
 use crate::format::meta::Op;
-use crate::format::wire::{Reader, Writer};
+use crate::format::wire::{FormatError, Reader, Writer};
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -75,7 +75,7 @@ impl Journal {
     /// with an error logged if it was not simply short).
     pub fn open(dir: &Path, cipher: Cipher, client: &[u8; 16]) -> Result<(Journal, Vec<Record>)> {
         let path = dir.join("journal");
-        let aad = [b"cardfs/v1/journal".as_slice(), client].concat();
+        let aad = journal_aad(client);
         let mut j = Journal {
             path,
             cipher,
@@ -98,29 +98,17 @@ impl Journal {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
             Err(e) => return Err(io_err(path)(e)),
         };
-        let mut out = Vec::new();
-        let mut pos = 0;
-        while pos + 4 <= bytes.len() {
-            let len = u32::from_le_bytes(bytes[pos..pos + 4].try_into().expect("4")) as usize;
-            if len < NONCE_LEN || pos + 4 + len > bytes.len() {
-                break;
-            }
-            let rec = &bytes[pos + 4..pos + 4 + len];
-            let nonce: [u8; NONCE_LEN] = rec[..NONCE_LEN].try_into().expect("12");
-            let Ok(plain) = self.cipher.open(&nonce, &self.aad, &rec[NONCE_LEN..]) else {
+        let (out, len, stop) = parse_records(&self.cipher, &self.aad, &bytes);
+        match stop {
+            None | Some(JournalStop::Torn) => {}
+            Some(JournalStop::Unverified) => {
                 tracing::error!(path = %path.display(), "journal record failed verification; ignoring it and the rest");
-                break;
-            };
-            match parse(&plain) {
-                Some(r) => out.push(r),
-                None => {
-                    tracing::error!(path = %path.display(), "journal record does not parse; ignoring it and the rest");
-                    break;
-                }
             }
-            pos += 4 + len;
+            Some(JournalStop::Unparsable) => {
+                tracing::error!(path = %path.display(), "journal record does not parse; ignoring it and the rest");
+            }
         }
-        Ok((out, pos as u64))
+        Ok((out, len as u64))
     }
 
     /// Replaces the journal by `ops` (after a replay), durably: the old
@@ -212,22 +200,7 @@ impl Journal {
     fn encode<'a>(&self, recs: impl Iterator<Item = Rec<'a>>) -> Vec<u8> {
         let mut buf = Vec::new();
         for rec in recs {
-            let mut w = Writer::new();
-            match rec {
-                Rec::Op(seq, op) => {
-                    w.u64(seq);
-                    op.write(&mut w);
-                }
-                Rec::Unsealed(node) => {
-                    w.u64(0).u64(node);
-                }
-            }
-            let nonce = random_array::<NONCE_LEN>();
-            let mut ct = w.into_vec();
-            self.cipher.seal_in_place(&nonce, &self.aad, &mut ct);
-            buf.extend_from_slice(&((NONCE_LEN + ct.len()) as u32).to_le_bytes());
-            buf.extend_from_slice(&nonce);
-            buf.extend_from_slice(&ct);
+            buf.extend_from_slice(&seal_record(&self.cipher, &self.aad, rec.plain()));
         }
         buf
     }
@@ -280,13 +253,118 @@ enum Rec<'a> {
     Unsealed(u64),
 }
 
-fn parse(plain: &[u8]) -> Option<Record> {
+impl Rec<'_> {
+    /// The record's plaintext: `u64 client seq || op`, or `u64 0 || u64 node`.
+    fn plain(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        match self {
+            Rec::Op(seq, op) => {
+                w.u64(*seq);
+                op.write(&mut w);
+            }
+            Rec::Unsealed(node) => {
+                w.u64(0).u64(*node);
+            }
+        }
+        w.into_vec()
+    }
+}
+
+/// The plaintext of `record` (what [`parse_journal_record`] reads).
+pub(crate) fn encode_journal_record(record: &Record) -> Vec<u8> {
+    match record {
+        Record::Op(seq, op) => Rec::Op(*seq, op).plain(),
+        Record::Unsealed(node) => Rec::Unsealed(*node).plain(),
+    }
+}
+
+/// Why [`parse_journal`] stopped before the end of the bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum JournalStop {
+    /// A record cut short (a torn append): expected after a crash.
+    Torn,
+    /// A record that fails authentication.
+    Unverified,
+    /// A record that authenticates but does not parse.
+    Unparsable,
+}
+
+fn journal_aad(client: &[u8; 16]) -> Vec<u8> {
+    [b"cardfs/v1/journal".as_slice(), client].concat()
+}
+
+/// One framed record: `u32 length || nonce || sealed plain`.
+fn seal_record(cipher: &Cipher, aad: &[u8], plain: Vec<u8>) -> Vec<u8> {
+    let nonce = random_array::<NONCE_LEN>();
+    let mut ct = plain;
+    cipher.seal_in_place(&nonce, aad, &mut ct);
+    let mut out = Vec::with_capacity(4 + NONCE_LEN + ct.len());
+    out.extend_from_slice(&((NONCE_LEN + ct.len()) as u32).to_le_bytes());
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&ct);
+    out
+}
+
+/// A framed record of client `client`'s journal holding `plain`.
+pub(crate) fn seal_journal_record(cipher: &Cipher, client: &[u8; 16], plain: Vec<u8>) -> Vec<u8> {
+    seal_record(cipher, &journal_aad(client), plain)
+}
+
+/// Parses a record's plaintext: an op with its client seq (>= 1), or an
+/// unsealed-writes marker (seq 0 and a node id); nothing after.
+pub(crate) fn parse_journal_record(plain: &[u8]) -> std::result::Result<Record, FormatError> {
     let mut r = Reader::new(plain);
-    let seq = r.u64().ok()?;
+    let seq = r.u64()?;
     let rec = if seq == 0 {
-        Record::Unsealed(r.u64().ok()?)
+        Record::Unsealed(r.u64()?)
     } else {
-        Record::Op(seq, Op::read(&mut r).ok()?)
+        Record::Op(seq, Op::read(&mut r)?)
     };
-    (r.remaining() == 0).then_some(rec)
+    r.finish()?;
+    Ok(rec)
+}
+
+/// The whole records of client `client`'s journal bytes that verify and
+/// parse, in order, and why it stopped before the end if it did.
+pub(crate) fn parse_journal(
+    cipher: &Cipher,
+    client: &[u8; 16],
+    bytes: &[u8],
+) -> (Vec<Record>, Option<JournalStop>) {
+    let (records, _, stop) = parse_records(cipher, &journal_aad(client), bytes);
+    (records, stop)
+}
+
+/// [`parse_journal`] with the bytes the whole records span. A record's
+/// length is checked against the bytes left before it is read.
+fn parse_records(
+    cipher: &Cipher,
+    aad: &[u8],
+    bytes: &[u8],
+) -> (Vec<Record>, usize, Option<JournalStop>) {
+    let mut out = Vec::new();
+    let mut rest = bytes;
+    let mut used = 0;
+    while !rest.is_empty() {
+        let Some((len, body)) = rest.split_first_chunk::<4>() else {
+            return (out, used, Some(JournalStop::Torn));
+        };
+        let len = u32::from_le_bytes(*len) as usize;
+        if len < NONCE_LEN || len > body.len() {
+            return (out, used, Some(JournalStop::Torn));
+        }
+        let (rec, after) = body.split_at(len);
+        let (nonce, ct) = rec.split_at(NONCE_LEN);
+        let nonce: [u8; NONCE_LEN] = nonce.try_into().expect("NONCE_LEN bytes");
+        let Ok(plain) = cipher.open(&nonce, aad, ct) else {
+            return (out, used, Some(JournalStop::Unverified));
+        };
+        match parse_journal_record(&plain) {
+            Ok(record) => out.push(record),
+            Err(_) => return (out, used, Some(JournalStop::Unparsable)),
+        }
+        used += 4 + len;
+        rest = after;
+    }
+    (out, used, None)
 }

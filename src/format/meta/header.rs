@@ -9,6 +9,9 @@ use super::{HEADER_MAGIC, HEADER_VERSION, put_header, split_sig};
 use crate::format::wire::{FormatError, Reader, Writer};
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 
+/// Encoded size of a [`MemberRecord`].
+pub(super) const MEMBER_RECORD_LEN: usize = 32 + 32 + 32 + 1;
+
 /// A member's public keys as stored in headers and keyrings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberRecord {

@@ -8,6 +8,7 @@
 //! on [`Keyring`], and the wrapped key that opened it sits at the opener's
 //! own place in the member list.
 
+use super::header::MEMBER_RECORD_LEN;
 use super::{KEYRING_MAGIC, KEYRING_VERSION, MemberRecord, put_header, split_sig, subkey};
 use crate::format::crypto::{
     NONCE_LEN, SecretKey, WRAPPED_KEY_LEN, random_array, unwrap_key, wrap_key,
@@ -46,6 +47,43 @@ pub struct Keyring {
     pub name: Vec<u8>,
     /// `(generation, key)` of every earlier generation, ascending.
     pub history: Vec<(u32, SecretKey)>,
+}
+
+/// The decrypted secret part of a keyring: members, name, history.
+type SecretPart = (Vec<MemberRecord>, Vec<u8>, Vec<(u32, SecretKey)>);
+
+/// Encodes the secret part of a keyring (before encryption).
+pub(crate) fn write_secret_part(
+    members: &[MemberRecord],
+    name: &[u8],
+    history: &[(u32, SecretKey)],
+) -> Zeroizing<Vec<u8>> {
+    let mut list = Writer::new();
+    list.u32(members.len() as u32);
+    for m in members {
+        m.write(&mut list);
+    }
+    list.bytes(name).u32(history.len() as u32);
+    for (g, k) in history {
+        list.u32(*g).raw(k.expose());
+    }
+    Zeroizing::new(list.into_vec())
+}
+
+/// Parses the decrypted secret part of a keyring (its invariants are
+/// checked by the caller, on the whole keyring).
+pub(crate) fn read_secret_part(plain: &[u8]) -> Result<SecretPart, FormatError> {
+    let mut r = Reader::new(plain);
+    let count = r.count(MEMBER_RECORD_LEN)?;
+    let members = (0..count)
+        .map(|_| MemberRecord::read(&mut r))
+        .collect::<Result<Vec<_>, _>>()?;
+    let name = r.bytes()?.to_vec();
+    let history = (0..r.count(4 + 32)?)
+        .map(|_| Ok((r.u32()?, SecretKey::from_bytes(r.array()?))))
+        .collect::<Result<Vec<_>, FormatError>>()?;
+    r.finish()?;
+    Ok((members, name, history))
 }
 
 /// The parsed, signature-checked public part of a keyring.
@@ -105,16 +143,7 @@ impl Keyring {
         }
         let nonce = random_array::<NONCE_LEN>();
         w.raw(&nonce);
-        let mut list = Writer::new();
-        list.u32(self.members.len() as u32);
-        for m in &self.members {
-            m.write(&mut list);
-        }
-        list.bytes(&self.name).u32(self.history.len() as u32);
-        for (g, k) in &self.history {
-            list.u32(*g).raw(k.expose());
-        }
-        let mut ct = Zeroizing::new(list.into_vec());
+        let mut ct = write_secret_part(&self.members, &self.name, &self.history);
         subkey(key, &self.volume, b"members").seal_in_place(&nonce, &w.0, &mut ct);
         w.bytes(&ct);
         let sig = owner.sign(&w.0);
@@ -169,16 +198,7 @@ impl Keyring {
                 .open(&b.nonce, b.aad, b.ct)
                 .map_err(|_| FormatError::Decrypt)?,
         );
-        let mut r = Reader::new(&plain);
-        let count = r.count(97)?;
-        let members = (0..count)
-            .map(|_| MemberRecord::read(&mut r))
-            .collect::<Result<Vec<_>, _>>()?;
-        let name = r.bytes()?.to_vec();
-        let history = (0..r.count(36)?)
-            .map(|_| Ok((r.u32()?, SecretKey::from_bytes(r.array()?))))
-            .collect::<Result<Vec<_>, FormatError>>()?;
-        r.finish()?;
+        let (members, name, history) = read_secret_part(&plain)?;
         if members.len() != b.wrapped.len() {
             return Err(FormatError::Invalid(
                 "member count differs from wrapped keys",
@@ -378,6 +398,40 @@ mod tests {
             Keyring::open(&v1, &owner_sk.verifying_key(), &owner_x),
             Err(FormatError::Version(1))
         );
+    }
+
+    #[test]
+    fn forged_counts_are_refused_before_reading_items() {
+        let (k, owner_sk, owner_x, _) = sample_keyring(1);
+        let key = SecretKey::random();
+        let bytes = k.seal(&key, &owner_sk).unwrap();
+        // The wrapped-key count (after magic, version, flags, drive,
+        // volume, generation and owner card), forged and re-signed by the
+        // owner: refused at the count.
+        let (body, _) = bytes.split_at(bytes.len() - SIG_LEN);
+        let mut forged = body.to_vec();
+        forged[76..80].copy_from_slice(&u32::MAX.to_le_bytes());
+        let sig = owner_sk.sign(&forged);
+        forged.extend_from_slice(&sig.to_bytes());
+        assert!(matches!(
+            Keyring::open(&forged, &owner_sk.verifying_key(), &owner_x),
+            Err(FormatError::Count { count, .. }) if count == u32::MAX as u64
+        ));
+        // The member and history counts of the encrypted list.
+        let list = write_secret_part(&k.members, &k.name, &k.history);
+        assert_eq!(read_secret_part(&list).unwrap().0, k.members);
+        let history_at = 4 + MEMBER_RECORD_LEN * k.members.len() + 4 + k.name.len();
+        for at in [0, history_at] {
+            let mut bad = list.to_vec();
+            bad[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+            assert!(
+                matches!(
+                    read_secret_part(&bad),
+                    Err(FormatError::Count { count, .. }) if count == u32::MAX as u64
+                ),
+                "count at {at}"
+            );
+        }
     }
 
     mod prop {

@@ -3,11 +3,14 @@
 //! timestamps ([`Time`]), as carried in snapshots and `Create` ops.
 //!
 //! Invariants: decoders refuse unknown node kinds, out-of-range
-//! nanoseconds, volume links that are not exactly a 16-byte volume id
-//! with no blocks and no entries, and special files (FIFO, socket,
-//! devices) with a size, blocks, entries, or a target other than their
-//! device number (8 bytes for devices, empty otherwise).
+//! nanoseconds, block lengths above `BLOCK_SIZE`, volume links that are
+//! not exactly a 16-byte volume id with no blocks and no entries, and
+//! special files (FIFO, socket, devices) with a size, blocks, entries, or
+//! a target other than their device number (8 bytes for devices, empty
+//! otherwise); every count is checked against the bytes left before items
+//! are read.
 
+use crate::format::content::BLOCK_SIZE;
 use crate::format::crypto::random_array;
 use crate::format::wire::{FormatError, Reader, Writer};
 use std::collections::BTreeMap;
@@ -91,20 +94,27 @@ impl BlockRef {
     pub(super) fn write(&self, w: &mut Writer, index: u64) {
         w.u64(index).raw(&self.id).u32(self.len).u32(self.epoch);
     }
-    /// Reads `(index, block)`.
+    /// Reads `(index, block)`; a length above [`BLOCK_SIZE`] is refused
+    /// (a reader would otherwise size buffers from it).
     pub(super) fn read(r: &mut Reader<'_>) -> Result<(u64, Self), FormatError> {
-        Ok((
-            r.u64()?,
-            Self {
-                id: r.array()?,
-                len: r.u32()?,
-                epoch: r.u32()?,
-            },
-        ))
+        let index = r.u64()?;
+        let b = Self {
+            id: r.array()?,
+            len: r.u32()?,
+            epoch: r.u32()?,
+        };
+        if b.len as usize > BLOCK_SIZE {
+            return Err(FormatError::Invalid("block length"));
+        }
+        Ok((index, b))
     }
 }
 /// Encoded size of one block ref with its index.
 pub(super) const BLOCK_REF_LEN: usize = 8 + 16 + 4 + 4;
+/// Encoded size of the smallest node (no target, blocks, xattrs or
+/// entries): the bound on a count of nodes.
+pub(super) const NODE_MIN_LEN: usize =
+    8 + 1 + 2 + 3 * 4 + 4 * 12 + 8 + 4 + 16 + 32 + 8 + 4 + 4 + 8 + 8 + 4;
 
 /// Node kinds.
 pub const KIND_FILE: u8 = 1;
@@ -317,7 +327,7 @@ mod tests {
         let back = Node::read(&mut Reader::new(&enc)).unwrap();
         assert_eq!(back, n);
         assert_eq!(back.linked_volume(), Some([7; 16]));
-        let hex: String = sha256(&enc).iter().map(|x| format!("{x:02x}")).collect();
+        let hex = crate::format::hex::encode(&sha256(&enc));
         assert_eq!(
             hex,
             "46f1c63dfbf1c7b9b64a4e7d0f783a470396f4e78d67a42e98b8c27653587834"

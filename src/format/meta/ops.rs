@@ -6,7 +6,7 @@
 //! the same tree; decoders refuse unknown op and option tags, counts
 //! larger than the bytes left, and trailing bytes.
 
-use super::node::{BLOCK_REF_LEN, BlockRef, Node, Time};
+use super::node::{BLOCK_REF_LEN, BlockRef, NODE_MIN_LEN, Node, Time};
 use crate::format::wire::{FormatError, Reader, Writer};
 use std::collections::BTreeMap;
 
@@ -358,7 +358,7 @@ impl SnapshotBody {
             let c = r.array()?;
             out.clients.insert(c, r.u64()?);
         }
-        let n = r.count(100)?;
+        let n = r.count(NODE_MIN_LEN)?;
         out.nodes = (0..n)
             .map(|_| Node::read(&mut r))
             .collect::<Result<Vec<_>, _>>()?;
@@ -369,103 +369,11 @@ impl SnapshotBody {
 
 #[cfg(test)]
 mod tests {
-    use super::super::node::{DirLink, KIND_FILE, KIND_VOLUME};
+    use super::super::node::{KIND_FILE, KIND_VOLUME};
     use super::super::sha256;
     use super::*;
-
-    fn sample_ops() -> Vec<Op> {
-        let mut node = Node {
-            id: 7,
-            kind: KIND_FILE,
-            perm: 0o644,
-            nlink: 1,
-            size: 5,
-            version: 3,
-            ..Default::default()
-        };
-        node.blocks.insert(
-            0,
-            BlockRef {
-                id: [1; 16],
-                len: 5,
-                epoch: 0,
-            },
-        );
-        node.xattrs.insert(b"user.a".to_vec(), b"b".to_vec());
-        node.entries
-            .insert(b"x".to_vec(), DirLink { node: 9, cookie: 1 });
-        let t = Time {
-            secs: 1_700_000_000,
-            nanos: 5,
-        };
-        vec![
-            Op::Create {
-                parent: 1,
-                name: b"f".to_vec(),
-                node: Box::new(node),
-            },
-            Op::Link {
-                parent: 1,
-                name: b"g".to_vec(),
-                node: 7,
-                ctime: t,
-            },
-            Op::Unlink {
-                parent: 1,
-                name: b"g".to_vec(),
-                node: 7,
-                time: t,
-            },
-            Op::Rename {
-                parent: 1,
-                name: b"f".to_vec(),
-                newparent: 2,
-                newname: b"h".to_vec(),
-                exchange: true,
-                time: t,
-            },
-            Op::SetAttr {
-                node: 7,
-                change: AttrChange {
-                    perm: Some(0o600),
-                    uid: None,
-                    gid: Some(4),
-                    atime: Some(t),
-                    mtime: None,
-                    ctime: Some(t),
-                },
-            },
-            Op::SetContent {
-                node: 7,
-                base: 3,
-                version: 4,
-                size: 10,
-                drop_from: 1,
-                blocks: vec![(
-                    0,
-                    BlockRef {
-                        id: [2; 16],
-                        len: 10,
-                        epoch: 3,
-                    },
-                )],
-                mtime: t,
-            },
-            Op::SetXattr {
-                node: 7,
-                name: b"user.a".to_vec(),
-                value: None,
-                ctime: t,
-            },
-            Op::SetXattr {
-                node: 7,
-                name: b"user.b".to_vec(),
-                value: Some(vec![1, 2]),
-                ctime: t,
-            },
-            Op::Rotate { generation: 5 },
-        ]
-    }
+    use crate::format::content::BLOCK_SIZE;
+    use crate::fuzzing::sample_ops;
 
     #[test]
     fn batch_round_trip_and_known_answer() {
@@ -477,7 +385,7 @@ mod tests {
         };
         let enc = b.encode();
         assert_eq!(Batch::decode(&enc).unwrap(), b);
-        let hex: String = sha256(&enc).iter().map(|x| format!("{x:02x}")).collect();
+        let hex = crate::format::hex::encode(&sha256(&enc));
         assert_eq!(
             hex,
             "e566c921f785e9b716754f69eebad3dcf2e619648493749f6b9fec187b65e7a5"
@@ -499,6 +407,127 @@ mod tests {
             ops: vec![Op::Rotate { generation: 7 }],
         };
         assert_eq!(Batch::decode(&b.encode()).unwrap(), b);
+    }
+
+    /// `enc` with the u32 at `at` replaced by `u32::MAX` (a forged count).
+    fn forge_count(enc: &[u8], at: usize) -> Vec<u8> {
+        let mut bad = enc.to_vec();
+        bad[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        bad
+    }
+
+    fn is_count_error<T: std::fmt::Debug>(got: Result<T, FormatError>) -> bool {
+        matches!(got, Err(FormatError::Count { count, .. }) if count == u32::MAX as u64)
+    }
+
+    #[test]
+    fn forged_counts_are_refused_before_reading_items() {
+        // Every count in batches, ops, nodes and snapshot bodies, forged to
+        // the largest a u32 can claim (4 Gi items): a typed error at the
+        // count, before any item is read or allocated.
+        let node = match &sample_ops()[0] {
+            Op::Create { node, .. } => (**node).clone(),
+            _ => unreachable!(),
+        };
+        let mut w = Writer::new();
+        node.write(&mut w);
+        let node_enc = w.into_vec();
+        assert_eq!(node.target.len(), 0);
+        let blocks_at = 8 + 1 + 2 + 3 * 4 + 4 * 12 + 8 + 4 + 16 + 32 + 8;
+        let xattrs_at = blocks_at + 4 + BLOCK_REF_LEN * node.blocks.len();
+        let entries_at = xattrs_at + 4 + 4 + 6 + 4 + 1 + 8 + 8;
+        for at in [blocks_at, xattrs_at, entries_at] {
+            let bad = forge_count(&node_enc, at);
+            assert!(
+                is_count_error(Node::read(&mut Reader::new(&bad))),
+                "count at {at}"
+            );
+        }
+        let content = Op::SetContent {
+            node: 1,
+            base: 0,
+            version: 1,
+            size: 1,
+            drop_from: 0,
+            blocks: vec![],
+            mtime: Time::default(),
+        };
+        let mut w = Writer::new();
+        content.write(&mut w);
+        let bad = forge_count(&w.0, 1 + 5 * 8);
+        assert!(is_count_error(Op::read(&mut Reader::new(&bad))));
+
+        let b = Batch {
+            client: [3; 16],
+            client_seq: 42,
+            time: Time::default(),
+            ops: sample_ops(),
+        };
+        assert!(is_count_error(Batch::decode(&forge_count(
+            &b.encode(),
+            16 + 8 + 12
+        ))));
+
+        let mut s = SnapshotBody::default();
+        s.clients.insert([1; 16], 9);
+        s.nodes.push(node);
+        let enc = s.encode();
+        assert!(is_count_error(SnapshotBody::decode(&forge_count(&enc, 0))));
+        assert!(is_count_error(SnapshotBody::decode(&forge_count(
+            &enc,
+            4 + 24
+        ))));
+        // The node count is bounded by the smallest node's size.
+        let mut w = Writer::new();
+        Node {
+            kind: KIND_FILE,
+            ..Default::default()
+        }
+        .write(&mut w);
+        assert_eq!(w.0.len(), NODE_MIN_LEN);
+        let mut two = Writer::new();
+        two.u32(0).u32(2).raw(&w.0).raw(&w.0);
+        assert_eq!(SnapshotBody::decode(&two.0).unwrap().nodes.len(), 2);
+        let mut short = two.0.clone();
+        short.truncate(short.len() - 1);
+        assert!(matches!(
+            SnapshotBody::decode(&short),
+            Err(FormatError::Count { count: 2, .. })
+        ));
+    }
+
+    #[test]
+    fn block_length_above_block_size_is_refused() {
+        let op = |len| Op::SetContent {
+            node: 1,
+            base: 0,
+            version: 1,
+            size: 1,
+            drop_from: 0,
+            blocks: vec![(
+                0,
+                BlockRef {
+                    id: [1; 16],
+                    len,
+                    epoch: 0,
+                },
+            )],
+            mtime: Time::default(),
+        };
+        for (len, ok) in [
+            (1, true),
+            (BLOCK_SIZE as u32, true),
+            (BLOCK_SIZE as u32 + 1, false),
+            (u32::MAX, false),
+        ] {
+            let mut w = Writer::new();
+            op(len).write(&mut w);
+            let got = Op::read(&mut Reader::new(&w.0));
+            assert_eq!(got.is_ok(), ok, "len {len}");
+            if !ok {
+                assert_eq!(got, Err(FormatError::Invalid("block length")));
+            }
+        }
     }
 
     #[test]

@@ -1,0 +1,6 @@
+//! Fuzzes `cardfs::fuzzing::content_block` (see src/fuzzing.rs for the properties).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    cardfs::fuzzing::content_block(data);
+});

@@ -1,0 +1,6 @@
+//! Fuzzes `cardfs::fuzzing::journal` (see src/fuzzing.rs for the properties).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    cardfs::fuzzing::journal(data);
+});
