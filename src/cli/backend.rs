@@ -42,7 +42,11 @@ impl DriveBackend {
 
 impl Backend for DriveBackend {
     async fn sync(&self, progress: &(dyn Fn(u64, u64) + Send + Sync)) -> anyhow::Result<()> {
-        Ok(self.drive.sync(progress).await?)
+        // A store that fails keeps its exit code (unreachable: 20, ...).
+        self.drive
+            .sync(progress)
+            .await
+            .map_err(|e| super::open::drive_error(e, &self.store.describe()))
     }
 
     fn status(&self) -> Vec<(String, String)> {

@@ -249,6 +249,29 @@ pub fn call(
     call_on(stream, request, &mut on_progress)
 }
 
+/// Connects to the daemon serving `mountpoint`: the socket of this
+/// `$CARDFS_HOME` first, else the socket its daemon recorded (a daemon
+/// started with another `$CARDFS_HOME`, see `mount_record`). The record is
+/// returned when it was used.
+pub fn connect_any_home(
+    mountpoint: &Path,
+) -> anyhow::Result<(UnixStream, Option<super::mount_record::MountRecord>)> {
+    let own = socket_path(mountpoint)?;
+    if let Ok(stream) = UnixStream::connect(&own) {
+        return Ok((stream, None));
+    }
+    if let Some(record) = super::mount_record::read(mountpoint)
+        && record.socket != own
+        && let Ok(stream) = UnixStream::connect(&record.socket)
+    {
+        return Ok((stream, Some(record)));
+    }
+    Err(UserError::NotMounted {
+        path: mountpoint.to_path_buf(),
+    }
+    .into())
+}
+
 /// [`call`] on an already connected socket.
 pub fn call_on(
     mut stream: UnixStream,

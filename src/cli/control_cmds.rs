@@ -3,43 +3,76 @@
 
 use super::control::{self, Request};
 use super::exit::UserError;
+use super::mount_record::{self, Liveness};
 use super::mountpoint;
 use super::progress::Progress;
 use std::path::Path;
+use std::time::Duration;
 
-/// `cardfs unmount MOUNTPOINT`: commit everything, then unmount. A mount
-/// whose daemon is gone (killed) is unmounted directly: its journal in the
-/// cache directory makes the next mount finish the work.
+/// `cardfs unmount MOUNTPOINT`: commit everything, then unmount.
+///
+/// The daemon is found from the mount itself: through this home's control
+/// socket, else through the record the daemon left for other homes. A
+/// mount is detached without its daemon only when the kernel says that
+/// daemon is gone (its journal in the cache directory makes the next mount
+/// finish the work); a live daemon that cannot be reached is refused.
 pub fn unmount(path: &Path) -> anyhow::Result<()> {
     let mnt = mountpoint::absolute(path)?;
-    let progress = Progress::new("committing");
-    let result = control::call(&mnt, Request::Unmount, |d, t| progress.update(d, t));
-    progress.finish();
-    match result {
-        Ok(_) => {
-            println!("unmounted {}; every change is in the store", mnt.display());
-            Ok(())
+    let connected = match control::connect_any_home(&mnt) {
+        Ok(found) => Some(found),
+        Err(err) if is_not_mounted(&err) => None,
+        Err(err) => return Err(err),
+    };
+    if let Some((stream, record)) = connected {
+        let progress = Progress::new("committing");
+        let result = control::call_on(stream, Request::Unmount, &mut |d, t| progress.update(d, t));
+        progress.finish();
+        result?;
+        match record {
+            Some(r) => println!(
+                "unmounted {} (mounted by {}); every change is in the store",
+                mnt.display(),
+                r.describe()
+            ),
+            None => println!("unmounted {}; every change is in the store", mnt.display()),
         }
-        Err(err) if is_not_mounted(&err) => match mountpoint::mount_at(&mnt)? {
-            Some(entry) if entry.fstype == "fuse.cardfs" => {
-                mountpoint::unmount(&mnt, false).map_err(|e| {
-                    if e.raw_os_error() == Some(libc::EBUSY) {
-                        anyhow::Error::new(UserError::MountBusy { path: mnt.clone() })
-                    } else {
-                        anyhow::Error::new(e)
-                    }
-                })?;
-                println!(
-                    "unmounted {} (its daemon was gone); the next mount of this cache \
-                     directory uploads whatever was not committed",
-                    mnt.display()
-                );
-                Ok(())
-            }
-            _ => Err(err),
-        },
-        Err(err) => Err(err),
+        return Ok(());
     }
+    let not_mounted = || UserError::NotMounted { path: mnt.clone() };
+    match mountpoint::mount_at(&mnt)? {
+        Some(entry) if entry.fstype == "fuse.cardfs" => {}
+        _ => return Err(not_mounted().into()),
+    }
+    let record = mount_record::read(&mnt);
+    match mount_record::probe(&mnt, Duration::from_secs(5)) {
+        Liveness::Dead => {}
+        live => {
+            let who = match (&record, live) {
+                (Some(r), Liveness::Hangs) => format!("{}, not answering", r.describe()),
+                (Some(r), _) => r.describe(),
+                (None, Liveness::Hangs) => "its daemon does not answer".to_string(),
+                (None, _) => format!(
+                    "its control socket is not in this CARDFS_HOME ({})",
+                    control::run_dir()?.display()
+                ),
+            };
+            return Err(UserError::MountedElsewhere { path: mnt, who }.into());
+        }
+    }
+    mountpoint::unmount(&mnt, false).map_err(|e| {
+        if e.raw_os_error() == Some(libc::EBUSY) {
+            anyhow::Error::new(UserError::MountBusy { path: mnt.clone() })
+        } else {
+            anyhow::Error::new(e)
+        }
+    })?;
+    mount_record::remove(&mnt);
+    println!(
+        "unmounted {} (its daemon was gone); the next mount of this cache \
+         directory uploads whatever was not committed",
+        mnt.display()
+    );
+    Ok(())
 }
 
 fn is_not_mounted(err: &anyhow::Error) -> bool {
@@ -52,8 +85,9 @@ fn is_not_mounted(err: &anyhow::Error) -> bool {
 /// `cardfs sync MOUNTPOINT`: push everything now and wait.
 pub fn sync(path: &Path) -> anyhow::Result<()> {
     let mnt = mountpoint::absolute(path)?;
+    let (stream, _) = control::connect_any_home(&mnt)?;
     let progress = Progress::new("syncing");
-    let result = control::call(&mnt, Request::Sync, |d, t| progress.update(d, t));
+    let result = control::call_on(stream, Request::Sync, &mut |d, t| progress.update(d, t));
     progress.finish();
     result?;
     println!("{}: every change is in the store", mnt.display());
@@ -64,7 +98,8 @@ pub fn sync(path: &Path) -> anyhow::Result<()> {
 pub fn status(path: Option<&Path>) -> anyhow::Result<()> {
     if let Some(path) = path {
         let mnt = mountpoint::absolute(path)?;
-        let fields = control::call(&mnt, Request::Status, |_, _| {})?;
+        let (stream, _) = control::connect_any_home(&mnt)?;
+        let fields = control::call_on(stream, Request::Status, &mut |_, _| {})?;
         print_status(&fields);
         return Ok(());
     }

@@ -18,6 +18,7 @@
 
 use super::control::{self, Reply, Request};
 use super::exit::{self, UserError};
+use super::mount_record;
 use std::fs::File;
 use std::future::Future;
 use std::io::Write;
@@ -187,6 +188,7 @@ pub fn serve<B: Backend, F: fuser::Filesystem>(
         );
     }
     tracing::info!("mounted on {}", mountpoint.display());
+    let _record = write_record(&mountpoint, &socket_path, &info);
     ready(&mountpoint);
 
     let (unmount_tx, mut unmount_rx) = mpsc::unbounded_channel::<Asker>();
@@ -241,6 +243,38 @@ pub fn serve<B: Backend, F: fuser::Filesystem>(
         }
     }
     finish.context("final sync at shutdown")
+}
+
+/// Records this daemon where any `cardfs unmount MOUNTPOINT` finds it,
+/// whatever its `$CARDFS_HOME` (see `mount_record`). A failure only costs
+/// that discovery, so it is logged, not fatal.
+fn write_record(
+    mountpoint: &Path,
+    socket: &Path,
+    info: &[(String, String)],
+) -> Option<mount_record::RecordGuard> {
+    let store = info
+        .iter()
+        .find(|(name, _)| name == "store")
+        .map(|(_, value)| value.clone())
+        .unwrap_or_default();
+    let home = super::paths::home().ok()?;
+    let record = mount_record::MountRecord {
+        pid: std::process::id(),
+        mountpoint: mountpoint.to_path_buf(),
+        socket: std::path::absolute(socket).unwrap_or_else(|_| socket.to_path_buf()),
+        home: std::path::absolute(&home).unwrap_or(home),
+        store,
+    };
+    match mount_record::write(&record) {
+        Ok(guard) => Some(guard),
+        Err(e) => {
+            tracing::warn!(
+                "could not record this mount for `cardfs unmount` from other homes: {e}"
+            );
+            None
+        }
+    }
 }
 
 /// Unmounts with umount2(2) directly: fuser's own unmounter forgets the

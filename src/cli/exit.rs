@@ -17,6 +17,9 @@ pub const GENERIC: u8 = 1;
 pub enum UserError {
     /// The password does not unlock the key.
     WrongPassword { key: String },
+    /// No password was given and there is no terminal to ask for one
+    /// (documented under the same code as a wrong password).
+    NoPassword,
     /// No key of that name exists.
     MissingKey { key: String },
     /// The key exists but has no card (needed to own a drive).
@@ -35,6 +38,10 @@ pub enum UserError {
     BucketMissing { bucket: String },
     /// The store refused the credentials.
     CredentialsRejected { store: String, reason: String },
+    /// No S3 credentials were found (environment, profile files).
+    NoCredentials { store: String },
+    /// The endpoint answers, but not as an S3 server.
+    NotS3 { store: String, reason: String },
     /// The S3 server accepts conditional writes but does not honour them.
     NoConditionalWrites { store: String },
     /// `init` on a store that already holds a drive.
@@ -47,6 +54,9 @@ pub enum UserError {
     NotMounted { path: PathBuf },
     /// The mount is in use and cannot be unmounted now.
     MountBusy { path: PathBuf },
+    /// A live daemon serves the mount but this command cannot reach it
+    /// (started with another `$CARDFS_HOME`, or hung): not unmounted.
+    MountedElsewhere { path: PathBuf, who: String },
     /// A card (a member's, or a drive owner's) is neither pinned nor
     /// approved by a trusted authority: its fingerprint must be compared
     /// and given with `option`.
@@ -75,7 +85,7 @@ impl UserError {
     /// The process exit code for this error (documented in docs/CLI.md).
     pub fn code(&self) -> u8 {
         match self {
-            UserError::WrongPassword { .. } => 10,
+            UserError::WrongPassword { .. } | UserError::NoPassword => 10,
             UserError::MissingKey { .. } => 11,
             UserError::MissingCard { .. } => 12,
             UserError::MountpointMissing { .. } => 13,
@@ -89,8 +99,11 @@ impl UserError {
             UserError::DriveExists { .. } => 24,
             UserError::NoDrive { .. } => 25,
             UserError::NewerFormat { .. } => 26,
+            UserError::NoCredentials { .. } => 27,
+            UserError::NotS3 { .. } => 28,
             UserError::NotMounted { .. } => 30,
             UserError::MountBusy { .. } => 31,
+            UserError::MountedElsewhere { .. } => 32,
             UserError::CardUnverified { .. } => 40,
             UserError::CardMismatch { .. } => 41,
             UserError::CardNotFound { .. } => 42,
@@ -107,6 +120,11 @@ impl fmt::Display for UserError {
             UserError::WrongPassword { key } => {
                 write!(f, "wrong password for key {key:?}")
             }
+            UserError::NoPassword => write!(
+                f,
+                "no password given and no terminal to ask for one; use --password-file FILE, \
+                 --password-command CMD or CARDFS_PASSWORD"
+            ),
             UserError::MissingKey { key } => write!(
                 f,
                 "there is no key named {key:?} (create one with `cardfs key generate --name NAME`)"
@@ -123,7 +141,9 @@ impl fmt::Display for UserError {
             }
             UserError::AlreadyMounted { path } => write!(
                 f,
-                "something is already mounted on {} (unmount it first)",
+                "something is already mounted on {} (unmount it first; for a cardfs mount \
+                 whose daemon died: `cardfs unmount {}`)",
+                path.display(),
                 path.display()
             ),
             UserError::CacheDirBusy { cache_dir, holder } => write!(
@@ -131,15 +151,31 @@ impl fmt::Display for UserError {
                 "cache directory {} is already used by another mount ({holder})",
                 cache_dir.display()
             ),
-            UserError::StoreUnreachable { store, reason } => {
-                write!(f, "cannot reach the store {store}: {reason}")
-            }
-            UserError::BucketMissing { bucket } => {
-                write!(f, "the bucket {bucket:?} does not exist on the S3 server")
-            }
-            UserError::CredentialsRejected { store, reason } => {
-                write!(f, "the store {store} rejected the credentials: {reason}")
-            }
+            UserError::StoreUnreachable { store, reason } => write!(
+                f,
+                "cannot reach the store {store} ({reason}); check that its server is running \
+                 and the address (--endpoint or AWS_ENDPOINT_URL for S3) is right"
+            ),
+            UserError::NoCredentials { store } => write!(
+                f,
+                "no S3 credentials found for {store}; set AWS_ACCESS_KEY_ID and \
+                 AWS_SECRET_ACCESS_KEY (or AWS_PROFILE with ~/.aws/credentials)"
+            ),
+            UserError::NotS3 { store, reason } => write!(
+                f,
+                "the endpoint of {store} did not answer as an S3 server ({reason}); check \
+                 --endpoint or AWS_ENDPOINT_URL"
+            ),
+            UserError::BucketMissing { bucket } => write!(
+                f,
+                "the bucket {bucket:?} does not exist on the S3 server; create it, or check \
+                 the name and the endpoint"
+            ),
+            UserError::CredentialsRejected { store, reason } => write!(
+                f,
+                "the store {store} rejected the credentials ({reason}); check \
+                 AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+            ),
             UserError::NoConditionalWrites { store } => write!(
                 f,
                 "the S3 server of {store} ignores conditional writes (If-None-Match/If-Match), \
@@ -162,6 +198,13 @@ impl fmt::Display for UserError {
             UserError::MountBusy { path } => write!(
                 f,
                 "{} is busy (a program has a file open there); close it and try again",
+                path.display()
+            ),
+            UserError::MountedElsewhere { path, who } => write!(
+                f,
+                "{} is served by a running cardfs daemon that this command cannot reach ({who}); \
+                 nothing was unmounted: run `cardfs unmount` with that daemon's CARDFS_HOME, \
+                 or send it SIGTERM (it commits, then unmounts)",
                 path.display()
             ),
             UserError::CardUnverified {
@@ -205,6 +248,21 @@ impl fmt::Display for UserError {
 
 impl std::error::Error for UserError {}
 
+/// Exit code of bad command-line usage (as clap's own).
+pub const USAGE: u8 = 2;
+
+/// Bad usage that clap cannot see (a `-o` mount option it does not know).
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
 /// The exit code for `err`: that of the first [`UserError`] in its chain,
 /// otherwise [`GENERIC`].
 pub fn code_of(err: &anyhow::Error) -> u8 {
@@ -217,6 +275,7 @@ pub fn code_of(err: &anyhow::Error) -> u8 {
                     e.downcast_ref::<super::control::DaemonError>()
                         .map(|d| d.code)
                 })
+                .or_else(|| e.downcast_ref::<UsageError>().map(|_| USAGE))
         })
         .unwrap_or(GENERIC)
 }
@@ -230,6 +289,7 @@ mod tests {
         let s = String::from("s3://b");
         vec![
             UserError::WrongPassword { key: s.clone() },
+            UserError::NoPassword,
             UserError::MissingKey { key: s.clone() },
             UserError::MissingCard { key: s.clone() },
             UserError::MountpointMissing { path: p.clone() },
@@ -249,11 +309,20 @@ mod tests {
                 reason: s.clone(),
             },
             UserError::NoConditionalWrites { store: s.clone() },
+            UserError::NoCredentials { store: s.clone() },
+            UserError::NotS3 {
+                store: s.clone(),
+                reason: s.clone(),
+            },
             UserError::DriveExists { store: s.clone() },
             UserError::NoDrive { store: s.clone() },
             UserError::NewerFormat { detail: s.clone() },
             UserError::NotMounted { path: p.clone() },
             UserError::MountBusy { path: p.clone() },
+            UserError::MountedElsewhere {
+                path: p.clone(),
+                who: s.clone(),
+            },
             UserError::CardUnverified {
                 identity: s.clone(),
                 fingerprint: s.clone(),
@@ -272,7 +341,13 @@ mod tests {
 
     #[test]
     fn codes_are_distinct_and_not_generic_or_usage() {
-        let mut codes: Vec<u8> = all().iter().map(UserError::code).collect();
+        // docs/CLI.md gives code 10 to both a wrong and a missing password.
+        let mut codes: Vec<u8> = all()
+            .iter()
+            .filter(|e| **e != UserError::NoPassword)
+            .map(UserError::code)
+            .collect();
+        assert_eq!(UserError::NoPassword.code(), 10);
         let n = codes.len();
         codes.sort_unstable();
         codes.dedup();

@@ -113,6 +113,7 @@ pub fn generate(args: &NewKeyArgs) -> anyhow::Result<UserKey> {
     }
     let pw = read_password(
         password.password_file.as_deref(),
+        password.password_command.as_deref(),
         PASSWORD_ENV,
         &format!("New password for key {name}: "),
         true,
@@ -155,6 +156,7 @@ fn passwd(
     let key = unlock_key(name, password)?;
     let new: Password = read_password(
         new_file.as_deref(),
+        None,
         NEW_PASSWORD_ENV,
         &format!("New password for key {name}: "),
         true,

@@ -11,8 +11,10 @@ mod envelope;
 mod exit;
 mod init;
 mod key;
+mod logging;
 mod member;
 mod mount;
+mod mount_record;
 mod mountpoint;
 mod open;
 mod owner;
@@ -83,13 +85,28 @@ enum Command {
     Encrypt(envelope::EncryptArgs),
     /// Decrypt data encrypted to one of your keys (and check its signature).
     Decrypt(envelope::DecryptArgs),
+    /// Print the manual page (roff), e.g. `cardfs man > cardfs.1`.
+    Man,
+    /// Print a shell completion script, e.g.
+    /// `cardfs completions bash > /etc/bash_completion.d/cardfs`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
 }
 
 /// Parses the arguments, runs the command, and turns errors into one clear
 /// sentence on stderr and a non-zero exit code.
 pub fn main() -> ExitCode {
-    init_logging();
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Mount(_)) {
+        quiet_broken_pipe();
+    }
+    // A mount daemon logs to its cache directory (see `mount::run`).
+    let _log = match &cli.command {
+        Command::Mount(args) if args.daemon_child => None,
+        _ => Some(logging::to_stderr()),
+    };
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -117,6 +134,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Authority(c) => card::run_authority(c),
         Command::Encrypt(a) => envelope::encrypt(a),
         Command::Decrypt(a) => envelope::decrypt(a),
+        Command::Man => {
+            use clap::CommandFactory;
+            let mut out = std::io::stdout().lock();
+            clap_mangen::Man::new(Cli::command()).render(&mut out)?;
+            Ok(())
+        }
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "cardfs", &mut std::io::stdout());
+            Ok(())
+        }
     }
 }
 
@@ -155,17 +183,16 @@ fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
     Ok(dir)
 }
 
-/// Logging goes to stderr, filtered by `RUST_LOG` (default: warnings).
-///
-/// By default fuser's session module logs errors only: after the daemon has
-/// unmounted the drive itself, fuser's own unmount-on-drop finds the mount
-/// gone and warns "Failed to umount filesystem: Invalid argument", which
-/// would alarm a user for nothing.
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,fuser::session=error"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+/// Restores the default action of SIGPIPE, so `cardfs ... | head` ends
+/// quietly when `head` stops reading, as every Unix tool does (Rust ignores
+/// SIGPIPE, and the failed write would otherwise print "Broken pipe" or
+/// panic). Not for `mount`: a daemon must see EPIPE on a closed control
+/// socket, not die.
+#[allow(unsafe_code)] // signal(2): std has no way to restore SIGPIPE.
+fn quiet_broken_pipe() {
+    // SAFETY: called first thing in main, before any thread is started;
+    // setting a signal's disposition to SIG_DFL touches no memory of ours.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
 }

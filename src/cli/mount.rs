@@ -2,13 +2,15 @@
 //! return once the mount is usable, with the daemon in the background.
 //!
 //! Backgrounding re-runs this binary as a detached child (`--daemon-child`,
-//! its own process group, stderr to the cache directory's `daemon.log`)
+//! its own process group, logging to the cache directory's `daemon.log`)
 //! instead of forking, because a fork after threads exist is unsound. The
 //! child reports on its stdout, a pipe to the parent: one `ready` line once
 //! the kernel answers requests on the mountpoint, or one
 //! `error CODE MESSAGE` line; the parent prints the outcome and exits with
-//! the same code. A password typed at the parent's prompt reaches the child
-//! through its stdin, never through its arguments or environment.
+//! the same code. A password typed at the parent's prompt, printed by
+//! `--password-command` or set in `CARDFS_PASSWORD` reaches the child
+//! through its stdin, never through its arguments or environment (the
+//! child's environment has no `CARDFS_PASSWORD`).
 
 use super::backend::DriveBackend;
 use super::exit;
@@ -97,7 +99,9 @@ fn apply_options(args: &mut MountArgs) -> anyhow::Result<Access> {
             None => (opt.as_str(), None),
         };
         let need = |v: Option<String>| {
-            v.with_context(|| format!("mount option {name} needs a value ({name}=...)"))
+            v.ok_or_else(|| {
+                exit::UsageError(format!("mount option {name} needs a value ({name}=...)"))
+            })
         };
         match name {
             "allow_other" => access.allow_other = true,
@@ -117,7 +121,9 @@ fn apply_options(args: &mut MountArgs) -> anyhow::Result<Access> {
                     .parse()
                     .ok()
                     .filter(|s| *s > 0)
-                    .with_context(|| format!("mount option {opt:?}: not a number of seconds"))?
+                    .ok_or_else(|| {
+                        exit::UsageError(format!("mount option {opt:?}: not a number of seconds"))
+                    })?
             }
             // Options for mount(8) and fstab, or that every cardfs mount has.
             "defaults"
@@ -140,7 +146,12 @@ fn apply_options(args: &mut MountArgs) -> anyhow::Result<Access> {
             | "relatime"
             | "async" => {}
             n if n.starts_with("x-") || n.starts_with("comment=") => {}
-            _ => anyhow::bail!("unknown mount option {opt:?} (see `cardfs mount --help`)"),
+            _ => {
+                return Err(exit::UsageError(format!(
+                    "unknown mount option {opt:?} (see `cardfs mount --help`)"
+                ))
+                .into());
+            }
         }
     }
     Ok(access)
@@ -169,8 +180,11 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 pub fn run(mut args: MountArgs) -> anyhow::Result<()> {
     let access = apply_options(&mut args)?;
     args.store = absolute_store(&args.store)?;
+    check_local_store(&args.store)?;
     if args.daemon_child {
-        let result = serve(&args, &access, |_| report("ready"));
+        let result = super::logging::to_daemon_log(&cache_dir(&args)?)
+            .context("opening the daemon's log")
+            .and_then(|_log| serve(&args, &access, |_| report("ready")));
         if let Err(err) = &result {
             // Before readiness the parent is listening; afterwards stdout is
             // /dev/null and this goes nowhere.
@@ -226,6 +240,24 @@ fn absolute_store(location: &str) -> anyhow::Result<String> {
     Ok(path.to_string_lossy().into_owned())
 }
 
+/// A local store that does not exist cannot be reached (exit 20); only
+/// `init` creates one.
+fn check_local_store(location: &str) -> anyhow::Result<()> {
+    let path = match location.strip_prefix("file://") {
+        Some(path) => path,
+        None if location.contains("://") => return Ok(()),
+        None => location,
+    };
+    if !Path::new(path).is_dir() {
+        return Err(exit::UserError::StoreUnreachable {
+            store: location.into(),
+            reason: "no such directory".into(),
+        }
+        .into());
+    }
+    Ok(())
+}
+
 fn cache_dir(args: &MountArgs) -> anyhow::Result<PathBuf> {
     match &args.cache_dir {
         Some(dir) => Ok(dir.clone()),
@@ -243,11 +275,6 @@ fn background(args: MountArgs, access: &Access) -> anyhow::Result<()> {
         .with_context(|| format!("creating cache directory {}", cache_dir.display()))?;
     let password = open::password_for_child(&args.key)?;
     let log_path = paths::daemon_log(&cache_dir);
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .with_context(|| format!("opening {}", log_path.display()))?;
 
     let mut cmd = Command::new(std::env::current_exe().context("locating the cardfs binary")?);
     cmd.arg("mount")
@@ -290,6 +317,10 @@ fn background(args: MountArgs, access: &Access) -> anyhow::Result<()> {
         }
         (None, None) => {}
     }
+    // The daemon lives for days: no password in its environment
+    // (/proc/PID/environ); it gets one on stdin or reads the file itself.
+    cmd.env_remove(super::password::PASSWORD_ENV)
+        .env_remove(super::password::NEW_PASSWORD_ENV);
     use std::os::unix::process::CommandExt;
     cmd.stdin(if password.is_some() {
         Stdio::piped()
@@ -297,14 +328,16 @@ fn background(args: MountArgs, access: &Access) -> anyhow::Result<()> {
         Stdio::null()
     })
     .stdout(Stdio::piped())
-    .stderr(log)
+    // It logs to daemon.log itself (see `logging`); a write to a stderr
+    // on a full disk must not be able to kill it.
+    .stderr(Stdio::null())
     // Out of the caller's directory, so it never keeps it busy.
     .current_dir("/")
     // Its own process group: Ctrl-C in this terminal must not reach it.
     .process_group(0);
     let mut child = cmd.spawn().context("starting the mount daemon")?;
     if let (Some(pw), Some(mut stdin)) = (password, child.stdin.take()) {
-        stdin.write_all(pw.as_bytes())?;
+        stdin.write_all(&pw)?;
         // Dropping stdin closes it: the child reads to end of file.
     }
     let stdout = child.stdout.take().context("daemon stdout")?;

@@ -4,7 +4,6 @@
 
 use super::exit::UserError;
 use super::password::{self, PasswordArgs};
-use anyhow::Context;
 use cardfs::drive::{DriveError, Identity};
 use cardfs::format::card::Card;
 use cardfs::format::keyfile::{KeyFileError, Password};
@@ -52,26 +51,27 @@ fn key_name(args: &KeyArgs) -> anyhow::Result<String> {
     }
 }
 
-/// For a background mount: the password the parent must hand to its
-/// daemon child (typed at a prompt), or `None` when the child can read it
-/// itself (password file or environment). A typo is reported here, by the
+/// For a background mount: the password the parent hands to its daemon
+/// child on stdin, or `None` when the child reads it itself (a password
+/// file). A password from `--password-command`, `CARDFS_PASSWORD` or the
+/// terminal is read here, so the daemon never runs the command and never
+/// has the password in its environment; a typo is reported here, by the
 /// parent, rather than by the daemon.
-pub fn password_for_child(args: &KeyArgs) -> anyhow::Result<Option<String>> {
-    if args.password.password_file.is_some() || std::env::var_os(password::PASSWORD_ENV).is_some() {
+pub fn password_for_child(args: &KeyArgs) -> anyhow::Result<Option<password::Secret>> {
+    if args.password.password_file.is_some() {
         return Ok(None);
     }
-    use std::io::IsTerminal;
     let name = key_name(args)?;
-    if !std::io::stdin().is_terminal() {
-        return Err(anyhow::Error::new(UserError::WrongPassword { key: name })
-            .context("no password given (use --password-file or CARDFS_PASSWORD)"));
-    }
-    let typed = rpassword::prompt_password(format!("Password for key {name}: "))
-        .context("reading the password")?;
+    let secret = password::secret_for_child(
+        &args.password,
+        password::PASSWORD_ENV,
+        &format!("Password for key {name}: "),
+    )
+    .map_err(|e| key_error(e, &name))?;
     password::key_store()?
-        .unlock(&name, &Password::new(typed.clone().into_bytes()))
+        .unlock(&name, &Password::new(secret.to_vec()))
         .map_err(|e| key_error(e.into(), &name))?;
-    Ok(Some(typed))
+    Ok(Some(secret))
 }
 
 /// Unlocks the key (identity's [`password::unlock_key`]) and finds its card.
@@ -118,15 +118,53 @@ pub async fn open_store(location: &str, args: &StoreArgs) -> anyhow::Result<Arc<
     // One listing proves the store reachable, the credentials accepted and
     // the bucket present before anything is written (some servers create
     // a missing bucket on the first PUT).
-    store
-        .list("", None, 1)
-        .await
-        .map_err(|e| store_error(e, location))?;
+    if let Err(e) = store.list("", None, 1).await {
+        return Err(first_answer_error(e, location).await);
+    }
     store
         .check_conditional_writes()
         .await
         .map_err(|e| store_error(e, location))?;
     Ok(store)
+}
+
+/// The user error for the first request to a store failing. A listing
+/// cannot legitimately be "not found", so such an answer (or one the S3
+/// mapping could not place) means the endpoint is not an S3 server; an S3
+/// store that cannot be reached is first checked for missing credentials
+/// (the SDK reports those as a failure to send).
+async fn first_answer_error(err: StoreError, location: &str) -> anyhow::Error {
+    if !location.starts_with("s3://") {
+        return store_error(err, location);
+    }
+    match err {
+        StoreError::NotFound { .. } | StoreError::Other { .. } => UserError::NotS3 {
+            store: location.into(),
+            reason: match err {
+                StoreError::Other { message } => message,
+                _ => "a listing answered \"not found\"".into(),
+            },
+        }
+        .into(),
+        StoreError::Transient { .. } if !has_s3_credentials().await => UserError::NoCredentials {
+            store: location.into(),
+        }
+        .into(),
+        other => store_error(other, location),
+    }
+}
+
+/// Whether the standard AWS chain (environment, profile files, ...) yields
+/// credentials.
+async fn has_s3_credentials() -> bool {
+    use aws_sdk_s3::config::ProvideCredentials;
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await;
+    match config.credentials_provider() {
+        Some(provider) => provider.provide_credentials().await.is_ok(),
+        None => false,
+    }
 }
 
 /// The user error for a store failure, or the failure itself.

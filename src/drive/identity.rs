@@ -105,5 +105,5 @@ impl Member {
 
 /// First 8 hex digits of an id, for names and messages.
 pub fn hex8(id: &[u8]) -> String {
-    id.iter().take(4).map(|b| format!("{b:02x}")).collect()
+    crate::format::hex::encode(&id[..id.len().min(4)])
 }

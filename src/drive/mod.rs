@@ -62,12 +62,12 @@ pub use identity::{Identity, Member, Role};
 pub use types::*;
 pub use volume::genesis::create_volume;
 
+use crate::format::hex::encode as hex;
 use crate::format::meta::{DriveHeader, MemberRecord};
 use crate::store::ObjectStore;
 use engine::Engine;
 use router::Router;
 use std::sync::Arc;
-use volume::hex;
 
 /// An open drive. Cheap to clone (all clones share one router and its
 /// engines); every method may be called concurrently from many tasks.

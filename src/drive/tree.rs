@@ -41,10 +41,10 @@ pub fn fresh_id(tree: &Tree) -> u64 {
 /// All nodes plus, per directory, entries ordered by cookie.
 #[derive(Debug, Clone, Default)]
 pub struct Tree {
-    pub nodes: HashMap<u64, Node>,
+    pub(super) nodes: HashMap<u64, Node>,
     cookies: HashMap<u64, BTreeMap<u64, Vec<u8>>>,
     /// Per writing client, the last `client_seq` it committed.
-    pub clients: BTreeMap<[u8; 16], u64>,
+    pub(super) clients: BTreeMap<[u8; 16], u64>,
 }
 
 impl Tree {

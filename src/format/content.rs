@@ -189,10 +189,7 @@ mod tests {
         let c = block_cipher(&key, id(&f, &b, 4));
         let sealed = seal_block(&c, id(&f, &b, 4), &plain);
         assert_eq!(sealed.len(), plain.len() + 2 * TAG_LEN);
-        let digest: String = sha2::Sha256::digest(&sealed)
-            .iter()
-            .map(|x| format!("{x:02x}"))
-            .collect();
+        let digest = crate::format::hex::encode(&sha2::Sha256::digest(&sealed));
         assert_eq!(
             digest,
             "055fb1f1181f1f65f0f8f29e2b6d574fb7a0a6da17e1d0770be008de80e10e8f"
@@ -203,7 +200,7 @@ mod tests {
     fn epoch_key_known_answer() {
         let fk = SecretKey::from_bytes([1; 32]);
         let k = epoch_file_key(&fk, 2, &SecretKey::from_bytes([9; 32]));
-        let hex: String = k.expose().iter().map(|x| format!("{x:02x}")).collect();
+        let hex = crate::format::hex::encode(k.expose());
         // Checked with an independent HKDF (Python hmac/hashlib).
         assert_eq!(
             hex,

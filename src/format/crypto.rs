@@ -340,7 +340,7 @@ mod tests {
         nonce[0] = 3;
         let cipher = Cipher::new(&SecretKey::from_bytes(key));
         let sealed = cipher.seal(&nonce, b"", &[1, 0, 0, 0, 0, 0, 0, 0]);
-        let hex: String = sealed.iter().map(|b| format!("{b:02x}")).collect();
+        let hex = crate::format::hex::encode(&sealed);
         assert_eq!(hex, "c2ef328e5c71c83b843122130f7364b761e0b97427e3df28");
     }
 

@@ -13,6 +13,7 @@ pub mod card;
 pub mod content;
 pub mod crypto;
 pub mod envelope;
+pub mod hex;
 pub mod key;
 pub mod keyfile;
 pub mod meta;

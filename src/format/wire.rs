@@ -1,6 +1,6 @@
 //! Little-endian byte writer and reader for the hand-laid formats, plus the
 //! helpers they share: the magic/version/flags prefix, domain-separated
-//! SHA-256, and hex.
+//! SHA-256 (hex is in `format::hex`).
 //!
 //! Invariants: the reader never panics on malformed input; every read past
 //! the end is [`FormatError::Truncated`]; lengths are checked against the
@@ -204,24 +204,8 @@ pub fn hash(label: &[u8], parts: &[&[u8]]) -> [u8; 32] {
     h.finalize().into()
 }
 
-/// Lower-case hex of `bytes`.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Parses lower- or upper-case hex of exactly `N` bytes.
-pub fn parse_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
-    let text = text.as_bytes();
-    if text.len() != 2 * N {
-        return None;
-    }
-    let mut out = [0u8; N];
-    for (i, pair) in text.chunks(2).enumerate() {
-        let s = std::str::from_utf8(pair).ok()?;
-        out[i] = u8::from_str_radix(s, 16).ok()?;
-    }
-    Some(out)
-}
+/// Hex lives in [`super::hex`]; these names stay for the formats' callers.
+pub use super::hex::{decode as parse_hex, encode as hex};
 
 #[cfg(test)]
 mod tests {
@@ -290,15 +274,5 @@ mod tests {
                 Err(want)
             );
         }
-    }
-
-    #[test]
-    fn hex_round_trip() {
-        let text = hex(&[0, 0xab, 0x10]);
-        assert_eq!(text, "00ab10");
-        assert_eq!(parse_hex::<3>(&text), Some([0, 0xab, 0x10]));
-        assert_eq!(parse_hex::<3>("00AB10"), Some([0, 0xab, 0x10]));
-        assert_eq!(parse_hex::<3>("00ab1"), None);
-        assert_eq!(parse_hex::<3>("00ab1g"), None);
     }
 }

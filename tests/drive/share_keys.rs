@@ -180,7 +180,7 @@ impl World {
             };
             for n in nodes {
                 if n.kind == meta::KIND_FILE {
-                    loot.files.push((n.file_id, n.file_key));
+                    loot.files.push((n.file_id, *n.file_key));
                 }
             }
         }

@@ -7,6 +7,7 @@
 mod support;
 
 mod cli;
+mod cli_ux;
 mod durability;
 mod fuse;
 mod local;

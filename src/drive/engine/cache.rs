@@ -18,6 +18,7 @@
 use super::journal_file::{Journal, Record};
 use crate::drive::error::{DriveError, Result};
 use crate::format::crypto::{Cipher, NONCE_LEN, SecretKey, hkdf, random_array};
+use crate::format::hex::encode as hex;
 use crate::format::wire::{Reader, Writer};
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
@@ -37,15 +38,15 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DriveError + '_ {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct LocalState {
     /// Hash of the drive header first accepted (pins the owner key).
-    pub header_hash: [u8; 32],
+    pub(super) header_hash: [u8; 32],
     /// Newest log entry accepted: sequence number and hash.
-    pub head_seq: u64,
-    pub head_hash: [u8; 32],
+    pub(super) head_seq: u64,
+    pub(super) head_hash: [u8; 32],
     /// Next local op counter.
-    pub next_client_seq: u64,
+    pub(super) next_client_seq: u64,
     /// Highest keyring generation of the volume accepted (a store offering
     /// fewer is rolling back).
-    pub generation: u32,
+    pub(super) generation: u32,
 }
 
 #[derive(Debug, Default)]
@@ -67,22 +68,6 @@ pub struct Cache {
     /// Held (an exclusive file lock on `lock`) while a drive uses this
     /// directory: two engines on one cache would corrupt its journal.
     lock: Mutex<Option<File>>,
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-/// 32 hex digits => 16 bytes.
-pub fn unhex16(s: &str) -> Option<[u8; 16]> {
-    if s.len() != 32 {
-        return None;
-    }
-    let mut out = [0u8; 16];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
 }
 
 /// Takes the exclusive lock on `dir/lock` (creating `dir`), held until the
@@ -129,7 +114,7 @@ impl Cache {
         for e in fs::read_dir(&objects).map_err(io_err(&objects))?.flatten() {
             let name = e.file_name();
             let name = name.to_string_lossy();
-            match unhex16(&name) {
+            match crate::format::hex::decode::<16>(&name) {
                 Some(id) => found.push((id, e.metadata().map(|m| m.len()).unwrap_or(0))),
                 None => {
                     let _ = fs::remove_file(e.path());

@@ -34,7 +34,7 @@ const MAX_FILE: u64 = 1 << 50;
 #[derive(Clone)]
 pub struct Fetch {
     file_id: [u8; 16],
-    key: [u8; 32],
+    key: crate::format::meta::FileKey,
     index: u64,
     block: BlockRef,
 }
@@ -130,7 +130,7 @@ impl Engine {
     ) -> Result<Vec<u8>> {
         let f = Fetch {
             file_id: n.file_id,
-            key: n.file_key,
+            key: n.file_key.clone(),
             index,
             block,
         };
@@ -144,7 +144,7 @@ impl Engine {
     pub(super) async fn block_intact(
         &self,
         file_id: [u8; 16],
-        file_key: [u8; 32],
+        file_key: crate::format::meta::FileKey,
         index: u64,
         block: BlockRef,
     ) -> Result<bool> {
@@ -326,7 +326,7 @@ impl Engine {
                     parts.push(Part::Stored(
                         Fetch {
                             file_id: n.file_id,
-                            key: n.file_key,
+                            key: n.file_key.clone(),
                             index: idx,
                             block: *b,
                         },
@@ -346,7 +346,7 @@ impl Engine {
                 .filter_map(|i| {
                     blocks.get(&i).map(|b| Fetch {
                         file_id: n.file_id,
-                        key: n.file_key,
+                        key: n.file_key.clone(),
                         index: i,
                         block: *b,
                     })
@@ -717,7 +717,7 @@ fn to_load(core: &Core, ino: Ino, idxs: &[u64]) -> Result<Vec<Fetch>> {
             let blocks = d.map(|d| &d.base_blocks).unwrap_or(&n.blocks);
             blocks.get(i).map(|b| Fetch {
                 file_id: n.file_id,
-                key: n.file_key,
+                key: n.file_key.clone(),
                 index: *i,
                 block: *b,
             })

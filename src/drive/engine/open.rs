@@ -32,9 +32,9 @@ use std::time::Instant;
 /// bytes (pinned in each volume's local state) and the owner's key.
 #[derive(Debug, Clone)]
 pub struct VerifiedHeader {
-    pub header: DriveHeader,
-    pub hash: [u8; 32],
-    pub owner_vk: ed25519_dalek::VerifyingKey,
+    pub(in crate::drive) header: DriveHeader,
+    pub(in crate::drive) hash: [u8; 32],
+    pub(in crate::drive) owner_vk: ed25519_dalek::VerifyingKey,
 }
 
 /// Reads and verifies the drive header.

@@ -49,7 +49,7 @@ fn new_node(kind: u8, mode: u32, who: Caller, parent: u64) -> Node {
         ctime: t,
         crtime: t,
         file_id: random_array(),
-        file_key: random_array(),
+        file_key: crate::format::meta::FileKey::random(),
         version: u64::from_le_bytes(random_array()),
         parent,
         next_cookie: 1,

@@ -22,15 +22,15 @@ use std::collections::{HashMap, VecDeque};
 #[derive(Debug)]
 pub struct Rebased {
     /// `committed` with `pending` applied in order.
-    pub view: Tree,
+    pub(super) view: Tree,
     /// The pending ops that still apply, in order (some renamed, some
     /// turned into conflict copies), with their client seqs.
-    pub pending: VecDeque<(u64, Op)>,
+    pub(super) pending: VecDeque<(u64, Op)>,
     /// Original node -> the conflict copy now holding this client's version
     /// (open handles and unsealed writes follow the copy).
-    pub conflicted: HashMap<u64, u64>,
+    pub(super) conflicted: HashMap<u64, u64>,
     /// Ops that no longer apply (their target is gone), with their seqs.
-    pub dropped: Vec<(u64, Op)>,
+    pub(super) dropped: Vec<(u64, Op)>,
 }
 
 /// Rebuilds this client's view as `committed` + `pending`, fixing up

@@ -15,7 +15,6 @@
 //! - A volume whose newest keyring fails verification keeps its entry if
 //!   it had one (its engine reports the error), and is not added otherwise.
 
-use crate::drive::engine::cache::unhex16;
 use crate::drive::engine::open::VerifiedHeader;
 use crate::drive::engine::ops::check_name;
 use crate::drive::error::{DriveError, Result};
@@ -33,21 +32,21 @@ use std::time::SystemTime;
 /// One volume in the synthetic root.
 #[derive(Debug, Clone)]
 pub struct SharedVolume {
-    pub volume: [u8; 16],
+    pub(super) volume: [u8; 16],
     /// Display name as listed (deduplicated).
-    pub name: OsString,
-    pub ino: Ino,
-    pub cookie: u64,
+    pub(super) name: OsString,
+    pub(super) ino: Ino,
+    pub(super) cookie: u64,
 }
 
 /// The synthetic root's entries, in cookie order.
 #[derive(Debug)]
 pub struct SharedRoot {
-    pub entries: Vec<SharedVolume>,
+    pub(super) entries: Vec<SharedVolume>,
     next_cookie: u64,
-    pub mtime: SystemTime,
+    pub(super) mtime: SystemTime,
     /// Discovery's cache of verified keyring answers.
-    pub known: Known,
+    pub(super) known: Known,
 }
 
 impl Default for SharedRoot {
@@ -74,7 +73,7 @@ pub enum Found {
 fn parse_keyring_key(key: &str) -> Option<([u8; 16], u32)> {
     let rest = key.strip_prefix("k/")?;
     let (vol, generation) = rest.split_once('/')?;
-    let vol = unhex16(vol)?;
+    let vol = crate::format::hex::decode::<16>(vol)?;
     if generation.len() != 8 {
         return None;
     }
@@ -245,7 +244,10 @@ mod tests {
         let k = volume::keyring_key(&v, 7);
         assert_eq!(parse_keyring_key(&k), Some((v, 7)));
         assert_eq!(parse_keyring_key("k/zz/00000001"), None);
-        assert_eq!(parse_keyring_key(&format!("k/{}/1", volume::hex(&v))), None);
+        assert_eq!(
+            parse_keyring_key(&format!("k/{}/1", crate::format::hex::encode(&v))),
+            None
+        );
         assert_eq!(parse_keyring_key("v/x/k/00000001"), None);
     }
 

@@ -31,7 +31,7 @@ use super::error::{DriveError, Result};
 use super::identity::Identity;
 use super::tree::{KIND_VOLUME, ROOT};
 use super::types::*;
-use super::volume::hex;
+use crate::format::hex::encode as hex;
 use crate::store::ObjectStore;
 use inos::Inos;
 use member_view::SharedRoot;
@@ -51,9 +51,9 @@ pub enum Target {
 /// A node of an open volume.
 #[derive(Clone)]
 pub struct At {
-    pub e: Arc<Engine>,
-    pub vol: [u8; 16],
-    pub node: u64,
+    pub(super) e: Arc<Engine>,
+    pub(super) vol: [u8; 16],
+    pub(super) node: u64,
 }
 
 /// Everything one open drive shares between its clones.

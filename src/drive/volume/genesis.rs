@@ -266,7 +266,7 @@ mod tests {
             nlink: 1,
             size: 5,
             file_id: [id as u8; 16],
-            file_key: [id as u8 + 1; 32],
+            file_key: [id as u8 + 1; 32].into(),
             version: 4,
             ..Default::default()
         };

@@ -23,8 +23,8 @@ use x25519_dalek::StaticSecret;
 /// A volume's keys behind a lock, reloadable.
 #[derive(Debug)]
 pub struct HeldKeys {
-    pub drive_id: [u8; 16],
-    pub volume: [u8; 16],
+    pub(in crate::drive) drive_id: [u8; 16],
+    pub(in crate::drive) volume: [u8; 16],
     owner: VerifyingKey,
     held: RwLock<Arc<VolumeKeys>>,
     revoked: AtomicBool,

@@ -30,6 +30,7 @@ pub(super) mod held_keys;
 use super::error::{DriveError, Result};
 use super::identity::hex8;
 use crate::format::crypto::SecretKey;
+use crate::format::hex::encode as hex;
 use crate::format::meta::{
     self, Batch, ENTRY_MAGIC, Keyring, MemberRecord, Op, SNAPSHOT_MAGIC, SignedHead, SnapshotBody,
 };
@@ -42,9 +43,6 @@ use x25519_dalek::StaticSecret;
 
 pub const HEADER_KEY: &str = "drive";
 
-pub fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
 pub fn keyring_key(vol: &[u8; 16], generation: u32) -> String {
     format!("{}{generation:08x}", keyring_prefix(vol))
 }
@@ -67,20 +65,20 @@ pub fn content_key(id: &[u8; 16]) -> String {
 /// lower).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Head {
-    pub seq: u64,
-    pub hash: [u8; 32],
-    pub generation: u32,
+    pub(super) seq: u64,
+    pub(super) hash: [u8; 32],
+    pub(super) generation: u32,
 }
 
 /// A volume's keys: every generation's key and members.
 #[derive(Debug)]
 pub struct VolumeKeys {
     /// The drive this volume belongs to (bound into key wrapping).
-    pub drive_id: [u8; 16],
-    pub volume: [u8; 16],
-    pub generations: BTreeMap<u32, (SecretKey, Vec<MemberRecord>)>,
+    pub(super) drive_id: [u8; 16],
+    pub(super) volume: [u8; 16],
+    pub(super) generations: BTreeMap<u32, (SecretKey, Vec<MemberRecord>)>,
     /// The display name from the newest keyring.
-    pub name: Vec<u8>,
+    pub(super) name: Vec<u8>,
 }
 
 impl VolumeKeys {

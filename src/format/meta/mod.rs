@@ -25,7 +25,9 @@ pub mod signed;
 
 pub use header::{DriveHeader, MemberRecord};
 pub use keyring::{Keyring, volume_key_context};
-pub use node::{BlockRef, DirLink, KIND_DIR, KIND_FILE, KIND_SYMLINK, KIND_VOLUME, Node, Time};
+pub use node::{
+    BlockRef, DirLink, FileKey, KIND_DIR, KIND_FILE, KIND_SYMLINK, KIND_VOLUME, Node, Time,
+};
 pub use ops::{AttrChange, Batch, Op, SnapshotBody};
 pub use signed::{SignedHead, open_signed, peek_signed, seal_signed};
 

@@ -6,8 +6,49 @@
 //! nanoseconds, and volume links that are not exactly a 16-byte volume id
 //! with no blocks and no entries.
 
+use crate::format::crypto::random_array;
 use crate::format::wire::{FormatError, Reader, Writer};
 use std::collections::BTreeMap;
+use std::fmt;
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+/// A file's content key (docs/FORMAT.md, "content block"). Zeroized on
+/// drop, so the copies nodes make (trees, dirty buffers, the journal) do
+/// not outlive their use; `Debug` prints no key bytes. The default (all
+/// zeros) is what nodes without content (directories, links) carry.
+#[derive(Clone, Default, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
+pub struct FileKey([u8; 32]);
+
+impl FileKey {
+    /// A fresh random key.
+    pub fn random() -> Self {
+        Self(random_array())
+    }
+
+    /// The key bytes. Callers must not copy them into unprotected storage.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl From<[u8; 32]> for FileKey {
+    fn from(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+}
+
+impl std::ops::Deref for FileKey {
+    type Target = [u8; 32];
+    fn deref(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for FileKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("FileKey(..)")
+    }
+}
 
 /// Seconds and nanoseconds since the Unix epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
@@ -96,7 +137,7 @@ pub struct Node {
     pub target: Vec<u8>,
     /// Content identity bound into every chunk, and the per-file key.
     pub file_id: [u8; 16],
-    pub file_key: [u8; 32],
+    pub file_key: FileKey,
     /// Changes on every content change (conflict detection).
     pub version: u64,
     pub blocks: BTreeMap<u64, BlockRef>,
@@ -121,7 +162,7 @@ impl Node {
         w.u64(self.size)
             .bytes(&self.target)
             .raw(&self.file_id)
-            .raw(&self.file_key)
+            .raw(self.file_key.as_bytes())
             .u64(self.version);
         w.u32(self.blocks.len() as u32);
         for (i, b) in &self.blocks {
@@ -154,7 +195,7 @@ impl Node {
             size: r.u64()?,
             target: r.bytes()?.to_vec(),
             file_id: r.array()?,
-            file_key: r.array()?,
+            file_key: FileKey(r.array()?),
             version: r.u64()?,
             ..Default::default()
         };
@@ -202,6 +243,20 @@ impl Node {
 mod tests {
     use super::super::sha256;
     use super::*;
+
+    #[test]
+    fn file_keys_never_print_their_bytes() {
+        let n = Node {
+            file_key: FileKey::from([0xab; 32]),
+            ..Default::default()
+        };
+        let shown = format!("{n:?} {:?}", n.file_key);
+        assert!(shown.contains("FileKey(..)"), "{shown}");
+        for leak in ["171", "0xab", "ab, ab", "abab"] {
+            assert!(!shown.contains(leak), "key bytes in {shown}");
+        }
+        assert_eq!(n.clone().file_key.as_bytes(), &[0xab; 32]);
+    }
 
     #[test]
     fn volume_link_node_round_trip_and_checks() {
