@@ -52,8 +52,9 @@ impl Engine {
         let mut keep = ops.len();
         'ops: for (i, blocks) in checks.iter().enumerate() {
             for (file_id, file_key, index, block) in blocks {
+                let (index, block) = (*index, *block);
                 if !self
-                    .block_intact(*file_id, file_key.clone(), *index, *block)
+                    .block_intact(*file_id, file_key.clone(), index, block)
                     .await?
                 {
                     tracing::error!(
