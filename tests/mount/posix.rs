@@ -180,11 +180,12 @@ fn bad_options_and_non_empty_mountpoints_are_refused() {
     let cache = home.new_dir("cache");
     for bad in ["frobnicate", "uid=alice", "umask=9", "noexec=1"] {
         let out = home.try_mount(&store, &mnt, &cache, &["-o", bad]);
-        assert_eq!(out.status.code(), Some(2), "-o {bad}");
+        assert_eq!(crate::support::mount::exit_code(&out), 2, "-o {bad}");
     }
     std::fs::write(mnt.join("hidden"), b"x").unwrap();
     let out = home.try_mount(&store, &mnt, &cache, &[]);
-    assert_eq!(out.status.code(), Some(17));
+    let code = crate::support::mount::exit_code;
+    assert_eq!(code(&out), 17, "a non-empty mountpoint");
     assert!(String::from_utf8_lossy(&out.stderr).contains("not empty"));
     // fstab words and nonempty: mounted, hiding the file.
     let m = home.mount_at(

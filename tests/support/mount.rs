@@ -250,6 +250,11 @@ pub fn s3_store() -> (&'static S3Env, String) {
     (env, store)
 }
 
+/// The exit code of a finished command (a signal is a test failure).
+pub fn exit_code(out: &Output) -> i32 {
+    out.status.code().expect("exited by signal")
+}
+
 pub fn assert_ok(out: &Output, what: &str) {
     assert!(
         out.status.success(),
