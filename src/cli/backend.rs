@@ -4,24 +4,20 @@
 //! drive's store (the command line decides whether a card found there may
 //! be used, see `super::member`).
 
-use super::control::Request;
+use super::control::{Answer, Request};
+use super::control_messages::{DriveReport, MemberReport, ShareReport};
 use super::daemon::Backend;
 use super::exit::UserError;
 use anyhow::Context;
 use cardfs::drive::{Drive, DriveError, DriveStatus, Ino, Member, ROOT_INO, Role, ShareInfo};
 use cardfs::format::card::{Card, CardId};
-use cardfs::format::wire::hex;
 use cardfs::identity::directory::{self, DirectoryError};
 use cardfs::store::ObjectStore;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-/// The status field saying whether this mount's user owns the drive; its
-/// value starts with `owner` for the owner.
-pub const YOUR_ROLE: &str = "your_role";
+use std::time::{Duration, SystemTime};
 
 /// A mounted drive as the daemon controls it, and the store it lives in.
 pub struct DriveBackend {
@@ -49,23 +45,19 @@ impl Backend for DriveBackend {
             .map_err(|e| super::open::drive_error(e, &self.store.describe()))
     }
 
-    fn status(&self) -> Vec<(String, String)> {
-        let mut fields = status_fields(&self.drive.status(), SystemTime::now());
-        let owner = match Card::from_bytes(self.drive.owner_card()) {
-            Ok(card) => format!("{} ({})", card.identity(), card.fingerprint()),
-            Err(_) => "(unreadable card)".into(),
-        };
-        fields.push(("owner".into(), owner));
-        fields.push((
-            YOUR_ROLE.into(),
-            if self.drive.is_owner() {
-                "owner"
-            } else {
-                "member of the folders shared with you"
-            }
-            .into(),
-        ));
-        fields
+    fn status(&self) -> DriveReport {
+        let mut report = drive_report(&self.drive.status(), SystemTime::now());
+        if let Ok(card) = Card::from_bytes(self.drive.owner_card()) {
+            report.owner_identity = Some(card.identity().to_string());
+            report.owner_fingerprint = Some(card.fingerprint());
+        }
+        report.role = if self.drive.is_owner() {
+            "owner"
+        } else {
+            "member"
+        }
+        .into();
+        report
     }
 
     async fn shutdown(&self) -> anyhow::Result<()> {
@@ -84,7 +76,7 @@ impl Backend for DriveBackend {
         &self,
         request: Request,
         progress: &(dyn Fn(u64, u64) + Send + Sync),
-    ) -> anyhow::Result<Vec<(String, String)>> {
+    ) -> anyhow::Result<Answer> {
         match request {
             Request::ShareAdd {
                 path,
@@ -111,7 +103,7 @@ impl Backend for DriveBackend {
                 if info.ino != ino {
                     self.forget_entry(parent, &path);
                 }
-                Ok(vec![share_field(&info)])
+                Ok(shares(&[info]))
             }
             Request::ShareRemove { path, card_id } => {
                 let ino = self.folder(&path).await?;
@@ -120,40 +112,39 @@ impl Backend for DriveBackend {
                     .share_remove(ino, &card_id)
                     .await
                     .map_err(|e| share_error(e, &path))?;
-                Ok(vec![share_field(&info)])
+                Ok(shares(&[info]))
             }
-            Request::ShareList => {
-                let all = self.drive.share_list().await?;
-                Ok(all.iter().map(share_field).collect())
-            }
+            Request::ShareList => Ok(shares(&self.drive.share_list().await?)),
             Request::ShareReencrypt { path } => {
                 let ino = self.folder(&path).await?;
                 self.drive
                     .share_reencrypt(ino, progress)
                     .await
                     .map_err(|e| share_error(e, &path))?;
-                Ok(Vec::new())
+                Ok(Answer::Nothing)
             }
             Request::CardsFind { identity } => {
                 let found = directory::find(self.store.as_ref(), &identity)
                     .await
                     .context("searching the drive's card directory")?;
-                let cards = found.cards.iter().map(|c| ("card".into(), c.to_text()));
-                let rejected = found
-                    .rejected
-                    .iter()
-                    .map(|r| ("rejected".into(), format!("{}: {}", r.key, r.reason)));
-                Ok(cards.chain(rejected).collect())
+                Ok(Answer::Cards {
+                    cards: found.cards.iter().map(Card::to_text).collect(),
+                    rejected: (found.rejected.iter())
+                        .map(|r| format!("{}: {}", r.key, r.reason))
+                        .collect(),
+                })
             }
             Request::CardGet { id } => {
-                match directory::get(self.store.as_ref(), CardId(id)).await {
-                    Ok(card) => Ok(vec![("card".into(), card.to_text())]),
-                    Err(DirectoryError::NotFound(_)) => Ok(Vec::new()),
+                let (cards, rejected) = match directory::get(self.store.as_ref(), CardId(id)).await
+                {
+                    Ok(card) => (vec![card.to_text()], Vec::new()),
+                    Err(DirectoryError::NotFound(_)) => (Vec::new(), Vec::new()),
                     Err(DirectoryError::Invalid { key, reason }) => {
-                        Ok(vec![("rejected".into(), format!("{key}: {reason}"))])
+                        (Vec::new(), vec![format!("{key}: {reason}")])
                     }
-                    Err(e) => Err(e).context("reading the drive's card directory"),
-                }
+                    Err(e) => return Err(e).context("reading the drive's card directory"),
+                };
+                Ok(Answer::Cards { cards, rejected })
             }
             Request::Status | Request::Sync | Request::Unmount => {
                 anyhow::bail!("{request:?} is answered by the daemon itself")
@@ -227,80 +218,23 @@ fn share_error(err: DriveError, path: &[u8]) -> anyhow::Error {
     }
 }
 
-/// `cardfs status` lines for a drive's status at time `now`.
-pub fn status_fields(s: &DriveStatus, now: SystemTime) -> Vec<(String, String)> {
-    let last_commit = match s.last_commit {
-        None => "none since mounting".to_string(),
-        Some(t) => {
-            let ago = now.duration_since(t).unwrap_or(Duration::ZERO).as_secs();
-            format!("{} ({ago} s ago)", utc(t))
-        }
-    };
-    let mut fields = vec![
-        (
-            "pending_uploads".into(),
-            format!("{} changes, {}", s.pending_ops, bytes(s.pending_bytes)),
-        ),
-        ("last_commit".into(), last_commit),
-        (
-            "store_reachable".into(),
-            if s.store_reachable { "yes" } else { "no" }.into(),
-        ),
-    ];
-    if s.cache_full {
-        fields.push((
-            "cache".into(),
-            "full: writes fail with ENOSPC until the store takes uploads again".into(),
-        ));
+/// The drive's part of `cardfs status` at time `now` (owner and role
+/// are filled in by the caller).
+pub fn drive_report(s: &DriveStatus, now: SystemTime) -> DriveReport {
+    DriveReport {
+        pending_changes: s.pending_ops,
+        pending_bytes: s.pending_bytes,
+        last_commit: s.last_commit.map(super::units::rfc3339),
+        last_commit_age_secs: s
+            .last_commit
+            .map(|t| now.duration_since(t).unwrap_or(Duration::ZERO).as_secs()),
+        store_reachable: s.store_reachable,
+        cache_full: s.cache_full,
+        lost_writes: s.lost_unsealed.clone(),
+        owner_identity: None,
+        owner_fingerprint: None,
+        role: String::new(),
     }
-    if !s.lost_unsealed.is_empty() {
-        fields.push((
-            "lost_writes".into(),
-            format!(
-                "the daemon stopped before these files' last writes were sealed: {}",
-                s.lost_unsealed.join(", ")
-            ),
-        ));
-    }
-    fields
-}
-
-/// `n` bytes in binary units.
-pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["bytes", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} bytes")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
-
-/// `YYYY-MM-DD HH:MM:SS UTC` (proleptic Gregorian calendar).
-pub fn utc(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Days to civil date (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
 }
 
 /// A role as the control protocol and `share list` name it.
@@ -312,56 +246,37 @@ pub fn role_name(role: Role) -> &'static str {
     }
 }
 
-/// One `share` field: `PATH-HEX VOLUME GENERATION OWNER MY-ROLE
-/// ID:ROLE,ID:ROLE...` (every part free of spaces and newlines).
-pub fn share_field(info: &ShareInfo) -> (String, String) {
-    let members: Vec<String> = info
-        .members
-        .iter()
-        .map(|m| format!("{}:{}", hex(&m.card_id), role_name(m.role)))
-        .collect();
-    let path = info.path.as_bytes();
-    (
-        "share".into(),
-        format!(
-            "{} {} {} {} {} {}",
-            if path.is_empty() {
-                ".".into()
-            } else {
-                hex(path)
-            },
-            hex(&info.volume),
-            info.generation,
-            hex(&info.owner),
-            role_name(info.my_role),
-            members.join(",")
-        ),
-    )
+/// The answer listing these shared folders.
+fn shares(infos: &[ShareInfo]) -> Answer {
+    Answer::Shares {
+        shares: infos.iter().map(share_report).collect(),
+    }
+}
+
+/// A shared folder as the control protocol reports it.
+pub fn share_report(info: &ShareInfo) -> ShareReport {
+    ShareReport {
+        path: info.path.to_string_lossy().into_owned(),
+        volume: info.volume,
+        generation: info.generation,
+        owner: info.owner,
+        my_role: role_name(info.my_role).into(),
+        members: (info.members.iter())
+            .map(|m| MemberReport {
+                card_id: m.card_id,
+                role: role_name(m.role).into(),
+            })
+            .collect(),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::UNIX_EPOCH;
 
     #[test]
-    fn utc_known_dates() {
-        assert_eq!(utc(UNIX_EPOCH), "1970-01-01 00:00:00 UTC");
-        let t = UNIX_EPOCH + Duration::from_secs(1_795_906_800 + 61);
-        assert_eq!(utc(t), "2026-11-28 23:01:01 UTC");
-        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400);
-        assert_eq!(utc(leap), "2000-02-29 00:00:00 UTC");
-    }
-
-    #[test]
-    fn byte_counts_read_well() {
-        assert_eq!(bytes(0), "0 bytes");
-        assert_eq!(bytes(1023), "1023 bytes");
-        assert_eq!(bytes(1536), "1.5 KiB");
-        assert_eq!(bytes(5 << 30), "5.0 GiB");
-    }
-
-    #[test]
-    fn status_in_words() {
+    fn drive_status_as_reported() {
         let now = UNIX_EPOCH + Duration::from_secs(100);
         let s = DriveStatus {
             pending_ops: 3,
@@ -371,11 +286,11 @@ mod tests {
             cache_full: true,
             lost_unsealed: vec!["a/b.txt".into()],
         };
-        let f = status_fields(&s, now);
-        assert_eq!(f[0].1, "3 changes, 2.0 KiB");
-        assert_eq!(f[1].1, "1970-01-01 00:01:28 UTC (12 s ago)");
-        assert_eq!(f[2].1, "no");
-        assert!(f[3].1.starts_with("full"), "{:?}", f[3]);
-        assert!(f[4].1.ends_with("a/b.txt"), "{:?}", f[4]);
+        let r = drive_report(&s, now);
+        assert_eq!((r.pending_changes, r.pending_bytes), (3, 2048));
+        assert_eq!(r.last_commit.as_deref(), Some("1970-01-01T00:01:28Z"));
+        assert_eq!(r.last_commit_age_secs, Some(12));
+        assert!(!r.store_reachable && r.cache_full);
+        assert_eq!(r.lost_writes, ["a/b.txt"]);
     }
 }

@@ -2,6 +2,7 @@
 //! approve and trust cards in `$CARDFS_HOME/cards/`.
 
 use super::card_files::{card_store, read_card_file};
+use super::exit::UserError;
 use super::key::{NewKeyArgs, generate};
 use super::password::{PasswordArgs, key_store, unlock_key};
 use anyhow::{Context, bail};
@@ -35,10 +36,14 @@ pub enum CardCommand {
         replace: Option<String>,
     },
     /// List pinned cards.
-    List,
+    List {
+        /// Print a JSON array, one object per card (fields in docs/CLI.md).
+        #[arg(long)]
+        json: bool,
+    },
     /// Show a pinned card with its fingerprint.
     Show {
-        /// Identity or card id.
+        /// Identity, card id, or the name of one of your keys.
         card: String,
     },
     /// Sign a pinned card (or a card FILE) as authority N; prints the card.
@@ -118,23 +123,8 @@ pub fn run_card(command: CardCommand) -> anyhow::Result<()> {
                 .map_err(|e| super::member::replace_hint(e, "--replace"))?;
             report_pin(&store, &card, &outcome)
         }
-        CardCommand::List => {
-            let keys = key_store()?.list()?;
-            for card in store.list()? {
-                let own = keys
-                    .iter()
-                    .find(|k| k.x25519_public() == *card.x25519_public())
-                    .map(|k| format!("\tyour key {}", k.name()))
-                    .unwrap_or_default();
-                let approved = match store.approving_authority(&card)? {
-                    Some(a) => format!("\tapproved by {}", a.identity()),
-                    None => String::new(),
-                };
-                println!("{}\t{}{approved}{own}", card.identity(), card.fingerprint());
-            }
-            Ok(())
-        }
-        CardCommand::Show { card } => show(&store, &store.find(&card)?),
+        CardCommand::List { json } => list(&store, json),
+        CardCommand::Show { card } => show(&store, &find_or_own(&store, &card)?),
         CardCommand::Approve {
             card,
             authority,
@@ -144,6 +134,53 @@ pub fn run_card(command: CardCommand) -> anyhow::Result<()> {
         CardCommand::Find(args) => super::directory::find(args),
         CardCommand::Get(args) => super::directory::get(args),
     }
+}
+
+/// One object of `cardfs card list --json` (documented in docs/CLI.md).
+#[derive(Debug, serde::Serialize)]
+struct ListedCard {
+    identity: String,
+    fingerprint: String,
+    card_id: String,
+    /// RFC 3339 UTC.
+    created: String,
+    /// The trusted authority that approved it, if any.
+    approved_by: Option<String>,
+    /// The name of the key in this home the card belongs to, if any.
+    your_key: Option<String>,
+}
+
+fn list(store: &CardStore, json: bool) -> anyhow::Result<()> {
+    let keys = key_store()?.list()?;
+    let mut listed = Vec::new();
+    for card in store.list()? {
+        listed.push(ListedCard {
+            identity: card.identity().to_string(),
+            fingerprint: card.fingerprint(),
+            card_id: card.id().to_string(),
+            created: super::units::rfc3339(super::units::from_unix(card.created())),
+            approved_by: (store.approving_authority(&card)?).map(|a| a.identity().to_string()),
+            your_key: (keys.iter())
+                .find(|k| k.x25519_public() == *card.x25519_public())
+                .map(|k| k.name().to_string()),
+        });
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&listed)?);
+        return Ok(());
+    }
+    for c in listed {
+        let approved = c
+            .approved_by
+            .map(|a| format!("\tapproved by {a}"))
+            .unwrap_or_default();
+        let own = c
+            .your_key
+            .map(|k| format!("\tyour key {k}"))
+            .unwrap_or_default();
+        println!("{}\t{}{approved}{own}", c.identity, c.fingerprint);
+    }
+    Ok(())
 }
 
 fn create_card(store: &CardStore, key: &UserKey, identity: &str) -> anyhow::Result<()> {
@@ -183,12 +220,32 @@ fn report_pin(store: &CardStore, card: &Card, outcome: &Pinned) -> anyhow::Resul
     Ok(())
 }
 
+/// The pinned card named by an identity or card id, else the card of the
+/// key of that name in this home.
+fn find_or_own(store: &CardStore, name: &str) -> anyhow::Result<Card> {
+    match store.find(name) {
+        Ok(card) => Ok(card),
+        Err(not_found) => {
+            let keys = key_store()?.list().unwrap_or_default();
+            match keys.iter().find(|k| k.name() == name) {
+                Some(key) => (store.list()?.into_iter())
+                    .find(|c| c.x25519_public() == &key.x25519_public())
+                    .ok_or_else(|| UserError::MissingCard { key: name.into() }.into()),
+                None => Err(not_found.into()),
+            }
+        }
+    }
+}
+
 fn show(store: &CardStore, card: &Card) -> anyhow::Result<()> {
     let hex = |b: &[u8]| cardfs::format::wire::hex(b);
     println!("identity     {}", card.identity());
     println!("fingerprint  {}", card.fingerprint());
     println!("card id      {}", card.id());
-    println!("created      {} (Unix time)", card.created());
+    println!(
+        "created      {}",
+        super::units::utc(super::units::from_unix(card.created()))
+    );
     println!("x25519       {}", hex(card.x25519_public().as_bytes()));
     println!("ed25519      {}", hex(card.ed25519_public().as_bytes()));
     let authorities = store.authorities()?;

@@ -4,208 +4,38 @@
 //! the mountpoint finds it, and readable only by the user (mode 0600 under a
 //! 0700 directory).
 //!
-//! Protocol (text lines, one request per connection): the client sends one
-//! request line ([`Request::to_line`]: `status`, `sync`, `unmount`,
-//! `share-add PATH reader|writer CARD`, `share-remove PATH CARD-ID`,
-//! `share-list`, `share-reencrypt PATH`, `cards-find IDENTITY`,
-//! `card-get CARD-ID`, every argument in lower-case hex, a root path as
-//! `.`); the daemon answers with any number of `progress DONE TOTAL` and
-//! `field NAME VALUE` lines and ends with one final line, `ok` or
-//! `error CODE MESSAGE`. A line of any other shape is refused.
+//! Protocol: JSON lines of serde-typed messages, one request per
+//! connection (see `control_messages`). The client sends one [`Request`]
+//! frame; the daemon answers with `progress`/`working` frames and one final
+//! `done` or `error` frame. A frame of another protocol version (or a line
+//! of the old text protocol) is refused with exit code 33, naming both
+//! cardfs versions. Every read has a timeout ([`timeout`]): the daemon
+//! sends a `working` frame each second while a request runs, so a silence
+//! longer than the timeout means a stopped or hung daemon (exit 34), never
+//! a slow upload.
 
-use super::exit::{DaemonError, GENERIC, UserError};
+pub use super::control_messages::{Answer, Reply, Request};
+use super::control_messages::{Frame, Head, PROTOCOL};
+use super::exit::{DaemonError, UserError};
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-/// What a client asks of the daemon.
-///
-/// On the wire every argument is hex (paths, identities, cards), so no
-/// argument can contain a space or a newline and a request is always one
-/// line of fixed shape; anything else is refused as unknown.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Request {
-    Status,
-    Sync,
-    Unmount,
-    /// Share the folder at `path` (relative to the mount root, as bytes)
-    /// with the holder of `card` (a card's bytes, verified by the daemon).
-    ShareAdd {
-        path: Vec<u8>,
-        read_only: bool,
-        card: Vec<u8>,
-    },
-    /// Remove the member with this card id from the folder at `path`.
-    ShareRemove {
-        path: Vec<u8>,
-        card_id: [u8; 32],
-    },
-    /// Every shared folder this mount sees.
-    ShareList,
-    /// Re-encrypt every block of the shared folder at `path`.
-    ShareReencrypt {
-        path: Vec<u8>,
-    },
-    /// Cards published for an identity in the drive's card directory.
-    CardsFind {
-        identity: String,
-    },
-    /// The card with this id in the drive's card directory.
-    CardGet {
-        id: [u8; 32],
-    },
-}
+/// Environment variable: seconds a command waits for a word from the
+/// daemon before it calls the daemon hung (default [`DEFAULT_TIMEOUT`]).
+pub const TIMEOUT_ENV: &str = "CARDFS_CONTROL_TIMEOUT";
 
-impl Request {
-    /// The request as one line, without its newline.
-    pub fn to_line(&self) -> String {
-        use cardfs::format::wire::hex;
-        match self {
-            Request::Status => "status".into(),
-            Request::Sync => "sync".into(),
-            Request::Unmount => "unmount".into(),
-            Request::ShareAdd {
-                path,
-                read_only,
-                card,
-            } => format!(
-                "share-add {} {} {}",
-                path_token(path),
-                if *read_only { "reader" } else { "writer" },
-                hex(card)
-            ),
-            Request::ShareRemove { path, card_id } => {
-                format!("share-remove {} {}", path_token(path), hex(card_id))
-            }
-            Request::ShareList => "share-list".into(),
-            Request::ShareReencrypt { path } => format!("share-reencrypt {}", path_token(path)),
-            Request::CardsFind { identity } => format!("cards-find {}", hex(identity.as_bytes())),
-            Request::CardGet { id } => format!("card-get {}", hex(id)),
-        }
-    }
+/// Default of [`TIMEOUT_ENV`]: many heartbeats (one a second) long.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
 
-    pub fn parse(line: &str) -> Option<Self> {
-        use cardfs::format::wire::parse_hex;
-        let line = line.strip_suffix('\n').unwrap_or(line);
-        let words: Vec<&str> = line.split(' ').collect();
-        Some(match words.as_slice() {
-            ["status"] => Request::Status,
-            ["sync"] => Request::Sync,
-            ["unmount"] => Request::Unmount,
-            ["share-add", path, role, card] => Request::ShareAdd {
-                path: parse_path(path)?,
-                read_only: match *role {
-                    "reader" => true,
-                    "writer" => false,
-                    _ => return None,
-                },
-                card: unhex(card).filter(|c| !c.is_empty())?,
-            },
-            ["share-remove", path, id] => Request::ShareRemove {
-                path: parse_path(path)?,
-                card_id: parse_hex(id)?,
-            },
-            ["share-list"] => Request::ShareList,
-            ["share-reencrypt", path] => Request::ShareReencrypt {
-                path: parse_path(path)?,
-            },
-            ["cards-find", identity] => Request::CardsFind {
-                identity: String::from_utf8(unhex(identity)?).ok()?,
-            },
-            ["card-get", id] => Request::CardGet { id: parse_hex(id)? },
-            _ => return None,
-        })
-    }
-}
-
-/// A relative path on the wire: `.` for the mount root, else its hex.
-fn path_token(path: &[u8]) -> String {
-    if path.is_empty() {
-        ".".into()
-    } else {
-        cardfs::format::wire::hex(path)
-    }
-}
-
-fn parse_path(token: &str) -> Option<Vec<u8>> {
-    if token == "." {
-        Some(Vec::new())
-    } else {
-        unhex(token).filter(|p| !p.is_empty())
-    }
-}
-
-/// Lower-case hex of any length (upper case and odd lengths refused).
-pub fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    let digit = |c: u8| match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
-    };
-    text.as_bytes()
-        .chunks(2)
-        .map(|p| Some(digit(p[0])? << 4 | digit(p[1])?))
-        .collect()
-}
-
-/// One line the daemon sends back.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reply {
-    Progress { done: u64, total: u64 },
-    Field { name: String, value: String },
-    Ok,
-    Error { code: u8, message: String },
-}
-
-impl Reply {
-    pub fn to_line(&self) -> String {
-        // Values are single-line by construction; newlines are replaced so a
-        // message can never forge a following line.
-        let clean = |s: &str| s.replace(['\n', '\r'], " ");
-        match self {
-            Reply::Progress { done, total } => format!("progress {done} {total}\n"),
-            Reply::Field { name, value } => format!("field {} {}\n", clean(name), clean(value)),
-            Reply::Ok => "ok\n".into(),
-            Reply::Error { code, message } => format!("error {code} {}\n", clean(message)),
-        }
-    }
-
-    pub fn parse(line: &str) -> Option<Self> {
-        let line = line.trim_end_matches(['\n', '\r']);
-        let (head, rest) = line.split_once(' ').unwrap_or((line, ""));
-        match head {
-            "progress" => {
-                let (d, t) = rest.split_once(' ')?;
-                Some(Reply::Progress {
-                    done: d.parse().ok()?,
-                    total: t.parse().ok()?,
-                })
-            }
-            "field" => {
-                let (name, value) = rest.split_once(' ').unwrap_or((rest, ""));
-                Some(Reply::Field {
-                    name: name.into(),
-                    value: value.into(),
-                })
-            }
-            "ok" => Some(Reply::Ok),
-            "error" => {
-                let (code, message) = rest.split_once(' ').unwrap_or((rest, ""));
-                Some(Reply::Error {
-                    code: code.parse().unwrap_or(GENERIC),
-                    message: message.into(),
-                })
-            }
-            _ => None,
-        }
-    }
-
-    pub fn is_final(&self) -> bool {
-        matches!(self, Reply::Ok | Reply::Error { .. })
-    }
+/// How long a command waits for the next frame from the daemon.
+pub fn timeout() -> Duration {
+    std::env::var(TIMEOUT_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .map_or(DEFAULT_TIMEOUT, Duration::from_secs_f64)
 }
 
 /// Directory of the control sockets: `run/` in the cardfs home.
@@ -220,18 +50,19 @@ pub fn socket_path(mountpoint: &Path) -> anyhow::Result<PathBuf> {
     Ok(run_dir()?.join(format!("{name}.sock")))
 }
 
-/// Sends `request` to the daemon serving `mountpoint` and returns its
-/// fields; `on_progress` sees every progress line.
+/// Sends `request` to the daemon serving `mountpoint` (through this
+/// home's socket) and returns its answer; `on_progress` sees every
+/// progress frame.
 pub fn call(
     mountpoint: &Path,
     request: Request,
     mut on_progress: impl FnMut(u64, u64),
-) -> anyhow::Result<Vec<(String, String)>> {
+) -> anyhow::Result<Answer> {
     let socket = socket_path(mountpoint)?;
     let stream = UnixStream::connect(&socket).map_err(|_| UserError::NotMounted {
         path: mountpoint.to_path_buf(),
     })?;
-    call_on(stream, request, &mut on_progress)
+    call_on(stream, mountpoint, request, &mut on_progress)
 }
 
 /// Connects to the daemon serving `mountpoint`: the socket of this
@@ -257,28 +88,124 @@ pub fn connect_any_home(
     .into())
 }
 
-/// [`call`] on an already connected socket.
+/// [`call`] on an already connected socket of the daemon serving
+/// `mountpoint` (named in errors).
 pub fn call_on(
-    mut stream: UnixStream,
+    stream: UnixStream,
+    mountpoint: &Path,
     request: Request,
     on_progress: &mut dyn FnMut(u64, u64),
-) -> anyhow::Result<Vec<(String, String)>> {
-    stream.write_all(format!("{}\n", request.to_line()).as_bytes())?;
-    let mut fields = Vec::new();
-    for line in BufReader::new(stream).lines() {
-        match Reply::parse(&line?) {
-            Some(Reply::Progress { done, total }) => on_progress(done, total),
-            Some(Reply::Field { name, value }) => fields.push((name, value)),
-            Some(Reply::Ok) => return Ok(fields),
-            Some(Reply::Error { code, message }) => {
+) -> anyhow::Result<Answer> {
+    exchange(stream, mountpoint, request, on_progress, timeout())
+}
+
+/// [`call_on`] with a given read timeout.
+pub fn exchange(
+    mut stream: UnixStream,
+    mountpoint: &Path,
+    request: Request,
+    on_progress: &mut dyn FnMut(u64, u64),
+    wait: Duration,
+) -> anyhow::Result<Answer> {
+    stream.set_read_timeout(Some(wait))?;
+    stream.set_write_timeout(Some(wait))?;
+    let hung = |e: &io::Error| {
+        matches!(
+            e.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+        )
+    };
+    let hung_error = || UserError::DaemonHung {
+        path: mountpoint.to_path_buf(),
+        waited: wait,
+        pid: super::mount_record::read(mountpoint).map(|r| r.pid),
+    };
+    if let Err(e) = stream.write_all(Frame::new(request).to_line().as_bytes()) {
+        return Err(if hung(&e) {
+            hung_error().into()
+        } else {
+            anyhow::Error::new(e).context("sending the request to the mount daemon")
+        });
+    }
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match reader.read_line(&mut line) {
+            Ok(0) => anyhow::bail!(
+                "the mount daemon of {} closed the control connection without an answer \
+                 (did it exit? see its log)",
+                mountpoint.display()
+            ),
+            Ok(_) => {}
+            Err(e) if hung(&e) => return Err(hung_error().into()),
+            Err(e) => return Err(e.into()),
+        }
+        match read_reply(&line, mountpoint)? {
+            Reply::Progress { done, total } => on_progress(done, total),
+            Reply::Working => {}
+            Reply::Done { answer } => return Ok(answer),
+            Reply::Error { code, message } => {
                 return Err(DaemonError { code, message }.into());
             }
-            None => anyhow::bail!("the mount daemon sent an unreadable answer"),
         }
     }
-    anyhow::bail!(
-        "the mount daemon closed the control connection without an answer (did it exit? see its log)"
-    )
+}
+
+/// Decodes one reply line, refusing a frame of another protocol version.
+fn read_reply(line: &str, mountpoint: &Path) -> anyhow::Result<Reply> {
+    let mismatch = |daemon: String| UserError::ProtocolMismatch {
+        path: mountpoint.to_path_buf(),
+        daemon,
+    };
+    let head: Head = serde_json::from_str(line).map_err(|_| {
+        // The text protocol of cardfs before JSON lines answered
+        // `error 1 unknown control request ...`.
+        mismatch("an older cardfs (text control protocol)".into())
+    })?;
+    if head.protocol != PROTOCOL {
+        let version = head.cardfs.unwrap_or_else(|| "?".into());
+        return Err(mismatch(format!(
+            "cardfs {version} (control protocol {})",
+            head.protocol
+        ))
+        .into());
+    }
+    let frame: Frame<Reply> = serde_json::from_str(line).map_err(|e| {
+        anyhow::anyhow!(
+            "the mount daemon of {} sent an unreadable answer ({e})",
+            mountpoint.display()
+        )
+    })?;
+    Ok(frame.message)
+}
+
+/// Decodes a request line (daemon side). On a line of another protocol
+/// version, or no request at all, returns the error frame to answer.
+pub fn read_request(line: &str) -> Result<Request, Reply> {
+    use super::control_messages::CARDFS_VERSION;
+    let refuse = |code: u8, message: String| Reply::Error { code, message };
+    let Ok(head) = serde_json::from_str::<Head>(line) else {
+        return Err(refuse(
+            super::exit::GENERIC,
+            format!("unknown control request {:?}", line.trim()),
+        ));
+    };
+    if head.protocol != PROTOCOL {
+        let err = UserError::ProtocolMismatch {
+            path: "this mount".into(),
+            daemon: format!("cardfs {CARDFS_VERSION} (control protocol {PROTOCOL})"),
+        };
+        return Err(refuse(err.code(), err.to_string()));
+    }
+    serde_json::from_str::<Frame<Request>>(line)
+        .map(|f| f.message)
+        .map_err(|e| {
+            refuse(
+                super::exit::GENERIC,
+                format!("unknown control request {:?} ({e})", line.trim()),
+            )
+        })
 }
 
 /// Creates the run directory (0700) and binds a fresh socket at `path`,
@@ -319,95 +246,118 @@ pub fn all_sockets() -> anyhow::Result<Vec<PathBuf>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::exit;
+    use std::os::unix::net::UnixListener;
 
-    #[test]
-    fn replies_round_trip() {
-        for r in [
-            Reply::Progress { done: 5, total: 9 },
-            Reply::Field {
-                name: "store".into(),
-                value: "s3://b/p with space".into(),
-            },
-            Reply::Ok,
-            Reply::Error {
-                code: 31,
-                message: "busy mount".into(),
-            },
-        ] {
-            assert_eq!(Reply::parse(&r.to_line()), Some(r));
-        }
-        assert_eq!(Reply::parse("nonsense"), None);
+    /// A fake daemon on a fresh socket: reads one line, answers `answer`
+    /// (nothing at all when `None`, keeping the connection open).
+    fn fake_daemon(answer: Option<String>) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fake.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            match answer {
+                Some(a) => (&stream).write_all(a.as_bytes()).unwrap(),
+                None => std::thread::sleep(Duration::from_secs(5)),
+            }
+        });
+        (dir, path)
     }
 
-    #[test]
-    fn messages_cannot_forge_lines() {
-        let r = Reply::Error {
-            code: 1,
-            message: "a\nok".into(),
-        };
-        assert_eq!(r.to_line().lines().count(), 1);
-    }
-
-    #[test]
-    fn requests_round_trip() {
-        for r in [
+    fn ask(path: &Path, wait: Duration) -> anyhow::Result<Answer> {
+        let stream = UnixStream::connect(path).unwrap();
+        exchange(
+            stream,
+            Path::new("/mnt/x"),
             Request::Status,
-            Request::Sync,
-            Request::Unmount,
-            Request::ShareAdd {
-                path: b"projects/x y\nok".to_vec(),
-                read_only: true,
-                card: vec![1, 2, 0xff],
-            },
-            Request::ShareAdd {
-                path: Vec::new(),
-                read_only: false,
-                card: vec![7],
-            },
-            Request::ShareRemove {
-                path: b"a".to_vec(),
-                card_id: [0xab; 32],
-            },
-            Request::ShareList,
-            Request::ShareReencrypt {
-                path: "d\u{e9}j\u{e0}".into(),
-            },
-            Request::CardsFind {
-                identity: "bob@example.org".into(),
-            },
-            Request::CardGet { id: [3; 32] },
-        ] {
-            let line = r.to_line();
-            assert_eq!(line.lines().count(), 1, "{line}");
-            assert_eq!(Request::parse(&line), Some(r.clone()), "{line}");
-            assert_eq!(Request::parse(&format!("{line}\n")), Some(r));
-        }
-        assert_eq!(Request::parse("rm -rf"), None);
+            &mut |_, _| {},
+            wait,
+        )
     }
 
     #[test]
-    fn malformed_requests_are_refused() {
-        let card = "0a".repeat(4);
-        let id = "ab".repeat(32);
+    fn a_daemon_of_another_protocol_version_is_refused_by_name() {
+        let frame = r#"{"protocol":2,"cardfs":"9.9.9","message":{"type":"done","answer":{"kind":"nothing"}}}"#;
+        let (_dir, path) = fake_daemon(Some(format!("{frame}\n")));
+        let err = ask(&path, Duration::from_secs(5)).unwrap_err();
+        assert_eq!(exit::code_of(&err), 33, "{err:#}");
+        let text = err.to_string();
+        assert!(text.contains("cardfs 9.9.9 (control protocol 2)"), "{text}");
+        assert!(text.contains(&format!("protocol {PROTOCOL}")), "{text}");
+        assert!(text.contains("/mnt/x"), "{text}");
+    }
+
+    #[test]
+    fn a_daemon_of_the_old_text_protocol_is_refused_by_name() {
+        let (_dir, path) = fake_daemon(Some("error 1 unknown control request \"x\"\n".into()));
+        let err = ask(&path, Duration::from_secs(5)).unwrap_err();
+        assert_eq!(exit::code_of(&err), 33, "{err:#}");
+        assert!(err.to_string().contains("text control protocol"), "{err}");
+    }
+
+    #[test]
+    fn a_silent_daemon_times_out_with_its_own_code() {
+        let (_dir, path) = fake_daemon(None);
+        let started = std::time::Instant::now();
+        let err = ask(&path, Duration::from_millis(300)).unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(3));
+        assert_eq!(exit::code_of(&err), 34, "{err:#}");
+        assert!(err.to_string().contains(TIMEOUT_ENV), "{err}");
+    }
+
+    #[test]
+    fn heartbeats_and_progress_keep_a_slow_request_alive() {
+        let mut answer = String::new();
+        for _ in 0..3 {
+            answer.push_str(&Frame::new(Reply::Working).to_line());
+        }
+        answer.push_str(&Frame::new(Reply::Progress { done: 4, total: 8 }).to_line());
+        answer.push_str(
+            &Frame::new(Reply::Error {
+                code: 31,
+                message: "busy".into(),
+            })
+            .to_line(),
+        );
+        let (_dir, path) = fake_daemon(Some(answer));
+        let stream = UnixStream::connect(&path).unwrap();
+        let mut seen = Vec::new();
+        let err = exchange(
+            stream,
+            Path::new("/m"),
+            Request::Sync,
+            &mut |d, t| seen.push((d, t)),
+            Duration::from_secs(5),
+        )
+        .unwrap_err();
+        assert_eq!(exit::code_of(&err), 31);
+        assert_eq!(seen, [(4, 8)]);
+    }
+
+    #[test]
+    fn the_daemon_refuses_requests_of_another_version_or_shape() {
+        let ours = Frame::new(Request::Sync).to_line();
+        assert_eq!(read_request(&ours), Ok(Request::Sync));
+        let theirs = ours.replace(&format!("\"protocol\":{PROTOCOL}"), "\"protocol\":7");
+        match read_request(&theirs) {
+            Err(Reply::Error { code: 33, message }) => {
+                assert!(message.contains("control protocol"), "{message}")
+            }
+            other => panic!("{other:?}"),
+        }
         for bad in [
-            "status extra".to_string(),
-            " status".into(),
-            "status ".into(),
-            // Raw text instead of hex, upper case, odd length, empty.
-            format!("share-add projects writer {card}"),
-            format!("share-add 6A writer {card}"),
-            format!("share-add 616 writer {card}"),
-            "share-add 61 writer ".into(),
-            format!("share-add 61 owner {card}"),
-            format!("share-add 61  writer {card}"),
-            format!("share-add 61 writer {card} {card}"),
-            format!("share-remove 61 {}", &id[2..]),
-            format!("share-remove 61 {id}\nunmount"),
-            "share-reencrypt".into(),
-            "cards-find ff".into(),
-            "card-get 00".into(),
+            "sync\n",
+            "{}",
+            r#"{"protocol":1,"cardfs":"x","message":{"type":"rm"}}"#,
         ] {
-            assert_eq!(Request::parse(&bad), None, "{bad:?}");
+            assert!(
+                matches!(read_request(bad), Err(Reply::Error { code: 1, .. })),
+                "{bad}"
+            );
         }
     }
 }

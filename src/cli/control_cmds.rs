@@ -1,7 +1,8 @@
 //! `cardfs status`, `cardfs sync` and `cardfs unmount`: clients of a mount
 //! daemon's control socket.
 
-use super::control::{self, Request};
+use super::control::{self, Answer, Request};
+use super::control_messages::StatusReport;
 use super::exit::UserError;
 use super::mount_record::{self, Liveness};
 use super::mountpoint;
@@ -25,7 +26,9 @@ pub fn unmount(path: &Path) -> anyhow::Result<()> {
     };
     if let Some((stream, record)) = connected {
         let progress = Progress::new("committing");
-        let result = control::call_on(stream, Request::Unmount, &mut |d, t| progress.update(d, t));
+        let result = control::call_on(stream, &mnt, Request::Unmount, &mut |d, t| {
+            progress.update(d, t)
+        });
         progress.finish();
         result?;
         match record {
@@ -87,52 +90,174 @@ pub fn sync(path: &Path) -> anyhow::Result<()> {
     let mnt = mountpoint::absolute(path)?;
     let (stream, _) = control::connect_any_home(&mnt)?;
     let progress = Progress::new("syncing");
-    let result = control::call_on(stream, Request::Sync, &mut |d, t| progress.update(d, t));
+    let result = control::call_on(stream, &mnt, Request::Sync, &mut |d, t| {
+        progress.update(d, t)
+    });
     progress.finish();
     result?;
     println!("{}: every change is in the store", mnt.display());
     Ok(())
 }
 
-/// `cardfs status [MOUNTPOINT]`: one mount, or every mount of this user.
-pub fn status(path: Option<&Path>) -> anyhow::Result<()> {
+/// `cardfs status [MOUNTPOINT] [--json]`: one mount, or every mount of
+/// this user; with `json`, a JSON array of [`StatusReport`]s.
+pub fn status(path: Option<&Path>, json: bool) -> anyhow::Result<()> {
+    let mut reports = Vec::new();
     if let Some(path) = path {
         let mnt = mountpoint::absolute(path)?;
         let (stream, _) = control::connect_any_home(&mnt)?;
-        let fields = control::call_on(stream, Request::Status, &mut |_, _| {})?;
-        print_status(&fields);
-        return Ok(());
-    }
-    let mut shown = 0;
-    for socket in control::all_sockets()? {
-        let Ok(stream) = std::os::unix::net::UnixStream::connect(&socket) else {
-            // Nobody listens: a daemon that was killed left it behind.
-            let _ = std::fs::remove_file(&socket);
-            continue;
-        };
-        match control::call_on(stream, Request::Status, &mut |_, _| {}) {
-            Ok(fields) => {
-                if shown > 0 {
-                    println!();
-                }
-                print_status(&fields);
-                shown += 1;
+        reports.push(ask_status(stream, &mnt)?);
+    } else {
+        for socket in control::all_sockets()? {
+            let Ok(stream) = std::os::unix::net::UnixStream::connect(&socket) else {
+                // Nobody listens: a daemon that was killed left it behind.
+                let _ = std::fs::remove_file(&socket);
+                continue;
+            };
+            match ask_status(stream, &socket) {
+                Ok(report) => reports.push(report),
+                Err(e) => eprintln!("cardfs: {}: {e:#}", socket.display()),
             }
-            Err(e) => eprintln!("cardfs: {}: {e:#}", socket.display()),
         }
     }
-    if shown == 0 {
+    if json {
+        println!("{}", serde_json::to_string_pretty(&reports)?);
+        return Ok(());
+    }
+    if reports.is_empty() {
         println!("no cardfs drive is mounted");
+    }
+    for (i, report) in reports.iter().enumerate() {
+        if i > 0 {
+            println!();
+        }
+        for line in status_lines(report) {
+            println!("{line}");
+        }
     }
     Ok(())
 }
 
-fn print_status(fields: &[(String, String)]) {
-    for (name, value) in fields {
-        if name == "mountpoint" {
-            println!("{value}");
-        } else {
-            println!("  {}: {value}", name.replace('_', " "));
+/// The status of the daemon behind `stream` (`mnt` names it in errors).
+pub fn ask_status(
+    stream: std::os::unix::net::UnixStream,
+    mnt: &Path,
+) -> anyhow::Result<StatusReport> {
+    match control::call_on(stream, mnt, Request::Status, &mut |_, _| {})? {
+        Answer::Status { status } => Ok(*status),
+        other => anyhow::bail!("the mount daemon answered a status request with {other:?}"),
+    }
+}
+
+/// `cardfs status` in words: the mountpoint, then indented fields.
+fn status_lines(r: &StatusReport) -> Vec<String> {
+    use super::units::bytes;
+    let d = &r.drive;
+    let last_commit = match (&d.last_commit, d.last_commit_age_secs) {
+        (Some(t), Some(ago)) => {
+            format!("{} ({ago} s ago)", t.replace('T', " ").replace('Z', " UTC"))
         }
+        _ => "none since mounting".into(),
+    };
+    let owner = match (&d.owner_identity, &d.owner_fingerprint) {
+        (Some(id), Some(fp)) => format!("{id} ({fp})"),
+        _ => "(unreadable card)".into(),
+    };
+    let mut fields = vec![
+        ("store", r.store.clone()),
+        ("cache dir", r.cache_dir.clone()),
+        ("daemon pid", r.daemon_pid.to_string()),
+        (
+            "mode",
+            if r.read_only {
+                "read-only"
+            } else {
+                "read-write"
+            }
+            .into(),
+        ),
+        (
+            "pending uploads",
+            format!("{} changes, {}", d.pending_changes, bytes(d.pending_bytes)),
+        ),
+        ("last commit", last_commit),
+        (
+            "store reachable",
+            if d.store_reachable { "yes" } else { "no" }.into(),
+        ),
+    ];
+    if d.cache_full {
+        fields.push((
+            "cache",
+            "full: writes fail with ENOSPC until the store takes uploads again".into(),
+        ));
+    }
+    if !d.lost_writes.is_empty() {
+        fields.push((
+            "lost writes",
+            format!(
+                "the daemon stopped before these files' last writes were sealed: {}",
+                d.lost_writes.join(", ")
+            ),
+        ));
+    }
+    fields.push(("owner", owner));
+    fields.push((
+        "your role",
+        if d.role == "owner" {
+            "owner".into()
+        } else {
+            "member of the folders shared with you".into()
+        },
+    ));
+    std::iter::once(r.mountpoint.clone())
+        .chain(
+            fields
+                .into_iter()
+                .map(|(name, value)| format!("  {name}: {value}")),
+        )
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::control_messages::{DriveReport, MountInfo};
+
+    #[test]
+    fn status_in_words() {
+        let info = MountInfo {
+            mountpoint: "/mnt/d".into(),
+            store: "s3://b".into(),
+            ..MountInfo::default()
+        };
+        let report = info.report(DriveReport {
+            pending_changes: 3,
+            pending_bytes: 2048,
+            last_commit: Some("1970-01-01T00:01:28Z".into()),
+            last_commit_age_secs: Some(12),
+            store_reachable: false,
+            cache_full: true,
+            lost_writes: vec!["a/b.txt".into()],
+            owner_identity: Some("alice@x".into()),
+            owner_fingerprint: Some("1234".into()),
+            role: "member".into(),
+        });
+        let lines = status_lines(&report);
+        assert_eq!(lines[0], "/mnt/d");
+        let has = |want: &str| {
+            assert!(
+                lines.iter().any(|l| l == want),
+                "{want:?} not in {lines:#?}"
+            )
+        };
+        has("  store: s3://b");
+        has("  pending uploads: 3 changes, 2.0 KiB");
+        has("  last commit: 1970-01-01 00:01:28 UTC (12 s ago)");
+        has("  store reachable: no");
+        has("  owner: alice@x (1234)");
+        has("  your role: member of the folders shared with you");
+        assert!(lines.iter().any(|l| l.starts_with("  cache: full")));
+        assert!(lines.iter().any(|l| l.ends_with("a/b.txt")));
     }
 }

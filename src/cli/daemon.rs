@@ -16,7 +16,8 @@
 //! held for the daemon's whole life; the backend is shut down after the
 //! kernel stops sending requests.
 
-use super::control::{self, Reply, Request};
+use super::control::{self, Answer, Reply, Request};
+use super::control_messages::{DriveReport, Frame, MountInfo};
 use super::exit::{self, UserError};
 use super::mount_record;
 use std::fs::File;
@@ -37,8 +38,8 @@ pub trait Backend: Send + Sync + 'static {
         &self,
         progress: &(dyn Fn(u64, u64) + Send + Sync),
     ) -> impl Future<Output = anyhow::Result<()>> + Send;
-    /// Named status values (pending uploads, last commit, ...).
-    fn status(&self) -> Vec<(String, String)>;
+    /// The drive's part of `cardfs status` (pending uploads, last commit, ...).
+    fn status(&self) -> DriveReport;
     /// Pulls changes other clients committed (as the refresh timer does).
     fn refresh(&self) -> impl Future<Output = anyhow::Result<()>> + Send;
     /// Final sync attempt and stop of background work.
@@ -46,13 +47,13 @@ pub trait Backend: Send + Sync + 'static {
     /// Called once the kernel session exists, with its notifier (to drop
     /// kernel cache entries a control request made stale).
     fn mounted(&self, _notifier: fuser::Notifier) {}
-    /// Any other request (sharing, the card directory): its answer as
-    /// fields; `progress` gets (done, total) of long work.
+    /// Any other request (sharing, the card directory): its answer;
+    /// `progress` gets (done, total) of long work.
     fn request(
         &self,
         request: Request,
         progress: &(dyn Fn(u64, u64) + Send + Sync),
-    ) -> impl Future<Output = anyhow::Result<Vec<(String, String)>>> + Send;
+    ) -> impl Future<Output = anyhow::Result<Answer>> + Send;
 }
 
 /// An exclusive lock on a cache directory, held while a daemon uses it.
@@ -118,8 +119,8 @@ pub struct MountPlan<F> {
     pub config: fuser::Config,
     /// Where the control socket is created.
     pub socket: PathBuf,
-    /// Fields reported by `status` besides the backend's.
-    pub info: Vec<(String, String)>,
+    /// What `status` reports besides the backend's part.
+    pub info: MountInfo,
 }
 
 /// A client waiting for an unmount: its replies, and a signal that its
@@ -228,7 +229,7 @@ pub fn serve<B: Backend, F: fuser::Filesystem>(
         let result = backend.shutdown().await;
         if let Some(a) = asker {
             let _ = a.out.send(match &result {
-                Ok(()) => Reply::Ok,
+                Ok(()) => done(),
                 Err(e) => error_reply(e),
             });
             let _ = tokio::time::timeout(Duration::from_secs(5), a.written).await;
@@ -251,13 +252,9 @@ pub fn serve<B: Backend, F: fuser::Filesystem>(
 fn write_record(
     mountpoint: &Path,
     socket: &Path,
-    info: &[(String, String)],
+    info: &MountInfo,
 ) -> Option<mount_record::RecordGuard> {
-    let store = info
-        .iter()
-        .find(|(name, _)| name == "store")
-        .map(|(_, value)| value.clone())
-        .unwrap_or_default();
+    let store = info.store.clone();
     let home = super::paths::home().ok()?;
     let record = mount_record::MountRecord {
         pid: std::process::id(),
@@ -354,6 +351,13 @@ async fn stop_on_signal<B: Backend>(backend: &B, mountpoint: &Path, name: &str) 
     }
 }
 
+/// The final reply of a request with nothing to report.
+fn done() -> Reply {
+    Reply::Done {
+        answer: Answer::Nothing,
+    }
+}
+
 fn error_reply(err: &anyhow::Error) -> Reply {
     Reply::Error {
         code: exit::code_of(err),
@@ -364,7 +368,7 @@ fn error_reply(err: &anyhow::Error) -> Reply {
 async fn accept_loop<B: Backend>(
     listener: tokio::net::UnixListener,
     backend: Arc<B>,
-    info: Arc<Vec<(String, String)>>,
+    info: Arc<MountInfo>,
     unmount_tx: mpsc::UnboundedSender<Asker>,
 ) {
     loop {
@@ -385,10 +389,15 @@ async fn accept_loop<B: Backend>(
     }
 }
 
+/// How often a connection hears from the daemon while its request runs
+/// (a `working` frame when nothing else was sent), well inside the
+/// client's timeout (`control::timeout`).
+const HEARTBEAT: Duration = Duration::from_secs(1);
+
 async fn serve_connection<B: Backend>(
     stream: tokio::net::UnixStream,
     backend: Arc<B>,
-    info: Arc<Vec<(String, String)>>,
+    info: Arc<MountInfo>,
     unmount_tx: mpsc::UnboundedSender<Asker>,
 ) {
     let (read, mut write) = stream.into_split();
@@ -398,14 +407,15 @@ async fn serve_connection<B: Backend>(
     }
     let (tx, mut rx) = mpsc::unbounded_channel();
     let (written_tx, written) = tokio::sync::oneshot::channel();
-    match Request::parse(&line) {
-        Some(Request::Status) => {
-            for (name, value) in info.iter().cloned().chain(backend.status()) {
-                let _ = tx.send(Reply::Field { name, value });
-            }
-            let _ = tx.send(Reply::Ok);
+    match control::read_request(&line) {
+        Ok(Request::Status) => {
+            let _ = tx.send(Reply::Done {
+                answer: Answer::Status {
+                    status: Box::new(info.report(backend.status())),
+                },
+            });
         }
-        Some(Request::Sync) => {
+        Ok(Request::Sync) => {
             let tx = tx.clone();
             tokio::spawn(async move {
                 let progress = |done, total| {
@@ -417,46 +427,42 @@ async fn serve_connection<B: Backend>(
                     Err(e) => Err(e),
                 };
                 let _ = tx.send(match result {
-                    Ok(()) => Reply::Ok,
+                    Ok(()) => done(),
                     Err(e) => error_reply(&e),
                 });
             });
         }
-        Some(Request::Unmount) => {
+        Ok(Request::Unmount) => {
             let _ = unmount_tx.send(Asker {
                 out: tx.clone(),
                 written,
             });
         }
-        Some(request) => {
+        Ok(request) => {
             let tx = tx.clone();
             tokio::spawn(async move {
                 let progress = |done, total| {
                     let _ = tx.send(Reply::Progress { done, total });
                 };
-                match backend.request(request, &progress).await {
-                    Ok(fields) => {
-                        for (name, value) in fields {
-                            let _ = tx.send(Reply::Field { name, value });
-                        }
-                        let _ = tx.send(Reply::Ok);
-                    }
-                    Err(e) => {
-                        let _ = tx.send(error_reply(&e));
-                    }
-                }
+                let _ = tx.send(match backend.request(request, &progress).await {
+                    Ok(answer) => Reply::Done { answer },
+                    Err(e) => error_reply(&e),
+                });
             });
         }
-        None => {
-            let _ = tx.send(Reply::Error {
-                code: exit::GENERIC,
-                message: format!("unknown control request {:?}", line.trim()),
-            });
+        Err(refusal) => {
+            let _ = tx.send(refusal);
         }
     }
     drop(tx);
-    while let Some(reply) = rx.recv().await {
-        if write.write_all(reply.to_line().as_bytes()).await.is_err() {
+    loop {
+        let reply = match tokio::time::timeout(HEARTBEAT, rx.recv()).await {
+            Ok(Some(reply)) => reply,
+            Ok(None) => break,
+            Err(_) => Reply::Working,
+        };
+        let bytes = Frame::new(&reply).to_line();
+        if write.write_all(bytes.as_bytes()).await.is_err() {
             return;
         }
         if reply.is_final() {
@@ -475,6 +481,8 @@ mod tests {
 
     #[derive(Default)]
     struct CountingBackend {
+        /// How long each sync takes.
+        sync_time: Duration,
         syncs: AtomicU32,
         refreshes: AtomicU32,
         shutdowns: AtomicU32,
@@ -483,12 +491,17 @@ mod tests {
     impl Backend for CountingBackend {
         async fn sync(&self, progress: &(dyn Fn(u64, u64) + Send + Sync)) -> anyhow::Result<()> {
             progress(0, 10);
+            tokio::time::sleep(self.sync_time).await;
             progress(10, 10);
             self.syncs.fetch_add(1, Ordering::SeqCst);
             Ok(())
         }
-        fn status(&self) -> Vec<(String, String)> {
-            vec![("pending_uploads".into(), "0".into())]
+        fn status(&self) -> DriveReport {
+            DriveReport {
+                pending_changes: 4,
+                role: "owner".into(),
+                ..DriveReport::default()
+            }
         }
         async fn shutdown(&self) -> anyhow::Result<()> {
             self.shutdowns.fetch_add(1, Ordering::SeqCst);
@@ -503,16 +516,17 @@ mod tests {
             &self,
             request: Request,
             progress: &(dyn Fn(u64, u64) + Send + Sync),
-        ) -> anyhow::Result<Vec<(String, String)>> {
+        ) -> anyhow::Result<Answer> {
             progress(1, 2);
             match request {
                 Request::ShareRemove { .. } => Err(UserError::NotOwner { path: "x".into() }.into()),
-                other => Ok(vec![("echo".into(), format!("{other:?}"))]),
+                other => Ok(Answer::Cards {
+                    cards: vec![format!("{other:?}")],
+                    rejected: Vec::new(),
+                }),
             }
         }
     }
-
-    type Fields = Vec<(String, String)>;
 
     struct Running {
         dir: tempfile::TempDir,
@@ -524,18 +538,25 @@ mod tests {
 
     impl Running {
         fn start() -> Self {
+            Self::with_backend(CountingBackend::default())
+        }
+
+        fn with_backend(backend: CountingBackend) -> Self {
             let dir = tempfile::tempdir().unwrap();
             let mnt = dir.path().join("mnt");
             std::fs::create_dir(&mnt).unwrap();
             let socket = dir.path().join("run").join("control.sock");
-            let backend = Arc::new(CountingBackend::default());
+            let backend = Arc::new(backend);
             let fs = cardfs::fuse::StaticFs::new(vec![("hello".into(), b"hi\n".to_vec())]);
             let plan = MountPlan {
                 fs,
                 mountpoint: mnt.clone(),
                 config: fuser::Config::default(),
                 socket: socket.clone(),
-                info: vec![("mountpoint".into(), mnt.display().to_string())],
+                info: MountInfo {
+                    mountpoint: mnt.display().to_string(),
+                    ..MountInfo::default()
+                },
             };
             let (ready_tx, ready_rx) = std::sync::mpsc::channel();
             let b = backend.clone();
@@ -553,14 +574,22 @@ mod tests {
             }
         }
 
-        /// The fields of the answer and the `done` value of each progress line.
-        fn call(&self, request: Request) -> anyhow::Result<(Fields, Vec<u64>)> {
+        /// The answer and the `done` value of each progress frame.
+        fn call(&self, request: Request) -> anyhow::Result<(Answer, Vec<u64>)> {
+            self.call_within(request, control::DEFAULT_TIMEOUT)
+        }
+
+        /// [`Running::call`] with a client timeout of `wait`.
+        fn call_within(
+            &self,
+            request: Request,
+            wait: Duration,
+        ) -> anyhow::Result<(Answer, Vec<u64>)> {
             let mut seen = Vec::new();
-            let fields =
-                control::call_on(UnixStream::connect(&self.socket)?, request, &mut |d, _| {
-                    seen.push(d)
-                })?;
-            Ok((fields, seen))
+            let stream = UnixStream::connect(&self.socket)?;
+            let answer =
+                control::exchange(stream, &self.mnt, request, &mut |d, _| seen.push(d), wait)?;
+            Ok((answer, seen))
         }
 
         fn join(&mut self) -> anyhow::Result<()> {
@@ -581,9 +610,12 @@ mod tests {
     fn status_sync_and_unmount_over_the_control_socket() {
         let mut d = Running::start();
         assert_eq!(std::fs::read(d.mnt.join("hello")).unwrap(), b"hi\n");
-        let (fields, _) = d.call(Request::Status).unwrap();
-        assert!(fields.contains(&("pending_uploads".into(), "0".into())));
-        assert!(fields.iter().any(|(n, _)| n == "mountpoint"));
+        let (answer, _) = d.call(Request::Status).unwrap();
+        let Answer::Status { status } = answer else {
+            panic!("{answer:?}")
+        };
+        assert_eq!(status.drive.pending_changes, 4);
+        assert_eq!(status.mountpoint, d.mnt.display().to_string());
         let (_, progress) = d.call(Request::Sync).unwrap();
         assert_eq!(progress, [0, 10]);
         let (_, progress) = d.call(Request::Unmount).unwrap();
@@ -609,8 +641,14 @@ mod tests {
             read_only: true,
             card: vec![9, 10],
         };
-        let (fields, progress) = d.call(request.clone()).unwrap();
-        assert_eq!(fields, [("echo".to_string(), format!("{request:?}"))]);
+        let (answer, progress) = d.call(request.clone()).unwrap();
+        assert_eq!(
+            answer,
+            Answer::Cards {
+                cards: vec![format!("{request:?}")],
+                rejected: Vec::new()
+            }
+        );
         assert_eq!(progress, [1]);
         let err = d
             .call(Request::ShareRemove {
@@ -624,10 +662,26 @@ mod tests {
         std::io::Write::write_all(&mut raw, b"share-add projects writer 00\n").unwrap();
         let mut answer = String::new();
         std::io::Read::read_to_string(&mut raw, &mut answer).unwrap();
+        let reply: Frame<Reply> = serde_json::from_str(&answer).unwrap();
         assert!(
-            answer.starts_with("error 1 unknown control request"),
+            matches!(&reply.message, Reply::Error { code: 1, message }
+                if message.starts_with("unknown control request")),
             "{answer}"
         );
+        d.call(Request::Unmount).unwrap();
+        d.join().unwrap();
+    }
+
+    #[test]
+    fn heartbeats_keep_a_request_longer_than_the_client_timeout_alive() {
+        let mut d = Running::with_backend(CountingBackend {
+            sync_time: Duration::from_millis(2500),
+            ..CountingBackend::default()
+        });
+        let (_, progress) = d
+            .call_within(Request::Sync, Duration::from_millis(1500))
+            .unwrap();
+        assert_eq!(progress, [0, 10]);
         d.call(Request::Unmount).unwrap();
         d.join().unwrap();
     }

@@ -59,6 +59,16 @@ pub enum UserError {
     /// A live daemon serves the mount but this command cannot reach it
     /// (started with another `$CARDFS_HOME`, or hung): not unmounted.
     MountedElsewhere { path: PathBuf, who: String },
+    /// The daemon of the mount speaks another control protocol version
+    /// (`daemon` names its cardfs version).
+    ProtocolMismatch { path: PathBuf, daemon: String },
+    /// The daemon of the mount did not answer within the control timeout
+    /// (stopped with SIGSTOP, or hung).
+    DaemonHung {
+        path: PathBuf,
+        waited: std::time::Duration,
+        pid: Option<u32>,
+    },
     /// A card (a member's, or a drive owner's) is neither pinned nor
     /// approved by a trusted authority: its fingerprint must be compared
     /// and given with `option`.
@@ -108,6 +118,8 @@ impl UserError {
             UserError::NotMounted { .. } => 30,
             UserError::MountBusy { .. } => 31,
             UserError::MountedElsewhere { .. } => 32,
+            UserError::ProtocolMismatch { .. } => 33,
+            UserError::DaemonHung { .. } => 34,
             UserError::CardUnverified { .. } => 40,
             UserError::CardMismatch { .. } => 41,
             UserError::CardNotFound { .. } => 42,
@@ -211,6 +223,28 @@ impl fmt::Display for UserError {
                  nothing was unmounted: run `cardfs unmount` with that daemon's CARDFS_HOME, \
                  or send it SIGTERM (it commits, then unmounts)",
                 path.display()
+            ),
+            UserError::ProtocolMismatch { path, daemon } => write!(
+                f,
+                "the daemon of {} runs {daemon}, but this command is cardfs {} (control \
+                 protocol {}); use the cardfs binary that mounted it, or send the daemon \
+                 SIGTERM (it commits, then unmounts)",
+                path.display(),
+                super::control_messages::CARDFS_VERSION,
+                super::control_messages::PROTOCOL
+            ),
+            UserError::DaemonHung { path, waited, pid } => write!(
+                f,
+                "the daemon of {} ({}) did not answer within {} s: it is stopped or hung; \
+                 resume a stopped one with `kill -CONT PID`, see its daemon.log, or wait \
+                 longer with {}=SECONDS",
+                path.display(),
+                match pid {
+                    Some(pid) => format!("pid {pid}"),
+                    None => "pid unknown".into(),
+                },
+                waited.as_secs_f64(),
+                super::control::TIMEOUT_ENV
             ),
             UserError::CardUnverified {
                 identity,
@@ -347,6 +381,15 @@ mod tests {
             UserError::MountedElsewhere {
                 path: p.clone(),
                 who: s.clone(),
+            },
+            UserError::ProtocolMismatch {
+                path: p.clone(),
+                daemon: s.clone(),
+            },
+            UserError::DaemonHung {
+                path: p.clone(),
+                waited: std::time::Duration::from_millis(1500),
+                pid: Some(7),
             },
             UserError::CardUnverified {
                 identity: s.clone(),

@@ -6,6 +6,7 @@ mod card;
 mod card_files;
 mod control;
 mod control_cmds;
+mod control_messages;
 mod daemon;
 mod directory;
 mod envelope;
@@ -23,6 +24,7 @@ pub mod password;
 mod paths;
 mod progress;
 mod share;
+mod units;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -69,6 +71,9 @@ enum Command {
     Status {
         /// Only this mount (default: every mount of this user).
         mountpoint: Option<PathBuf>,
+        /// Print a JSON array, one object per mount (fields in docs/CLI.md).
+        #[arg(long)]
+        json: bool,
     },
     /// Share folders of a mounted drive with other card holders.
     #[command(subcommand)]
@@ -128,7 +133,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Mount(args) => mount::run(args),
         Command::Unmount { mountpoint } => control_cmds::unmount(&mountpoint),
         Command::Sync { mountpoint } => control_cmds::sync(&mountpoint),
-        Command::Status { mountpoint } => control_cmds::status(mountpoint.as_deref()),
+        Command::Status { mountpoint, json } => control_cmds::status(mountpoint.as_deref(), json),
         Command::Share(c) => share::run(c),
         Command::Key(c) => key::run(c),
         Command::Card(c) => card::run_card(c),

@@ -378,21 +378,13 @@ fn serve(args: &MountArgs, flags: &MountFlags, ready: impl FnOnce(&Path)) -> any
         mountpoint: mnt.clone(),
         config: settings.config(),
         socket: control::socket_path(&mnt)?,
-        info: vec![
-            ("mountpoint".into(), mnt.display().to_string()),
-            ("store".into(), args.store.clone()),
-            ("cache_dir".into(), cache_dir.display().to_string()),
-            ("daemon_pid".into(), std::process::id().to_string()),
-            (
-                "mode".into(),
-                if args.read_only {
-                    "read-only"
-                } else {
-                    "read-write"
-                }
-                .into(),
-            ),
-        ],
+        info: super::control_messages::MountInfo {
+            mountpoint: mnt.display().to_string(),
+            store: args.store.clone(),
+            cache_dir: cache_dir.display().to_string(),
+            daemon_pid: std::process::id(),
+            read_only: args.read_only,
+        },
     };
     let result = daemon::serve(&rt, Arc::new(DriveBackend::new(drive, store)), plan, ready);
     rt.shutdown_timeout(std::time::Duration::from_secs(5));

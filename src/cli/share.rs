@@ -4,21 +4,20 @@
 //! daemon; see [`super::member`]), and asks the mount daemon over its
 //! control socket to change the folder's keyring.
 //!
-//! Invariants: only a card that passed [`member::resolve`] is ever sent to
-//! the daemon; every path and card travels hex-encoded (see
-//! [`control::Request`]).
+//! Invariant: only a card that passed [`member::resolve`] is ever sent to
+//! the daemon.
 
-use super::backend::{YOUR_ROLE, role_name};
-use super::control::{self, Request};
+use super::control::{self, Answer, Request};
+use super::control_messages::ShareReport;
 use super::exit::UserError;
 use super::member::{self, Directory, Vouched};
 use super::mountpoint;
 use super::progress::Progress;
 use anyhow::Context;
-use cardfs::drive::Role;
 use cardfs::format::card::{Card, CardId};
-use cardfs::format::wire::{hex, parse_hex};
+use cardfs::format::wire::hex;
 use cardfs::identity::cards::CardStore;
+use serde::Serialize;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -51,7 +50,13 @@ pub enum ShareCommand {
     },
     /// List the shared folders of the mount holding PATH (default: every
     /// running mount) with their members.
-    List { path: Option<PathBuf> },
+    List {
+        path: Option<PathBuf>,
+        /// Print a JSON array, one object per shared folder (fields in
+        /// docs/CLI.md).
+        #[arg(long)]
+        json: bool,
+    },
     /// Re-encrypt every file of the shared folder PATH under its current
     /// key, so nothing in it can be read with keys of earlier members.
     Rotate {
@@ -72,7 +77,7 @@ pub fn run(command: ShareCommand) -> anyhow::Result<()> {
             fingerprint,
         } => add(&path, &with, read_only, fingerprint.as_deref()),
         ShareCommand::Remove { path, with } => remove(&path, &with),
-        ShareCommand::List { path } => list(path.as_deref()),
+        ShareCommand::List { path, json } => list(path.as_deref(), json),
         ShareCommand::Rotate { reencrypt: _, path } => rotate(&path),
     }
 }
@@ -118,18 +123,19 @@ impl Directory for ViaDaemon<'_> {
     }
 }
 
-/// The `card` fields of a daemon answer, verified again; `rejected`
-/// fields become warnings.
-fn cards_from(fields: Vec<(String, String)>) -> anyhow::Result<Vec<Card>> {
-    let mut out = Vec::new();
-    for (name, value) in fields {
-        match name.as_str() {
-            "card" => out.push(Card::from_text(&value).context("a card the daemon sent")?),
-            "rejected" => eprintln!("warning: skipped store object {value}"),
-            _ => {}
-        }
+/// The cards of a daemon answer, verified again; rejected objects become
+/// warnings.
+fn cards_from(answer: Answer) -> anyhow::Result<Vec<Card>> {
+    let Answer::Cards { cards, rejected } = answer else {
+        anyhow::bail!("the mount daemon answered a card lookup with {answer:?}");
+    };
+    for r in rejected {
+        eprintln!("warning: skipped store object {r}");
     }
-    Ok(out)
+    cards
+        .iter()
+        .map(|c| Card::from_text(c).context("a card the daemon sent"))
+        .collect()
 }
 
 fn card_store() -> anyhow::Result<CardStore> {
@@ -143,10 +149,10 @@ fn rel_bytes(rel: &Path) -> Vec<u8> {
 /// Refuses early, before any card is looked up or pinned, when the user
 /// does not own the drive mounted at `at` (the daemon would refuse too).
 fn ensure_owner(at: &OnMount) -> anyhow::Result<()> {
-    let fields = control::call(&at.mnt, Request::Status, |_, _| {})?;
-    let owner = fields
-        .iter()
-        .any(|(name, value)| name == YOUR_ROLE && value == "owner");
+    let owner = match control::call(&at.mnt, Request::Status, |_, _| {})? {
+        Answer::Status { status } => status.drive.role == "owner",
+        _ => false,
+    };
     if !owner {
         return Err(UserError::NotOwner {
             path: at.mnt.join(&at.rel),
@@ -223,42 +229,101 @@ fn remove(path: &Path, with: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn list(path: Option<&Path>) -> anyhow::Result<()> {
+fn list(path: Option<&Path>, json: bool) -> anyhow::Result<()> {
     let cards = card_store()?;
-    let Some(path) = path else {
-        let mut any = false;
-        for entry in mountpoint::mounts()?
-            .into_iter()
-            .filter(|m| m.fstype == "fuse.cardfs")
-        {
-            // Mounts of other homes have no socket here: skip them.
-            let Ok(fields) = control::call(&entry.mountpoint, Request::ShareList, |_, _| {}) else {
-                continue;
-            };
-            let shares = shares_from(fields)?;
-            println!("{}", entry.mountpoint.display());
+    // (mountpoint, its shared folders) of every mount asked.
+    let mut found: Vec<(PathBuf, Vec<ShareReport>)> = Vec::new();
+    match path {
+        None => {
+            for entry in mountpoint::mounts()?
+                .into_iter()
+                .filter(|m| m.fstype == "fuse.cardfs")
+            {
+                // Mounts of other homes have no socket here: skip them.
+                let Ok(answer) = control::call(&entry.mountpoint, Request::ShareList, |_, _| {})
+                else {
+                    continue;
+                };
+                found.push((entry.mountpoint, shares_from(answer)?));
+            }
+        }
+        Some(path) => {
+            let at = locate(path)?;
+            let shares = shares_from(control::call(&at.mnt, Request::ShareList, |_, _| {})?)?;
+            let shares = shares
+                .into_iter()
+                .filter(|s| Path::new(&s.path).starts_with(&at.rel))
+                .collect();
+            found.push((at.mnt, shares));
+        }
+    }
+    if json {
+        let listed: Vec<ListedShare> = found
+            .iter()
+            .flat_map(|(mnt, shares)| shares.iter().map(|s| listed(&cards, mnt, s)))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&listed)?);
+        return Ok(());
+    }
+    match (path, found.is_empty()) {
+        (None, true) => println!("no cardfs drive is mounted"),
+        (Some(path), _) if found.iter().all(|(_, s)| s.is_empty()) => {
+            println!("no shared folder at or under {}", path.display())
+        }
+        _ => {}
+    }
+    for (mnt, shares) in &found {
+        if path.is_none() {
+            println!("{}", mnt.display());
             if shares.is_empty() {
                 println!("  (no shared folders)");
             }
-            print_shares(&cards, &shares);
-            any = true;
         }
-        if !any {
-            println!("no cardfs drive is mounted");
-        }
-        return Ok(());
-    };
-    let at = locate(path)?;
-    let shares = shares_from(control::call(&at.mnt, Request::ShareList, |_, _| {})?)?;
-    let shares: Vec<Share> = shares
-        .into_iter()
-        .filter(|s| Path::new(std::ffi::OsStr::from_bytes(&s.path)).starts_with(&at.rel))
-        .collect();
-    if shares.is_empty() {
-        println!("no shared folder at or under {}", path.display());
+        print_shares(&cards, shares);
     }
-    print_shares(&cards, &shares);
     Ok(())
+}
+
+/// One object of `cardfs share list --json` (documented in docs/CLI.md).
+#[derive(Debug, Serialize)]
+struct ListedShare {
+    mountpoint: PathBuf,
+    path: String,
+    generation: u32,
+    your_role: String,
+    owner_card_id: String,
+    members: Vec<ListedMember>,
+}
+
+#[derive(Debug, Serialize)]
+struct ListedMember {
+    card_id: String,
+    role: String,
+    /// The identity and fingerprint of the member's card when it is pinned
+    /// here, else `null`.
+    identity: Option<String>,
+    fingerprint: Option<String>,
+}
+
+fn listed(cards: &CardStore, mnt: &Path, s: &ShareReport) -> ListedShare {
+    ListedShare {
+        mountpoint: mnt.to_path_buf(),
+        path: s.path.clone(),
+        generation: s.generation,
+        your_role: s.my_role.clone(),
+        owner_card_id: hex(&s.owner),
+        members: (s.members.iter())
+            .map(|m| {
+                let card = cards.find_id(CardId(m.card_id)).ok().flatten();
+                ListedMember {
+                    card_id: hex(&m.card_id),
+                    role: m.role.clone(),
+                    identity: card.as_ref().map(|c| c.identity().to_string()),
+                    fingerprint: card.as_ref().map(Card::fingerprint),
+                }
+            })
+            .collect(),
+    }
 }
 
 fn rotate(path: &Path) -> anyhow::Result<()> {
@@ -277,61 +342,12 @@ fn rotate(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A shared folder as the daemon reports it (see [`share_field`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Share {
-    pub path: Vec<u8>,
-    pub volume: [u8; 16],
-    pub generation: u32,
-    pub owner: [u8; 32],
-    pub my_role: Role,
-    pub members: Vec<([u8; 32], Role)>,
-}
-
-fn role_from(name: &str) -> Option<Role> {
-    match name {
-        "reader" => Some(Role::Reader),
-        "writer" => Some(Role::Writer),
-        "owner" => Some(Role::Owner),
-        _ => None,
+/// The shared folders of a daemon answer.
+fn shares_from(answer: Answer) -> anyhow::Result<Vec<ShareReport>> {
+    match answer {
+        Answer::Shares { shares } => Ok(shares),
+        other => anyhow::bail!("the mount daemon answered a sharing request with {other:?}"),
     }
-}
-
-fn parse_share(value: &str) -> Option<Share> {
-    let parts: Vec<&str> = value.split(' ').collect();
-    let [path, volume, generation, owner, my_role, members] = parts.as_slice() else {
-        return None;
-    };
-    let members = members
-        .split(',')
-        .filter(|m| !m.is_empty())
-        .map(|m| {
-            let (id, role) = m.split_once(':')?;
-            Some((parse_hex(id)?, role_from(role)?))
-        })
-        .collect::<Option<Vec<_>>>()?;
-    Some(Share {
-        path: if *path == "." {
-            Vec::new()
-        } else {
-            control::unhex(path)?
-        },
-        volume: parse_hex(volume)?,
-        generation: generation.parse().ok()?,
-        owner: parse_hex(owner)?,
-        my_role: role_from(my_role)?,
-        members,
-    })
-}
-
-fn shares_from(fields: Vec<(String, String)>) -> anyhow::Result<Vec<Share>> {
-    fields
-        .iter()
-        .filter(|(name, _)| name == "share")
-        .map(|(_, value)| {
-            parse_share(value).with_context(|| format!("unreadable share from the daemon: {value}"))
-        })
-        .collect()
 }
 
 /// A member's name: the identity of their pinned card, else the card id.
@@ -342,62 +358,14 @@ fn who(cards: &CardStore, id: &[u8; 32]) -> String {
     }
 }
 
-fn print_shares(cards: &CardStore, shares: &[Share]) {
+fn print_shares(cards: &CardStore, shares: &[ShareReport]) {
     for s in shares {
         println!(
             "  {}\t(you: {}, key generation {})",
-            String::from_utf8_lossy(&s.path),
-            role_name(s.my_role),
-            s.generation
+            s.path, s.my_role, s.generation
         );
-        for (id, role) in &s.members {
-            println!("    {}\t{}", role_name(*role), who(cards, id));
+        for m in &s.members {
+            println!("    {}\t{}", m.role, who(cards, &m.card_id));
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::cli::backend::share_field;
-    use cardfs::drive::ShareInfo;
-    use cardfs::drive::ShareMember;
-
-    #[test]
-    fn share_fields_round_trip() {
-        let info = ShareInfo {
-            ino: 7,
-            path: "a b/\ndéjà".into(),
-            volume: [4; 16],
-            generation: 3,
-            owner: [1; 32],
-            members: vec![
-                ShareMember {
-                    card_id: [1; 32],
-                    role: Role::Owner,
-                },
-                ShareMember {
-                    card_id: [2; 32],
-                    role: Role::Reader,
-                },
-            ],
-            my_role: Role::Writer,
-        };
-        let (name, value) = share_field(&info);
-        assert_eq!(name, "share");
-        assert!(!value.contains('\n'));
-        let got = shares_from(vec![(name, value)]).unwrap();
-        assert_eq!(
-            got,
-            [Share {
-                path: "a b/\ndéjà".as_bytes().to_vec(),
-                volume: [4; 16],
-                generation: 3,
-                owner: [1; 32],
-                my_role: Role::Writer,
-                members: vec![([1; 32], Role::Owner), ([2; 32], Role::Reader)],
-            }]
-        );
-        assert!(shares_from(vec![("share".into(), "x".into())]).is_err());
     }
 }

@@ -1,12 +1,9 @@
 //! The command line's user errors: each one clear sentence and its own
 //! exit code (docs/CLI.md), checked against real stores, keys and mounts.
 
-use crate::support::mount::{Home, PASSWORD, assert_ok, new_bucket, s3_vars};
+use crate::support::mount::exit_code as code;
+use crate::support::mount::{Home, PASSWORD, assert_ok, local_drive, new_bucket, s3_vars};
 use std::process::Output;
-
-fn code(out: &Output) -> i32 {
-    out.status.code().expect("exited by signal")
-}
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -25,13 +22,6 @@ fn expect_error(out: &Output, want: i32, phrase: &str) {
         1,
         "one sentence expected: {err}"
     );
-}
-
-fn local_drive(home: &Home) -> String {
-    let store = home.new_dir("store");
-    let store = store.to_string_lossy().into_owned();
-    home.init(&store);
-    store
 }
 
 #[test]

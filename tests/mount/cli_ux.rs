@@ -3,13 +3,10 @@
 //! environment, the daemon's log, S3 errors in one sentence, exit codes,
 //! `--json`, man page and completions.
 
-use crate::support::mount::{Home, PASSWORD, assert_ok, is_mounted};
+use crate::support::mount::exit_code as code;
+use crate::support::mount::{Home, PASSWORD, assert_ok, expect_error, is_mounted, local_drive};
 use std::path::{Path, PathBuf};
 use std::process::Output;
-
-fn code(out: &Output) -> i32 {
-    out.status.code().expect("exited by signal")
-}
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -17,23 +14,6 @@ fn stderr(out: &Output) -> String {
 
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Asserts exit code `want` and that stderr is one `cardfs:` sentence
-/// containing `phrase`.
-fn expect_error(out: &Output, want: i32, phrase: &str) {
-    let err = stderr(out);
-    assert_eq!(code(out), want, "stderr: {err}");
-    assert!(err.contains(phrase), "expected {phrase:?} in: {err}");
-    assert_eq!(err.trim().lines().count(), 1, "one line expected: {err}");
-    assert!(err.starts_with("cardfs: "), "{err}");
-}
-
-fn local_drive(home: &Home) -> String {
-    let store = home.new_dir("store");
-    let store = store.to_string_lossy().into_owned();
-    home.init(&store);
-    store
 }
 
 /// The record a daemon leaves for other homes (see src/cli/mount_record.rs).

@@ -8,6 +8,7 @@ mod support;
 
 mod cli;
 mod cli_ux;
+mod control;
 mod durability;
 mod fuse;
 mod local;

@@ -5,6 +5,7 @@
 //! local-directory store. Covers the trust decisions (cards found in the
 //! store, the drive owner's card at mount) and revocation.
 
+use crate::support::mount::exit_code as code;
 use crate::support::mount::{Home, Mounted, bucket_bytes, contains, local_store_bytes, new_bucket};
 use crate::support::{Operator, pattern, s3};
 use cardfs::format::meta::DriveHeader;
@@ -24,10 +25,6 @@ const BOB_FILE: &str = "bob-name-marker-u7.txt";
 const BOB_TEXT: &[u8] = b"BOB-CONTENT-MARKER-i8\n";
 const AFTER_FILE: &str = "after-removal-marker-o9.txt";
 const AFTER_TEXT: &[u8] = b"AFTER-REMOVAL-CONTENT-MARKER-p0\n";
-
-fn code(out: &Output) -> i32 {
-    out.status.code().unwrap_or(-1)
-}
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()

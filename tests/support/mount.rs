@@ -255,6 +255,25 @@ pub fn exit_code(out: &Output) -> i32 {
     out.status.code().expect("exited by signal")
 }
 
+/// Asserts exit code `want` and that stderr is one `cardfs:` sentence
+/// containing `phrase`.
+pub fn expect_error(out: &Output, want: i32, phrase: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(exit_code(out), want, "stderr: {err}");
+    assert!(err.contains(phrase), "expected {phrase:?} in: {err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line expected: {err}");
+    assert!(err.starts_with("cardfs: "), "{err}");
+}
+
+/// A new local-directory store in `home` holding a drive of its key;
+/// returns the store's path.
+pub fn local_drive(home: &Home) -> String {
+    let store = home.new_dir("store");
+    let store = store.to_string_lossy().into_owned();
+    home.init(&store);
+    store
+}
+
 pub fn assert_ok(out: &Output, what: &str) {
     assert!(
         out.status.success(),

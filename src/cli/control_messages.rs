@@ -1,0 +1,402 @@
+//! The messages of the control protocol between a `cardfs` command and a
+//! mount daemon (the transport is `control`): serde types, sent as one
+//! JSON object per line. JSON lines because the channel is local (a Unix
+//! socket, so size and speed do not matter), debuggable by eye (`socat`),
+//! and serde gives typed messages on both sides without a hand-written
+//! parser; `cardfs status --json` prints the same [`StatusReport`].
+//!
+//! Every line is a [`Frame`]: the protocol version, the sender's cardfs
+//! version and one message. A request is one [`Request`] frame; the answer
+//! is any number of `progress`/`working` frames and one final frame, `done`
+//! (with an [`Answer`]) or `error` (with an exit code). Invariant: a
+//! receiver reads the frame's `protocol` before anything else and refuses
+//! a frame of another version (exit 33) instead of guessing its layout.
+
+use serde::{Deserialize, Serialize};
+
+/// Version of the control protocol: raised on any change of the messages
+/// below that an older peer could not read.
+pub const PROTOCOL: u32 = 1;
+
+/// The cardfs version of this binary, sent in every frame.
+pub const CARDFS_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// One line on the control socket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Frame<T> {
+    pub protocol: u32,
+    /// The sender's cardfs version (only for error messages).
+    pub cardfs: String,
+    pub message: T,
+}
+
+impl<T> Frame<T> {
+    /// `message` in a frame of this binary's protocol.
+    pub fn new(message: T) -> Self {
+        Frame {
+            protocol: PROTOCOL,
+            cardfs: CARDFS_VERSION.into(),
+            message,
+        }
+    }
+}
+
+impl<T: Serialize> Frame<T> {
+    /// The frame as one JSON line, newline included. JSON escapes control
+    /// characters, so no value can end the line early.
+    pub fn to_line(&self) -> String {
+        let mut line = serde_json::to_string(self).expect("control messages always serialize");
+        line.push('\n');
+        line
+    }
+}
+
+/// The version fields of a frame, read before its message.
+#[derive(Debug, Deserialize)]
+pub struct Head {
+    pub protocol: u32,
+    #[serde(default)]
+    pub cardfs: Option<String>,
+}
+
+/// What a command asks of the daemon.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Request {
+    Status,
+    Sync,
+    Unmount,
+    /// Share the folder at `path` (relative to the mount root, as bytes)
+    /// with the holder of `card` (a card's bytes, verified by the daemon).
+    ShareAdd {
+        #[serde(with = "hex_bytes")]
+        path: Vec<u8>,
+        read_only: bool,
+        #[serde(with = "hex_bytes")]
+        card: Vec<u8>,
+    },
+    /// Remove the member with this card id from the folder at `path`.
+    ShareRemove {
+        #[serde(with = "hex_bytes")]
+        path: Vec<u8>,
+        #[serde(with = "hex_array")]
+        card_id: [u8; 32],
+    },
+    /// Every shared folder this mount sees.
+    ShareList,
+    /// Re-encrypt every block of the shared folder at `path`.
+    ShareReencrypt {
+        #[serde(with = "hex_bytes")]
+        path: Vec<u8>,
+    },
+    /// Cards published for an identity in the drive's card directory.
+    CardsFind {
+        identity: String,
+    },
+    /// The card with this id in the drive's card directory.
+    CardGet {
+        #[serde(with = "hex_array")]
+        id: [u8; 32],
+    },
+}
+
+/// One frame the daemon sends back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Reply {
+    /// `done` of `total` bytes of long work (sync, re-encryption).
+    Progress { done: u64, total: u64 },
+    /// Still working: sent when nothing else was sent for a second, so a
+    /// client tells a slow request from a hung daemon.
+    Working,
+    /// The request succeeded (final).
+    Done { answer: Answer },
+    /// The request failed with this exit code (final).
+    Error { code: u8, message: String },
+}
+
+impl Reply {
+    pub fn is_final(&self) -> bool {
+        matches!(self, Reply::Done { .. } | Reply::Error { .. })
+    }
+}
+
+/// The result of a successful request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Answer {
+    /// Sync, unmount, re-encryption: nothing to report.
+    Nothing,
+    Status {
+        status: Box<StatusReport>,
+    },
+    /// The shared folders the request touched or listed.
+    Shares {
+        shares: Vec<ShareReport>,
+    },
+    /// Cards from the drive's card directory, in their text form, and the
+    /// objects that were skipped as invalid (`KEY: REASON`).
+    Cards {
+        cards: Vec<String>,
+        rejected: Vec<String>,
+    },
+}
+
+/// What `cardfs status` reports of a mount; the fields of
+/// `cardfs status --json` (documented in docs/CLI.md: names and meanings
+/// never change, new fields may be added).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub mountpoint: String,
+    pub store: String,
+    pub cache_dir: String,
+    pub daemon_pid: u32,
+    /// The cardfs version of the daemon.
+    pub daemon_version: String,
+    pub read_only: bool,
+    #[serde(flatten)]
+    pub drive: DriveReport,
+}
+
+/// The mount's facts a daemon knows before its drive is asked.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MountInfo {
+    pub mountpoint: String,
+    pub store: String,
+    pub cache_dir: String,
+    pub daemon_pid: u32,
+    pub read_only: bool,
+}
+
+impl MountInfo {
+    /// The full report with the drive's part.
+    pub fn report(&self, drive: DriveReport) -> StatusReport {
+        StatusReport {
+            mountpoint: self.mountpoint.clone(),
+            store: self.store.clone(),
+            cache_dir: self.cache_dir.clone(),
+            daemon_pid: self.daemon_pid,
+            daemon_version: CARDFS_VERSION.into(),
+            read_only: self.read_only,
+            drive,
+        }
+    }
+}
+
+/// The drive's part of a [`StatusReport`].
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct DriveReport {
+    /// Changes (metadata operations) not yet committed to the store.
+    pub pending_changes: u64,
+    /// Content bytes not yet uploaded.
+    pub pending_bytes: u64,
+    /// The last commit of this mount, RFC 3339 UTC (`null`: none since
+    /// mounting).
+    pub last_commit: Option<String>,
+    /// Seconds since the last commit.
+    pub last_commit_age_secs: Option<u64>,
+    /// The store answered its last request.
+    pub store_reachable: bool,
+    /// Writes fail with ENOSPC until the store takes uploads again.
+    pub cache_full: bool,
+    /// Files whose last writes were lost when the daemon last stopped
+    /// without unmounting.
+    pub lost_writes: Vec<String>,
+    /// The drive owner's card identity and fingerprint (`null` when the
+    /// card is unreadable).
+    pub owner_identity: Option<String>,
+    pub owner_fingerprint: Option<String>,
+    /// `owner`, or `member` (of the folders shared with you).
+    pub role: String,
+}
+
+/// A shared folder as the daemon reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShareReport {
+    /// The folder's path below the mount root (empty for the root).
+    pub path: String,
+    #[serde(with = "hex_array")]
+    pub volume: [u8; 16],
+    /// Key generation (raised by every member removal).
+    pub generation: u32,
+    /// The owner's card id.
+    #[serde(with = "hex_array")]
+    pub owner: [u8; 32],
+    /// `owner`, `writer` or `reader`.
+    pub my_role: String,
+    pub members: Vec<MemberReport>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberReport {
+    #[serde(with = "hex_array")]
+    pub card_id: [u8; 32],
+    /// `owner`, `writer` or `reader`.
+    pub role: String,
+}
+
+/// Bytes as lower-case hex text.
+mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&cardfs::format::wire::hex(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        let digit = |c: u8| (c as char).to_digit(16).map(|v| v as u8);
+        if !text.len().is_multiple_of(2) {
+            return Err(D::Error::custom("odd-length hex"));
+        }
+        text.as_bytes()
+            .chunks(2)
+            .map(|p| Some(digit(p[0])? << 4 | digit(p[1])?))
+            .collect::<Option<Vec<u8>>>()
+            .ok_or_else(|| D::Error::custom("not hex"))
+    }
+}
+
+/// A fixed-size byte array (card id, volume id) as hex text.
+mod hex_array {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer, const N: usize>(
+        bytes: &[u8; N],
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&cardfs::format::wire::hex(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>, const N: usize>(
+        d: D,
+    ) -> Result<[u8; N], D::Error> {
+        let text = String::deserialize(d)?;
+        cardfs::format::wire::parse_hex(&text)
+            .ok_or_else(|| D::Error::custom(format!("not {N} bytes of hex")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip<T>(message: T)
+    where
+        T: Serialize + for<'de> Deserialize<'de> + PartialEq + std::fmt::Debug + Clone,
+    {
+        let line = Frame::new(message.clone()).to_line();
+        assert_eq!(line.matches('\n').count(), 1, "{line}");
+        assert!(line.ends_with('\n'));
+        let back: Frame<T> = serde_json::from_str(&line).unwrap();
+        assert_eq!(back.protocol, PROTOCOL);
+        assert_eq!(back.message, message, "{line}");
+    }
+
+    #[test]
+    fn requests_round_trip_as_one_line() {
+        for r in [
+            Request::Status,
+            Request::Sync,
+            Request::Unmount,
+            Request::ShareAdd {
+                path: b"projects/x y\nok".to_vec(),
+                read_only: true,
+                card: vec![1, 2, 0xff],
+            },
+            Request::ShareAdd {
+                path: Vec::new(),
+                read_only: false,
+                card: vec![7],
+            },
+            Request::ShareRemove {
+                path: b"a".to_vec(),
+                card_id: [0xab; 32],
+            },
+            Request::ShareList,
+            Request::ShareReencrypt {
+                path: "d\u{e9}j\u{e0}".into(),
+            },
+            Request::CardsFind {
+                identity: "bob@example.org\n{\"type\":\"unmount\"}".into(),
+            },
+            Request::CardGet { id: [3; 32] },
+        ] {
+            round_trip(r);
+        }
+    }
+
+    #[test]
+    fn replies_round_trip_as_one_line() {
+        let drive = DriveReport {
+            pending_changes: 3,
+            lost_writes: vec!["a\nb".into()],
+            role: "owner".into(),
+            ..DriveReport::default()
+        };
+        for r in [
+            Reply::Progress { done: 5, total: 9 },
+            Reply::Working,
+            Reply::Done {
+                answer: Answer::Nothing,
+            },
+            Reply::Done {
+                answer: Answer::Status {
+                    status: Box::new(MountInfo::default().report(drive)),
+                },
+            },
+            Reply::Done {
+                answer: Answer::Shares {
+                    shares: vec![ShareReport {
+                        path: "a b/\ndéjà".into(),
+                        volume: [4; 16],
+                        generation: 3,
+                        owner: [1; 32],
+                        my_role: "writer".into(),
+                        members: vec![MemberReport {
+                            card_id: [2; 32],
+                            role: "reader".into(),
+                        }],
+                    }],
+                },
+            },
+            Reply::Done {
+                answer: Answer::Cards {
+                    cards: vec!["card".into()],
+                    rejected: vec![],
+                },
+            },
+            Reply::Error {
+                code: 31,
+                message: "busy\nmount".into(),
+            },
+        ] {
+            round_trip(r);
+        }
+    }
+
+    #[test]
+    fn malformed_requests_are_refused() {
+        let id = "ab".repeat(32);
+        for bad in [
+            r#"{"protocol":1,"cardfs":"x","message":{"type":"rm -rf"}}"#.to_string(),
+            r#"{"protocol":1,"cardfs":"x","message":{}}"#.into(),
+            r#"{"protocol":1,"cardfs":"x"}"#.into(),
+            // Not hex, odd length, a card id of the wrong size.
+            r#"{"protocol":1,"cardfs":"x","message":{"type":"share_reencrypt","path":"zz"}}"#
+                .into(),
+            r#"{"protocol":1,"cardfs":"x","message":{"type":"share_reencrypt","path":"616"}}"#
+                .into(),
+            format!(
+                r#"{{"protocol":1,"cardfs":"x","message":{{"type":"card_get","id":"{}"}}}}"#,
+                &id[2..]
+            ),
+            "status".into(),
+        ] {
+            assert!(
+                serde_json::from_str::<Frame<Request>>(&bad).is_err(),
+                "{bad}"
+            );
+        }
+    }
+}
