@@ -93,12 +93,11 @@ pub fn own_card(store: &CardStore, key: &UserKey) -> anyhow::Result<Card> {
         .list()?
         .into_iter()
         .find(|c| c.matches_key(key))
-        .with_context(|| {
-            format!(
-                "key {} has no card yet; create one with `cardfs card create --key {} --identity ID`",
-                key.name(),
-                key.name()
-            )
+        .ok_or_else(|| {
+            UserError::MissingCard {
+                key: key.name().to_string(),
+            }
+            .into()
         })
 }
 

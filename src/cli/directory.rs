@@ -99,9 +99,7 @@ fn card_to_publish(cards: &CardStore, args: &PublishArgs) -> anyhow::Result<Card
             .list()?
             .into_iter()
             .find(|c| *c.x25519_public() == key.x25519_public())
-            .with_context(|| {
-                format!("key {name} has no card yet; create one with `cardfs card create --key {name} --identity ID`")
-            });
+            .ok_or_else(|| super::exit::UserError::MissingCard { key: name.clone() }.into());
     }
     let card = args.card.as_deref().unwrap_or_default();
     if card == "-" || Path::new(card).exists() {

@@ -26,6 +26,8 @@ pub enum UserError {
     MissingKey { key: String },
     /// The key exists but has no card (needed to own a drive).
     MissingCard { key: String },
+    /// `key import` of a key whose name a different key here has.
+    KeyNameTaken { key: String, path: PathBuf },
     /// The mountpoint does not exist.
     MountpointMissing { path: PathBuf },
     /// The mountpoint exists but is not a directory.
@@ -102,6 +104,7 @@ impl UserError {
             UserError::WrongPassword { .. } | UserError::NoPassword => 10,
             UserError::MissingKey { .. } => 11,
             UserError::MissingCard { .. } => 12,
+            UserError::KeyNameTaken { .. } => 18,
             UserError::MountpointMissing { .. } => 13,
             UserError::MountpointNotDir { .. } => 14,
             UserError::AlreadyMounted { .. } => 15,
@@ -148,7 +151,16 @@ impl fmt::Display for UserError {
             ),
             UserError::MissingCard { key } => write!(
                 f,
-                "key {key:?} has no card; create it first with `cardfs card create --key {key} --identity ID`"
+                "key {key:?} has no card in this home; if it has one on another machine, run \
+                 `cardfs key export {key} -o FILE` there and `cardfs key import FILE` here; \
+                 for a new key, create its card with `cardfs card create --key {key} --identity ID`"
+            ),
+            UserError::KeyNameTaken { key, path } => write!(
+                f,
+                "a different key named {key:?} already exists here ({}); refusing to overwrite \
+                 it: import into another CARDFS_HOME, or move that file away first if you mean \
+                 to replace it",
+                path.display()
             ),
             UserError::MountpointMissing { path } => {
                 write!(f, "mountpoint {} does not exist", path.display())
@@ -351,6 +363,10 @@ mod tests {
             UserError::NoPassword,
             UserError::MissingKey { key: s.clone() },
             UserError::MissingCard { key: s.clone() },
+            UserError::KeyNameTaken {
+                key: s.clone(),
+                path: p.clone(),
+            },
             UserError::MountpointMissing { path: p.clone() },
             UserError::MountpointNotDir { path: p.clone() },
             UserError::AlreadyMounted { path: p.clone() },

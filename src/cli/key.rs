@@ -1,16 +1,28 @@
 //! `cardfs key ...`: generate, list, change the password of, export and
 //! import password-locked keys in `$CARDFS_HOME/keys/`.
+//!
+//! An export is a bundle of text lines: the key file (still locked with its
+//! password) as `cardfs-key:BASE64`, then its card as `cardfs-card:BASE64`
+//! when this home has one, so `key import` on a second machine restores the
+//! key and the card the drive knows it by in one step. Invariant: import
+//! never overwrites a different key of the same name, and pins only a card
+//! that holds the imported key's public keys.
 
+use super::card_files::card_store;
+use super::exit::UserError;
 use super::password::{
     NEW_PASSWORD_ENV, PASSWORD_ENV, PasswordArgs, key_store, read_password, unlock_key,
 };
 use anyhow::{Context, bail};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use cardfs::format::card::Card;
 use cardfs::format::key::UserKey;
 use cardfs::format::keyfile::{KdfParams, KeyFile, Password};
-use std::io::Read;
-use std::path::PathBuf;
+use cardfs::identity::KeyStoreError;
+use cardfs::identity::cards::Pinned;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
 
 /// Prefix of the one-line text form of an exported key file.
 const KEY_TEXT_PREFIX: &str = "cardfs-key:";
@@ -32,9 +44,16 @@ pub enum KeyCommand {
         #[command(flatten)]
         kdf: KdfArgs,
     },
-    /// Print a key file (still password-locked) as one line, for backup.
-    Export { name: String },
-    /// Import a key file written by `key export` (text or binary; FILE or -).
+    /// Write a key (still password-locked) and its card as a text bundle,
+    /// for a backup or a second machine (`cardfs key import` there).
+    Export {
+        name: String,
+        /// Write the bundle to FILE (mode 0600) instead of stdout.
+        #[arg(long, short = 'o', value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Import a bundle written by `key export` (the key and its card; a
+    /// bare key file, text or binary, works too; FILE or -).
     Import { file: PathBuf },
 }
 
@@ -87,14 +106,7 @@ pub fn run(command: KeyCommand) -> anyhow::Result<()> {
             new_password_file,
             kdf,
         } => passwd(&name, &password, new_password_file, kdf),
-        KeyCommand::Export { name } => {
-            let file = key_store()?.load(&name)?;
-            println!(
-                "{KEY_TEXT_PREFIX}{}",
-                URL_SAFE_NO_PAD.encode(file.to_bytes())
-            );
-            Ok(())
-        }
+        KeyCommand::Export { name, output } => export(&name, output.as_deref()),
         KeyCommand::Import { file } => import(&file),
     }
 }
@@ -167,21 +179,173 @@ fn passwd(
     Ok(())
 }
 
-fn import(path: &std::path::Path) -> anyhow::Result<()> {
+/// Whether `card` holds the public keys of the key in `file`.
+fn card_of(file: &KeyFile, card: &Card) -> bool {
+    *card.x25519_public() == file.x25519_public()
+        && card.ed25519_public().as_bytes() == file.ed25519_public()
+}
+
+fn export(name: &str, output: Option<&Path>) -> anyhow::Result<()> {
+    let file = key_store()?.load(name).map_err(|e| match e {
+        KeyStoreError::KeyNotFound(_) => UserError::MissingKey { key: name.into() }.into(),
+        other => anyhow::Error::new(other),
+    })?;
+    let mut bundle = format!(
+        "{KEY_TEXT_PREFIX}{}\n",
+        URL_SAFE_NO_PAD.encode(file.to_bytes())
+    );
+    let card = (card_store()?.list()?.into_iter()).find(|c| card_of(&file, c));
+    match &card {
+        Some(card) => bundle.push_str(&format!("{}\n", card.to_text())),
+        None => eprintln!(
+            "warning: key {name} has no card in this home; the bundle holds the key alone"
+        ),
+    }
+    match output {
+        None => print!("{bundle}"),
+        Some(path) => {
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut out = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .with_context(|| format!("creating {}", path.display()))?;
+            out.write_all(bundle.as_bytes())
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+    }
+    let what = match &card {
+        Some(card) => format!("key {name} and its card {}", card.identity()),
+        None => format!("key {name}"),
+    };
+    let whom = output.map_or("".into(), |p| format!(" to {}", p.display()));
+    eprintln!(
+        "Exported {what}{whom}, still locked with its password; on the other machine run \
+         `cardfs key import FILE`"
+    );
+    Ok(())
+}
+
+/// A bundle read back: the key file and the cards that came with it.
+struct Bundle {
+    key: KeyFile,
+    cards: Vec<Card>,
+}
+
+fn parse_bundle(bytes: &[u8]) -> anyhow::Result<Bundle> {
+    let Some(text) = std::str::from_utf8(bytes)
+        .ok()
+        .filter(|t| t.trim_start().starts_with(KEY_TEXT_PREFIX))
+    else {
+        // A binary key file, as `keys/NAME.key` holds it.
+        let key = KeyFile::parse(bytes).context("not an importable key file")?;
+        return Ok(Bundle {
+            key,
+            cards: Vec::new(),
+        });
+    };
+    let mut key = None;
+    let mut cards = Vec::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if let Some(b64) = line.strip_prefix(KEY_TEXT_PREFIX) {
+            anyhow::ensure!(
+                key.is_none(),
+                "the bundle holds two keys; export one at a time"
+            );
+            let bytes = URL_SAFE_NO_PAD
+                .decode(b64)
+                .context("the exported key text is damaged (invalid base64)")?;
+            key = Some(KeyFile::parse(&bytes).context("not an importable key file")?);
+        } else if line.starts_with(cardfs::format::card::TEXT_PREFIX) {
+            cards.push(Card::from_text(line).context("the card in the bundle is damaged")?);
+        } else {
+            anyhow::bail!("not an importable key file (unexpected line in the bundle)");
+        }
+    }
+    Ok(Bundle {
+        key: key.context("not an importable key file")?,
+        cards,
+    })
+}
+
+fn import(path: &Path) -> anyhow::Result<()> {
     let mut bytes = Vec::new();
     if path.as_os_str() == "-" {
         std::io::stdin().read_to_end(&mut bytes)?;
     } else {
         bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     }
-    let bytes = match std::str::from_utf8(&bytes).ok().map(str::trim) {
-        Some(text) if text.starts_with(KEY_TEXT_PREFIX) => URL_SAFE_NO_PAD
-            .decode(&text[KEY_TEXT_PREFIX.len()..])
-            .context("the exported key text is damaged (invalid base64)")?,
-        _ => bytes,
+    let Bundle { key: file, cards } = parse_bundle(&bytes)?;
+    let name = file.name().to_string();
+    if let Some(card) = cards.iter().find(|c| !card_of(&file, c)) {
+        anyhow::bail!(
+            "the bundle's card {} ({}) does not hold the bundle's key {name}: the bundle is \
+             damaged or was tampered with; nothing was imported",
+            card.identity(),
+            card.fingerprint()
+        );
+    }
+    let keys = key_store()?;
+    let existing = match keys.load(&name) {
+        Ok(existing) => Some(existing),
+        Err(KeyStoreError::KeyNotFound(_)) => None,
+        Err(e) => return Err(e.into()),
     };
-    let file = KeyFile::parse(&bytes).context("not an importable key file")?;
-    let stored = key_store()?.create(&file)?;
-    println!("Imported key {} into {}", file.name(), stored.display());
+    let key_is_new = match &existing {
+        Some(other) if other.x25519_public() != file.x25519_public() => {
+            return Err(UserError::KeyNameTaken {
+                key: name.clone(),
+                path: keys.path(&name)?,
+            }
+            .into());
+        }
+        Some(_) => false,
+        None => true,
+    };
+    let store = card_store()?;
+    let mut pinned = Vec::new();
+    for card in &cards {
+        match store.pin(card, None) {
+            Ok(Pinned::Unchanged) => {}
+            Ok(_) => pinned.push(card),
+            Err(e) => {
+                return Err(super::member::replace_hint(
+                    e,
+                    "`cardfs card import --replace`",
+                ));
+            }
+        }
+    }
+    if !key_is_new && pinned.is_empty() {
+        anyhow::bail!(
+            "key {name} already exists here (the same key{}); nothing to import",
+            if cards.is_empty() {
+                ""
+            } else {
+                ", and its card is pinned"
+            }
+        );
+    }
+    if key_is_new {
+        let stored = keys.create(&file)?;
+        println!("Imported key {name} into {}", stored.display());
+    } else {
+        println!("Key {name} was already here");
+    }
+    for card in &pinned {
+        println!(
+            "Pinned its card {} (fingerprint {})",
+            card.identity(),
+            card.fingerprint()
+        );
+    }
+    if cards.is_empty() {
+        eprintln!(
+            "The import held no card. A drive owned by this key still mounts (its card is \
+             taken from the drive); to share or to be shared with, import the card too \
+             (`cardfs key export {name}` on the first machine writes both)."
+        );
+    }
     Ok(())
 }

@@ -329,18 +329,19 @@ fn serve(args: &MountArgs, flags: &MountFlags, ready: impl FnOnce(&Path)) -> any
     }
     let cache_dir = mountpoint::absolute(&cache_dir(args)?)?;
     let _lock = daemon::lock_cache_dir(&cache_dir, &mnt)?;
-    let me = open::unlock(&args.key)?;
+    let key = open::unlock_key(&args.key)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("cardfs-rt")
         .build()
         .context("starting the async runtime")?;
-    let store = rt.block_on(async {
+    let (store, me) = rt.block_on(async {
         let store = open::open_store(&args.store, &args.store_args).await?;
         open::ensure_not_empty(store.as_ref(), &args.store).await?;
         let header = cardfs::drive::read_header(store.as_ref())
             .await
             .map_err(|e| open::drive_error(e, &args.store))?;
+        let me = open::with_card(key, Some(&header.owner_card))?;
         let cards = super::card_files::card_store()?;
         if let owner::Owner::Other(card, _) =
             owner::check(&header, &me, &cards, args.owner_fingerprint.as_deref())?
@@ -351,7 +352,7 @@ fn serve(args: &MountArgs, flags: &MountFlags, ready: impl FnOnce(&Path)) -> any
                 card.fingerprint()
             );
         }
-        anyhow::Ok(store)
+        anyhow::Ok((store, me))
     })?;
     let mut opts = DriveOptions::new(&cache_dir);
     opts.read_only = args.read_only;

@@ -6,6 +6,7 @@ use super::exit::UserError;
 use super::password::{self, PasswordArgs};
 use cardfs::drive::{DriveError, Identity};
 use cardfs::format::card::Card;
+use cardfs::format::key::UserKey;
 use cardfs::format::keyfile::{KeyFileError, Password};
 use cardfs::identity::KeyStoreError;
 use cardfs::store::{self, ObjectStore, OpenError, StoreError};
@@ -76,11 +77,41 @@ pub fn password_for_child(args: &KeyArgs) -> anyhow::Result<Option<password::Sec
 
 /// Unlocks the key (identity's [`password::unlock_key`]) and finds its card.
 pub fn unlock(args: &KeyArgs) -> anyhow::Result<Unlocked> {
+    with_card(unlock_key(args)?, None)
+}
+
+/// Unlocks the key without looking for its card.
+pub fn unlock_key(args: &KeyArgs) -> anyhow::Result<UserKey> {
     let name = key_name(args)?;
-    let key = password::unlock_key(&name, &args.password).map_err(|e| key_error(e, &name))?;
+    password::unlock_key(&name, &args.password).map_err(|e| key_error(e, &name))
+}
+
+/// The key with its card: the one pinned here, else `drive_card` (the
+/// card a drive's header carries) when it holds this key, which is then
+/// pinned: a card is signed by its own key, so a card holding our public
+/// keys was made by us (a key imported without its card, on a second
+/// machine).
+pub fn with_card(key: UserKey, drive_card: Option<&[u8]>) -> anyhow::Result<Unlocked> {
     let cards = super::card_files::card_store()?;
-    let card =
-        super::card::own_card(&cards, &key).map_err(|_| UserError::MissingCard { key: name })?;
+    let card = match super::card::own_card(&cards, &key) {
+        Ok(card) => card,
+        Err(_) => {
+            let ours = drive_card
+                .and_then(|bytes| Card::from_bytes(bytes).ok())
+                .filter(|card| card.matches_key(&key))
+                .ok_or_else(|| UserError::MissingCard {
+                    key: key.name().to_string(),
+                })?;
+            cards.pin(&ours, None)?;
+            tracing::warn!(
+                "pinned the card of key {} found in the drive: {} ({})",
+                key.name(),
+                ours.identity(),
+                ours.fingerprint()
+            );
+            ours
+        }
+    };
     let identity = Identity::new(
         key.x25519_secret().clone(),
         key.signing_key().clone(),

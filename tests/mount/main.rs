@@ -14,4 +14,5 @@ mod fuse;
 mod local;
 mod posix;
 mod s3;
+mod second_machine;
 mod share;
