@@ -62,8 +62,8 @@ pub struct CacheLock {
     _file: File,
 }
 
-/// Locks `cache_dir` (creating it, mode 0700) for the mount on `mountpoint`,
-/// or says which mount holds it.
+/// Locks `cache_dir` (creating it, or making it, mode 0700) for the mount
+/// on `mountpoint`, or says which mount holds it.
 pub fn lock_cache_dir(cache_dir: &Path, mountpoint: &Path) -> anyhow::Result<CacheLock> {
     use anyhow::Context;
     use std::os::unix::fs::DirBuilderExt;
@@ -72,6 +72,14 @@ pub fn lock_cache_dir(cache_dir: &Path, mountpoint: &Path) -> anyhow::Result<Cac
         .mode(0o700)
         .create(cache_dir)
         .with_context(|| format!("creating cache directory {}", cache_dir.display()))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(cache_dir)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(cache_dir, std::fs::Permissions::from_mode(0o700))
+                .with_context(|| format!("making {} private (0700)", cache_dir.display()))?;
+        }
+    }
     // Not `lock`: the engine takes its own lock on that file when it opens
     // the cache, and a second flock from this process would conflict.
     let path = cache_dir.join("mount.lock");
@@ -338,16 +346,54 @@ async fn unmount_on_request<B: Backend>(
     }
 }
 
+/// SIGTERM or SIGINT (Ctrl-C of a foreground mount): sync, unmount, and
+/// say on stderr what was done (a foreground user sees it; a background
+/// daemon's stderr is /dev/null and its log has the same).
 async fn stop_on_signal<B: Backend>(backend: &B, mountpoint: &Path, name: &str) {
     tracing::info!("{name}: syncing and unmounting {}", mountpoint.display());
-    if let Err(e) = backend.sync(&|_, _| {}).await {
-        tracing::warn!("sync before unmount failed ({e:#}); the journal keeps the changes");
-    }
-    if let Err(e) = unmount_now(mountpoint, false).await {
-        tracing::warn!("unmount failed ({e}); detaching the mount lazily");
-        if let Err(e) = unmount_now(mountpoint, true).await {
-            tracing::error!("lazy unmount of {} failed: {e}", mountpoint.display());
+    let pending = backend.status();
+    let committed = match backend.sync(&|_, _| {}).await {
+        Ok(()) => format!(
+            "committed {} changes ({}) to the store",
+            pending.pending_changes,
+            super::units::bytes(pending.pending_bytes)
+        ),
+        Err(e) => {
+            tracing::warn!("sync before unmount failed ({e:#}); the journal keeps the changes");
+            format!(
+                "could not commit {} pending changes ({e:#}); the cache directory's journal \
+                 keeps them for the next mount",
+                pending.pending_changes
+            )
         }
+    };
+    let unmounted = match unmount_now(mountpoint, false).await {
+        Ok(()) => "unmounted",
+        Err(e) => {
+            tracing::warn!("unmount failed ({e}); detaching the mount lazily");
+            match unmount_now(mountpoint, true).await {
+                Ok(()) => "detached (lazily: files were open)",
+                Err(e) => {
+                    tracing::error!("lazy unmount of {} failed: {e}", mountpoint.display());
+                    "could not unmount"
+                }
+            }
+        }
+    };
+    let said = format!("{name}: {committed}; {unmounted} {}", mountpoint.display());
+    tracing::info!("{said}");
+    eprintln!("cardfs: {said}");
+}
+
+/// Makes every file and directory this process creates private to the
+/// user (0600 and 0700): the cache holds ciphertext, the journal and the
+/// log of a drive. Called before a mount creates anything.
+#[allow(unsafe_code)] // umask(2): std has no way to set it.
+pub fn private_files() {
+    // SAFETY: umask only changes this process's file-creation mask and
+    // cannot fail; no memory is touched.
+    unsafe {
+        libc::umask(0o077);
     }
 }
 

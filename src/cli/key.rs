@@ -19,8 +19,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use cardfs::format::card::Card;
 use cardfs::format::key::UserKey;
 use cardfs::format::keyfile::{KdfParams, KeyFile, Password};
-use cardfs::identity::KeyStoreError;
 use cardfs::identity::cards::Pinned;
+use cardfs::identity::{FileError, KeyStoreError};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -142,19 +142,33 @@ pub fn generate(args: &NewKeyArgs) -> anyhow::Result<UserKey> {
 }
 
 fn list() -> anyhow::Result<()> {
-    let keys = key_store()?.list()?;
+    let keys = key_store()?.scan()?;
     if keys.is_empty() {
         eprintln!("No keys yet; create one with `cardfs key generate --name NAME`.");
     }
-    for file in keys {
-        let p = file.params();
-        println!(
-            "{}\targon2id m={} KiB t={} p={}",
-            file.name(),
-            p.m_kib,
-            p.t,
-            p.p
-        );
+    for entry in keys {
+        match entry {
+            Ok(file) => {
+                let p = file.params();
+                println!(
+                    "{}\targon2id m={} KiB t={} p={}",
+                    file.name(),
+                    p.m_kib,
+                    p.t,
+                    p.p
+                );
+            }
+            Err(e) => {
+                let name = match &e {
+                    KeyStoreError::KeyFile { path, .. }
+                    | KeyStoreError::File(FileError { path, .. }) => {
+                        path.file_stem().map(|n| n.to_string_lossy().into_owned())
+                    }
+                    _ => None,
+                };
+                println!("{}\tunreadable: {e}", name.unwrap_or_else(|| "?".into()));
+            }
+        }
     }
     Ok(())
 }

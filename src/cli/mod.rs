@@ -51,6 +51,9 @@ enum Command {
         key: open::KeyArgs,
         #[command(flatten)]
         store_args: open::StoreArgs,
+        /// Create the S3 bucket first (a bucket you already own is fine).
+        #[arg(long)]
+        create_bucket: bool,
     },
     /// Mount the drive in STORE on MOUNTPOINT. Returns once the mount is
     /// usable, with the daemon in the background (unless --foreground).
@@ -129,7 +132,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             store,
             key,
             store_args,
-        } => init::run(&store, &key, &store_args),
+            create_bucket,
+        } => init::run(&store, &key, &store_args, create_bucket),
         Command::Mount(args) => mount::run(args),
         Command::Unmount { mountpoint } => control_cmds::unmount(&mountpoint),
         Command::Sync { mountpoint } => control_cmds::sync(&mountpoint),

@@ -228,8 +228,14 @@ fn background(args: MountArgs, flags: &MountFlags) -> anyhow::Result<()> {
         mountpoint::check_empty(&mnt)?;
     }
     let cache_dir = mountpoint::absolute(&cache_dir(&args)?)?;
-    std::fs::create_dir_all(&cache_dir)
-        .with_context(|| format!("creating cache directory {}", cache_dir.display()))?;
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&cache_dir)
+            .with_context(|| format!("creating cache directory {}", cache_dir.display()))?;
+    }
     let password = open::password_for_child(&args.key)?;
     let log_path = paths::daemon_log(&cache_dir);
 
@@ -323,6 +329,7 @@ fn background(args: MountArgs, flags: &MountFlags) -> anyhow::Result<()> {
 /// Does the work of a mount in this process: verify, mount, serve until
 /// unmounted. `ready` is called once the mount answers requests.
 fn serve(args: &MountArgs, flags: &MountFlags, ready: impl FnOnce(&Path)) -> anyhow::Result<()> {
+    daemon::private_files();
     let mnt = mountpoint::check_free(&args.mountpoint)?;
     if !flags.nonempty {
         mountpoint::check_empty(&mnt)?;

@@ -136,6 +136,27 @@ fn key_error(err: anyhow::Error, name: &str) -> anyhow::Error {
     }
 }
 
+/// `init --create-bucket`: creates the bucket of an `s3://` store (a bucket
+/// this user already owns is fine). Returns the bucket's name.
+pub async fn create_bucket(location: &str, args: &StoreArgs) -> anyhow::Result<String> {
+    let mut options = store::OpenOptions::default();
+    options.s3.endpoint = args.endpoint.clone();
+    let store::Location::S3 { bucket, prefix } = store::parse_location(location)? else {
+        return Err(super::exit::UsageError(format!(
+            "--create-bucket is for s3:// stores; {location} is a local directory, which \
+             `cardfs init` creates anyway"
+        ))
+        .into());
+    };
+    let s3 = store::S3Store::new(&bucket, &prefix, &options.s3)
+        .await
+        .map_err(|e| store_error(e, location))?;
+    s3.create_bucket()
+        .await
+        .map_err(|e| store_error(e, location))?;
+    Ok(bucket)
+}
+
 /// Opens the store named on the command line and checks it is usable:
 /// reachable, credentials accepted, bucket present, conditional writes
 /// honoured.

@@ -57,9 +57,17 @@ impl KeyStore {
         parse_at(&path, &bytes)
     }
 
-    /// All key files, sorted by name.
+    /// Every readable key file, sorted by name (an unreadable one is
+    /// left out: see [`KeyStore::scan`]).
     pub fn list(&self) -> Result<Vec<KeyFile>, KeyStoreError> {
-        list_files(&self.dir, "key")?
+        Ok(self.scan()?.into_iter().filter_map(Result::ok).collect())
+    }
+
+    /// Every key file, sorted by name: parsed, or why it cannot be (a
+    /// corrupt or unreadable file does not hide the others). Fails only
+    /// when the directory cannot be listed.
+    pub fn scan(&self) -> Result<Vec<Result<KeyFile, KeyStoreError>>, KeyStoreError> {
+        Ok(list_files(&self.dir, "key")?
             .into_iter()
             .map(|path| {
                 let bytes = std::fs::read(&path).map_err(|error| FileError {
@@ -69,7 +77,7 @@ impl KeyStore {
                 })?;
                 parse_at(&path, &bytes)
             })
-            .collect()
+            .collect())
     }
 
     /// Loads and unlocks the key named `name`.
@@ -111,6 +119,17 @@ mod tests {
             Err(KeyStoreError::KeyExists(_))
         ));
         assert_eq!(store.list().unwrap().len(), 1);
+        // A corrupt key file is reported by `scan` and hides nothing.
+        std::fs::write(home.path().join("keys/broken.key"), b"not a key").unwrap();
+        assert_eq!(store.list().unwrap().len(), 1);
+        let scanned = store.scan().unwrap();
+        assert_eq!(scanned.len(), 2);
+        assert!(scanned.iter().any(|k| matches!(
+            k,
+            Err(KeyStoreError::KeyFile { path, .. }) if path.ends_with("broken.key")
+        )));
+        assert_eq!(scanned.iter().filter(|k| k.is_ok()).count(), 1);
+        std::fs::remove_file(home.path().join("keys/broken.key")).unwrap();
         let unlocked = store.unlock("alice", &pw).unwrap();
         assert_eq!(unlocked.x25519_public(), key.x25519_public());
         assert!(matches!(

@@ -36,7 +36,7 @@ pub mod s3;
 pub use fault::{CallCounts, FaultConfig, FaultStore, KeyMatch};
 pub use local::LocalStore;
 pub use memory::MemoryStore;
-pub use open::{OpenError, OpenOptions, open};
+pub use open::{Location, OpenError, OpenOptions, open, parse_location};
 pub use s3::{S3Options, S3Store};
 
 /// Result of a store operation.

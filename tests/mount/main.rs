@@ -7,6 +7,7 @@
 mod support;
 
 mod cli;
+mod cli_extras;
 mod cli_ux;
 mod control;
 mod durability;
