@@ -1,13 +1,18 @@
 //! `cardfs encrypt` and `cardfs decrypt`: envelopes between files or
 //! stdin/stdout, binary or armored.
 //!
+//! The flags are age's where they mean the same: `-r` recipient, `-a`
+//! armor, `-o` output, `-i` the key to decrypt with.
+//!
 //! Invariants: with `-o FILE`, output goes to a temporary file next to FILE
 //! that is renamed into place only after everything (including a required
 //! signature) checked out, and removed on any failure. To stdout, each
-//! chunk is written only after it authenticated.
+//! chunk is written only after it authenticated. Binary ciphertext is never
+//! written to a terminal unless asked for with `-o -`.
 
 use super::card::own_card;
 use super::card_files::card_store;
+use super::exit::UsageError;
 use super::password::{PasswordArgs, key_store, unlock_key};
 use anyhow::{Context, bail};
 use cardfs::format::card::Card;
@@ -17,23 +22,29 @@ use cardfs::identity::envelope::{
     decrypt_after_header, encrypt_for, read_header, sign_then_encrypt,
 };
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Read, Write};
+use std::io::{BufWriter, IsTerminal, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, clap::Args)]
 pub struct EncryptArgs {
     /// Recipient (identity or card id of a pinned card); repeat for more.
-    #[arg(long = "to", value_name = "ID", required = true)]
+    #[arg(
+        short = 'r',
+        long = "to",
+        visible_alias = "recipient",
+        value_name = "ID",
+        required = true
+    )]
     to: Vec<String>,
     /// Sign with this key (its card must exist here); recipients can then
     /// check who sent it.
     #[arg(long, value_name = "KEY")]
     sign_with: Option<String>,
     /// Write base64 text instead of binary.
-    #[arg(long)]
+    #[arg(short = 'a', long)]
     armor: bool,
-    /// Output file (default: stdout).
+    /// Output file (default: stdout; `-` is stdout even on a terminal).
     #[arg(short = 'o', long = "output", value_name = "OUT")]
     output: Option<PathBuf>,
     /// Input file (default or -: stdin).
@@ -45,12 +56,12 @@ pub struct EncryptArgs {
 #[derive(Debug, clap::Args)]
 pub struct DecryptArgs {
     /// Key to decrypt with (default: the local key the envelope names).
-    #[arg(long, value_name = "KEY")]
+    #[arg(short = 'i', long, visible_alias = "identity", value_name = "KEY")]
     key: Option<String>,
     /// Require a valid signature by this card (identity or card id).
     #[arg(long, value_name = "ID")]
     verify_from: Option<String>,
-    /// Output file (default: stdout).
+    /// Output file (default or -: stdout).
     #[arg(short = 'o', long = "output", value_name = "OUT")]
     output: Option<PathBuf>,
     /// Input file, binary or armored (default or -: stdin).
@@ -123,12 +134,13 @@ fn open_output(path: &Path) -> anyhow::Result<(BufWriter<File>, PendingOutput)> 
     Ok((BufWriter::with_capacity(1 << 20, file), pending))
 }
 
-/// Runs `body` on the chosen output and commits a file output on success.
+/// Runs `body` on the chosen output (`None` or `-`: stdout) and commits a
+/// file output on success.
 fn with_output(
     path: Option<&Path>,
     body: impl FnOnce(&mut dyn Write) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
-    match path {
+    match path.filter(|p| p.as_os_str() != "-") {
         None => {
             let mut out = BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
             body(&mut out)?;
@@ -157,6 +169,14 @@ pub fn encrypt(args: EncryptArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
+    if args.output.is_none() && !args.armor && std::io::stdout().is_terminal() {
+        return Err(UsageError(
+            "refusing to write binary ciphertext to a terminal; write it to a file with \
+             -o FILE, as text with -a (armor), or to the terminal anyway with -o -"
+                .into(),
+        )
+        .into());
+    }
     let input = open_input(args.input.as_deref())?;
     with_output(args.output.as_deref(), |out| {
         let seal = |w: &mut dyn Write| match &signer {

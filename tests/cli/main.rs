@@ -5,4 +5,5 @@
 mod support;
 
 mod directory;
+mod envelope_flags;
 mod identity;
