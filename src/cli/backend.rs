@@ -8,6 +8,7 @@ use super::control::{Answer, Request};
 use super::control_messages::{DriveReport, MemberReport, ShareReport};
 use super::daemon::Backend;
 use super::exit::UserError;
+use super::upload_meter::Meter;
 use anyhow::Context;
 use cardfs::drive::{Drive, DriveError, DriveStatus, Ino, Member, ROOT_INO, Role, ShareInfo};
 use cardfs::format::card::{Card, CardId};
@@ -24,11 +25,13 @@ pub struct DriveBackend {
     drive: Drive,
     store: Arc<dyn ObjectStore>,
     notifier: OnceLock<fuser::Notifier>,
+    meter: Meter,
 }
 
 impl DriveBackend {
     pub fn new(drive: Drive, store: Arc<dyn ObjectStore>) -> Self {
         Self {
+            meter: Meter::new(drive.clone()),
             drive,
             store,
             notifier: OnceLock::new(),
@@ -39,14 +42,16 @@ impl DriveBackend {
 impl Backend for DriveBackend {
     async fn sync(&self, progress: &(dyn Fn(u64, u64) + Send + Sync)) -> anyhow::Result<()> {
         // A store that fails keeps its exit code (unreachable: 20, ...).
-        self.drive
+        self.meter
             .sync(progress)
             .await
             .map_err(|e| super::open::drive_error(e, &self.store.describe()))
     }
 
     fn status(&self) -> DriveReport {
-        let mut report = drive_report(&self.drive.status(), SystemTime::now());
+        let (status, rate) = self.meter.take_status();
+        let mut report = drive_report(&status, SystemTime::now());
+        report.upload_rate = rate;
         if let Ok(card) = Card::from_bytes(self.drive.owner_card()) {
             report.owner_identity = Some(card.identity().to_string());
             report.owner_fingerprint = Some(card.fingerprint());
@@ -70,6 +75,7 @@ impl Backend for DriveBackend {
 
     fn mounted(&self, notifier: fuser::Notifier) {
         let _ = self.notifier.set(notifier);
+        self.meter.start_sampling();
     }
 
     async fn request(
@@ -224,6 +230,8 @@ pub fn drive_report(s: &DriveStatus, now: SystemTime) -> DriveReport {
     DriveReport {
         pending_changes: s.pending_ops,
         pending_bytes: s.pending_bytes,
+        uploaded_bytes: s.uploaded_bytes,
+        upload_rate: 0,
         last_commit: s.last_commit.map(super::units::rfc3339),
         last_commit_age_secs: s
             .last_commit
@@ -281,6 +289,7 @@ mod tests {
         let s = DriveStatus {
             pending_ops: 3,
             pending_bytes: 2048,
+            uploaded_bytes: 4096,
             last_commit: Some(UNIX_EPOCH + Duration::from_secs(88)),
             store_reachable: false,
             cache_full: true,
@@ -288,6 +297,7 @@ mod tests {
         };
         let r = drive_report(&s, now);
         assert_eq!((r.pending_changes, r.pending_bytes), (3, 2048));
+        assert_eq!(r.uploaded_bytes, 4096);
         assert_eq!(r.last_commit.as_deref(), Some("1970-01-01T00:01:28Z"));
         assert_eq!(r.last_commit_age_secs, Some(12));
         assert!(!r.store_reachable && r.cache_full);

@@ -180,6 +180,14 @@ fn status_lines(r: &StatusReport) -> Vec<String> {
             "pending uploads",
             format!("{} changes, {}", d.pending_changes, bytes(d.pending_bytes)),
         ),
+        (
+            "upload rate",
+            format!("{}/s (last 10 s)", bytes(d.upload_rate)),
+        ),
+        (
+            "uploaded",
+            format!("{} since mounting", bytes(d.uploaded_bytes)),
+        ),
         ("last commit", last_commit),
         (
             "store reachable",
@@ -234,6 +242,8 @@ mod tests {
         let report = info.report(DriveReport {
             pending_changes: 3,
             pending_bytes: 2048,
+            uploaded_bytes: 3 << 20,
+            upload_rate: 1536,
             last_commit: Some("1970-01-01T00:01:28Z".into()),
             last_commit_age_secs: Some(12),
             store_reachable: false,
@@ -254,6 +264,8 @@ mod tests {
         has("  store: s3://b");
         has("  pending uploads: 3 changes, 2.0 KiB");
         has("  last commit: 1970-01-01 00:01:28 UTC (12 s ago)");
+        has("  upload rate: 1.5 KiB/s (last 10 s)");
+        has("  uploaded: 3.0 MiB since mounting");
         has("  store reachable: no");
         has("  owner: alice@x (1234)");
         has("  your role: member of the folders shared with you");

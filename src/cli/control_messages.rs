@@ -188,8 +188,12 @@ impl MountInfo {
 pub struct DriveReport {
     /// Changes (metadata operations) not yet committed to the store.
     pub pending_changes: u64,
-    /// Content bytes not yet uploaded.
+    /// Content bytes not yet uploaded (queued).
     pub pending_bytes: u64,
+    /// Content bytes uploaded since the mount began.
+    pub uploaded_bytes: u64,
+    /// Upload rate over the last 10 seconds, bytes per second.
+    pub upload_rate: u64,
     /// The last commit of this mount, RFC 3339 UTC (`null`: none since
     /// mounting).
     pub last_commit: Option<String>,

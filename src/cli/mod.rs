@@ -25,6 +25,7 @@ mod paths;
 mod progress;
 mod share;
 mod units;
+mod upload_meter;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;

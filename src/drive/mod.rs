@@ -169,6 +169,7 @@ impl Drive {
         let mut s = DriveStatus {
             pending_ops: 0,
             pending_bytes: 0,
+            uploaded_bytes: 0,
             last_commit: None,
             store_reachable: true,
             cache_full: false,
@@ -178,6 +179,7 @@ impl Drive {
             let x = e.status();
             s.pending_ops += x.pending_ops;
             s.pending_bytes += x.pending_bytes;
+            s.uploaded_bytes += x.uploaded_bytes;
             s.last_commit = s.last_commit.max(x.last_commit);
             s.store_reachable &= x.store_reachable;
             s.cache_full |= x.cache_full;

@@ -172,6 +172,8 @@ pub struct DriveStatus {
     pub pending_ops: u64,
     /// Content bytes not yet uploaded.
     pub pending_bytes: u64,
+    /// Content bytes uploaded since the drive was opened (only grows).
+    pub uploaded_bytes: u64,
     /// When this client last committed a log entry.
     pub last_commit: Option<SystemTime>,
     /// Whether the store answers: the last request succeeded, and no

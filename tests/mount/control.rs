@@ -50,6 +50,8 @@ fn status_share_list_and_card_list_print_documented_json() {
         assert_eq!(s["read_only"], false);
         assert_eq!(s["pending_changes"], 0, "{s}");
         assert_eq!(s["pending_bytes"], 0);
+        assert!(s["uploaded_bytes"].as_u64().is_some(), "{s}");
+        assert!(s["upload_rate"].as_u64().is_some(), "{s}");
         assert!(is_rfc3339_utc(s["last_commit"].as_str().unwrap()), "{s}");
         assert!(s["last_commit_age_secs"].as_u64().unwrap() < 600);
         assert_eq!(s["store_reachable"], true);

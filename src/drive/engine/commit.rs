@@ -318,7 +318,7 @@ impl Engine {
             Ok(_) => {
                 {
                     let mut core = self.lock();
-                    core.upload_done(&id);
+                    core.uploaded_bytes += core.upload_done(&id);
                     core.reachable = true;
                     core.last_store_ok = Instant::now();
                 }
@@ -400,6 +400,7 @@ impl Engine {
         DriveStatus {
             pending_ops: core.pending.len() as u64,
             pending_bytes: core.pending_bytes(),
+            uploaded_bytes: core.uploaded_bytes,
             last_commit: core.last_commit,
             store_reachable: !core.store_stuck(),
             cache_full: core.cache_full,

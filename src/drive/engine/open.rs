@@ -250,6 +250,7 @@ impl Engine {
             next_fh: 1,
             uploads: BTreeMap::new(),
             upload_bytes: 0,
+            uploaded_bytes: 0,
             last_store_ok: Instant::now(),
             commit_since: None,
             cache_full: false,

@@ -80,6 +80,9 @@ pub struct Core {
     pub(super) uploads: BTreeMap<[u8; 16], u64>,
     /// Sum of `uploads`.
     pub(super) upload_bytes: u64,
+    /// Content bytes uploaded since the engine opened (only grows; the
+    /// progress of `cardfs sync` is read from it).
+    pub(super) uploaded_bytes: u64,
     /// When a store request last succeeded.
     pub(super) last_store_ok: Instant,
     /// When the running commit started (None: none running).
@@ -119,11 +122,12 @@ impl Core {
         self.upload_bytes += size;
     }
 
-    /// An object is in the store now (or is no longer needed).
-    pub(super) fn upload_done(&mut self, id: &[u8; 16]) {
-        if let Some(size) = self.uploads.remove(id) {
-            self.upload_bytes -= size;
-        }
+    /// An object is in the store now (or is no longer needed); returns
+    /// its size (0 if it was not queued).
+    pub(super) fn upload_done(&mut self, id: &[u8; 16]) -> u64 {
+        let size = self.uploads.remove(id).unwrap_or(0);
+        self.upload_bytes -= size;
+        size
     }
 
     /// Whether the store cannot take uploads now: the last request failed
