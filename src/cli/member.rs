@@ -71,29 +71,36 @@ pub fn resolve(
     directory: &mut dyn Directory,
     option: &'static str,
 ) -> anyhow::Result<(Card, Vouched)> {
-    match trust::resolve(cards, who, fingerprint, &mut Source(directory)) {
-        Ok((card, accepted)) => Ok((card, accepted.into())),
-        Err(ResolveError::Untrusted(refused)) => Err(refusal(refused, option)),
-        Err(ResolveError::NotFound { who }) => Err(UserError::CardNotFound { who }.into()),
-        Err(ResolveError::NoneMatches {
+    trust::resolve(cards, who, fingerprint, &mut Source(directory))
+        .map(|(card, accepted)| (card, accepted.into()))
+        .map_err(|e| resolve_error(e, option))
+}
+
+/// A failed [`trust::resolve`] as the user error it is (exit codes 40-42),
+/// naming `option`, the flag that takes a fingerprint.
+fn resolve_error(err: ResolveError<anyhow::Error>, option: &'static str) -> anyhow::Error {
+    match err {
+        ResolveError::Untrusted(refused) => refusal(refused, option),
+        ResolveError::NotFound { who } => UserError::CardNotFound { who }.into(),
+        ResolveError::NoneMatches {
             identity,
             given,
             published,
-        }) => Err(UserError::CardMismatch {
+        } => UserError::CardMismatch {
             identity,
             detail: format!(
                 "no card published for it has fingerprint {given} (published: {})",
                 published.join(", ")
             ),
         }
-        .into()),
-        Err(ResolveError::Ambiguous { identity, approved }) => anyhow::bail!(
+        .into(),
+        ResolveError::Ambiguous { identity, approved } => anyhow::anyhow!(
             "several cards published for {identity} are approved by authorities you trust \
              ({}); choose one with {option}",
             approved.join(", ")
         ),
         // The directory's own error, with its exit code.
-        Err(ResolveError::Source(err)) => Err(err),
+        ResolveError::Source(err) => err,
     }
 }
 
@@ -177,120 +184,66 @@ pub(crate) mod tests {
         (key, card)
     }
 
-    /// A card directory holding a fixed list of cards.
-    #[derive(Default)]
-    struct Fake {
-        cards: Vec<Card>,
-        asked: usize,
-    }
+    // Which card is accepted is `identity::trust::resolve`'s decision and
+    // tested there; these tests pin how each refusal becomes an exit code
+    // and names the flag the user answers with.
 
-    impl Directory for Fake {
-        fn find(&mut self, identity: &str) -> anyhow::Result<Vec<Card>> {
-            self.asked += 1;
-            Ok(self
-                .cards
-                .iter()
-                .filter(|c| c.identity() == identity)
-                .cloned()
-                .collect())
-        }
-        fn get(&mut self, id: CardId) -> anyhow::Result<Option<Card>> {
-            self.asked += 1;
-            Ok(self.cards.iter().find(|c| c.id() == id).cloned())
-        }
-    }
-
-    fn code(r: anyhow::Result<(Card, Vouched)>) -> u8 {
-        code_of(&r.expect_err("must be refused"))
+    fn mapped(err: ResolveError<anyhow::Error>) -> (u8, String) {
+        let err = resolve_error(err, "--fingerprint");
+        (code_of(&err), err.to_string())
     }
 
     #[test]
-    fn a_pinned_card_is_used_without_asking_the_store() {
-        let home = tempfile::tempdir().unwrap();
-        let cards = CardStore::new(home.path());
-        let (_, bob) = card(1, "bob", 1);
-        cards.pin(&bob, None).unwrap();
-        let (_, forged) = card(3, "bob", 2);
-        let mut dir = Fake {
-            cards: vec![forged],
-            ..Fake::default()
-        };
-        let (got, how) = resolve(&cards, "bob", None, &mut dir, "--fingerprint").unwrap();
-        assert_eq!((got, how), (bob.clone(), Vouched::Pinned));
-        let by_id = resolve(&cards, &bob.id().to_string(), None, &mut dir, "-f").unwrap();
-        assert_eq!(by_id.0, bob);
-        assert_eq!(dir.asked, 0);
+    fn trust_refusals_map_to_40_and_41_naming_the_flag() {
+        let (code, text) = mapped(ResolveError::Untrusted(TrustError::Unverified {
+            identity: "bob".into(),
+            fingerprint: "FP-B".into(),
+        }));
+        assert_eq!(code, 40);
+        assert!(text.contains("--fingerprint \"FP-B\""), "{text}");
+        let (code, text) = mapped(ResolveError::Untrusted(TrustError::PinnedOther {
+            identity: "bob".into(),
+            pinned: "OLD".into(),
+            offered: "NEW".into(),
+        }));
+        assert_eq!(code, 41);
+        assert!(text.contains("OLD") && text.contains("NEW"), "{text}");
+        assert!(text.contains("--fingerprint"), "{text}");
+        let (code, text) = mapped(ResolveError::Untrusted(TrustError::FingerprintMismatch {
+            identity: "bob".into(),
+            given: "GIVEN".into(),
+            actual: "ACTUAL".into(),
+        }));
+        assert_eq!(code, 41);
+        assert!(text.contains("GIVEN") && text.contains("ACTUAL"), "{text}");
     }
 
     #[test]
-    fn an_unknown_published_card_needs_its_fingerprint() {
-        let home = tempfile::tempdir().unwrap();
-        let cards = CardStore::new(home.path());
-        let (_, bob) = card(1, "bob", 1);
-        let mut dir = Fake {
-            cards: vec![bob.clone()],
-            ..Fake::default()
-        };
-        let err = resolve(&cards, "bob", None, &mut dir, "--fingerprint").unwrap_err();
-        assert_eq!(code_of(&err), 40);
-        assert!(err.to_string().contains(&bob.fingerprint()), "{err}");
-        assert!(cards.get("bob").unwrap().is_none(), "nothing pinned");
-        let by_id = resolve(&cards, &bob.id().to_string(), None, &mut dir, "-f");
-        assert_eq!(code(by_id), 40);
-        let (got, how) = resolve(
-            &cards,
-            "bob",
-            Some(&bob.fingerprint()),
-            &mut dir,
-            "--fingerprint",
-        )
-        .unwrap();
-        assert_eq!((got, how), (bob.clone(), Vouched::Fingerprint));
-        assert_eq!(cards.get("bob").unwrap(), Some(bob));
-    }
-
-    #[test]
-    fn a_swapped_published_card_is_refused() {
-        let home = tempfile::tempdir().unwrap();
-        let cards = CardStore::new(home.path());
-        let (_, bob) = card(1, "bob", 1);
-        let (_, forged) = card(3, "bob", 2);
-        // The store serves only the attacker's card under Bob's name.
-        let mut dir = Fake {
-            cards: vec![forged.clone()],
-            ..Fake::default()
-        };
-        let err = resolve(&cards, "bob", None, &mut dir, "--fingerprint").unwrap_err();
-        assert_eq!(code_of(&err), 40, "{err}");
-        assert!(err.to_string().contains(&forged.fingerprint()), "{err}");
-        let with_fp = resolve(&cards, "bob", Some(&bob.fingerprint()), &mut dir, "-f");
-        assert_eq!(code(with_fp), 41);
-        // Bob pinned, then the store offers the forged card with its own
-        // fingerprint given by a confused user: the pin is replaced only
-        // by that explicit fingerprint, never silently.
-        cards.pin(&bob, None).unwrap();
-        let by_forged_id = resolve(&cards, &forged.id().to_string(), None, &mut dir, "-f");
-        assert_eq!(code(by_forged_id), 41);
-        assert_eq!(cards.get("bob").unwrap(), Some(bob));
-    }
-
-    #[test]
-    fn authority_approval_and_missing_cards() {
-        let home = tempfile::tempdir().unwrap();
-        let cards = CardStore::new(home.path());
-        let (auth_key, auth) = card(5, "acme", 1);
-        cards.trust_authority(&auth, None).unwrap();
-        let (_, mut bob) = card(1, "bob", 1);
-        bob.approve(&auth_key, &auth).unwrap();
-        let (_, other) = card(3, "bob", 2);
-        let mut dir = Fake {
-            cards: vec![other, bob.clone()],
-            ..Fake::default()
-        };
-        let (got, how) = resolve(&cards, "bob", None, &mut dir, "-f").unwrap();
-        assert_eq!((got, how), (bob, Vouched::Authority("acme".into())));
-        assert_eq!(code(resolve(&cards, "carol", None, &mut dir, "-f")), 42);
-        let nobody = CardId([9; 32]).to_string();
-        assert_eq!(code(resolve(&cards, &nobody, None, &mut dir, "-f")), 42);
+    fn lookup_failures_map_to_41_42_and_keep_the_directory_code() {
+        let (code, text) = mapped(ResolveError::NoneMatches {
+            identity: "bob".into(),
+            given: "GIVEN".into(),
+            published: vec!["P1".into(), "P2".into()],
+        });
+        assert_eq!(code, 41);
+        assert!(text.contains("GIVEN") && text.contains("P1, P2"), "{text}");
+        let (code, text) = mapped(ResolveError::NotFound {
+            who: "carol".into(),
+        });
+        assert_eq!(code, 42);
+        assert!(text.contains("carol"), "{text}");
+        let (code, text) = mapped(ResolveError::Ambiguous {
+            identity: "bob".into(),
+            approved: vec!["A1".into(), "A2".into()],
+        });
+        assert_eq!(code, 1);
+        assert!(
+            text.contains("A1, A2") && text.contains("--fingerprint"),
+            "{text}"
+        );
+        // The directory failed (the daemon is gone): its own code stays.
+        let gone = UserError::NotMounted { path: "/m".into() };
+        let (code, _) = mapped(ResolveError::Source(gone.into()));
+        assert_eq!(code, 30);
     }
 }
