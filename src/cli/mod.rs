@@ -12,6 +12,7 @@ mod directory;
 mod envelope;
 mod exit;
 mod init;
+mod invitation;
 mod key;
 mod logging;
 mod member;
@@ -79,6 +80,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Mount a drive someone shared with you, from the invitation line
+    /// their `cardfs share add` printed (shows their fingerprint to compare).
+    Join(invitation::JoinArgs),
     /// Share folders of a mounted drive with other card holders.
     #[command(subcommand)]
     Share(share::ShareCommand),
@@ -139,6 +143,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Unmount { mountpoint } => control_cmds::unmount(&mountpoint),
         Command::Sync { mountpoint } => control_cmds::sync(&mountpoint),
         Command::Status { mountpoint, json } => control_cmds::status(mountpoint.as_deref(), json),
+        Command::Join(args) => invitation::join(args),
         Command::Share(c) => share::run(c),
         Command::Key(c) => key::run(c),
         Command::Card(c) => card::run_card(c),

@@ -75,6 +75,33 @@ pub struct MountArgs {
     pub daemon_child: bool,
 }
 
+impl MountArgs {
+    /// A background mount of `store` on `mountpoint` with every default,
+    /// for a drive someone else owns (`cardfs join`).
+    pub fn for_join(
+        store: &str,
+        mountpoint: &Path,
+        key: open::KeyArgs,
+        store_args: open::StoreArgs,
+        owner_fingerprint: &str,
+    ) -> Self {
+        MountArgs {
+            store: store.into(),
+            mountpoint: mountpoint.to_path_buf(),
+            key,
+            store_args,
+            cache_dir: None,
+            cache_size: None,
+            read_only: false,
+            refresh: DEFAULT_REFRESH_SECS,
+            owner_fingerprint: Some(owner_fingerprint.into()),
+            foreground: false,
+            options: Vec::new(),
+            daemon_child: false,
+        }
+    }
+}
+
 /// Default of `--refresh`: other members' changes show within seconds; one
 /// listing of each open volume's log per interval.
 const DEFAULT_REFRESH_SECS: u64 = 5;

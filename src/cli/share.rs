@@ -8,7 +8,7 @@
 //! the daemon.
 
 use super::control::{self, Answer, Request};
-use super::control_messages::ShareReport;
+use super::control_messages::{ShareReport, StatusReport};
 use super::exit::UserError;
 use super::member::{self, Directory, Vouched};
 use super::mountpoint;
@@ -148,23 +148,23 @@ fn rel_bytes(rel: &Path) -> Vec<u8> {
 
 /// Refuses early, before any card is looked up or pinned, when the user
 /// does not own the drive mounted at `at` (the daemon would refuse too).
-fn ensure_owner(at: &OnMount) -> anyhow::Result<()> {
-    let owner = match control::call(&at.mnt, Request::Status, |_, _| {})? {
-        Answer::Status { status } => status.drive.role == "owner",
-        _ => false,
-    };
-    if !owner {
-        return Err(UserError::NotOwner {
-            path: at.mnt.join(&at.rel),
+/// Returns the mount's status.
+fn ensure_owner(at: &OnMount) -> anyhow::Result<StatusReport> {
+    let status = match control::call(&at.mnt, Request::Status, |_, _| {})? {
+        Answer::Status { status } if status.drive.role == "owner" => status,
+        _ => {
+            return Err(UserError::NotOwner {
+                path: at.mnt.join(&at.rel),
+            }
+            .into());
         }
-        .into());
-    }
-    Ok(())
+    };
+    Ok(*status)
 }
 
 fn add(path: &Path, with: &str, read_only: bool, fingerprint: Option<&str>) -> anyhow::Result<()> {
     let at = locate(path)?;
-    ensure_owner(&at)?;
+    let status = ensure_owner(&at)?;
     let cards = card_store()?;
     let mut directory = ViaDaemon { mnt: &at.mnt };
     let (card, vouched) =
@@ -196,6 +196,19 @@ fn add(path: &Path, with: &str, read_only: bool, fingerprint: Option<&str>) -> a
         card.fingerprint()
     );
     print_shares(&cards, &shares);
+    if let (Some(owner), Some(fp)) = (
+        &status.drive.owner_identity,
+        &status.drive.owner_fingerprint,
+    ) {
+        let folder = at.rel.to_string_lossy();
+        let invitation = super::invitation::Invitation::new(&status.store, &folder, owner, fp);
+        eprintln!(
+            "Send {} this invitation; they mount the drive with \
+             `cardfs join INVITATION MOUNTPOINT`:",
+            card.identity()
+        );
+        println!("{}", invitation.to_line());
+    }
     Ok(())
 }
 
