@@ -140,6 +140,15 @@ impl Backend for DriveBackend {
                         .collect(),
                 })
             }
+            Request::CardsAll => {
+                let found = directory::all(self.store.as_ref())
+                    .await
+                    .context("listing the drive's card directory")?;
+                Ok(Answer::Cards {
+                    cards: found.cards.iter().map(Card::to_text).collect(),
+                    rejected: Vec::new(),
+                })
+            }
             Request::CardGet { id } => {
                 let (cards, rejected) = match directory::get(self.store.as_ref(), CardId(id)).await
                 {

@@ -93,6 +93,8 @@ pub enum Request {
     CardsFind {
         identity: String,
     },
+    /// Every card published in the drive's card directory.
+    CardsAll,
     /// The card with this id in the drive's card directory.
     CardGet {
         #[serde(with = "hex_array")]

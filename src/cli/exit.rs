@@ -85,7 +85,11 @@ pub enum UserError {
     CardMismatch { identity: String, detail: String },
     /// No card for an identity or card id is pinned here or published in
     /// the drive's card directory.
-    CardNotFound { who: String },
+    CardNotFound {
+        who: String,
+        /// Close identities that do have cards, to suggest.
+        suggestions: Vec<String>,
+    },
     /// A sharing change on a drive this user does not own.
     NotOwner { path: PathBuf },
     /// The drive header contradicts itself (its owner card does not hold
@@ -273,7 +277,13 @@ impl fmt::Display for UserError {
                 "refusing the card offered for {identity}: {detail}; this may be a \
                  key-substitution attack by the store"
             ),
-            UserError::CardNotFound { who } => write!(
+            UserError::CardNotFound { who, suggestions } if !suggestions.is_empty() => write!(
+                f,
+                "no card for {who} is pinned here or published in the drive's store; \
+                 did you mean {}?",
+                suggestions.join(" or ")
+            ),
+            UserError::CardNotFound { who, .. } => write!(
                 f,
                 "no card for {who} is pinned here or published in the drive's store \
                  (ask them to run `cardfs card publish`, or import their card)"
@@ -416,7 +426,10 @@ mod tests {
                 identity: s.clone(),
                 detail: s.clone(),
             },
-            UserError::CardNotFound { who: s.clone() },
+            UserError::CardNotFound {
+                who: s.clone(),
+                suggestions: Vec::new(),
+            },
             UserError::NotOwner { path: p },
             UserError::DriveForged { reason: s.clone() },
             UserError::NothingShared { store: s },

@@ -81,7 +81,11 @@ pub fn resolve(
 fn resolve_error(err: ResolveError<anyhow::Error>, option: &'static str) -> anyhow::Error {
     match err {
         ResolveError::Untrusted(refused) => refusal(refused, option),
-        ResolveError::NotFound { who } => UserError::CardNotFound { who }.into(),
+        ResolveError::NotFound { who } => UserError::CardNotFound {
+            who,
+            suggestions: Vec::new(),
+        }
+        .into(),
         ResolveError::NoneMatches {
             identity,
             given,
@@ -102,6 +106,46 @@ fn resolve_error(err: ResolveError<anyhow::Error>, option: &'static str) -> anyh
         // The directory's own error, with its exit code.
         ResolveError::Source(err) => err,
     }
+}
+
+/// The identities among `candidates` close to `who` (which matched none
+/// exactly): the same name before `@`, the same letters in another case,
+/// or at most two edits away. Sorted, at most five.
+pub fn close_identities(who: &str, candidates: impl IntoIterator<Item = String>) -> Vec<String> {
+    let low = who.to_lowercase();
+    let local = |s: &str| s.split('@').next().unwrap_or_default().to_string();
+    let mut close: Vec<String> = candidates
+        .into_iter()
+        .filter(|c| c != who)
+        .filter(|c| {
+            let c_low = c.to_lowercase();
+            c_low == low
+                || local(&c_low) == local(&low)
+                || (low.len() >= 3 && edit_distance(&c_low, &low) <= 2)
+        })
+        .collect();
+    close.sort();
+    close.dedup();
+    close.truncate(5);
+    close
+}
+
+/// Levenshtein distance between two strings (by characters).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let here = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb))
+                .min(row[j] + 1)
+                .min(here + 1);
+            prev = here;
+        }
+    }
+    row[b.len()]
 }
 
 /// A trust refusal as the user error it is (exit codes 40-41), naming
@@ -191,6 +235,28 @@ pub(crate) mod tests {
     fn mapped(err: ResolveError<anyhow::Error>) -> (u8, String) {
         let err = resolve_error(err, "--fingerprint");
         (code_of(&err), err.to_string())
+    }
+
+    #[test]
+    fn close_identities_are_suggested() {
+        let all = || {
+            [
+                "bob@example.org",
+                "bobby",
+                "alice@example.org",
+                "Bob",
+                "rob",
+                "carol",
+            ]
+            .map(String::from)
+        };
+        assert_eq!(
+            close_identities("bob", all()),
+            ["Bob", "bob@example.org", "bobby", "rob"]
+        );
+        assert_eq!(close_identities("alice", all()), ["alice@example.org"]);
+        assert!(close_identities("zed", all()).is_empty());
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
     }
 
     #[test]

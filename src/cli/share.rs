@@ -146,6 +146,33 @@ fn rel_bytes(rel: &Path) -> Vec<u8> {
     rel.as_os_str().as_bytes().to_vec()
 }
 
+/// A "no card for WHO" error with the close identities that do have a
+/// card (pinned here, or published in the drive's card directory); any
+/// other error unchanged.
+fn with_suggestions(err: anyhow::Error, cards: &CardStore, mnt: &Path) -> anyhow::Error {
+    let Some(UserError::CardNotFound { who, .. }) = err.downcast_ref::<UserError>() else {
+        return err;
+    };
+    let mut names: Vec<String> = (cards.list().unwrap_or_default().iter())
+        .map(|c| c.identity().to_string())
+        .collect();
+    if let Ok(Answer::Cards {
+        cards: published, ..
+    }) = control::call(mnt, Request::CardsAll, |_, _| {})
+    {
+        names.extend(
+            (published.iter())
+                .filter_map(|text| Card::from_text(text).ok())
+                .map(|c| c.identity().to_string()),
+        );
+    }
+    UserError::CardNotFound {
+        who: who.clone(),
+        suggestions: member::close_identities(who, names),
+    }
+    .into()
+}
+
 /// Refuses early, before any card is looked up or pinned, when the user
 /// does not own the drive mounted at `at` (the daemon would refuse too).
 /// Returns the mount's status.
@@ -168,7 +195,8 @@ fn add(path: &Path, with: &str, read_only: bool, fingerprint: Option<&str>) -> a
     let cards = card_store()?;
     let mut directory = ViaDaemon { mnt: &at.mnt };
     let (card, vouched) =
-        member::resolve(&cards, with, fingerprint, &mut directory, "--fingerprint")?;
+        member::resolve(&cards, with, fingerprint, &mut directory, "--fingerprint")
+            .map_err(|e| with_suggestions(e, &cards, &at.mnt))?;
     match &vouched {
         Vouched::Pinned => {}
         Vouched::Authority(a) => eprintln!(

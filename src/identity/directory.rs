@@ -185,10 +185,30 @@ async fn put_merged(
 /// Store failures fail the whole call; an object deleted between listing
 /// and reading is skipped.
 pub async fn find(store: &dyn ObjectStore, identity: &str) -> Result<Found, DirectoryError> {
-    let folder = identity_folder(identity)?;
+    let mut found = read_folder(store, &identity_folder(identity)?, Some(identity)).await?;
+    found
+        .cards
+        .sort_by(|a, b| b.created().cmp(&a.created()).then(a.id().cmp(&b.id())));
+    Ok(found)
+}
+
+/// Every verified card published in the store (through the by-id copies),
+/// for suggestions when an identity matches none exactly. One read per
+/// published card: meant for small directories and error paths.
+pub async fn all(store: &dyn ObjectStore) -> Result<Found, DirectoryError> {
+    read_folder(store, &format!("{PREFIX}by-id/"), None).await
+}
+
+/// Reads and verifies every card object under `folder` (each named by its
+/// card id, and of `identity` when given).
+async fn read_folder(
+    store: &dyn ObjectStore,
+    folder: &str,
+    identity: Option<&str>,
+) -> Result<Found, DirectoryError> {
     let mut found = Found::default();
-    for meta in store.list_all(&folder).await? {
-        let Some(named) = named_id(&meta.key, &folder) else {
+    for meta in store.list_all(folder).await? {
+        let Some(named) = named_id(&meta.key, folder) else {
             reject(&mut found, meta.key, Invalid::BadName);
             continue;
         };
@@ -197,14 +217,11 @@ pub async fn find(store: &dyn ObjectStore, identity: &str) -> Result<Found, Dire
             Err(StoreError::NotFound { .. }) => continue,
             Err(e) => return Err(e.into()),
         };
-        match verify(&bytes, named, Some(identity)) {
+        match verify(&bytes, named, identity) {
             Ok(card) => found.cards.push(card),
             Err(reason) => reject(&mut found, meta.key, reason),
         }
     }
-    found
-        .cards
-        .sort_by(|a, b| b.created().cmp(&a.created()).then(a.id().cmp(&b.id())));
     Ok(found)
 }
 

@@ -290,3 +290,20 @@ async fn publishing_races_lose_no_approval() {
         assert!(stored.approved_by(auth));
     }
 }
+
+#[tokio::test]
+async fn all_lists_every_published_card_and_skips_a_swapped_one() {
+    let store = MemoryStore::new();
+    let (_, alice) = card(1, "alice@example.org", 10);
+    let (_, bob) = card(5, "bob@example.org", 10);
+    let (_, mallory) = card(7, "mallory", 10);
+    assert!(directory::all(&store).await.unwrap().cards.is_empty());
+    directory::publish(&store, &alice).await.unwrap();
+    directory::publish(&store, &bob).await.unwrap();
+    // The store puts Mallory's card where Bob's by-id copy should be.
+    put(&store, &id_key(bob.id()), mallory.to_bytes()).await;
+    let found = directory::all(&store).await.unwrap();
+    assert_eq!(found.cards, [alice]);
+    assert_eq!(found.rejected.len(), 1);
+    assert_eq!(found.rejected[0].key, id_key(bob.id()));
+}

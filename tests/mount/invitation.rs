@@ -3,7 +3,9 @@
 //! fingerprint, pins the owner's card and mounts; an invitation whose
 //! fingerprint is not the drive owner's mounts nothing (exit 41).
 
-use crate::support::mount::{Home, assert_ok, exit_code, is_mounted, local_drive, wait_gone};
+use crate::support::mount::{
+    Home, assert_ok, exit_code, expect_error, is_mounted, local_drive, wait_gone,
+};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use std::path::{Path, PathBuf};
@@ -52,6 +54,9 @@ fn share_add_prints_an_invitation_that_join_mounts() {
 
     let bob = Home::named("bob");
     bob.ok(&["card", "publish", "--key", "bob", "--store", &store]);
+    // `--with bob` names no identity exactly: the close one is suggested.
+    let out = alice.run(&["share", "add", s(&m.path("projects")), "--with", "bob"]);
+    expect_error(&out, 42, "did you mean bob@test?");
     let said = alice.ok(&[
         "share",
         "add",
