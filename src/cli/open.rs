@@ -128,6 +128,29 @@ pub async fn open_store(location: &str, args: &StoreArgs) -> anyhow::Result<Arc<
     Ok(store)
 }
 
+/// Whether `err` is [`UserError::StoreUnreachable`] (exit 20).
+pub fn is_unreachable(err: &anyhow::Error) -> bool {
+    matches!(
+        err.downcast_ref::<UserError>(),
+        Some(UserError::StoreUnreachable { .. })
+    )
+}
+
+/// Opens the store without contacting it (an offline mount: the engine
+/// opens the drive from its cache and verifies the store's copy once it
+/// answers).
+pub async fn open_store_offline(
+    location: &str,
+    args: &StoreArgs,
+) -> anyhow::Result<Arc<dyn ObjectStore>> {
+    let mut options = store::OpenOptions::default();
+    options.s3.endpoint = args.endpoint.clone();
+    store::open(location, &options).await.map_err(|e| match e {
+        OpenError::Store(e) => store_error(e, location),
+        other => other.into(),
+    })
+}
+
 /// The user error for the first request to a store failing. A listing
 /// cannot legitimately be "not found", so such an answer (or one the S3
 /// mapping could not place) means the endpoint is not an S3 server; an S3

@@ -9,6 +9,7 @@ mod support;
 mod crash;
 mod durability;
 mod model;
+mod offline;
 mod ops;
 mod s3;
 mod share;

@@ -82,6 +82,9 @@ pub struct Core {
     pub(super) upload_bytes: u64,
     /// When a store request last succeeded.
     pub(super) last_store_ok: Instant,
+    /// Opened from the local mirror while the store was out of reach, and
+    /// the store's copy not yet checked (see `offline`).
+    pub(super) offline_since: Option<SystemTime>,
     /// When the running commit started (None: none running).
     pub(super) commit_since: Option<Instant>,
     /// Writers are being refused with ENOSPC (nothing can be freed).
