@@ -16,4 +16,5 @@ mod share;
 mod share_keys;
 mod tamper;
 mod two_clients;
+mod two_clients_crash;
 mod writeback;

@@ -193,12 +193,24 @@ impl Engine {
                 "drive header differs from the one this client accepted before",
             ));
         }
+        let (journal, records) = cache.open_journal()?;
+        // The tree at the head accepted before is the replay's base.
+        let want_base = !records.is_empty();
         let mirror = || Mirror::new(&opts.cache_dir, &volume_id);
         let store: Arc<dyn ObjectStore> = Arc::new(MirroredStore::new(store, mirror()));
         let online = if offline {
             None
         } else {
-            match verify_volume(store.as_ref(), &me, header, volume_id, state.as_ref()).await {
+            match verify_volume(
+                store.as_ref(),
+                &me,
+                header,
+                volume_id,
+                state.as_ref(),
+                want_base,
+            )
+            .await
+            {
                 Ok(v) => Some(v),
                 Err(e) if unreachable(&e) && state.is_some() && mirror().is_usable() => {
                     tracing::warn!(volume = %hex8(&volume_id), error = %e, "store unreachable; opening the volume from the local cache (offline)");
@@ -220,8 +232,15 @@ impl Engine {
                     }));
                 }
                 let source = mirror().load().await?;
-                let v =
-                    verify_volume(source.as_ref(), &me, header, volume_id, state.as_ref()).await?;
+                let v = verify_volume(
+                    source.as_ref(),
+                    &me,
+                    header,
+                    volume_id,
+                    state.as_ref(),
+                    want_base,
+                )
+                .await?;
                 tracing::warn!(volume = %hex8(&volume_id), head = v.head.seq, "opened offline from the local cache: reads of uncached content fail with EIO, changes are queued; the store is checked for rollback before the first commit");
                 (v, Some(SystemTime::now()))
             }
@@ -232,6 +251,7 @@ impl Engine {
             head,
             snapshot_seq,
             read_only,
+            at_state,
         } = verified;
         opts.read_only |= read_only;
         let client = cache.client_id();
@@ -240,7 +260,6 @@ impl Engine {
             .map(|s| s.next_client_seq)
             .unwrap_or(1)
             .max(tree.clients.get(&client).map(|s| s + 1).unwrap_or(1));
-        let (journal, records) = cache.open_journal()?;
         let core = Core {
             view: tree.clone(),
             committed: tree,
@@ -282,7 +301,7 @@ impl Engine {
             plain: Mutex::new(Default::default()),
             task: Mutex::new(None),
         });
-        engine.replay_journal(records).await?;
+        engine.replay_journal(records, at_state).await?;
         engine.save_state(true)?;
         let task = tokio::spawn(background(Arc::downgrade(&engine)));
         *engine.task.lock().expect("task lock") = Some(task);
@@ -301,6 +320,9 @@ struct Verified {
     snapshot_seq: u64,
     /// This identity may not write in the volume.
     read_only: bool,
+    /// The tree at the head `state` names, when asked for and passed on
+    /// the way (not when it lies inside the snapshot).
+    at_state: Option<Tree>,
 }
 
 /// Verifies a volume as `source` holds it (the store, or the local mirror
@@ -312,6 +334,7 @@ async fn verify_volume(
     header: &VerifiedHeader,
     volume_id: [u8; 16],
     state: Option<&LocalState>,
+    want_base: bool,
 ) -> Result<Verified> {
     let keys = HeldKeys::load(
         source,
@@ -342,6 +365,7 @@ async fn verify_volume(
     };
     let snapshot_seq = head.seq;
     let mut known_checked = false;
+    let mut at_state = None;
     if let Some(s) = state
         && s.head_seq == head.seq
     {
@@ -349,6 +373,7 @@ async fn verify_volume(
             return Err(fork(&keys.volume, s.head_seq, head.seq));
         }
         known_checked = true;
+        at_state = want_base.then(|| tree.clone());
     }
     while let Some((batch, next, _)) = keys
         .fetch_entry(
@@ -369,6 +394,7 @@ async fn verify_volume(
                 return Err(fork(&keys.volume, s.head_seq, head.seq));
             }
             known_checked = true;
+            at_state = want_base.then(|| tree.clone());
         }
     }
     if let Some(s) = state {
@@ -395,6 +421,7 @@ async fn verify_volume(
         head,
         snapshot_seq,
         read_only,
+        at_state,
     })
 }
 

@@ -33,6 +33,19 @@ pub fn load_identity(path: &Path) -> Identity {
 /// SIGKILLs it as soon as it prints `CHILD-READY` (panics if it exits
 /// without doing so).
 pub fn run_child_and_kill(entry: &str, env_var: &str, arg: &str) {
+    run_child_and_kill_after(entry, env_var, arg, || {}, std::time::Duration::ZERO)
+}
+
+/// [`run_child_and_kill`], calling `on_ready` at READY and waiting `delay`
+/// before SIGKILL (to kill the child while work it started after READY is
+/// in flight).
+pub fn run_child_and_kill_after(
+    entry: &str,
+    env_var: &str,
+    arg: &str,
+    on_ready: impl FnOnce(),
+    delay: std::time::Duration,
+) {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
@@ -53,6 +66,10 @@ pub fn run_child_and_kill(entry: &str, env_var: &str, arg: &str) {
             ready = true;
             break;
         }
+    }
+    if ready {
+        on_ready();
+        std::thread::sleep(delay);
     }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
