@@ -7,13 +7,13 @@
 //! as a file and its conflict copy, the two clients converge, and a client
 //! with an empty cache reads the same bytes (nothing half-trusted).
 
-use crate::support::drive::crash::{self, load_identity, save_identity};
+use crate::support::drive::crash::{
+    self, child_arg, child_role, new_drive, open_in_child, quiet_opts,
+};
 use crate::support::drive::*;
 use cardfs::drive::*;
-use cardfs::store::{LocalStore, ObjectStore};
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 const CHILD_ENV: &str = "CARDFS_TEST_TWO_CLIENTS_CHILD";
@@ -30,14 +30,8 @@ fn a_file(round: usize, i: usize) -> (String, Vec<u8>) {
     (format!("a-{round}-{i}"), data)
 }
 
-fn store_at(dir: &Path) -> Arc<dyn ObjectStore> {
-    Arc::new(LocalStore::open(dir.join("store")).unwrap())
-}
-
 fn opts(dir: &Path, cache: &str) -> DriveOptions {
-    let mut o = DriveOptions::new(dir.join(cache));
-    o.refresh_interval = Duration::from_secs(3600);
-    o
+    quiet_opts(dir.join(cache))
 }
 
 async fn overwrite(d: &Drive, name: &str, data: &[u8]) {
@@ -61,12 +55,7 @@ async fn contents(d: &Drive) -> BTreeMap<String, Vec<u8>> {
 async fn kill_9_of_one_client_during_its_commit() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
-    let store = store_at(dir);
-    let id = Identity::generate();
-    Drive::create_drive(store.clone(), &id, b"card")
-        .await
-        .unwrap();
-    save_identity(&id, &dir.join("id"));
+    let (store, id) = new_drive(dir).await;
     let b = Drive::open_drive(store.clone(), id.clone(), opts(dir, "b"))
         .await
         .unwrap();
@@ -78,7 +67,7 @@ async fn kill_9_of_one_client_during_its_commit() {
         put(&b, ROOT_INO, &shared, b"base").await;
         sync(&b).await;
         let entry = crate::support::test_name(module_path!(), "two_clients_child_entry");
-        let arg = format!("{}|{round}", dir.display());
+        let arg = child_arg(dir, &round.to_string());
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         let child = tokio::task::spawn_blocking(move || {
             crash::run_child_and_kill_after(
@@ -169,15 +158,11 @@ async fn kill_9_of_one_client_during_its_commit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "entry point of the two-client crash test's child process"]
 async fn two_clients_child_entry() {
-    let Ok(arg) = std::env::var(CHILD_ENV) else {
+    let Some((dir, round)) = child_role(CHILD_ENV) else {
         return;
     };
-    let (dir, round) = arg.split_once('|').unwrap();
-    let (dir, round): (&Path, usize) = (Path::new(dir), round.parse().unwrap());
-    let slow = faulty(store_at(dir));
-    let a = Drive::open_drive(slow.clone(), load_identity(&dir.join("id")), opts(dir, "a"))
-        .await
-        .unwrap();
+    let round: usize = round.parse().unwrap();
+    let (a, slow) = open_in_child(&dir, "a").await;
     slow.update_config(|c| c.latency = LATENCY);
     overwrite(
         &a,
