@@ -45,7 +45,19 @@ impl PrivateServer {
         // No --watch-pid: its watchdog deletes the data directory when the
         // server stops, and this server must restart on the same data.
         // Drop stops it, also when the test fails.
-        let out = cmd.output().unwrap();
+        let mut out = cmd.output().unwrap();
+        // The script picks free ports, then binds them: a server starting
+        // at the same moment (tests run side by side) can take one in
+        // between ("Port allocation failed"). Try again, a few times.
+        for _ in 0..3 {
+            if out.status.success()
+                || !String::from_utf8_lossy(&out.stderr).contains("Port allocation failed")
+            {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            out = cmd.output().unwrap();
+        }
         assert_ok(&out, "scripts/s3-server start");
         let env = exported_env(&String::from_utf8_lossy(&out.stdout));
         let port = env.endpoint.rsplit(':').next().unwrap().parse().unwrap();
