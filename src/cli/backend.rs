@@ -246,6 +246,7 @@ pub fn drive_report(s: &DriveStatus, now: SystemTime) -> DriveReport {
             .last_commit
             .map(|t| now.duration_since(t).unwrap_or(Duration::ZERO).as_secs()),
         store_reachable: s.store_reachable,
+        offline_since: s.offline_since.map(super::units::rfc3339),
         cache_full: s.cache_full,
         lost_writes: s.lost_unsealed.clone(),
         owner_identity: None,
@@ -301,6 +302,7 @@ mod tests {
             uploaded_bytes: 4096,
             last_commit: Some(UNIX_EPOCH + Duration::from_secs(88)),
             store_reachable: false,
+            offline_since: None,
             cache_full: true,
             lost_unsealed: vec!["a/b.txt".into()],
         };
@@ -311,5 +313,12 @@ mod tests {
         assert_eq!(r.last_commit_age_secs, Some(12));
         assert!(!r.store_reachable && r.cache_full);
         assert_eq!(r.lost_writes, ["a/b.txt"]);
+        assert_eq!(r.offline_since, None);
+        let offline = DriveStatus {
+            offline_since: Some(UNIX_EPOCH + Duration::from_secs(60)),
+            ..s
+        };
+        let r = drive_report(&offline, now);
+        assert_eq!(r.offline_since.as_deref(), Some("1970-01-01T00:01:00Z"));
     }
 }

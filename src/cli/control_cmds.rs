@@ -149,13 +149,18 @@ pub fn ask_status(
     }
 }
 
+/// An RFC 3339 UTC time of a report as `cardfs status` words it.
+fn words_utc(rfc3339: &str) -> String {
+    rfc3339.replace('T', " ").replace('Z', " UTC")
+}
+
 /// `cardfs status` in words: the mountpoint, then indented fields.
 fn status_lines(r: &StatusReport) -> Vec<String> {
     use super::units::bytes;
     let d = &r.drive;
     let last_commit = match (&d.last_commit, d.last_commit_age_secs) {
         (Some(t), Some(ago)) => {
-            format!("{} ({ago} s ago)", t.replace('T', " ").replace('Z', " UTC"))
+            format!("{} ({ago} s ago)", words_utc(t))
         }
         _ => "none since mounting".into(),
     };
@@ -191,7 +196,15 @@ fn status_lines(r: &StatusReport) -> Vec<String> {
         ("last commit", last_commit),
         (
             "store reachable",
-            if d.store_reachable { "yes" } else { "no" }.into(),
+            match &d.offline_since {
+                Some(t) => format!(
+                    "offline (store unreachable since {}): serving the local cache, changes are \
+                     queued",
+                    words_utc(t)
+                ),
+                None if d.store_reachable => "yes".into(),
+                None => "no".into(),
+            },
         ),
     ];
     if d.cache_full {
@@ -247,6 +260,7 @@ mod tests {
             last_commit: Some("1970-01-01T00:01:28Z".into()),
             last_commit_age_secs: Some(12),
             store_reachable: false,
+            offline_since: None,
             cache_full: true,
             lost_writes: vec!["a/b.txt".into()],
             owner_identity: Some("alice@x".into()),
@@ -267,6 +281,16 @@ mod tests {
         has("  upload rate: 1.5 KiB/s (last 10 s)");
         has("  uploaded: 3.0 MiB since mounting");
         has("  store reachable: no");
+        let offline = StatusReport {
+            drive: DriveReport {
+                offline_since: Some("1970-01-01T00:01:00Z".into()),
+                ..report.drive.clone()
+            },
+            ..report.clone()
+        };
+        assert!(status_lines(&offline).iter().any(|l| l.starts_with(
+            "  store reachable: offline (store unreachable since 1970-01-01 00:01:00 UTC)"
+        )));
         has("  owner: alice@x (1234)");
         has("  your role: member of the folders shared with you");
         assert!(lines.iter().any(|l| l.starts_with("  cache: full")));

@@ -203,6 +203,9 @@ pub struct DriveReport {
     pub last_commit_age_secs: Option<u64>,
     /// The store answered its last request.
     pub store_reachable: bool,
+    /// Mounted from the local cache while the store is unreachable: since
+    /// when (RFC 3339 UTC); `null` when the store answered at mount.
+    pub offline_since: Option<String>,
     /// Writes fail with ENOSPC until the store takes uploads again.
     pub cache_full: bool,
     /// Files whose last writes were lost when the daemon last stopped

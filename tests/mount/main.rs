@@ -14,6 +14,7 @@ mod durability;
 mod fuse;
 mod invitation;
 mod local;
+mod offline;
 mod posix;
 mod s3;
 mod second_machine;
