@@ -17,9 +17,9 @@ use crate::drive::error::{DriveError, Result};
 use crate::drive::tree::fresh_id;
 use crate::drive::types::{Fh, Ino};
 use crate::drive::volume;
-use crate::format::content::{self, BLOCK_SIZE, BlockId, sealed_len};
+use crate::format::content::{self, BLOCK_SIZE, sealed_len};
 use crate::format::crypto::{Cipher, random_array};
-use crate::format::meta::{BlockRef, FileKey, KIND_DIR, KIND_FILE, Node, Op};
+use crate::format::meta::{BlockRef, KIND_DIR, KIND_FILE, Op};
 use crate::store::{GetOptions, StoreError};
 use std::ops::Range;
 use std::sync::Arc;
@@ -30,23 +30,12 @@ const DIRTY_LIMIT: u64 = 64 << 20;
 /// Largest file size (block indexes stay far below u64 limits).
 const MAX_FILE: u64 = 1 << 50;
 
-/// What is needed to read one stored block.
+/// What is needed to read one stored block: its position in the file and
+/// its block ref (id, length, key).
 #[derive(Clone)]
 pub struct Fetch {
-    file_id: [u8; 16],
-    key: crate::format::meta::FileKey,
     index: u64,
     block: BlockRef,
-}
-
-impl Fetch {
-    fn id(&self) -> BlockId<'_> {
-        BlockId {
-            file_id: &self.file_id,
-            block_id: &self.block.id,
-            block_index: self.index,
-        }
-    }
 }
 
 /// Blocks fetched ahead of a sequential reader: enough GETs in flight to
@@ -83,8 +72,8 @@ impl Engine {
             return Ok(self.whole_block(f).await?[range].to_vec());
         }
         let key = volume::content_key(&f.block.id);
-        let id = f.id();
-        let cipher = self.block_cipher(f)?;
+        let id = &f.block.id;
+        let cipher = self.block_cipher(&f.block)?;
         let (chunks, obj) = content::chunk_span(range.clone(), len);
         let base = chunks.start as usize * content::CHUNK_SIZE;
         if let Some(sealed) = self.cache.read_object(&f.block.id, Some(obj.clone()))? {
@@ -101,67 +90,31 @@ impl Engine {
         Ok(plain[range.start - base..range.end - base].to_vec())
     }
 
-    /// The cipher of a stored block: its file key, or for blocks of epoch
-    /// g > 0 the file key bound to the volume key of generation g.
-    fn block_cipher(&self, f: &Fetch) -> Result<Cipher> {
+    /// The cipher of a stored block: its own key, from its block ref
+    /// (while this client is still a member).
+    fn block_cipher(&self, block: &BlockRef) -> Result<Cipher> {
         self.keys.check_member()?;
-        let key = self
-            .keys
-            .get()
-            .block_key(&f.key, f.block.epoch)
-            .ok_or_else(|| {
-                DriveError::tampered(
-                    volume::content_key(&f.block.id),
-                    format!(
-                        "block sealed under keyring generation {}, which this client does not hold",
-                        f.block.epoch
-                    ),
-                )
-            })?;
-        Ok(content::block_cipher(&key, f.id()))
+        Ok(content::block_cipher(block.key.as_bytes()))
     }
 
-    /// The plaintext of stored block `index` of `n` (re-encryption).
-    pub(super) async fn read_stored_block(
-        &self,
-        n: &Node,
-        index: u64,
-        block: BlockRef,
-    ) -> Result<Vec<u8>> {
-        let f = Fetch {
-            file_id: n.file_id,
-            key: n.file_key.clone(),
-            index,
-            block,
-        };
-        self.fetch_block(&f).await
+    /// The plaintext of stored block `index` (re-encryption).
+    pub(super) async fn read_stored_block(&self, index: u64, block: BlockRef) -> Result<Vec<u8>> {
+        self.fetch_block(&Fetch { index, block }).await
     }
 
-    /// Whether the object of block `index` (of the file with `file_id` and
-    /// `file_key`) is intact: its cached copy has the right size and
-    /// authenticates, or (uploaded and evicted already) the store holds an
-    /// object of the right size. `Ok(false)`: missing or damaged.
-    pub(super) async fn block_intact(
-        &self,
-        file_id: [u8; 16],
-        file_key: FileKey,
-        index: u64,
-        block: BlockRef,
-    ) -> Result<bool> {
-        let f = Fetch {
-            file_id,
-            key: file_key,
-            index,
-            block,
-        };
+    /// Whether the object of `block` is intact: its cached copy has the
+    /// right size and authenticates, or (uploaded and evicted already) the
+    /// store holds an object of the right size. `Ok(false)`: missing or
+    /// damaged.
+    pub(super) async fn block_intact(&self, block: &BlockRef) -> Result<bool> {
         let len = block.len as usize;
         match self.cache.read_object(&block.id, None)? {
             Some(sealed) => {
-                let Ok(cipher) = self.block_cipher(&f) else {
+                let Ok(cipher) = self.block_cipher(block) else {
                     return Ok(false);
                 };
                 let all = 0..content::chunk_count(len);
-                Ok(content::open_chunks(&cipher, f.id(), len, all, &sealed).is_ok())
+                Ok(content::open_chunks(&cipher, &block.id, len, all, &sealed).is_ok())
             }
             None => match self.store.head(&volume::content_key(&block.id)).await {
                 Ok(meta) => Ok(meta.size == sealed_len(len) as u64),
@@ -171,28 +124,22 @@ impl Engine {
         }
     }
 
-    /// Seals `plain` as a new version of block `index` of `n` under the
-    /// current generation into the cache (pinned, queued for upload).
-    pub(super) fn seal_stored_block(&self, n: &Node, index: u64, plain: &[u8]) -> Result<BlockRef> {
-        let keys = self.keys.get();
-        let epoch = keys.current().0;
-        let key = keys
-            .block_key(&n.file_key, epoch)
-            .expect("current generation held");
-        let block_id: [u8; 16] = random_array();
-        let id = BlockId {
-            file_id: &n.file_id,
-            block_id: &block_id,
-            block_index: index,
-        };
-        let sealed = content::seal_block(&content::block_cipher(&key, id), id, plain);
-        self.cache.put_object(&block_id, &sealed, true, false)?;
-        self.lock().add_upload(block_id, sealed.len() as u64);
-        Ok(BlockRef {
-            id: block_id,
-            len: plain.len() as u32,
-            epoch,
-        })
+    /// Seals `plain` as a new block version (fresh id and key, epoch the
+    /// current generation) into the cache (pinned, queued for upload).
+    pub(super) fn seal_stored_block(&self, plain: &[u8]) -> Result<BlockRef> {
+        let (block, sealed) = self.seal_new_block(plain);
+        self.cache.put_object(&block.id, &sealed, true, false)?;
+        self.lock().add_upload(block.id, sealed.len() as u64);
+        Ok(block)
+    }
+
+    /// A new block version of `plain`: a fresh random id and key, sealed
+    /// at the volume's current generation. Returns its ref and object bytes.
+    fn seal_new_block(&self, plain: &[u8]) -> (BlockRef, Vec<u8>) {
+        let block = BlockRef::fresh(plain.len() as u32, self.keys.get().current().0);
+        let cipher = content::block_cipher(block.key.as_bytes());
+        let sealed = content::seal_block(&cipher, &block.id, plain);
+        (block, sealed)
     }
 
     fn drop_cached(&self, key: &str, id: &[u8; 16], e: &crate::format::wire::FormatError) {
@@ -250,8 +197,8 @@ impl Engine {
     async fn load_whole(&self, f: &Fetch) -> Result<Arc<Vec<u8>>> {
         let len = f.block.len as usize;
         let key = volume::content_key(&f.block.id);
-        let id = f.id();
-        let cipher = self.block_cipher(f)?;
+        let id = &f.block.id;
+        let cipher = self.block_cipher(&f.block)?;
         let all = 0..content::chunk_count(len);
         if let Some(sealed) = self.cache.read_object(&f.block.id, None)? {
             match content::open_chunks(&cipher, id, len, all.clone(), &sealed) {
@@ -325,10 +272,8 @@ impl Engine {
                 } else if let (true, Some(b)) = (idx < live_blocks, blocks.get(&idx)) {
                     parts.push(Part::Stored(
                         Fetch {
-                            file_id: n.file_id,
-                            key: n.file_key.clone(),
                             index: idx,
-                            block: *b,
+                            block: b.clone(),
                         },
                         in_start..in_end,
                     ));
@@ -345,10 +290,8 @@ impl Engine {
                 .filter(|i| !d.is_some_and(|d| d.blocks.contains_key(i)))
                 .filter_map(|i| {
                     blocks.get(&i).map(|b| Fetch {
-                        file_id: n.file_id,
-                        key: n.file_key.clone(),
                         index: i,
-                        block: *b,
+                        block: b.clone(),
                     })
                 })
                 .collect();
@@ -598,30 +541,18 @@ impl Engine {
         } else {
             ino
         };
-        let n = &core.view.nodes[&ino];
+        let base = core.view.nodes[&ino].version;
         let Some(d) = core.dirty.remove(&ino) else {
             return Ok(());
         };
-        let keys = self.keys.get();
-        let epoch = keys.current().0;
-        let key = keys
-            .block_key(&n.file_key, epoch)
-            .expect("current generation held");
-        let (file_id, base) = (n.file_id, n.version);
         let mut refs: Vec<(u64, BlockRef)> = Vec::new();
         for (idx, buf) in &d.blocks {
             if buf.is_empty() || idx * B >= d.size {
                 continue;
             }
             let len = buf.len().min((d.size - idx * B) as usize);
-            let block_id: [u8; 16] = random_array();
-            let id = BlockId {
-                file_id: &file_id,
-                block_id: &block_id,
-                block_index: *idx,
-            };
-            let sealed = content::seal_block(&content::block_cipher(&key, id), id, &buf[..len]);
-            if let Err(e) = self.cache.put_object(&block_id, &sealed, true, durable) {
+            let (block, sealed) = self.seal_new_block(&buf[..len]);
+            if let Err(e) = self.cache.put_object(&block.id, &sealed, true, durable) {
                 // Nothing sealed: the writes stay buffered for a later seal.
                 for (_, b) in &refs {
                     core.upload_done(&b.id);
@@ -630,15 +561,8 @@ impl Engine {
                 core.dirty.insert(ino, d);
                 return Err(e);
             }
-            core.add_upload(block_id, sealed.len() as u64);
-            refs.push((
-                *idx,
-                BlockRef {
-                    id: block_id,
-                    len: len as u32,
-                    epoch,
-                },
-            ));
+            core.add_upload(block.id, sealed.len() as u64);
+            refs.push((*idx, block));
         }
         let op = Op::SetContent {
             node: ino,
@@ -716,10 +640,8 @@ fn to_load(core: &Core, ino: Ino, idxs: &[u64]) -> Result<Vec<Fetch>> {
         .filter_map(|i| {
             let blocks = d.map(|d| &d.base_blocks).unwrap_or(&n.blocks);
             blocks.get(i).map(|b| Fetch {
-                file_id: n.file_id,
-                key: n.file_key.clone(),
                 index: *i,
-                block: *b,
+                block: b.clone(),
             })
         })
         .collect())

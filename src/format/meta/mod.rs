@@ -26,7 +26,7 @@ pub mod signed;
 pub use header::{DriveHeader, MemberRecord};
 pub use keyring::{Keyring, volume_key_context};
 pub use node::{
-    BlockRef, DirLink, FileKey, KIND_BLOCK_DEV, KIND_CHAR_DEV, KIND_DIR, KIND_FIFO, KIND_FILE,
+    BlockKey, BlockRef, DirLink, KIND_BLOCK_DEV, KIND_CHAR_DEV, KIND_DIR, KIND_FIFO, KIND_FILE,
     KIND_SOCKET, KIND_SYMLINK, KIND_VOLUME, Node, Time, is_special,
 };
 pub use ops::{AttrChange, Batch, Op, SnapshotBody};
