@@ -9,6 +9,12 @@
 //! its 16-byte tag, so chunk `k` starts at `k * (CHUNK_SIZE + 16)` and a
 //! reader can fetch any chunk range.
 //!
+//! Padding: the sealed plaintext is the block's bytes followed by zeros up
+//! to [`padded_len`] (Padmé, at least [`MIN_PADDED`] bytes), so an object's
+//! size shows only a size class of its block (at most 6.25% larger for
+//! blocks of 256 bytes or more). The block ref keeps the true length; the
+//! padding is authenticated like the rest and must be zeros.
+//!
 //! Keys and binding (format version 2): the chunk key is the block
 //! version's random key itself, used for this one object only, so the nonce
 //! can be the chunk index. The AAD is
@@ -36,6 +42,29 @@ pub const BLOCK_AAD_MAGIC: &[u8; 4] = b"CFSB";
 /// The content format version bound into every chunk's AAD.
 pub const BLOCK_VERSION: u8 = 2;
 
+/// Blocks shorter than this are padded to it.
+pub const MIN_PADDED: usize = 256;
+
+/// Padmé (Nikitin et al., "Reducing metadata leakage from encrypted files
+/// and communication with PURBs", 2019): rounds `l` up so that only the
+/// top `floor(log2(floor(log2 l))) + 1` bits below the leading one may be
+/// set, a size class with overhead at most `2^-(that)` (6.25% from 256 bytes
+/// up, 12.5% from 16). Idempotent.
+pub fn padme(l: usize) -> usize {
+    if l < 2 {
+        return l;
+    }
+    let e = usize::BITS - 1 - l.leading_zeros();
+    let s = u32::BITS - e.leading_zeros();
+    let mask = (1usize << (e - s)) - 1;
+    (l + mask) & !mask
+}
+
+/// The padded plaintext length of a block of `len` bytes (<= BLOCK_SIZE).
+pub fn padded_len(len: usize) -> usize {
+    padme(len.max(MIN_PADDED)).min(BLOCK_SIZE)
+}
+
 /// The cipher of one block version (its random key from the block ref).
 pub fn block_cipher(key: &[u8; 32]) -> Cipher {
     Cipher::new(&SecretKey::from_bytes(*key))
@@ -58,25 +87,29 @@ fn aad(block_id: &[u8; 16], chunk: u32, last: bool) -> [u8; 4 + 2 + 16 + 4 + 1] 
     a
 }
 
-/// Number of chunks of a block of `len` plaintext bytes (at least one).
+/// Number of chunks of the object of a block of `len` plaintext bytes
+/// (of its padded length; at least one).
 pub fn chunk_count(len: usize) -> u32 {
-    len.div_ceil(CHUNK_SIZE).max(1) as u32
+    padded_len(len).div_ceil(CHUNK_SIZE).max(1) as u32
 }
 
-/// Stored size of a block of `len` plaintext bytes.
+/// Stored size of a block of `len` plaintext bytes (padding included).
 pub fn sealed_len(len: usize) -> usize {
-    len + chunk_count(len) as usize * TAG_LEN
+    padded_len(len) + chunk_count(len) as usize * TAG_LEN
 }
 
 /// Seals a block's plaintext (1..=BLOCK_SIZE bytes) into object bytes.
 pub fn seal_block(cipher: &Cipher, block_id: &[u8; 16], plain: &[u8]) -> Vec<u8> {
     assert!(plain.len() <= BLOCK_SIZE, "block larger than BLOCK_SIZE");
     let n = chunk_count(plain.len());
+    let padded = padded_len(plain.len());
     let mut out = Vec::with_capacity(sealed_len(plain.len()));
     for k in 0..n {
         let start = k as usize * CHUNK_SIZE;
-        let end = (start + CHUNK_SIZE).min(plain.len());
-        let mut buf = plain[start..end].to_vec();
+        let end = (start + CHUNK_SIZE).min(padded);
+        // The block's bytes in this chunk, then zeros up to its end.
+        let mut buf = plain[start.min(plain.len())..end.min(plain.len())].to_vec();
+        buf.resize(end - start, 0);
         cipher.seal_in_place(&nonce(k), &aad(block_id, k, k + 1 == n), &mut buf);
         out.extend_from_slice(&buf);
     }
@@ -104,9 +137,10 @@ pub fn chunk_span(range: Range<usize>, len: usize) -> (Range<u32>, Range<u64>) {
 
 /// Opens chunks `chunks` of a block of `len` plaintext bytes from `sealed`,
 /// the object bytes starting at chunk `chunks.start`. Returns the plaintext
-/// of those chunks, or an error if any chunk fails or the bytes are short
-/// or long, or `len` is above [`BLOCK_SIZE`] (a length from metadata is
-/// not trusted to size a buffer).
+/// of those chunks up to the block's length (the padding after it is
+/// checked to be zeros and dropped), or an error if any chunk fails or the
+/// bytes are short or long, or `len` is above [`BLOCK_SIZE`] (a length from
+/// metadata is not trusted to size a buffer).
 pub fn open_chunks(
     cipher: &Cipher,
     block_id: &[u8; 16],
@@ -118,15 +152,17 @@ pub fn open_chunks(
         return Err(FormatError::Invalid("block length"));
     }
     let n = chunk_count(len);
+    let padded = padded_len(len);
     if chunks.end > n || chunks.start > chunks.end {
         return Err(FormatError::Invalid("chunk range outside block"));
     }
+    let base = chunks.start as usize * CHUNK_SIZE;
     // Sized by the bytes given, never by the lengths claimed.
     let mut out = Vec::with_capacity(sealed.len());
     let mut pos = 0usize;
     for k in chunks {
         let plain_len = if k + 1 == n {
-            len - k as usize * CHUNK_SIZE
+            padded - k as usize * CHUNK_SIZE
         } else {
             CHUNK_SIZE
         };
@@ -144,6 +180,11 @@ pub fn open_chunks(
     if pos != sealed.len() {
         return Err(FormatError::Trailing);
     }
+    let keep = len.saturating_sub(base).min(out.len());
+    if out[keep..].iter().any(|b| *b != 0) {
+        return Err(FormatError::Invalid("block padding"));
+    }
+    out.truncate(keep);
     Ok(out)
 }
 
@@ -159,11 +200,14 @@ mod tests {
         let plain: Vec<u8> = (0..CHUNK_SIZE + 10).map(|i| (i % 251) as u8).collect();
         let sealed = seal_block(&block_cipher(&key), &b, &plain);
         assert_eq!(sealed.len(), sealed_len(plain.len()));
+        // Padmé: 65546 bytes are sealed as 67584 (2048 multiples at 2^16).
+        assert_eq!(padded_len(plain.len()), 67584);
+        assert_eq!(sealed.len(), 67584 + 2 * TAG_LEN);
         // Checked with an independent AES-GCM-SIV (Python `cryptography`).
         let digest = crate::format::hex::encode(&sha2::Sha256::digest(&sealed));
         assert_eq!(
             digest,
-            "cf9134a17a00a417642b54f058729f91020f3a5d9f6c61e71b9e4bb09af6a86a"
+            "388f0b3b4b19bbadddfe3f4160875e0a09aa6e974bcb38a531bc04613e1a47d9"
         );
         // The AAD of the final chunk, byte for byte.
         let a = aad(&b, 1, true);
@@ -253,5 +297,64 @@ mod tests {
         let other = seal_block(&c3, &[9; 16], &vec![7u8; len]);
         assert_ne!(other, sealed);
         assert!(open_chunks(&c, &b, len, all, &other).is_err());
+    }
+
+    #[test]
+    fn padme_size_classes() {
+        // The issue's example: a 12,345-byte file is no longer 12,361 bytes.
+        // (Expected values from an independent Padmé in Python.)
+        assert_eq!(padme(12_345), 12_800);
+        assert_eq!(sealed_len(12_345), 12_800 + TAG_LEN);
+        for (l, want) in [
+            (0, 0),
+            (1, 1),
+            (255, 256),
+            (256, 256),
+            (257, 272),
+            (1000, 1024),
+        ] {
+            assert_eq!(padme(l), want, "padme({l})");
+        }
+        assert_eq!(padded_len(1), MIN_PADDED);
+        assert_eq!(padded_len(BLOCK_SIZE), BLOCK_SIZE);
+        assert_eq!(padded_len(BLOCK_SIZE - 1), BLOCK_SIZE);
+        let mut classes = std::collections::BTreeSet::new();
+        for l in (1..=BLOCK_SIZE).step_by(97) {
+            let p = padded_len(l);
+            assert!(p >= l && p <= BLOCK_SIZE);
+            assert_eq!(padme(p), p, "idempotent at {l}");
+            if l >= MIN_PADDED {
+                assert!((p - l) * 100 <= l * 12, "overhead at {l}: {p}");
+            }
+            classes.insert(p);
+        }
+        // Far fewer sizes than lengths: what the store sees is a class.
+        assert!(classes.len() < 600, "{}", classes.len());
+    }
+
+    #[test]
+    fn padding_is_authenticated_and_must_be_zero() {
+        let c = block_cipher(&[7; 32]);
+        let b = [6u8; 16];
+        let sealed = seal_block(&c, &b, b"short");
+        assert_eq!(sealed.len(), MIN_PADDED + TAG_LEN);
+        assert_eq!(open_chunks(&c, &b, 5, 0..1, &sealed), Ok(b"short".to_vec()));
+        // Read as a longer block: the padding shows as zeros, not garbage.
+        assert_eq!(
+            open_chunks(&c, &b, 7, 0..1, &sealed),
+            Ok(b"short\0\0".to_vec())
+        );
+        // Non-zero bytes after the block's length are refused.
+        let bad = seal_block(&c, &b, b"short and long");
+        assert_eq!(
+            open_chunks(&c, &b, 5, 0..1, &bad),
+            Err(FormatError::Invalid("block padding"))
+        );
+        let mut flipped = sealed.clone();
+        flipped[200] ^= 1;
+        assert_eq!(
+            open_chunks(&c, &b, 5, 0..1, &flipped),
+            Err(FormatError::Decrypt)
+        );
     }
 }

@@ -75,3 +75,41 @@ pub fn sha256(bytes: &[u8]) -> [u8; 32] {
 fn subkey(volume_key: &SecretKey, volume: &[u8; 16], label: &[u8]) -> Cipher {
     Cipher::new(&hkdf(volume, volume_key.expose(), &[b"cardfs/v1/", label]))
 }
+
+/// Encrypted metadata payloads (log entries, snapshots, a keyring's secret
+/// part) are padded to at least this many bytes.
+pub const PAD_FLOOR: usize = 1024;
+/// Up to this size payloads are padded to a power of two; above it, to a
+/// Padmé class (overhead at most 6.25% there).
+const PAD_POW2_UNTIL: usize = 64 << 10;
+
+/// The padded size of a payload of `n` bytes (its u32 length included).
+pub fn padded_payload_len(n: usize) -> usize {
+    let n = n.max(PAD_FLOOR);
+    if n <= PAD_POW2_UNTIL {
+        n.next_power_of_two()
+    } else {
+        crate::format::content::padme(n)
+    }
+}
+
+/// `len u32 || payload || zeros`, padded to [`padded_payload_len`].
+fn pad(payload: &[u8]) -> zeroize::Zeroizing<Vec<u8>> {
+    let total = padded_payload_len(4 + payload.len());
+    let mut w = Writer(Vec::with_capacity(total));
+    w.bytes(payload);
+    w.0.resize(total, 0);
+    zeroize::Zeroizing::new(w.into_vec())
+}
+
+/// Reverses [`pad`]: the padding must be canonical (the exact size class
+/// of the payload, zeros only).
+fn unpad(plain: &[u8]) -> Result<&[u8], FormatError> {
+    let mut r = super::wire::Reader::new(plain);
+    let payload = r.bytes()?;
+    let rest = &plain[r.position()..];
+    if plain.len() != padded_payload_len(4 + payload.len()) || rest.iter().any(|b| *b != 0) {
+        return Err(FormatError::Invalid("padding"));
+    }
+    Ok(payload)
+}
