@@ -40,7 +40,7 @@ pub const SEALED_CHUNK: usize = CHUNK_SIZE + TAG_LEN;
 /// The magic bound into every chunk's AAD.
 pub const BLOCK_AAD_MAGIC: &[u8; 4] = b"CFSB";
 /// The content format version bound into every chunk's AAD.
-pub const BLOCK_VERSION: u8 = 2;
+pub const BLOCK_VERSION: u8 = super::DRIVE_FORMAT;
 
 /// Blocks shorter than this are padded to it.
 pub const MIN_PADDED: usize = 256;

@@ -385,12 +385,14 @@ async fn forged_keyrings_are_refused() {
     let mallory = Identity::generate();
     let evil_key = SecretKey::random();
 
+    // Magic, version and flags (6), drive, volume, generation, owner card.
+    const PUBLIC_PART: usize = 6 + 16 + 16 + 4 + 32;
     let mut cases: Vec<(&str, Vec<u8>)> = Vec::new();
     // Bob's wrapped key replaced by one wrapping the attacker's key.
     let mut swapped = good.clone();
     let ctx = volume_key_context(&ring.drive_id, &vol, 1);
     let w_evil = wrap_key(&w.bob.member(Role::Writer).x25519, &evil_key, &ctx).unwrap();
-    let at = 8 + 16 + 16 + 4 + 32 + 4 + WRAPPED_KEY_LEN; // Bob is member 1
+    let at = PUBLIC_PART + 4 + WRAPPED_KEY_LEN; // Bob is member 1
     swapped[at..at + WRAPPED_KEY_LEN].copy_from_slice(&w_evil);
     cases.push(("wrapped key swapped", swapped));
     // The same, re-signed by the attacker.
@@ -408,14 +410,15 @@ async fn forged_keyrings_are_refused() {
     .unwrap();
     cases.push(("sealed by a non-owner", forged));
     // Empty: no wrapped keys, nothing encrypted.
-    let mut empty = good[..8 + 16 + 16 + 4 + 32].to_vec();
+    let mut empty = good[..PUBLIC_PART].to_vec();
     empty.extend_from_slice(&0u32.to_le_bytes());
     cases.push(("empty", empty));
     // Shortened: the last wrapped key and everything after cut off.
     cases.push(("truncated", good[..good.len() / 2].to_vec()));
     let mut one_less = good.clone();
     one_less.drain(at..at + WRAPPED_KEY_LEN);
-    one_less[8 + 16 + 16 + 4 + 32..8 + 16 + 16 + 4 + 32 + 4].copy_from_slice(&2u32.to_le_bytes());
+    let places = u32::from_le_bytes(good[PUBLIC_PART..PUBLIC_PART + 4].try_into().unwrap());
+    one_less[PUBLIC_PART..PUBLIC_PART + 4].copy_from_slice(&(places - 1).to_le_bytes());
     cases.push(("one wrapped key removed", one_less));
     // Generation 0's keyring stored as generation 1.
     cases.push(("another generation's keyring", w.get(&k0).await));

@@ -10,7 +10,7 @@
 
 use super::header::MEMBER_RECORD_LEN;
 use super::{
-    KEYRING_MAGIC, KEYRING_VERSION, MemberRecord, pad, put_header, split_sig, subkey, unpad,
+    FORMAT_VERSION, KEYRING_MAGIC, MemberRecord, pad, put_header, split_sig, subkey, unpad,
 };
 use crate::format::crypto::{
     NONCE_LEN, SecretKey, WRAPPED_KEY_LEN, random_array, unwrap_key, wrap_key,
@@ -139,7 +139,7 @@ impl Keyring {
     fn seal_unchecked(&self, key: &SecretKey, owner: &SigningKey) -> Result<Vec<u8>, FormatError> {
         let ctx = volume_key_context(&self.drive_id, &self.volume, self.generation);
         let mut w = Writer::new();
-        put_header(&mut w, KEYRING_MAGIC, KEYRING_VERSION);
+        put_header(&mut w, KEYRING_MAGIC);
         w.raw(&self.drive_id)
             .raw(&self.volume)
             .u32(self.generation)
@@ -171,7 +171,7 @@ impl Keyring {
             .verify_strict(body, &sig)
             .map_err(|_| FormatError::Signature)?;
         let mut r = Reader::new(body);
-        r.versioned_header(KEYRING_MAGIC, KEYRING_VERSION)?;
+        r.versioned_header(KEYRING_MAGIC, FORMAT_VERSION)?;
         let drive_id = r.array()?;
         let volume = r.array()?;
         let generation = r.u32()?;
@@ -426,7 +426,7 @@ mod tests {
         // owner: refused at the count.
         let (body, _) = bytes.split_at(bytes.len() - SIG_LEN);
         let mut forged = body.to_vec();
-        forged[76..80].copy_from_slice(&u32::MAX.to_le_bytes());
+        forged[74..78].copy_from_slice(&u32::MAX.to_le_bytes());
         let sig = owner_sk.sign(&forged);
         forged.extend_from_slice(&sig.to_bytes());
         assert!(matches!(

@@ -38,23 +38,23 @@ use ed25519_dalek::Signature;
 use sha2::Digest;
 
 pub const HEADER_MAGIC: &[u8; 4] = b"CFSD";
-pub const KEYRING_MAGIC: &[u8; 4] = b"CFSK";
+/// Keyring magic ("ring"; `CFSK` is the key file's).
+pub const KEYRING_MAGIC: &[u8; 4] = b"CFSR";
 pub const ENTRY_MAGIC: &[u8; 4] = b"CFSL";
 pub const SNAPSHOT_MAGIC: &[u8; 4] = b"CFSS";
-/// Drive header version.
-pub const HEADER_VERSION: u16 = 1;
-/// Keyring record version (2: name and key history; the version-1
-/// layout was never released).
-pub const KEYRING_VERSION: u16 = 2;
-/// Log entry and snapshot version (2: block refs carry an epoch).
-pub const SIGNED_VERSION: u16 = 2;
+/// The version of every metadata object: the drive format.
+pub use crate::format::DRIVE_FORMAT as FORMAT_VERSION;
 /// Length of the Ed25519 signature that ends every signed object.
 const SIG_LEN: usize = 64;
 
-/// Writes magic, version and the (zero) flags.
-fn put_header(w: &mut Writer, magic: &[u8; 4], version: u16) {
-    w.raw(magic).u16(version).u16(0);
+/// Writes magic, version and the (zero) flags: `magic[4] version u8
+/// flags u8`, the prefix of every format.
+fn put_header(w: &mut Writer, magic: &[u8; 4]) {
+    w.raw(magic).u8(FORMAT_VERSION).u8(0);
 }
+
+/// Length of [`put_header`]'s prefix.
+const PREFIX_LEN: usize = 6;
 
 /// Splits a signed object into the signed bytes and the signature.
 fn split_sig(bytes: &[u8]) -> Result<(&[u8], Signature), FormatError> {

@@ -8,7 +8,7 @@
 //! [`peek_signed`] reads the head only so the caller can look the writer
 //! up, and its result is not to be trusted on its own.
 
-use super::{SIGNED_VERSION, pad, put_header, split_sig, subkey, unpad};
+use super::{FORMAT_VERSION, PREFIX_LEN, pad, put_header, split_sig, subkey, unpad};
 use crate::format::crypto::{NONCE_LEN, SecretKey, random_array};
 use crate::format::wire::{FormatError, Reader, Writer};
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
@@ -38,7 +38,7 @@ pub fn seal_signed(
     payload: &[u8],
 ) -> Vec<u8> {
     let mut w = Writer::new();
-    put_header(&mut w, magic, SIGNED_VERSION);
+    put_header(&mut w, magic);
     w.raw(&head.volume)
         .u64(head.seq)
         .u32(head.generation)
@@ -58,7 +58,7 @@ pub fn seal_signed(
 pub fn peek_signed(magic: &[u8; 4], bytes: &[u8]) -> Result<SignedHead, FormatError> {
     let (body, _) = split_sig(bytes)?;
     let mut r = Reader::new(body);
-    r.versioned_header(magic, SIGNED_VERSION)?;
+    r.versioned_header(magic, FORMAT_VERSION)?;
     Ok(SignedHead {
         volume: r.array()?,
         seq: r.u64()?,
@@ -81,7 +81,7 @@ pub fn open_signed(
         .verify_strict(body, &sig)
         .map_err(|_| FormatError::Signature)?;
     let mut r = Reader::new(body);
-    r.take(8 + 16 + 8 + 4 + 32 + 32)?;
+    r.take(PREFIX_LEN + 16 + 8 + 4 + 32 + 32)?;
     let nonce: [u8; NONCE_LEN] = r.array()?;
     let aad_end = r.position();
     let ct = r.bytes()?;
