@@ -6,6 +6,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod clone_copy;
 mod crash;
 mod durability;
 mod model;

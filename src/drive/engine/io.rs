@@ -8,6 +8,8 @@
 //! - Only the blocks a write touches are re-sealed and re-uploaded.
 //! - Bytes past a block's stored length, holes, and truncated-away ranges
 //!   read as zeros.
+//! - A block object is never changed once sealed, so one block ref may
+//!   name it from several files (clone copies, `copy_range`).
 
 use super::Engine;
 use super::rebase::conflict_name;
@@ -645,4 +647,100 @@ fn to_load(core: &Core, ino: Ino, idxs: &[u64]) -> Result<Vec<Fetch>> {
             })
         })
         .collect())
+}
+
+/// One side of a range copy: file, open handle, offset.
+#[derive(Debug, Clone, Copy)]
+pub struct CopyEnd {
+    pub ino: Ino,
+    pub fh: Fh,
+    pub offset: u64,
+}
+
+impl Engine {
+    /// Copies `len` bytes from `src` to `dst` (`copy_file_range`; both
+    /// files of this volume). Destination blocks that the copy covers whole
+    /// (or up to the source's end, past the destination's end), at the
+    /// same position within a block on both sides, take the source's block
+    /// ref: the same object under the same key, so nothing is uploaded (a
+    /// clone copy). The rest is copied as bytes. Later writes to either
+    /// file seal new block versions, so the copies never affect each
+    /// other. Returns the bytes copied (fewer at the source's end).
+    pub async fn copy_range(&self, src: CopyEnd, dst: CopyEnd, len: u64) -> Result<u64> {
+        self.writable()?;
+        let (h_in, h_out) = {
+            let core = self.lock();
+            (core.handle(src.fh, src.ino)?, core.handle(dst.fh, dst.ino)?)
+        };
+        if !h_out.writable || h_out.append {
+            return Err(DriveError::BadHandle);
+        }
+        let src = CopyEnd {
+            ino: h_in.node,
+            ..src
+        };
+        let dst = CopyEnd {
+            ino: h_out.node,
+            ..dst
+        };
+        let (len, shared) = {
+            let mut core = self.lock();
+            // Buffered writes of both files become block refs first.
+            self.seal(&mut core, src.ino, false)?;
+            self.seal(&mut core, dst.ino, false)?;
+            let (s, d) = (core.node(src.ino)?, core.node(dst.ino)?);
+            if s.kind != KIND_FILE || d.kind != KIND_FILE {
+                return Err(DriveError::Invalid("not a regular file".into()));
+            }
+            let len = len.min(s.size.saturating_sub(src.offset));
+            let end = dst
+                .offset
+                .checked_add(len)
+                .filter(|e| *e <= MAX_FILE)
+                .ok_or(DriveError::TooBig)?;
+            let mut shared: Vec<(u64, BlockRef)> = Vec::new();
+            if src.offset % B == dst.offset % B && len > 0 {
+                let to_eof = src.offset + len == s.size && end >= d.size;
+                for j in dst.offset.div_ceil(B)..end.div_ceil(B) {
+                    let whole = (j + 1) * B <= end || to_eof;
+                    let i = j * B - dst.offset + src.offset;
+                    if let (true, Some(b)) = (whole, s.blocks.get(&(i / B))) {
+                        shared.push((j, b.clone()));
+                    }
+                }
+            }
+            if let Some((last, _)) = shared.last() {
+                let size = d.size.max(((last + 1) * B).min(end));
+                let op = Op::SetContent {
+                    node: dst.ino,
+                    base: d.version,
+                    version: u64::from_le_bytes(random_array()),
+                    size,
+                    drop_from: u64::MAX,
+                    blocks: shared.clone(),
+                    mtime: now(),
+                };
+                core.push(op)?;
+            }
+            (len, shared)
+        };
+        if !shared.is_empty() {
+            self.wake.notify_one();
+        }
+        // The rest, as bytes, a block at a time.
+        let mut done = 0;
+        while done < len {
+            let at = dst.offset + done;
+            let j = at / B;
+            let n = ((j + 1) * B - at).min(len - done);
+            if !shared.iter().any(|(k, _)| *k == j) {
+                let (bytes, _) = self
+                    .read(src.ino, src.fh, src.offset + done, n as u32)
+                    .await?;
+                self.write(dst.ino, dst.fh, at, &bytes).await?;
+            }
+            done += n;
+        }
+        Ok(len)
+    }
 }
