@@ -66,7 +66,7 @@ pub struct MountArgs {
     /// uid=N, gid=N, umask=OOO, keep_ownership, writeback_cache (faster
     /// small writes; only for a drive no other client writes), key=NAME,
     /// cache_dir=DIR, cache_size=SIZE, password_file=FILE, endpoint=URL,
-    /// refresh=SECONDS; fstab-only words (defaults, noauto, _netdev, nofail,
+    /// refresh=SECONDS, store_timeout=SECONDS; fstab-only words (defaults, noauto, _netdev, nofail,
     /// user, x-*, ...) are accepted. Anything else is refused (exit 2).
     #[arg(short = 'o', value_name = "OPTIONS")]
     pub options: Vec<String>,
@@ -97,6 +97,15 @@ fn apply_options(args: &mut MountArgs) -> anyhow::Result<MountFlags> {
             "cache_dir" => args.cache_dir = Some(value.into()),
             "cache_size" => args.cache_size = Some(parse_size(&value).map_err(|m| bad(opt, m))?),
             "endpoint" => args.store_args.endpoint = Some(value),
+            "store_timeout" => {
+                args.store_args.store_timeout = Some(
+                    value
+                        .parse()
+                        .ok()
+                        .filter(|s| (3..=3600).contains(s))
+                        .ok_or_else(|| bad(opt, "not a number of seconds from 3 to 3600".into()))?,
+                )
+            }
             "refresh" => {
                 args.refresh = value
                     .parse()
@@ -257,6 +266,9 @@ fn background(args: MountArgs, flags: &MountFlags) -> anyhow::Result<()> {
     if let Some(endpoint) = &args.store_args.endpoint {
         cmd.arg("--endpoint").arg(endpoint);
     }
+    if let Some(secs) = args.store_args.store_timeout {
+        cmd.arg("--store-timeout").arg(secs.to_string());
+    }
     match (&password, &args.key.password.password_file) {
         (Some(_), _) => {
             cmd.arg("--password-file").arg("/dev/stdin");
@@ -356,6 +368,7 @@ fn serve(args: &MountArgs, flags: &MountFlags, ready: impl FnOnce(&Path)) -> any
     let mut opts = DriveOptions::new(&cache_dir);
     opts.read_only = args.read_only;
     opts.refresh_interval = std::time::Duration::from_secs(args.refresh);
+    opts.store_timeout = args.store_args.store_timeout();
     if let Some(size) = args.cache_size {
         opts.cache_size = size;
     }
@@ -434,7 +447,7 @@ mod tests {
             "-o",
             "rw,noauto,_netdev,key=alice,allow_other,writeback_cache",
             "-o",
-            "cache_size=2G,password_file=/etc/pw,x-systemd.automount,ro,refresh=12",
+            "cache_size=2G,password_file=/etc/pw,x-systemd.automount,ro,refresh=12,store_timeout=9",
         ]);
         let flags = apply_options(&mut a).unwrap();
         assert!(flags.allow_other && !flags.allow_root && flags.writeback_cache);
@@ -443,6 +456,10 @@ mod tests {
         assert_eq!(a.key.password.password_file, Some(PathBuf::from("/etc/pw")));
         assert!(a.read_only);
         assert_eq!(a.refresh, 12);
+        assert_eq!(
+            a.store_args.store_timeout(),
+            std::time::Duration::from_secs(9)
+        );
     }
 
     #[test]
@@ -454,5 +471,8 @@ mod tests {
         assert!(apply_options(&mut a).is_err());
         let mut a = parse(&["d", "/m", "-o", "refresh=0"]);
         assert!(apply_options(&mut a).is_err());
+        let mut a = parse(&["d", "/m", "-o", "store_timeout=1"]);
+        let err = apply_options(&mut a).unwrap_err();
+        assert_eq!(exit::code_of(&err), 2, "{err:#}");
     }
 }

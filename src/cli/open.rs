@@ -27,6 +27,21 @@ pub struct StoreArgs {
     /// S3 endpoint URL for s3:// stores (default: AWS_ENDPOINT_URL, else AWS).
     #[arg(long, value_name = "URL")]
     pub endpoint: Option<String>,
+    /// Seconds the store may take to answer a small request, retries
+    /// included, before it counts as unreachable (default 30): `status`
+    /// says so, and writers held back by a full cache get ENOSPC.
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(3..=3600))]
+    pub store_timeout: Option<u64>,
+}
+
+/// Default of `--store-timeout`, in seconds.
+pub const DEFAULT_STORE_TIMEOUT_SECS: u64 = 30;
+
+impl StoreArgs {
+    /// `--store-timeout`, or its default.
+    pub fn store_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.store_timeout.unwrap_or(DEFAULT_STORE_TIMEOUT_SECS))
+    }
 }
 
 /// The unlocked key as the engine and `init` need it.
@@ -111,6 +126,8 @@ fn key_error(err: anyhow::Error, name: &str) -> anyhow::Error {
 pub async fn open_store(location: &str, args: &StoreArgs) -> anyhow::Result<Arc<dyn ObjectStore>> {
     let mut options = store::OpenOptions::default();
     options.s3.endpoint = args.endpoint.clone();
+    // A small request and its retries get the store timeout in all.
+    options.s3.request_timeout = args.store_timeout() / 3;
     let store = store::open(location, &options).await.map_err(|e| match e {
         OpenError::Store(e) => store_error(e, location),
         other => other.into(),

@@ -149,11 +149,16 @@ pub struct DriveOptions {
     pub refresh_interval: Duration,
     /// How many objects the uploader sends at once.
     pub upload_concurrency: usize,
+    /// How long the store may go without answering before it counts as
+    /// unreachable: a commit with no answer for twice this marks the store
+    /// stuck in `status`, and a writer held back by a full cache then gets
+    /// ENOSPC after a third of it.
+    pub store_timeout: Duration,
 }
 
 impl DriveOptions {
     /// Defaults for a cache directory: 1 GiB cache, read-write, refresh
-    /// every 30 s, 8 uploads at once.
+    /// every 30 s, 8 uploads at once, a store timeout of 30 s.
     pub fn new(cache_dir: impl Into<PathBuf>) -> Self {
         Self {
             cache_dir: cache_dir.into(),
@@ -161,6 +166,7 @@ impl DriveOptions {
             read_only: false,
             refresh_interval: Duration::from_secs(30),
             upload_concurrency: 8,
+            store_timeout: Duration::from_secs(30),
         }
     }
 }

@@ -82,6 +82,7 @@ pub const CLI_VALUE_OPTIONS: &[&str] = &[
     "cache_size",
     "endpoint",
     "refresh",
+    "store_timeout",
 ];
 
 /// Words of fstab and mount(8) that mean nothing to a FUSE daemon; also

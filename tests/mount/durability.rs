@@ -184,14 +184,14 @@ fn cluster_losing_a_volume_server_mid_write_loses_nothing() {
 }
 
 /// A store that accepts connections but does not answer (SIGSTOP) shows
-/// as unreachable in `cardfs status` within the small-request timeouts
-/// (30 s) plus one refresh interval; writes go on into the cache; once the
+/// as unreachable in `cardfs status` within the store timeout (6 s here,
+/// `--store-timeout`) plus one refresh interval; writes go on into the cache; once the
 /// server runs again, status says reachable and everything is committed.
 #[test]
 fn a_hung_store_shows_as_unreachable_then_recovers() {
     let server = Servers::start(&[]);
     let (home, store) = server.drive();
-    let m = home.mount_with(&store, &["--refresh", "2"]);
+    let m = home.mount_with(&store, &["--refresh", "2", "--store-timeout", "6"]);
     std::fs::write(m.path("before.bin"), pattern(2 << 20, 1)).unwrap();
     assert_ok(&m.cardfs(&["sync", &m.mnt.display().to_string()]), "sync");
     wait_status(&m, "store reachable: yes", Duration::from_secs(10));
@@ -409,7 +409,14 @@ fn full_cache_disk_with_the_store_down_is_enospc() {
     let src = home.new_dir("src").join("300mb.bin");
     std::fs::write(&src, pattern(300 << 20, 12)).unwrap();
     let mnt = home.new_dir("mnt");
-    let m = home.mount_at(&store, &mnt, &disk.0, &["--cache-size", "20M"]);
+    // A short store timeout: the stopped store counts as stuck after 12 s
+    // and the writer gets ENOSPC 2 s later (defaults: 60 s and 10 s).
+    let m = home.mount_at(
+        &store,
+        &mnt,
+        &disk.0,
+        &["--cache-size", "20M", "--store-timeout", "6"],
+    );
     let pid = server.pid("server").to_string();
     signal(&pid, "STOP");
     let (written, text) = dd_300mb(&src, &m.path("big.bin"));

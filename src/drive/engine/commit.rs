@@ -41,10 +41,6 @@ const COMMIT_EVERY: Duration = Duration::from_secs(4);
 /// Bounds of the content bytes uploaded per commit.
 pub(super) const MIN_BATCH_BYTES: u64 = 8 << 20;
 const MAX_BATCH_BYTES: u64 = 1 << 30;
-/// A commit that has had no answer from the store for this long counts as
-/// a store that does not answer (status says unreachable; writers held
-/// back by a full cache get ENOSPC).
-pub(super) const STALL: Duration = Duration::from_secs(60);
 
 /// Marks a commit as running (for the stall signal) until dropped.
 struct CommitRunning<'a>(&'a Engine);
@@ -117,6 +113,13 @@ impl Engine {
         self.save_state(false)?;
         self.maybe_snapshot().await;
         Ok(())
+    }
+
+    /// A commit that has had no answer from the store for this long counts
+    /// as a store that does not answer (status says unreachable; writers
+    /// held back by a full cache get ENOSPC): twice the store timeout.
+    pub(super) fn stall(&self) -> Duration {
+        self.opts.store_timeout * 2
     }
 
     fn note_reachable<T>(&self, r: &Result<T>) {
@@ -393,7 +396,7 @@ impl Engine {
     }
 
     /// Pending work, reachability (a commit without an answer from the
-    /// store for `STALL` counts as unreachable), a full cache, and (once)
+    /// store for `Engine::stall` counts as unreachable), a full cache, and (once)
     /// the files that lost unsealed writes in the last crash.
     pub fn status(&self) -> DriveStatus {
         let mut core = self.lock();
@@ -401,7 +404,7 @@ impl Engine {
             pending_ops: core.pending.len() as u64,
             pending_bytes: core.pending_bytes(),
             last_commit: core.last_commit,
-            store_reachable: !core.store_stuck(),
+            store_reachable: !core.store_stuck(self.stall()),
             cache_full: core.cache_full,
             lost_unsealed: std::mem::take(&mut core.lost_unsealed),
         }

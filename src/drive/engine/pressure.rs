@@ -7,7 +7,8 @@
 //! - A writer over the bound waits while uploads can free room; it gets
 //!   ENOSPC (`DriveError::NoSpace`, with a log line and `cache_full` in the
 //!   status) only when nothing can be freed: the store has not taken
-//!   uploads for `GRACE`.
+//!   uploads for a third of the store timeout (`DriveOptions::store_timeout`)
+//!   after it was found stuck.
 //! - Waiting seals the unsealed data first (so it can be uploaded) and
 //!   wakes the committer.
 
@@ -15,9 +16,6 @@ use super::Engine;
 use crate::drive::error::{DriveError, Result};
 use std::time::{Duration, Instant};
 
-/// How long a writer waits for a store that does not take uploads before
-/// it gets ENOSPC.
-const GRACE: Duration = Duration::from_secs(10);
 /// How often a waiting writer looks again (uploads also wake it).
 const RECHECK: Duration = Duration::from_millis(250);
 
@@ -26,6 +24,9 @@ impl Engine {
     /// bound; `NoSpace` when they cannot fit because the store does not
     /// take uploads.
     pub(super) async fn wait_for_room(&self, n: u64) -> Result<()> {
+        // How long a writer waits for a store that does not take uploads
+        // before it gets ENOSPC.
+        let grace = self.opts.store_timeout / 3;
         let mut stuck_since: Option<Instant> = None;
         loop {
             let woken = self.progress.notified();
@@ -33,7 +34,11 @@ impl Engine {
             let (used, dirty, stuck) = {
                 let core = self.lock();
                 let dirty = core.dirty_bytes();
-                (core.upload_bytes + dirty, dirty, core.store_stuck())
+                (
+                    core.upload_bytes + dirty,
+                    dirty,
+                    core.store_stuck(self.stall()),
+                )
             };
             if used == 0 || used + n <= bound {
                 self.room_again();
@@ -45,7 +50,7 @@ impl Engine {
             self.wake.notify_one();
             if stuck {
                 let since = *stuck_since.get_or_insert_with(Instant::now);
-                if since.elapsed() >= GRACE {
+                if since.elapsed() >= grace {
                     let mut core = self.lock();
                     if !core.cache_full {
                         tracing::error!(

@@ -127,12 +127,11 @@ impl Core {
     }
 
     /// Whether the store cannot take uploads now: the last request failed
-    /// as unreachable, or a commit has had no answer for `STALL`.
-    pub(super) fn store_stuck(&self) -> bool {
-        let stalled = self
-            .commit_since
-            .is_some_and(|t| t.elapsed() >= super::commit::STALL)
-            && self.last_store_ok.elapsed() >= super::commit::STALL;
+    /// as unreachable, or a commit has had no answer for `stall`
+    /// (`Engine::stall`).
+    pub(super) fn store_stuck(&self, stall: std::time::Duration) -> bool {
+        let stalled = self.commit_since.is_some_and(|t| t.elapsed() >= stall)
+            && self.last_store_ok.elapsed() >= stall;
         !self.reachable || stalled
     }
 
