@@ -244,7 +244,14 @@ pub fn status_fields(s: &DriveStatus, now: SystemTime) -> Vec<(String, String)> 
         ("last_commit".into(), last_commit),
         (
             "store_reachable".into(),
-            if s.store_reachable { "yes" } else { "no" }.into(),
+            match s.offline_since {
+                Some(t) => format!(
+                    "offline (store unreachable since {}): serving the local cache, changes are queued",
+                    utc(t)
+                ),
+                None if s.store_reachable => "yes".into(),
+                None => "no".into(),
+            },
         ),
     ];
     if s.cache_full {
@@ -368,6 +375,7 @@ mod tests {
             pending_bytes: 2048,
             last_commit: Some(UNIX_EPOCH + Duration::from_secs(88)),
             store_reachable: false,
+            offline_since: None,
             cache_full: true,
             lost_unsealed: vec!["a/b.txt".into()],
         };
@@ -377,5 +385,16 @@ mod tests {
         assert_eq!(f[2].1, "no");
         assert!(f[3].1.starts_with("full"), "{:?}", f[3]);
         assert!(f[4].1.ends_with("a/b.txt"), "{:?}", f[4]);
+        let offline = DriveStatus {
+            offline_since: Some(UNIX_EPOCH + Duration::from_secs(60)),
+            ..s
+        };
+        let f = status_fields(&offline, now);
+        assert!(
+            f[2].1
+                .starts_with("offline (store unreachable since 1970-01-01 00:01:00 UTC)"),
+            "{:?}",
+            f[2]
+        );
     }
 }

@@ -147,7 +147,14 @@ pub fn run(mut args: MountArgs) -> anyhow::Result<()> {
     if args.daemon_child {
         let result = super::logging::to_daemon_log(&cache_dir(&args)?)
             .context("opening the daemon's log")
-            .and_then(|_log| serve(&args, &flags, |_| report("ready")));
+            .and_then(|_log| {
+                serve(&args, &flags, |_, offline| {
+                    if offline {
+                        report("offline");
+                    }
+                    report("ready")
+                })
+            });
         if let Err(err) = &result {
             // Before readiness the parent is listening; afterwards stdout is
             // /dev/null and this goes nowhere.
@@ -156,7 +163,10 @@ pub fn run(mut args: MountArgs) -> anyhow::Result<()> {
         return result;
     }
     if args.foreground {
-        return serve(&args, &flags, |mnt| {
+        return serve(&args, &flags, |mnt, offline| {
+            if offline {
+                eprintln!("cardfs: {OFFLINE_NOTE}");
+            }
             eprintln!(
                 "cardfs: {} mounted on {}; Ctrl-C or `cardfs unmount {}` to unmount",
                 args.store,
@@ -167,6 +177,10 @@ pub fn run(mut args: MountArgs) -> anyhow::Result<()> {
     }
     background(args, &flags)
 }
+
+/// Said when a mount starts offline.
+const OFFLINE_NOTE: &str = "the store is unreachable: mounted from the local cache (offline); \
+     files not in the cache fail to read (EIO), changes are committed once the store answers";
 
 /// A line to the parent of a daemon child (its stdout pipe).
 fn report(line: &str) {
@@ -304,6 +318,10 @@ fn background(args: MountArgs, flags: &MountFlags) -> anyhow::Result<()> {
     let stdout = child.stdout.take().context("daemon stdout")?;
     for line in BufReader::new(stdout).lines() {
         let line = line?;
+        if line == "offline" {
+            eprintln!("cardfs: {OFFLINE_NOTE}");
+            continue;
+        }
         if line == "ready" {
             println!(
                 "mounted {} on {} (daemon pid {}, log {})\nunmount with: cardfs unmount {}",
@@ -333,8 +351,13 @@ fn background(args: MountArgs, flags: &MountFlags) -> anyhow::Result<()> {
 }
 
 /// Does the work of a mount in this process: verify, mount, serve until
-/// unmounted. `ready` is called once the mount answers requests.
-fn serve(args: &MountArgs, flags: &MountFlags, ready: impl FnOnce(&Path)) -> anyhow::Result<()> {
+/// unmounted. `ready` is called once the mount answers requests, with
+/// whether it was mounted offline (from the cache, store unreachable).
+fn serve(
+    args: &MountArgs,
+    flags: &MountFlags,
+    ready: impl FnOnce(&Path, bool),
+) -> anyhow::Result<()> {
     let mnt = mountpoint::check_free(&args.mountpoint)?;
     if !flags.nonempty {
         mountpoint::check_empty(&mnt)?;
@@ -347,12 +370,31 @@ fn serve(args: &MountArgs, flags: &MountFlags, ready: impl FnOnce(&Path)) -> any
         .thread_name("cardfs-rt")
         .build()
         .context("starting the async runtime")?;
-    let store = rt.block_on(async {
-        let store = open::open_store(&args.store, &args.store_args).await?;
-        open::ensure_not_empty(store.as_ref(), &args.store).await?;
-        let header = cardfs::drive::read_header(store.as_ref())
-            .await
-            .map_err(|e| open::drive_error(e, &args.store))?;
+    let (store, offline) = rt.block_on(async {
+        let (store, header, offline) = match open::open_store(&args.store, &args.store_args).await
+        {
+            Ok(store) => {
+                open::ensure_not_empty(store.as_ref(), &args.store).await?;
+                let header = cardfs::drive::read_header(store.as_ref())
+                    .await
+                    .map_err(|e| open::drive_error(e, &args.store))?;
+                (store, header, false)
+            }
+            // A drive opened here before mounts from the cache (offline).
+            Err(e) if open::is_unreachable(&e) => {
+                let Some(header) = cardfs::drive::cached_header(&cache_dir)
+                    .map_err(|e| open::drive_error(e, &args.store))?
+                else {
+                    return Err(e);
+                };
+                tracing::warn!(
+                    "{e:#}: mounting from the local cache (offline); changes are committed once the store answers again"
+                );
+                let store = open::open_store_offline(&args.store, &args.store_args).await?;
+                (store, header, true)
+            }
+            Err(e) => return Err(e),
+        };
         let cards = super::card_files::card_store()?;
         if let owner::Owner::Other(card, _) =
             owner::check(&header, &me, &cards, args.owner_fingerprint.as_deref())?
@@ -363,7 +405,7 @@ fn serve(args: &MountArgs, flags: &MountFlags, ready: impl FnOnce(&Path)) -> any
                 card.fingerprint()
             );
         }
-        anyhow::Ok(store)
+        anyhow::Ok((store, offline))
     })?;
     let mut opts = DriveOptions::new(&cache_dir);
     opts.read_only = args.read_only;
@@ -407,7 +449,12 @@ fn serve(args: &MountArgs, flags: &MountFlags, ready: impl FnOnce(&Path)) -> any
             ),
         ],
     };
-    let result = daemon::serve(&rt, Arc::new(DriveBackend::new(drive, store)), plan, ready);
+    let result = daemon::serve(
+        &rt,
+        Arc::new(DriveBackend::new(drive, store)),
+        plan,
+        |mnt: &Path| ready(mnt, offline),
+    );
     rt.shutdown_timeout(std::time::Duration::from_secs(5));
     result
 }

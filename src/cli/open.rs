@@ -124,14 +124,7 @@ fn key_error(err: anyhow::Error, name: &str) -> anyhow::Error {
 /// reachable, credentials accepted, bucket present, conditional writes
 /// honoured.
 pub async fn open_store(location: &str, args: &StoreArgs) -> anyhow::Result<Arc<dyn ObjectStore>> {
-    let mut options = store::OpenOptions::default();
-    options.s3.endpoint = args.endpoint.clone();
-    // A small request and its retries get the store timeout in all.
-    options.s3.request_timeout = args.store_timeout() / 3;
-    let store = store::open(location, &options).await.map_err(|e| match e {
-        OpenError::Store(e) => store_error(e, location),
-        other => other.into(),
-    })?;
+    let store = open_store_offline(location, args).await?;
     // One listing proves the store reachable, the credentials accepted and
     // the bucket present before anything is written (some servers create
     // a missing bucket on the first PUT).
@@ -143,6 +136,31 @@ pub async fn open_store(location: &str, args: &StoreArgs) -> anyhow::Result<Arc<
         .await
         .map_err(|e| store_error(e, location))?;
     Ok(store)
+}
+
+/// Whether `err` is [`UserError::StoreUnreachable`] (exit 20).
+pub fn is_unreachable(err: &anyhow::Error) -> bool {
+    matches!(
+        err.downcast_ref::<UserError>(),
+        Some(UserError::StoreUnreachable { .. })
+    )
+}
+
+/// Opens the store without contacting it (`open_store` checks it next; an
+/// offline mount uses it as is: the engine opens the drive from its cache
+/// and verifies the store's copy once it answers).
+pub async fn open_store_offline(
+    location: &str,
+    args: &StoreArgs,
+) -> anyhow::Result<Arc<dyn ObjectStore>> {
+    let mut options = store::OpenOptions::default();
+    options.s3.endpoint = args.endpoint.clone();
+    // A small request and its retries get the store timeout in all.
+    options.s3.request_timeout = args.store_timeout() / 3;
+    store::open(location, &options).await.map_err(|e| match e {
+        OpenError::Store(e) => store_error(e, location),
+        other => other.into(),
+    })
 }
 
 /// The user error for the first request to a store failing. A listing

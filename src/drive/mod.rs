@@ -98,6 +98,14 @@ pub async fn read_header(store: &dyn ObjectStore) -> Result<DriveHeader> {
     Ok(engine::open::read_header(store).await?.header)
 }
 
+/// The copy of the drive header kept in the drive cache directory
+/// `cache_dir` by an earlier open (self-signature verified; `None` when
+/// this cache never opened a drive). An offline mount checks the owner
+/// against it; each volume's sealed state pins its hash.
+pub fn cached_header(cache_dir: &std::path::Path) -> Result<Option<DriveHeader>> {
+    Ok(engine::open::cached_header(cache_dir)?.map(|h| h.header))
+}
+
 impl Drive {
     /// Creates a new drive in an empty store (refuses a store that already
     /// holds one with `Exists`).
@@ -171,6 +179,7 @@ impl Drive {
             pending_bytes: 0,
             last_commit: None,
             store_reachable: true,
+            offline_since: None,
             cache_full: false,
             lost_unsealed: Vec::new(),
         };
@@ -180,6 +189,10 @@ impl Drive {
             s.pending_bytes += x.pending_bytes;
             s.last_commit = s.last_commit.max(x.last_commit);
             s.store_reachable &= x.store_reachable;
+            s.offline_since = match (s.offline_since, x.offline_since) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             s.cache_full |= x.cache_full;
             s.lost_unsealed.extend(x.lost_unsealed);
         }

@@ -183,6 +183,9 @@ pub struct DriveStatus {
     /// Whether the store answers: the last request succeeded, and no
     /// commit has waited a minute for an answer.
     pub store_reachable: bool,
+    /// Opened from the local cache while the store was out of reach (this
+    /// time), until the store answers again and its copy is verified.
+    pub offline_since: Option<SystemTime>,
     /// Writes are refused with ENOSPC: the cache's disk (or its size
     /// bound) is full of data the store cannot take now.
     pub cache_full: bool,

@@ -3,10 +3,10 @@
 //! (before its uploads, or while they run). Reopening with the same cache
 //! directory must find every fsynced byte.
 
-use crate::support::drive::crash::{self, load_identity, save_identity};
+use crate::support::drive::crash::{self, child_arg, new_drive, open_in_child, quiet_opts};
 use crate::support::drive::*;
 use cardfs::drive::*;
-use cardfs::store::{LocalStore, ObjectStore};
+use cardfs::store::ObjectStore;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -23,24 +23,12 @@ fn run_child_and_kill(dir: &Path, mode: &str) {
     crash::run_child_and_kill(
         &crate::support::test_name(module_path!(), "crash_child_entry"),
         CHILD_ENV,
-        &format!("{}|{mode}", dir.display()),
+        &child_arg(dir, mode),
     );
 }
 
-async fn setup(dir: &Path) -> (Arc<dyn ObjectStore>, Identity) {
-    let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::open(dir.join("store")).unwrap());
-    let id = Identity::generate();
-    Drive::create_drive(store.clone(), &id, b"card")
-        .await
-        .unwrap();
-    save_identity(&id, &dir.join("id"));
-    (store, id)
-}
-
 async fn reopen_and_check(dir: &Path, store: Arc<dyn ObjectStore>, id: &Identity, len: usize) {
-    let mut opts = DriveOptions::new(dir.join("cache"));
-    opts.refresh_interval = std::time::Duration::from_secs(3600);
-    let d = Drive::open_drive(store.clone(), id.clone(), opts)
+    let d = Drive::open_drive(store.clone(), id.clone(), quiet_opts(dir.join("cache")))
         .await
         .unwrap();
     let ino = lookup(&d, "dir/fsynced").await.unwrap();
@@ -56,9 +44,9 @@ async fn reopen_and_check(dir: &Path, store: Arc<dyn ObjectStore>, id: &Identity
     sync(&d).await;
     d.shutdown().await.unwrap();
     // And a client with an empty cache sees it in the store.
-    let mut opts = DriveOptions::new(dir.join("other-cache"));
-    opts.refresh_interval = std::time::Duration::from_secs(3600);
-    let other = Drive::open_drive(store, id.clone(), opts).await.unwrap();
+    let other = Drive::open_drive(store, id.clone(), quiet_opts(dir.join("other-cache")))
+        .await
+        .unwrap();
     let again = read_all(&other, lookup(&other, "dir/fsynced").await.unwrap()).await;
     assert!(again == got, "a new client sees different bytes");
 }
@@ -66,7 +54,7 @@ async fn reopen_and_check(dir: &Path, store: Arc<dyn ObjectStore>, id: &Identity
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_between_write_and_upload() {
     let dir = tempfile::tempdir().unwrap();
-    let (store, id) = setup(dir.path()).await;
+    let (store, id) = new_drive(dir.path()).await;
     run_child_and_kill(dir.path(), "offline");
     reopen_and_check(dir.path(), store, &id, 3_000_000).await;
 }
@@ -74,7 +62,7 @@ async fn kill_between_write_and_upload() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_during_upload() {
     let dir = tempfile::tempdir().unwrap();
-    let (store, id) = setup(dir.path()).await;
+    let (store, id) = new_drive(dir.path()).await;
     run_child_and_kill(dir.path(), "online");
     reopen_and_check(dir.path(), store, &id, 48_000_000).await;
 }
@@ -84,18 +72,10 @@ async fn kill_during_upload() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "entry point of the crash tests' child process"]
 async fn crash_child_entry() {
-    let Ok(arg) = std::env::var(CHILD_ENV) else {
+    let Some((dir, mode)) = crash::child_role(CHILD_ENV) else {
         return;
     };
-    let (dir, mode) = arg.split_once('|').unwrap();
-    let dir = Path::new(dir);
-    let local: Arc<dyn ObjectStore> = Arc::new(LocalStore::open(dir.join("store")).unwrap());
-    let flaky = faulty(local);
-    let mut opts = DriveOptions::new(dir.join("cache"));
-    opts.refresh_interval = std::time::Duration::from_secs(3600);
-    let d = Drive::open_drive(flaky.clone(), load_identity(&dir.join("id")), opts)
-        .await
-        .unwrap();
+    let (d, flaky) = open_in_child(&dir, "cache").await;
     let len = if mode == "offline" {
         flaky.set_offline(true);
         3_000_000

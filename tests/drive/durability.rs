@@ -10,12 +10,14 @@
 //! in order). That is checked by damaging the cache the way a lost page
 //! cache does: cutting the journal short, and emptying object files.
 
-use crate::support::drive::crash::{load_identity, ready, run_child_and_kill, save_identity};
+use crate::support::drive::crash::{
+    child_arg, child_role, local_store, new_drive, open_in_child, quiet_opts, ready,
+    run_child_and_kill,
+};
 use crate::support::drive::*;
 use cardfs::drive::*;
-use cardfs::store::{KeyMatch, LocalStore, ObjectStore};
+use cardfs::store::KeyMatch;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 const CHILD_ENV: &str = "CARDFS_TEST_DURABILITY_CHILD";
 
@@ -49,31 +51,11 @@ fn sequence() -> Vec<(String, u64, usize)> {
 
 const BIG: usize = 40_000_000;
 
-fn store_at(dir: &Path) -> Arc<dyn ObjectStore> {
-    Arc::new(LocalStore::open(dir.join("store")).unwrap())
-}
-
-async fn setup(dir: &Path) -> (Arc<dyn ObjectStore>, Identity) {
-    let store = store_at(dir);
-    let id = Identity::generate();
-    Drive::create_drive(store.clone(), &id, b"card")
-        .await
-        .unwrap();
-    save_identity(&id, &dir.join("id"));
-    (store, id)
-}
-
-fn opts(cache: PathBuf) -> DriveOptions {
-    let mut o = DriveOptions::new(cache);
-    o.refresh_interval = std::time::Duration::from_secs(3600);
-    o
-}
-
 fn crash(dir: &Path, role: &str) {
     run_child_and_kill(
         &crate::support::test_name(module_path!(), "durability_child_entry"),
         CHILD_ENV,
-        &format!("{}|{role}", dir.display()),
+        &child_arg(dir, role),
     );
 }
 
@@ -117,15 +99,15 @@ async fn assert_files(d: &Drive, files: &[(String, u64, usize)], who: &str) {
 /// Reopens the crashed client's cache (which replays and uploads), checks
 /// `files`, syncs, and checks them again from a client with an empty cache.
 async fn reopen_and_check(dir: &Path, id: &Identity, files: &[(String, u64, usize)]) {
-    let store = store_at(dir);
-    let d = Drive::open_drive(store.clone(), id.clone(), opts(dir.join("cache")))
+    let store = local_store(dir);
+    let d = Drive::open_drive(store.clone(), id.clone(), quiet_opts(dir.join("cache")))
         .await
         .unwrap();
     assert_files(&d, files, "reopened client").await;
     sync(&d).await;
     assert_eq!(d.status().pending_ops, 0);
     d.shutdown().await.unwrap();
-    let other = Drive::open_drive(store, id.clone(), opts(dir.join("other-cache")))
+    let other = Drive::open_drive(store, id.clone(), quiet_opts(dir.join("other-cache")))
         .await
         .unwrap();
     assert_files(&other, files, "client with an empty cache").await;
@@ -135,7 +117,7 @@ async fn reopen_and_check(dir: &Path, id: &Identity, files: &[(String, u64, usiz
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closed_big_file_survives_sigkill_before_upload() {
     let dir = tempfile::tempdir().unwrap();
-    let (_, id) = setup(dir.path()).await;
+    let (_, id) = new_drive(dir.path()).await;
     crash(dir.path(), "offline-big");
     let files = vec![("big/one.bin".to_string(), 1, BIG)];
     reopen_and_check(dir.path(), &id, &files).await;
@@ -144,7 +126,7 @@ async fn closed_big_file_survives_sigkill_before_upload() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closed_big_file_survives_sigkill_during_upload() {
     let dir = tempfile::tempdir().unwrap();
-    let (_, id) = setup(dir.path()).await;
+    let (_, id) = new_drive(dir.path()).await;
     crash(dir.path(), "online-big");
     let files = vec![("big/one.bin".to_string(), 1, BIG)];
     reopen_and_check(dir.path(), &id, &files).await;
@@ -153,7 +135,7 @@ async fn closed_big_file_survives_sigkill_during_upload() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_closed_small_files_survive_sigkill_during_upload() {
     let dir = tempfile::tempdir().unwrap();
-    let (_, id) = setup(dir.path()).await;
+    let (_, id) = new_drive(dir.path()).await;
     crash(dir.path(), "online-small");
     reopen_and_check(dir.path(), &id, &small_files()).await;
 }
@@ -164,9 +146,9 @@ async fn many_closed_small_files_survive_sigkill_during_upload() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_file_keeps_its_sealed_part_and_the_loss_is_reported() {
     let dir = tempfile::tempdir().unwrap();
-    let (store, id) = setup(dir.path()).await;
+    let (store, id) = new_drive(dir.path()).await;
     crash(dir.path(), "open-tail");
-    let d = Drive::open_drive(store, id.clone(), opts(dir.path().join("cache")))
+    let d = Drive::open_drive(store, id.clone(), quiet_opts(dir.path().join("cache")))
         .await
         .unwrap();
     assert_files(&d, &[("closed.bin".to_string(), 2, 1 << 20)], "reopened").await;
@@ -196,9 +178,9 @@ async fn states_after_damage(
     cache: PathBuf,
     seq: &[(String, u64, usize)],
 ) -> Vec<char> {
-    let flaky = faulty(store_at(dir));
+    let flaky = faulty(local_store(dir));
     flaky.update_config(|c| c.refuse_puts = vec![KeyMatch::Contains("/l/".into())]);
-    let d = Drive::open_drive(flaky, id.clone(), opts(cache))
+    let d = Drive::open_drive(flaky, id.clone(), quiet_opts(cache))
         .await
         .unwrap();
     let mut states = Vec::new();
@@ -274,7 +256,7 @@ fn volume_dir(cache: &Path) -> PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_page_cache_leaves_a_prefix_of_the_operations() {
     let dir = tempfile::tempdir().unwrap();
-    let (_, id) = setup(dir.path()).await;
+    let (_, id) = new_drive(dir.path()).await;
     crash(dir.path(), "sequence");
     let seq = sequence();
     let crashed = dir.path().join("cache");
@@ -337,20 +319,11 @@ async fn a_lost_page_cache_leaves_a_prefix_of_the_operations() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "entry point of the durability tests' child process"]
 async fn durability_child_entry() {
-    let Ok(arg) = std::env::var(CHILD_ENV) else {
+    let Some((dir, role)) = child_role(CHILD_ENV) else {
         return;
     };
-    let (dir, role) = arg.split_once('|').unwrap();
-    let dir = Path::new(dir);
-    let flaky = faulty(store_at(dir));
-    let d = Drive::open_drive(
-        flaky.clone(),
-        load_identity(&dir.join("id")),
-        opts(dir.join("cache")),
-    )
-    .await
-    .unwrap();
-    match role {
+    let (d, flaky) = open_in_child(&dir, "cache").await;
+    match role.as_str() {
         "offline-big" => {
             flaky.set_offline(true);
             write_closed(&d, "big/one.bin", &content(1, BIG)).await;

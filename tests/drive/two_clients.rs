@@ -169,3 +169,52 @@ async fn edit_of_a_file_deleted_elsewhere_is_kept() {
         b"b kept editing"
     );
 }
+
+/// A conflict decided in memory (a refresh turned this client's edit into
+/// a conflict copy) survives a crash before the copy is committed: the
+/// journal holds the copy, not the edit of a version that is gone (whose
+/// replay on the other client's version would mix the two).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conflict_copy_survives_a_crash_before_its_commit() {
+    let inner: std::sync::Arc<dyn cardfs::store::ObjectStore> =
+        std::sync::Arc::new(cardfs::store::MemoryStore::new());
+    let fault = faulty(inner.clone());
+    let env = Env::with_store(fault.clone()).await;
+    let a = env.open_with("a").await;
+    let b = Drive::open_drive(inner.clone(), env.id.clone(), env.opts("b"))
+        .await
+        .unwrap();
+    // Two blocks; A changes the first, B the second.
+    let base = vec![7u8; 2 << 20];
+    let f = put(&b, ROOT_INO, "doc.bin", &base).await;
+    sync(&b).await;
+    a.refresh().await.unwrap();
+    // A's log puts fail from now on: its edit stays pending.
+    fault.update_config(|c| c.refuse_puts = vec![cardfs::store::KeyMatch::Contains("/l/".into())]);
+    let patch = |d: Drive, at: usize, text: &'static [u8]| async move {
+        let fh = d.open(f, libc::O_WRONLY).await.unwrap();
+        d.write(f, fh, at as u64, text).await.unwrap();
+        d.release(f, fh).await.unwrap();
+        let mut v = vec![7u8; 2 << 20];
+        v[at..at + text.len()].copy_from_slice(text);
+        v
+    };
+    let mine = patch(a.clone(), 10, b"edited by a").await;
+    let theirs = patch(b.clone(), (1 << 20) + 10, b"edited by b").await;
+    sync(&b).await;
+    a.refresh().await.unwrap();
+    a.abandon().await;
+    fault.update_config(|c| c.refuse_puts.clear());
+    let a = env.open_with("a").await;
+    sync(&a).await;
+    let n = names(&a, ROOT_INO).await;
+    assert_eq!(n.len(), 2, "{n:?}");
+    let mut both = Vec::new();
+    for name in &n {
+        both.push(read_all(&a, lookup(&a, name).await.unwrap()).await);
+    }
+    let mut want = vec![mine, theirs];
+    both.sort();
+    want.sort();
+    assert!(both == want, "{n:?}: a version was lost or mixed");
+}

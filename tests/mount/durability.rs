@@ -8,6 +8,7 @@
 
 use crate::support::mount::{Home, Mounted, assert_ok, new_bucket, s3_vars};
 use crate::support::pattern::pattern;
+use crate::support::private_s3::{exported, exported_env};
 use crate::support::{S3Env, project_root};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -30,21 +31,9 @@ impl Servers {
             .unwrap();
         assert_ok(&out, "scripts/s3-server start");
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        let var = |name: &str| {
-            stdout
-                .lines()
-                .find_map(|l| l.strip_prefix(&format!("export {name}=")))
-                .unwrap_or_else(|| panic!("no {name} in {stdout}"))
-                .to_string()
-        };
         Servers {
-            dir: PathBuf::from(var("CARDFS_S3_DIR")),
-            env: S3Env {
-                endpoint: var("AWS_ENDPOINT_URL"),
-                access_key: var("AWS_ACCESS_KEY_ID"),
-                secret_key: var("AWS_SECRET_ACCESS_KEY"),
-                region: var("AWS_REGION"),
-            },
+            dir: PathBuf::from(exported(&stdout, "CARDFS_S3_DIR")),
+            env: exported_env(&stdout),
         }
     }
 

@@ -11,6 +11,7 @@ mod cli_ux;
 mod durability;
 mod fuse;
 mod local;
+mod offline;
 mod posix;
 mod s3;
 mod share;

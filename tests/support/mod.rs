@@ -172,4 +172,5 @@ pub fn test_name(module: &str, test: &str) -> String {
 }
 
 pub mod mount;
+pub mod private_s3;
 pub mod scenarios;

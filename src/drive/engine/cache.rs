@@ -393,17 +393,22 @@ impl Lru {
 /// Replaces a file atomically (temp file + rename); `durable` fsyncs the
 /// file and its directory.
 fn write_file(path: &Path, bytes: &[u8], durable: bool) -> Result<()> {
+    replace_file(path, bytes, durable).map_err(io_err(path))
+}
+
+/// [`write_file`] with the plain I/O error.
+pub(super) fn replace_file(path: &Path, bytes: &[u8], durable: bool) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     {
-        let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
-        f.write_all(bytes).map_err(io_err(&tmp))?;
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
         if durable {
-            f.sync_all().map_err(io_err(&tmp))?;
+            f.sync_all()?;
         }
     }
-    fs::rename(&tmp, path).map_err(io_err(path))?;
+    fs::rename(&tmp, path)?;
     if durable && let Some(parent) = path.parent() {
-        sync_dir(parent)?;
+        File::open(parent)?.sync_all()?;
     }
     Ok(())
 }

@@ -67,6 +67,7 @@ impl Engine {
 
     /// [`Engine::refresh`] with `commit_lock` held.
     pub(super) async fn refresh_locked(&self) -> Result<()> {
+        self.check_reconnected().await?;
         let mut head = self.lock().head;
         let mut batches = Vec::new();
         loop {
@@ -122,7 +123,7 @@ impl Engine {
         self.opts.store_timeout * 2
     }
 
-    fn note_reachable<T>(&self, r: &Result<T>) {
+    pub(super) fn note_reachable<T>(&self, r: &Result<T>) {
         let reachable = !matches!(r, Err(DriveError::Store(e)) if e.is_transient());
         let mut core = self.lock();
         core.reachable = reachable;
@@ -151,6 +152,7 @@ impl Engine {
         let _g = self.commit_lock.lock().await;
         self.keys.check_member()?;
         self.journal_pending(false)?;
+        self.check_reconnected().await?;
         let _running = CommitRunning::start(self);
         let budget = self.batch_bytes.load(Ordering::Relaxed);
         let (uploads, upto) = self.lock().next_batch(budget);
@@ -405,6 +407,7 @@ impl Engine {
             pending_bytes: core.pending_bytes(),
             last_commit: core.last_commit,
             store_reachable: !core.store_stuck(self.stall()),
+            offline_since: core.offline_since,
             cache_full: core.cache_full,
             lost_unsealed: std::mem::take(&mut core.lost_unsealed),
         }

@@ -121,6 +121,9 @@ impl Engine {
             None => match self.store.head(&volume::content_key(&block.id)).await {
                 Ok(meta) => Ok(meta.size == sealed_len(len) as u64),
                 Err(StoreError::NotFound { .. }) => Ok(false),
+                // Opened offline: the block left the cache only after its
+                // upload succeeded (objects stay pinned until then).
+                Err(e) if e.is_transient() && self.lock().offline_since.is_some() => Ok(true),
                 Err(e) => Err(e.into()),
             },
         }
@@ -163,6 +166,7 @@ impl Engine {
             Err(e) => {
                 if e.is_transient() {
                     self.lock().reachable = false;
+                    tracing::error!(object = %key, error = %e, "content not in the local cache and the store is unreachable: the read fails with EIO (it works again once the store answers)");
                 }
                 return Err(e.into());
             }

@@ -22,13 +22,29 @@ use std::collections::BTreeSet;
 impl Engine {
     /// Re-applies journalled ops that are not yet in the log (up to the
     /// first one naming lost content), notes the files that lost unsealed
-    /// writes, and rewrites the journal to what it kept.
-    pub(super) async fn replay_journal(&self, records: Vec<Record>) -> Result<()> {
+    /// writes, and rewrites the journal to what it kept. `base` is the tree
+    /// at the head this client had accepted when the ops were journalled
+    /// (when the open passed it): this client's view then, the ops applied
+    /// to it, is what a conflict copy keeps when another client replaced a
+    /// file meanwhile.
+    pub(super) async fn replay_journal(
+        &self,
+        records: Vec<Record>,
+        base: Option<Tree>,
+    ) -> Result<()> {
         let client = self.cache.client_id();
         let done = {
             let core = self.lock();
             core.committed.clients.get(&client).copied().unwrap_or(0)
         };
+        // Every op record in order (those committed since `base` too).
+        let journalled: Vec<(u64, Op)> = records
+            .iter()
+            .filter_map(|r| match r {
+                Record::Op(seq, op) => Some((*seq, op.clone())),
+                Record::Unsealed(_) => None,
+            })
+            .collect();
         let mut ops: Vec<(u64, Op)> = Vec::new();
         // Markers of unsealed writes: (ops before the marker, node).
         let mut markers: Vec<(usize, u64)> = Vec::new();
@@ -70,7 +86,9 @@ impl Engine {
             })
             .map(|(_, node)| *node)
             .collect();
+        let upto = ops.last().map_or(done, |(seq, _)| *seq);
         let mut core = self.lock();
+        let before = before_crash(base, &core.committed, &journalled, client, upto);
         for (_, op) in &ops {
             for b in op_block_refs(op) {
                 if self.cache.has_object(&b.id) {
@@ -86,6 +104,7 @@ impl Engine {
             tracing::info!(ops = ops.len(), "replaying journalled changes");
         }
         core.pending = ops.into();
+        core.view = before;
         core.rebase(&self.me.card_id);
         for node in lost {
             if let Some(path) = path_of(&core.view, node) {
@@ -97,7 +116,7 @@ impl Engine {
             }
         }
         let core = &mut *core;
-        core.journal.rewrite(&core.pending)
+        core.journal.rewrite(&core.pending, [])
     }
 
     pub fn save_state(&self, durable: bool) -> Result<()> {
@@ -162,4 +181,25 @@ fn path_of(tree: &Tree, mut node: u64) -> Option<String> {
     }
     parts.reverse();
     Some(parts.join("/"))
+}
+
+/// This client's view before the crash, as far as it can be rebuilt: the
+/// tree at the head it had accepted (`base`; the committed tree when that
+/// head is no longer at hand) with its journalled ops up to client seq
+/// `upto` applied in order (ops that do not apply there are skipped).
+fn before_crash(
+    base: Option<Tree>,
+    committed: &Tree,
+    journalled: &[(u64, Op)],
+    client: [u8; 16],
+    upto: u64,
+) -> Tree {
+    let mut view = base.unwrap_or_else(|| committed.clone());
+    let in_base = view.clients.get(&client).copied().unwrap_or(0);
+    for (seq, op) in journalled {
+        if *seq > in_base && *seq <= upto {
+            let _ = view.apply(op);
+        }
+    }
+    view
 }

@@ -111,11 +111,17 @@ impl Journal {
         Ok((out, len as u64))
     }
 
-    /// Replaces the journal by `ops` (after a replay), durably: the old
-    /// file may hold ops an `fsync` promised.
-    pub fn rewrite(&mut self, ops: &VecDeque<(u64, Op)>) -> Result<()> {
+    /// Replaces the journal by `ops` and markers of the files `unsealed`
+    /// (after a replay or a rebase), durably: the old file may hold ops an
+    /// `fsync` promised.
+    pub fn rewrite(
+        &mut self,
+        ops: &VecDeque<(u64, Op)>,
+        unsealed: impl IntoIterator<Item = u64>,
+    ) -> Result<()> {
         self.file = None;
-        let buf = self.encode(ops.iter().map(|(s, o)| Rec::Op(*s, o)));
+        let recs = ops.iter().map(|(s, o)| Rec::Op(*s, o));
+        let buf = self.encode(recs.chain(unsealed.into_iter().map(Rec::Unsealed)));
         if buf.is_empty() {
             self.len = 0;
             return match fs::remove_file(&self.path) {

@@ -10,6 +10,9 @@
 //!   `journal_file`: its records, appended as each op is queued; `commit`: refresh, commit,
 //!   upload, snapshots and the background task; `lifecycle`: sync, shutdown,
 //!   abandon; `rotation`: key rotation and re-encryption of the volume.
+//! - `mirror`: the local copy of the volume's metadata objects that an
+//!   offline open verifies and starts from; `offline`: the checks of the
+//!   store's copy once it answers again, before anything is committed.
 //! - `ops`: namespace operations; `io`: file content; `pressure`: writers
 //!   wait while the cache bound is full; `cache`: the local
 //!   ciphertext cache, journal file and state file.
@@ -31,6 +34,8 @@ pub(super) mod io;
 pub(super) mod journal;
 pub(super) mod journal_file;
 pub(super) mod lifecycle;
+pub(super) mod mirror;
+pub(super) mod offline;
 pub(super) mod open;
 pub(super) mod ops;
 pub(super) mod pressure;

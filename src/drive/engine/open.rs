@@ -10,7 +10,9 @@
 
 use super::Engine;
 use super::cache::Cache;
+use super::cache::LocalState;
 use super::commit::{apply_batch, background};
+use super::mirror::{Mirror, MirroredStore, unreachable};
 use super::state::Core;
 use crate::drive::clock::now;
 use crate::drive::error::{DriveError, Result};
@@ -18,15 +20,16 @@ use crate::drive::identity::{Identity, Role, hex8};
 use crate::drive::tree::{ROOT, Tree};
 use crate::drive::types::DriveOptions;
 use crate::drive::volume::held_keys::HeldKeys;
-use crate::drive::volume::{self, genesis};
+use crate::drive::volume::{self, Head, genesis};
 use crate::format::crypto::random_array;
 use crate::format::meta::{self, DriveHeader, KIND_DIR, Node};
 use crate::store::{ObjectStore, PutMode, StoreError};
 use bytes::Bytes;
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 /// A drive header whose self-signature verified, with the hash of its
 /// bytes (pinned in each volume's local state) and the owner's key.
@@ -35,22 +38,60 @@ pub struct VerifiedHeader {
     pub(in crate::drive) header: DriveHeader,
     pub(in crate::drive) hash: [u8; 32],
     pub(in crate::drive) owner_vk: ed25519_dalek::VerifyingKey,
+    bytes: Bytes,
 }
 
 /// Reads and verifies the drive header.
 pub async fn read_header(store: &dyn ObjectStore) -> Result<VerifiedHeader> {
     let bytes = volume::get(store, volume::HEADER_KEY).await?;
-    let header =
-        DriveHeader::open(&bytes).map_err(|e| DriveError::unreadable(volume::HEADER_KEY, e))?;
+    verify_header(bytes, volume::HEADER_KEY)
+}
+
+/// Verifies header bytes (`object` names where they came from).
+fn verify_header(bytes: Bytes, object: &str) -> Result<VerifiedHeader> {
+    let header = DriveHeader::open(&bytes).map_err(|e| DriveError::unreadable(object, e))?;
     let owner_vk = header
         .owner
         .verifying_key()
-        .map_err(|e| DriveError::tampered(volume::HEADER_KEY, e.to_string()))?;
+        .map_err(|e| DriveError::tampered(object, e.to_string()))?;
     Ok(VerifiedHeader {
         hash: meta::sha256(&bytes),
         header,
         owner_vk,
+        bytes,
     })
+}
+
+/// The drive cache directory's copy of the header (for an offline open).
+fn header_copy(cache_dir: &Path) -> PathBuf {
+    cache_dir.join("header")
+}
+
+/// Keeps a copy of the verified header in the drive's cache directory
+/// (not secret: the store holds the same bytes); a failure is logged.
+pub fn save_header(cache_dir: &Path, h: &VerifiedHeader) {
+    let path = header_copy(cache_dir);
+    if std::fs::read(&path).is_ok_and(|b| b == h.bytes) {
+        return;
+    }
+    if let Err(e) = super::cache::replace_file(&path, &h.bytes, false) {
+        tracing::warn!(path = %path.display(), error = %e, "could not keep a copy of the drive header; opening offline will not be possible");
+    }
+}
+
+/// The header copy kept by [`save_header`], verified (its self-signature
+/// here; its hash against each volume's sealed state when the volume
+/// opens); `None` if there is none.
+pub fn cached_header(cache_dir: &Path) -> Result<Option<VerifiedHeader>> {
+    let path = header_copy(cache_dir);
+    match std::fs::read(&path) {
+        Ok(b) => verify_header(Bytes::from(b), &path.display().to_string()).map(Some),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(DriveError::Cache {
+            path: path.display().to_string(),
+            source,
+        }),
+    }
 }
 
 fn store_err(e: StoreError) -> DriveError {
@@ -122,19 +163,24 @@ impl Engine {
     /// snapshot, log after it), replays the volume's local journal from
     /// `opts.cache_dir`, and starts the background committer. A member who
     /// may not write gets a read-only engine.
+    ///
+    /// With the store out of reach (or `offline`: the caller already found
+    /// it so), a volume opened on this machine before is opened from its
+    /// metadata mirror instead, verified the same way against the sealed
+    /// local state; the store's own copy is checked before the first commit
+    /// or refresh ([`Engine::check_reconnected`]).
     pub async fn open_volume(
         store: Arc<dyn ObjectStore>,
         me: Identity,
         mut opts: DriveOptions,
         header: &VerifiedHeader,
         volume_id: [u8; 16],
+        offline: bool,
     ) -> Result<Arc<Engine>> {
         let header_hash = header.hash;
-        let owner_vk = header.owner_vk;
-        let header = &header.header;
         let cache = Cache::open(
             &opts.cache_dir,
-            &header.drive_id,
+            &header.header.drive_id,
             &me.x25519.to_bytes(),
             opts.cache_size,
         )?;
@@ -147,95 +193,73 @@ impl Engine {
                 "drive header differs from the one this client accepted before",
             ));
         }
-        let keys = HeldKeys::load(
-            store.as_ref(),
-            header.drive_id,
-            volume_id,
-            owner_vk,
-            &me.x25519,
-            state.as_ref().map(|s| s.generation).unwrap_or(0),
-        )
-        .await?;
-        // A member who may not write gets a read-only drive (EROFS) rather
-        // than writing entries every other client would refuse.
-        if !keys.can_write(&me.card_id) {
-            opts.read_only = true;
-        }
-        // Start from the newest snapshot, then replay the log after it.
-        let (mut tree, mut head) =
-            match volume::newest_snapshot(store.as_ref(), &keys.get()).await? {
-                Some((h, body)) => (Tree::from_nodes(body.nodes, body.clients), h),
-                None => {
-                    let (batch, head, _) = keys
-                        .fetch_entry(store.as_ref(), &me.x25519, 0, &[0; 32], 0)
-                        .await?
-                        .ok_or_else(|| {
-                            DriveError::tampered(
-                                volume::log_key(&keys.volume, 0),
-                                "genesis entry missing",
-                            )
-                        })?;
-                    let mut t = Tree::default();
-                    apply_batch(&mut t, &batch);
-                    (t, head)
-                }
-            };
-        let snapshot_seq = head.seq;
-        let mut known_checked = false;
-        if let Some(s) = &state
-            && s.head_seq == head.seq
-        {
-            if s.head_hash != head.hash {
-                return Err(fork(&keys.volume, s.head_seq, head.seq));
-            }
-            known_checked = true;
-        }
-        while let Some((batch, next, _)) = keys
-            .fetch_entry(
+        let (journal, records) = cache.open_journal()?;
+        // The tree at the head accepted before is the replay's base.
+        let want_base = !records.is_empty();
+        let mirror = || Mirror::new(&opts.cache_dir, &volume_id);
+        let store: Arc<dyn ObjectStore> = Arc::new(MirroredStore::new(store, mirror()));
+        let online = if offline {
+            None
+        } else {
+            match verify_volume(
                 store.as_ref(),
-                &me.x25519,
-                head.seq + 1,
-                &head.hash,
-                head.generation,
+                &me,
+                header,
+                volume_id,
+                state.as_ref(),
+                want_base,
             )
-            .await?
-        {
-            apply_batch(&mut tree, &batch);
-            head = next;
-            if let Some(s) = &state
-                && s.head_seq == head.seq
+            .await
             {
-                if s.head_hash != head.hash {
-                    return Err(fork(&keys.volume, s.head_seq, head.seq));
+                Ok(v) => Some(v),
+                Err(e) if unreachable(&e) && state.is_some() && mirror().is_usable() => {
+                    tracing::warn!(volume = %hex8(&volume_id), error = %e, "store unreachable; opening the volume from the local cache (offline)");
+                    None
                 }
-                known_checked = true;
+                Err(e) => return Err(e),
             }
-        }
-        if let Some(s) = &state {
-            if s.head_seq > head.seq {
-                return Err(DriveError::Rollback {
-                    volume: hex8(&keys.volume),
-                    known: s.head_seq,
-                    offered: head.seq,
-                    reason: "the store is missing log entries this client already accepted".into(),
-                });
-            }
-            if !known_checked {
-                // Our known head lies inside the snapshot: check its hash directly.
-                let key = volume::log_key(&keys.volume, s.head_seq);
-                let bytes = volume::get(store.as_ref(), &key).await?;
-                if meta::sha256(&bytes) != s.head_hash {
-                    return Err(fork(&keys.volume, s.head_seq, head.seq));
+        };
+        let (verified, offline_since) = match online {
+            Some(v) => (v, None),
+            None => {
+                if state.is_none() || !mirror().is_usable() {
+                    return Err(DriveError::Store(StoreError::Transient {
+                        message: format!(
+                            "the store is unreachable and volume {} was never opened with this cache directory, so it cannot be opened offline",
+                            hex8(&volume_id)
+                        ),
+                        retry_after: None,
+                    }));
                 }
+                let source = mirror().load().await?;
+                let v = verify_volume(
+                    source.as_ref(),
+                    &me,
+                    header,
+                    volume_id,
+                    state.as_ref(),
+                    want_base,
+                )
+                .await?;
+                tracing::warn!(volume = %hex8(&volume_id), head = v.head.seq, "opened offline from the local cache: reads of uncached content fail with EIO, changes are queued; the store is checked for rollback before the first commit");
+                (v, Some(SystemTime::now()))
             }
-        }
+        };
+        let Verified {
+            keys,
+            tree,
+            head,
+            snapshot_seq,
+            read_only,
+            at_state,
+        } = verified;
+        opts.read_only |= read_only;
         let client = cache.client_id();
         let next_client_seq = state
             .as_ref()
             .map(|s| s.next_client_seq)
             .unwrap_or(1)
             .max(tree.clients.get(&client).map(|s| s + 1).unwrap_or(1));
-        let (journal, records) = cache.open_journal()?;
         let core = Core {
             view: tree.clone(),
             committed: tree,
@@ -251,11 +275,12 @@ impl Engine {
             uploads: BTreeMap::new(),
             upload_bytes: 0,
             last_store_ok: Instant::now(),
+            offline_since,
             commit_since: None,
             cache_full: false,
             lost_unsealed: Vec::new(),
             last_commit: None,
-            reachable: true,
+            reachable: offline_since.is_none(),
             last_snapshot: snapshot_seq,
             fatal: None,
         };
@@ -276,7 +301,7 @@ impl Engine {
             plain: Mutex::new(Default::default()),
             task: Mutex::new(None),
         });
-        engine.replay_journal(records).await?;
+        engine.replay_journal(records, at_state).await?;
         engine.save_state(true)?;
         let task = tokio::spawn(background(Arc::downgrade(&engine)));
         *engine.task.lock().expect("task lock") = Some(task);
@@ -284,6 +309,145 @@ impl Engine {
             engine.wake.notify_one();
         }
         Ok(engine)
+    }
+}
+
+/// A volume as verified at open.
+struct Verified {
+    keys: HeldKeys,
+    tree: Tree,
+    head: Head,
+    snapshot_seq: u64,
+    /// This identity may not write in the volume.
+    read_only: bool,
+    /// The tree at the head `state` names, when asked for and passed on
+    /// the way (not when it lies inside the snapshot).
+    at_state: Option<Tree>,
+}
+
+/// Verifies a volume as `source` holds it (the store, or the local mirror
+/// when offline): keyrings, newest snapshot, the log after it, and that
+/// nothing this client accepted before (`state`) is missing or different.
+async fn verify_volume(
+    source: &dyn ObjectStore,
+    me: &Identity,
+    header: &VerifiedHeader,
+    volume_id: [u8; 16],
+    state: Option<&LocalState>,
+    want_base: bool,
+) -> Result<Verified> {
+    let keys = HeldKeys::load(
+        source,
+        header.header.drive_id,
+        volume_id,
+        header.owner_vk,
+        &me.x25519,
+        state.map(|s| s.generation).unwrap_or(0),
+    )
+    .await?;
+    // A member who may not write gets a read-only drive (EROFS) rather
+    // than writing entries every other client would refuse.
+    let read_only = !keys.can_write(&me.card_id);
+    // Start from the newest snapshot, then replay the log after it.
+    let (mut tree, mut head) = match volume::newest_snapshot(source, &keys.get()).await? {
+        Some((h, body)) => (Tree::from_nodes(body.nodes, body.clients), h),
+        None => {
+            let (batch, head, _) = keys
+                .fetch_entry(source, &me.x25519, 0, &[0; 32], 0)
+                .await?
+                .ok_or_else(|| {
+                    DriveError::tampered(volume::log_key(&keys.volume, 0), "genesis entry missing")
+                })?;
+            let mut t = Tree::default();
+            apply_batch(&mut t, &batch);
+            (t, head)
+        }
+    };
+    let snapshot_seq = head.seq;
+    let mut known_checked = false;
+    let mut at_state = None;
+    if let Some(s) = state
+        && s.head_seq == head.seq
+    {
+        if s.head_hash != head.hash {
+            return Err(fork(&keys.volume, s.head_seq, head.seq));
+        }
+        known_checked = true;
+        at_state = want_base.then(|| tree.clone());
+    }
+    while let Some((batch, next, _)) = keys
+        .fetch_entry(
+            source,
+            &me.x25519,
+            head.seq + 1,
+            &head.hash,
+            head.generation,
+        )
+        .await?
+    {
+        apply_batch(&mut tree, &batch);
+        head = next;
+        if let Some(s) = state
+            && s.head_seq == head.seq
+        {
+            if s.head_hash != head.hash {
+                return Err(fork(&keys.volume, s.head_seq, head.seq));
+            }
+            known_checked = true;
+            at_state = want_base.then(|| tree.clone());
+        }
+    }
+    if let Some(s) = state {
+        if s.head_seq > head.seq {
+            return Err(DriveError::Rollback {
+                volume: hex8(&keys.volume),
+                known: s.head_seq,
+                offered: head.seq,
+                reason: "the store is missing log entries this client already accepted".into(),
+            });
+        }
+        if !known_checked {
+            // Our known head lies inside the snapshot: check its hash directly.
+            let key = volume::log_key(&keys.volume, s.head_seq);
+            let bytes = volume::get(source, &key).await?;
+            if meta::sha256(&bytes) != s.head_hash {
+                return Err(fork(&keys.volume, s.head_seq, head.seq));
+            }
+        }
+    }
+    Ok(Verified {
+        keys,
+        tree,
+        head,
+        snapshot_seq,
+        read_only,
+        at_state,
+    })
+}
+
+/// The log entry `seq` of `vol` must be in `source` with hash `hash`
+/// (`Rollback` when it is missing, a fork when it differs).
+pub(super) async fn check_entry(
+    source: &dyn ObjectStore,
+    vol: &[u8; 16],
+    seq: u64,
+    hash: &[u8; 32],
+) -> Result<()> {
+    let key = volume::log_key(vol, seq);
+    match source.get(&key, Default::default()).await {
+        Ok(g) if meta::sha256(&g.bytes) == *hash => Ok(()),
+        Ok(_) => Err(fork(vol, seq, seq)),
+        Err(StoreError::NotFound { .. }) => {
+            let e = DriveError::Rollback {
+                volume: hex8(vol),
+                known: seq,
+                offered: seq.saturating_sub(1),
+                reason: "the store is missing log entries this client already accepted".into(),
+            };
+            tracing::error!(error = %e, "refusing rolled-back metadata");
+            Err(e)
+        }
+        Err(e) => Err(store_err(e)),
     }
 }
 

@@ -31,6 +31,10 @@ pub struct Rebased {
     pub(super) conflicted: HashMap<u64, u64>,
     /// Ops that no longer apply (their target is gone), with their seqs.
     pub(super) dropped: Vec<(u64, Op)>,
+    /// Whether any op was renamed, turned into a copy or dropped (the
+    /// journal must then be rewritten to the new ops: replaying the old
+    /// ones after a crash would lose this client's version).
+    pub(super) changed: bool,
 }
 
 /// Rebuilds this client's view as `committed` + `pending`, fixing up
@@ -50,6 +54,7 @@ pub fn rebase(
     let mut conflicted: HashMap<u64, u64> = HashMap::new();
     let mut kept = VecDeque::new();
     let mut dropped = Vec::new();
+    let originals: Vec<Op> = pending.iter().map(|(_, o)| o.clone()).collect();
     for (seq, op) in pending {
         let mut op = op;
         if let Op::SetContent { node, base, .. } = &op {
@@ -85,11 +90,13 @@ pub fn rebase(
             }
         }
     }
+    let changed = !dropped.is_empty() || kept.iter().zip(&originals).any(|((_, a), b)| a != b);
     Rebased {
         view,
         pending: kept,
         conflicted,
         dropped,
+        changed,
     }
 }
 

@@ -82,6 +82,9 @@ pub struct Core {
     pub(super) upload_bytes: u64,
     /// When a store request last succeeded.
     pub(super) last_store_ok: Instant,
+    /// Opened from the local mirror while the store was out of reach, and
+    /// the store's copy not yet checked (see `offline`).
+    pub(super) offline_since: Option<SystemTime>,
     /// When the running commit started (None: none running).
     pub(super) commit_since: Option<Instant>,
     /// Writers are being refused with ENOSPC (nothing can be freed).
@@ -315,12 +318,21 @@ impl Core {
             pending,
             conflicted,
             dropped,
+            changed,
         } = rebase::rebase(&self.committed, &self.view, pending, card);
         for (seq, _) in &dropped {
             tracing::debug!(seq, "rebase dropped a local change");
         }
         let old_view = std::mem::replace(&mut self.view, view);
         self.pending = pending;
+        if changed {
+            // The journal holds the ops as first queued; a crash now would
+            // replay them on a base they no longer fit.
+            let dirty: Vec<u64> = self.dirty.keys().copied().collect();
+            if let Err(e) = self.journal.rewrite(&self.pending, dirty) {
+                tracing::error!(error = %e, "could not rewrite the journal after a rebase; a crash before the next commit may lose this client's side of a conflict");
+            }
+        }
         for (orig, copy) in conflicted {
             self.redirect(orig, copy);
         }

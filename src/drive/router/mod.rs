@@ -26,7 +26,8 @@ mod synthetic;
 
 use super::engine::Engine;
 use super::engine::cache::lock_dir;
-use super::engine::open::{VerifiedHeader, read_header};
+use super::engine::mirror::unreachable;
+use super::engine::open::{VerifiedHeader, cached_header, read_header, save_header};
 use super::error::{DriveError, Result};
 use super::identity::Identity;
 use super::tree::{KIND_VOLUME, ROOT};
@@ -112,8 +113,21 @@ impl Router {
         me: Identity,
         opts: DriveOptions,
     ) -> Result<Arc<Router>> {
-        let header = read_header(store.as_ref()).await?;
+        let (header, offline) = match read_header(store.as_ref()).await {
+            Ok(h) => (h, false),
+            Err(e) if unreachable(&e) => match cached_header(&opts.cache_dir)? {
+                Some(h) => {
+                    tracing::warn!(store = %store.describe(), error = %e, "store unreachable; opening the drive from the local cache (offline)");
+                    (h, true)
+                }
+                None => return Err(e),
+            },
+            Err(e) => return Err(e),
+        };
         let drive_lock = lock_dir(&opts.cache_dir)?;
+        if !offline {
+            save_header(&opts.cache_dir, &header);
+        }
         let root_volume = header.header.root_volume;
         let root = match Engine::open_volume(
             store.clone(),
@@ -121,6 +135,7 @@ impl Router {
             volume_opts(&opts, &root_volume),
             &header,
             root_volume,
+            offline,
         )
         .await
         {
@@ -217,6 +232,7 @@ impl Router {
             volume_opts(&self.opts, &vol),
             &self.header,
             vol,
+            false,
         )
         .await?;
         locked(&self.volumes).insert(vol, e.clone());

@@ -109,6 +109,9 @@ impl HeldKeys {
         match r {
             Ok(k) => {
                 let k = self.install(k)?;
+                if k.current().0 == old.current().0 {
+                    return Ok(());
+                }
                 tracing::info!(
                     volume = %hex8(&self.volume),
                     generation = k.current().0,

@@ -1,0 +1,211 @@
+//! The metadata mirror: a copy, in a volume's cache directory, of the
+//! volume's metadata objects exactly as the store served or took them
+//! (keyrings, the newest snapshot, the log entries after it), so that a
+//! drive opened before can be opened again while the store is out of
+//! reach (offline open, docs/ARCHITECTURE.md).
+//!
+//! Layout: `meta/<store key with '/' as '~'>`, one file per object.
+//!
+//! Invariants:
+//! - The mirror is trusted no more than the store: every object in it is
+//!   signed (keyrings by the owner, entries and snapshots by a writer,
+//!   sealed under the volume key) and an offline open verifies it exactly
+//!   as an online open verifies the store's copy, against the sealed local
+//!   state (header hash, newest accepted head, keyring generation). Nothing
+//!   in it is secret beyond what the store itself holds.
+//! - A failure to write the mirror never fails a store call (it only makes
+//!   a later offline open fail); it is logged.
+//! - Mirrored log entries and snapshots older than the newest mirrored
+//!   snapshot are removed, so the mirror stays about one snapshot plus
+//!   `SNAPSHOT_EVERY` entries in size.
+//!
+//! `MirroredStore` is the store as the engine uses it: the real store,
+//! with the volume's metadata objects copied into the mirror as they pass.
+//! It adds no behaviour to the store's answers.
+
+use crate::drive::error::Result;
+use crate::drive::volume;
+use crate::format::hex::encode as hex;
+use crate::store::{
+    ETag, GetOptions, GetResult, ListPage, MemoryStore, MultipartUpload, ObjectMeta, ObjectStore,
+    PutMode,
+};
+use async_trait::async_trait;
+use bytes::Bytes;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The mirror directory of one volume.
+#[derive(Debug)]
+pub struct Mirror {
+    dir: PathBuf,
+    keyrings: String,
+    logs: String,
+    snapshots: String,
+}
+
+impl Mirror {
+    /// The mirror in the volume cache directory `cache_dir`.
+    pub fn new(cache_dir: &Path, volume: &[u8; 16]) -> Mirror {
+        Mirror {
+            dir: cache_dir.join("meta"),
+            keyrings: volume::keyring_prefix(volume),
+            logs: format!("v/{}/l/", hex(volume)),
+            snapshots: format!("v/{}/s/", hex(volume)),
+        }
+    }
+
+    /// Whether `key` is one of the volume's metadata objects.
+    fn covers(&self, key: &str) -> bool {
+        [&self.keyrings, &self.logs, &self.snapshots]
+            .iter()
+            .any(|p| key.starts_with(p.as_str()))
+    }
+
+    fn path(&self, key: &str) -> PathBuf {
+        self.dir.join(key.replace('/', "~"))
+    }
+
+    /// Whether the mirror holds anything to open the volume from.
+    pub fn is_usable(&self) -> bool {
+        self.keys().iter().any(|k| k.starts_with(&self.keyrings))
+    }
+
+    /// Copies an object the store served or took; a snapshot drops the
+    /// older entries and snapshots it supersedes.
+    fn save(&self, key: &str, bytes: &[u8]) {
+        if !self.covers(key) {
+            return;
+        }
+        let path = self.path(key);
+        let r = fs::create_dir_all(&self.dir)
+            .and_then(|()| super::cache::replace_file(&path, bytes, false));
+        if let Err(e) = r {
+            tracing::warn!(object = %key, error = %e, "could not copy a metadata object into the local mirror; opening offline may fail until the next copy");
+            return;
+        }
+        if let Some(seq) = self.seq_of(key, &self.snapshots) {
+            for old in self.keys() {
+                let older = |p: &String| self.seq_of(&old, p).is_some_and(|s| s < seq);
+                if older(&self.logs) || older(&self.snapshots) {
+                    let _ = fs::remove_file(self.path(&old));
+                }
+            }
+        }
+    }
+
+    fn seq_of(&self, key: &str, prefix: &str) -> Option<u64> {
+        u64::from_str_radix(key.strip_prefix(prefix)?, 16).ok()
+    }
+
+    /// Keys of the mirrored objects (files that do not name one are
+    /// ignored).
+    fn keys(&self) -> Vec<String> {
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().map(|n| n.replace('~', "/")))
+            // Temporary files of an interrupted copy end in `.tmp`.
+            .filter(|k| !k.contains('.'))
+            .filter(|k| self.covers(k))
+            .collect()
+    }
+
+    /// The mirrored objects as a read-only source for an offline open
+    /// (verified there like the store's).
+    pub async fn load(&self) -> Result<Arc<dyn ObjectStore>> {
+        let store = MemoryStore::new();
+        for key in self.keys() {
+            let path = self.path(&key);
+            let bytes = fs::read(&path).map_err(|source| crate::drive::DriveError::Cache {
+                path: path.display().to_string(),
+                source,
+            })?;
+            store
+                .put(&key, Bytes::from(bytes), PutMode::Overwrite)
+                .await?;
+        }
+        Ok(Arc::new(store))
+    }
+}
+
+/// The store with the volume's metadata objects mirrored as they pass.
+#[derive(Debug)]
+pub struct MirroredStore {
+    inner: Arc<dyn ObjectStore>,
+    mirror: Mirror,
+}
+
+impl MirroredStore {
+    pub fn new(inner: Arc<dyn ObjectStore>, mirror: Mirror) -> MirroredStore {
+        MirroredStore { inner, mirror }
+    }
+}
+
+#[async_trait]
+impl ObjectStore for MirroredStore {
+    async fn put(&self, key: &str, body: Bytes, mode: PutMode) -> crate::store::Result<ETag> {
+        let r = self.inner.put(key, body.clone(), mode).await;
+        if r.is_ok() {
+            self.mirror.save(key, &body);
+        }
+        r
+    }
+
+    async fn get(&self, key: &str, options: GetOptions) -> crate::store::Result<GetResult> {
+        let whole = options.range.is_none();
+        let r = self.inner.get(key, options).await;
+        if let Ok(g) = &r
+            && whole
+        {
+            self.mirror.save(key, &g.bytes);
+        }
+        r
+    }
+
+    async fn head(&self, key: &str) -> crate::store::Result<ObjectMeta> {
+        self.inner.head(key).await
+    }
+
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> crate::store::Result<ListPage> {
+        self.inner.list(prefix, start_after, limit).await
+    }
+
+    async fn delete(&self, key: &str) -> crate::store::Result<()> {
+        self.inner.delete(key).await
+    }
+
+    async fn delete_many(&self, keys: &[String]) -> crate::store::Result<()> {
+        self.inner.delete_many(keys).await
+    }
+
+    async fn put_multipart(&self, key: &str) -> crate::store::Result<Box<dyn MultipartUpload>> {
+        self.inner.put_multipart(key).await
+    }
+
+    async fn check_conditional_writes(&self) -> crate::store::Result<()> {
+        self.inner.check_conditional_writes().await
+    }
+
+    async fn pending_uploads(&self) -> crate::store::Result<Vec<String>> {
+        self.inner.pending_uploads().await
+    }
+
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+}
+
+/// Whether an error means the store is out of reach (as opposed to an
+/// answer that refuses or contradicts).
+pub fn unreachable(e: &crate::drive::DriveError) -> bool {
+    matches!(e, crate::drive::DriveError::Store(s) if s.is_transient())
+}
