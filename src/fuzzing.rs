@@ -19,8 +19,7 @@ use crate::drive::{
 };
 use crate::format::card::Card;
 use crate::format::content::{
-    self, BLOCK_SIZE, BlockId, block_cipher, chunk_count, chunk_span, open_chunks, seal_block,
-    sealed_len,
+    self, BLOCK_SIZE, block_cipher, chunk_count, chunk_span, open_chunks, seal_block, sealed_len,
 };
 use crate::format::crypto::{Cipher, SecretKey};
 use crate::format::key::UserKey;
@@ -272,21 +271,16 @@ pub fn op(data: &[u8]) {
     }
 }
 
-/// The fixed identity of the content-block target's block.
-const BLOCK_FILE: [u8; 16] = [0x37; 16];
+/// The fixed identity (block id) and key of the content-block target's block.
 const BLOCK_VERSION: [u8; 16] = [0x38; 16];
-const BLOCK_INDEX: u64 = 3;
+const BLOCK_KEY: [u8; 32] = [0x39; 32];
 
-fn block_id() -> BlockId<'static> {
-    BlockId {
-        file_id: &BLOCK_FILE,
-        block_id: &BLOCK_VERSION,
-        block_index: BLOCK_INDEX,
-    }
+fn block_id() -> &'static [u8; 16] {
+    &BLOCK_VERSION
 }
 
 fn fixed_block_cipher() -> Cipher {
-    block_cipher(&SecretKey::from_bytes([0x39; 32]), block_id())
+    block_cipher(&BLOCK_KEY)
 }
 
 /// A content-block target input: the block length the metadata claims
@@ -421,7 +415,6 @@ fn sample_nodes() -> Vec<Node> {
         perm: 0o644,
         nlink: 1,
         size: BLOCK_SIZE as u64 + 5,
-        file_id: [9; 16],
         version: 3,
         mtime: sample_time(1),
         ..Default::default()
@@ -433,6 +426,7 @@ fn sample_nodes() -> Vec<Node> {
                 id: [i as u8 + 1; 16],
                 len,
                 epoch: i as u32,
+                key: [i as u8 + 0x20; 32].into(),
             },
         );
     }
@@ -487,6 +481,7 @@ pub fn sample_ops() -> Vec<Op> {
             id: [1; 16],
             len: 5,
             epoch: 0,
+            key: [0x21; 32].into(),
         },
     );
     node.xattrs.insert(b"user.a".to_vec(), b"b".to_vec());
@@ -545,6 +540,7 @@ pub fn sample_ops() -> Vec<Op> {
                     id: [2; 16],
                     len: 10,
                     epoch: 3,
+                    key: [0x22; 32].into(),
                 },
             )],
             mtime: t,

@@ -54,6 +54,9 @@ pub enum UserError {
     NoDrive { store: String },
     /// The drive was written by a newer cardfs format version.
     NewerFormat { detail: String },
+    /// The drive is in an older format version that this cardfs no longer
+    /// reads.
+    OldFormat { version: u16 },
     /// The path is not a running cardfs mount.
     NotMounted { path: PathBuf },
     /// The mount is in use and cannot be unmounted now.
@@ -120,6 +123,7 @@ impl UserError {
             UserError::DriveExists { .. } => 24,
             UserError::NoDrive { .. } => 25,
             UserError::NewerFormat { .. } => 26,
+            UserError::OldFormat { .. } => 29,
             UserError::NoCredentials { .. } => 27,
             UserError::NotS3 { .. } => 28,
             UserError::NotMounted { .. } => 30,
@@ -224,6 +228,13 @@ impl fmt::Display for UserError {
             UserError::NewerFormat { detail } => write!(
                 f,
                 "the drive was written by a newer version of cardfs; upgrade cardfs ({detail})"
+            ),
+            UserError::OldFormat { version } => write!(
+                f,
+                "the drive is in drive format version {version}, which this cardfs (format {current}) \
+                 no longer reads; open it with the cardfs release that wrote it, copy its files out, \
+                 and copy them into a new drive made with `cardfs init`",
+                current = cardfs::format::DRIVE_FORMAT
             ),
             UserError::NotMounted { path } => {
                 write!(f, "{} is not a running cardfs mount", path.display())
@@ -402,6 +413,7 @@ mod tests {
             UserError::DriveExists { store: s.clone() },
             UserError::NoDrive { store: s.clone() },
             UserError::NewerFormat { detail: s.clone() },
+            UserError::OldFormat { version: 1 },
             UserError::NotMounted { path: p.clone() },
             UserError::MountBusy { path: p.clone() },
             UserError::MountedElsewhere {

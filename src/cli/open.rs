@@ -299,6 +299,7 @@ pub fn drive_error(err: DriveError, location: &str) -> anyhow::Error {
             store: location.into(),
         }
         .into(),
+        DriveError::OldFormat { version, .. } => UserError::OldFormat { version }.into(),
         DriveError::UnsupportedFormat { object, reason } => UserError::NewerFormat {
             detail: format!("{object}: {reason}"),
         }

@@ -54,6 +54,14 @@ pub enum DriveError {
          written by a newer version, or altered"
     )]
     UnsupportedFormat { object: String, reason: String },
+    /// The drive is in an older format version, which this build no longer
+    /// reads (format version 1: before per-version content keys).
+    #[error(
+        "object {object} is in drive format version {version}, which this cardfs \
+         (drive format {current}) no longer reads",
+        current = crate::format::DRIVE_FORMAT
+    )]
+    OldFormat { object: String, version: u16 },
     /// The store offers an older (or different) metadata state than this
     /// client already accepted: `known`/`offered` are log positions, or
     /// keyring generations (the reason says which).
@@ -112,7 +120,9 @@ impl DriveError {
             TooBig => libc::EFBIG,
             TooManyLinks => libc::EMLINK,
             CrossDevice => libc::EXDEV,
-            Tampered { .. } | UnsupportedFormat { .. } | Rollback { .. } => libc::EIO,
+            Tampered { .. } | UnsupportedFormat { .. } | OldFormat { .. } | Rollback { .. } => {
+                libc::EIO
+            }
             NotMember => libc::EACCES,
             Store(StoreError::NotFound { .. }) => libc::EIO,
             Store(_) => libc::EIO,
@@ -137,6 +147,11 @@ impl DriveError {
     ) -> Self {
         use crate::format::wire::FormatError::{Flags, Version};
         match e {
+            Version(version) if version < crate::format::DRIVE_FORMAT.into() => {
+                let object = object.into();
+                tracing::error!(%object, version, "object in an older drive format version");
+                DriveError::OldFormat { object, version }
+            }
             Version(_) | Flags(_) => {
                 let (object, reason) = (object.into(), e.to_string());
                 tracing::error!(%object, %reason, "object in an unknown format version");
@@ -168,5 +183,13 @@ mod tests {
         }
         let d = DriveError::unreadable("drive", FormatError::Signature);
         assert!(matches!(d, DriveError::Tampered { .. }), "{d}");
+        // An older version is its own error, naming the version.
+        let d = DriveError::unreadable("drive", FormatError::Version(1));
+        assert!(
+            matches!(&d, DriveError::OldFormat { version: 1, .. }),
+            "{d}"
+        );
+        assert!(d.to_string().contains("drive format version 1"), "{d}");
+        assert_eq!(d.errno(), libc::EIO);
     }
 }

@@ -13,6 +13,7 @@
 //! Imports: `router`, `engine` (through the router's `At`), leaves.
 
 use super::Drive;
+use super::engine::io::CopyEnd;
 use super::engine::ops::statfs;
 use super::error::{DriveError, Result};
 use super::router::{SYNTHETIC_FH, Target, linked_volume};
@@ -114,6 +115,31 @@ impl Drive {
         let a = self.r.at(ino, || DriveError::BadHandle).await?;
         let _g = self.r.gate(&a).await;
         a.e.write(a.node, fh, offset, data).await
+    }
+
+    /// `copy_file_range`: copies `len` bytes from `ino_in` at `off_in` to
+    /// `ino_out` at `off_out` within one volume, sharing whole blocks (see
+    /// `Engine::copy_range`); returns the bytes copied. Across volumes
+    /// `CrossDevice` (the caller copies the bytes itself).
+    pub async fn copy_range(
+        &self,
+        (ino_in, fh_in, off_in): (Ino, Fh, u64),
+        (ino_out, fh_out, off_out): (Ino, Fh, u64),
+        len: u64,
+    ) -> Result<u64> {
+        let a = self.r.at(ino_in, || DriveError::IsDir).await?;
+        let b = self.r.at(ino_out, || DriveError::BadHandle).await?;
+        if a.vol != b.vol {
+            return Err(DriveError::CrossDevice);
+        }
+        let _g = self.r.gate(&b).await;
+        let end = |ino, fh, offset| CopyEnd { ino, fh, offset };
+        b.e.copy_range(
+            end(a.node, fh_in, off_in),
+            end(b.node, fh_out, off_out),
+            len,
+        )
+        .await
     }
 
     /// Seals the file's buffered writes (queued for upload).

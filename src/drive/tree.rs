@@ -394,7 +394,7 @@ impl Tree {
                     return Err(DriveError::Invalid("block outside file".into()));
                 }
                 n.blocks.retain(|i, _| i < drop_from);
-                n.blocks.extend(blocks.iter().copied());
+                n.blocks.extend(blocks.iter().cloned());
                 n.blocks.retain(|i, _| *i < end);
                 n.size = *size;
                 n.version = *version;

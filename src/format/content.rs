@@ -2,27 +2,32 @@
 //!
 //! A file is cut into blocks of [`BLOCK_SIZE`] plaintext bytes; block `i`
 //! covers bytes `[i*BLOCK_SIZE, (i+1)*BLOCK_SIZE)`. Each stored version of a
-//! block is one object named by a random 16-byte block id. The object is the
-//! concatenation of sealed chunks of [`CHUNK_SIZE`] plaintext bytes (the
-//! last one shorter), each followed by its 16-byte tag, so chunk `k` starts
-//! at `k * (CHUNK_SIZE + 16)` and a reader can fetch any chunk range.
+//! block is one object named by a random 16-byte block id and sealed under
+//! its own random 32-byte key, both kept only in the block reference (inside
+//! encrypted metadata). The object is the concatenation of sealed chunks of
+//! [`CHUNK_SIZE`] plaintext bytes (the last one shorter), each followed by
+//! its 16-byte tag, so chunk `k` starts at `k * (CHUNK_SIZE + 16)` and a
+//! reader can fetch any chunk range.
 //!
-//! Keys and binding: the chunk key is
-//! `HKDF(salt = file_id, ikm = file_key, info = "cardfs/v1/block" || block_id || block_index)`,
-//! used only for this block version, so the nonce can be the chunk index.
-//! The AAD is `"CFSC" || 1u16 || file_id || block_id || block_index ||
-//! chunk_index || final_flag`. A chunk therefore cannot move to another
-//! file, block version, block position or chunk position, and dropping the
-//! tail is detected (the last chunk carries the final flag and the plaintext
-//! length of the block is in the signed metadata).
+//! Padding: the sealed plaintext is the block's bytes followed by zeros up
+//! to [`padded_len`] (Padmé, at least [`MIN_PADDED`] bytes), so an object's
+//! size shows only a size class of its block (at most 6.25% larger for
+//! blocks of 256 bytes or more). The block ref keeps the true length; the
+//! padding is authenticated like the rest and must be zeros.
 //!
-//! Epochs: a block written while its volume is at keyring generation
-//! `g > 0` uses [`epoch_file_key`] in place of the file key, so holding the
-//! file key alone does not open it.
+//! Keys and binding (format version 2): the chunk key is the block
+//! version's random key itself, used for this one object only, so the nonce
+//! can be the chunk index. The AAD is
+//! `"CFSB" || 2u8 || 0u8 || block_id || chunk_index || final_flag`: what the
+//! block ref names, never the file, so a block ref can be copied to another
+//! file (clone copies) without re-encryption, while a chunk still cannot
+//! move to another object or chunk position, and dropping the tail is
+//! detected (the last chunk carries the final flag and the plaintext length
+//! of the block is in the signed metadata).
 //!
 //! Invariants: pure, no I/O; a failed open returns no plaintext.
 
-use super::crypto::{Cipher, NONCE_LEN, SecretKey, TAG_LEN, hkdf};
+use super::crypto::{Cipher, NONCE_LEN, SecretKey, TAG_LEN};
 use super::wire::FormatError;
 use std::ops::Range;
 
@@ -32,39 +37,37 @@ pub const CHUNK_SIZE: usize = 64 * 1024;
 pub const BLOCK_SIZE: usize = 1024 * 1024;
 /// Stored bytes per full chunk.
 pub const SEALED_CHUNK: usize = CHUNK_SIZE + TAG_LEN;
+/// The magic bound into every chunk's AAD.
+pub const BLOCK_AAD_MAGIC: &[u8; 4] = b"CFSB";
+/// The content format version bound into every chunk's AAD.
+pub const BLOCK_VERSION: u8 = super::DRIVE_FORMAT;
 
-/// Identity of one block version: everything bound into its chunks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BlockId<'a> {
-    pub file_id: &'a [u8; 16],
-    pub block_id: &'a [u8; 16],
-    pub block_index: u64,
+/// Blocks shorter than this are padded to it.
+pub const MIN_PADDED: usize = 256;
+
+/// Padmé (Nikitin et al., "Reducing metadata leakage from encrypted files
+/// and communication with PURBs", 2019): rounds `l` up so that only the
+/// top `floor(log2(floor(log2 l))) + 1` bits below the leading one may be
+/// set, a size class with overhead at most `2^-(that)` (6.25% from 256 bytes
+/// up, 12.5% from 16). Idempotent.
+pub fn padme(l: usize) -> usize {
+    if l < 2 {
+        return l;
+    }
+    let e = usize::BITS - 1 - l.leading_zeros();
+    let s = u32::BITS - e.leading_zeros();
+    let mask = (1usize << (e - s)) - 1;
+    (l + mask) & !mask
 }
 
-/// The file key of blocks of epoch `epoch > 0`:
-/// `HKDF(salt = file_key, ikm = volume_key[epoch], "cardfs/v1/epoch" || epoch u32)`.
-/// (Epoch-0 blocks use the file key itself.)
-pub fn epoch_file_key(file_key: &SecretKey, epoch: u32, volume_key: &SecretKey) -> SecretKey {
-    debug_assert!(epoch > 0, "epoch 0 uses the file key itself");
-    hkdf(
-        file_key.expose(),
-        volume_key.expose(),
-        &[b"cardfs/v1/epoch", &epoch.to_le_bytes()],
-    )
+/// The padded plaintext length of a block of `len` bytes (<= BLOCK_SIZE).
+pub fn padded_len(len: usize) -> usize {
+    padme(len.max(MIN_PADDED)).min(BLOCK_SIZE)
 }
 
-/// The cipher of one block version.
-pub fn block_cipher(file_key: &SecretKey, id: BlockId<'_>) -> Cipher {
-    let k = hkdf(
-        id.file_id,
-        file_key.expose(),
-        &[
-            b"cardfs/v1/block",
-            id.block_id,
-            &id.block_index.to_le_bytes(),
-        ],
-    );
-    Cipher::new(&k)
+/// The cipher of one block version (its random key from the block ref).
+pub fn block_cipher(key: &[u8; 32]) -> Cipher {
+    Cipher::new(&SecretKey::from_bytes(*key))
 }
 
 fn nonce(chunk: u32) -> [u8; NONCE_LEN] {
@@ -73,38 +76,41 @@ fn nonce(chunk: u32) -> [u8; NONCE_LEN] {
     n
 }
 
-fn aad(id: BlockId<'_>, chunk: u32, last: bool) -> Vec<u8> {
-    let mut a = Vec::with_capacity(4 + 2 + 16 + 16 + 8 + 4 + 1);
-    a.extend_from_slice(b"CFSC");
-    a.extend_from_slice(&1u16.to_le_bytes());
-    a.extend_from_slice(id.file_id);
-    a.extend_from_slice(id.block_id);
-    a.extend_from_slice(&id.block_index.to_le_bytes());
-    a.extend_from_slice(&chunk.to_le_bytes());
-    a.push(last as u8);
+fn aad(block_id: &[u8; 16], chunk: u32, last: bool) -> [u8; 4 + 2 + 16 + 4 + 1] {
+    let mut a = [0u8; 27];
+    a[..4].copy_from_slice(BLOCK_AAD_MAGIC);
+    a[4] = BLOCK_VERSION;
+    a[5] = 0;
+    a[6..22].copy_from_slice(block_id);
+    a[22..26].copy_from_slice(&chunk.to_le_bytes());
+    a[26] = last as u8;
     a
 }
 
-/// Number of chunks of a block of `len` plaintext bytes (at least one).
+/// Number of chunks of the object of a block of `len` plaintext bytes
+/// (of its padded length; at least one).
 pub fn chunk_count(len: usize) -> u32 {
-    len.div_ceil(CHUNK_SIZE).max(1) as u32
+    padded_len(len).div_ceil(CHUNK_SIZE).max(1) as u32
 }
 
-/// Stored size of a block of `len` plaintext bytes.
+/// Stored size of a block of `len` plaintext bytes (padding included).
 pub fn sealed_len(len: usize) -> usize {
-    len + chunk_count(len) as usize * TAG_LEN
+    padded_len(len) + chunk_count(len) as usize * TAG_LEN
 }
 
 /// Seals a block's plaintext (1..=BLOCK_SIZE bytes) into object bytes.
-pub fn seal_block(cipher: &Cipher, id: BlockId<'_>, plain: &[u8]) -> Vec<u8> {
+pub fn seal_block(cipher: &Cipher, block_id: &[u8; 16], plain: &[u8]) -> Vec<u8> {
     assert!(plain.len() <= BLOCK_SIZE, "block larger than BLOCK_SIZE");
     let n = chunk_count(plain.len());
+    let padded = padded_len(plain.len());
     let mut out = Vec::with_capacity(sealed_len(plain.len()));
     for k in 0..n {
         let start = k as usize * CHUNK_SIZE;
-        let end = (start + CHUNK_SIZE).min(plain.len());
-        let mut buf = plain[start..end].to_vec();
-        cipher.seal_in_place(&nonce(k), &aad(id, k, k + 1 == n), &mut buf);
+        let end = (start + CHUNK_SIZE).min(padded);
+        // The block's bytes in this chunk, then zeros up to its end.
+        let mut buf = plain[start.min(plain.len())..end.min(plain.len())].to_vec();
+        buf.resize(end - start, 0);
+        cipher.seal_in_place(&nonce(k), &aad(block_id, k, k + 1 == n), &mut buf);
         out.extend_from_slice(&buf);
     }
     out
@@ -131,12 +137,13 @@ pub fn chunk_span(range: Range<usize>, len: usize) -> (Range<u32>, Range<u64>) {
 
 /// Opens chunks `chunks` of a block of `len` plaintext bytes from `sealed`,
 /// the object bytes starting at chunk `chunks.start`. Returns the plaintext
-/// of those chunks, or an error if any chunk fails or the bytes are short
-/// or long, or `len` is above [`BLOCK_SIZE`] (a length from metadata is
-/// not trusted to size a buffer).
+/// of those chunks up to the block's length (the padding after it is
+/// checked to be zeros and dropped), or an error if any chunk fails or the
+/// bytes are short or long, or `len` is above [`BLOCK_SIZE`] (a length from
+/// metadata is not trusted to size a buffer).
 pub fn open_chunks(
     cipher: &Cipher,
-    id: BlockId<'_>,
+    block_id: &[u8; 16],
     len: usize,
     chunks: Range<u32>,
     sealed: &[u8],
@@ -145,15 +152,17 @@ pub fn open_chunks(
         return Err(FormatError::Invalid("block length"));
     }
     let n = chunk_count(len);
+    let padded = padded_len(len);
     if chunks.end > n || chunks.start > chunks.end {
         return Err(FormatError::Invalid("chunk range outside block"));
     }
+    let base = chunks.start as usize * CHUNK_SIZE;
     // Sized by the bytes given, never by the lengths claimed.
     let mut out = Vec::with_capacity(sealed.len());
     let mut pos = 0usize;
     for k in chunks {
         let plain_len = if k + 1 == n {
-            len - k as usize * CHUNK_SIZE
+            padded - k as usize * CHUNK_SIZE
         } else {
             CHUNK_SIZE
         };
@@ -163,7 +172,7 @@ pub fn open_chunks(
         }
         let mut buf = sealed[pos..pos + take].to_vec();
         cipher
-            .open_in_place(&nonce(k), &aad(id, k, k + 1 == n), &mut buf)
+            .open_in_place(&nonce(k), &aad(block_id, k, k + 1 == n), &mut buf)
             .map_err(|_| FormatError::Decrypt)?;
         out.extend_from_slice(&buf);
         pos += take;
@@ -171,6 +180,11 @@ pub fn open_chunks(
     if pos != sealed.len() {
         return Err(FormatError::Trailing);
     }
+    let keep = len.saturating_sub(base).min(out.len());
+    if out[keep..].iter().any(|b| *b != 0) {
+        return Err(FormatError::Invalid("block padding"));
+    }
+    out.truncate(keep);
     Ok(out)
 }
 
@@ -179,55 +193,37 @@ mod tests {
     use super::*;
     use sha2::Digest;
 
-    fn id<'a>(f: &'a [u8; 16], b: &'a [u8; 16], i: u64) -> BlockId<'a> {
-        BlockId {
-            file_id: f,
-            block_id: b,
-            block_index: i,
-        }
-    }
-
     #[test]
     fn known_answer() {
-        let key = SecretKey::from_bytes([1; 32]);
-        let (f, b) = ([2u8; 16], [3u8; 16]);
+        let key = [1u8; 32];
+        let b = [3u8; 16];
         let plain: Vec<u8> = (0..CHUNK_SIZE + 10).map(|i| (i % 251) as u8).collect();
-        let c = block_cipher(&key, id(&f, &b, 4));
-        let sealed = seal_block(&c, id(&f, &b, 4), &plain);
-        assert_eq!(sealed.len(), plain.len() + 2 * TAG_LEN);
+        let sealed = seal_block(&block_cipher(&key), &b, &plain);
+        assert_eq!(sealed.len(), sealed_len(plain.len()));
+        // Padmé: 65546 bytes are sealed as 67584 (2048 multiples at 2^16).
+        assert_eq!(padded_len(plain.len()), 67584);
+        assert_eq!(sealed.len(), 67584 + 2 * TAG_LEN);
+        // Checked with an independent AES-GCM-SIV (Python `cryptography`).
         let digest = crate::format::hex::encode(&sha2::Sha256::digest(&sealed));
         assert_eq!(
             digest,
-            "055fb1f1181f1f65f0f8f29e2b6d574fb7a0a6da17e1d0770be008de80e10e8f"
+            "388f0b3b4b19bbadddfe3f4160875e0a09aa6e974bcb38a531bc04613e1a47d9"
         );
-    }
-
-    #[test]
-    fn epoch_key_known_answer() {
-        let fk = SecretKey::from_bytes([1; 32]);
-        let k = epoch_file_key(&fk, 2, &SecretKey::from_bytes([9; 32]));
-        let hex = crate::format::hex::encode(k.expose());
-        // Checked with an independent HKDF (Python hmac/hashlib).
+        // The AAD of the final chunk, byte for byte.
+        let a = aad(&b, 1, true);
         assert_eq!(
-            hex,
-            "8ece04ddc09df06ddd3c7955e4f973e5c0ddf7268d5c602bb99522f418e33e43"
+            crate::format::hex::encode(&a),
+            format!("434653420200{}0100000001", "03".repeat(16))
         );
-        assert_ne!(
-            k,
-            epoch_file_key(&fk, 3, &SecretKey::from_bytes([9; 32])),
-            "the epoch is bound in"
-        );
-        assert_ne!(k, epoch_file_key(&fk, 2, &SecretKey::from_bytes([8; 32])));
     }
 
     #[test]
     fn round_trip_ranges() {
-        let key = SecretKey::random();
-        let (f, b) = ([5u8; 16], [6u8; 16]);
+        let c = block_cipher(&[7; 32]);
+        let b = [6u8; 16];
         let len = 3 * CHUNK_SIZE + 17;
         let plain: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
-        let c = block_cipher(&key, id(&f, &b, 0));
-        let sealed = seal_block(&c, id(&f, &b, 0), &plain);
+        let sealed = seal_block(&c, &b, &plain);
         for r in [
             0..1,
             0..len,
@@ -238,7 +234,7 @@ mod tests {
             let (chunks, obj) = chunk_span(r.clone(), len);
             let got = open_chunks(
                 &c,
-                id(&f, &b, 0),
+                &b,
                 len,
                 chunks.clone(),
                 &sealed[obj.start as usize..obj.end as usize],
@@ -253,55 +249,112 @@ mod tests {
     fn claimed_length_is_bounded_before_allocating() {
         // A block length above BLOCK_SIZE (metadata is signed, but by any
         // writer) is refused before a buffer is sized from it.
-        let key = SecretKey::random();
-        let (f, b) = ([5u8; 16], [6u8; 16]);
-        let c = block_cipher(&key, id(&f, &b, 0));
-        let sealed = seal_block(&c, id(&f, &b, 0), &[1; 10]);
+        let c = block_cipher(&[7; 32]);
+        let b = [6u8; 16];
+        let sealed = seal_block(&c, &b, &[1; 10]);
         for len in [BLOCK_SIZE + 1, u32::MAX as usize, usize::MAX] {
             assert_eq!(
-                open_chunks(&c, id(&f, &b, 0), len, 0..1, &sealed),
+                open_chunks(&c, &b, len, 0..1, &sealed),
                 Err(FormatError::Invalid("block length"))
             );
         }
         // A whole block claimed but a few bytes given: refused as short.
         assert_eq!(
-            open_chunks(&c, id(&f, &b, 0), BLOCK_SIZE, 0..16, &sealed),
+            open_chunks(&c, &b, BLOCK_SIZE, 0..16, &sealed),
             Err(FormatError::Truncated)
         );
-        assert_eq!(
-            open_chunks(&c, id(&f, &b, 0), 10, 0..1, &sealed),
-            Ok(vec![1; 10])
-        );
+        assert_eq!(open_chunks(&c, &b, 10, 0..1, &sealed), Ok(vec![1; 10]));
     }
 
     #[test]
     fn tamper_is_detected() {
-        let key = SecretKey::random();
-        let (f, b) = ([5u8; 16], [6u8; 16]);
+        let key = [5u8; 32];
+        let c = block_cipher(&key);
+        let b = [6u8; 16];
         let len = 2 * CHUNK_SIZE + 1;
         let plain = vec![7u8; len];
-        let c = block_cipher(&key, id(&f, &b, 1));
-        let sealed = seal_block(&c, id(&f, &b, 1), &plain);
+        let sealed = seal_block(&c, &b, &plain);
         let all = 0..chunk_count(len);
+        assert_eq!(open_chunks(&c, &b, len, all.clone(), &sealed), Ok(plain));
         // Flipped byte.
         let mut bad = sealed.clone();
         bad[100] ^= 1;
-        assert!(open_chunks(&c, id(&f, &b, 1), len, all.clone(), &bad).is_err());
+        assert!(open_chunks(&c, &b, len, all.clone(), &bad).is_err());
         // Truncated object (drops the final chunk) read as shorter block.
         let short = &sealed[..2 * SEALED_CHUNK];
-        assert!(open_chunks(&c, id(&f, &b, 1), 2 * CHUNK_SIZE, 0..2, short).is_err());
+        assert!(open_chunks(&c, &b, 2 * CHUNK_SIZE, 0..2, short).is_err());
         // Swapped chunks.
         let mut swapped = sealed.clone();
         let (a, rest) = swapped.split_at_mut(SEALED_CHUNK);
         a.swap_with_slice(&mut rest[..SEALED_CHUNK]);
-        assert!(open_chunks(&c, id(&f, &b, 1), len, all.clone(), &swapped).is_err());
-        // Other position, version or file.
-        for other in [id(&f, &b, 2), id(&f, &[9; 16], 1), id(&[9; 16], &b, 1)] {
-            let c2 = block_cipher(&key, other);
-            assert!(open_chunks(&c2, other, len, all.clone(), &sealed).is_err());
+        assert!(open_chunks(&c, &b, len, all.clone(), &swapped).is_err());
+        // Another block id (the object moved under another name).
+        assert!(open_chunks(&c, &[9; 16], len, all.clone(), &sealed).is_err());
+        // Another block's key (a block ref whose key was swapped).
+        let c3 = block_cipher(&[6u8; 32]);
+        assert!(open_chunks(&c3, &b, len, all.clone(), &sealed).is_err());
+        // The same plaintext under another key and id: a different object.
+        let other = seal_block(&c3, &[9; 16], &vec![7u8; len]);
+        assert_ne!(other, sealed);
+        assert!(open_chunks(&c, &b, len, all, &other).is_err());
+    }
+
+    #[test]
+    fn padme_size_classes() {
+        // The issue's example: a 12,345-byte file is no longer 12,361 bytes.
+        // (Expected values from an independent Padmé in Python.)
+        assert_eq!(padme(12_345), 12_800);
+        assert_eq!(sealed_len(12_345), 12_800 + TAG_LEN);
+        for (l, want) in [
+            (0, 0),
+            (1, 1),
+            (255, 256),
+            (256, 256),
+            (257, 272),
+            (1000, 1024),
+        ] {
+            assert_eq!(padme(l), want, "padme({l})");
         }
-        // Other key.
-        let c3 = block_cipher(&SecretKey::random(), id(&f, &b, 1));
-        assert!(open_chunks(&c3, id(&f, &b, 1), len, all, &sealed).is_err());
+        assert_eq!(padded_len(1), MIN_PADDED);
+        assert_eq!(padded_len(BLOCK_SIZE), BLOCK_SIZE);
+        assert_eq!(padded_len(BLOCK_SIZE - 1), BLOCK_SIZE);
+        let mut classes = std::collections::BTreeSet::new();
+        for l in (1..=BLOCK_SIZE).step_by(97) {
+            let p = padded_len(l);
+            assert!(p >= l && p <= BLOCK_SIZE);
+            assert_eq!(padme(p), p, "idempotent at {l}");
+            if l >= MIN_PADDED {
+                assert!((p - l) * 100 <= l * 12, "overhead at {l}: {p}");
+            }
+            classes.insert(p);
+        }
+        // Far fewer sizes than lengths: what the store sees is a class.
+        assert!(classes.len() < 600, "{}", classes.len());
+    }
+
+    #[test]
+    fn padding_is_authenticated_and_must_be_zero() {
+        let c = block_cipher(&[7; 32]);
+        let b = [6u8; 16];
+        let sealed = seal_block(&c, &b, b"short");
+        assert_eq!(sealed.len(), MIN_PADDED + TAG_LEN);
+        assert_eq!(open_chunks(&c, &b, 5, 0..1, &sealed), Ok(b"short".to_vec()));
+        // Read as a longer block: the padding shows as zeros, not garbage.
+        assert_eq!(
+            open_chunks(&c, &b, 7, 0..1, &sealed),
+            Ok(b"short\0\0".to_vec())
+        );
+        // Non-zero bytes after the block's length are refused.
+        let bad = seal_block(&c, &b, b"short and long");
+        assert_eq!(
+            open_chunks(&c, &b, 5, 0..1, &bad),
+            Err(FormatError::Invalid("block padding"))
+        );
+        let mut flipped = sealed.clone();
+        flipped[200] ^= 1;
+        assert_eq!(
+            open_chunks(&c, &b, 5, 0..1, &flipped),
+            Err(FormatError::Decrypt)
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! Little-endian byte writer and reader for the hand-laid formats, plus the
-//! helpers they share: the magic/version/flags prefix, domain-separated
-//! SHA-256 (hex is in `format::hex`).
+//! helpers they share: the prefix every format starts with (`magic[4] ||
+//! version u8 || flags u8`, one convention for identity and drive formats),
+//! domain-separated SHA-256 (hex is in `format::hex`).
 //!
 //! Invariants: the reader never panics on malformed input; every read past
 //! the end is [`FormatError::Truncated`]; every length and count read from
@@ -148,25 +149,18 @@ impl<'a> Reader<'a> {
         }
         Ok(n)
     }
-    /// Checks magic, version 1 and that no feature flag is set.
-    pub fn header(&mut self, magic: &[u8; 4]) -> Result<(), FormatError> {
-        self.versioned_header(magic, 1)
-    }
-    /// Like [`Reader::header`] for a record whose only accepted version is
-    /// `expected`.
-    pub fn versioned_header(&mut self, magic: &[u8; 4], expected: u16) -> Result<(), FormatError> {
-        if &self.array::<4>()? != magic {
-            return Err(FormatError::BadMagic);
-        }
-        let version = self.u16()?;
-        if version != expected {
-            return Err(FormatError::Version(version));
-        }
-        let flags = self.u16()?;
-        if flags != 0 {
-            return Err(FormatError::Flags(flags));
-        }
-        Ok(())
+    /// Checks the common prefix `magic || version u8 || flags u8`: the
+    /// magic, that the version is `expected` and that no feature flag is
+    /// set (see [`read_prefix`]).
+    pub fn versioned_header(&mut self, magic: &[u8; 4], expected: u8) -> Result<(), FormatError> {
+        read_prefix(self, magic, expected, 0)
+            .map(|_| ())
+            .map_err(|e| match e {
+                Prefix::Magic => FormatError::BadMagic,
+                Prefix::Short => FormatError::Truncated,
+                Prefix::Version(v) => FormatError::Version(v.into()),
+                Prefix::Flags(f) => FormatError::Flags(f.into()),
+            })
     }
     pub fn finish(&self) -> Result<(), FormatError> {
         if self.remaining() != 0 {

@@ -903,21 +903,39 @@ impl Filesystem for DriveFs {
         reply.error(Errno::ENOSYS);
     }
 
-    /// ENOSYS: the kernel stops asking and copies through read and write.
+    /// A copy within one shared folder or the rest of the drive shares the
+    /// source's whole blocks (nothing uploaded but metadata); across them,
+    /// EXDEV, on which `cp` and the kernel's callers copy the bytes
+    /// themselves. At most `COPY_MAX` bytes per call (the reply is a u32;
+    /// callers loop), a whole number of blocks so later calls stay aligned.
     fn copy_file_range(
         &self,
         _req: &Request,
-        _ino_in: INodeNo,
-        _fh_in: FileHandle,
-        _offset_in: u64,
-        _ino_out: INodeNo,
-        _fh_out: FileHandle,
-        _offset_out: u64,
-        _len: u64,
+        ino_in: INodeNo,
+        fh_in: FileHandle,
+        offset_in: u64,
+        ino_out: INodeNo,
+        fh_out: FileHandle,
+        offset_out: u64,
+        len: u64,
         _flags: CopyFileRangeFlags,
         reply: ReplyWrite,
     ) {
-        reply.error(Errno::ENOSYS);
+        let d = self.drive.clone();
+        let len = len.min(COPY_MAX);
+        self.forward(
+            "copy_file_range",
+            reply,
+            async move {
+                d.copy_range(
+                    (ino_in.0, fh_in.0, offset_in),
+                    (ino_out.0, fh_out.0, offset_out),
+                    len,
+                )
+                .await
+            },
+            |r, n| r.written(n as u32),
+        );
     }
 
     /// Only block-device filesystems are asked this.
@@ -925,6 +943,10 @@ impl Filesystem for DriveFs {
         reply.error(Errno::ENOSYS);
     }
 }
+
+/// Largest copy_file_range answered in one call: whole 1 MiB blocks below
+/// u32::MAX.
+const COPY_MAX: u64 = (u32::MAX as u64) & !((1 << 20) - 1);
 
 /// Records a file's size and mtime; returns whether they are those seen
 /// last time (so the kernel's cached pages are still the file's contents).

@@ -6,6 +6,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod clone_copy;
 mod crash;
 mod durability;
 mod model;
@@ -13,8 +14,10 @@ mod offline;
 mod ops;
 mod s3;
 mod share;
+mod share_history;
 mod share_keys;
 mod tamper;
+mod tamper_refs;
 mod two_clients;
 mod two_clients_crash;
 mod writeback;

@@ -8,13 +8,13 @@
 //! These run on the root volume, whose keyring the owner rotates here to
 //! add members; shared folders use the same engine code per volume.
 
+use crate::support::drive::loot::{block_refs_in, try_keys};
 use crate::support::drive::{WHO, keys_under, os, put, read_all, sync, tampered_object};
 use crate::support::forge;
 use cardfs::drive::*;
-use cardfs::format::content::{self, BlockId, CHUNK_SIZE};
-use cardfs::format::crypto::{SecretKey, TAG_LEN, WRAPPED_KEY_LEN, wrap_key};
+use cardfs::format::crypto::{SecretKey, WRAPPED_KEY_LEN, wrap_key};
 use cardfs::format::meta::{
-    self, Batch, ENTRY_MAGIC, Keyring, MemberRecord, Op, SignedHead, volume_key_context,
+    self, ENTRY_MAGIC, Keyring, MemberRecord, SignedHead, volume_key_context,
 };
 use cardfs::store::{GetOptions, MemoryStore, ObjectStore, PutMode};
 use ed25519_dalek::Signer;
@@ -118,8 +118,8 @@ impl World {
     }
 
     /// Everything `who` can learn as a member: every generation key it can
-    /// open (its own generations and their histories) and every file's
-    /// (file_id, file_key) found in the log and snapshots it can decrypt.
+    /// open (its own generations and their histories) and every block ref
+    /// (id, length, key) found in the log and snapshots it can decrypt.
     async fn loot(&self, who: &Identity) -> Loot {
         let mut loot = Loot::default();
         for name in self.keyring_names().await {
@@ -165,24 +165,7 @@ impl World {
             else {
                 continue;
             };
-            let nodes: Vec<meta::Node> = if magic == ENTRY_MAGIC {
-                Batch::decode(&payload)
-                    .unwrap()
-                    .ops
-                    .into_iter()
-                    .filter_map(|op| match op {
-                        Op::Create { node, .. } => Some(*node),
-                        _ => None,
-                    })
-                    .collect()
-            } else {
-                meta::SnapshotBody::decode(&payload).unwrap().nodes
-            };
-            for n in nodes {
-                if n.kind == meta::KIND_FILE {
-                    loot.files.push((n.file_id, *n.file_key));
-                }
-            }
+            loot.blocks.extend(block_refs_in(magic, &payload));
         }
         loot
     }
@@ -192,50 +175,16 @@ impl World {
 struct Loot {
     gen_keys: BTreeMap<u32, SecretKey>,
     members: BTreeMap<u32, Vec<MemberRecord>>,
-    files: Vec<([u8; 16], [u8; 32])>,
+    blocks: Vec<meta::BlockRef>,
 }
 
 impl Loot {
-    /// Whether any combination of stolen keys opens content object
-    /// `c/<id>` (block indexes 0..4).
+    /// Whether any stolen key opens content object `c/<id>`: every block
+    /// key found, and every generation key too (as if it were a block key),
+    /// with every plaintext length found in a block ref.
     fn opens(&self, object: &str, sealed: &[u8]) -> bool {
-        let block_id: [u8; 16] = unhex(&object[2..]);
-        let chunks = sealed.len().div_ceil(CHUNK_SIZE + TAG_LEN);
-        let len = sealed.len() - chunks * TAG_LEN;
-        for (file_id, file_key) in &self.files {
-            let fk = SecretKey::from_bytes(*file_key);
-            let mut candidates = vec![fk.clone()];
-            for (g, k) in &self.gen_keys {
-                if *g > 0 {
-                    candidates.push(content::epoch_file_key(&fk, *g, k));
-                }
-            }
-            for key in &candidates {
-                for block_index in 0..4 {
-                    let id = BlockId {
-                        file_id,
-                        block_id: &block_id,
-                        block_index,
-                    };
-                    let c = content::block_cipher(key, id);
-                    if content::open_chunks(&c, id, len, 0..content::chunk_count(len), sealed)
-                        .is_ok()
-                    {
-                        return true;
-                    }
-                }
-            }
-        }
-        false
+        try_keys(object, sealed, &self.blocks, self.gen_keys.values())
     }
-}
-
-fn unhex<const N: usize>(s: &str) -> [u8; N] {
-    let mut v = [0u8; N];
-    for (i, b) in v.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap();
-    }
-    v
 }
 
 async fn file(d: &Drive, name: &str) -> Vec<u8> {
@@ -319,7 +268,7 @@ async fn removed_member_cannot_open_anything_written_after() {
     // Everything Bob can take while he is a member.
     let loot = w.loot(&w.bob).await;
     assert_eq!(loot.gen_keys.len(), 2);
-    assert!(loot.files.len() >= 2);
+    assert!(loot.blocks.len() >= 2);
     let before: Vec<String> = keys_under(w.store.as_ref(), "c/").await;
     // The harness works: Bob's keys open the blocks he may read.
     for o in &before {
@@ -436,12 +385,14 @@ async fn forged_keyrings_are_refused() {
     let mallory = Identity::generate();
     let evil_key = SecretKey::random();
 
+    // Magic, version and flags (6), drive, volume, generation, owner card.
+    const PUBLIC_PART: usize = 6 + 16 + 16 + 4 + 32;
     let mut cases: Vec<(&str, Vec<u8>)> = Vec::new();
     // Bob's wrapped key replaced by one wrapping the attacker's key.
     let mut swapped = good.clone();
     let ctx = volume_key_context(&ring.drive_id, &vol, 1);
     let w_evil = wrap_key(&w.bob.member(Role::Writer).x25519, &evil_key, &ctx).unwrap();
-    let at = 8 + 16 + 16 + 4 + 32 + 4 + WRAPPED_KEY_LEN; // Bob is member 1
+    let at = PUBLIC_PART + 4 + WRAPPED_KEY_LEN; // Bob is member 1
     swapped[at..at + WRAPPED_KEY_LEN].copy_from_slice(&w_evil);
     cases.push(("wrapped key swapped", swapped));
     // The same, re-signed by the attacker.
@@ -459,14 +410,15 @@ async fn forged_keyrings_are_refused() {
     .unwrap();
     cases.push(("sealed by a non-owner", forged));
     // Empty: no wrapped keys, nothing encrypted.
-    let mut empty = good[..8 + 16 + 16 + 4 + 32].to_vec();
+    let mut empty = good[..PUBLIC_PART].to_vec();
     empty.extend_from_slice(&0u32.to_le_bytes());
     cases.push(("empty", empty));
     // Shortened: the last wrapped key and everything after cut off.
     cases.push(("truncated", good[..good.len() / 2].to_vec()));
     let mut one_less = good.clone();
     one_less.drain(at..at + WRAPPED_KEY_LEN);
-    one_less[8 + 16 + 16 + 4 + 32..8 + 16 + 16 + 4 + 32 + 4].copy_from_slice(&2u32.to_le_bytes());
+    let places = u32::from_le_bytes(good[PUBLIC_PART..PUBLIC_PART + 4].try_into().unwrap());
+    one_less[PUBLIC_PART..PUBLIC_PART + 4].copy_from_slice(&(places - 1).to_le_bytes());
     cases.push(("one wrapped key removed", one_less));
     // Generation 0's keyring stored as generation 1.
     cases.push(("another generation's keyring", w.get(&k0).await));

@@ -7,16 +7,11 @@
 use crate::support::drive::*;
 use bytes::Bytes;
 use cardfs::drive::*;
-use cardfs::store::{GetOptions, MemoryStore, ObjectStore, PutMode};
+use cardfs::store::{MemoryStore, ObjectStore, PutMode};
 use std::sync::Arc;
 
 async fn get(store: &dyn ObjectStore, key: &str) -> Vec<u8> {
-    store
-        .get(key, GetOptions::default())
-        .await
-        .unwrap()
-        .bytes
-        .to_vec()
+    object_bytes(store, key).await
 }
 
 async fn set(store: &dyn ObjectStore, key: &str, bytes: Vec<u8>) {

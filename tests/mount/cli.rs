@@ -140,19 +140,42 @@ fn init_twice_is_exit_24_and_empty_store_is_exit_25() {
     expect_error(&out, 25, "holds no drive");
 }
 
+/// The local store's drive header file (`objects/drive`): the 4-byte
+/// magic, the u8 drive format version (2) and the u8 flags, checked.
+fn drive_header(store: &str) -> (std::path::PathBuf, Vec<u8>) {
+    let header = std::path::Path::new(store).join("objects/drive");
+    let bytes = std::fs::read(&header).unwrap();
+    assert_eq!(&bytes[..6], b"CFSD\x02\x00", "unexpected header layout");
+    (header, bytes)
+}
+
 #[test]
 fn drive_of_a_newer_format_is_exit_26() {
     let home = Home::new();
     let store = local_drive(&home);
-    // The drive header (the local store's file `objects/drive`) starts with
-    // a 4-byte magic and a little-endian u16 format version.
-    let header = std::path::Path::new(&store).join("objects/drive");
-    let mut bytes = std::fs::read(&header).unwrap();
-    assert_eq!(&bytes[..6], b"CFSD\x01\x00", "unexpected header layout");
-    bytes[4] = 2;
+    let (header, mut bytes) = drive_header(&store);
+    bytes[4] = 3;
     std::fs::write(&header, bytes).unwrap();
     let out = home.try_mount(&store, &home.new_dir("mnt"), &home.new_dir("cache"), &[]);
     expect_error(&out, 26, "newer version of cardfs");
+}
+
+#[test]
+fn drive_in_the_version_1_layout_is_exit_29() {
+    let home = Home::new();
+    let store = local_drive(&home);
+    // A drive as format 1 wrote it: its header began `"CFSD" u16 1 u16 0`
+    // (the same fields followed).
+    let (header, bytes) = drive_header(&store);
+    let v1 = [&b"CFSD\x01\x00\x00\x00"[..], &bytes[6..]].concat();
+    std::fs::write(&header, v1).unwrap();
+    let out = home.try_mount(&store, &home.new_dir("mnt"), &home.new_dir("cache"), &[]);
+    expect_error(&out, 29, "drive format version 1");
+    assert!(
+        stderr(&out).contains("cardfs init"),
+        "says what to do: {}",
+        stderr(&out)
+    );
 }
 
 #[test]

@@ -8,6 +8,8 @@
 //! - Only the blocks a write touches are re-sealed and re-uploaded.
 //! - Bytes past a block's stored length, holes, and truncated-away ranges
 //!   read as zeros.
+//! - A block object is never changed once sealed, so one block ref may
+//!   name it from several files (clone copies, `copy_range`).
 
 use super::Engine;
 use super::rebase::conflict_name;
@@ -17,9 +19,9 @@ use crate::drive::error::{DriveError, Result};
 use crate::drive::tree::fresh_id;
 use crate::drive::types::{Fh, Ino};
 use crate::drive::volume;
-use crate::format::content::{self, BLOCK_SIZE, BlockId, sealed_len};
+use crate::format::content::{self, BLOCK_SIZE, sealed_len};
 use crate::format::crypto::{Cipher, random_array};
-use crate::format::meta::{BlockRef, FileKey, KIND_DIR, KIND_FILE, Node, Op};
+use crate::format::meta::{BlockRef, KIND_DIR, KIND_FILE, Op};
 use crate::store::{GetOptions, StoreError};
 use std::ops::Range;
 use std::sync::Arc;
@@ -30,23 +32,12 @@ const DIRTY_LIMIT: u64 = 64 << 20;
 /// Largest file size (block indexes stay far below u64 limits).
 const MAX_FILE: u64 = 1 << 50;
 
-/// What is needed to read one stored block.
+/// What is needed to read one stored block: its position in the file and
+/// its block ref (id, length, key).
 #[derive(Clone)]
 pub struct Fetch {
-    file_id: [u8; 16],
-    key: crate::format::meta::FileKey,
     index: u64,
     block: BlockRef,
-}
-
-impl Fetch {
-    fn id(&self) -> BlockId<'_> {
-        BlockId {
-            file_id: &self.file_id,
-            block_id: &self.block.id,
-            block_index: self.index,
-        }
-    }
 }
 
 /// Blocks fetched ahead of a sequential reader: enough GETs in flight to
@@ -83,8 +74,8 @@ impl Engine {
             return Ok(self.whole_block(f).await?[range].to_vec());
         }
         let key = volume::content_key(&f.block.id);
-        let id = f.id();
-        let cipher = self.block_cipher(f)?;
+        let id = &f.block.id;
+        let cipher = self.block_cipher(&f.block)?;
         let (chunks, obj) = content::chunk_span(range.clone(), len);
         let base = chunks.start as usize * content::CHUNK_SIZE;
         if let Some(sealed) = self.cache.read_object(&f.block.id, Some(obj.clone()))? {
@@ -101,67 +92,31 @@ impl Engine {
         Ok(plain[range.start - base..range.end - base].to_vec())
     }
 
-    /// The cipher of a stored block: its file key, or for blocks of epoch
-    /// g > 0 the file key bound to the volume key of generation g.
-    fn block_cipher(&self, f: &Fetch) -> Result<Cipher> {
+    /// The cipher of a stored block: its own key, from its block ref
+    /// (while this client is still a member).
+    fn block_cipher(&self, block: &BlockRef) -> Result<Cipher> {
         self.keys.check_member()?;
-        let key = self
-            .keys
-            .get()
-            .block_key(&f.key, f.block.epoch)
-            .ok_or_else(|| {
-                DriveError::tampered(
-                    volume::content_key(&f.block.id),
-                    format!(
-                        "block sealed under keyring generation {}, which this client does not hold",
-                        f.block.epoch
-                    ),
-                )
-            })?;
-        Ok(content::block_cipher(&key, f.id()))
+        Ok(content::block_cipher(block.key.as_bytes()))
     }
 
-    /// The plaintext of stored block `index` of `n` (re-encryption).
-    pub(super) async fn read_stored_block(
-        &self,
-        n: &Node,
-        index: u64,
-        block: BlockRef,
-    ) -> Result<Vec<u8>> {
-        let f = Fetch {
-            file_id: n.file_id,
-            key: n.file_key.clone(),
-            index,
-            block,
-        };
-        self.fetch_block(&f).await
+    /// The plaintext of stored block `index` (re-encryption).
+    pub(super) async fn read_stored_block(&self, index: u64, block: BlockRef) -> Result<Vec<u8>> {
+        self.fetch_block(&Fetch { index, block }).await
     }
 
-    /// Whether the object of block `index` (of the file with `file_id` and
-    /// `file_key`) is intact: its cached copy has the right size and
-    /// authenticates, or (uploaded and evicted already) the store holds an
-    /// object of the right size. `Ok(false)`: missing or damaged.
-    pub(super) async fn block_intact(
-        &self,
-        file_id: [u8; 16],
-        file_key: FileKey,
-        index: u64,
-        block: BlockRef,
-    ) -> Result<bool> {
-        let f = Fetch {
-            file_id,
-            key: file_key,
-            index,
-            block,
-        };
+    /// Whether the object of `block` is intact: its cached copy has the
+    /// right size and authenticates, or (uploaded and evicted already) the
+    /// store holds an object of the right size. `Ok(false)`: missing or
+    /// damaged.
+    pub(super) async fn block_intact(&self, block: &BlockRef) -> Result<bool> {
         let len = block.len as usize;
         match self.cache.read_object(&block.id, None)? {
             Some(sealed) => {
-                let Ok(cipher) = self.block_cipher(&f) else {
+                let Ok(cipher) = self.block_cipher(block) else {
                     return Ok(false);
                 };
                 let all = 0..content::chunk_count(len);
-                Ok(content::open_chunks(&cipher, f.id(), len, all, &sealed).is_ok())
+                Ok(content::open_chunks(&cipher, &block.id, len, all, &sealed).is_ok())
             }
             None => match self.store.head(&volume::content_key(&block.id)).await {
                 Ok(meta) => Ok(meta.size == sealed_len(len) as u64),
@@ -174,28 +129,22 @@ impl Engine {
         }
     }
 
-    /// Seals `plain` as a new version of block `index` of `n` under the
-    /// current generation into the cache (pinned, queued for upload).
-    pub(super) fn seal_stored_block(&self, n: &Node, index: u64, plain: &[u8]) -> Result<BlockRef> {
-        let keys = self.keys.get();
-        let epoch = keys.current().0;
-        let key = keys
-            .block_key(&n.file_key, epoch)
-            .expect("current generation held");
-        let block_id: [u8; 16] = random_array();
-        let id = BlockId {
-            file_id: &n.file_id,
-            block_id: &block_id,
-            block_index: index,
-        };
-        let sealed = content::seal_block(&content::block_cipher(&key, id), id, plain);
-        self.cache.put_object(&block_id, &sealed, true, false)?;
-        self.lock().add_upload(block_id, sealed.len() as u64);
-        Ok(BlockRef {
-            id: block_id,
-            len: plain.len() as u32,
-            epoch,
-        })
+    /// Seals `plain` as a new block version (fresh id and key, epoch the
+    /// current generation) into the cache (pinned, queued for upload).
+    pub(super) fn seal_stored_block(&self, plain: &[u8]) -> Result<BlockRef> {
+        let (block, sealed) = self.seal_new_block(plain);
+        self.cache.put_object(&block.id, &sealed, true, false)?;
+        self.lock().add_upload(block.id, sealed.len() as u64);
+        Ok(block)
+    }
+
+    /// A new block version of `plain`: a fresh random id and key, sealed
+    /// at the volume's current generation. Returns its ref and object bytes.
+    fn seal_new_block(&self, plain: &[u8]) -> (BlockRef, Vec<u8>) {
+        let block = BlockRef::fresh(plain.len() as u32, self.keys.get().current().0);
+        let cipher = content::block_cipher(block.key.as_bytes());
+        let sealed = content::seal_block(&cipher, &block.id, plain);
+        (block, sealed)
     }
 
     fn drop_cached(&self, key: &str, id: &[u8; 16], e: &crate::format::wire::FormatError) {
@@ -254,8 +203,8 @@ impl Engine {
     async fn load_whole(&self, f: &Fetch) -> Result<Arc<Vec<u8>>> {
         let len = f.block.len as usize;
         let key = volume::content_key(&f.block.id);
-        let id = f.id();
-        let cipher = self.block_cipher(f)?;
+        let id = &f.block.id;
+        let cipher = self.block_cipher(&f.block)?;
         let all = 0..content::chunk_count(len);
         if let Some(sealed) = self.cache.read_object(&f.block.id, None)? {
             match content::open_chunks(&cipher, id, len, all.clone(), &sealed) {
@@ -329,10 +278,8 @@ impl Engine {
                 } else if let (true, Some(b)) = (idx < live_blocks, blocks.get(&idx)) {
                     parts.push(Part::Stored(
                         Fetch {
-                            file_id: n.file_id,
-                            key: n.file_key.clone(),
                             index: idx,
-                            block: *b,
+                            block: b.clone(),
                         },
                         in_start..in_end,
                     ));
@@ -349,10 +296,8 @@ impl Engine {
                 .filter(|i| !d.is_some_and(|d| d.blocks.contains_key(i)))
                 .filter_map(|i| {
                     blocks.get(&i).map(|b| Fetch {
-                        file_id: n.file_id,
-                        key: n.file_key.clone(),
                         index: i,
-                        block: *b,
+                        block: b.clone(),
                     })
                 })
                 .collect();
@@ -602,30 +547,18 @@ impl Engine {
         } else {
             ino
         };
-        let n = &core.view.nodes[&ino];
+        let base = core.view.nodes[&ino].version;
         let Some(d) = core.dirty.remove(&ino) else {
             return Ok(());
         };
-        let keys = self.keys.get();
-        let epoch = keys.current().0;
-        let key = keys
-            .block_key(&n.file_key, epoch)
-            .expect("current generation held");
-        let (file_id, base) = (n.file_id, n.version);
         let mut refs: Vec<(u64, BlockRef)> = Vec::new();
         for (idx, buf) in &d.blocks {
             if buf.is_empty() || idx * B >= d.size {
                 continue;
             }
             let len = buf.len().min((d.size - idx * B) as usize);
-            let block_id: [u8; 16] = random_array();
-            let id = BlockId {
-                file_id: &file_id,
-                block_id: &block_id,
-                block_index: *idx,
-            };
-            let sealed = content::seal_block(&content::block_cipher(&key, id), id, &buf[..len]);
-            if let Err(e) = self.cache.put_object(&block_id, &sealed, true, durable) {
+            let (block, sealed) = self.seal_new_block(&buf[..len]);
+            if let Err(e) = self.cache.put_object(&block.id, &sealed, true, durable) {
                 // Nothing sealed: the writes stay buffered for a later seal.
                 for (_, b) in &refs {
                     core.upload_done(&b.id);
@@ -634,15 +567,8 @@ impl Engine {
                 core.dirty.insert(ino, d);
                 return Err(e);
             }
-            core.add_upload(block_id, sealed.len() as u64);
-            refs.push((
-                *idx,
-                BlockRef {
-                    id: block_id,
-                    len: len as u32,
-                    epoch,
-                },
-            ));
+            core.add_upload(block.id, sealed.len() as u64);
+            refs.push((*idx, block));
         }
         let op = Op::SetContent {
             node: ino,
@@ -720,11 +646,105 @@ fn to_load(core: &Core, ino: Ino, idxs: &[u64]) -> Result<Vec<Fetch>> {
         .filter_map(|i| {
             let blocks = d.map(|d| &d.base_blocks).unwrap_or(&n.blocks);
             blocks.get(i).map(|b| Fetch {
-                file_id: n.file_id,
-                key: n.file_key.clone(),
                 index: *i,
-                block: *b,
+                block: b.clone(),
             })
         })
         .collect())
+}
+
+/// One side of a range copy: file, open handle, offset.
+#[derive(Debug, Clone, Copy)]
+pub struct CopyEnd {
+    pub ino: Ino,
+    pub fh: Fh,
+    pub offset: u64,
+}
+
+impl Engine {
+    /// Copies `len` bytes from `src` to `dst` (`copy_file_range`; both
+    /// files of this volume). Destination blocks that the copy covers whole
+    /// (or up to the source's end, past the destination's end), at the
+    /// same position within a block on both sides, take the source's block
+    /// ref: the same object under the same key, so nothing is uploaded (a
+    /// clone copy). The rest is copied as bytes. Later writes to either
+    /// file seal new block versions, so the copies never affect each
+    /// other. Returns the bytes copied (fewer at the source's end).
+    pub async fn copy_range(&self, src: CopyEnd, dst: CopyEnd, len: u64) -> Result<u64> {
+        self.writable()?;
+        let (h_in, h_out) = {
+            let core = self.lock();
+            (core.handle(src.fh, src.ino)?, core.handle(dst.fh, dst.ino)?)
+        };
+        if !h_out.writable || h_out.append {
+            return Err(DriveError::BadHandle);
+        }
+        let src = CopyEnd {
+            ino: h_in.node,
+            ..src
+        };
+        let dst = CopyEnd {
+            ino: h_out.node,
+            ..dst
+        };
+        let (len, shared) = {
+            let mut core = self.lock();
+            // Buffered writes of both files become block refs first.
+            self.seal(&mut core, src.ino, false)?;
+            self.seal(&mut core, dst.ino, false)?;
+            let (s, d) = (core.node(src.ino)?, core.node(dst.ino)?);
+            if s.kind != KIND_FILE || d.kind != KIND_FILE {
+                return Err(DriveError::Invalid("not a regular file".into()));
+            }
+            let len = len.min(s.size.saturating_sub(src.offset));
+            let end = dst
+                .offset
+                .checked_add(len)
+                .filter(|e| *e <= MAX_FILE)
+                .ok_or(DriveError::TooBig)?;
+            let mut shared: Vec<(u64, BlockRef)> = Vec::new();
+            if src.offset % B == dst.offset % B && len > 0 {
+                let to_eof = src.offset + len == s.size && end >= d.size;
+                for j in dst.offset.div_ceil(B)..end.div_ceil(B) {
+                    let whole = (j + 1) * B <= end || to_eof;
+                    let i = j * B - dst.offset + src.offset;
+                    if let (true, Some(b)) = (whole, s.blocks.get(&(i / B))) {
+                        shared.push((j, b.clone()));
+                    }
+                }
+            }
+            if let Some((last, _)) = shared.last() {
+                let size = d.size.max(((last + 1) * B).min(end));
+                let op = Op::SetContent {
+                    node: dst.ino,
+                    base: d.version,
+                    version: u64::from_le_bytes(random_array()),
+                    size,
+                    drop_from: u64::MAX,
+                    blocks: shared.clone(),
+                    mtime: now(),
+                };
+                core.push(op)?;
+            }
+            (len, shared)
+        };
+        if !shared.is_empty() {
+            self.wake.notify_one();
+        }
+        // The rest, as bytes, a block at a time.
+        let mut done = 0;
+        while done < len {
+            let at = dst.offset + done;
+            let j = at / B;
+            let n = ((j + 1) * B - at).min(len - done);
+            if !shared.iter().any(|(k, _)| *k == j) {
+                let (bytes, _) = self
+                    .read(src.ino, src.fh, src.offset + done, n as u32)
+                    .await?;
+                self.write(dst.ino, dst.fh, at, &bytes).await?;
+            }
+            done += n;
+        }
+        Ok(len)
+    }
 }

@@ -16,12 +16,8 @@ use crate::drive::error::{DriveError, Result};
 use crate::drive::tree::{ROOT, Tree};
 use crate::drive::volume;
 use crate::format::content::sealed_len;
-use crate::format::meta::{BlockRef, FileKey, Op};
-use std::collections::{BTreeSet, HashMap};
-
-/// A content block a journalled op names, with what is needed to verify
-/// it: (file id, file key, block index, block).
-type Check = ([u8; 16], FileKey, u64, BlockRef);
+use crate::format::meta::{BlockRef, Op};
+use std::collections::BTreeSet;
 
 impl Engine {
     /// Re-applies journalled ops that are not yet in the log (up to the
@@ -64,15 +60,11 @@ impl Engine {
                 }
             }
         }
-        let checks = self.content_checks(&ops);
         let mut keep = ops.len();
-        'ops: for (i, blocks) in checks.iter().enumerate() {
-            for (file_id, file_key, index, block) in blocks {
-                let (index, block) = (*index, *block);
-                if !self
-                    .block_intact(*file_id, file_key.clone(), index, block)
-                    .await?
-                {
+        'ops: for (i, (_, op)) in ops.iter().enumerate() {
+            // A block ref carries everything needed to verify its object.
+            for block in op_block_refs(op) {
+                if !self.block_intact(&block).await? {
                     tracing::error!(
                         object = %volume::content_key(&block.id),
                         dropped = ops.len() - i,
@@ -127,38 +119,6 @@ impl Engine {
         core.journal.rewrite(&core.pending, [])
     }
 
-    /// For each op, the content blocks it names with their file's keys.
-    fn content_checks(&self, ops: &[(u64, Op)]) -> Vec<Vec<Check>> {
-        let core = self.lock();
-        let mut files: HashMap<u64, ([u8; 16], FileKey)> = HashMap::new();
-        ops.iter()
-            .map(|(_, op)| match op {
-                Op::Create { node, .. } => {
-                    files.insert(node.id, (node.file_id, node.file_key.clone()));
-                    let blocks = node.blocks.iter();
-                    blocks
-                        .map(|(i, b)| (node.file_id, node.file_key.clone(), *i, *b))
-                        .collect()
-                }
-                Op::SetContent { node, blocks, .. } => {
-                    let file = files.get(node).cloned().or_else(|| {
-                        let n = core.committed.nodes.get(node)?;
-                        Some((n.file_id, n.file_key.clone()))
-                    });
-                    // A file unknown here: the op will not apply anyway.
-                    let Some((file_id, file_key)) = file else {
-                        return Vec::new();
-                    };
-                    blocks
-                        .iter()
-                        .map(|(i, b)| (file_id, file_key.clone(), *i, *b))
-                        .collect()
-                }
-                _ => Vec::new(),
-            })
-            .collect()
-    }
-
     pub fn save_state(&self, durable: bool) -> Result<()> {
         let core = self.lock();
         let s = LocalState {
@@ -202,8 +162,8 @@ impl Engine {
 /// Content blocks named by an op.
 pub(super) fn op_block_refs(op: &Op) -> Vec<BlockRef> {
     match op {
-        Op::SetContent { blocks, .. } => blocks.iter().map(|(_, b)| *b).collect(),
-        Op::Create { node, .. } => node.blocks.values().copied().collect(),
+        Op::SetContent { blocks, .. } => blocks.iter().map(|(_, b)| b.clone()).collect(),
+        Op::Create { node, .. } => node.blocks.values().cloned().collect(),
         _ => Vec::new(),
     }
 }

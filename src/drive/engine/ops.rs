@@ -51,8 +51,6 @@ fn new_node(kind: u8, mode: u32, who: Caller, parent: u64) -> Node {
         mtime: t,
         ctime: t,
         crtime: t,
-        file_id: random_array(),
-        file_key: crate::format::meta::FileKey::random(),
         version: u64::from_le_bytes(random_array()),
         parent,
         next_cookie: 1,
@@ -158,9 +156,6 @@ impl Engine {
             Special::BlockDevice(d) => (KIND_BLOCK_DEV, Some(d)),
         };
         let mut node = new_node(kind, mode, who, 0);
-        // No content: no file key or content identity either.
-        node.file_id = [0; 16];
-        node.file_key = crate::format::meta::FileKey::default();
         node.target = rdev.map(|d| d.to_le_bytes().to_vec()).unwrap_or_default();
         self.make(parent, name, node)
     }

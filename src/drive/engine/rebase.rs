@@ -221,6 +221,7 @@ mod tests {
                     id: [version as u8; 16],
                     len: 3,
                     epoch: 0,
+                    key: [version as u8; 32].into(),
                 },
             )],
             mtime: Time::default(),

@@ -127,8 +127,8 @@ impl Engine {
             for n in todo {
                 let mut refs = Vec::with_capacity(n.blocks.len());
                 for (idx, b) in &n.blocks {
-                    let plain = self.read_stored_block(&n, *idx, *b).await?;
-                    refs.push((*idx, self.seal_stored_block(&n, *idx, &plain)?));
+                    let plain = self.read_stored_block(*idx, b.clone()).await?;
+                    refs.push((*idx, self.seal_stored_block(&plain)?));
                     done += b.len as u64;
                     unsettled += b.len as u64;
                     progress(done, total);

@@ -8,7 +8,8 @@
 //!    folder cannot change;
 //! 2. write the new volume (keyring generation 0 for the owner and the
 //!    member, genesis entries recreating every node of the folder with the
-//!    same file keys and block refs: epoch 0, so nothing is re-encrypted,
+//!    same block refs (each carries its own key, so nothing is
+//!    re-encrypted; only the current versions' keys enter the new volume),
 //!    and a snapshot);
 //! 3. commit, in the root volume, a link node under a temporary name
 //!    exchanged with the folder (one log entry switches the name), then the

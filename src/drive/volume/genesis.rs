@@ -32,8 +32,9 @@ const GENESIS_BYTES: usize = 4 << 20;
 /// `members` (the owner among them, role 3) named `name`, genesis entries
 /// recreating `nodes`, and a snapshot after them. `nodes[0]` is the volume
 /// root (it becomes node `ROOT`; every other node keeps its id) and every
-/// node reachable from it must be in `nodes`; block refs and file keys are
-/// kept, so content is not re-encrypted (all blocks must be epoch 0).
+/// node reachable from it must be in `nodes`; block refs are kept with
+/// their keys, so content is not re-encrypted (their epoch becomes 0: the
+/// new volume's first generation is the first of it to hold those keys).
 pub async fn create_volume(
     store: &dyn ObjectStore,
     drive_id: [u8; 16],
@@ -181,10 +182,9 @@ fn genesis_ops(nodes: Vec<Node>) -> Result<Vec<Op>> {
                 "a shared folder cannot contain another shared folder".into(),
             ));
         }
-        if n.blocks.values().any(|b| b.epoch != 0) {
-            return Err(DriveError::Invalid(
-                "content under a volume key cannot move to another volume".into(),
-            ));
+        let mut n = n;
+        for b in n.blocks.values_mut() {
+            b.epoch = 0;
         }
         by_id.insert(n.id, n);
     }
@@ -265,8 +265,6 @@ mod tests {
             perm: 0o644,
             nlink: 1,
             size: 5,
-            file_id: [id as u8; 16],
-            file_key: [id as u8 + 1; 32].into(),
             version: 4,
             ..Default::default()
         };
@@ -276,6 +274,7 @@ mod tests {
                 id: [id as u8 + 2; 16],
                 len: 5,
                 epoch: 0,
+                key: [id as u8 + 1; 32].into(),
             },
         );
         n
@@ -290,11 +289,15 @@ mod tests {
             owner.member(Role::Owner).record(),
             bob.member(Role::Reader).record(),
         ];
+        // A block sealed at generation 3 of the source volume moves with
+        // its key; in the new volume it is of generation 0.
+        let mut b91 = file(91);
+        b91.blocks.get_mut(&0).unwrap().epoch = 3;
         let nodes = vec![
             dir(77, &[("a", 80), ("sub", 90)]),
             file(80),
             dir(90, &[("hard", 80), ("b", 91)]),
-            file(91),
+            b91,
         ];
         let (drive, vol) = ([1; 16], [2; 16]);
         create_volume(&store, drive, &owner, vol, b"Projects", &members, nodes)
@@ -317,8 +320,8 @@ mod tests {
         assert_eq!(root.entries.len(), 2);
         let a = &tree.nodes[&tree.lookup(ROOT, b"a").unwrap()];
         assert_eq!((a.id, a.nlink), (80, 2));
-        assert_eq!(a.file_key, file(80).file_key);
         assert_eq!(a.blocks, file(80).blocks);
+        assert_eq!(tree.nodes[&91].blocks, file(91).blocks);
         let sub = tree.lookup(ROOT, b"sub").unwrap();
         assert_eq!(tree.nodes[&sub].parent, ROOT);
         assert_eq!(tree.lookup(sub, b"hard").unwrap(), 80);
@@ -379,14 +382,11 @@ mod tests {
             target: vec![3; 16],
             ..Default::default()
         };
-        let mut moved = file(80);
-        moved.blocks.get_mut(&0).unwrap().epoch = 1;
         let cases: Vec<(Vec<MemberRecord>, Vec<Node>)> = vec![
             (me.clone(), vec![]),
             (me.clone(), vec![file(80)]),
             (me.clone(), vec![dir(77, &[("x", 80)])]),
             (me.clone(), vec![dir(77, &[("x", 80)]), nested]),
-            (me.clone(), vec![dir(77, &[("x", 80)]), moved]),
             (me.clone(), vec![dir(77, &[("x", 1)]), file(1)]),
             (
                 vec![Identity::generate().member(Role::Owner).record()],

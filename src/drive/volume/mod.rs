@@ -117,18 +117,6 @@ impl VolumeKeys {
         m.verifying_key().ok()
     }
 
-    /// The key protecting content blocks of `epoch` of a file whose key
-    /// is `file_key` (see `content::epoch_file_key`); `None` when this
-    /// client has no key for that generation.
-    pub fn block_key(&self, file_key: &[u8; 32], epoch: u32) -> Option<SecretKey> {
-        let fk = SecretKey::from_bytes(*file_key);
-        if epoch == 0 {
-            return Some(fk);
-        }
-        let vk = self.key(epoch)?;
-        Some(crate::format::content::epoch_file_key(&fk, epoch, vk))
-    }
-
     /// Loads and verifies every keyring generation of `volume`.
     pub async fn load(
         store: &dyn ObjectStore,

@@ -5,7 +5,7 @@
 //! Invariant: [`DriveHeader::open`] checks only the self-signature; whether
 //! the owner it names is trusted is decided by `identity::trust`.
 
-use super::{HEADER_MAGIC, HEADER_VERSION, put_header, split_sig};
+use super::{FORMAT_VERSION, HEADER_MAGIC, put_header, split_sig};
 use crate::format::wire::{FormatError, Reader, Writer};
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 
@@ -59,7 +59,7 @@ pub struct DriveHeader {
 impl DriveHeader {
     pub fn seal(&self, owner: &SigningKey) -> Vec<u8> {
         let mut w = Writer::new();
-        put_header(&mut w, HEADER_MAGIC, HEADER_VERSION);
+        put_header(&mut w, HEADER_MAGIC);
         w.raw(&self.drive_id).raw(&self.root_volume);
         self.owner.write(&mut w);
         w.bytes(&self.owner_card);
@@ -73,7 +73,7 @@ impl DriveHeader {
     pub fn open(bytes: &[u8]) -> Result<Self, FormatError> {
         let (body, sig) = split_sig(bytes)?;
         let mut r = Reader::new(body);
-        r.header(HEADER_MAGIC)?;
+        r.versioned_header(HEADER_MAGIC, FORMAT_VERSION)?;
         let h = Self {
             drive_id: r.array()?,
             root_volume: r.array()?,
@@ -124,8 +124,22 @@ mod tests {
             bad[i] ^= 1;
             assert!(DriveHeader::open(&bad).is_err(), "flip at {i} accepted");
         }
-        let mut v2 = bytes.clone();
-        v2[4] = 2;
-        assert!(DriveHeader::open(&v2).is_err());
+        // The prefix of every format: magic, version u8 (2), flags u8 (0).
+        assert_eq!(&bytes[..6], b"CFSD\x02\x00");
+        let hex = crate::format::hex::encode(&crate::format::meta::sha256(&bytes));
+        assert_eq!(
+            hex,
+            "f8690c45813518cba1f6575148083ac42aa6b810fe21f5eec02fee70439931f6"
+        );
+        let mut v3 = bytes.clone();
+        v3[4] = 3;
+        assert_eq!(DriveHeader::open(&v3), Err(FormatError::Version(3)));
+        let mut flagged = bytes.clone();
+        flagged[5] = 1;
+        assert_eq!(DriveHeader::open(&flagged), Err(FormatError::Flags(1)));
+        // A version-1 header (`"CFSD" u16 1 u16 0`, then the same fields)
+        // reads as version 1: refused as such, not as garbage.
+        let v1 = [&b"CFSD\x01\x00\x00\x00"[..], &bytes[6..]].concat();
+        assert_eq!(DriveHeader::open(&v1), Err(FormatError::Version(1)));
     }
 }

@@ -9,7 +9,9 @@
 //! own place in the member list.
 
 use super::header::MEMBER_RECORD_LEN;
-use super::{KEYRING_MAGIC, KEYRING_VERSION, MemberRecord, put_header, split_sig, subkey};
+use super::{
+    FORMAT_VERSION, KEYRING_MAGIC, MemberRecord, pad, put_header, split_sig, subkey, unpad,
+};
 use crate::format::crypto::{
     NONCE_LEN, SecretKey, WRAPPED_KEY_LEN, random_array, unwrap_key, wrap_key,
 };
@@ -47,6 +49,13 @@ pub struct Keyring {
     pub name: Vec<u8>,
     /// `(generation, key)` of every earlier generation, ascending.
     pub history: Vec<(u32, SecretKey)>,
+}
+
+/// The number of wrapped keys a keyring of `members` members carries: the
+/// next power of two, at least 4; the places past the members hold random
+/// bytes, so the store learns only this class, not the member count.
+pub fn wrapped_slots(members: usize) -> usize {
+    members.max(4).next_power_of_two()
 }
 
 /// The decrypted secret part of a keyring: members, name, history.
@@ -130,20 +139,24 @@ impl Keyring {
     fn seal_unchecked(&self, key: &SecretKey, owner: &SigningKey) -> Result<Vec<u8>, FormatError> {
         let ctx = volume_key_context(&self.drive_id, &self.volume, self.generation);
         let mut w = Writer::new();
-        put_header(&mut w, KEYRING_MAGIC, KEYRING_VERSION);
+        put_header(&mut w, KEYRING_MAGIC);
         w.raw(&self.drive_id)
             .raw(&self.volume)
             .u32(self.generation)
             .raw(&self.owner_card_id);
-        w.u32(self.members.len() as u32);
+        let slots = wrapped_slots(self.members.len());
+        w.u32(slots as u32);
         for m in &self.members {
             let wrapped = wrap_key(&PublicKey::from(m.x25519), key, &ctx)
                 .map_err(|_| FormatError::Invalid("member x25519 key"))?;
             w.raw(&wrapped);
         }
+        for _ in self.members.len()..slots {
+            w.raw(&random_array::<WRAPPED_KEY_LEN>());
+        }
         let nonce = random_array::<NONCE_LEN>();
         w.raw(&nonce);
-        let mut ct = write_secret_part(&self.members, &self.name, &self.history);
+        let mut ct = pad(&write_secret_part(&self.members, &self.name, &self.history)).to_vec();
         subkey(key, &self.volume, b"members").seal_in_place(&nonce, &w.0, &mut ct);
         w.bytes(&ct);
         let sig = owner.sign(&w.0);
@@ -158,7 +171,7 @@ impl Keyring {
             .verify_strict(body, &sig)
             .map_err(|_| FormatError::Signature)?;
         let mut r = Reader::new(body);
-        r.versioned_header(KEYRING_MAGIC, KEYRING_VERSION)?;
+        r.versioned_header(KEYRING_MAGIC, FORMAT_VERSION)?;
         let drive_id = r.array()?;
         let volume = r.array()?;
         let generation = r.u32()?;
@@ -198,8 +211,8 @@ impl Keyring {
                 .open(&b.nonce, b.aad, b.ct)
                 .map_err(|_| FormatError::Decrypt)?,
         );
-        let (members, name, history) = read_secret_part(&plain)?;
-        if members.len() != b.wrapped.len() {
+        let (members, name, history) = read_secret_part(unpad(&plain)?)?;
+        if wrapped_slots(members.len()) != b.wrapped.len() {
             return Err(FormatError::Invalid(
                 "member count differs from wrapped keys",
             ));
@@ -234,7 +247,7 @@ impl Keyring {
             .find_map(|(i, w)| unwrap_key(me, w, &ctx).ok().map(|k| (i, k)))
             .ok_or(FormatError::Invalid("not a member"))?;
         let k = Self::decrypt(&b, &key)?;
-        if k.members[pos].x25519 != *PublicKey::from(me).as_bytes() {
+        if k.members.get(pos).map(|m| m.x25519) != Some(*PublicKey::from(me).as_bytes()) {
             return Err(FormatError::Invalid(
                 "wrapped key at another member's place",
             ));
@@ -361,16 +374,19 @@ mod tests {
             let got = Keyring::open_with_key(&bytes, &owner_sk.verifying_key(), &key);
             assert_eq!(got, Err(FormatError::Invalid(why)));
         }
-        // Two keys wrapped but a one-member list encrypted (a shortened
-        // list, as if the owner's tool were subverted): refused.
+        // Eight places wrapped (five members) but a one-member list
+        // encrypted (a shortened list, as if the owner's tool were
+        // subverted): refused, the list's class is four places.
         let bytes = k.seal(&key, &owner_sk).unwrap();
-        let mut two_wrapped = k.clone();
-        two_wrapped.members = vec![k.members[0].clone(), k.members[0].clone()];
-        two_wrapped.members[1].card_id = [8; 32];
-        two_wrapped.members[1].role = 1;
-        let b = two_wrapped.seal_unchecked(&key, &owner_sk).unwrap();
-        // Re-encrypt a one-member list under the two-key header: decrypt
-        // finds the count mismatch.
+        let mut five = k.clone();
+        five.members = vec![k.members[0].clone(); 5];
+        for (i, m) in five.members.iter_mut().enumerate().skip(1) {
+            m.card_id = [8 + i as u8; 32];
+            m.role = 1;
+        }
+        let b = five.seal_unchecked(&key, &owner_sk).unwrap();
+        // Re-encrypt a one-member list under the eight-place header:
+        // decrypt finds the count mismatch.
         let parsed = Keyring::parse(&b, &owner_sk.verifying_key()).unwrap();
         let mut list = Writer::new();
         list.u32(1);
@@ -379,7 +395,7 @@ mod tests {
             .u32(1)
             .u32(0)
             .raw(k.history[0].1.expose());
-        let ct = subkey(&key, &k.volume, b"members").seal(&parsed.nonce, parsed.aad, &list.0);
+        let ct = subkey(&key, &k.volume, b"members").seal(&parsed.nonce, parsed.aad, &pad(&list.0));
         let forged = KeyringBody { ct: &ct, ..parsed };
         assert_eq!(
             Keyring::decrypt(&forged, &key),
@@ -410,7 +426,7 @@ mod tests {
         // owner: refused at the count.
         let (body, _) = bytes.split_at(bytes.len() - SIG_LEN);
         let mut forged = body.to_vec();
-        forged[76..80].copy_from_slice(&u32::MAX.to_le_bytes());
+        forged[74..78].copy_from_slice(&u32::MAX.to_le_bytes());
         let sig = owner_sk.sign(&forged);
         forged.extend_from_slice(&sig.to_bytes());
         assert!(matches!(
@@ -478,6 +494,34 @@ mod tests {
                     k
                 );
             }
+        }
+    }
+
+    #[test]
+    fn keyring_size_shows_a_member_class_not_the_count() {
+        let (k, owner_sk, owner_x, _) = sample_keyring(1);
+        let key = SecretKey::random();
+        let with = |n: usize| {
+            let mut r = k.clone();
+            r.members.truncate(1);
+            for i in 1..n {
+                let mut m = k.members[0].clone();
+                m.card_id = [0x40 + i as u8; 32];
+                m.role = 1;
+                r.members.push(m);
+            }
+            r.seal(&key, &owner_sk).unwrap()
+        };
+        let sizes: Vec<usize> = (1..=9).map(|n| with(n).len()).collect();
+        assert!(sizes[..4].iter().all(|s| *s == sizes[0]), "{sizes:?}");
+        assert!(sizes[4..8].iter().all(|s| *s == sizes[4]), "{sizes:?}");
+        assert!(sizes[8] > sizes[4]);
+        // The owner still opens each, at its own place; the random places
+        // open for nobody.
+        for n in [1, 3, 5] {
+            let (got, got_key) =
+                Keyring::open(&with(n), &owner_sk.verifying_key(), &owner_x).unwrap();
+            assert_eq!((got.members.len(), got_key), (n, key.clone()));
         }
     }
 }

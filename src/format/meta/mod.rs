@@ -26,7 +26,7 @@ pub mod signed;
 pub use header::{DriveHeader, MemberRecord};
 pub use keyring::{Keyring, volume_key_context};
 pub use node::{
-    BlockRef, DirLink, FileKey, KIND_BLOCK_DEV, KIND_CHAR_DEV, KIND_DIR, KIND_FIFO, KIND_FILE,
+    BlockKey, BlockRef, DirLink, KIND_BLOCK_DEV, KIND_CHAR_DEV, KIND_DIR, KIND_FIFO, KIND_FILE,
     KIND_SOCKET, KIND_SYMLINK, KIND_VOLUME, Node, Time, is_special,
 };
 pub use ops::{AttrChange, Batch, Op, SnapshotBody};
@@ -38,23 +38,23 @@ use ed25519_dalek::Signature;
 use sha2::Digest;
 
 pub const HEADER_MAGIC: &[u8; 4] = b"CFSD";
-pub const KEYRING_MAGIC: &[u8; 4] = b"CFSK";
+/// Keyring magic ("ring"; `CFSK` is the key file's).
+pub const KEYRING_MAGIC: &[u8; 4] = b"CFSR";
 pub const ENTRY_MAGIC: &[u8; 4] = b"CFSL";
 pub const SNAPSHOT_MAGIC: &[u8; 4] = b"CFSS";
-/// Drive header version.
-pub const HEADER_VERSION: u16 = 1;
-/// Keyring record version (2: name and key history; the version-1
-/// layout was never released).
-pub const KEYRING_VERSION: u16 = 2;
-/// Log entry and snapshot version (2: block refs carry an epoch).
-pub const SIGNED_VERSION: u16 = 2;
+/// The version of every metadata object: the drive format.
+pub use crate::format::DRIVE_FORMAT as FORMAT_VERSION;
 /// Length of the Ed25519 signature that ends every signed object.
 const SIG_LEN: usize = 64;
 
-/// Writes magic, version and the (zero) flags.
-fn put_header(w: &mut Writer, magic: &[u8; 4], version: u16) {
-    w.raw(magic).u16(version).u16(0);
+/// Writes magic, version and the (zero) flags: `magic[4] version u8
+/// flags u8`, the prefix of every format.
+fn put_header(w: &mut Writer, magic: &[u8; 4]) {
+    w.raw(magic).u8(FORMAT_VERSION).u8(0);
 }
+
+/// Length of [`put_header`]'s prefix.
+const PREFIX_LEN: usize = 6;
 
 /// Splits a signed object into the signed bytes and the signature.
 fn split_sig(bytes: &[u8]) -> Result<(&[u8], Signature), FormatError> {
@@ -74,4 +74,42 @@ pub fn sha256(bytes: &[u8]) -> [u8; 32] {
 /// The cipher for one use (`label`) of a volume key.
 fn subkey(volume_key: &SecretKey, volume: &[u8; 16], label: &[u8]) -> Cipher {
     Cipher::new(&hkdf(volume, volume_key.expose(), &[b"cardfs/v1/", label]))
+}
+
+/// Encrypted metadata payloads (log entries, snapshots, a keyring's secret
+/// part) are padded to at least this many bytes.
+pub const PAD_FLOOR: usize = 1024;
+/// Up to this size payloads are padded to a power of two; above it, to a
+/// Padmé class (overhead at most 6.25% there).
+const PAD_POW2_UNTIL: usize = 64 << 10;
+
+/// The padded size of a payload of `n` bytes (its u32 length included).
+pub fn padded_payload_len(n: usize) -> usize {
+    let n = n.max(PAD_FLOOR);
+    if n <= PAD_POW2_UNTIL {
+        n.next_power_of_two()
+    } else {
+        crate::format::content::padme(n)
+    }
+}
+
+/// `len u32 || payload || zeros`, padded to [`padded_payload_len`].
+fn pad(payload: &[u8]) -> zeroize::Zeroizing<Vec<u8>> {
+    let total = padded_payload_len(4 + payload.len());
+    let mut w = Writer(Vec::with_capacity(total));
+    w.bytes(payload);
+    w.0.resize(total, 0);
+    zeroize::Zeroizing::new(w.into_vec())
+}
+
+/// Reverses [`pad`]: the padding must be canonical (the exact size class
+/// of the payload, zeros only).
+fn unpad(plain: &[u8]) -> Result<&[u8], FormatError> {
+    let mut r = super::wire::Reader::new(plain);
+    let payload = r.bytes()?;
+    let rest = &plain[r.position()..];
+    if plain.len() != padded_payload_len(4 + payload.len()) || rest.iter().any(|b| *b != 0) {
+        return Err(FormatError::Invalid("padding"));
+    }
+    Ok(payload)
 }

@@ -17,14 +17,14 @@ use std::collections::BTreeMap;
 use std::fmt;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
-/// A file's content key (docs/FORMAT.md, "content block"). Zeroized on
-/// drop, so the copies nodes make (trees, dirty buffers, the journal) do
-/// not outlive their use; `Debug` prints no key bytes. The default (all
-/// zeros) is what nodes without content (directories, links) carry.
+/// The random key of one stored block version (docs/FORMAT.md, "content
+/// block"), carried in its [`BlockRef`]. Zeroized on drop, so the copies
+/// block refs make (trees, dirty buffers, the journal) do not outlive their
+/// use; `Debug` prints no key bytes.
 #[derive(Clone, Default, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
-pub struct FileKey([u8; 32]);
+pub struct BlockKey([u8; 32]);
 
-impl FileKey {
+impl BlockKey {
     /// A fresh random key.
     pub fn random() -> Self {
         Self(random_array())
@@ -36,22 +36,22 @@ impl FileKey {
     }
 }
 
-impl From<[u8; 32]> for FileKey {
+impl From<[u8; 32]> for BlockKey {
     fn from(bytes: [u8; 32]) -> Self {
         Self(bytes)
     }
 }
 
-impl std::ops::Deref for FileKey {
+impl std::ops::Deref for BlockKey {
     type Target = [u8; 32];
     fn deref(&self) -> &[u8; 32] {
         &self.0
     }
 }
 
-impl fmt::Debug for FileKey {
+impl fmt::Debug for BlockKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("FileKey(..)")
+        f.write_str("BlockKey(..)")
     }
 }
 
@@ -78,21 +78,41 @@ impl Time {
     }
 }
 
-/// One stored block version of a file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// One stored block version: the object's id, its plaintext length and
+/// the random key it is sealed under. Everything needed to read the object
+/// is here, so the same ref can name the block from another file (a clone
+/// copy) without re-encryption.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BlockRef {
     pub id: [u8; 16],
     /// Plaintext length (1..=BLOCK_SIZE); bytes past it up to the file
     /// size read as zeros.
     pub len: u32,
-    /// The volume generation whose key the block key is derived with;
-    /// 0 = the plain file key (see docs/FORMAT.md, "content block").
+    /// The keyring generation of the volume when this block version was
+    /// sealed, i.e. the first generation whose metadata held its key (what
+    /// re-encryption looks for; not part of any key derivation).
     pub epoch: u32,
+    /// The block version's own random key.
+    pub key: BlockKey,
 }
 
 impl BlockRef {
+    /// A new block ref with a fresh random key (sealed at `epoch`).
+    pub fn fresh(len: u32, epoch: u32) -> Self {
+        Self {
+            id: random_array(),
+            len,
+            epoch,
+            key: BlockKey::random(),
+        }
+    }
+
     pub(super) fn write(&self, w: &mut Writer, index: u64) {
-        w.u64(index).raw(&self.id).u32(self.len).u32(self.epoch);
+        w.u64(index)
+            .raw(&self.id)
+            .u32(self.len)
+            .u32(self.epoch)
+            .raw(self.key.as_bytes());
     }
     /// Reads `(index, block)`; a length above [`BLOCK_SIZE`] is refused
     /// (a reader would otherwise size buffers from it).
@@ -102,6 +122,7 @@ impl BlockRef {
             id: r.array()?,
             len: r.u32()?,
             epoch: r.u32()?,
+            key: BlockKey(r.array()?),
         };
         if b.len as usize > BLOCK_SIZE {
             return Err(FormatError::Invalid("block length"));
@@ -110,11 +131,10 @@ impl BlockRef {
     }
 }
 /// Encoded size of one block ref with its index.
-pub(super) const BLOCK_REF_LEN: usize = 8 + 16 + 4 + 4;
+pub(super) const BLOCK_REF_LEN: usize = 8 + 16 + 4 + 4 + 32;
 /// Encoded size of the smallest node (no target, blocks, xattrs or
 /// entries): the bound on a count of nodes.
-pub(super) const NODE_MIN_LEN: usize =
-    8 + 1 + 2 + 3 * 4 + 4 * 12 + 8 + 4 + 16 + 32 + 8 + 4 + 4 + 8 + 8 + 4;
+pub(super) const NODE_MIN_LEN: usize = 8 + 1 + 2 + 3 * 4 + 4 * 12 + 8 + 4 + 8 + 4 + 4 + 8 + 8 + 4;
 
 /// Node kinds.
 pub const KIND_FILE: u8 = 1;
@@ -160,9 +180,6 @@ pub struct Node {
     pub size: u64,
     /// Symlink target; volume link: the volume id.
     pub target: Vec<u8>,
-    /// Content identity bound into every chunk, and the per-file key.
-    pub file_id: [u8; 16],
-    pub file_key: FileKey,
     /// Changes on every content change (conflict detection).
     pub version: u64,
     pub blocks: BTreeMap<u64, BlockRef>,
@@ -184,11 +201,7 @@ impl Node {
         for t in [self.atime, self.mtime, self.ctime, self.crtime] {
             t.write(w);
         }
-        w.u64(self.size)
-            .bytes(&self.target)
-            .raw(&self.file_id)
-            .raw(self.file_key.as_bytes())
-            .u64(self.version);
+        w.u64(self.size).bytes(&self.target).u64(self.version);
         w.u32(self.blocks.len() as u32);
         for (i, b) in &self.blocks {
             b.write(w, *i);
@@ -219,8 +232,6 @@ impl Node {
             crtime: Time::read(r)?,
             size: r.u64()?,
             target: r.bytes()?.to_vec(),
-            file_id: r.array()?,
-            file_key: FileKey(r.array()?),
             version: r.u64()?,
             ..Default::default()
         };
@@ -258,8 +269,6 @@ impl Node {
                 _ => 0,
             };
             if n.target.len() != target_len
-                || n.file_id != [0; 16]
-                || n.file_key.as_bytes() != &[0; 32]
                 || n.size != 0
                 || !n.blocks.is_empty()
                 || !n.entries.is_empty()
@@ -298,17 +307,46 @@ mod tests {
     use super::*;
 
     #[test]
-    fn file_keys_never_print_their_bytes() {
+    fn block_keys_never_print_their_bytes() {
+        let b = BlockRef {
+            id: [1; 16],
+            len: 3,
+            epoch: 0,
+            key: BlockKey::from([0xab; 32]),
+        };
         let n = Node {
-            file_key: FileKey::from([0xab; 32]),
+            kind: KIND_FILE,
+            blocks: [(0, b.clone())].into(),
             ..Default::default()
         };
-        let shown = format!("{n:?} {:?}", n.file_key);
-        assert!(shown.contains("FileKey(..)"), "{shown}");
+        let shown = format!("{n:?} {:?} {b:?}", b.key);
+        assert!(shown.contains("BlockKey(..)"), "{shown}");
         for leak in ["171", "0xab", "ab, ab", "abab"] {
             assert!(!shown.contains(leak), "key bytes in {shown}");
         }
-        assert_eq!(n.clone().file_key.as_bytes(), &[0xab; 32]);
+        assert_eq!(n.clone().blocks[&0].key.as_bytes(), &[0xab; 32]);
+    }
+
+    #[test]
+    fn block_ref_known_answer() {
+        let b = BlockRef {
+            id: [0x11; 16],
+            len: 0x0102,
+            epoch: 3,
+            key: BlockKey::from([0xee; 32]),
+        };
+        let mut w = Writer::new();
+        b.write(&mut w, 7);
+        assert_eq!(w.0.len(), BLOCK_REF_LEN);
+        assert_eq!(
+            crate::format::hex::encode(&w.0),
+            format!(
+                "0700000000000000{}0201000003000000{}",
+                "11".repeat(16),
+                "ee".repeat(32)
+            )
+        );
+        assert_eq!(BlockRef::read(&mut Reader::new(&w.0)), Ok((7, b)));
     }
 
     #[test]
@@ -330,7 +368,7 @@ mod tests {
         let hex = crate::format::hex::encode(&sha256(&enc));
         assert_eq!(
             hex,
-            "46f1c63dfbf1c7b9b64a4e7d0f783a470396f4e78d67a42e98b8c27653587834"
+            "3fdc765bfaabf8cec5f2aedc1c420dba1c25ef87b750ef153d0ad3305fa7ffe3"
         );
         for bad in [
             Node {
@@ -388,7 +426,7 @@ mod tests {
         let hex: String = sha256(&enc).iter().map(|x| format!("{x:02x}")).collect();
         assert_eq!(
             hex,
-            "b50fd982d66f677e21e38098fb80d8e76237c5e1cf81659c9a8590b37e1654d8"
+            "a2477c524f89fa820b6bdb18f329aee6edeeb0026eb298361f4365a4f7288dd2"
         );
         for bad in [
             Node {
@@ -404,10 +442,6 @@ mod tests {
                 ..fifo.clone()
             },
             Node {
-                file_id: [1; 16],
-                ..fifo.clone()
-            },
-            Node {
                 kind: KIND_SOCKET,
                 blocks: [(
                     0,
@@ -415,6 +449,7 @@ mod tests {
                         id: [1; 16],
                         len: 1,
                         epoch: 0,
+                        key: BlockKey::default(),
                     },
                 )]
                 .into(),

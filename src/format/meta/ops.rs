@@ -388,7 +388,7 @@ mod tests {
         let hex = crate::format::hex::encode(&sha256(&enc));
         assert_eq!(
             hex,
-            "e566c921f785e9b716754f69eebad3dcf2e619648493749f6b9fec187b65e7a5"
+            "1aeff457778b2adf10b61bde0e989af87a7ac1c3929f42fb0b86187e7657c082"
         );
         for cut in 0..enc.len() {
             assert!(Batch::decode(&enc[..cut]).is_err());
@@ -433,7 +433,7 @@ mod tests {
         node.write(&mut w);
         let node_enc = w.into_vec();
         assert_eq!(node.target.len(), 0);
-        let blocks_at = 8 + 1 + 2 + 3 * 4 + 4 * 12 + 8 + 4 + 16 + 32 + 8;
+        let blocks_at = 8 + 1 + 2 + 3 * 4 + 4 * 12 + 8 + 4 + 8;
         let xattrs_at = blocks_at + 4 + BLOCK_REF_LEN * node.blocks.len();
         let entries_at = xattrs_at + 4 + 4 + 6 + 4 + 1 + 8 + 8;
         for at in [blocks_at, xattrs_at, entries_at] {
@@ -510,6 +510,7 @@ mod tests {
                     id: [1; 16],
                     len,
                     epoch: 0,
+                    key: [2; 32].into(),
                 },
             )],
             mtime: Time::default(),
@@ -551,12 +552,23 @@ mod tests {
                     any::<[u8; 16]>(),
                     1u32..=1 << 20,
                     any::<u32>(),
+                    any::<[u8; 32]>(),
                 ),
                 0..6,
             )
             .prop_map(|v| {
                 v.into_iter()
-                    .map(|(i, id, len, epoch)| (i, BlockRef { id, len, epoch }))
+                    .map(|(i, id, len, epoch, key)| {
+                        (
+                            i,
+                            BlockRef {
+                                id,
+                                len,
+                                epoch,
+                                key: key.into(),
+                            },
+                        )
+                    })
                     .collect()
             })
         }
@@ -571,7 +583,7 @@ mod tests {
                 volume in any::<[u8; 16]>(),
             ) {
                 let mut file = Node { id: 9, kind: KIND_FILE, ..Default::default() };
-                file.blocks = blocks.iter().copied().collect();
+                file.blocks = blocks.iter().cloned().collect();
                 let link = Node { id: 10, kind: KIND_VOLUME, target: volume.to_vec(), ..Default::default() };
                 let batch = Batch {
                     client: [1; 16],

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod crash;
+pub mod loot;
 pub mod model;
 
 // Not every binary that includes the support module uses it.
@@ -150,4 +151,14 @@ pub async fn names(d: &Drive, dir: Ino) -> Vec<String> {
 /// test changes its configuration (e.g. [`FaultStore::set_offline`]).
 pub fn faulty(store: Arc<dyn ObjectStore>) -> Arc<FaultStore> {
     Arc::new(FaultStore::new(store, FaultConfig::default()))
+}
+
+/// The whole bytes of object `key` (which must exist).
+pub async fn object_bytes(store: &dyn ObjectStore, key: &str) -> Vec<u8> {
+    store
+        .get(key, cardfs::store::GetOptions::default())
+        .await
+        .unwrap()
+        .bytes
+        .to_vec()
 }
