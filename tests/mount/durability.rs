@@ -398,13 +398,20 @@ fn full_cache_disk_with_the_store_down_is_enospc() {
     let src = home.new_dir("src").join("300mb.bin");
     std::fs::write(&src, pattern(300 << 20, 12)).unwrap();
     let mnt = home.new_dir("mnt");
-    // A short store timeout: the stopped store counts as stuck after 12 s
-    // and the writer gets ENOSPC 2 s later (defaults: 60 s and 10 s).
+    // A short store timeout: the stopped store counts as stuck after 20 s
+    // and the writer gets ENOSPC 3 s later (defaults: 60 s and 10 s).
     let m = home.mount_at(
         &store,
         &mnt,
         &disk.0,
-        &["--cache-size", "20M", "--store-timeout", "6"],
+        &[
+            "--cache-size",
+            "20M",
+            "--store-timeout",
+            "10",
+            "--refresh",
+            "2",
+        ],
     );
     let pid = server.pid("server").to_string();
     signal(&pid, "STOP");
@@ -421,6 +428,9 @@ fn full_cache_disk_with_the_store_down_is_enospc() {
         "status names the full cache: {st}"
     );
     signal(&pid, "CONT");
+    // The server works through what queued up while it was stopped; a
+    // sync sent before it answers again could time out.
+    wait_status(&m, "store reachable: yes", Duration::from_secs(60));
     assert_ok(&m.cardfs(&["sync", &m.mnt.display().to_string()]), "sync");
     m.unmount();
     let fresh = home.mount(&store);
