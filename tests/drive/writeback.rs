@@ -174,6 +174,52 @@ async fn cache_is_bounded_with_lru_eviction() {
     assert!(d.cache_bytes() <= 3 * 1024 * 1024 + 100_000);
 }
 
+/// Bytes the files under `dir` take on disk.
+fn disk_usage(dir: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0;
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let m = e.metadata().unwrap();
+        total += if m.is_dir() {
+            disk_usage(&e.path())
+        } else {
+            m.blocks() * 512
+        };
+    }
+    total
+}
+
+/// The bound holds for what the cache directory takes on disk: many small
+/// objects each fill a whole block, and the metadata mirror counts too.
+#[tokio::test]
+async fn cache_bound_counts_disk_blocks_and_the_metadata_mirror() {
+    let env = Env::new().await;
+    let mut opts = env.opts("small-files");
+    let dir = opts.cache_dir.clone();
+    opts.cache_size = 1 << 20;
+    let d = Drive::open_drive(env.store.clone(), env.id.clone(), opts)
+        .await
+        .unwrap();
+    let mut files = Vec::new();
+    for i in 0..600u32 {
+        let body = vec![(i % 251) as u8; 700];
+        files.push((put(&d, ROOT_INO, &format!("f{i}"), &body).await, body));
+        if i % 100 == 99 {
+            sync(&d).await;
+        }
+    }
+    sync(&d).await;
+    let used = disk_usage(&dir);
+    // The journal, state and client files are not counted: a few blocks.
+    assert!(
+        used <= (1 << 20) + (64 << 10),
+        "the cache directory takes {used} bytes on disk with a 1 MiB bound"
+    );
+    for (ino, body) in &files {
+        assert_eq!(&read_all(&d, *ino).await, body);
+    }
+}
+
 #[tokio::test]
 async fn one_engine_per_cache_directory() {
     let env = Env::new().await;

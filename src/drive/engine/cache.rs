@@ -25,7 +25,8 @@ use std::fs::{self, File};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DriveError + '_ {
     move |source| DriveError::Cache {
@@ -57,6 +58,14 @@ struct Lru {
     order: BTreeMap<u64, [u8; 16]>,
 }
 
+/// Bytes a file of `len` bytes takes on disk: whole 4 KiB blocks. The
+/// bound counts these, not lengths: thousands of small objects each fill
+/// a block, and the disk is what the bound protects.
+pub(super) fn on_disk(len: u64) -> u64 {
+    const BLOCK: u64 = 4096;
+    len.div_ceil(BLOCK) * BLOCK
+}
+
 /// The cache directory of one drive on this machine.
 #[derive(Debug)]
 pub struct Cache {
@@ -65,6 +74,9 @@ pub struct Cache {
     client: [u8; 16],
     limit: u64,
     lru: Mutex<Lru>,
+    /// Bytes on disk of the metadata mirror beside the objects (kept up to
+    /// date by `mirror::Mirror`); they count against `limit`.
+    mirror_bytes: Arc<AtomicU64>,
     /// Held (an exclusive file lock on `lock`) while a drive uses this
     /// directory: two engines on one cache would corrupt its journal.
     lock: Mutex<Option<File>>,
@@ -108,6 +120,7 @@ impl Cache {
             client,
             limit,
             lru: Mutex::new(Lru::default()),
+            mirror_bytes: Arc::default(),
             lock: Mutex::new(Some(lock)),
         };
         let mut found = Vec::new();
@@ -115,7 +128,7 @@ impl Cache {
             let name = e.file_name();
             let name = name.to_string_lossy();
             match crate::format::hex::decode::<16>(&name) {
-                Some(id) => found.push((id, e.metadata().map(|m| m.len()).unwrap_or(0))),
+                Some(id) => found.push((id, on_disk(e.metadata().map(|m| m.len()).unwrap_or(0)))),
                 None => {
                     let _ = fs::remove_file(e.path());
                 }
@@ -169,7 +182,7 @@ impl Cache {
         self.lru
             .lock()
             .expect("lru lock")
-            .touch(*id, bytes.len() as u64, pinned);
+            .touch(*id, on_disk(bytes.len() as u64), pinned);
         self.evict();
         Ok(())
     }
@@ -253,20 +266,30 @@ impl Cache {
         self.lru.lock().expect("lru lock").total
     }
 
-    /// The most bytes this cache may hold: its size bound, but never more
-    /// than its filesystem can take (free space plus what the cache holds,
-    /// less a margin of a tenth of the filesystem, at most 64 MiB). Data
-    /// not yet uploaded counts against it (back-pressure on writers).
+    /// The counter of the metadata mirror's bytes on disk, which the
+    /// mirror keeps up to date and the bound subtracts.
+    pub fn mirror_bytes(&self) -> Arc<AtomicU64> {
+        self.mirror_bytes.clone()
+    }
+
+    /// The most bytes this cache may hold in objects: its size bound less
+    /// what the metadata mirror takes, but never more than its filesystem
+    /// can take (free space plus what the cache holds, less a margin of a
+    /// tenth of the filesystem, at most 64 MiB). Data not yet uploaded
+    /// counts against it (back-pressure on writers).
     pub fn bound(&self) -> u64 {
         let held = self.size();
+        let limit = self
+            .limit
+            .saturating_sub(self.mirror_bytes.load(Ordering::Relaxed));
         match rustix::fs::statvfs(&self.dir) {
             Ok(st) => {
                 let total = st.f_blocks.saturating_mul(st.f_frsize);
                 let free = st.f_bavail.saturating_mul(st.f_frsize);
                 let margin = (total / 10).min(64 << 20);
-                self.limit.min((free + held).saturating_sub(margin))
+                limit.min((free + held).saturating_sub(margin))
             }
-            Err(_) => self.limit,
+            Err(_) => limit,
         }
     }
 

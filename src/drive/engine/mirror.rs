@@ -35,6 +35,7 @@ use bytes::Bytes;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The mirror directory of one volume.
 #[derive(Debug)]
@@ -43,17 +44,38 @@ pub struct Mirror {
     keyrings: String,
     logs: String,
     snapshots: String,
+    /// Bytes the mirror takes on disk (`Cache::mirror_bytes`: the cache
+    /// bound counts them).
+    held: Arc<AtomicU64>,
 }
 
 impl Mirror {
-    /// The mirror in the volume cache directory `cache_dir`.
-    pub fn new(cache_dir: &Path, volume: &[u8; 16]) -> Mirror {
-        Mirror {
+    /// The mirror in the volume cache directory `cache_dir`; `held` gets
+    /// the bytes it takes on disk.
+    pub fn new(cache_dir: &Path, volume: &[u8; 16], held: Arc<AtomicU64>) -> Mirror {
+        let m = Mirror {
             dir: cache_dir.join("meta"),
             keyrings: volume::keyring_prefix(volume),
             logs: format!("v/{}/l/", hex(volume)),
             snapshots: format!("v/{}/s/", hex(volume)),
-        }
+            held,
+        };
+        m.measure();
+        m
+    }
+
+    /// Counts the bytes the mirror's files take on disk.
+    fn measure(&self) {
+        let bytes = fs::read_dir(&self.dir)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter_map(|e| e.metadata().ok())
+                    .map(|m| super::cache::on_disk(m.len()))
+                    .sum()
+            })
+            .unwrap_or(0);
+        self.held.store(bytes, Ordering::Relaxed);
     }
 
     /// Whether `key` is one of the volume's metadata objects.
@@ -93,6 +115,7 @@ impl Mirror {
                 }
             }
         }
+        self.measure();
     }
 
     fn seq_of(&self, key: &str, prefix: &str) -> Option<u64> {

@@ -196,7 +196,7 @@ impl Engine {
         let (journal, records) = cache.open_journal()?;
         // The tree at the head accepted before is the replay's base.
         let want_base = !records.is_empty();
-        let mirror = || Mirror::new(&opts.cache_dir, &volume_id);
+        let mirror = || Mirror::new(&opts.cache_dir, &volume_id, cache.mirror_bytes());
         let store: Arc<dyn ObjectStore> = Arc::new(MirroredStore::new(store, mirror()));
         let online = if offline {
             None
