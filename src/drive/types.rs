@@ -250,7 +250,7 @@ impl Default for GcOptions {
 }
 
 /// What a garbage collection found and did.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct GcReport {
     /// Content objects (and their bytes) in the store when listed.
     pub objects: u64,
@@ -264,6 +264,6 @@ pub struct GcReport {
     /// Deleted (or, in a dry run, that would be).
     pub reclaimed_objects: u64,
     pub reclaimed_bytes: u64,
-    /// How long the collection took.
-    pub seconds: f64,
+    /// How long the collection took, in milliseconds.
+    pub millis: u64,
 }

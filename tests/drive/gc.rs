@@ -298,7 +298,9 @@ async fn reencryption_and_collection_leave_no_object_of_the_old_generation() {
     sync(&d).await;
     let (bob, carol) = (Identity::generate(), Identity::generate());
     let info = d.share_add(dir, bob.member(Role::Reader)).await.unwrap();
-    d.share_add(info.ino, carol.member(Role::Reader)).await.unwrap();
+    d.share_add(info.ino, carol.member(Role::Reader))
+        .await
+        .unwrap();
     sync(&d).await;
     let old = content(env.store.as_ref()).await.0;
     d.share_remove(info.ino, &bob.card_id).await.unwrap();

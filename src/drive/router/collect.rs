@@ -93,7 +93,7 @@ impl Router {
                 progress(done, total);
             }
         }
-        report.seconds = started.elapsed().map(|d| d.as_secs_f64()).unwrap_or(0.0);
+        report.millis = started.elapsed().map_or(0, |d| d.as_millis() as u64);
         tracing::info!(
             reclaimed_objects = report.reclaimed_objects,
             reclaimed_bytes = report.reclaimed_bytes,
