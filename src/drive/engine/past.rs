@@ -12,7 +12,6 @@
 //!   needs).
 //! - Nothing here changes the engine's state.
 
-
 use super::Engine;
 use super::commit::apply_batch;
 use crate::drive::error::{DriveError, Result};
