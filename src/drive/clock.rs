@@ -2,9 +2,48 @@
 //! [`std::time::SystemTime`] (times before 1970 included: `nanos` is
 //! always the non-negative part after `secs`).
 //!
+//! [`Clock`]: the engine's source of "now" where a rule depends on
+//! elapsed time (the age of this client's own content objects, for the
+//! collection race rule), injectable by tests.
+//!
 //! Imports only `format::meta::Time`.
 
 use crate::format::meta::Time;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// Where "now" comes from: the system clock, or a function (tests).
+#[derive(Clone, Default)]
+pub struct Clock(Option<Arc<dyn Fn() -> SystemTime + Send + Sync>>);
+
+impl Clock {
+    /// The system clock.
+    pub fn system() -> Clock {
+        Clock(None)
+    }
+
+    /// A clock that reads `f` (tests: a clock that jumps ahead).
+    pub fn from_fn(f: impl Fn() -> SystemTime + Send + Sync + 'static) -> Clock {
+        Clock(Some(Arc::new(f)))
+    }
+
+    pub fn now(&self) -> SystemTime {
+        match &self.0 {
+            Some(f) => f(),
+            None => SystemTime::now(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Clock(injected)"
+        } else {
+            "Clock(system)"
+        })
+    }
+}
 
 /// Current time as a metadata [`Time`].
 pub fn now() -> Time {

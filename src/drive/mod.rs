@@ -47,6 +47,7 @@
 //!   `identity`, `types`; they import only `format`, `store` and each other.
 
 mod clock;
+pub use clock::Clock;
 mod engine;
 mod error;
 mod identity;

@@ -154,6 +154,14 @@ pub struct DriveOptions {
     /// stuck in `status`, and a writer held back by a full cache then gets
     /// ENOSPC after a third of it.
     pub store_timeout: Duration,
+    /// The grace period of the collectors of this drive: a content object
+    /// of this client's own older than half of it is sealed again under a
+    /// new id rather than newly referenced by a commit (a collector may be
+    /// deleting it). Default [`DEFAULT_GRACE`]; never more than the grace
+    /// any collector of the drive uses.
+    pub gc_grace: Duration,
+    /// The clock of that rule (tests inject one that jumps ahead).
+    pub clock: crate::drive::clock::Clock,
 }
 
 impl DriveOptions {
@@ -167,6 +175,8 @@ impl DriveOptions {
             refresh_interval: Duration::from_secs(30),
             upload_concurrency: 8,
             store_timeout: Duration::from_secs(30),
+            gc_grace: DEFAULT_GRACE,
+            clock: Default::default(),
         }
     }
 }

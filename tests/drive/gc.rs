@@ -316,3 +316,69 @@ async fn reencryption_and_collection_leave_no_object_of_the_old_generation() {
     d.shutdown().await.unwrap();
     reopen_reads(&env, "fresh", &[("shared/doc", &data)]).await;
 }
+
+/// A drive on `store` whose clock runs `ahead` seconds fast (settable).
+async fn open_with_clock(
+    env: &Env,
+    store: Arc<dyn ObjectStore>,
+    cache: &str,
+    ahead: Arc<AtomicI64>,
+) -> Drive {
+    let mut opts = env.opts(cache);
+    opts.clock = Clock::from_fn(move || {
+        std::time::SystemTime::now() + Duration::from_secs(ahead.load(Ordering::SeqCst) as u64)
+    });
+    Drive::open_drive(store, env.id.clone(), opts)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn own_content_older_than_half_the_grace_is_sealed_again_before_commit() {
+    let env = Env::new().await;
+    let store = faulty(env.store.clone());
+    let ahead = Arc::new(AtomicI64::new(0));
+    let d = open_with_clock(&env, store.clone(), "cache", ahead.clone()).await;
+    // Uploaded, not committed (the log is out of reach).
+    store.update_config(|c| c.refuse_puts = vec![cardfs::store::KeyMatch::Contains("/l/".into())]);
+    let data = pattern((1 << 20) + 77, 5);
+    put(&d, ROOT_INO, "late", &data).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), d.sync(&|_, _| {})).await;
+    let first = content(env.store.as_ref()).await.0;
+    assert_eq!(first.len(), 2);
+    // The client comes back after more than half the grace (1 h).
+    ahead.store(31 * 60, Ordering::SeqCst);
+    store.update_config(|c| c.refuse_puts.clear());
+    sync(&d).await;
+    let after = content(env.store.as_ref()).await.0;
+    assert!(after.is_superset(&first));
+    assert_eq!(
+        after.len(),
+        2 + 2,
+        "both old objects sealed again under new ids"
+    );
+    // What the log names are the new objects: the first ones are garbage.
+    let r = gc(&d, &now_all()).await;
+    assert_eq!(r.reclaimed_objects, 2);
+    assert!(content(env.store.as_ref()).await.0.is_disjoint(&first));
+    d.shutdown().await.unwrap();
+    reopen_reads(&env, "fresh", &[("late", &data)]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn own_content_younger_than_half_the_grace_is_committed_as_it_is() {
+    let env = Env::new().await;
+    let store = faulty(env.store.clone());
+    let ahead = Arc::new(AtomicI64::new(0));
+    let d = open_with_clock(&env, store.clone(), "cache", ahead.clone()).await;
+    store.update_config(|c| c.refuse_puts = vec![cardfs::store::KeyMatch::Contains("/l/".into())]);
+    put(&d, ROOT_INO, "f", &pattern(1 << 20, 6)).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), d.sync(&|_, _| {})).await;
+    let first = content(env.store.as_ref()).await.0;
+    ahead.store(29 * 60, Ordering::SeqCst);
+    store.update_config(|c| c.refuse_puts.clear());
+    sync(&d).await;
+    assert_eq!(content(env.store.as_ref()).await.0, first);
+    assert_eq!(gc(&d, &now_all()).await.reclaimed_objects, 0);
+    d.shutdown().await.unwrap();
+}

@@ -1,6 +1,7 @@
 //! Reference-model test: random sequences of file operations (create,
 //! write at random offsets, truncate, rename with flags, unlink, rmdir,
-//! mkdir, link, read, reopen, crash-and-reopen) run against the engine and
+//! mkdir, link, read, reopen, crash-and-reopen, collect-and-reopen on a
+//! fresh cache) run against the engine and
 //! a simple in-memory model; every result (data or errno) must agree, and
 //! after reopen/crash the whole tree must agree.
 //!
@@ -67,6 +68,33 @@ async fn regression_crash_does_not_duplicate_content_change() {
         Write(1, 1000, 5000, 7),
         Crash,
         Read(1),
+    ])
+    .await;
+}
+
+/// Collections between changes, with unsealed and uncommitted content
+/// around them, then reopening on fresh caches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collections_between_changes_keep_everything_live() {
+    use M::*;
+    check(vec![
+        Create(0),
+        Write(0, 0, 60_000, 1),
+        Gc,
+        Write(0, 1_048_573, 40_000, 2),
+        Create(4),
+        Write(4, 5, 3000, 3),
+        Gc,
+        Truncate(0, 1_000_000),
+        Link(0, 5),
+        Unlink(0),
+        Gc,
+        Crash,
+        Read(5),
+        Write(5, 2_000_000, 9000, 4),
+        Gc,
+        Read(5),
+        Read(4),
     ])
     .await;
 }

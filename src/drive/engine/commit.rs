@@ -158,6 +158,9 @@ impl Engine {
         self.journal_pending(false)?;
         self.check_reconnected().await?;
         let _running = CommitRunning::start(self);
+        // Never a new reference to an own object a collector may be
+        // deleting (see `reseal`).
+        self.reseal_stale().await?;
         let budget = self.batch_bytes.load(Ordering::Relaxed);
         let (uploads, upto) = self.lock().next_batch(budget);
         let started = Instant::now();

@@ -134,7 +134,9 @@ impl Engine {
     pub(super) fn seal_stored_block(&self, plain: &[u8]) -> Result<BlockRef> {
         let (block, sealed) = self.seal_new_block(plain);
         self.cache.put_object(&block.id, &sealed, true, false)?;
-        self.lock().add_upload(block.id, sealed.len() as u64);
+        let mut core = self.lock();
+        core.add_upload(block.id, sealed.len() as u64);
+        core.sealed_at.insert(block.id, self.opts.clock.now());
         Ok(block)
     }
 
@@ -568,6 +570,7 @@ impl Engine {
                 return Err(e);
             }
             core.add_upload(block.id, sealed.len() as u64);
+            core.sealed_at.insert(block.id, self.opts.clock.now());
             refs.push((*idx, block));
         }
         let op = Op::SetContent {

@@ -91,6 +91,13 @@ impl Engine {
         let before = before_crash(base, &core.committed, &journalled, client, upto);
         for (_, op) in &ops {
             for b in op_block_refs(op) {
+                // Sealed before the restart: as old as its cached copy
+                // (or of unknown age, so treated as old).
+                let sealed = self
+                    .cache
+                    .object_time(&b.id)
+                    .unwrap_or(std::time::UNIX_EPOCH);
+                core.sealed_at.insert(b.id, sealed);
                 if self.cache.has_object(&b.id) {
                     self.cache.pin(&b.id);
                     core.add_upload(b.id, sealed_len(b.len as usize) as u64);

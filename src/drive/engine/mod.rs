@@ -13,6 +13,8 @@
 //! - `mirror`: the local copy of the volume's metadata objects that an
 //!   offline open verifies and starts from; `offline`: the checks of the
 //!   store's copy once it answers again, before anything is committed.
+//! - `reseal`: the collection race rule before a commit (own objects
+//!   older than half the grace are sealed again under new ids).
 //! - `gc`: the block ids a volume still needs (for the collector).
 //! - `past`: the tree at an earlier log position (snapshot at or before
 //!   it plus a verified replay).
@@ -45,6 +47,7 @@ pub(super) mod ops;
 pub(super) mod past;
 pub(super) mod pressure;
 pub(super) mod rebase;
+pub(super) mod reseal;
 pub(super) mod rotation;
 pub(super) mod state;
 

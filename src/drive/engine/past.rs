@@ -12,9 +12,6 @@
 //!   needs).
 //! - Nothing here changes the engine's state.
 
-// Callers: the collector (gc) and the history commands, on their branches.
-#![cfg_attr(not(test), allow(dead_code))]
-
 use super::Engine;
 use super::commit::apply_batch;
 use crate::drive::error::{DriveError, Result};
@@ -24,7 +21,9 @@ use crate::drive::volume::{self, Head};
 use crate::format::meta::{Batch, Time};
 use std::collections::BTreeMap;
 
-/// One step of a [`Engine::walk_log`].
+/// One step of a [`Engine::walk_log`] (`head` fields: read by
+/// `state_at`, for the history commands).
+#[cfg_attr(not(test), allow(dead_code))]
 pub enum Step<'a> {
     /// The state the walk starts from (a snapshot, or genesis), and the
     /// time its last entry was written.
@@ -43,6 +42,8 @@ pub enum Step<'a> {
 }
 
 /// The volume as it was after one log entry.
+// Built for the history and restore commands (their own branch).
+#[cfg_attr(not(test), allow(dead_code))]
 #[derive(Debug)]
 pub struct PastState {
     /// The tree after entry `head.seq`.
@@ -55,6 +56,7 @@ pub struct PastState {
 
 impl Engine {
     /// The tree at log position `seq` (at most the head accepted now).
+    #[cfg_attr(not(test), allow(dead_code))]
     pub async fn state_at(&self, seq: u64) -> Result<PastState> {
         let mut at: Option<(Tree, Head)> = None;
         let mut times = BTreeMap::new();

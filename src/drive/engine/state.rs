@@ -80,6 +80,10 @@ pub struct Core {
     pub(super) uploads: BTreeMap<[u8; 16], u64>,
     /// Sum of `uploads`.
     pub(super) upload_bytes: u64,
+    /// When this client sealed each content object of its own that a
+    /// pending op may still name (engine clock; the collection race rule,
+    /// see `reseal`). Entries go once committed.
+    pub(super) sealed_at: HashMap<[u8; 16], SystemTime>,
     /// Content bytes uploaded since the engine opened (only grows; the
     /// progress of `cardfs sync` is read from it).
     pub(super) uploaded_bytes: u64,

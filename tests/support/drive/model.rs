@@ -25,6 +25,9 @@ pub enum M {
     Read(usize),
     Reopen,
     Crash,
+    /// Collect everything unreferenced now (`--grace 0 --keep 0`) with
+    /// changes possibly pending, then reopen on a fresh cache.
+    Gc,
 }
 
 pub fn op() -> impl Strategy<Value = M> {
@@ -46,6 +49,7 @@ pub fn op() -> impl Strategy<Value = M> {
         2 => p.clone().prop_map(M::Read),
         1 => Just(M::Reopen),
         1 => Just(M::Crash),
+        1 => Just(M::Gc),
     ]
 }
 
@@ -238,7 +242,7 @@ impl Model {
                 self.gc();
                 Ok(vec![])
             }
-            M::Reopen | M::Crash => Ok(vec![]),
+            M::Reopen | M::Crash | M::Gc => Ok(vec![]),
         }
     }
 }
@@ -345,7 +349,7 @@ async fn run(d: &Drive, m: &M) -> R<Vec<u8>> {
                 .map_err(e)
                 .map(|_| vec![])
         }
-        M::Reopen | M::Crash => unreachable!("handled by the driver"),
+        M::Reopen | M::Crash | M::Gc => unreachable!("handled by the driver"),
     }
 }
 
@@ -446,6 +450,19 @@ pub async fn check_on(mut env: Env, ops: Vec<M>, fail_every: u64) {
                 } else {
                     format!("fresh{opens}")
                 };
+                d = env.open_with(&cache).await;
+            }
+            M::Gc => {
+                let now = GcOptions {
+                    grace: std::time::Duration::ZERO,
+                    keep: std::time::Duration::ZERO,
+                    dry_run: false,
+                };
+                d.gc(&now, &|_, _| {}).await.unwrap();
+                sync_retry(&d).await;
+                d.shutdown().await.unwrap();
+                opens += 1;
+                cache = format!("after-gc{opens}");
                 d = env.open_with(&cache).await;
             }
             M::Crash => {

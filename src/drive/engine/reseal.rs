@@ -1,0 +1,122 @@
+//! The collection race rule on the committing side: a client never commits
+//! a new reference to a content object of its own that is older than half
+//! the collectors' grace period; it seals the same bytes again under a new
+//! object id and commits that instead.
+//!
+//! Why it closes the race: a collector lists the store before it reads
+//! the logs, and deletes only unreferenced objects older than the grace
+//! by the listing. An object this client sealed less than grace/2 before
+//! the commit is younger than the grace at any listing taken before the
+//! commit lands, unless the commit takes over grace/2 (a client suspended
+//! mid-commit) or clocks disagree by more: the other half of the grace.
+//! An object re-sealed under a new id is in no listing taken before it.
+//!
+//! Invariants:
+//! - Only objects this client sealed (`Core::sealed_at`) and that the
+//!   committed tree does not name are re-sealed (a block the committed
+//!   tree names is live for every collector).
+//! - The replacement is substituted in the pending ops, the view, open
+//!   unlinked files and the bases of unsealed writes, and the journal is
+//!   rewritten, under one hold of the lock; the old object is dropped from
+//!   the upload queue (the store's copy is garbage for the next collection).
+
+use super::Engine;
+use super::journal::op_block_refs;
+use crate::drive::error::Result;
+use crate::drive::tree::Tree;
+use crate::format::meta::{BlockRef, Node, Op};
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+impl Engine {
+    /// Re-seals the pending ops' own objects that are older than half the
+    /// grace (see the module doc); returns how many were.
+    pub(super) async fn reseal_stale(&self) -> Result<usize> {
+        let limit = self.opts.gc_grace / 2;
+        let now = self.opts.clock.now();
+        let stale: Vec<BlockRef> = {
+            let mut core = self.lock();
+            let mut named: HashMap<[u8; 16], BlockRef> = HashMap::new();
+            for (_, op) in &core.pending {
+                named.extend(op_block_refs(op).into_iter().map(|b| (b.id, b)));
+            }
+            // Entries of objects no pending op names any more go.
+            core.sealed_at.retain(|id, _| named.contains_key(id));
+            let committed = tree_blocks(&core.committed);
+            core.sealed_at
+                .iter()
+                .filter(|(id, t)| {
+                    now.duration_since(**t).unwrap_or(Duration::ZERO) > limit
+                        && !committed.contains(*id)
+                })
+                .map(|(id, _)| named[id].clone())
+                .collect()
+        };
+        for old in &stale {
+            let plain = self.read_stored_block(0, old.clone()).await?;
+            let new = self.seal_stored_block(&plain)?;
+            tracing::info!(
+                old = %crate::drive::volume::content_key(&old.id),
+                new = %crate::drive::volume::content_key(&new.id),
+                "content sealed more than half the collection grace ago: sealed again under a new id before committing a reference to it"
+            );
+            {
+                let mut core = self.lock();
+                let core = &mut *core;
+                for (_, op) in core.pending.iter_mut() {
+                    replace_in_op(op, old, &new);
+                }
+                for n in core
+                    .view
+                    .nodes
+                    .values_mut()
+                    .chain(core.orphans.values_mut())
+                {
+                    replace_in_node(n, old, &new);
+                }
+                for d in core.dirty.values_mut() {
+                    replace_in_blocks(d.base_blocks.values_mut(), old, &new);
+                }
+                core.sealed_at.remove(&old.id);
+                core.upload_done(&old.id);
+                core.journal
+                    .rewrite(&core.pending, core.dirty.keys().copied())?;
+            }
+            self.cache.unpin(&old.id);
+        }
+        Ok(stale.len())
+    }
+}
+
+fn tree_blocks(t: &Tree) -> HashSet<[u8; 16]> {
+    t.nodes
+        .values()
+        .flat_map(|n| n.blocks.values().map(|b| b.id))
+        .collect()
+}
+
+fn replace_in_blocks<'a>(
+    blocks: impl Iterator<Item = &'a mut BlockRef>,
+    old: &BlockRef,
+    new: &BlockRef,
+) {
+    for b in blocks {
+        if b.id == old.id {
+            *b = new.clone();
+        }
+    }
+}
+
+fn replace_in_node(n: &mut Node, old: &BlockRef, new: &BlockRef) {
+    replace_in_blocks(n.blocks.values_mut(), old, new);
+}
+
+fn replace_in_op(op: &mut Op, old: &BlockRef, new: &BlockRef) {
+    match op {
+        Op::SetContent { blocks, .. } => {
+            replace_in_blocks(blocks.iter_mut().map(|(_, b)| b), old, new)
+        }
+        Op::Create { node, .. } => replace_in_node(node, old, new),
+        _ => {}
+    }
+}
