@@ -1,6 +1,7 @@
 //! The metadata mirror: a copy, in a volume's cache directory, of the
 //! volume's metadata objects exactly as the store served or took them
-//! (keyrings, the newest snapshot, the log entries after it), so that a
+//! (keyrings, the newest checkpoint root and its pages, the log entries
+//! after it), so that a
 //! drive opened before can be opened again while the store is out of
 //! reach (offline open, docs/ARCHITECTURE.md).
 //!
@@ -16,8 +17,9 @@
 //! - A failure to write the mirror never fails a store call (it only makes
 //!   a later offline open fail); it is logged.
 //! - Mirrored log entries and snapshots older than the newest mirrored
-//!   snapshot are removed, so the mirror stays about one snapshot plus
-//!   `SNAPSHOT_EVERY` entries in size.
+//!   snapshot are removed, and so are pages no longer named by the newest
+//!   checkpoint the engine wrote or loaded (`retain_pages`), so the mirror
+//!   stays about one checkpoint plus `SNAPSHOT_EVERY` entries in size.
 //!
 //! `MirroredStore` is the store as the engine uses it: the real store,
 //! with the volume's metadata objects copied into the mirror as they pass.
@@ -32,6 +34,7 @@ use crate::store::{
 };
 use async_trait::async_trait;
 use bytes::Bytes;
+use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -44,6 +47,7 @@ pub struct Mirror {
     keyrings: String,
     logs: String,
     snapshots: String,
+    pages: String,
     /// Bytes the mirror takes on disk (`Cache::mirror_bytes`: the cache
     /// bound counts them).
     held: Arc<AtomicU64>,
@@ -57,7 +61,8 @@ impl Mirror {
             dir: cache_dir.join("meta"),
             keyrings: volume::keyring_prefix(volume),
             logs: format!("v/{}/l/", hex(volume)),
-            snapshots: format!("v/{}/s/", hex(volume)),
+            snapshots: volume::snapshot_prefix(volume),
+            pages: volume::page_prefix(volume),
             held,
         };
         m.measure();
@@ -80,7 +85,7 @@ impl Mirror {
 
     /// Whether `key` is one of the volume's metadata objects.
     fn covers(&self, key: &str) -> bool {
-        [&self.keyrings, &self.logs, &self.snapshots]
+        [&self.keyrings, &self.logs, &self.snapshots, &self.pages]
             .iter()
             .any(|p| key.starts_with(p.as_str()))
     }
@@ -113,6 +118,17 @@ impl Mirror {
                 if older(&self.logs) || older(&self.snapshots) {
                     let _ = fs::remove_file(self.path(&old));
                 }
+            }
+        }
+        self.measure();
+    }
+
+    /// Drops the mirrored checkpoint pages not in `keep` (the pages of the
+    /// newest checkpoint, written or loaded: older ones are not needed).
+    pub fn retain_pages(&self, keep: &HashSet<String>) {
+        for key in self.keys() {
+            if key.starts_with(&self.pages) && !keep.contains(&key) {
+                let _ = fs::remove_file(self.path(&key));
             }
         }
         self.measure();
