@@ -352,15 +352,27 @@ impl Engine {
     /// (readers' would be refused by everyone). Checkpoints are serialised
     /// by the `checkpoint` lock, which holds the last one's pages.
     pub(super) async fn snapshot(&self, force: bool) {
-        if self.opts.read_only || !self.keys.can_write(&self.me.card_id) {
+        let writer = !self.opts.read_only && self.keys.can_write(&self.me.card_id);
+        let due = |core: &super::state::Core| {
+            force || core.head.seq >= core.last_snapshot + SNAPSHOT_EVERY
+        };
+        if writer && !due(&self.lock()) {
             return;
         }
         let mut last = self.checkpoint.lock().await;
+        if !writer {
+            // Nothing to track for a client that writes no checkpoint; if
+            // it becomes a writer, its first one writes every page.
+            *last = None;
+            self.lock().touched.clear();
+            return;
+        }
         let keys = self.keys.get();
         let generation = keys.current().0;
         let (head, clients, plan, touched) = {
             let mut core = self.lock();
-            if !force && core.head.seq < core.last_snapshot + SNAPSHOT_EVERY {
+            // Another checkpoint may have been written while this waited.
+            if !due(&core) {
                 return;
             }
             let touched = std::mem::take(&mut core.touched);

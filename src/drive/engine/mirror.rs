@@ -1,16 +1,16 @@
 //! The metadata mirror: a copy, in a volume's cache directory, of the
 //! volume's metadata objects exactly as the store served or took them
 //! (keyrings, the newest checkpoint root and its pages, the log entries
-//! after it), so that a
-//! drive opened before can be opened again while the store is out of
-//! reach (offline open, docs/ARCHITECTURE.md).
+//! after it), so that a drive opened before can be opened again while the
+//! store is out of reach (offline open, docs/ARCHITECTURE.md).
 //!
 //! Layout: `meta/<store key with '/' as '~'>`, one file per object.
 //!
 //! Invariants:
 //! - The mirror is trusted no more than the store: every object in it is
-//!   signed (keyrings by the owner, entries and snapshots by a writer,
-//!   sealed under the volume key) and an offline open verifies it exactly
+//!   signed (keyrings by the owner, entries and checkpoint roots by a
+//!   writer, sealed under the volume key) or named by hash in a signed root
+//!   (checkpoint pages), and an offline open verifies it exactly
 //!   as an online open verifies the store's copy, against the sealed local
 //!   state (header hash, newest accepted head, keyring generation). Nothing
 //!   in it is secret beyond what the store itself holds.

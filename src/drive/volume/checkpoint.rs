@@ -504,7 +504,7 @@ mod tests {
     }
 
     /// A random op on `tree`: create, change, rename (over existing names
-    /// too), link or remove files and directories.
+    /// too, or exchanging two), link or remove files and directories.
     fn random_op(tree: &Tree, rng: &mut Rng) -> Op {
         let mut dirs: Vec<u64> = tree
             .nodes
@@ -524,7 +524,7 @@ mod tests {
             secs: rng.below(1000) as i64,
             nanos: 0,
         };
-        let pick = rng.below(10);
+        let pick = rng.below(11);
         if entries.is_empty() || pick < 3 {
             let kind = if pick == 0 { KIND_DIR } else { KIND_FILE };
             return Op::Create {
@@ -556,6 +556,23 @@ mod tests {
                 exchange: false,
                 time: t,
             },
+            8 => {
+                // With an entry of any directory that has one.
+                let dir2 = dirs[rng.below(dirs.len())];
+                let (dir2, names2) = match tree.nodes[&dir2].entries.keys().next() {
+                    Some(_) => (dir2, &tree.nodes[&dir2].entries),
+                    None => (dir, &tree.nodes[&dir].entries),
+                };
+                let other = names2.keys().nth(rng.below(names2.len())).unwrap().clone();
+                Op::Rename {
+                    parent: dir,
+                    name: old,
+                    newparent: dir2,
+                    newname: other,
+                    exchange: true,
+                    time: t,
+                }
+            }
             7 => Op::Link {
                 parent: dirs[rng.below(dirs.len())],
                 name,

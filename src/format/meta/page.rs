@@ -62,10 +62,15 @@ impl CheckpointRoot {
         }
         let mut out = CheckpointRoot::default();
         for _ in 0..r.count(24)? {
-            let c = r.array()?;
-            if out.clients.insert(c, r.u64()?).is_some() {
-                return Err(FormatError::Invalid("client listed twice"));
+            let c: [u8; 16] = r.array()?;
+            if out
+                .clients
+                .last_key_value()
+                .is_some_and(|(last, _)| *last >= c)
+            {
+                return Err(FormatError::Invalid("clients not ascending"));
             }
+            out.clients.insert(c, r.u64()?);
         }
         out.bucket_bits = r.u8()?;
         if out.bucket_bits > MAX_BUCKET_BITS {
@@ -246,6 +251,22 @@ mod tests {
         assert_eq!(
             CheckpointRoot::decode(&big),
             Err(FormatError::Invalid("bucket bits"))
+        );
+        // Clients out of order or twice: refused (the encoding is canonical).
+        let mut two = root.clone();
+        two.clients.insert([0; 16], 1);
+        let mut swapped = two.encode();
+        let (a, b) = (swapped[5..29].to_vec(), swapped[29..53].to_vec());
+        swapped[5..29].copy_from_slice(&b);
+        swapped[29..53].copy_from_slice(&a);
+        assert_eq!(
+            CheckpointRoot::decode(&swapped),
+            Err(FormatError::Invalid("clients not ascending"))
+        );
+        swapped[5..29].copy_from_slice(&a);
+        assert_eq!(
+            CheckpointRoot::decode(&swapped),
+            Err(FormatError::Invalid("clients not ascending"))
         );
         let mut forged = enc.clone();
         forged[1..5].copy_from_slice(&u32::MAX.to_le_bytes());
