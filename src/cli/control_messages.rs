@@ -100,6 +100,14 @@ pub enum Request {
         #[serde(with = "hex_array")]
         id: [u8; 32],
     },
+    /// Collect content objects nothing needs (`cardfs gc`): unreferenced
+    /// objects older than `grace_secs`; history kept for `keep_secs`
+    /// (`None`: the mount's setting).
+    Gc {
+        grace_secs: u64,
+        keep_secs: Option<u64>,
+        dry_run: bool,
+    },
 }
 
 /// One frame the daemon sends back.
@@ -142,6 +150,23 @@ pub enum Answer {
         cards: Vec<String>,
         rejected: Vec<String>,
     },
+    /// What a collection found and did.
+    Gc {
+        report: GcSummary,
+    },
+}
+
+/// A garbage collection's figures (`cardfs gc --json`): the drive's
+/// report (objects, bytes, live, young, reclaimed, millis) and the
+/// settings of the run.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct GcSummary {
+    #[serde(flatten)]
+    pub figures: cardfs::drive::GcReport,
+    pub dry_run: bool,
+    /// The history retention and grace the run used, in seconds.
+    pub keep_secs: u64,
+    pub grace_secs: u64,
 }
 
 /// What `cardfs status` reports of a mount; the fields of
@@ -217,6 +242,16 @@ pub struct DriveReport {
     pub owner_fingerprint: Option<String>,
     /// `owner`, or `member` (of the folders shared with you).
     pub role: String,
+    /// The last garbage collection of this mount (RFC 3339 UTC; `null`:
+    /// none since mounting), what it deleted, or why it failed.
+    #[serde(default)]
+    pub last_gc: Option<String>,
+    #[serde(default)]
+    pub last_gc_reclaimed_objects: Option<u64>,
+    #[serde(default)]
+    pub last_gc_reclaimed_bytes: Option<u64>,
+    #[serde(default)]
+    pub last_gc_error: Option<String>,
 }
 
 /// A shared folder as the daemon reports it.

@@ -102,6 +102,9 @@ pub enum UserError {
     NothingShared { store: String },
     /// `mount` over a directory that is not empty (without `-o nonempty`).
     MountpointNotEmpty { path: PathBuf },
+    /// `gc` on a member's mount: only the owner sees every volume, so only
+    /// the owner can tell what nothing needs.
+    GcNotOwner,
 }
 
 impl UserError {
@@ -138,6 +141,7 @@ impl UserError {
             UserError::DriveForged { .. } => 44,
             UserError::NothingShared { .. } => 45,
             UserError::MountpointNotEmpty { .. } => 17,
+            UserError::GcNotOwner => 46,
         }
     }
 }
@@ -304,6 +308,12 @@ impl fmt::Display for UserError {
                 "only the owner of the drive can change who shares {}",
                 path.display()
             ),
+            UserError::GcNotOwner => write!(
+                f,
+                "this is a member's mount: only the drive's owner can collect garbage (a member \
+                 cannot see every volume, so it cannot know what nothing needs); run \
+                 `cardfs gc` on the owner's mount"
+            ),
             UserError::DriveForged { reason } => write!(
                 f,
                 "the drive's header is not consistent ({reason}); the store may have been \
@@ -446,6 +456,7 @@ mod tests {
             UserError::DriveForged { reason: s.clone() },
             UserError::NothingShared { store: s },
             UserError::MountpointNotEmpty { path: "/m".into() },
+            UserError::GcNotOwner,
         ]
     }
 

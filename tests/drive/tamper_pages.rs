@@ -275,3 +275,18 @@ async fn a_small_change_rewrites_few_pages_and_reopens_the_same() {
     );
     fresh_client.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn checkpoints_on_a_local_directory_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: std::sync::Arc<dyn ObjectStore> =
+        std::sync::Arc::new(cardfs::store::LocalStore::open(dir.path().join("store")).unwrap());
+    let env = Env::with_store(store).await;
+    let d = env.open().await;
+    d.mkdir(ROOT_INO, os("d0"), 0o755, WHO).await.unwrap();
+    commits_to_a_checkpoint(&d).await;
+    d.shutdown().await.unwrap();
+    let roots = under(env.store.as_ref(), "s").await;
+    let pages = under(env.store.as_ref(), "p").await;
+    assert_eq!((roots.len(), pages.len()), (1, 1), "{roots:?} {pages:?}");
+}

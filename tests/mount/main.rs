@@ -12,6 +12,7 @@ mod cli_ux;
 mod control;
 mod durability;
 mod fuse;
+mod gc;
 mod invitation;
 mod local;
 mod offline;

@@ -197,6 +197,7 @@ impl Engine {
         // The tree at the head accepted before is the replay's base.
         let want_base = !records.is_empty();
         let mirror = || Mirror::new(&opts.cache_dir, &volume_id, cache.mirror_bytes());
+        let unmirrored = store.clone();
         let store: Arc<dyn ObjectStore> = Arc::new(MirroredStore::new(store, mirror()));
         let online = if offline {
             None
@@ -296,6 +297,7 @@ impl Engine {
         };
         let engine = Arc::new(Engine {
             store,
+            unmirrored,
             me,
             opts,
             keys,
@@ -386,15 +388,22 @@ async fn verify_volume(
     let snapshot_seq = head.seq;
     let mut known_checked = false;
     let mut at_state = None;
-    if let Some(s) = state
-        && s.head_seq == head.seq
-    {
-        if s.head_hash != head.hash {
-            return Err(fork(&keys.volume, s.head_seq, head.seq));
+    // At the head this client accepted before, the hash must be the one it
+    // accepted (else a fork); the tree there is the base its journal
+    // replays onto.
+    let mut check_known = |tree: &Tree, head: &Head| -> Result<()> {
+        if let Some(s) = state
+            && s.head_seq == head.seq
+        {
+            if s.head_hash != head.hash {
+                return Err(fork(&keys.volume, s.head_seq, head.seq));
+            }
+            known_checked = true;
+            at_state = want_base.then(|| tree.clone());
         }
-        known_checked = true;
-        at_state = want_base.then(|| tree.clone());
-    }
+        Ok(())
+    };
+    check_known(&tree, &head)?;
     while let Some((batch, next, _)) = keys
         .fetch_entry(
             source,
@@ -407,15 +416,7 @@ async fn verify_volume(
     {
         apply_batch(&mut tree, &batch, &mut touched);
         head = next;
-        if let Some(s) = state
-            && s.head_seq == head.seq
-        {
-            if s.head_hash != head.hash {
-                return Err(fork(&keys.volume, s.head_seq, head.seq));
-            }
-            known_checked = true;
-            at_state = want_base.then(|| tree.clone());
-        }
+        check_known(&tree, &head)?;
     }
     if let Some(s) = state {
         if s.head_seq > head.seq {

@@ -295,6 +295,17 @@ pub async fn newest_checkpoint(
     checkpoint_at_or_before(store, keys, u64::MAX).await
 }
 
+/// [`checkpoint_at_or_before`] without the pages' index (the state only).
+pub async fn snapshot_at_or_before(
+    store: &dyn ObjectStore,
+    keys: &VolumeKeys,
+    seq: u64,
+) -> Result<Option<(Head, SnapshotBody)>> {
+    Ok(checkpoint_at_or_before(store, keys, seq)
+        .await?
+        .map(|c| (c.head, c.body)))
+}
+
 /// The newest checkpoint covering no entry after `seq`, verified with its
 /// pages. One that fails verification is an error (never silently
 /// skipped: skipping would let the store choose which state we see). One

@@ -32,8 +32,8 @@ pub(super) mod genesis;
 pub(super) mod held_keys;
 
 pub use checkpoint::{
-    PageIndex, newest_checkpoint, page_prefix, plan_pages, snapshot_prefix, write_checkpoint,
-    write_snapshot,
+    PageIndex, newest_checkpoint, page_prefix, plan_pages, snapshot_at_or_before, snapshot_prefix,
+    write_checkpoint, write_snapshot,
 };
 
 use super::error::{DriveError, Result};
@@ -296,13 +296,7 @@ pub fn verify_entry(
     prev_generation: u32,
     bytes: &[u8],
 ) -> Result<(Batch, [u8; 32])> {
-    let (head, payload) = open_signed(keys, ENTRY_MAGIC, key, bytes)?;
-    if head.seq != seq {
-        return Err(DriveError::tampered(
-            key,
-            format!("entry claims seq {} at position {seq}", head.seq),
-        ));
-    }
+    let (head, batch) = open_entry_at(keys, key, seq, bytes)?;
     if &head.chain != prev {
         return Err(DriveError::tampered(
             key,
@@ -318,8 +312,6 @@ pub fn verify_entry(
             ),
         ));
     }
-    let batch =
-        Batch::decode(&payload).map_err(|e| DriveError::tampered(key, format!("batch: {e}")))?;
     for op in &batch.ops {
         if let Op::Rotate { generation } = op {
             let owner = keys
@@ -337,6 +329,31 @@ pub fn verify_entry(
         }
     }
     Ok((batch, meta::sha256(bytes)))
+}
+
+/// Opens log entry `seq` (signature, volume, position) without checking
+/// its place in the chain: for reading the time of an entry whose chain a
+/// walk checks.
+pub fn open_entry(keys: &VolumeKeys, key: &str, seq: u64, bytes: &[u8]) -> Result<Batch> {
+    Ok(open_entry_at(keys, key, seq, bytes)?.1)
+}
+
+fn open_entry_at(
+    keys: &VolumeKeys,
+    key: &str,
+    seq: u64,
+    bytes: &[u8],
+) -> Result<(SignedHead, Batch)> {
+    let (head, payload) = open_signed(keys, ENTRY_MAGIC, key, bytes)?;
+    if head.seq != seq {
+        return Err(DriveError::tampered(
+            key,
+            format!("entry claims seq {} at position {seq}", head.seq),
+        ));
+    }
+    let batch =
+        Batch::decode(&payload).map_err(|e| DriveError::tampered(key, format!("batch: {e}")))?;
+    Ok((head, batch))
 }
 
 fn open_signed(

@@ -8,7 +8,8 @@
 //! - [`signed`]: the signed and encrypted box shared by log entries and
 //!   snapshots;
 //! - [`node`] and [`ops`]: the records inside those boxes (nodes, block
-//!   refs, metadata ops, batches);
+//!   refs, metadata ops, batches); [`block_map`]: a file's block refs by
+//!   index, as nodes hold them in memory;
 //! - [`page`]: the paged checkpoint (its root, the payload of a snapshot
 //!   box, and its pages of nodes).
 //!
@@ -19,6 +20,7 @@
 //! its content is decrypted or used; decoders refuse unknown magics,
 //! versions, flags, tags and trailing bytes.
 
+pub mod block_map;
 pub mod header;
 pub mod keyring;
 pub mod node;
@@ -26,6 +28,7 @@ pub mod ops;
 pub mod page;
 pub mod signed;
 
+pub use block_map::BlockMap;
 pub use header::{DriveHeader, MemberRecord};
 pub use keyring::{Keyring, volume_key_context};
 pub use node::{
