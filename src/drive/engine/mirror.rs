@@ -106,6 +106,7 @@ impl Mirror {
             return;
         }
         let path = self.path(key);
+        let replaced = fs::metadata(&path).map(|m| m.len()).ok();
         let r = fs::create_dir_all(&self.dir)
             .and_then(|()| super::cache::replace_file(&path, bytes, false));
         if let Err(e) = r {
@@ -119,8 +120,20 @@ impl Mirror {
                     let _ = fs::remove_file(self.path(&old));
                 }
             }
+            self.measure();
+        } else {
+            // One file added or replaced: counted without reading the
+            // directory again (a cold open copies every page and entry).
+            let on_disk = super::cache::on_disk;
+            self.held
+                .fetch_add(on_disk(bytes.len() as u64), Ordering::Relaxed);
+            if let Some(old) = replaced {
+                let less = |h: u64| Some(h.saturating_sub(on_disk(old)));
+                let _ = self
+                    .held
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, less);
+            }
         }
-        self.measure();
     }
 
     /// Drops the mirrored checkpoint pages not in `keep` (the pages of the
