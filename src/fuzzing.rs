@@ -4,8 +4,8 @@
 //!
 //! Targets: the identity formats (card, key file, envelope) and every
 //! parser of the drive formats ([`DRIVE_TARGETS`]: drive header, keyring
-//! and its member list, signed box, log batch, snapshot body, node and op
-//! records, content block, local journal and state), seeded by
+//! and its member list, signed box, log batch, checkpoint root and page,
+//! node and op records, content block, local journal and state), seeded by
 //! [`drive_seeds`] (`cargo run --example fuzz_seeds`, run by `scripts/fuzz`).
 //!
 //! Each function must never panic on any input; where a parser accepts its
@@ -26,9 +26,10 @@ use crate::format::key::UserKey;
 use crate::format::keyfile::KeyFile;
 use crate::format::meta::keyring::{read_secret_part, write_secret_part};
 use crate::format::meta::{
-    AttrChange, Batch, BlockRef, DirLink, DriveHeader, ENTRY_MAGIC, KIND_DIR, KIND_FILE,
-    KIND_SYMLINK, KIND_VOLUME, Keyring, MemberRecord, Node, Op, SNAPSHOT_MAGIC, SignedHead,
-    SnapshotBody, Time, open_signed, peek_signed, seal_signed,
+    AttrChange, Batch, BlockRef, CheckpointRoot, DirLink, DriveHeader, ENTRY_MAGIC, KIND_DIR,
+    KIND_FILE, KIND_SYMLINK, KIND_VOLUME, Keyring, MemberRecord, Node, Op, PagePlace,
+    SNAPSHOT_MAGIC, SignedHead, Time, decode_page_body, encode_page_body, open_page, open_signed,
+    peek_signed, seal_page, seal_signed,
 };
 use crate::format::wire::{Reader, Writer};
 use crate::identity::armor::dearmor;
@@ -84,7 +85,8 @@ pub fn envelope(data: &[u8]) {
 // which stops at the signature), and re-signed with a fixed key so the
 // parser behind the signature check is reached too. Encrypted parts only
 // open when untouched, so the plaintext parsers (keyring list, batch,
-// snapshot body, node, op, journal record, state) have targets of their own.
+// checkpoint root, page body, node, op, journal record, state) have targets
+// of their own (the page target tries its input both sealed and plain).
 
 /// The fixed Ed25519 key that owns and writes the drive objects of the
 /// targets (drive owner, keyring owner, log writer).
@@ -229,10 +231,40 @@ pub fn log_batch(data: &[u8]) {
     }
 }
 
-/// The decrypted payload of a snapshot.
-pub fn snapshot_body(data: &[u8]) {
-    if let Ok(s) = SnapshotBody::decode(data) {
-        check_round_trip(data, &s, SnapshotBody::encode, SnapshotBody::decode);
+/// The decrypted payload of a checkpoint root. An accepted root
+/// re-encodes to the same bytes (clients ascend, none twice).
+pub fn checkpoint_root(data: &[u8]) {
+    if let Ok(r) = CheckpointRoot::decode(data) {
+        assert_eq!(r.pages.len(), 1 << r.bucket_bits);
+        assert_eq!(r.encode(), data, "accepted root is not canonical");
+    }
+}
+
+/// Where the page target's pages belong.
+fn page_place() -> PagePlace {
+    PagePlace {
+        volume: [0x22; 16],
+        generation: 2,
+        bucket: 1,
+        bucket_bits: 2,
+    }
+}
+
+/// A checkpoint page, sealed (opened with the fixed volume key) and as a
+/// plain body. Accepted nodes lie in the page's bucket in ascending order;
+/// a body re-encodes to a body of the same nodes, and sealed again opens
+/// to them.
+pub fn page(data: &[u8]) {
+    let place = page_place();
+    let key = volume_key();
+    let _ = open_page(&place, &key, data);
+    if let Ok(nodes) = decode_page_body(&place, data) {
+        assert!(nodes.iter().all(|n| place.holds(n.id)));
+        assert!(nodes.windows(2).all(|w| w[0].id < w[1].id));
+        let decode = |b: &[u8]| decode_page_body(&place, b);
+        check_round_trip(data, &nodes, |n| encode_page_body(n.iter()), decode);
+        let sealed = seal_page(&place, &key, &encode_page_body(nodes.iter()));
+        assert_eq!(open_page(&place, &key, &sealed), Ok(nodes));
     }
 }
 
@@ -255,11 +287,18 @@ fn encode_with<T>(write: fn(&T, &mut Writer)) -> impl Fn(&T) -> Vec<u8> {
     }
 }
 
-/// One node record (as in snapshots and `Create` ops), the whole input.
+/// One node record (as in checkpoint pages and `Create` ops), the whole
+/// input.
 pub fn node(data: &[u8]) {
     let read = whole(Node::read);
     if let Ok(n) = read(data) {
         check_round_trip(data, &n, encode_with(Node::write), &read);
+        let len = encode_with(Node::write)(&n).len();
+        assert_eq!(
+            n.encoded_len(),
+            len,
+            "encoded_len differs from the encoding"
+        );
     }
 }
 
@@ -383,7 +422,8 @@ pub const DRIVE_TARGETS: &[(&str, Target)] = &[
     ("keyring_list", keyring_list),
     ("signed_box", signed_box),
     ("log_batch", log_batch),
-    ("snapshot_body", snapshot_body),
+    ("checkpoint_root", checkpoint_root),
+    ("page", page),
     ("node", node),
     ("op", op),
     ("content_block", content_block),
@@ -622,10 +662,13 @@ pub fn drive_seeds() -> Vec<(&'static str, Vec<u8>)> {
         ops: ops.clone(),
     }
     .encode();
-    let mut snapshot = SnapshotBody::default();
+    let mut snapshot = CheckpointRoot {
+        bucket_bits: 2,
+        pages: vec![[0x41; 32], [0x42; 32], [0; 32], [0x43; 32]],
+        ..Default::default()
+    };
     snapshot.clients.insert(CLIENT, 42);
     snapshot.clients.insert([0x12; 16], 7);
-    snapshot.nodes = sample_nodes();
     let snapshot = snapshot.encode();
     let head = SignedHead {
         volume: [0x22; 16],
@@ -639,7 +682,18 @@ pub fn drive_seeds() -> Vec<(&'static str, Vec<u8>)> {
         out.push(("signed_box", unsigned(&sealed).to_vec()));
     }
     out.push(("log_batch", batch));
-    out.push(("snapshot_body", snapshot));
+    out.push(("checkpoint_root", snapshot));
+    // The sample nodes, renumbered into the page target's bucket.
+    let place = page_place();
+    let nodes: Vec<Node> = (sample_nodes().into_iter().enumerate())
+        .map(|(i, n)| Node {
+            id: place.bucket as u64 + (4 << i),
+            ..n
+        })
+        .collect();
+    let body = encode_page_body(nodes.iter());
+    out.push(("page", seal_page(&place, &volume_key(), &body)));
+    out.push(("page", body));
     for n in sample_nodes() {
         let mut w = Writer::new();
         n.write(&mut w);
@@ -708,7 +762,11 @@ mod tests {
                 .iter()
                 .any(|m| open_signed(m, &signed(data), &owner, &key).is_ok()),
             "log_batch" => Batch::decode(data).is_ok(),
-            "snapshot_body" => SnapshotBody::decode(data).is_ok(),
+            "checkpoint_root" => CheckpointRoot::decode(data).is_ok(),
+            "page" => {
+                open_page(&page_place(), &key, data).is_ok()
+                    || decode_page_body(&page_place(), data).is_ok()
+            }
             "node" => whole(Node::read)(data).is_ok(),
             "op" => whole(Op::read)(data).is_ok(),
             "content_block" => {

@@ -17,7 +17,7 @@ use super::error::{DriveError, Result};
 use crate::format::content::BLOCK_SIZE;
 use crate::format::crypto::random_array;
 use crate::format::meta::{KIND_DIR, KIND_FILE, Node, Op, Time};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 /// The root directory's node id.
@@ -458,7 +458,44 @@ impl Tree {
         Ok(removed)
     }
 
-    /// All nodes, for a snapshot.
+    /// The nodes `op` changes, adds or removes if it applies: the nodes it
+    /// names, their directories, and a node a rename replaces (read before
+    /// applying it). A checkpoint rewrites the pages holding them.
+    pub fn touched_by(&self, op: &Op) -> Vec<u64> {
+        match op {
+            Op::Create { parent, node, .. } => vec![*parent, node.id],
+            Op::Link { parent, node, .. } | Op::Unlink { parent, node, .. } => {
+                vec![*parent, *node]
+            }
+            Op::Rename {
+                parent,
+                name,
+                newparent,
+                newname,
+                ..
+            } => {
+                let mut v = vec![*parent, *newparent];
+                v.extend(self.lookup(*parent, name).ok());
+                v.extend(self.lookup(*newparent, newname).ok());
+                v
+            }
+            Op::SetAttr { node, .. } | Op::SetContent { node, .. } | Op::SetXattr { node, .. } => {
+                vec![*node]
+            }
+            Op::Rotate { .. } => Vec::new(),
+        }
+    }
+
+    /// [`Tree::apply`], adding the nodes it changed to `touched`.
+    pub fn apply_tracked(&mut self, op: &Op, touched: &mut HashSet<u64>) -> Result<Vec<Node>> {
+        let ids = self.touched_by(op);
+        let removed = self.apply(op)?;
+        touched.extend(ids);
+        Ok(removed)
+    }
+
+    /// All nodes, sorted by id.
+    #[cfg(test)]
     pub fn all_nodes(&self) -> Vec<Node> {
         let mut v: Vec<Node> = self.nodes.values().map(|n| (**n).clone()).collect();
         v.sort_by_key(|n| n.id);

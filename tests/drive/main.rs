@@ -18,6 +18,7 @@ mod share;
 mod share_history;
 mod share_keys;
 mod tamper;
+mod tamper_pages;
 mod tamper_refs;
 mod two_clients;
 mod two_clients_crash;

@@ -8,7 +8,7 @@
 use crate::support::drive::*;
 use cardfs::drive::*;
 use cardfs::store::{FaultStore, MemoryStore, ObjectStore};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 fn bytes(len: usize, seed: u32) -> Vec<u8> {
@@ -46,20 +46,6 @@ async fn append(d: &Drive, path: &str, data: &[u8]) {
     let fh = d.open(ino, libc::O_WRONLY).await.unwrap();
     d.write(ino, fh, size, data).await.unwrap();
     d.release(ino, fh).await.unwrap();
-}
-
-/// Files under `dir` (recursively) whose name contains `part`.
-fn files_named(dir: &Path, part: &str) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(files_named(&p, part));
-        } else if e.file_name().to_string_lossy().contains(part) {
-            out.push(p);
-        }
-    }
-    out
 }
 
 /// Keys of the volume's log entries in the store.
@@ -301,9 +287,11 @@ async fn offline_open_starts_from_the_mirrored_snapshot() {
         sync(&d).await;
     }
     d.shutdown().await.unwrap();
-    // The mirror keeps the newest snapshot and the entries after it only.
+    // The mirror keeps the newest snapshot, its page (one, in a drive this
+    // small) and the entries after it only.
     let cache = env.dir.path().join("laptop");
     assert_eq!(files_named(&cache, "~s~").len(), 1);
+    assert_eq!(files_named(&cache, "~p~").len(), 1);
     let entries = files_named(&cache, "~l~").len();
     assert!(entries < 20, "{entries} mirrored entries");
     fault.set_offline(true);

@@ -165,7 +165,8 @@ impl World {
             else {
                 continue;
             };
-            loot.blocks.extend(block_refs_in(magic, &payload));
+            loot.blocks
+                .extend(block_refs_in(self.store.as_ref(), magic, &head, key, &payload).await);
         }
         loot
     }
@@ -617,9 +618,25 @@ async fn removed_writer_cannot_forge_a_snapshot() {
         next_cookie: 1,
         ..Default::default()
     };
-    let body = meta::SnapshotBody {
+    // One page holding the root directory, then the root naming it.
+    let place = meta::PagePlace {
+        volume: vol,
+        generation: 1,
+        bucket: 0,
+        bucket_bits: 0,
+    };
+    let page = meta::seal_page(
+        &place,
+        &loot_b.gen_keys[&1],
+        &meta::encode_page_body([root].iter()),
+    );
+    let hash = meta::sha256(&page);
+    let page_hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+    w.set(&format!("v/{vhex}/p/{page_hex}"), page).await;
+    let body = meta::CheckpointRoot {
         clients: BTreeMap::new(),
-        nodes: vec![root],
+        bucket_bits: 0,
+        pages: vec![hash],
     };
     let snap = meta::seal_signed(
         meta::SNAPSHOT_MAGIC,
@@ -643,15 +660,16 @@ async fn a_rotation_cut_short_before_its_log_entry_still_holds() {
     let vhex: String = vol.iter().map(|b| format!("{b:02x}")).collect();
     let log_before = keys_under(w.store.as_ref(), &format!("v/{vhex}/l/")).await;
     let snaps_before = keys_under(w.store.as_ref(), &format!("v/{vhex}/s/")).await;
+    let pages_before = keys_under(w.store.as_ref(), &format!("v/{vhex}/p/")).await;
     let a = w.open(&w.alice, "a").await;
     a.rotate_keys(w.team(&[(&w.bob, Role::Writer)]), b"team".to_vec())
         .await
         .unwrap();
     a.abandon().await;
     // As if the owner crashed after writing keyring 2: its rotation entry
-    // and snapshot never reached the store.
+    // and checkpoint (root and pages) never reached the store.
     for k in keys_under(w.store.as_ref(), &format!("v/{vhex}/")).await {
-        if !log_before.contains(&k) && !snaps_before.contains(&k) {
+        if !log_before.contains(&k) && !snaps_before.contains(&k) && !pages_before.contains(&k) {
             w.store.delete(&k).await.unwrap();
         }
     }

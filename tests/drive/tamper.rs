@@ -10,11 +10,11 @@ use cardfs::drive::*;
 use cardfs::store::{MemoryStore, ObjectStore, PutMode};
 use std::sync::Arc;
 
-async fn get(store: &dyn ObjectStore, key: &str) -> Vec<u8> {
+pub(crate) async fn get(store: &dyn ObjectStore, key: &str) -> Vec<u8> {
     object_bytes(store, key).await
 }
 
-async fn set(store: &dyn ObjectStore, key: &str, bytes: Vec<u8>) {
+pub(crate) async fn set(store: &dyn ObjectStore, key: &str, bytes: Vec<u8>) {
     store
         .put(key, Bytes::from(bytes), PutMode::Overwrite)
         .await

@@ -14,9 +14,10 @@ use crate::drive::error::{DriveError, Result};
 use crate::drive::tree::Tree;
 use crate::drive::types::DriveStatus;
 use crate::drive::volume::{self, Head};
-use crate::format::meta::{self, Batch, Op, SnapshotBody};
+use crate::format::meta::{self, Batch, Op};
 use crate::store::{PutMode, StoreError};
 use bytes::Bytes;
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::Weak;
 use std::sync::atomic::Ordering;
@@ -93,8 +94,9 @@ impl Engine {
         {
             let mut core = self.lock();
             let simple = core.pending.is_empty();
+            let core = &mut *core;
             for b in &batches {
-                apply_batch(&mut core.committed, b);
+                apply_batch(&mut core.committed, b, &mut core.touched);
                 if simple {
                     let mut removed = Vec::new();
                     for op in &b.ops {
@@ -227,8 +229,9 @@ impl Engine {
                     tracing::debug!(seq, ops = batch.ops.len(), "committed a log entry");
                     {
                         let mut core = self.lock();
+                        let core = &mut *core;
                         core.reachable = true;
-                        apply_batch(&mut core.committed, &batch);
+                        apply_batch(&mut core.committed, &batch, &mut core.touched);
                         core.head = Head {
                             seq,
                             hash,
@@ -364,39 +367,66 @@ impl Engine {
         self.snapshot(false).await
     }
 
-    /// Writes a snapshot of the committed state once `SNAPSHOT_EVERY`
-    /// entries passed since the last one, or at once with `force`. Only a
-    /// writer of the current generation writes snapshots (readers' would be
-    /// refused by everyone).
+    /// Writes a checkpoint of the committed state once `SNAPSHOT_EVERY`
+    /// entries passed since the last one, or at once with `force`: the
+    /// pages holding nodes changed since the previous checkpoint, then the
+    /// root. Only a writer of the current generation writes checkpoints
+    /// (readers' would be refused by everyone). Checkpoints are serialised
+    /// by the `checkpoint` lock, which holds the last one's pages.
     pub(super) async fn snapshot(&self, force: bool) {
-        if self.opts.read_only || !self.keys.can_write(&self.me.card_id) {
+        let writer = !self.opts.read_only && self.keys.can_write(&self.me.card_id);
+        let due = |core: &super::state::Core| {
+            force || core.head.seq >= core.last_snapshot + SNAPSHOT_EVERY
+        };
+        if writer && !due(&self.lock()) {
             return;
         }
-        let (head, body) = {
-            let core = self.lock();
-            if !force && core.head.seq < core.last_snapshot + SNAPSHOT_EVERY {
+        let mut last = self.checkpoint.lock().await;
+        if !writer {
+            // Nothing to track for a client that writes no checkpoint; if
+            // it becomes a writer, its first one writes every page.
+            *last = None;
+            self.lock().touched.clear();
+            return;
+        }
+        let keys = self.keys.get();
+        let generation = keys.current().0;
+        let (head, clients, plan, touched) = {
+            let mut core = self.lock();
+            // Another checkpoint may have been written while this waited.
+            if !due(&core) {
                 return;
             }
-            (
-                core.head,
-                SnapshotBody {
-                    clients: core.committed.clients.clone(),
-                    nodes: core.committed.all_nodes(),
-                },
-            )
+            let touched = std::mem::take(&mut core.touched);
+            let plan = volume::plan_pages(&core.committed, last.as_ref(), &touched, generation);
+            (core.head, core.committed.clients.clone(), plan, touched)
         };
-        match volume::write_snapshot(
+        tracing::debug!(
+            seq = head.seq,
+            pages = plan.fresh_pages(),
+            "writing a checkpoint"
+        );
+        match volume::write_checkpoint(
             self.store.as_ref(),
-            &self.keys.get(),
+            &keys,
             &self.me.ed25519,
             &self.me.card_id,
             head,
-            &body,
+            clients,
+            plan,
         )
         .await
         {
-            Ok(()) => self.lock().last_snapshot = head.seq,
+            Ok((index, written)) => {
+                if written {
+                    self.mirror().retain_pages(&index.page_keys(&keys.volume));
+                }
+                *last = Some(index);
+                self.lock().last_snapshot = head.seq;
+            }
             Err(e) => {
+                // The changed nodes stay to be written by the next one.
+                self.lock().touched.extend(touched);
                 tracing::warn!(error = %e, "snapshot not written; will retry after later commits")
             }
         }
@@ -444,11 +474,12 @@ impl Engine {
     }
 }
 
-/// Applies a verified batch to a tree. Ops that do not apply are skipped
-/// (deterministically, the same on every client) with a warning.
-pub fn apply_batch(tree: &mut Tree, batch: &Batch) {
+/// Applies a verified batch to a tree, adding the nodes it changes to
+/// `touched`. Ops that do not apply are skipped (deterministically, the
+/// same on every client) with a warning.
+pub fn apply_batch(tree: &mut Tree, batch: &Batch, touched: &mut HashSet<u64>) {
     for op in &batch.ops {
-        if let Err(e) = tree.apply(op) {
+        if let Err(e) = tree.apply_tracked(op, touched) {
             tracing::warn!(error = %e, "skipping a logged op that does not apply");
         }
     }

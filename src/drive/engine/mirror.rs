@@ -1,23 +1,25 @@
 //! The metadata mirror: a copy, in a volume's cache directory, of the
 //! volume's metadata objects exactly as the store served or took them
-//! (keyrings, the newest snapshot, the log entries after it), so that a
-//! drive opened before can be opened again while the store is out of
-//! reach (offline open, docs/ARCHITECTURE.md).
+//! (keyrings, the newest checkpoint root and its pages, the log entries
+//! after it), so that a drive opened before can be opened again while the
+//! store is out of reach (offline open, docs/ARCHITECTURE.md).
 //!
 //! Layout: `meta/<store key with '/' as '~'>`, one file per object.
 //!
 //! Invariants:
 //! - The mirror is trusted no more than the store: every object in it is
-//!   signed (keyrings by the owner, entries and snapshots by a writer,
-//!   sealed under the volume key) and an offline open verifies it exactly
+//!   signed (keyrings by the owner, entries and checkpoint roots by a
+//!   writer, sealed under the volume key) or named by hash in a signed root
+//!   (checkpoint pages), and an offline open verifies it exactly
 //!   as an online open verifies the store's copy, against the sealed local
 //!   state (header hash, newest accepted head, keyring generation). Nothing
 //!   in it is secret beyond what the store itself holds.
 //! - A failure to write the mirror never fails a store call (it only makes
 //!   a later offline open fail); it is logged.
 //! - Mirrored log entries and snapshots older than the newest mirrored
-//!   snapshot are removed, so the mirror stays about one snapshot plus
-//!   `SNAPSHOT_EVERY` entries in size.
+//!   snapshot are removed, and so are pages no longer named by the newest
+//!   checkpoint the engine wrote or loaded (`retain_pages`), so the mirror
+//!   stays about one checkpoint plus `SNAPSHOT_EVERY` entries in size.
 //!
 //! `MirroredStore` is the store as the engine uses it: the real store,
 //! with the volume's metadata objects copied into the mirror as they pass.
@@ -32,6 +34,7 @@ use crate::store::{
 };
 use async_trait::async_trait;
 use bytes::Bytes;
+use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -44,6 +47,7 @@ pub struct Mirror {
     keyrings: String,
     logs: String,
     snapshots: String,
+    pages: String,
     /// Bytes the mirror takes on disk (`Cache::mirror_bytes`: the cache
     /// bound counts them).
     held: Arc<AtomicU64>,
@@ -57,7 +61,8 @@ impl Mirror {
             dir: cache_dir.join("meta"),
             keyrings: volume::keyring_prefix(volume),
             logs: format!("v/{}/l/", hex(volume)),
-            snapshots: format!("v/{}/s/", hex(volume)),
+            snapshots: volume::snapshot_prefix(volume),
+            pages: volume::page_prefix(volume),
             held,
         };
         m.measure();
@@ -80,7 +85,7 @@ impl Mirror {
 
     /// Whether `key` is one of the volume's metadata objects.
     fn covers(&self, key: &str) -> bool {
-        [&self.keyrings, &self.logs, &self.snapshots]
+        [&self.keyrings, &self.logs, &self.snapshots, &self.pages]
             .iter()
             .any(|p| key.starts_with(p.as_str()))
     }
@@ -101,6 +106,7 @@ impl Mirror {
             return;
         }
         let path = self.path(key);
+        let replaced = fs::metadata(&path).map(|m| m.len()).ok();
         let r = fs::create_dir_all(&self.dir)
             .and_then(|()| super::cache::replace_file(&path, bytes, false));
         if let Err(e) = r {
@@ -113,6 +119,29 @@ impl Mirror {
                 if older(&self.logs) || older(&self.snapshots) {
                     let _ = fs::remove_file(self.path(&old));
                 }
+            }
+            self.measure();
+        } else {
+            // One file added or replaced: counted without reading the
+            // directory again (a cold open copies every page and entry).
+            let on_disk = super::cache::on_disk;
+            self.held
+                .fetch_add(on_disk(bytes.len() as u64), Ordering::Relaxed);
+            if let Some(old) = replaced {
+                let less = |h: u64| Some(h.saturating_sub(on_disk(old)));
+                let _ = self
+                    .held
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, less);
+            }
+        }
+    }
+
+    /// Drops the mirrored checkpoint pages not in `keep` (the pages of the
+    /// newest checkpoint, written or loaded: older ones are not needed).
+    pub fn retain_pages(&self, keep: &HashSet<String>) {
+        for key in self.keys() {
+            if key.starts_with(&self.pages) && !keep.contains(&key) {
+                let _ = fs::remove_file(self.path(&key));
             }
         }
         self.measure();

@@ -83,6 +83,9 @@ pub struct Engine {
     progress: tokio::sync::Notify,
     /// Serialises commits and refreshes (both move `head`).
     commit_lock: tokio::sync::Mutex<()>,
+    /// Serialises checkpoints; holds the pages of the last one written or
+    /// loaded (what the next one reuses).
+    checkpoint: tokio::sync::Mutex<Option<super::volume::PageIndex>>,
     stopped: AtomicBool,
     /// Content bytes per commit (adapted to the upload rate).
     batch_bytes: AtomicU64,
@@ -124,5 +127,14 @@ impl Engine {
 
     pub fn lock(&self) -> MutexGuard<'_, Core> {
         self.core.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The volume's metadata mirror (a handle on its directory).
+    fn mirror(&self) -> mirror::Mirror {
+        mirror::Mirror::new(
+            &self.opts.cache_dir,
+            &self.keys.volume,
+            self.cache.mirror_bytes(),
+        )
     }
 }

@@ -20,12 +20,12 @@ use crate::drive::identity::{Identity, Role, hex8};
 use crate::drive::tree::{ROOT, Tree};
 use crate::drive::types::DriveOptions;
 use crate::drive::volume::held_keys::HeldKeys;
-use crate::drive::volume::{self, Head, genesis};
+use crate::drive::volume::{self, Head, PageIndex, genesis};
 use crate::format::crypto::random_array;
 use crate::format::meta::{self, DriveHeader, KIND_DIR, Node};
 use crate::store::{ObjectStore, PutMode, StoreError};
 use bytes::Bytes;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
@@ -251,9 +251,17 @@ impl Engine {
             tree,
             head,
             snapshot_seq,
+            index,
+            touched,
             read_only,
             at_state,
         } = verified;
+        if offline_since.is_none()
+            && let Some(index) = &index
+        {
+            // The mirror holds this checkpoint's pages now: older ones go.
+            mirror().retain_pages(&index.page_keys(&volume_id));
+        }
         opts.read_only |= read_only;
         let client = cache.client_id();
         let next_client_seq = state
@@ -285,6 +293,7 @@ impl Engine {
             last_commit: None,
             reachable: offline_since.is_none(),
             last_snapshot: snapshot_seq,
+            touched,
             fatal: None,
         };
         let engine = Arc::new(Engine {
@@ -299,6 +308,7 @@ impl Engine {
             wake: tokio::sync::Notify::new(),
             progress: tokio::sync::Notify::new(),
             commit_lock: tokio::sync::Mutex::new(()),
+            checkpoint: tokio::sync::Mutex::new(index),
             stopped: AtomicBool::new(false),
             batch_bytes: AtomicU64::new(64 << 20),
             prefetching: Mutex::new(Default::default()),
@@ -322,6 +332,10 @@ struct Verified {
     tree: Tree,
     head: Head,
     snapshot_seq: u64,
+    /// The pages of the checkpoint the tree started from.
+    index: Option<PageIndex>,
+    /// Nodes changed by the log entries replayed after that checkpoint.
+    touched: HashSet<u64>,
     /// This identity may not write in the volume.
     read_only: bool,
     /// The tree at the head `state` names, when asked for and passed on
@@ -352,9 +366,14 @@ async fn verify_volume(
     // A member who may not write gets a read-only drive (EROFS) rather
     // than writing entries every other client would refuse.
     let read_only = !keys.can_write(&me.card_id);
-    // Start from the newest snapshot, then replay the log after it.
-    let (mut tree, mut head) = match volume::newest_snapshot(source, &keys.get()).await? {
-        Some((h, body)) => (Tree::from_nodes(body.nodes, body.clients), h),
+    // Start from the newest checkpoint, then replay the log after it.
+    let mut touched = HashSet::new();
+    let (mut tree, mut head, index) = match volume::newest_checkpoint(source, &keys.get()).await? {
+        Some(c) => (
+            Tree::from_nodes(c.body.nodes, c.body.clients),
+            c.head,
+            Some(c.index),
+        ),
         None => {
             let (batch, head, _) = keys
                 .fetch_entry(source, &me.x25519, 0, &[0; 32], 0)
@@ -363,8 +382,8 @@ async fn verify_volume(
                     DriveError::tampered(volume::log_key(&keys.volume, 0), "genesis entry missing")
                 })?;
             let mut t = Tree::default();
-            apply_batch(&mut t, &batch);
-            (t, head)
+            apply_batch(&mut t, &batch, &mut touched);
+            (t, head, None)
         }
     };
     let snapshot_seq = head.seq;
@@ -396,7 +415,7 @@ async fn verify_volume(
         )
         .await?
     {
-        apply_batch(&mut tree, &batch);
+        apply_batch(&mut tree, &batch, &mut touched);
         head = next;
         check_known(&tree, &head)?;
     }
@@ -423,6 +442,8 @@ async fn verify_volume(
         tree,
         head,
         snapshot_seq,
+        index,
+        touched,
         read_only,
         at_state,
     })

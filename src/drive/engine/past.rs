@@ -19,7 +19,7 @@ use crate::drive::identity::hex8;
 use crate::drive::tree::Tree;
 use crate::drive::volume::{self, Head};
 use crate::format::meta::{Batch, Time};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 /// One step of a [`Engine::walk_log`] (`head` fields: read by
 /// `state_at`, for the history commands).
@@ -124,7 +124,7 @@ impl Engine {
                             )
                         })?;
                     let mut t = Tree::default();
-                    apply_batch(&mut t, &batch);
+                    apply_batch(&mut t, &batch, &mut HashSet::new());
                     (t, head, batch.time)
                 }
             };
@@ -150,7 +150,8 @@ impl Engine {
                 head: &next,
                 batch: &batch,
             });
-            apply_batch(&mut tree, &batch);
+            // A past state writes no checkpoint: what changed is not kept.
+            apply_batch(&mut tree, &batch, &mut HashSet::new());
             head = next;
         }
         if head.hash != target.hash {

@@ -66,12 +66,14 @@ impl Engine {
                 for (_, op) in core.pending.iter_mut() {
                     replace_in_op(op, old, &new);
                 }
-                for n in core
-                    .view
-                    .nodes
-                    .values_mut()
-                    .chain(core.orphans.values_mut())
-                {
+                // Only nodes naming the old block are copied out of the
+                // tree they share with the committed one.
+                for n in core.view.nodes.values_mut() {
+                    if n.blocks.values().any(|b| b.id == old.id) {
+                        replace_in_node(std::sync::Arc::make_mut(n), old, &new);
+                    }
+                }
+                for n in core.orphans.values_mut() {
                     replace_in_node(n, old, &new);
                 }
                 for d in core.dirty.values_mut() {

@@ -102,6 +102,10 @@ pub struct Core {
     pub(super) last_commit: Option<SystemTime>,
     pub(super) reachable: bool,
     pub(super) last_snapshot: u64,
+    /// Nodes of `committed` changed, added or removed since the checkpoint
+    /// `Engine::checkpoint` holds (or since the one loaded at open): the
+    /// next checkpoint rewrites the pages holding them.
+    pub(super) touched: HashSet<u64>,
     /// A commit failure that retrying cannot fix (reported by `sync`).
     pub(super) fatal: Option<String>,
 }

@@ -17,9 +17,7 @@ use crate::drive::error::{DriveError, Result};
 use crate::drive::identity::{Identity, Role};
 use crate::drive::tree::{ROOT, Tree};
 use crate::format::crypto::SecretKey;
-use crate::format::meta::{
-    Batch, KIND_DIR, KIND_VOLUME, Keyring, MemberRecord, Node, Op, SnapshotBody,
-};
+use crate::format::meta::{Batch, KIND_DIR, KIND_VOLUME, Keyring, MemberRecord, Node, Op};
 use crate::store::{ObjectStore, PutMode, StoreError};
 use bytes::Bytes;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -46,11 +44,7 @@ pub async fn create_volume(
 ) -> Result<()> {
     let (keys, head, tree) =
         write_genesis(store, drive_id, owner, volume, name, members, nodes).await?;
-    let body = SnapshotBody {
-        clients: tree.clients.clone(),
-        nodes: tree.all_nodes(),
-    };
-    super::write_snapshot(store, &keys, &owner.ed25519, &owner.card_id, head, &body).await
+    super::write_snapshot(store, &keys, &owner.ed25519, &owner.card_id, head, &tree).await
 }
 
 /// Keyring generation 0 and the genesis entries of a new volume (see
@@ -310,10 +304,11 @@ mod tests {
             .unwrap();
         assert_eq!(keys.name, b"Projects");
         assert_eq!(keys.members(), members.as_slice());
-        let (head, body) = volume::newest_snapshot(&store, &keys)
-            .await
-            .unwrap()
-            .unwrap();
+        let volume::checkpoint::Checkpoint { head, body, .. } =
+            volume::newest_checkpoint(&store, &keys)
+                .await
+                .unwrap()
+                .unwrap();
         assert_eq!((head.seq, head.generation), (0, 0));
         let tree = Tree::from_nodes(body.nodes, body.clients);
         let root = &tree.nodes[&ROOT];

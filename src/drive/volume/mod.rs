@@ -1,12 +1,14 @@
 //! A volume in the store: its keyring generations, its metadata log and
-//! snapshots. Reads verify everything before returning it.
+//! checkpoints (snapshots). Reads verify everything before returning it.
 //!
 //! Store layout (all ids random, all counters hex, fixed width):
 //! - `drive`: the signed drive header.
 //! - `k/<volume id>/<generation:08x>`: keyring generations (one prefix for
 //!   all volumes, so a member finds what is shared with it by one listing).
 //! - `v/<volume id>/l/<seq:016x>`: log entries, Create-only, consecutive.
-//! - `v/<volume id>/s/<seq:016x>`: snapshot covering entries `0..=seq`.
+//! - `v/<volume id>/s/<seq:016x>`: checkpoint root (snapshot) covering
+//!   entries `0..=seq`, naming one page per bucket of node ids.
+//! - `v/<volume id>/p/<sha256 hex>`: checkpoint pages, content-addressed.
 //! - `c/<block id>`: immutable content block objects.
 //!
 //! Invariants: an entry is returned only if its signature verifies with the
@@ -19,23 +21,28 @@
 //! opens with the key its successor's history gives, and all of them are
 //! signed by the drive owner.
 //!
-//! Children: `genesis` (writing a new volume), `held_keys` (the keys an
-//! engine holds, reloaded as generations change). Imports: `error`,
+//! Children: `checkpoint` (writing and loading paged checkpoints),
+//! `genesis` (writing a new volume), `held_keys` (the keys an engine holds,
+//! reloaded as generations change). Imports: `error`,
 //! `identity`, `tree`, `clock` of `drive`, and `format`/`store`; never the
 //! engine or the router.
 
+pub(super) mod checkpoint;
 pub(super) mod genesis;
 pub(super) mod held_keys;
+
+pub use checkpoint::{
+    PageIndex, newest_checkpoint, page_prefix, plan_pages, snapshot_at_or_before, snapshot_prefix,
+    write_checkpoint, write_snapshot,
+};
 
 use super::error::{DriveError, Result};
 use super::identity::hex8;
 use crate::format::crypto::SecretKey;
 use crate::format::hex::encode as hex;
-use crate::format::meta::{
-    self, Batch, ENTRY_MAGIC, Keyring, MemberRecord, Op, SNAPSHOT_MAGIC, SignedHead, SnapshotBody,
-};
+use crate::format::meta::{self, Batch, ENTRY_MAGIC, Keyring, MemberRecord, Op, SignedHead};
 use crate::format::wire::FormatError;
-use crate::store::{GetOptions, ObjectStore, PutMode, StoreError};
+use crate::store::{GetOptions, ObjectStore, StoreError};
 use bytes::Bytes;
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use std::collections::BTreeMap;
@@ -52,9 +59,6 @@ pub fn keyring_prefix(vol: &[u8; 16]) -> String {
 }
 pub fn log_key(vol: &[u8; 16], seq: u64) -> String {
     format!("v/{}/l/{seq:016x}", hex(vol))
-}
-pub fn snapshot_key(vol: &[u8; 16], seq: u64) -> String {
-    format!("v/{}/s/{seq:016x}", hex(vol))
 }
 pub fn content_key(id: &[u8; 16]) -> String {
     format!("c/{}", hex(id))
@@ -400,115 +404,4 @@ pub fn seal_entry(
         chain: *prev,
     };
     meta::seal_signed(ENTRY_MAGIC, &head, key, signer, &batch.encode())
-}
-
-/// Writes a snapshot of the state after entry `head` (Create-only: a
-/// snapshot that already exists is left alone).
-pub async fn write_snapshot(
-    store: &dyn ObjectStore,
-    keys: &VolumeKeys,
-    signer: &SigningKey,
-    card: &[u8; 32],
-    head: Head,
-    body: &SnapshotBody,
-) -> Result<()> {
-    let (generation, key) = keys.current();
-    let sh = SignedHead {
-        volume: keys.volume,
-        seq: head.seq,
-        generation,
-        writer: *card,
-        chain: head.hash,
-    };
-    let bytes = meta::seal_signed(SNAPSHOT_MAGIC, &sh, key, signer, &body.encode());
-    match store
-        .put(
-            &snapshot_key(&keys.volume, head.seq),
-            Bytes::from(bytes),
-            PutMode::Create,
-        )
-        .await
-    {
-        Ok(_) | Err(StoreError::PreconditionFailed { .. }) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// The newest snapshot that verifies, with the head it covers. A snapshot
-/// that fails verification is an error (never silently skipped: skipping
-/// would let the store choose which state we see). A snapshot sealed under
-/// another generation than the newest keyring is not used (`None`: replay
-/// the log from the start): only current writers vouch for a state.
-pub async fn newest_snapshot(
-    store: &dyn ObjectStore,
-    keys: &VolumeKeys,
-) -> Result<Option<(Head, SnapshotBody)>> {
-    snapshot_at_or_before(store, keys, u64::MAX).await
-}
-
-/// The newest snapshot covering entries `0..=s` with `s <= seq`, verified
-/// as [`newest_snapshot`] verifies (it is this with `seq` unbounded):
-/// `None` means replay the log from entry 0.
-pub async fn snapshot_at_or_before(
-    store: &dyn ObjectStore,
-    keys: &VolumeKeys,
-    seq: u64,
-) -> Result<Option<(Head, SnapshotBody)>> {
-    let prefix = format!("v/{}/s/", hex(&keys.volume));
-    let list = store.list_all(&prefix).await?;
-    // Names are fixed-width hex: their order is the seq order. A name that
-    // is not a snapshot name sorts somewhere and fails the name check below.
-    let bound = snapshot_key(&keys.volume, seq);
-    let Some(meta) = list.iter().rev().find(|m| m.key <= bound) else {
-        return Ok(None);
-    };
-    let bytes = get(store, &meta.key).await?;
-    let current = keys.current().0;
-    match meta::peek_signed(SNAPSHOT_MAGIC, &bytes) {
-        Ok(h) if h.generation < current => {
-            // Written before the newest rotation (older ones too): a member
-            // removed since could have signed it. Replay the log instead.
-            tracing::info!(snapshot = %meta.key, "snapshot predates the current keyring generation; not used");
-            return Ok(None);
-        }
-        Ok(h) if h.generation > current => {
-            // A rotation newer than our keys (or a forged generation):
-            // replaying the log meets it and reloads the keys.
-            tracing::info!(snapshot = %meta.key, "snapshot of a keyring generation not loaded yet; replaying the log");
-            return Ok(None);
-        }
-        _ => {}
-    }
-    let (head, payload) = open_signed(keys, SNAPSHOT_MAGIC, &meta.key, &bytes)?;
-    if meta.key != snapshot_key(&keys.volume, head.seq) {
-        return Err(DriveError::tampered(
-            &meta.key,
-            "snapshot stored under another name",
-        ));
-    }
-    let body = SnapshotBody::decode(&payload)
-        .map_err(|e| DriveError::tampered(&meta.key, format!("snapshot: {e}")))?;
-    // The generation of the covered entry bounds the next one's.
-    let entry_key = log_key(&keys.volume, head.seq);
-    let entry = get(store, &entry_key).await?;
-    if meta::sha256(&entry) != head.chain {
-        return Err(DriveError::tampered(
-            &entry_key,
-            format!(
-                "log entry differs from the one snapshot {} covers",
-                meta.key
-            ),
-        ));
-    }
-    let generation = meta::peek_signed(ENTRY_MAGIC, &entry)
-        .map_err(|e| DriveError::tampered(&entry_key, e.to_string()))?
-        .generation;
-    Ok(Some((
-        Head {
-            seq: head.seq,
-            hash: head.chain,
-            generation,
-        },
-        body,
-    )))
 }

@@ -8,8 +8,10 @@
 //! - [`signed`]: the signed and encrypted box shared by log entries and
 //!   snapshots;
 //! - [`node`] and [`ops`]: the records inside those boxes (nodes, block
-//!   refs, metadata ops, batches, snapshot bodies); [`block_map`]: a
-//!   file's block refs by index, as nodes hold them in memory.
+//!   refs, metadata ops, batches); [`block_map`]: a file's block refs by
+//!   index, as nodes hold them in memory;
+//! - [`page`]: the paged checkpoint (its root, the payload of a snapshot
+//!   box, and its pages of nodes).
 //!
 //! Every item is re-exported here, so `format::meta::X` names it whatever
 //! submodule holds it.
@@ -23,6 +25,7 @@ pub mod header;
 pub mod keyring;
 pub mod node;
 pub mod ops;
+pub mod page;
 pub mod signed;
 
 pub use block_map::BlockMap;
@@ -33,6 +36,10 @@ pub use node::{
     KIND_SOCKET, KIND_SYMLINK, KIND_VOLUME, Node, Time, is_special,
 };
 pub use ops::{AttrChange, Batch, Op, SnapshotBody};
+pub use page::{
+    CheckpointRoot, EMPTY_PAGE, MAX_BUCKET_BITS, PagePlace, bucket_of, decode_page_body,
+    encode_page_body, open_page, seal_page,
+};
 pub use signed::{SignedHead, open_signed, peek_signed, seal_signed};
 
 use super::crypto::{Cipher, SecretKey, hkdf};
@@ -45,6 +52,9 @@ pub const HEADER_MAGIC: &[u8; 4] = b"CFSD";
 pub const KEYRING_MAGIC: &[u8; 4] = b"CFSR";
 pub const ENTRY_MAGIC: &[u8; 4] = b"CFSL";
 pub const SNAPSHOT_MAGIC: &[u8; 4] = b"CFSS";
+/// A checkpoint page (content-addressed, sealed but not signed: its root
+/// names its hash).
+pub const PAGE_MAGIC: &[u8; 4] = b"CFSP";
 /// The version of every metadata object: the drive format.
 pub use crate::format::DRIVE_FORMAT as FORMAT_VERSION;
 /// Length of the Ed25519 signature that ends every signed object.

@@ -192,6 +192,23 @@ pub struct Node {
 }
 
 impl Node {
+    /// The length of [`Node::write`]'s output, without writing it.
+    pub fn encoded_len(&self) -> usize {
+        NODE_MIN_LEN
+            + self.target.len()
+            + BLOCK_REF_LEN * self.blocks.len()
+            + self
+                .xattrs
+                .iter()
+                .map(|(k, v)| 8 + k.len() + v.len())
+                .sum::<usize>()
+            + self
+                .entries
+                .keys()
+                .map(|name| 20 + name.len())
+                .sum::<usize>()
+    }
+
     pub fn write(&self, w: &mut Writer) {
         w.u64(self.id)
             .u8(self.kind)

@@ -1,12 +1,12 @@
 //! Metadata changes and the payloads that carry them: [`Op`] (one change
 //! to the tree), [`Batch`] (the decrypted payload of a log entry) and
-//! [`SnapshotBody`] (the decrypted payload of a snapshot).
+//! [`SnapshotBody`] (the content of a checkpoint as loaded).
 //!
 //! Invariants: applying ops in log order to a snapshot gives every client
 //! the same tree; decoders refuse unknown op and option tags, counts
 //! larger than the bytes left, and trailing bytes.
 
-use super::node::{BLOCK_REF_LEN, BlockRef, NODE_MIN_LEN, Node, Time};
+use super::node::{BLOCK_REF_LEN, BlockRef, Node, Time};
 use crate::format::wire::{FormatError, Reader, Writer};
 use std::collections::BTreeMap;
 
@@ -330,46 +330,18 @@ impl Batch {
     }
 }
 
-/// The decrypted payload of a snapshot: every node, plus per-client
-/// progress (see [`Batch::client_seq`]).
+/// The content of a checkpoint as loaded: the clients' progress (see
+/// [`Batch::client_seq`]) and every node. Stored as a root and pages
+/// (`super::page`), never as one record.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SnapshotBody {
     pub clients: BTreeMap<[u8; 16], u64>,
     pub nodes: Vec<Node>,
 }
 
-impl SnapshotBody {
-    pub fn encode(&self) -> Vec<u8> {
-        let mut w = Writer::new();
-        w.u32(self.clients.len() as u32);
-        for (c, s) in &self.clients {
-            w.raw(c).u64(*s);
-        }
-        w.u32(self.nodes.len() as u32);
-        for n in &self.nodes {
-            n.write(&mut w);
-        }
-        w.into_vec()
-    }
-    pub fn decode(bytes: &[u8]) -> Result<Self, FormatError> {
-        let mut r = Reader::new(bytes);
-        let mut out = SnapshotBody::default();
-        for _ in 0..r.count(24)? {
-            let c = r.array()?;
-            out.clients.insert(c, r.u64()?);
-        }
-        let n = r.count(NODE_MIN_LEN)?;
-        out.nodes = (0..n)
-            .map(|_| Node::read(&mut r))
-            .collect::<Result<Vec<_>, _>>()?;
-        r.finish()?;
-        Ok(out)
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::super::node::{KIND_FILE, KIND_VOLUME};
+    use super::super::node::{KIND_FILE, KIND_VOLUME, NODE_MIN_LEN};
     use super::super::sha256;
     use super::*;
     use crate::format::content::BLOCK_SIZE;
@@ -468,16 +440,7 @@ mod tests {
             16 + 8 + 12
         ))));
 
-        let mut s = SnapshotBody::default();
-        s.clients.insert([1; 16], 9);
-        s.nodes.push(node);
-        let enc = s.encode();
-        assert!(is_count_error(SnapshotBody::decode(&forge_count(&enc, 0))));
-        assert!(is_count_error(SnapshotBody::decode(&forge_count(
-            &enc,
-            4 + 24
-        ))));
-        // The node count is bounded by the smallest node's size.
+        // The node count of a page body is bounded by the smallest node's size.
         let mut w = Writer::new();
         Node {
             kind: KIND_FILE,
@@ -485,15 +448,41 @@ mod tests {
         }
         .write(&mut w);
         assert_eq!(w.0.len(), NODE_MIN_LEN);
+        let place = super::super::PagePlace {
+            volume: [0; 16],
+            generation: 0,
+            bucket: 0,
+            bucket_bits: 0,
+        };
+        let mut second = Writer::new();
+        Node {
+            id: 1,
+            kind: KIND_FILE,
+            ..Default::default()
+        }
+        .write(&mut second);
         let mut two = Writer::new();
-        two.u32(0).u32(2).raw(&w.0).raw(&w.0);
-        assert_eq!(SnapshotBody::decode(&two.0).unwrap().nodes.len(), 2);
+        two.u32(2).raw(&w.0).raw(&second.0);
+        assert_eq!(
+            super::super::decode_page_body(&place, &two.0)
+                .unwrap()
+                .len(),
+            2
+        );
         let mut short = two.0.clone();
         short.truncate(short.len() - 1);
         assert!(matches!(
-            SnapshotBody::decode(&short),
+            super::super::decode_page_body(&place, &short),
             Err(FormatError::Count { count: 2, .. })
         ));
+        assert!(is_count_error(super::super::decode_page_body(
+            &place,
+            &forge_count(&two.0, 0)
+        )));
+        let root = super::super::CheckpointRoot::default().encode();
+        assert!(is_count_error(super::super::CheckpointRoot::decode(
+            &forge_count(&root, 1)
+        )));
     }
 
     #[test]
@@ -529,16 +518,6 @@ mod tests {
                 assert_eq!(got, Err(FormatError::Invalid("block length")));
             }
         }
-    }
-
-    #[test]
-    fn snapshot_body_round_trip() {
-        let mut s = SnapshotBody::default();
-        s.clients.insert([1; 16], 9);
-        if let Op::Create { node, .. } = &sample_ops()[0] {
-            s.nodes.push((**node).clone());
-        }
-        assert_eq!(SnapshotBody::decode(&s.encode()).unwrap(), s);
     }
 
     mod prop {

@@ -76,7 +76,8 @@ impl Loot {
             };
             let vk = writer.verifying_key().unwrap();
             if let Ok((_, payload)) = meta::open_signed(magic, &bytes, &vk, key) {
-                loot.blocks.extend(block_refs_in(magic, &payload));
+                loot.blocks
+                    .extend(block_refs_in(store, magic, &head, key, &payload).await);
             }
         }
         loot
@@ -88,8 +89,16 @@ impl Loot {
     }
 }
 
-/// Every block ref a decrypted log entry or snapshot payload holds.
-pub fn block_refs_in(magic: &[u8; 4], payload: &[u8]) -> Vec<BlockRef> {
+/// Every block ref a decrypted log entry or checkpoint root payload
+/// holds (a root's: those of the pages it names, fetched from `store` and
+/// opened with `key`, the key of the root's generation).
+pub async fn block_refs_in(
+    store: &dyn ObjectStore,
+    magic: &[u8; 4],
+    head: &meta::SignedHead,
+    key: &SecretKey,
+    payload: &[u8],
+) -> Vec<BlockRef> {
     if magic == ENTRY_MAGIC {
         Batch::decode(payload)
             .unwrap()
@@ -102,12 +111,25 @@ pub fn block_refs_in(magic: &[u8; 4], payload: &[u8]) -> Vec<BlockRef> {
             })
             .collect()
     } else {
-        meta::SnapshotBody::decode(payload)
-            .unwrap()
-            .nodes
-            .into_iter()
-            .flat_map(|n| n.blocks.into_values())
-            .collect()
+        let root = meta::CheckpointRoot::decode(payload).unwrap();
+        let mut refs = Vec::new();
+        for (bucket, hash) in root.pages.iter().enumerate() {
+            if *hash == meta::EMPTY_PAGE {
+                continue;
+            }
+            let vol = cardfs::format::hex::encode(&head.volume);
+            let name = format!("v/{vol}/p/{}", cardfs::format::hex::encode(hash));
+            let bytes = object_bytes(store, &name).await;
+            let place = meta::PagePlace {
+                volume: head.volume,
+                generation: head.generation,
+                bucket: bucket as u32,
+                bucket_bits: root.bucket_bits,
+            };
+            let nodes = meta::open_page(&place, key, &bytes).unwrap();
+            refs.extend(nodes.into_iter().flat_map(|n| n.blocks.into_values()));
+        }
+        refs
     }
 }
 

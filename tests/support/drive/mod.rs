@@ -14,6 +14,7 @@ pub use super::keys_under;
 use cardfs::drive::{Caller, Drive, DriveError, DriveOptions, Fh, Identity, Ino, ROOT_INO};
 use cardfs::store::{FaultConfig, FaultStore, MemoryStore, ObjectStore};
 use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -161,4 +162,18 @@ pub async fn object_bytes(store: &dyn ObjectStore, key: &str) -> Vec<u8> {
         .unwrap()
         .bytes
         .to_vec()
+}
+
+/// Files under `dir` (recursively) whose name contains `part`.
+pub fn files_named(dir: &Path, part: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_named(&p, part));
+        } else if e.file_name().to_string_lossy().contains(part) {
+            out.push(p);
+        }
+    }
+    out
 }

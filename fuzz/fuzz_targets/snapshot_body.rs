@@ -1,6 +1,0 @@
-//! Fuzzes `cardfs::fuzzing::snapshot_body` (see src/fuzzing.rs for the properties).
-#![no_main]
-
-libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    cardfs::fuzzing::snapshot_body(data);
-});
