@@ -161,6 +161,9 @@ impl Backend for DriveBackend {
                 };
                 Ok(Answer::Cards { cards, rejected })
             }
+            Request::Fsck { verify_content } => {
+                super::fsck::serve(&self.drive, verify_content, progress).await
+            }
             Request::Status | Request::Sync | Request::Unmount => {
                 anyhow::bail!("{request:?} is answered by the daemon itself")
             }

@@ -100,6 +100,10 @@ pub enum Request {
         #[serde(with = "hex_array")]
         id: [u8; 32],
     },
+    /// Check the whole drive (`cardfs fsck`).
+    Fsck {
+        verify_content: bool,
+    },
 }
 
 /// One frame the daemon sends back.
@@ -142,6 +146,61 @@ pub enum Answer {
         cards: Vec<String>,
         rejected: Vec<String>,
     },
+    /// What `cardfs fsck` found.
+    Fsck {
+        report: Box<FsckReport>,
+    },
+}
+
+/// What `cardfs fsck --json` prints (documented in docs/CLI.md: names and
+/// meanings never change, new fields may be added). Paths are relative to
+/// the mount root.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct FsckReport {
+    /// No object is missing or damaged (orphans are no problem).
+    pub clean: bool,
+    /// Every referenced content object was fetched and decrypted
+    /// (`--verify-content`); otherwise its presence and size were checked.
+    pub content_verified: bool,
+    pub volumes: Vec<FsckVolume>,
+    pub problems: Vec<FsckProblem>,
+    /// Distinct content objects the current trees reference, and their
+    /// bytes in the store.
+    pub referenced_objects: u64,
+    pub referenced_bytes: u64,
+    /// Content objects no current tree references (what a collection
+    /// deletes), and their bytes.
+    pub orphan_objects: u64,
+    pub orphan_bytes: u64,
+}
+
+/// One volume of an [`FsckReport`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FsckVolume {
+    #[serde(with = "hex_array")]
+    pub volume: [u8; 16],
+    /// Where it is linked (empty: the drive's root; `null`: not linked).
+    pub path: Option<String>,
+    pub generations: u32,
+    pub log_entries: u64,
+    pub snapshots: u64,
+    pub snapshot_checked: bool,
+    pub nodes: u64,
+    pub block_refs: u64,
+    /// Its state could not be established (see the problems).
+    pub failed: bool,
+}
+
+/// One object that failed the check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FsckProblem {
+    /// `missing`, `damaged` (content) or `metadata`.
+    pub kind: String,
+    /// The store key of the object.
+    pub object: String,
+    pub reason: String,
+    /// The files that reference it.
+    pub paths: Vec<String>,
 }
 
 /// What `cardfs status` reports of a mount; the fields of
@@ -330,6 +389,9 @@ mod tests {
                 identity: "bob@example.org\n{\"type\":\"unmount\"}".into(),
             },
             Request::CardGet { id: [3; 32] },
+            Request::Fsck {
+                verify_content: true,
+            },
         ] {
             round_trip(r);
         }
@@ -373,6 +435,32 @@ mod tests {
                 answer: Answer::Cards {
                     cards: vec!["card".into()],
                     rejected: vec![],
+                },
+            },
+            Reply::Done {
+                answer: Answer::Fsck {
+                    report: Box::new(FsckReport {
+                        clean: false,
+                        volumes: vec![FsckVolume {
+                            volume: [5; 16],
+                            path: None,
+                            generations: 2,
+                            log_entries: 9,
+                            snapshots: 1,
+                            snapshot_checked: true,
+                            nodes: 4,
+                            block_refs: 3,
+                            failed: false,
+                        }],
+                        problems: vec![FsckProblem {
+                            kind: "missing".into(),
+                            object: "c/00".into(),
+                            reason: "content object missing".into(),
+                            paths: vec!["a\nb".into()],
+                        }],
+                        orphan_objects: 2,
+                        ..FsckReport::default()
+                    }),
                 },
             },
             Reply::Error {

@@ -11,6 +11,7 @@ mod daemon;
 mod directory;
 mod envelope;
 mod exit;
+mod fsck;
 mod init;
 mod invitation;
 mod key;
@@ -80,6 +81,20 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check a mounted drive you own: every volume's keyrings, log and
+    /// snapshots, every content object its files reference; counts
+    /// orphaned objects. Exit 50 when something is missing or damaged.
+    Fsck {
+        /// Where the drive is mounted.
+        mountpoint: PathBuf,
+        /// Print the report as JSON (fields in docs/CLI.md).
+        #[arg(long)]
+        json: bool,
+        /// Fetch and decrypt every content object (otherwise presence and
+        /// size are checked from the store listing).
+        #[arg(long)]
+        verify_content: bool,
+    },
     /// Mount a drive someone shared with you, from the invitation line
     /// their `cardfs share add` printed (shows their fingerprint to compare).
     Join(invitation::JoinArgs),
@@ -143,6 +158,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Unmount { mountpoint } => control_cmds::unmount(&mountpoint),
         Command::Sync { mountpoint } => control_cmds::sync(&mountpoint),
         Command::Status { mountpoint, json } => control_cmds::status(mountpoint.as_deref(), json),
+        Command::Fsck {
+            mountpoint,
+            json,
+            verify_content,
+        } => fsck::run(&mountpoint, json, verify_content),
         Command::Join(args) => invitation::join(args),
         Command::Share(c) => share::run(c),
         Command::Key(c) => key::run(c),

@@ -59,6 +59,7 @@ mod volume;
 /// The local journal and state file parsers, for `crate::fuzzing`.
 pub(crate) use engine::cache::{LocalState, open_state, seal_state};
 pub use engine::commit::SNAPSHOT_EVERY;
+pub use engine::fsck::{FsckOptions, FsckProblem, FsckReport, ProblemKind, VolumeCheck};
 pub(crate) use engine::journal_file::{
     JournalStop, Record as JournalRecord, encode_journal_record, parse_journal,
     parse_journal_record, seal_journal_record,
@@ -267,6 +268,30 @@ impl Drive {
         progress: &(dyn Fn(u64, u64) + Send + Sync),
     ) -> Result<()> {
         self.r.share_reencrypt(ino, progress).await
+    }
+
+    /// Checks the whole drive as the store holds it (every volume's
+    /// keyrings, log and snapshot, every content object the current trees
+    /// reference) and counts orphaned content objects; read-only. Owner
+    /// only (`NotPermitted` otherwise). Damaged or missing objects are in
+    /// the report; an error means the check could not run to its end.
+    /// `progress` gets (done, total) content objects.
+    pub async fn fsck(
+        &self,
+        opts: FsckOptions,
+        progress: &(dyn Fn(u64, u64) + Send + Sync),
+    ) -> Result<FsckReport> {
+        if !self.is_owner() {
+            return Err(DriveError::NotPermitted);
+        }
+        let held = self
+            .r
+            .engines()
+            .iter()
+            .flat_map(|e| e.held_block_ids())
+            .collect();
+        let (store, header) = (self.r.store().clone(), self.r.header());
+        engine::fsck::check_drive(store, header, self.r.identity(), held, opts, progress).await
     }
 
     /// The drive owner's card bytes from the drive header.

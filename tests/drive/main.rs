@@ -9,6 +9,7 @@ mod support;
 mod clone_copy;
 mod crash;
 mod durability;
+mod fsck;
 mod model;
 mod offline;
 mod ops;

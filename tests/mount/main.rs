@@ -11,6 +11,7 @@ mod cli_extras;
 mod cli_ux;
 mod control;
 mod durability;
+mod fsck;
 mod fuse;
 mod invitation;
 mod local;

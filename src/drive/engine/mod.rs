@@ -10,6 +10,7 @@
 //!   `journal_file`: its records, appended as each op is queued; `commit`: refresh, commit,
 //!   upload, snapshots and the background task; `lifecycle`: sync, shutdown,
 //!   abandon; `rotation`: key rotation and re-encryption of the volume.
+//! - `fsck`: the read-only check of a whole drive as the store holds it.
 //! - `mirror`: the local copy of the volume's metadata objects that an
 //!   offline open verifies and starts from; `offline`: the checks of the
 //!   store's copy once it answers again, before anything is committed.
@@ -30,6 +31,7 @@
 
 pub(super) mod cache;
 pub(super) mod commit;
+pub(super) mod fsck;
 pub(super) mod io;
 pub(super) mod journal;
 pub(super) mod journal_file;
