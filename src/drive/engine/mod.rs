@@ -14,6 +14,8 @@
 //! - `mirror`: the local copy of the volume's metadata objects that an
 //!   offline open verifies and starts from; `offline`: the checks of the
 //!   store's copy once it answers again, before anything is committed.
+//! - `past`: the tree at an earlier log position (snapshot at or before
+//!   it plus a verified replay).
 //! - `ops`: namespace operations; `io`: file content; `pressure`: writers
 //!   wait while the cache bound is full; `cache`: the local
 //!   ciphertext cache, journal file and state file.
@@ -40,6 +42,7 @@ pub(super) mod mirror;
 pub(super) mod offline;
 pub(super) mod open;
 pub(super) mod ops;
+pub(super) mod past;
 pub(super) mod pressure;
 pub(super) mod rebase;
 pub(super) mod rotation;
@@ -62,6 +65,9 @@ pub type PlainBlock = ([u8; 16], Arc<Vec<u8>>);
 /// Everything one open drive shares between its handles and tasks.
 pub struct Engine {
     store: Arc<dyn ObjectStore>,
+    /// The same store without the metadata mirror (reads of past entries
+    /// and snapshots, and collection).
+    unmirrored: Arc<dyn ObjectStore>,
     me: Identity,
     opts: DriveOptions,
     keys: HeldKeys,

@@ -197,6 +197,7 @@ impl Engine {
         // The tree at the head accepted before is the replay's base.
         let want_base = !records.is_empty();
         let mirror = || Mirror::new(&opts.cache_dir, &volume_id, cache.mirror_bytes());
+        let unmirrored = store.clone();
         let store: Arc<dyn ObjectStore> = Arc::new(MirroredStore::new(store, mirror()));
         let online = if offline {
             None
@@ -287,6 +288,7 @@ impl Engine {
         };
         let engine = Arc::new(Engine {
             store,
+            unmirrored,
             me,
             opts,
             keys,

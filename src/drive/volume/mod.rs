@@ -292,13 +292,7 @@ pub fn verify_entry(
     prev_generation: u32,
     bytes: &[u8],
 ) -> Result<(Batch, [u8; 32])> {
-    let (head, payload) = open_signed(keys, ENTRY_MAGIC, key, bytes)?;
-    if head.seq != seq {
-        return Err(DriveError::tampered(
-            key,
-            format!("entry claims seq {} at position {seq}", head.seq),
-        ));
-    }
+    let (head, batch) = open_entry_at(keys, key, seq, bytes)?;
     if &head.chain != prev {
         return Err(DriveError::tampered(
             key,
@@ -314,8 +308,6 @@ pub fn verify_entry(
             ),
         ));
     }
-    let batch =
-        Batch::decode(&payload).map_err(|e| DriveError::tampered(key, format!("batch: {e}")))?;
     for op in &batch.ops {
         if let Op::Rotate { generation } = op {
             let owner = keys
@@ -333,6 +325,31 @@ pub fn verify_entry(
         }
     }
     Ok((batch, meta::sha256(bytes)))
+}
+
+/// Opens log entry `seq` (signature, volume, position) without checking
+/// its place in the chain: for reading the time of an entry whose chain a
+/// walk checks.
+pub fn open_entry(keys: &VolumeKeys, key: &str, seq: u64, bytes: &[u8]) -> Result<Batch> {
+    Ok(open_entry_at(keys, key, seq, bytes)?.1)
+}
+
+fn open_entry_at(
+    keys: &VolumeKeys,
+    key: &str,
+    seq: u64,
+    bytes: &[u8],
+) -> Result<(SignedHead, Batch)> {
+    let (head, payload) = open_signed(keys, ENTRY_MAGIC, key, bytes)?;
+    if head.seq != seq {
+        return Err(DriveError::tampered(
+            key,
+            format!("entry claims seq {} at position {seq}", head.seq),
+        ));
+    }
+    let batch =
+        Batch::decode(&payload).map_err(|e| DriveError::tampered(key, format!("batch: {e}")))?;
+    Ok((head, batch))
 }
 
 fn open_signed(
@@ -426,9 +443,23 @@ pub async fn newest_snapshot(
     store: &dyn ObjectStore,
     keys: &VolumeKeys,
 ) -> Result<Option<(Head, SnapshotBody)>> {
+    snapshot_at_or_before(store, keys, u64::MAX).await
+}
+
+/// The newest snapshot covering entries `0..=s` with `s <= seq`, verified
+/// as [`newest_snapshot`] verifies (it is this with `seq` unbounded):
+/// `None` means replay the log from entry 0.
+pub async fn snapshot_at_or_before(
+    store: &dyn ObjectStore,
+    keys: &VolumeKeys,
+    seq: u64,
+) -> Result<Option<(Head, SnapshotBody)>> {
     let prefix = format!("v/{}/s/", hex(&keys.volume));
     let list = store.list_all(&prefix).await?;
-    let Some(meta) = list.last() else {
+    // Names are fixed-width hex: their order is the seq order. A name that
+    // is not a snapshot name sorts somewhere and fails the name check below.
+    let bound = snapshot_key(&keys.volume, seq);
+    let Some(meta) = list.iter().rev().find(|m| m.key <= bound) else {
         return Ok(None);
     };
     let bytes = get(store, &meta.key).await?;
