@@ -34,6 +34,8 @@
 //!
 //! Module map (each child opens with what it owns; the arrows are the only
 //! imports between them, and there are no cycles):
+//! - `history_api`: [`Drive::history`] and [`Drive::restore`]: a mount
+//!   path to its volume and the names inside it. -> router, engine, leaves.
 //! - `namespace`: the filesystem calls of [`Drive`], implemented once:
 //!   resolve the inode through the router, call the volume's engine,
 //!   translate node ids back to inode numbers. -> router, engine, leaves.
@@ -49,6 +51,7 @@
 mod clock;
 mod engine;
 mod error;
+mod history_api;
 mod identity;
 mod namespace;
 mod router;
@@ -60,11 +63,13 @@ mod volume;
 pub(crate) use engine::cache::{LocalState, open_state, seal_state};
 pub use engine::commit::SNAPSHOT_EVERY;
 pub use engine::fsck::{FsckOptions, FsckProblem, FsckReport, ProblemKind, VolumeCheck};
+pub use engine::history::{Change, Restored, Version};
 pub(crate) use engine::journal_file::{
     JournalStop, Record as JournalRecord, encode_journal_record, parse_journal,
     parse_journal_record, seal_journal_record,
 };
 pub use error::{DriveError, Result};
+pub use history_api::{RestoreInfo, RestoreTo};
 pub use identity::{Identity, Member, Role};
 pub use types::*;
 pub use volume::genesis::create_volume;
