@@ -104,6 +104,23 @@ pub enum Request {
     Fsck {
         verify_content: bool,
     },
+    /// The versions of the file or folder at `path` (below the mount root;
+    /// it may be deleted now).
+    History {
+        #[serde(with = "hex_bytes")]
+        path: Vec<u8>,
+    },
+    /// Bring `path` back as it was at `at` (RFC 3339, UTC) into `to` (below
+    /// the mount root), or by default to `path` itself when it is free,
+    /// else beside it as `NAME.restored-SUFFIX`.
+    Restore {
+        #[serde(with = "hex_bytes")]
+        path: Vec<u8>,
+        at: String,
+        #[serde(with = "opt_hex_bytes")]
+        to: Option<Vec<u8>>,
+        suffix: String,
+    },
 }
 
 /// One frame the daemon sends back.
@@ -150,6 +167,52 @@ pub enum Answer {
     Fsck {
         report: Box<FsckReport>,
     },
+    /// The versions `cardfs history` lists, oldest first.
+    History {
+        versions: Vec<HistoryVersion>,
+    },
+    /// What `cardfs restore` did.
+    Restored {
+        report: RestoreReport,
+    },
+}
+
+/// One version of a path (`cardfs history --json`, documented in
+/// docs/CLI.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryVersion {
+    /// The time of the change (its writer's clock), RFC 3339 UTC with
+    /// nanoseconds: exact, so `restore --at` with it gets this version.
+    pub time: String,
+    /// The position of the change in its volume's log.
+    pub seq: u64,
+    /// `present` (in the oldest state kept), `created`, `moved_in`,
+    /// `modified`, `replaced`, `attributes`, `moved_away` or `deleted`.
+    pub change: String,
+    /// `file`, `dir`, `symlink`, ... (before the change for `deleted`).
+    pub kind: String,
+    pub size: u64,
+    /// The file's modification time then, RFC 3339 UTC.
+    pub mtime: String,
+    /// The id of the client (a cache directory) that made the change;
+    /// zeros for `present`.
+    #[serde(with = "hex_array")]
+    pub client: [u8; 16],
+    /// That client is this mount.
+    pub this_client: bool,
+}
+
+/// What `cardfs restore` did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreReport {
+    /// Where it was restored, below the mount root.
+    pub dest: String,
+    /// The time of the change whose state was restored (RFC 3339 UTC).
+    pub state_time: String,
+    pub nodes: u64,
+    pub bytes: u64,
+    /// Shared-folder links inside the restored folder, not restored.
+    pub skipped_links: u64,
 }
 
 /// What `cardfs fsck --json` prints (documented in docs/CLI.md: names and
@@ -325,6 +388,24 @@ mod hex_bytes {
     }
 }
 
+/// Optional bytes as hex text or null.
+mod opt_hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        match bytes {
+            Some(b) => super::hex_bytes::serialize(b, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+        #[derive(Deserialize)]
+        struct Hex(#[serde(with = "super::hex_bytes")] Vec<u8>);
+        Ok(Option::<Hex>::deserialize(d)?.map(|h| h.0))
+    }
+}
+
 /// A fixed-size byte array (card id, volume id) as hex text.
 mod hex_array {
     use serde::{Deserialize, Deserializer, Serializer, de::Error};
@@ -391,6 +472,21 @@ mod tests {
             Request::CardGet { id: [3; 32] },
             Request::Fsck {
                 verify_content: true,
+            },
+            Request::History {
+                path: b"docs/a b".to_vec(),
+            },
+            Request::Restore {
+                path: b"docs".to_vec(),
+                at: "2026-11-29T10:00:00.5Z".into(),
+                to: Some(b"back\n".to_vec()),
+                suffix: "x".into(),
+            },
+            Request::Restore {
+                path: b"f".to_vec(),
+                at: "2026-11-29T10:00:00Z".into(),
+                to: None,
+                suffix: "x".into(),
             },
         ] {
             round_trip(r);

@@ -13,6 +13,7 @@ mod control;
 mod durability;
 mod fsck;
 mod fuse;
+mod history;
 mod invitation;
 mod local;
 mod offline;
