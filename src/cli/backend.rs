@@ -5,19 +5,22 @@
 //! be used, see `super::member`).
 
 use super::control::{Answer, Request};
-use super::control_messages::{DriveReport, MemberReport, ShareReport};
+use super::control_messages::{DriveReport, GcSummary, MemberReport, ShareReport};
 use super::daemon::Backend;
 use super::exit::UserError;
 use super::upload_meter::Meter;
 use anyhow::Context;
-use cardfs::drive::{Drive, DriveError, DriveStatus, Ino, Member, ROOT_INO, Role, ShareInfo};
+use cardfs::drive::{
+    DEFAULT_GRACE, DEFAULT_KEEP, Drive, DriveError, DriveStatus, GcOptions, Ino, Member, ROOT_INO,
+    Role, ShareInfo,
+};
 use cardfs::format::card::{Card, CardId};
 use cardfs::identity::directory::{self, DirectoryError};
 use cardfs::store::ObjectStore;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
 /// A mounted drive as the daemon controls it, and the store it lives in.
@@ -26,6 +29,19 @@ pub struct DriveBackend {
     store: Arc<dyn ObjectStore>,
     notifier: OnceLock<fuser::Notifier>,
     meter: Meter,
+    /// History retention this mount collects with, and how often the
+    /// owner's mount collects on its own (zero: never).
+    keep: Duration,
+    gc_interval: Duration,
+    /// The last collection: when it ended and its figures (or error).
+    last_gc: Arc<Mutex<Option<LastGc>>>,
+}
+
+/// The outcome of the last collection, for `status`.
+#[derive(Debug, Clone)]
+struct LastGc {
+    at: SystemTime,
+    outcome: std::result::Result<GcSummary, String>,
 }
 
 impl DriveBackend {
@@ -35,8 +51,64 @@ impl DriveBackend {
             drive,
             store,
             notifier: OnceLock::new(),
+            keep: DEFAULT_KEEP,
+            gc_interval: Duration::ZERO,
+            last_gc: Arc::default(),
         }
     }
+
+    /// Collects with history `keep`, and every `interval` on its own in
+    /// the owner's mount (zero: only when asked).
+    pub fn with_gc(mut self, keep: Duration, interval: Duration) -> Self {
+        self.keep = keep;
+        self.gc_interval = interval;
+        self
+    }
+
+    /// Starts the automatic collection of the owner's mount.
+    fn start_auto_gc(&self) {
+        if self.gc_interval.is_zero() || !self.drive.is_owner() {
+            return;
+        }
+        let (drive, last, interval) = (self.drive.clone(), self.last_gc.clone(), self.gc_interval);
+        let opts = GcOptions {
+            grace: DEFAULT_GRACE,
+            keep: self.keep,
+            dry_run: false,
+        };
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(interval).await;
+                let outcome = collect(&drive, &opts, &|_, _| {}).await;
+                if let Err(e) = &outcome {
+                    tracing::warn!(error = %e, "automatic garbage collection failed; will retry");
+                }
+                record(&last, outcome.map_err(|e| format!("{e:#}")));
+            }
+        });
+    }
+}
+
+/// One collection with `opts`, as figures for the control protocol.
+async fn collect(
+    drive: &Drive,
+    opts: &GcOptions,
+    progress: &(dyn Fn(u64, u64) + Send + Sync),
+) -> anyhow::Result<GcSummary> {
+    Ok(GcSummary {
+        figures: drive.gc(opts, progress).await?,
+        dry_run: opts.dry_run,
+        keep_secs: opts.keep.as_secs(),
+        grace_secs: opts.grace.as_secs(),
+    })
+}
+
+fn record(last: &Mutex<Option<LastGc>>, outcome: std::result::Result<GcSummary, String>) {
+    let mut l = last.lock().unwrap_or_else(|e| e.into_inner());
+    *l = Some(LastGc {
+        at: SystemTime::now(),
+        outcome,
+    });
 }
 
 impl Backend for DriveBackend {
@@ -55,6 +127,21 @@ impl Backend for DriveBackend {
         if let Ok(card) = Card::from_bytes(self.drive.owner_card()) {
             report.owner_identity = Some(card.identity().to_string());
             report.owner_fingerprint = Some(card.fingerprint());
+        }
+        if let Some(l) = self
+            .last_gc
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            report.last_gc = Some(super::units::rfc3339(l.at));
+            match &l.outcome {
+                Ok(s) => {
+                    report.last_gc_reclaimed_objects = Some(s.figures.reclaimed_objects);
+                    report.last_gc_reclaimed_bytes = Some(s.figures.reclaimed_bytes);
+                }
+                Err(e) => report.last_gc_error = Some(e.clone()),
+            }
         }
         report.role = if self.drive.is_owner() {
             "owner"
@@ -76,6 +163,7 @@ impl Backend for DriveBackend {
     fn mounted(&self, notifier: fuser::Notifier) {
         let _ = self.notifier.set(notifier);
         self.meter.start_sampling();
+        self.start_auto_gc();
     }
 
     async fn request(
@@ -121,6 +209,26 @@ impl Backend for DriveBackend {
                 Ok(shares(&[info]))
             }
             Request::ShareList => Ok(shares(&self.drive.share_list().await?)),
+            Request::Gc {
+                grace_secs,
+                keep_secs,
+                dry_run,
+            } => {
+                if !self.drive.is_owner() {
+                    return Err(UserError::GcNotOwner.into());
+                }
+                let opts = GcOptions {
+                    grace: Duration::from_secs(grace_secs),
+                    keep: keep_secs.map_or(self.keep, Duration::from_secs),
+                    dry_run,
+                };
+                let outcome = collect(&self.drive, &opts, progress).await;
+                if !dry_run {
+                    let kept = outcome.as_ref().map(Clone::clone);
+                    record(&self.last_gc, kept.map_err(|e| format!("{e:#}")));
+                }
+                Ok(Answer::Gc { report: outcome? })
+            }
             Request::ShareReencrypt { path } => {
                 let ino = self.folder(&path).await?;
                 self.drive
@@ -268,6 +376,10 @@ pub fn drive_report(s: &DriveStatus, now: SystemTime) -> DriveReport {
         owner_identity: None,
         owner_fingerprint: None,
         role: String::new(),
+        last_gc: None,
+        last_gc_reclaimed_objects: None,
+        last_gc_reclaimed_bytes: None,
+        last_gc_error: None,
     }
 }
 

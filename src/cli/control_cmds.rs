@@ -99,6 +99,54 @@ pub fn sync(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `cardfs gc MOUNTPOINT`: collect content objects nothing needs.
+pub fn gc(
+    path: &Path,
+    grace: std::time::Duration,
+    keep: Option<std::time::Duration>,
+    dry_run: bool,
+    json: bool,
+) -> anyhow::Result<()> {
+    use super::units::bytes;
+    let mnt = mountpoint::absolute(path)?;
+    let (stream, _) = control::connect_any_home(&mnt)?;
+    let request = Request::Gc {
+        grace_secs: grace.as_secs(),
+        keep_secs: keep.map(|k| k.as_secs()),
+        dry_run,
+    };
+    let progress = Progress::new("deleting");
+    let result = control::call_on(stream, &mnt, request, &mut |d, t| progress.update(d, t));
+    progress.finish();
+    let Answer::Gc { report: summary } = result? else {
+        anyhow::bail!("the daemon answered gc with something else");
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+        return Ok(());
+    }
+    let r = &summary.figures;
+    let verb = if summary.dry_run {
+        "would reclaim"
+    } else {
+        "reclaimed"
+    };
+    println!(
+        "{}: {verb} {} objects, {} (of {} objects, {}; {} live, {} unreferenced but younger than the {} s grace); history kept {} s; took {:.1} s",
+        mnt.display(),
+        r.reclaimed_objects,
+        bytes(r.reclaimed_bytes),
+        r.objects,
+        bytes(r.bytes),
+        r.live_objects,
+        r.young_objects,
+        summary.grace_secs,
+        summary.keep_secs,
+        r.millis as f64 / 1000.0
+    );
+    Ok(())
+}
+
 /// `cardfs status [MOUNTPOINT] [--json]`: one mount, or every mount of
 /// this user; with `json`, a JSON array of [`StatusReport`]s.
 pub fn status(path: Option<&Path>, json: bool) -> anyhow::Result<()> {
@@ -207,6 +255,18 @@ fn status_lines(r: &StatusReport) -> Vec<String> {
             },
         ),
     ];
+    if let Some(t) = &d.last_gc {
+        let what = match (
+            &d.last_gc_error,
+            d.last_gc_reclaimed_objects,
+            d.last_gc_reclaimed_bytes,
+        ) {
+            (Some(e), _, _) => format!("failed: {e}"),
+            (None, Some(n), Some(b)) => format!("reclaimed {n} objects, {}", bytes(b)),
+            _ => String::new(),
+        };
+        fields.push(("last collection", format!("{} {what}", words_utc(t))));
+    }
     if d.cache_full {
         fields.push((
             "cache",
@@ -266,6 +326,7 @@ mod tests {
             owner_identity: Some("alice@x".into()),
             owner_fingerprint: Some("1234".into()),
             role: "member".into(),
+            ..DriveReport::default()
         });
         let lines = status_lines(&report);
         assert_eq!(lines[0], "/mnt/d");

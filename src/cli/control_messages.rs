@@ -121,6 +121,14 @@ pub enum Request {
         to: Option<Vec<u8>>,
         suffix: String,
     },
+    /// Collect content objects nothing needs (`cardfs gc`): unreferenced
+    /// objects older than `grace_secs`; history kept for `keep_secs`
+    /// (`None`: the mount's setting).
+    Gc {
+        grace_secs: u64,
+        keep_secs: Option<u64>,
+        dry_run: bool,
+    },
 }
 
 /// One frame the daemon sends back.
@@ -174,6 +182,10 @@ pub enum Answer {
     /// What `cardfs restore` did.
     Restored {
         report: RestoreReport,
+    },
+    /// What a collection found and did.
+    Gc {
+        report: GcSummary,
     },
 }
 
@@ -266,6 +278,19 @@ pub struct FsckProblem {
     pub paths: Vec<String>,
 }
 
+/// A garbage collection's figures (`cardfs gc --json`): the drive's
+/// report (objects, bytes, live, young, reclaimed, millis) and the
+/// settings of the run.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct GcSummary {
+    #[serde(flatten)]
+    pub figures: cardfs::drive::GcReport,
+    pub dry_run: bool,
+    /// The history retention and grace the run used, in seconds.
+    pub keep_secs: u64,
+    pub grace_secs: u64,
+}
+
 /// What `cardfs status` reports of a mount; the fields of
 /// `cardfs status --json` (documented in docs/CLI.md: names and meanings
 /// never change, new fields may be added).
@@ -339,6 +364,16 @@ pub struct DriveReport {
     pub owner_fingerprint: Option<String>,
     /// `owner`, or `member` (of the folders shared with you).
     pub role: String,
+    /// The last garbage collection of this mount (RFC 3339 UTC; `null`:
+    /// none since mounting), what it deleted, or why it failed.
+    #[serde(default)]
+    pub last_gc: Option<String>,
+    #[serde(default)]
+    pub last_gc_reclaimed_objects: Option<u64>,
+    #[serde(default)]
+    pub last_gc_reclaimed_bytes: Option<u64>,
+    #[serde(default)]
+    pub last_gc_error: Option<String>,
 }
 
 /// A shared folder as the daemon reports it.

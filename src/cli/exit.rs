@@ -107,6 +107,9 @@ pub enum UserError {
     /// `fsck` could not run to its end (the store failed, or the mount is
     /// not the owner's): nothing is known about the unchecked part.
     FsckIncomplete { reason: String },
+    /// `gc` on a member's mount: only the owner sees every volume, so only
+    /// the owner can tell what nothing needs.
+    GcNotOwner,
 }
 
 impl UserError {
@@ -145,6 +148,7 @@ impl UserError {
             UserError::MountpointNotEmpty { .. } => 17,
             UserError::FsckProblems { .. } => 50,
             UserError::FsckIncomplete { .. } => 51,
+            UserError::GcNotOwner => 46,
         }
     }
 }
@@ -311,6 +315,12 @@ impl fmt::Display for UserError {
                 "only the owner of the drive can change who shares {}",
                 path.display()
             ),
+            UserError::GcNotOwner => write!(
+                f,
+                "this is a member's mount: only the drive's owner can collect garbage (a member \
+                 cannot see every volume, so it cannot know what nothing needs); run \
+                 `cardfs gc` on the owner's mount"
+            ),
             UserError::DriveForged { reason } => write!(
                 f,
                 "the drive's header is not consistent ({reason}); the store may have been \
@@ -469,6 +479,7 @@ mod tests {
                 problems: 2,
             },
             UserError::FsckIncomplete { reason: "x".into() },
+            UserError::GcNotOwner,
         ]
     }
 

@@ -73,6 +73,27 @@ enum Command {
         /// Where the drive is mounted.
         mountpoint: PathBuf,
     },
+    /// Delete content objects no state within the drive's history
+    /// retention references (the drive's owner, on a mounted drive).
+    Gc {
+        /// Where the drive is mounted.
+        mountpoint: PathBuf,
+        /// Leave unreferenced objects younger than this in the store
+        /// (uploads of other clients not committed yet): 1h, 30m, 0.
+        #[arg(long, value_name = "DURATION", default_value = "1h",
+              value_parser = units::parse_duration)]
+        grace: std::time::Duration,
+        /// Keep every state of the last DURATION whole for this run
+        /// (default: the mount's `--keep`, 7 days unless set).
+        #[arg(long, value_name = "DURATION", value_parser = units::parse_duration)]
+        keep: Option<std::time::Duration>,
+        /// Count what would be deleted; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the figures as one JSON object (fields in docs/CLI.md).
+        #[arg(long)]
+        json: bool,
+    },
     /// Show mounted drives: store, pending uploads, last commit, whether
     /// the store is reachable.
     Status {
@@ -181,6 +202,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Mount(args) => mount::run(args),
         Command::Unmount { mountpoint } => control_cmds::unmount(&mountpoint),
         Command::Sync { mountpoint } => control_cmds::sync(&mountpoint),
+        Command::Gc {
+            mountpoint,
+            grace,
+            keep,
+            dry_run,
+            json,
+        } => control_cmds::gc(&mountpoint, grace, keep, dry_run, json),
         Command::Status { mountpoint, json } => control_cmds::status(mountpoint.as_deref(), json),
         Command::Fsck {
             mountpoint,

@@ -51,6 +51,16 @@ pub struct MountArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_REFRESH_SECS,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub refresh: u64,
+    /// History retention of this drive as this mount collects garbage:
+    /// every state of the last DURATION stays whole (7d, 12h, 0).
+    #[arg(long, value_name = "DURATION", default_value = "7d",
+          value_parser = super::units::parse_duration)]
+    pub keep: std::time::Duration,
+    /// How often the owner's mount collects garbage on its own (grace
+    /// 1 hour); `0` turns automatic collection off.
+    #[arg(long, value_name = "DURATION", default_value = "1h",
+          value_parser = super::units::parse_duration)]
+    pub gc_interval: std::time::Duration,
     /// For a drive someone else owns: the owner's card fingerprint,
     /// compared with them over a channel you trust (pins their card).
     /// Needed once, unless their card is already pinned or approved by an
@@ -94,6 +104,8 @@ impl MountArgs {
             cache_size: None,
             read_only: false,
             refresh: DEFAULT_REFRESH_SECS,
+            keep: cardfs::drive::DEFAULT_KEEP,
+            gc_interval: DEFAULT_GC_INTERVAL,
             owner_fingerprint: Some(owner_fingerprint.into()),
             foreground: false,
             options: Vec::new(),
@@ -101,6 +113,9 @@ impl MountArgs {
         }
     }
 }
+
+/// Default of `--gc-interval`: the owner's mount collects garbage hourly.
+pub const DEFAULT_GC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Default of `--refresh`: other members' changes show within seconds; one
 /// listing of each open volume's log per interval.
@@ -132,6 +147,10 @@ fn apply_options(args: &mut MountArgs) -> anyhow::Result<MountFlags> {
                         .filter(|s| (3..=3600).contains(s))
                         .ok_or_else(|| bad(opt, "not a number of seconds from 3 to 3600".into()))?,
                 )
+            }
+            "keep" => args.keep = super::units::parse_duration(&value).map_err(|m| bad(opt, m))?,
+            "gc_interval" => {
+                args.gc_interval = super::units::parse_duration(&value).map_err(|m| bad(opt, m))?
             }
             "refresh" => {
                 args.refresh = value
@@ -306,6 +325,9 @@ fn background(args: MountArgs, flags: &MountFlags) -> anyhow::Result<()> {
         cmd.arg("--read-only");
     }
     cmd.arg("--refresh").arg(args.refresh.to_string());
+    cmd.arg("--keep").arg(format!("{}s", args.keep.as_secs()));
+    cmd.arg("--gc-interval")
+        .arg(format!("{}s", args.gc_interval.as_secs()));
     if let Some(fp) = &args.owner_fingerprint {
         cmd.arg("--owner-fingerprint").arg(fp);
     }
@@ -478,7 +500,7 @@ fn serve(
     };
     let result = daemon::serve(
         &rt,
-        Arc::new(DriveBackend::new(drive, store)),
+        Arc::new(DriveBackend::new(drive, store).with_gc(args.keep, args.gc_interval)),
         plan,
         |mnt: &Path| ready(mnt, offline),
     );

@@ -207,6 +207,18 @@ impl Drive {
         s
     }
 
+    /// Deletes content objects that no state of any volume within the
+    /// retention window `opts.keep` references and that are older than
+    /// `opts.grace` in the store (owner only: `NotPermitted` otherwise).
+    /// `progress` gets (objects deleted, objects to delete).
+    pub async fn gc(
+        &self,
+        opts: &GcOptions,
+        progress: &(dyn Fn(u64, u64) + Send + Sync),
+    ) -> Result<GcReport> {
+        self.r.gc(opts, progress).await
+    }
+
     /// The drive's id (random, from its header).
     pub fn drive_id(&self) -> [u8; 16] {
         self.r.header().header.drive_id

@@ -220,3 +220,50 @@ pub struct ShareInfo {
     pub members: Vec<ShareMember>,
     pub my_role: Role,
 }
+
+/// Default history retention: states of the last 7 days stay readable
+/// (their content objects are not collected).
+pub const DEFAULT_KEEP: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Default grace: unreferenced objects younger than an hour (by the
+/// store's clock) are left alone (uploads of other clients in flight).
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(3600);
+
+/// How a garbage collection runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GcOptions {
+    /// Minimum store age of an unreferenced object before it goes.
+    pub grace: Duration,
+    /// History retention: every state since `now - keep` stays whole.
+    pub keep: Duration,
+    /// Count what would go, delete nothing.
+    pub dry_run: bool,
+}
+
+impl Default for GcOptions {
+    fn default() -> Self {
+        GcOptions {
+            grace: DEFAULT_GRACE,
+            keep: DEFAULT_KEEP,
+            dry_run: false,
+        }
+    }
+}
+
+/// What a garbage collection found and did.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct GcReport {
+    /// Content objects (and their bytes) in the store when listed.
+    pub objects: u64,
+    pub bytes: u64,
+    /// Of those, needed by some state in the retention window or pending.
+    pub live_objects: u64,
+    pub live_bytes: u64,
+    /// Unreferenced but younger than the grace period (left alone).
+    pub young_objects: u64,
+    pub young_bytes: u64,
+    /// Deleted (or, in a dry run, that would be).
+    pub reclaimed_objects: u64,
+    pub reclaimed_bytes: u64,
+    /// How long the collection took, in milliseconds.
+    pub millis: u64,
+}

@@ -83,6 +83,8 @@ pub const CLI_VALUE_OPTIONS: &[&str] = &[
     "endpoint",
     "refresh",
     "store_timeout",
+    "keep",
+    "gc_interval",
 ];
 
 /// Words of fstab and mount(8) that mean nothing to a FUSE daemon; also

@@ -13,10 +13,11 @@ use bytes::{Bytes, BytesMut};
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 #[derive(Debug, Default)]
 struct Inner {
-    objects: BTreeMap<String, (Bytes, ETag)>,
+    objects: BTreeMap<String, (Bytes, ETag, SystemTime)>,
     next_etag: u64,
 }
 
@@ -50,7 +51,7 @@ impl MemoryStore {
     fn put_now(&self, key: &str, body: Bytes, mode: &PutMode) -> Result<ETag> {
         validate_key(key)?;
         let mut inner = self.lock();
-        let current = inner.objects.get(key).map(|(_, etag)| etag);
+        let current = inner.objects.get(key).map(|(_, etag, _)| etag);
         let allowed = match mode {
             PutMode::Overwrite => true,
             PutMode::Create => current.is_none(),
@@ -63,7 +64,9 @@ impl MemoryStore {
         }
         inner.next_etag += 1;
         let etag = ETag(format!("m{}", inner.next_etag));
-        inner.objects.insert(key.to_string(), (body, etag.clone()));
+        inner
+            .objects
+            .insert(key.to_string(), (body, etag.clone(), SystemTime::now()));
         Ok(etag)
     }
 }
@@ -83,7 +86,7 @@ impl ObjectStore for MemoryStore {
     async fn get(&self, key: &str, options: GetOptions) -> Result<GetResult> {
         validate_key(key)?;
         let inner = self.lock();
-        let (body, etag) = inner.objects.get(key).ok_or_else(|| not_found(key))?;
+        let (body, etag, modified) = inner.objects.get(key).ok_or_else(|| not_found(key))?;
         if let Some(expected) = &options.if_match
             && expected != etag
         {
@@ -105,6 +108,7 @@ impl ObjectStore for MemoryStore {
                 key: key.to_string(),
                 size,
                 etag: etag.clone(),
+                modified: Some(*modified),
             },
         })
     }
@@ -112,11 +116,12 @@ impl ObjectStore for MemoryStore {
     async fn head(&self, key: &str) -> Result<ObjectMeta> {
         validate_key(key)?;
         let inner = self.lock();
-        let (body, etag) = inner.objects.get(key).ok_or_else(|| not_found(key))?;
+        let (body, etag, modified) = inner.objects.get(key).ok_or_else(|| not_found(key))?;
         Ok(ObjectMeta {
             key: key.to_string(),
             size: body.len() as u64,
             etag: etag.clone(),
+            modified: Some(*modified),
         })
     }
 
@@ -134,7 +139,7 @@ impl ObjectStore for MemoryStore {
         };
         let mut objects = Vec::new();
         let mut more = false;
-        for (key, (body, etag)) in inner.objects.range((lower, Bound::Unbounded)) {
+        for (key, (body, etag, modified)) in inner.objects.range((lower, Bound::Unbounded)) {
             if !key.starts_with(prefix) {
                 break;
             }
@@ -146,6 +151,7 @@ impl ObjectStore for MemoryStore {
                 key: key.clone(),
                 size: body.len() as u64,
                 etag: etag.clone(),
+                modified: Some(*modified),
             });
         }
         Ok(ListPage::new(objects, more))

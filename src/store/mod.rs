@@ -103,6 +103,11 @@ pub struct ObjectMeta {
     /// Size of the whole object in bytes.
     pub size: u64,
     pub etag: ETag,
+    /// When the object was last written, by the store's clock (S3
+    /// `Last-Modified`, the local file's mtime); `None` when the store did
+    /// not say. Garbage collection leaves alone objects younger than its
+    /// grace period by this time.
+    pub modified: Option<std::time::SystemTime>,
 }
 
 /// How a put relates to what is already stored under the key.

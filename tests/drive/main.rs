@@ -10,6 +10,7 @@ mod clone_copy;
 mod crash;
 mod durability;
 mod fsck;
+mod gc;
 mod history;
 mod model;
 mod offline;

@@ -1,9 +1,10 @@
 //! `cardfs fsck` through the real binary: a clean drive (exit 0, text and
 //! JSON), a content object deleted from the store (exit 50, naming the
-//! file), and a member's mount, which cannot check the drive (exit 51).
+//! file), and a member's mount, which cannot check the drive (exit 51)
+//! nor collect garbage (exit 46).
 
 use crate::support::mount::exit_code as code;
-use crate::support::mount::{Home, assert_ok, local_drive};
+use crate::support::mount::{Home, assert_ok, expect_error, local_drive};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -108,6 +109,9 @@ fn fsck_reports_a_clean_drive_a_missing_object_and_refuses_a_member() {
     assert_eq!(code(&out), 51, "{}", String::from_utf8_lossy(&out.stderr));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("only the drive's owner"), "{err}");
+    // Nor collect garbage.
+    let out = bob.run(&["gc", s(&b.mnt), "--dry-run"]);
+    expect_error(&out, 46, "only the drive's owner can collect garbage");
     b.unmount();
     a.unmount();
 }

@@ -13,6 +13,7 @@ mod control;
 mod durability;
 mod fsck;
 mod fuse;
+mod gc;
 mod history;
 mod invitation;
 mod local;

@@ -54,6 +54,8 @@ pub struct LocalState {
 struct Lru {
     tick: u64,
     total: u64,
+    /// The part of `total` that is pinned (not uploaded yet).
+    pinned: u64,
     entries: HashMap<[u8; 16], (u64, u64, bool)>, // size, tick, pinned
     order: BTreeMap<u64, [u8; 16]>,
 }
@@ -77,6 +79,9 @@ pub struct Cache {
     /// Bytes on disk of the metadata mirror beside the objects (kept up to
     /// date by `mirror::Mirror`); they count against `limit`.
     mirror_bytes: Arc<AtomicU64>,
+    /// Bytes of the journal file (kept up to date by `Journal`); they
+    /// count against `limit` too.
+    journal_bytes: Arc<AtomicU64>,
     /// Held (an exclusive file lock on `lock`) while a drive uses this
     /// directory: two engines on one cache would corrupt its journal.
     lock: Mutex<Option<File>>,
@@ -121,6 +126,7 @@ impl Cache {
             limit,
             lru: Mutex::new(Lru::default()),
             mirror_bytes: Arc::default(),
+            journal_bytes: Arc::default(),
             lock: Mutex::new(Some(lock)),
         };
         let mut found = Vec::new();
@@ -245,20 +251,19 @@ impl Cache {
 
     /// The object is in the store now: it may be evicted.
     pub fn unpin(&self, id: &[u8; 16]) {
-        let mut lru = self.lru.lock().expect("lru lock");
-        if let Some(e) = lru.entries.get_mut(id) {
-            e.2 = false;
-        }
-        drop(lru);
+        self.lru.lock().expect("lru lock").set_pinned(id, false);
         self.evict();
     }
 
     /// Pins an object (it is needed by an op not yet committed).
     pub fn pin(&self, id: &[u8; 16]) {
-        let mut lru = self.lru.lock().expect("lru lock");
-        if let Some(e) = lru.entries.get_mut(id) {
-            e.2 = true;
-        }
+        self.lru.lock().expect("lru lock").set_pinned(id, true);
+    }
+
+    /// Bytes on disk of the pinned objects (not uploaded yet): what
+    /// back-pressure weighs against the bound, in the bound's units.
+    pub fn pinned_bytes(&self) -> u64 {
+        self.lru.lock().expect("lru lock").pinned
     }
 
     /// Bytes of objects held in the cache.
@@ -273,7 +278,7 @@ impl Cache {
     }
 
     /// The most bytes this cache may hold in objects: its size bound less
-    /// what the metadata mirror takes, but never more than its filesystem
+    /// what the metadata mirror and the journal take, but never more than its filesystem
     /// can take (free space plus what the cache holds, less a margin of a
     /// tenth of the filesystem, at most 64 MiB). Data not yet uploaded
     /// counts against it (back-pressure on writers).
@@ -281,7 +286,8 @@ impl Cache {
         let held = self.size();
         let limit = self
             .limit
-            .saturating_sub(self.mirror_bytes.load(Ordering::Relaxed));
+            .saturating_sub(self.mirror_bytes.load(Ordering::Relaxed))
+            .saturating_sub(self.journal_bytes.load(Ordering::Relaxed));
         match rustix::fs::statvfs(&self.dir) {
             Ok(st) => {
                 let total = st.f_blocks.saturating_mul(st.f_frsize);
@@ -322,7 +328,12 @@ impl Cache {
 
     /// The journal of this directory and the records it holds.
     pub fn open_journal(&self) -> Result<(Journal, Vec<Record>)> {
-        Journal::open(&self.dir, self.cipher.clone(), &self.client)
+        Journal::open(
+            &self.dir,
+            self.cipher.clone(),
+            &self.client,
+            self.journal_bytes.clone(),
+        )
     }
 
     /// Saves the state; `durable` fsyncs it (a lost update only weakens
@@ -402,13 +413,31 @@ impl Lru {
         self.remove(&id);
         self.tick += 1;
         self.total += size;
+        if pinned {
+            self.pinned += size;
+        }
         self.entries.insert(id, (size, self.tick, pinned));
         self.order.insert(self.tick, id);
     }
     fn remove(&mut self, id: &[u8; 16]) {
-        if let Some((size, tick, _)) = self.entries.remove(id) {
+        if let Some((size, tick, pinned)) = self.entries.remove(id) {
             self.total -= size;
+            if pinned {
+                self.pinned -= size;
+            }
             self.order.remove(&tick);
+        }
+    }
+    fn set_pinned(&mut self, id: &[u8; 16], pinned: bool) {
+        if let Some(e) = self.entries.get_mut(id)
+            && e.2 != pinned
+        {
+            e.2 = pinned;
+            if pinned {
+                self.pinned += e.0;
+            } else {
+                self.pinned -= e.0;
+            }
         }
     }
 }

@@ -239,9 +239,19 @@ impl Engine {
                     // concurrent fsync) after this check is never erased.
                     {
                         let mut core = self.lock();
+                        let core = &mut *core;
+                        core.journal.committed(last);
                         if core.pending.is_empty() {
-                            let core = &mut *core;
                             core.journal.reset(core.dirty.keys().copied())?;
+                        } else if core.journal.mostly_committed() {
+                            // Steady writing never empties the queue: drop
+                            // the committed records so the journal (which
+                            // counts against the cache bound) stays small.
+                            let dirty: Vec<u64> = core.dirty.keys().copied().collect();
+                            if let Err(e) = core.journal.rewrite(&core.pending, dirty) {
+                                // The old file still holds every pending op.
+                                tracing::warn!(error = %e, "could not compact the journal; it keeps committed records until the next try");
+                            }
                         }
                     }
                     self.maybe_snapshot().await;

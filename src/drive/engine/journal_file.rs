@@ -16,6 +16,10 @@
 //!   follow damaged bytes.
 //! - An append that fails (a full disk) is logged and retried with the
 //!   next one; the ops stay queued in memory meanwhile.
+//! - The journal does not grow without bound under steady writing: once
+//!   most of its bytes are ops already committed (`mostly_committed`), the
+//!   engine rewrites it to the pending ops. Its size is published to the
+//!   cache (`bytes`), whose bound it counts against.
 
 use crate::drive::error::{DriveError, Result};
 use crate::format::crypto::{Cipher, NONCE_LEN, random_array};
@@ -25,6 +29,12 @@ use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A journal smaller than this is never rewritten just to drop committed
+/// records (an empty pending queue empties it anyway).
+const COMPACT_MIN: u64 = 1 << 20;
 
 /// One journal record.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,6 +58,12 @@ pub struct Journal {
     len: u64,
     /// Highest client seq appended.
     upto: u64,
+    /// Client seq and record length of every op in the file not known to
+    /// be committed, in file order; `live` is the sum of the lengths.
+    ops: VecDeque<(u64, u64)>,
+    live: u64,
+    /// `len`, published for the cache bound.
+    bytes: Arc<AtomicU64>,
     /// The last append failed (logged once until one succeeds again).
     failing: bool,
 }
@@ -72,8 +88,14 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DriveError + '_ {
 impl Journal {
     /// The journal `dir/journal`, sealed with `cipher` for client `client`,
     /// and every whole record it holds (a torn or damaged tail is ignored,
-    /// with an error logged if it was not simply short).
-    pub fn open(dir: &Path, cipher: Cipher, client: &[u8; 16]) -> Result<(Journal, Vec<Record>)> {
+    /// with an error logged if it was not simply short). `bytes` follows
+    /// the file's length.
+    pub fn open(
+        dir: &Path,
+        cipher: Cipher,
+        client: &[u8; 16],
+        bytes: Arc<AtomicU64>,
+    ) -> Result<(Journal, Vec<Record>)> {
         let path = dir.join("journal");
         let aad = journal_aad(client);
         let mut j = Journal {
@@ -83,11 +105,37 @@ impl Journal {
             file: None,
             len: 0,
             upto: 0,
+            ops: VecDeque::new(),
+            live: 0,
+            bytes,
             failing: false,
         };
         let (records, len) = j.read()?;
-        j.len = len;
+        j.set_len(len);
         Ok((j, records))
+    }
+
+    fn set_len(&mut self, len: u64) {
+        self.len = len;
+        self.bytes.store(len, Ordering::Relaxed);
+    }
+
+    /// Ops up to client seq `upto` are committed: their records are dead
+    /// weight in the file.
+    pub fn committed(&mut self, upto: u64) {
+        while let Some(&(seq, len)) = self.ops.front() {
+            if seq > upto {
+                break;
+            }
+            self.live -= len;
+            self.ops.pop_front();
+        }
+    }
+
+    /// Most of the file is ops already committed: time to `rewrite` it to
+    /// the pending ones.
+    pub fn mostly_committed(&self) -> bool {
+        self.len >= COMPACT_MIN && self.len > 2 * self.live
     }
 
     /// The whole records and the length they span.
@@ -120,10 +168,12 @@ impl Journal {
         unsealed: impl IntoIterator<Item = u64>,
     ) -> Result<()> {
         self.file = None;
-        let recs = ops.iter().map(|(s, o)| Rec::Op(*s, o));
-        let buf = self.encode(recs.chain(unsealed.into_iter().map(Rec::Unsealed)));
+        let (mut buf, sizes) = self.encode_ops(ops.iter());
+        buf.extend(self.encode(unsealed.into_iter().map(Rec::Unsealed)));
+        self.ops.clear();
+        self.live = 0;
         if buf.is_empty() {
-            self.len = 0;
+            self.set_len(0);
             return match fs::remove_file(&self.path) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_err(&self.path)(e)),
                 _ => Ok(()),
@@ -136,7 +186,9 @@ impl Journal {
             f.sync_all().map_err(io_err(&tmp))?;
         }
         fs::rename(&tmp, &self.path).map_err(io_err(&self.path))?;
-        self.len = buf.len() as u64;
+        self.set_len(buf.len() as u64);
+        self.live = sizes.iter().map(|(_, n)| n).sum();
+        self.ops = sizes;
         if let Some(dir) = self.path.parent() {
             File::open(dir)
                 .and_then(|d| d.sync_all())
@@ -160,9 +212,10 @@ impl Journal {
             return Ok(());
         }
         let start = pending.len() - new;
-        let recs = pending.range(start..).map(|(s, o)| Rec::Op(*s, o));
-        let buf = self.encode(recs);
+        let (buf, sizes) = self.encode_ops(pending.range(start..));
         self.write(&buf)?;
+        self.live += sizes.iter().map(|(_, n)| n).sum::<u64>();
+        self.ops.extend(sizes);
         self.upto = pending.back().map(|(s, _)| *s).unwrap_or(self.upto);
         Ok(())
     }
@@ -186,7 +239,9 @@ impl Journal {
                 _ => {}
             },
         }
-        self.len = 0;
+        self.set_len(0);
+        self.ops.clear();
+        self.live = 0;
         let buf = self.encode(unsealed.map(Rec::Unsealed));
         if !buf.is_empty() {
             let _ = self.write(&buf);
@@ -201,6 +256,21 @@ impl Journal {
             Some(f) => f.try_clone().map(Some).map_err(io_err(&self.path)),
             None => Ok(None),
         }
+    }
+
+    /// The sealed records of `ops`, and each one's client seq and length.
+    fn encode_ops<'a>(
+        &self,
+        ops: impl Iterator<Item = &'a (u64, Op)>,
+    ) -> (Vec<u8>, VecDeque<(u64, u64)>) {
+        let mut buf = Vec::new();
+        let mut sizes = VecDeque::new();
+        for (seq, op) in ops {
+            let rec = seal_record(&self.cipher, &self.aad, Rec::Op(*seq, op).plain());
+            sizes.push_back((*seq, rec.len() as u64));
+            buf.extend_from_slice(&rec);
+        }
+        (buf, sizes)
     }
 
     fn encode<'a>(&self, recs: impl Iterator<Item = Rec<'a>>) -> Vec<u8> {
@@ -228,7 +298,7 @@ impl Journal {
         })();
         match r {
             Ok(()) => {
-                self.len += buf.len() as u64;
+                self.set_len(self.len + buf.len() as u64);
                 if self.failing {
                     tracing::info!(path = %self.path.display(), "journal writable again");
                 }
@@ -373,4 +443,66 @@ fn parse_records(
         rest = after;
     }
     (out, used, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::crypto::SecretKey;
+
+    fn pending(range: std::ops::RangeInclusive<u64>) -> VecDeque<(u64, Op)> {
+        let ops = crate::fuzzing::sample_ops();
+        range
+            .map(|seq| (seq, ops[seq as usize % ops.len()].clone()))
+            .collect()
+    }
+
+    /// Under steady writing the queue never empties; once most of the
+    /// file is committed ops, a rewrite keeps only the pending ones, and
+    /// the published size follows the file.
+    #[test]
+    fn committed_records_are_dropped_by_a_rewrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes = Arc::new(AtomicU64::new(0));
+        let cipher = Cipher::new(&SecretKey::random());
+        let (mut j, recs) =
+            Journal::open(dir.path(), cipher.clone(), &[7; 16], bytes.clone()).unwrap();
+        assert!(recs.is_empty());
+        let mut queue = VecDeque::new();
+        let mut seq = 0;
+        while j.len < 2 * COMPACT_MIN {
+            seq += 1;
+            queue.extend(pending(seq..=seq));
+            j.catch_up(&queue).unwrap();
+        }
+        let file_len = || fs::metadata(dir.path().join("journal")).unwrap().len();
+        assert_eq!(bytes.load(Ordering::Relaxed), file_len());
+        assert!(!j.mostly_committed(), "nothing is committed yet");
+        // All but the last ten ops are committed.
+        let upto = seq - 10;
+        queue.retain(|(s, _)| *s > upto);
+        j.committed(upto);
+        assert!(j.mostly_committed());
+        let before = file_len();
+        j.rewrite(&queue, [42]).unwrap();
+        assert!(!j.mostly_committed());
+        let after = file_len();
+        assert!(after * 50 < before, "{before} -> {after} bytes");
+        assert_eq!(bytes.load(Ordering::Relaxed), after);
+        // Appends go on after the rewrite, and a reopen finds exactly the
+        // pending ops and the marker.
+        queue.extend(pending(seq + 1..=seq + 3));
+        j.catch_up(&queue).unwrap();
+        drop(j);
+        let (_, recs) = Journal::open(dir.path(), cipher, &[7; 16], bytes).unwrap();
+        let seqs: Vec<u64> = recs
+            .iter()
+            .filter_map(|r| match r {
+                Record::Op(s, _) => Some(*s),
+                Record::Unsealed(_) => None,
+            })
+            .collect();
+        assert_eq!(seqs, queue.iter().map(|(s, _)| *s).collect::<Vec<_>>());
+        assert!(recs.contains(&Record::Unsealed(42)));
+    }
 }

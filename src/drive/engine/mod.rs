@@ -15,6 +15,7 @@
 //! - `mirror`: the local copy of the volume's metadata objects that an
 //!   offline open verifies and starts from; `offline`: the checks of the
 //!   store's copy once it answers again, before anything is committed.
+//! - `gc`: the block ids a volume still needs (for the collector).
 //! - `past`: the tree at an earlier log position (snapshot at or before
 //!   it plus a verified replay).
 //! - `ops`: namespace operations; `io`: file content; `pressure`: writers
@@ -35,6 +36,7 @@
 pub(super) mod cache;
 pub(super) mod commit;
 pub(super) mod fsck;
+pub(super) mod gc;
 pub(super) mod history;
 pub(super) mod io;
 pub(super) mod journal;

@@ -369,15 +369,22 @@ async fn verify_volume(
     let snapshot_seq = head.seq;
     let mut known_checked = false;
     let mut at_state = None;
-    if let Some(s) = state
-        && s.head_seq == head.seq
-    {
-        if s.head_hash != head.hash {
-            return Err(fork(&keys.volume, s.head_seq, head.seq));
+    // At the head this client accepted before, the hash must be the one it
+    // accepted (else a fork); the tree there is the base its journal
+    // replays onto.
+    let mut check_known = |tree: &Tree, head: &Head| -> Result<()> {
+        if let Some(s) = state
+            && s.head_seq == head.seq
+        {
+            if s.head_hash != head.hash {
+                return Err(fork(&keys.volume, s.head_seq, head.seq));
+            }
+            known_checked = true;
+            at_state = want_base.then(|| tree.clone());
         }
-        known_checked = true;
-        at_state = want_base.then(|| tree.clone());
-    }
+        Ok(())
+    };
+    check_known(&tree, &head)?;
     while let Some((batch, next, _)) = keys
         .fetch_entry(
             source,
@@ -390,15 +397,7 @@ async fn verify_volume(
     {
         apply_batch(&mut tree, &batch);
         head = next;
-        if let Some(s) = state
-            && s.head_seq == head.seq
-        {
-            if s.head_hash != head.hash {
-                return Err(fork(&keys.volume, s.head_seq, head.seq));
-            }
-            known_checked = true;
-            at_state = want_base.then(|| tree.clone());
-        }
+        check_known(&tree, &head)?;
     }
     if let Some(s) = state {
         if s.head_seq > head.seq {

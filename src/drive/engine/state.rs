@@ -43,7 +43,7 @@ pub struct Dirty {
     /// with `blocks` they are this client's version of the file, even if
     /// another client changes the file meanwhile.
     pub(super) base: u64,
-    pub(super) base_blocks: BTreeMap<u64, meta::BlockRef>,
+    pub(super) base_blocks: meta::BlockMap,
 }
 
 /// An open file or directory.

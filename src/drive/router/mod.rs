@@ -14,11 +14,13 @@
 //!   between its copy and its replacement by a link.
 //! - Children: `inos` (inode numbers), `member_view` (discovery and the
 //!   synthetic root's entries, no router state), `synthetic` (serving the
-//!   synthetic root), `share_api` (sharing folders). Children import the
+//!   synthetic root), `share_api` (sharing folders), `collect` (garbage
+//!   collection of content objects). Children import the
 //!   router; the router imports only `inos` and `member_view` data types.
 //! - The drive-level lock on the cache directory is held from open until
 //!   shutdown/abandon; each engine also locks its own `v/<volume>/` cache.
 
+mod collect;
 mod inos;
 mod member_view;
 mod share_api;

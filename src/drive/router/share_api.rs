@@ -131,7 +131,7 @@ impl Router {
         self.me.card_id == self.header.header.owner.card_id
     }
 
-    fn owner_only(&self) -> Result<()> {
+    pub(super) fn owner_only(&self) -> Result<()> {
         if self.is_owner() {
             Ok(())
         } else {

@@ -8,7 +8,8 @@
 //! - [`signed`]: the signed and encrypted box shared by log entries and
 //!   snapshots;
 //! - [`node`] and [`ops`]: the records inside those boxes (nodes, block
-//!   refs, metadata ops, batches, snapshot bodies).
+//!   refs, metadata ops, batches, snapshot bodies); [`block_map`]: a
+//!   file's block refs by index, as nodes hold them in memory.
 //!
 //! Every item is re-exported here, so `format::meta::X` names it whatever
 //! submodule holds it.
@@ -17,12 +18,14 @@
 //! its content is decrypted or used; decoders refuse unknown magics,
 //! versions, flags, tags and trailing bytes.
 
+pub mod block_map;
 pub mod header;
 pub mod keyring;
 pub mod node;
 pub mod ops;
 pub mod signed;
 
+pub use block_map::BlockMap;
 pub use header::{DriveHeader, MemberRecord};
 pub use keyring::{Keyring, volume_key_context};
 pub use node::{

@@ -10,6 +10,7 @@
 //! otherwise); every count is checked against the bytes left before items
 //! are read.
 
+use super::BlockMap;
 use crate::format::content::BLOCK_SIZE;
 use crate::format::crypto::random_array;
 use crate::format::wire::{FormatError, Reader, Writer};
@@ -182,7 +183,7 @@ pub struct Node {
     pub target: Vec<u8>,
     /// Changes on every content change (conflict detection).
     pub version: u64,
-    pub blocks: BTreeMap<u64, BlockRef>,
+    pub blocks: BlockMap,
     pub xattrs: BTreeMap<Vec<u8>, Vec<u8>>,
     /// Directories: parent node (root: itself), entries, next cookie.
     pub parent: u64,

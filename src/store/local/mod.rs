@@ -397,6 +397,7 @@ impl Inner {
                 key: key.to_string(),
                 size,
                 etag,
+                modified: meta.modified().ok(),
             },
         })
     }
@@ -407,6 +408,7 @@ impl Inner {
             key: key.to_string(),
             size: meta.size(),
             etag: etag_of(&meta),
+            modified: meta.modified().ok(),
         })
     }
 
@@ -457,6 +459,7 @@ impl Inner {
                     key,
                     size: meta.size(),
                     etag: etag_of(&meta),
+                    modified: meta.modified().ok(),
                 });
             }
         }

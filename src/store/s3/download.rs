@@ -151,10 +151,12 @@ async fn get_once(
             partial,
         }) => (bytes, total, etag, partial),
     };
+    // Reads do not need the write time (listings and heads carry it).
     let meta = ObjectMeta {
         key: key.to_string(),
         size: total,
         etag: etag.clone(),
+        modified: None,
     };
     if !partial {
         let r = clamp_range(&want, total);

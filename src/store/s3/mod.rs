@@ -53,7 +53,7 @@ use bytes::Bytes;
 use errors::{Call, map_sdk_error};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use upload::S3Upload;
 
 /// Smallest part S3 accepts (except for the last part).
@@ -203,6 +203,7 @@ impl S3Inner {
             key: key.to_string(),
             size: out.content_length.unwrap_or(0).max(0) as u64,
             etag: ETag(out.e_tag.unwrap_or_default()),
+            modified: out.last_modified.and_then(|t| SystemTime::try_from(t).ok()),
         })
     }
 }
@@ -429,6 +430,7 @@ impl ObjectStore for S3Store {
                         key,
                         size: o.size.unwrap_or(0).max(0) as u64,
                         etag: ETag(o.e_tag.unwrap_or_default()),
+                        modified: o.last_modified.and_then(|t| SystemTime::try_from(t).ok()),
                     })
                 })
                 .collect();

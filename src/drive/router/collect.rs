@@ -1,0 +1,126 @@
+//! Garbage collection of content objects across every volume of the
+//! drive (owner only): list `c/`, gather what each volume still needs,
+//! delete the rest that is older than the grace period.
+//!
+//! Race rules (docs/ARCHITECTURE.md, "Collection"):
+//! - The listing is taken before any volume's live set: an object uploaded
+//!   after the listing is never a candidate; one uploaded before it is
+//!   either referenced by a state the live sets read, still held by its
+//!   client, or garbage.
+//! - An object younger than `grace` by the store's clock is never deleted:
+//!   another client's upload that is not committed yet is in no live set.
+//!   Clients re-seal instead of committing a new reference to an object of
+//!   their own older than half the grace (engine `commit`).
+//! - A volume that cannot be read fails the whole collection before
+//!   anything is deleted (its references are unknown).
+//! - Deleting is idempotent: a collection interrupted half-way deletes
+//!   only garbage, and the next one finishes it.
+
+use super::Router;
+use crate::drive::engine::gc::BlockIds;
+use crate::drive::error::{DriveError, Result};
+use crate::drive::types::{GcOptions, GcReport};
+use crate::drive::volume;
+use crate::format::hex::decode as unhex;
+use std::collections::BTreeSet;
+use std::time::SystemTime;
+
+/// Objects deleted per request.
+const DELETE_BATCH: usize = 1000;
+
+impl Router {
+    /// Collects content objects nothing needs (see the module doc);
+    /// `progress` gets (objects examined or deleted, total).
+    pub async fn gc(
+        &self,
+        opts: &GcOptions,
+        progress: &(dyn Fn(u64, u64) + Send + Sync),
+    ) -> Result<GcReport> {
+        self.owner_only()?;
+        let started = SystemTime::now();
+        let store = self.store().clone();
+        let listed = store.list_all("c/").await?;
+        let listed_at = SystemTime::now();
+        // Every volume with a keyring, each through its engine (opened on
+        // first use).
+        let mut vols = BTreeSet::new();
+        for m in store.list_all("k/").await? {
+            match m.key.split('/').nth(1).and_then(unhex::<16>) {
+                Some(v) => vols.insert(v),
+                None => return Err(DriveError::tampered(&m.key, "not a keyring name")),
+            };
+        }
+        let mut live = BlockIds::new();
+        for v in vols {
+            let e = self.engine(v).await?;
+            e.live_blocks(opts.keep, &mut live).await?;
+        }
+        let mut report = GcReport {
+            objects: listed.len() as u64,
+            bytes: listed.iter().map(|m| m.size).sum(),
+            ..Default::default()
+        };
+        let mut doomed = Vec::new();
+        for m in &listed {
+            let Some(id) = content_id(&m.key) else {
+                continue; // Not a content object name: not ours to judge.
+            };
+            if live.contains(&id) {
+                report.live_objects += 1;
+                report.live_bytes += m.size;
+                continue;
+            }
+            let age = m
+                .modified
+                .and_then(|t| listed_at.duration_since(t).ok())
+                .unwrap_or_default();
+            if m.modified.is_none() || age < opts.grace {
+                report.young_objects += 1;
+                report.young_bytes += m.size;
+                continue;
+            }
+            report.reclaimed_objects += 1;
+            report.reclaimed_bytes += m.size;
+            doomed.push(m.key.clone());
+        }
+        let total = doomed.len() as u64;
+        progress(0, total);
+        if !opts.dry_run {
+            let mut done = 0;
+            for chunk in doomed.chunks(DELETE_BATCH) {
+                store.delete_many(chunk).await?;
+                done += chunk.len() as u64;
+                progress(done, total);
+            }
+        }
+        report.millis = started.elapsed().map_or(0, |d| d.as_millis() as u64);
+        tracing::info!(
+            reclaimed_objects = report.reclaimed_objects,
+            reclaimed_bytes = report.reclaimed_bytes,
+            live_objects = report.live_objects,
+            dry_run = opts.dry_run,
+            "content collection finished"
+        );
+        Ok(report)
+    }
+}
+
+/// The block id a content object name stands for (`None`: not one).
+fn content_id(key: &str) -> Option<[u8; 16]> {
+    let id = unhex::<16>(key.strip_prefix("c/")?)?;
+    (volume::content_key(&id) == key).then_some(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::format::hex::encode as hex;
+
+    #[test]
+    fn only_content_names_parse() {
+        let id = [7u8; 16];
+        assert_eq!(super::content_id(&format!("c/{}", hex(&id))), Some(id));
+        assert_eq!(super::content_id("c/0707"), None);
+        assert_eq!(super::content_id("c/zz"), None);
+        assert_eq!(super::content_id(&format!("k/{}", hex(&id))), None);
+    }
+}

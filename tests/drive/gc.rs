@@ -1,0 +1,318 @@
+//! Garbage collection of content objects (engine level, MemoryStore):
+//! what goes, what the retention window and the grace period keep, a
+//! collection cut off half-way, two clients, and revocation completed by
+//! re-encryption plus collection.
+
+use crate::support::drive::*;
+use crate::support::pattern;
+use async_trait::async_trait;
+use bytes::Bytes;
+use cardfs::drive::*;
+use cardfs::store::{
+    ETag, GetOptions, GetResult, ListPage, MultipartUpload, ObjectMeta, ObjectStore, PutMode,
+    Result as StoreResult, StoreError,
+};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+fn now_all() -> GcOptions {
+    GcOptions {
+        grace: Duration::ZERO,
+        keep: Duration::ZERO,
+        dry_run: false,
+    }
+}
+
+async fn gc(d: &Drive, opts: &GcOptions) -> GcReport {
+    d.gc(opts, &|_, _| {}).await.unwrap()
+}
+
+/// Content object names and their total bytes.
+async fn content(store: &dyn ObjectStore) -> (BTreeSet<String>, u64) {
+    let all = store.list_all("c/").await.unwrap();
+    let bytes = all.iter().map(|o| o.size).sum();
+    (all.into_iter().map(|o| o.key).collect(), bytes)
+}
+
+/// Writes `data` as the whole new content of `ino`.
+async fn overwrite(d: &Drive, ino: Ino, data: &[u8]) {
+    let fh = d.open(ino, libc::O_RDWR | libc::O_TRUNC).await.unwrap();
+    let zero = SetAttr {
+        size: Some(0),
+        ..Default::default()
+    };
+    d.setattr(ino, Some(fh), zero).await.unwrap();
+    d.write(ino, fh, 0, data).await.unwrap();
+    d.release(ino, fh).await.unwrap();
+}
+
+/// Opens the drive again on an empty cache and checks `files` read back.
+async fn reopen_reads(env: &Env, cache: &str, files: &[(&str, &[u8])]) {
+    let d = env.open_with(cache).await;
+    for (name, data) in files {
+        let ino = lookup(&d, name).await.unwrap();
+        assert_eq!(&read_all(&d, ino).await, data, "{name}");
+    }
+    d.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overwritten_and_deleted_content_goes_and_live_content_stays() {
+    let env = Env::new().await;
+    let d = env.open().await;
+    let keep = pattern((3 << 20) + 17, 1);
+    put(&d, ROOT_INO, "keep", &keep).await;
+    sync(&d).await;
+    let (live, live_bytes) = content(env.store.as_ref()).await;
+    assert_eq!(live.len(), 4);
+    let f = put(&d, ROOT_INO, "f", &pattern(2 << 20, 2)).await;
+    sync(&d).await;
+    for i in 3..7 {
+        overwrite(&d, f, &pattern(2 << 20, i)).await;
+        sync(&d).await;
+    }
+    d.unlink(ROOT_INO, os("f")).await.unwrap();
+    sync(&d).await;
+    let (before, before_bytes) = content(env.store.as_ref()).await;
+    assert_eq!(before.len(), 4 + 5 * 2);
+
+    // The default window keeps every version written in the last 7 days.
+    let r = gc(
+        &d,
+        &GcOptions {
+            grace: Duration::ZERO,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(r.reclaimed_objects, 0);
+    assert_eq!(content(env.store.as_ref()).await.0, before);
+    // A dry run deletes nothing but counts what would go.
+    let r = gc(
+        &d,
+        &GcOptions {
+            dry_run: true,
+            ..now_all()
+        },
+    )
+    .await;
+    assert_eq!(
+        (r.reclaimed_objects, r.reclaimed_bytes),
+        (10, before_bytes - live_bytes)
+    );
+    assert_eq!(content(env.store.as_ref()).await.0, before);
+
+    let r = gc(&d, &now_all()).await;
+    assert_eq!(r.objects, 14);
+    assert_eq!((r.live_objects, r.live_bytes), (4, live_bytes));
+    assert_eq!(
+        (r.reclaimed_objects, r.reclaimed_bytes),
+        (10, before_bytes - live_bytes)
+    );
+    assert_eq!(content(env.store.as_ref()).await, (live, live_bytes));
+    // Nothing more to collect.
+    assert_eq!(gc(&d, &now_all()).await.reclaimed_objects, 0);
+    d.shutdown().await.unwrap();
+    reopen_reads(&env, "fresh", &[("keep", &keep)]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_grace_period_keeps_young_garbage() {
+    let env = Env::new().await;
+    let d = env.open().await;
+    let f = put(&d, ROOT_INO, "f", b"first version").await;
+    sync(&d).await;
+    overwrite(&d, f, b"second version").await;
+    sync(&d).await;
+    let before = content(env.store.as_ref()).await;
+    let r = gc(
+        &d,
+        &GcOptions {
+            grace: HOUR,
+            keep: Duration::ZERO,
+            dry_run: false,
+        },
+    )
+    .await;
+    assert_eq!((r.young_objects, r.reclaimed_objects), (1, 0));
+    assert_eq!(content(env.store.as_ref()).await, before);
+    d.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_and_unsealed_content_is_never_collected() {
+    let env = Env::new().await;
+    let store = faulty(env.store.clone());
+    let d = Drive::open_drive(store.clone(), env.id.clone(), env.opts("cache"))
+        .await
+        .unwrap();
+    let old = put(&d, ROOT_INO, "old", b"committed").await;
+    sync(&d).await;
+    // Content uploaded, its log entry refused: pending in this engine.
+    store.update_config(|c| c.refuse_puts = vec![cardfs::store::KeyMatch::Contains("/l/".into())]);
+    overwrite(&d, old, &pattern(1 << 20, 9)).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), d.sync(&|_, _| {})).await;
+    let uploaded = content(env.store.as_ref()).await.0;
+    assert_eq!(
+        uploaded.len(),
+        2,
+        "the new block is in the store, uncommitted"
+    );
+    let r = gc(&d, &now_all()).await;
+    assert_eq!(r.live_objects, 2);
+    assert_eq!(content(env.store.as_ref()).await.0, uploaded);
+    store.update_config(|c| c.refuse_puts.clear());
+    sync(&d).await;
+    let r = gc(&d, &now_all()).await;
+    assert_eq!(
+        r.reclaimed_objects, 1,
+        "the committed version replaced the old one"
+    );
+    d.shutdown().await.unwrap();
+    reopen_reads(&env, "fresh", &[("old", &pattern(1 << 20, 9))]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_clients_uncommitted_upload_survives_a_collection() {
+    let env = Env::new().await;
+    let a = env.open_with("a").await;
+    put(&a, ROOT_INO, "a", b"from a").await;
+    sync(&a).await;
+    // Client B uploads content whose log entry cannot be written yet.
+    let b_store = faulty(env.store.clone());
+    let b = Drive::open_drive(b_store.clone(), env.id.clone(), env.opts("b"))
+        .await
+        .unwrap();
+    b_store
+        .update_config(|c| c.refuse_puts = vec![cardfs::store::KeyMatch::Contains("/l/".into())]);
+    let data = pattern((1 << 20) + 5, 4);
+    put(&b, ROOT_INO, "b", &data).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), b.sync(&|_, _| {})).await;
+    assert_eq!(content(env.store.as_ref()).await.0.len(), 3);
+    // A collects with the default grace: B's young upload stays.
+    let r = gc(
+        &a,
+        &GcOptions {
+            keep: Duration::ZERO,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(
+        (r.live_objects, r.young_objects, r.reclaimed_objects),
+        (1, 2, 0)
+    );
+    b_store.update_config(|c| c.refuse_puts.clear());
+    sync(&b).await;
+    b.shutdown().await.unwrap();
+    a.shutdown().await.unwrap();
+    reopen_reads(&env, "fresh", &[("a", b"from a"), ("b", &data)]).await;
+}
+
+/// A store whose deletes stop working after `left` of them (a collector
+/// killed half-way).
+#[derive(Debug)]
+struct DeletesCut {
+    inner: Arc<dyn ObjectStore>,
+    left: AtomicI64,
+}
+
+#[async_trait]
+impl ObjectStore for DeletesCut {
+    async fn put(&self, key: &str, body: Bytes, mode: PutMode) -> StoreResult<ETag> {
+        self.inner.put(key, body, mode).await
+    }
+    async fn get(&self, key: &str, o: GetOptions) -> StoreResult<GetResult> {
+        self.inner.get(key, o).await
+    }
+    async fn head(&self, key: &str) -> StoreResult<ObjectMeta> {
+        self.inner.head(key).await
+    }
+    async fn list(&self, p: &str, after: Option<&str>, limit: usize) -> StoreResult<ListPage> {
+        self.inner.list(p, after, limit).await
+    }
+    async fn delete(&self, key: &str) -> StoreResult<()> {
+        if self.left.fetch_sub(1, Ordering::SeqCst) <= 0 {
+            return Err(StoreError::Transient {
+                message: "killed".into(),
+                retry_after: None,
+            });
+        }
+        self.inner.delete(key).await
+    }
+    async fn put_multipart(&self, key: &str) -> StoreResult<Box<dyn MultipartUpload>> {
+        self.inner.put_multipart(key).await
+    }
+    fn describe(&self) -> String {
+        "deletes cut".into()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collection_cut_off_half_way_loses_nothing_live() {
+    let env = Env::new().await;
+    let cut = Arc::new(DeletesCut {
+        inner: env.store.clone(),
+        left: AtomicI64::new(i64::MAX),
+    });
+    let d = Drive::open_drive(cut.clone(), env.id.clone(), env.opts("cache"))
+        .await
+        .unwrap();
+    let keep = pattern((2 << 20) + 3, 7);
+    put(&d, ROOT_INO, "keep", &keep).await;
+    let f = put(&d, ROOT_INO, "f", &pattern(4 << 20, 1)).await;
+    sync(&d).await;
+    overwrite(&d, f, b"small").await;
+    sync(&d).await;
+    cut.left.store(2, Ordering::SeqCst);
+    assert!(d.gc(&now_all(), &|_, _| {}).await.is_err());
+    assert_eq!(content(env.store.as_ref()).await.0.len(), 3 + 1 + 2);
+    d.abandon().await;
+    reopen_reads(&env, "after-cut", &[("keep", &keep), ("f", b"small")]).await;
+    // The next collection finishes the job.
+    cut.left.store(i64::MAX, Ordering::SeqCst);
+    let d = Drive::open_drive(cut.clone(), env.id.clone(), env.opts("cache"))
+        .await
+        .unwrap();
+    assert_eq!(gc(&d, &now_all()).await.reclaimed_objects, 2);
+    assert_eq!(content(env.store.as_ref()).await.0.len(), 4);
+    d.shutdown().await.unwrap();
+    reopen_reads(&env, "fresh", &[("keep", &keep), ("f", b"small")]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reencryption_and_collection_leave_no_object_of_the_old_generation() {
+    let env = Env::new().await;
+    let d = env.open().await;
+    let dir = d
+        .mkdir(ROOT_INO, os("shared"), 0o755, WHO)
+        .await
+        .unwrap()
+        .ino;
+    let data = pattern((2 << 20) + 99, 3);
+    put(&d, dir, "doc", &data).await;
+    sync(&d).await;
+    let (bob, carol) = (Identity::generate(), Identity::generate());
+    let info = d.share_add(dir, bob.member(Role::Reader)).await.unwrap();
+    d.share_add(info.ino, carol.member(Role::Reader))
+        .await
+        .unwrap();
+    sync(&d).await;
+    let old = content(env.store.as_ref()).await.0;
+    d.share_remove(info.ino, &bob.card_id).await.unwrap();
+    d.share_reencrypt(info.ino, &|_, _| {}).await.unwrap();
+    sync(&d).await;
+    gc(&d, &now_all()).await;
+    let now = content(env.store.as_ref()).await.0;
+    assert_eq!(now.len(), 3);
+    assert!(
+        now.is_disjoint(&old),
+        "an object of the old generation is left"
+    );
+    d.shutdown().await.unwrap();
+    reopen_reads(&env, "fresh", &[("shared/doc", &data)]).await;
+}
