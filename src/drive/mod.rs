@@ -301,12 +301,10 @@ impl Drive {
         if !self.is_owner() {
             return Err(DriveError::NotPermitted);
         }
-        let held = self
-            .r
-            .engines()
-            .iter()
-            .flat_map(|e| e.held_block_ids())
-            .collect();
+        let mut held = std::collections::HashSet::new();
+        for e in self.r.engines() {
+            e.held_blocks(&mut held);
+        }
         let (store, header) = (self.r.store().clone(), self.r.header());
         engine::fsck::check_drive(store, header, self.r.identity(), held, opts, progress).await
     }

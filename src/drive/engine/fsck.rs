@@ -14,12 +14,12 @@
 //!   Only a store that fails to answer (or refuses access) stops the check
 //!   with an error, since its result would be incomplete.
 //! - Objects this mount still holds but has not committed (pending
-//!   uploads, unsealed files) are not orphans.
+//!   uploads, unsealed files: `Engine::held_blocks` of `gc`) are not
+//!   orphans.
 //!
 //! Imports: `volume`, `tree`, `identity`, `error` and the engine's
 //! `open::VerifiedHeader`; never `router`.
 
-use super::Engine;
 use super::commit::apply_batch;
 use super::open::VerifiedHeader;
 use crate::drive::error::{DriveError, Result};
@@ -489,24 +489,4 @@ async fn verify_object(
     Ok(content::open_chunks(&cipher, id, len, all, &got.bytes)
         .err()
         .map(|e| format!("does not decrypt with its block ref's key: {e}")))
-}
-
-impl Engine {
-    /// Content objects this engine references that the store's trees may
-    /// not yet: every block of its view (committed plus pending), of open
-    /// unlinked files, of unsealed files' bases, and every queued upload.
-    pub fn held_block_ids(&self) -> HashSet<[u8; 16]> {
-        let core = self.lock();
-        let nodes = core.view.nodes.values().chain(core.orphans.values());
-        let mut ids: HashSet<[u8; 16]> = nodes
-            .flat_map(|n| n.blocks.values().map(|b| b.id))
-            .collect();
-        ids.extend(
-            core.dirty
-                .values()
-                .flat_map(|d| d.base_blocks.values().map(|b| b.id)),
-        );
-        ids.extend(core.uploads.keys().copied());
-        ids
-    }
 }
