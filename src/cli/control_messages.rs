@@ -259,7 +259,8 @@ pub struct FsckVolume {
     pub generations: u32,
     pub log_entries: u64,
     pub snapshots: u64,
-    pub snapshot_checked: bool,
+    /// Snapshots compared with the state their log entries give.
+    pub snapshots_checked: u64,
     pub nodes: u64,
     pub block_refs: u64,
     /// Its state could not be established (see the problems).
@@ -578,7 +579,7 @@ mod tests {
                             generations: 2,
                             log_entries: 9,
                             snapshots: 1,
-                            snapshot_checked: true,
+                            snapshots_checked: 1,
                             nodes: 4,
                             block_refs: 3,
                             failed: false,

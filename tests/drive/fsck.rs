@@ -75,7 +75,10 @@ async fn a_healthy_drive_checks_clean_with_every_object_counted() {
         assert!(!root.failed && !team.failed);
         assert!(root.log_entries >= 4, "{root:?}");
         assert_eq!((team.nodes, team.block_refs), (3, 2), "{team:?}");
-        assert!(team.snapshot_checked, "the new volume's snapshot: {team:?}");
+        assert_eq!(
+            team.snapshots_checked, 1,
+            "the new volume's snapshot: {team:?}"
+        );
     }
     d.shutdown().await.unwrap();
 }
@@ -187,7 +190,7 @@ async fn older_versions_and_deleted_files_are_counted_as_orphans() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_damaged_log_entry_is_named_and_members_may_not_check() {
+async fn a_damaged_log_entry_or_snapshot_is_named_and_members_may_not_check() {
     let env = Env::new().await;
     let d = env.open().await;
     let (_, _, bob) = populated(&env, &d).await;
@@ -209,14 +212,30 @@ async fn a_damaged_log_entry_is_named_and_members_may_not_check() {
         .put(&entry, Bytes::from(bytes), PutMode::Overwrite)
         .await
         .unwrap();
+    // And the shared folder's snapshot (its only one).
+    let snapshots: Vec<String> = keys_under(env.store.as_ref(), "v/")
+        .await
+        .into_iter()
+        .filter(|k| k.contains("/s/"))
+        .collect();
+    assert_eq!(snapshots.len(), 1, "{snapshots:?}");
+    let mut bytes = object_bytes(env.store.as_ref(), &snapshots[0]).await;
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x40;
+    env.store
+        .put(&snapshots[0], Bytes::from(bytes), PutMode::Overwrite)
+        .await
+        .unwrap();
     let r = fsck(&d, false).await;
-    assert!(
-        r.problems
-            .iter()
-            .any(|p| p.kind == ProblemKind::Metadata && p.object == entry),
-        "{:?}",
-        r.problems
-    );
+    for object in [&entry, &snapshots[0]] {
+        assert!(
+            r.problems
+                .iter()
+                .any(|p| p.kind == ProblemKind::Metadata && &p.object == object),
+            "{object}: {:?}",
+            r.problems
+        );
+    }
     let failed: Vec<_> = r.volumes.iter().filter(|v| v.failed).collect();
     assert_eq!(
         failed.len(),

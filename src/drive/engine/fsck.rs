@@ -1,7 +1,7 @@
 //! `fsck`: a check of the whole drive as the store holds it. Every volume
 //! (found by listing the keyrings) is verified from its keyrings, through
-//! its log from entry 0 (signatures, hash chain, generations), against its
-//! newest snapshot, to the tree at its head; then every content object a
+//! its log from entry 0 (signatures, hash chain, generations), against
+//! each usable snapshot, to the tree at its head; then every content object a
 //! current tree references is checked (in the store listing with the size
 //! its block ref implies, or with `verify_content` fetched and decrypted
 //! with its key), and content objects no tree references are counted as
@@ -79,10 +79,11 @@ pub struct VolumeCheck {
     pub generations: u32,
     /// Log entries verified (from entry 0 to the head).
     pub log_entries: u64,
-    /// Snapshot objects in the store, and whether the newest usable one
-    /// was compared with the log's state.
+    /// Snapshot objects in the store, and how many of them (those sealed
+    /// under the newest keyring generation, the ones clients use) were
+    /// compared with the state their log entries give.
     pub snapshots: u64,
-    pub snapshot_checked: bool,
+    pub snapshots_checked: u64,
     /// Nodes and block refs of the tree at the head.
     pub nodes: u64,
     pub block_refs: u64,
@@ -236,7 +237,7 @@ fn as_problem(e: DriveError, fallback: &str) -> Result<FsckProblem> {
 }
 
 /// Verifies one volume: keyrings, the log from entry 0, the newest
-/// snapshot against the log's state at its position.
+/// snapshots against the log's state at their positions.
 async fn check_volume(
     store: &dyn ObjectStore,
     header: &VerifiedHeader,
@@ -250,7 +251,7 @@ async fn check_volume(
         generations: 0,
         log_entries: 0,
         snapshots: 0,
-        snapshot_checked: false,
+        snapshots_checked: 0,
         nodes: 0,
         block_refs: 0,
         failed: true,
@@ -272,14 +273,20 @@ async fn check_volume(
         }
     };
     check.generations = keys.generations.len() as u32;
-    check.snapshots = store.list_all(&format!("v/{}/s/", hex(&vol))).await?.len() as u64;
-    let snapshot = match volume::newest_snapshot(store, &keys).await {
-        Ok(s) => s,
-        Err(e) => {
-            problems.push(as_problem(e, &format!("v/{}/s/", hex(&vol)))?);
-            None
+    // Every snapshot is compared with the log's state at its position
+    // when the replay gets there (one in memory at a time).
+    let prefix = format!("v/{}/s/", hex(&vol));
+    let listed = store.list_all(&prefix).await?;
+    check.snapshots = listed.len() as u64;
+    let mut snapshot_seqs = BTreeSet::new();
+    for m in &listed {
+        match u64::from_str_radix(&m.key[prefix.len()..], 16) {
+            Ok(seq) if volume::snapshot_key(&vol, seq) == m.key => {
+                snapshot_seqs.insert(seq);
+            }
+            _ => problems.push(metadata(&m.key, "not a snapshot name")),
         }
-    };
+    }
     let mut tree = Tree::default();
     let mut head: Option<Head> = None;
     loop {
@@ -305,15 +312,25 @@ async fn check_volume(
                 return Ok(VolumeState { check, tree: None });
             }
         }
-        if let (Some((at, body)), Some(h)) = (&snapshot, head)
-            && at.seq == h.seq
-        {
-            check.snapshot_checked = true;
-            if body.nodes != tree.all_nodes() || body.clients != tree.clients {
-                problems.push(metadata(
-                    &volume::snapshot_key(&vol, at.seq),
-                    "snapshot differs from the state its log entries give",
-                ));
+        if let Some(h) = head.filter(|h| snapshot_seqs.contains(&h.seq)) {
+            let name = volume::snapshot_key(&vol, h.seq);
+            match volume::snapshot_at_or_before(store, &keys, h.seq).await {
+                // Sealed under an older keyring generation: never used
+                // (a member removed since could have signed it).
+                Ok(None) => {}
+                Ok(Some((at, _))) if at.seq != h.seq => {}
+                Ok(Some((at, body))) => {
+                    check.snapshots_checked += 1;
+                    if at.hash != h.hash {
+                        problems.push(metadata(&name, "covers another log entry"));
+                    } else if body.nodes != tree.all_nodes() || body.clients != tree.clients {
+                        problems.push(metadata(
+                            &name,
+                            "snapshot differs from the state its log entries give",
+                        ));
+                    }
+                }
+                Err(e) => problems.push(as_problem(e, &name)?),
             }
         }
     }
