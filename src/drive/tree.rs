@@ -8,12 +8,17 @@
 //!   POSIX error the engine reports for it.
 //! - Directory link counts are `2 + subdirectories`; a non-directory's is
 //!   its number of names; a node whose last name goes is removed.
+//! - Nodes and directory indexes are shared (`Arc`) between clones of a
+//!   tree and copied on write, so the engine's committed tree and view
+//!   hold one copy of every node neither has changed since they were
+//!   last made equal ([`Tree::share_from`]).
 
 use super::error::{DriveError, Result};
 use crate::format::content::BLOCK_SIZE;
 use crate::format::crypto::random_array;
 use crate::format::meta::{KIND_DIR, KIND_FILE, Node, Op, Time};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 /// The root directory's node id.
 pub const ROOT: u64 = 1;
@@ -42,10 +47,13 @@ pub fn fresh_id(tree: &Tree) -> u64 {
 /// All nodes plus, per directory, entries ordered by cookie.
 #[derive(Debug, Clone, Default)]
 pub struct Tree {
-    pub(super) nodes: HashMap<u64, Node>,
-    cookies: HashMap<u64, BTreeMap<u64, Vec<u8>>>,
+    pub(super) nodes: HashMap<u64, Arc<Node>>,
+    cookies: HashMap<u64, Arc<BTreeMap<u64, Vec<u8>>>>,
     /// Per writing client, the last `client_seq` it committed.
     pub(super) clients: BTreeMap<[u8; 16], u64>,
+    /// Ops applied since this tree was last made equal to another by
+    /// sharing (an upper bound on the nodes it holds a copy of).
+    applied: usize,
 }
 
 impl Tree {
@@ -62,15 +70,32 @@ impl Tree {
                     .iter()
                     .map(|(name, l)| (l.cookie, name.clone()))
                     .collect();
-                t.cookies.insert(n.id, idx);
+                t.cookies.insert(n.id, Arc::new(idx));
             }
-            t.nodes.insert(n.id, n);
+            t.nodes.insert(n.id, Arc::new(n));
         }
         t
     }
 
     pub fn get(&self, id: u64) -> Result<&Node> {
-        self.nodes.get(&id).ok_or(DriveError::NotFound)
+        self.nodes
+            .get(&id)
+            .map(|n| n.as_ref())
+            .ok_or(DriveError::NotFound)
+    }
+
+    /// Makes this tree equal to `other`, sharing every node with it (no
+    /// node is copied until one of the two trees changes it).
+    pub fn share_from(&mut self, other: &Tree) {
+        self.clone_from(other);
+        self.applied = 0;
+    }
+
+    /// Whether enough ops were applied since the last [`Tree::share_from`]
+    /// that sharing again with an equal tree is worth its cost (a copy of
+    /// the node table: amortised, a constant per op).
+    pub fn worth_sharing(&self) -> bool {
+        self.applied >= (self.nodes.len() / 16).max(64)
     }
 
     pub fn dir(&self, id: u64) -> Result<&Node> {
@@ -131,11 +156,14 @@ impl Tree {
     }
 
     fn node_mut(&mut self, id: u64) -> Result<&mut Node> {
-        self.nodes.get_mut(&id).ok_or(DriveError::NotFound)
+        self.nodes
+            .get_mut(&id)
+            .map(Arc::make_mut)
+            .ok_or(DriveError::NotFound)
     }
 
     fn insert_entry(&mut self, parent: u64, name: Vec<u8>, child: u64, time: Time) {
-        let p = self.nodes.get_mut(&parent).expect("validated parent");
+        let p = self.node_mut(parent).expect("validated parent");
         let cookie = p.next_cookie;
         p.next_cookie += 1;
         p.entries.insert(
@@ -147,16 +175,16 @@ impl Tree {
         );
         p.mtime = time;
         p.ctime = time;
-        self.cookies.entry(parent).or_default().insert(cookie, name);
+        Arc::make_mut(self.cookies.entry(parent).or_default()).insert(cookie, name);
     }
 
     fn remove_entry(&mut self, parent: u64, name: &[u8], time: Time) -> u64 {
-        let p = self.nodes.get_mut(&parent).expect("validated parent");
+        let p = self.node_mut(parent).expect("validated parent");
         let link = p.entries.remove(name).expect("validated entry");
         p.mtime = time;
         p.ctime = time;
         if let Some(idx) = self.cookies.get_mut(&parent) {
-            idx.remove(&link.cookie);
+            Arc::make_mut(idx).remove(&link.cookie);
         }
         link.node
     }
@@ -166,17 +194,17 @@ impl Tree {
     fn drop_name(&mut self, parent: u64, child: u64, time: Time) -> Option<Node> {
         let is_dir = self.nodes.get(&child).map(|n| is_dirlike(n.kind))?;
         if is_dir {
-            if let Some(p) = self.nodes.get_mut(&parent) {
+            if let Ok(p) = self.node_mut(parent) {
                 p.nlink = p.nlink.saturating_sub(1);
             }
             self.cookies.remove(&child);
-            return self.nodes.remove(&child);
+            return self.nodes.remove(&child).map(Arc::unwrap_or_clone);
         }
-        let n = self.nodes.get_mut(&child)?;
+        let n = self.node_mut(child).ok()?;
         n.nlink = n.nlink.saturating_sub(1);
         n.ctime = time;
         if n.nlink == 0 {
-            return self.nodes.remove(&child);
+            return self.nodes.remove(&child).map(Arc::unwrap_or_clone);
         }
         None
     }
@@ -204,6 +232,7 @@ impl Tree {
     /// Applies one op. Returns the nodes it removed (so the engine can keep
     /// open files readable). On error the tree is unchanged.
     pub fn apply(&mut self, op: &Op) -> Result<Vec<Node>> {
+        self.applied += 1;
         let mut removed = Vec::new();
         match op {
             Op::Create { parent, name, node } => {
@@ -219,8 +248,8 @@ impl Tree {
                     root.parent = ROOT;
                     root.nlink = 2;
                     root.entries.clear();
-                    self.cookies.insert(ROOT, BTreeMap::new());
-                    self.nodes.insert(ROOT, root);
+                    self.cookies.insert(ROOT, Arc::default());
+                    self.nodes.insert(ROOT, Arc::new(root));
                     return Ok(removed);
                 }
                 if self.dir(*parent)?.entries.contains_key(name) {
@@ -233,7 +262,7 @@ impl Tree {
                     n.nlink = 2;
                     n.parent = *parent;
                     if n.kind == KIND_DIR {
-                        self.cookies.insert(n.id, BTreeMap::new());
+                        self.cookies.insert(n.id, Arc::default());
                     }
                     self.node_mut(*parent)?.nlink += 1;
                 } else {
@@ -241,7 +270,7 @@ impl Tree {
                     n.parent = 0;
                 }
                 let (id, t) = (n.id, n.crtime);
-                self.nodes.insert(id, n);
+                self.nodes.insert(id, Arc::new(n));
                 self.insert_entry(*parent, name.clone(), id, t);
             }
             Op::Link {
@@ -431,7 +460,7 @@ impl Tree {
 
     /// All nodes, for a snapshot.
     pub fn all_nodes(&self) -> Vec<Node> {
-        let mut v: Vec<Node> = self.nodes.values().cloned().collect();
+        let mut v: Vec<Node> = self.nodes.values().map(|n| (**n).clone()).collect();
         v.sort_by_key(|n| n.id);
         v
     }
@@ -462,6 +491,47 @@ mod tests {
             name: name.as_bytes().to_vec(),
             node: Box::new(n),
         })
+    }
+
+    /// Two trees made equal by sharing hold one copy of each node; a
+    /// change to one copies only what it touches and never shows in the
+    /// other.
+    #[test]
+    fn shared_trees_copy_on_write() {
+        let mut committed = Tree::default();
+        create(&mut committed, 0, "", node(ROOT, KIND_DIR)).unwrap();
+        for i in 0..10 {
+            create(
+                &mut committed,
+                ROOT,
+                &format!("f{i}"),
+                node(10 + i, KIND_FILE),
+            )
+            .unwrap();
+        }
+        let mut view = Tree::default();
+        view.share_from(&committed);
+        assert!(!view.worth_sharing());
+        for id in [ROOT, 10, 19] {
+            assert!(Arc::ptr_eq(&view.nodes[&id], &committed.nodes[&id]));
+        }
+        create(&mut view, ROOT, "new", node(30, KIND_FILE)).unwrap();
+        view.apply(&Op::Unlink {
+            parent: ROOT,
+            name: b"f0".to_vec(),
+            node: 10,
+            time: Time::default(),
+        })
+        .unwrap();
+        // The view changed the root and dropped f0; committed did not.
+        assert!(committed.lookup(ROOT, b"new").is_err());
+        assert_eq!(committed.lookup(ROOT, b"f0").unwrap(), 10);
+        assert_eq!(committed.entries_after(ROOT, 0, 100).len(), 10);
+        assert_eq!(view.entries_after(ROOT, 0, 100).len(), 10);
+        assert!(view.get(10).is_err() && committed.get(10).is_ok());
+        assert!(!Arc::ptr_eq(&view.nodes[&ROOT], &committed.nodes[&ROOT]));
+        // Untouched nodes stay shared.
+        assert!(Arc::ptr_eq(&view.nodes[&19], &committed.nodes[&19]));
     }
 
     /// A volume link counts like a subdirectory, holds nothing, can be

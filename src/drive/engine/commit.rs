@@ -106,6 +106,10 @@ impl Engine {
                     core.view.clients = core.committed.clients.clone();
                 }
             }
+            if simple && core.view.worth_sharing() {
+                let core = &mut *core;
+                core.view.share_from(&core.committed);
+            }
             core.head = head;
             if !simple {
                 core.rebase(&self.me.card_id);
@@ -232,6 +236,11 @@ impl Engine {
                         core.fatal = None;
                         if core.pending.is_empty() {
                             core.view.clients = core.committed.clients.clone();
+                            if core.view.worth_sharing() {
+                                // Equal now: one copy of each node, not two.
+                                let core = &mut *core;
+                                core.view.share_from(&core.committed);
+                            }
                         }
                     }
                     self.save_state(false)?;

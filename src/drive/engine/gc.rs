@@ -36,7 +36,7 @@ fn add_nodes<'a>(out: &mut BlockIds, nodes: impl IntoIterator<Item = &'a Node>) 
 }
 
 fn add_tree(out: &mut BlockIds, t: &Tree) {
-    add_nodes(out, t.nodes.values());
+    add_nodes(out, t.nodes.values().map(|n| &**n));
 }
 
 impl Engine {

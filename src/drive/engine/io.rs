@@ -512,7 +512,7 @@ impl Engine {
     /// queues one `SetContent` op. Unlinked files keep their data in
     /// memory only.
     pub fn seal(&self, core: &mut Core, ino: Ino, durable: bool) -> Result<()> {
-        let Some(n) = core.view.nodes.get(&ino) else {
+        let Some(n) = core.view.nodes.get(&ino).map(|n| &**n) else {
             return Ok(());
         };
         if !core.dirty.contains_key(&ino) {

@@ -166,7 +166,7 @@ fn rename_for_conflict(tree: &Tree, op: Op, card: &[u8; 32]) -> Op {
 fn conflict_copy(old_view: &Tree, view: &Tree, node: u64, card: &[u8; 32]) -> Option<Op> {
     let mine = old_view.nodes.get(&node)?;
     let (parent, name) = view.name_of(node).or_else(|| old_view.name_of(node))?;
-    let mut copy = mine.clone();
+    let mut copy = (**mine).clone();
     copy.id = fresh_id(view);
     copy.entries.clear();
     tracing::warn!(

@@ -111,7 +111,7 @@ impl Engine {
                     .nodes
                     .values()
                     .filter(|n| n.kind == KIND_FILE && n.blocks.values().any(|b| b.epoch != epoch))
-                    .cloned()
+                    .map(|n| (**n).clone())
                     .collect()
             };
             if todo.is_empty() {

@@ -191,6 +191,7 @@ impl Core {
         self.view
             .nodes
             .get(&id)
+            .map(|n| &**n)
             .or_else(|| self.orphans.get(&id))
             .ok_or(DriveError::NotFound)
     }
@@ -350,7 +351,7 @@ impl Core {
             .collect();
         for id in gone {
             if let Some(n) = old_view.nodes.get(&id) {
-                self.orphans.insert(id, n.clone());
+                self.orphans.insert(id, (**n).clone());
             }
         }
     }
