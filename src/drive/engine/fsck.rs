@@ -361,7 +361,7 @@ pub fn node_paths(tree: &Tree) -> HashMap<u64, Vec<PathBuf>> {
         };
         for (name, link) in &n.entries {
             let p = path.join(OsStr::from_bytes(name));
-            let child: Option<&Node> = tree.nodes.get(&link.node);
+            let child: Option<&Node> = tree.nodes.get(&link.node).map(|n| &**n);
             if child.is_some_and(|c| c.kind == KIND_DIR) && !out.contains_key(&link.node) {
                 stack.push((link.node, p.clone()));
             }

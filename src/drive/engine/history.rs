@@ -86,7 +86,7 @@ fn node_at<'a>(tree: &'a Tree, path: &[Vec<u8>]) -> Option<&'a Node> {
     for name in path {
         id = tree.lookup(id, name).ok()?;
     }
-    tree.nodes.get(&id)
+    tree.nodes.get(&id).map(|n| &**n)
 }
 
 /// The entry whose effect on the path is judged once the state after it
@@ -257,7 +257,7 @@ impl Engine {
                     })?;
                     continue;
                 }
-                let mut copy = n.clone();
+                let mut copy = Node::clone(n);
                 copy.id = fresh_id(&core.view);
                 copy.version = u64::from_le_bytes(random_array());
                 copy.ctime = t;
