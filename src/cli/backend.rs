@@ -269,6 +269,22 @@ impl Backend for DriveBackend {
                 };
                 Ok(Answer::Cards { cards, rejected })
             }
+            Request::Fsck { verify_content } => {
+                super::fsck::serve(&self.drive, verify_content, progress).await
+            }
+            Request::History { path } => super::history::serve_history(&self.drive, &path).await,
+            Request::Restore {
+                path,
+                at,
+                to,
+                suffix,
+            } => {
+                let (answer, parent, dest) =
+                    super::history::serve_restore(&self.drive, &path, &at, to, suffix).await?;
+                // The kernel may remember that the name did not exist.
+                self.forget_entry(parent, &dest);
+                Ok(answer)
+            }
             Request::Status | Request::Sync | Request::Unmount => {
                 anyhow::bail!("{request:?} is answered by the daemon itself")
             }

@@ -100,6 +100,27 @@ pub enum Request {
         #[serde(with = "hex_array")]
         id: [u8; 32],
     },
+    /// Check the whole drive (`cardfs fsck`).
+    Fsck {
+        verify_content: bool,
+    },
+    /// The versions of the file or folder at `path` (below the mount root;
+    /// it may be deleted now).
+    History {
+        #[serde(with = "hex_bytes")]
+        path: Vec<u8>,
+    },
+    /// Bring `path` back as it was at `at` (RFC 3339, UTC) into `to` (below
+    /// the mount root), or by default to `path` itself when it is free,
+    /// else beside it as `NAME.restored-SUFFIX`.
+    Restore {
+        #[serde(with = "hex_bytes")]
+        path: Vec<u8>,
+        at: String,
+        #[serde(with = "opt_hex_bytes")]
+        to: Option<Vec<u8>>,
+        suffix: String,
+    },
     /// Collect content objects nothing needs (`cardfs gc`): unreferenced
     /// objects older than `grace_secs`; history kept for `keep_secs`
     /// (`None`: the mount's setting).
@@ -150,10 +171,112 @@ pub enum Answer {
         cards: Vec<String>,
         rejected: Vec<String>,
     },
+    /// What `cardfs fsck` found.
+    Fsck {
+        report: Box<FsckReport>,
+    },
+    /// The versions `cardfs history` lists, oldest first.
+    History {
+        versions: Vec<HistoryVersion>,
+    },
+    /// What `cardfs restore` did.
+    Restored {
+        report: RestoreReport,
+    },
     /// What a collection found and did.
     Gc {
         report: GcSummary,
     },
+}
+
+/// One version of a path (`cardfs history --json`, documented in
+/// docs/CLI.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryVersion {
+    /// The time of the change (its writer's clock), RFC 3339 UTC with
+    /// nanoseconds: exact, so `restore --at` with it gets this version.
+    pub time: String,
+    /// The position of the change in its volume's log.
+    pub seq: u64,
+    /// `present` (in the oldest state kept), `created`, `moved_in`,
+    /// `modified`, `replaced`, `attributes`, `moved_away` or `deleted`.
+    pub change: String,
+    /// `file`, `dir`, `symlink`, ... (before the change for `deleted`).
+    pub kind: String,
+    pub size: u64,
+    /// The file's modification time then, RFC 3339 UTC.
+    pub mtime: String,
+    /// The id of the client (a cache directory) that made the change;
+    /// zeros for `present`.
+    #[serde(with = "hex_array")]
+    pub client: [u8; 16],
+    /// That client is this mount.
+    pub this_client: bool,
+}
+
+/// What `cardfs restore` did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreReport {
+    /// Where it was restored, below the mount root.
+    pub dest: String,
+    /// The time of the change whose state was restored (RFC 3339 UTC).
+    pub state_time: String,
+    pub nodes: u64,
+    pub bytes: u64,
+    /// Shared-folder links inside the restored folder, not restored.
+    pub skipped_links: u64,
+}
+
+/// What `cardfs fsck --json` prints (documented in docs/CLI.md: names and
+/// meanings never change, new fields may be added). Paths are relative to
+/// the mount root.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct FsckReport {
+    /// No object is missing or damaged (orphans are no problem).
+    pub clean: bool,
+    /// Every referenced content object was fetched and decrypted
+    /// (`--verify-content`); otherwise its presence and size were checked.
+    pub content_verified: bool,
+    pub volumes: Vec<FsckVolume>,
+    pub problems: Vec<FsckProblem>,
+    /// Distinct content objects the current trees reference, and their
+    /// bytes in the store.
+    pub referenced_objects: u64,
+    pub referenced_bytes: u64,
+    /// Content objects no current tree references (what a collection
+    /// deletes), and their bytes.
+    pub orphan_objects: u64,
+    pub orphan_bytes: u64,
+}
+
+/// One volume of an [`FsckReport`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FsckVolume {
+    #[serde(with = "hex_array")]
+    pub volume: [u8; 16],
+    /// Where it is linked (empty: the drive's root; `null`: not linked).
+    pub path: Option<String>,
+    pub generations: u32,
+    pub log_entries: u64,
+    pub snapshots: u64,
+    /// Snapshots compared with the state their log entries give.
+    pub snapshots_checked: u64,
+    pub nodes: u64,
+    pub block_refs: u64,
+    /// Its state could not be established (see the problems).
+    pub failed: bool,
+}
+
+/// One object that failed the check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FsckProblem {
+    /// `missing`, `damaged` (content) or `metadata`.
+    pub kind: String,
+    /// The store key of the object.
+    pub object: String,
+    pub reason: String,
+    /// The files that reference it.
+    pub paths: Vec<String>,
 }
 
 /// A garbage collection's figures (`cardfs gc --json`): the drive's
@@ -301,6 +424,24 @@ mod hex_bytes {
     }
 }
 
+/// Optional bytes as hex text or null.
+mod opt_hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        match bytes {
+            Some(b) => super::hex_bytes::serialize(b, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+        #[derive(Deserialize)]
+        struct Hex(#[serde(with = "super::hex_bytes")] Vec<u8>);
+        Ok(Option::<Hex>::deserialize(d)?.map(|h| h.0))
+    }
+}
+
 /// A fixed-size byte array (card id, volume id) as hex text.
 mod hex_array {
     use serde::{Deserialize, Deserializer, Serializer, de::Error};
@@ -365,6 +506,24 @@ mod tests {
                 identity: "bob@example.org\n{\"type\":\"unmount\"}".into(),
             },
             Request::CardGet { id: [3; 32] },
+            Request::Fsck {
+                verify_content: true,
+            },
+            Request::History {
+                path: b"docs/a b".to_vec(),
+            },
+            Request::Restore {
+                path: b"docs".to_vec(),
+                at: "2026-11-29T10:00:00.5Z".into(),
+                to: Some(b"back\n".to_vec()),
+                suffix: "x".into(),
+            },
+            Request::Restore {
+                path: b"f".to_vec(),
+                at: "2026-11-29T10:00:00Z".into(),
+                to: None,
+                suffix: "x".into(),
+            },
         ] {
             round_trip(r);
         }
@@ -408,6 +567,32 @@ mod tests {
                 answer: Answer::Cards {
                     cards: vec!["card".into()],
                     rejected: vec![],
+                },
+            },
+            Reply::Done {
+                answer: Answer::Fsck {
+                    report: Box::new(FsckReport {
+                        clean: false,
+                        volumes: vec![FsckVolume {
+                            volume: [5; 16],
+                            path: None,
+                            generations: 2,
+                            log_entries: 9,
+                            snapshots: 1,
+                            snapshots_checked: 1,
+                            nodes: 4,
+                            block_refs: 3,
+                            failed: false,
+                        }],
+                        problems: vec![FsckProblem {
+                            kind: "missing".into(),
+                            object: "c/00".into(),
+                            reason: "content object missing".into(),
+                            paths: vec!["a\nb".into()],
+                        }],
+                        orphan_objects: 2,
+                        ..FsckReport::default()
+                    }),
                 },
             },
             Reply::Error {

@@ -102,6 +102,11 @@ pub enum UserError {
     NothingShared { store: String },
     /// `mount` over a directory that is not empty (without `-o nonempty`).
     MountpointNotEmpty { path: PathBuf },
+    /// `fsck` found missing or damaged objects (listed in its output).
+    FsckProblems { path: PathBuf, problems: usize },
+    /// `fsck` could not run to its end (the store failed, or the mount is
+    /// not the owner's): nothing is known about the unchecked part.
+    FsckIncomplete { reason: String },
     /// `gc` on a member's mount: only the owner sees every volume, so only
     /// the owner can tell what nothing needs.
     GcNotOwner,
@@ -141,6 +146,8 @@ impl UserError {
             UserError::DriveForged { .. } => 44,
             UserError::NothingShared { .. } => 45,
             UserError::MountpointNotEmpty { .. } => 17,
+            UserError::FsckProblems { .. } => 50,
+            UserError::FsckIncomplete { .. } => 51,
             UserError::GcNotOwner => 46,
         }
     }
@@ -330,6 +337,17 @@ impl fmt::Display for UserError {
                  (empty it, or mount anyway with -o nonempty)",
                 path.display()
             ),
+            UserError::FsckProblems { path, problems } => write!(
+                f,
+                "the drive mounted on {} has {problems} missing or damaged object{} (listed \
+                 above with the files they belong to); reading those files fails with EIO",
+                path.display(),
+                if *problems == 1 { "" } else { "s" }
+            ),
+            UserError::FsckIncomplete { reason } => write!(
+                f,
+                "the check could not be completed ({reason}); run it again once the cause is fixed"
+            ),
         }
     }
 }
@@ -456,6 +474,11 @@ mod tests {
             UserError::DriveForged { reason: s.clone() },
             UserError::NothingShared { store: s },
             UserError::MountpointNotEmpty { path: "/m".into() },
+            UserError::FsckProblems {
+                path: "/m".into(),
+                problems: 2,
+            },
+            UserError::FsckIncomplete { reason: "x".into() },
             UserError::GcNotOwner,
         ]
     }

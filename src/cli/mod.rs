@@ -11,6 +11,8 @@ mod daemon;
 mod directory;
 mod envelope;
 mod exit;
+mod fsck;
+mod history;
 mod init;
 mod invitation;
 mod key;
@@ -101,6 +103,43 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check a mounted drive you own: every volume's keyrings, log and
+    /// snapshots, every content object its files reference; counts
+    /// orphaned objects. Exit 50 when something is missing or damaged.
+    Fsck {
+        /// Where the drive is mounted.
+        mountpoint: PathBuf,
+        /// Print the report as JSON (fields in docs/CLI.md).
+        #[arg(long)]
+        json: bool,
+        /// Fetch and decrypt every content object (otherwise presence and
+        /// size are checked from the store listing).
+        #[arg(long)]
+        verify_content: bool,
+    },
+    /// List the versions of a file or folder on a mounted drive (also of
+    /// one deleted since), from the history the store keeps.
+    History {
+        /// A path on a mounted drive (it may no longer exist).
+        path: PathBuf,
+        /// Print a JSON array of versions (fields in docs/CLI.md).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Bring a file or folder back as it was at a time: as a new copy,
+    /// never over anything (PATH itself if it is gone, else
+    /// PATH.restored-TIME, or DEST).
+    Restore {
+        /// A path on a mounted drive (it may no longer exist).
+        path: PathBuf,
+        /// RFC 3339 (2026-11-29T10:14:00Z), a date, or a span ago (2h, 3d).
+        #[arg(long, value_name = "TIME")]
+        at: String,
+        /// Where to put it (must not exist; in the same shared folder, or
+        /// outside any, as PATH).
+        #[arg(long, value_name = "DEST")]
+        to: Option<PathBuf>,
+    },
     /// Mount a drive someone shared with you, from the invitation line
     /// their `cardfs share add` printed (shows their fingerprint to compare).
     Join(invitation::JoinArgs),
@@ -171,6 +210,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             json,
         } => control_cmds::gc(&mountpoint, grace, keep, dry_run, json),
         Command::Status { mountpoint, json } => control_cmds::status(mountpoint.as_deref(), json),
+        Command::Fsck {
+            mountpoint,
+            json,
+            verify_content,
+        } => fsck::run(&mountpoint, json, verify_content),
+        Command::History { path, json } => history::history(&path, json),
+        Command::Restore { path, at, to } => history::restore(&path, &at, to.as_deref()),
         Command::Join(args) => invitation::join(args),
         Command::Share(c) => share::run(c),
         Command::Key(c) => key::run(c),

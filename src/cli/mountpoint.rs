@@ -67,6 +67,15 @@ fn unescape(field: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The innermost cardfs mount holding the absolute path `path`, if any.
+pub fn cardfs_mount_holding(path: &Path) -> io::Result<Option<PathBuf>> {
+    Ok(mounts()?
+        .into_iter()
+        .filter(|m| m.fstype == "fuse.cardfs" && path.starts_with(&m.mountpoint))
+        .map(|m| m.mountpoint)
+        .max_by_key(|m| m.components().count()))
+}
+
 /// The mount on exactly `path`, if any (the last one, which is the visible one).
 pub fn mount_at(path: &Path) -> io::Result<Option<MountEntry>> {
     let path = absolute(path)?;

@@ -1,4 +1,4 @@
-//! Progress output for long waits (sync, unmount): a bar on a terminal,
+//! Progress output for long waits (sync, unmount, fsck): a bar on a terminal,
 //! nothing otherwise, so scripts and logs stay clean.
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -12,14 +12,24 @@ pub struct Progress {
 impl Progress {
     /// A bar labelled `message`, hidden unless stderr is a terminal.
     pub fn new(message: &'static str) -> Self {
+        Self::with_template(
+            message,
+            "{msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
+        )
+    }
+
+    /// A bar counting objects (`done`/`total` are counts, not bytes).
+    pub fn counting(message: &'static str) -> Self {
+        Self::with_template(message, "{msg} [{bar:30}] {pos}/{len} objects ({eta})")
+    }
+
+    fn with_template(message: &'static str, template: &str) -> Self {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
             bar.set_style(
-                ProgressStyle::with_template(
-                    "{msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
+                ProgressStyle::with_template(template)
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
             );
             bar.set_message(message);
             bar

@@ -93,12 +93,8 @@ fn locate(path: &Path) -> anyhow::Result<OnMount> {
     let abs = path
         .canonicalize()
         .with_context(|| format!("cannot use {}", path.display()))?;
-    let mounts = mountpoint::mounts().context("reading /proc/self/mountinfo")?;
-    let mnt = mounts
-        .into_iter()
-        .filter(|m| m.fstype == "fuse.cardfs" && abs.starts_with(&m.mountpoint))
-        .map(|m| m.mountpoint)
-        .max_by_key(|m| m.components().count())
+    let mnt = mountpoint::cardfs_mount_holding(&abs)
+        .context("reading /proc/self/mountinfo")?
         .ok_or_else(|| UserError::NotMounted { path: abs.clone() })?;
     let rel = abs.strip_prefix(&mnt)?.to_path_buf();
     Ok(OnMount { mnt, rel })

@@ -31,6 +31,12 @@ pub fn rfc3339(t: SystemTime) -> String {
     format!("{date}T{time}Z")
 }
 
+/// RFC 3339 in UTC with nanoseconds: `YYYY-MM-DDTHH:MM:SS.NNNNNNNNNZ`
+/// (exact: parsing it back gives the same time).
+pub fn rfc3339_nanos(t: SystemTime) -> String {
+    humantime::format_rfc3339_nanos(t).to_string()
+}
+
 /// Seconds since the Unix epoch as a time (0 for times before it).
 pub fn from_unix(secs: u64) -> SystemTime {
     UNIX_EPOCH + std::time::Duration::from_secs(secs)

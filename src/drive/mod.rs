@@ -34,6 +34,8 @@
 //!
 //! Module map (each child opens with what it owns; the arrows are the only
 //! imports between them, and there are no cycles):
+//! - `history_api`: [`Drive::history`] and [`Drive::restore`]: a mount
+//!   path to its volume and the names inside it. -> router, engine, leaves.
 //! - `namespace`: the filesystem calls of [`Drive`], implemented once:
 //!   resolve the inode through the router, call the volume's engine,
 //!   translate node ids back to inode numbers. -> router, engine, leaves.
@@ -50,6 +52,7 @@ mod clock;
 pub use clock::Clock;
 mod engine;
 mod error;
+mod history_api;
 mod identity;
 mod namespace;
 mod router;
@@ -60,11 +63,14 @@ mod volume;
 /// The local journal and state file parsers, for `crate::fuzzing`.
 pub(crate) use engine::cache::{LocalState, open_state, seal_state};
 pub use engine::commit::SNAPSHOT_EVERY;
+pub use engine::fsck::{FsckOptions, FsckProblem, FsckReport, ProblemKind, VolumeCheck};
+pub use engine::history::{Change, Restored, Version};
 pub(crate) use engine::journal_file::{
     JournalStop, Record as JournalRecord, encode_journal_record, parse_journal,
     parse_journal_record, seal_journal_record,
 };
 pub use error::{DriveError, Result};
+pub use history_api::{RestoreInfo, RestoreTo};
 pub use identity::{Identity, Member, Role};
 pub use types::*;
 pub use volume::genesis::create_volume;
@@ -280,6 +286,28 @@ impl Drive {
         progress: &(dyn Fn(u64, u64) + Send + Sync),
     ) -> Result<()> {
         self.r.share_reencrypt(ino, progress).await
+    }
+
+    /// Checks the whole drive as the store holds it (every volume's
+    /// keyrings, log and snapshot, every content object the current trees
+    /// reference) and counts orphaned content objects; read-only. Owner
+    /// only (`NotPermitted` otherwise). Damaged or missing objects are in
+    /// the report; an error means the check could not run to its end.
+    /// `progress` gets (done, total) content objects.
+    pub async fn fsck(
+        &self,
+        opts: FsckOptions,
+        progress: &(dyn Fn(u64, u64) + Send + Sync),
+    ) -> Result<FsckReport> {
+        if !self.is_owner() {
+            return Err(DriveError::NotPermitted);
+        }
+        let mut held = std::collections::HashSet::new();
+        for e in self.r.engines() {
+            e.held_blocks(&mut held);
+        }
+        let (store, header) = (self.r.store().clone(), self.r.header());
+        engine::fsck::check_drive(store, header, self.r.identity(), held, opts, progress).await
     }
 
     /// The drive owner's card bytes from the drive header.

@@ -96,22 +96,8 @@ fn share_list(home: &Home, m: &Mounted) -> String {
 /// `share add` of Alice's shared folder with `member` (by identity, after
 /// comparing its fingerprint), as a reader when `read_only`.
 fn share_with(alice: &Home, a: &Mounted, member: &Home, read_only: bool) {
-    let fp = member.fingerprint();
     let folder = a.path(SHARED);
-    let id = member.identity();
-    let mut args = vec![
-        "share",
-        "add",
-        s(&folder),
-        "--with",
-        &id,
-        "--fingerprint",
-        &fp,
-    ];
-    if read_only {
-        args.push("--read-only");
-    }
-    let out = alice.ok(&args);
+    let out = alice.share_folder(&folder, member, read_only);
     assert!(
         out.contains(&format!("shared {}", folder.display())),
         "{out}"

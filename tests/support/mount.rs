@@ -125,6 +125,18 @@ impl Home {
             .unwrap()
     }
 
+    /// `cardfs share add FOLDER --with MEMBER` (by identity, with the
+    /// member's fingerprint, as a reader when `read_only`); its stdout.
+    pub fn share_folder(&self, folder: &Path, member: &Home, read_only: bool) -> String {
+        let (fp, id) = (member.fingerprint(), member.identity());
+        let folder = folder.to_str().unwrap();
+        let mut args = vec!["share", "add", folder, "--with", &id, "--fingerprint", &fp];
+        if read_only {
+            args.push("--read-only");
+        }
+        self.ok(&args)
+    }
+
     /// `cardfs` with this home and environment.
     pub fn cmd(&self) -> Command {
         let mut cmd = Command::new(cardfs_bin());

@@ -81,7 +81,7 @@ impl Engine {
     /// The block ids the engine holds now: committed tree, view, pending
     /// ops, uploads, the base blocks of unsealed writes, open unlinked
     /// files.
-    fn held_blocks(&self, out: &mut BlockIds) {
+    pub fn held_blocks(&self, out: &mut BlockIds) {
         let core = self.lock();
         add_tree(out, &core.committed);
         add_tree(out, &core.view);

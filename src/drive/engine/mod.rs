@@ -10,6 +10,8 @@
 //!   `journal_file`: its records, appended as each op is queued; `commit`: refresh, commit,
 //!   upload, snapshots and the background task; `lifecycle`: sync, shutdown,
 //!   abandon; `rotation`: key rotation and re-encryption of the volume.
+//! - `fsck`: the read-only check of a whole drive as the store holds it;
+//!   `history`: a path's versions, and restoring a past state of it.
 //! - `mirror`: the local copy of the volume's metadata objects that an
 //!   offline open verifies and starts from; `offline`: the checks of the
 //!   store's copy once it answers again, before anything is committed.
@@ -35,7 +37,9 @@
 
 pub(super) mod cache;
 pub(super) mod commit;
+pub(super) mod fsck;
 pub(super) mod gc;
+pub(super) mod history;
 pub(super) mod io;
 pub(super) mod journal;
 pub(super) mod journal_file;

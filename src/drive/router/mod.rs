@@ -176,6 +176,11 @@ impl Router {
         &self.store
     }
 
+    /// The identity this mount opened the drive with.
+    pub fn identity(&self) -> &Identity {
+        &self.me
+    }
+
     /// The verified drive header.
     pub fn header(&self) -> &VerifiedHeader {
         &self.header
