@@ -495,7 +495,6 @@ impl Tree {
     }
 
     /// All nodes, sorted by id.
-    #[cfg(test)]
     pub fn all_nodes(&self) -> Vec<Node> {
         let mut v: Vec<Node> = self.nodes.values().map(|n| (**n).clone()).collect();
         v.sort_by_key(|n| n.id);

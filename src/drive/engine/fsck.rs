@@ -296,7 +296,7 @@ async fn check_volume(
         match volume::fetch_entry(store, &keys, seq, &prev, prev_generation).await {
             Ok(Fetched::End) => break,
             Ok(Fetched::Entry(batch, next, _)) => {
-                apply_batch(&mut tree, &batch);
+                apply_batch(&mut tree, &batch, &mut HashSet::new());
                 head = Some(next);
                 check.log_entries += 1;
             }

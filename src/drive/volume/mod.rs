@@ -32,8 +32,8 @@ pub(super) mod genesis;
 pub(super) mod held_keys;
 
 pub use checkpoint::{
-    PageIndex, newest_checkpoint, page_prefix, plan_pages, snapshot_at_or_before, snapshot_prefix,
-    write_checkpoint, write_snapshot,
+    PageIndex, newest_checkpoint, page_prefix, plan_pages, snapshot_at_or_before, snapshot_key,
+    snapshot_prefix, write_checkpoint, write_snapshot,
 };
 
 use super::error::{DriveError, Result};
