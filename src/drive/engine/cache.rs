@@ -87,18 +87,31 @@ pub struct Cache {
     lock: Mutex<Option<File>>,
 }
 
+/// How long `lock_dir` waits for a lock that is held: a process that forks
+/// (to run a child) while a lock file is open holds a duplicate of the
+/// descriptor, and so the lock, until the child's exec closes it; a drive
+/// closed and reopened at that moment must not fail for that.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Takes the exclusive lock on `dir/lock` (creating `dir`), held until the
-/// returned file is dropped; another holder => `CacheInUse`.
+/// returned file is dropped; a holder that keeps it past `LOCK_WAIT` =>
+/// `CacheInUse`.
 pub fn lock_dir(dir: &Path) -> Result<File> {
     fs::create_dir_all(dir).map_err(io_err(dir))?;
     let lock_path = dir.join("lock");
     let lock = File::create(&lock_path).map_err(io_err(&lock_path))?;
-    match lock.try_lock() {
-        Ok(()) => Ok(lock),
-        Err(std::fs::TryLockError::WouldBlock) => {
-            Err(DriveError::CacheInUse(dir.display().to_string()))
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match lock.try_lock() {
+            Ok(()) => return Ok(lock),
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(DriveError::CacheInUse(dir.display().to_string()));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io_err(&lock_path)(e)),
         }
-        Err(std::fs::TryLockError::Error(e)) => Err(io_err(&lock_path)(e)),
     }
 }
 
