@@ -4,7 +4,7 @@
 //!
 //! Targets: the identity formats (card, key file, envelope) and every
 //! parser of the drive formats ([`DRIVE_TARGETS`]: drive header, keyring
-//! and its member list, signed box, log batch, checkpoint root and page,
+//! and its member list, signed box, log batch, checkpoint root and page, log base,
 //! node and op records, content block, local journal and state), seeded by
 //! [`drive_seeds`] (`cargo run --example fuzz_seeds`, run by `scripts/fuzz`).
 //!
@@ -27,7 +27,7 @@ use crate::format::keyfile::KeyFile;
 use crate::format::meta::keyring::{read_secret_part, write_secret_part};
 use crate::format::meta::{
     AttrChange, Batch, BlockRef, CheckpointRoot, DirLink, DriveHeader, ENTRY_MAGIC, KIND_DIR,
-    KIND_FILE, KIND_SYMLINK, KIND_VOLUME, Keyring, MemberRecord, Node, Op, PagePlace,
+    KIND_FILE, KIND_SYMLINK, KIND_VOLUME, Keyring, LogBase, MemberRecord, Node, Op, PagePlace,
     SNAPSHOT_MAGIC, SignedHead, Time, decode_page_body, encode_page_body, open_page, open_signed,
     peek_signed, seal_page, seal_signed,
 };
@@ -137,6 +137,23 @@ pub fn drive_header(data: &[u8]) {
     let bytes = signed(data);
     if let Ok(h) = DriveHeader::open(&bytes) {
         assert_eq!(h.seal(&signer()), bytes, "accepted header is not canonical");
+    }
+}
+
+/// Log base (object `v/VOLUME/b/SEQ`). Re-signed with the fixed key, an
+/// accepted base lists exactly the hashes of `first..=seq` and re-seals
+/// to the same bytes.
+pub fn log_base(data: &[u8]) {
+    let owner = signer().verifying_key();
+    let _ = LogBase::open(data, &owner);
+    let bytes = signed(data);
+    if let Ok(b) = LogBase::open(&bytes, &owner) {
+        assert_eq!(b.hashes.len() as u64, b.seq - b.first + 1);
+        assert_eq!(
+            b.seal(&signer()),
+            bytes,
+            "accepted log base is not canonical"
+        );
     }
 }
 
@@ -424,6 +441,7 @@ pub const DRIVE_TARGETS: &[(&str, Target)] = &[
     ("log_batch", log_batch),
     ("checkpoint_root", checkpoint_root),
     ("page", page),
+    ("log_base", log_base),
     ("node", node),
     ("op", op),
     ("content_block", content_block),
@@ -624,6 +642,23 @@ pub fn drive_seeds() -> Vec<(&'static str, Vec<u8>)> {
     out.push(("drive_header", unsigned(&header).to_vec()));
     out.push(("drive_header", header));
 
+    for (first, seq) in [(0u64, 0u64), (65, 129)] {
+        let base = LogBase {
+            drive_id: [0x21; 16],
+            volume: [0x22; 16],
+            first,
+            seq,
+            root: [0x23; 32],
+            prev: if first == 0 { [0; 32] } else { [0x24; 32] },
+            hashes: (first..=seq)
+                .map(|s| crate::format::meta::sha256(&s.to_le_bytes()))
+                .collect(),
+        }
+        .seal(&sk);
+        out.push(("log_base", unsigned(&base).to_vec()));
+        out.push(("log_base", base));
+    }
+
     let members = vec![
         sample_member(&sk, &owner_x(), 3),
         sample_member(&SigningKey::from_bytes(&[0x3a; 32]), &member_x(), 1),
@@ -758,6 +793,9 @@ mod tests {
                 .iter()
                 .any(|b| Keyring::open(b, &owner, &member_x()).is_ok()),
             "keyring_list" => read_secret_part(data).is_ok(),
+            "log_base" => [data.to_vec(), signed(data)]
+                .iter()
+                .any(|b| LogBase::open(b, &owner).is_ok()),
             "signed_box" => [ENTRY_MAGIC, SNAPSHOT_MAGIC]
                 .iter()
                 .any(|m| open_signed(m, &signed(data), &owner, &key).is_ok()),

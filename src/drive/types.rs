@@ -274,6 +274,12 @@ pub struct GcReport {
     /// Deleted (or, in a dry run, that would be).
     pub reclaimed_objects: u64,
     pub reclaimed_bytes: u64,
+    /// Metadata objects (log entries, checkpoint roots and pages before
+    /// each volume's new log base) deleted, or that would be.
+    #[serde(default)]
+    pub metadata_reclaimed_objects: u64,
+    #[serde(default)]
+    pub metadata_reclaimed_bytes: u64,
     /// How long the collection took, in milliseconds.
     pub millis: u64,
 }

@@ -5,13 +5,8 @@
 
 use crate::support::drive::*;
 use crate::support::pattern;
-use async_trait::async_trait;
-use bytes::Bytes;
 use cardfs::drive::*;
-use cardfs::store::{
-    ETag, GetOptions, GetResult, ListPage, MultipartUpload, ObjectMeta, ObjectStore, PutMode,
-    Result as StoreResult, StoreError,
-};
+use cardfs::store::ObjectStore;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -211,45 +206,6 @@ async fn another_clients_uncommitted_upload_survives_a_collection() {
     b.shutdown().await.unwrap();
     a.shutdown().await.unwrap();
     reopen_reads(&env, "fresh", &[("a", b"from a"), ("b", &data)]).await;
-}
-
-/// A store whose deletes stop working after `left` of them (a collector
-/// killed half-way).
-#[derive(Debug)]
-struct DeletesCut {
-    inner: Arc<dyn ObjectStore>,
-    left: AtomicI64,
-}
-
-#[async_trait]
-impl ObjectStore for DeletesCut {
-    async fn put(&self, key: &str, body: Bytes, mode: PutMode) -> StoreResult<ETag> {
-        self.inner.put(key, body, mode).await
-    }
-    async fn get(&self, key: &str, o: GetOptions) -> StoreResult<GetResult> {
-        self.inner.get(key, o).await
-    }
-    async fn head(&self, key: &str) -> StoreResult<ObjectMeta> {
-        self.inner.head(key).await
-    }
-    async fn list(&self, p: &str, after: Option<&str>, limit: usize) -> StoreResult<ListPage> {
-        self.inner.list(p, after, limit).await
-    }
-    async fn delete(&self, key: &str) -> StoreResult<()> {
-        if self.left.fetch_sub(1, Ordering::SeqCst) <= 0 {
-            return Err(StoreError::Transient {
-                message: "killed".into(),
-                retry_after: None,
-            });
-        }
-        self.inner.delete(key).await
-    }
-    async fn put_multipart(&self, key: &str) -> StoreResult<Box<dyn MultipartUpload>> {
-        self.inner.put_multipart(key).await
-    }
-    fn describe(&self) -> String {
-        "deletes cut".into()
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

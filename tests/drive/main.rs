@@ -11,6 +11,7 @@ mod crash;
 mod durability;
 mod fsck;
 mod gc;
+mod gc_log;
 mod history;
 mod model;
 mod offline;

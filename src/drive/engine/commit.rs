@@ -398,7 +398,15 @@ impl Engine {
                 return;
             }
             let touched = std::mem::take(&mut core.touched);
-            let plan = volume::plan_pages(&core.committed, last.as_ref(), &touched, generation);
+            // Pages of a checkpoint loaded, or written more than half the
+            // collection grace ago, may have been collected since: write
+            // every page afresh then (engine `collect_log`).
+            let now = self.opts.clock.now();
+            let reusable = core.checkpoint_written.is_some_and(|t| {
+                now.duration_since(t).unwrap_or_default() < self.opts.gc_grace / 2
+            });
+            let prev = last.as_ref().filter(|_| reusable);
+            let plan = volume::plan_pages(&core.committed, prev, &touched, generation);
             (core.head, core.committed.clients.clone(), plan, touched)
         };
         tracing::debug!(
@@ -422,7 +430,9 @@ impl Engine {
                     self.mirror().retain_pages(&index.page_keys(&keys.volume));
                 }
                 *last = Some(index);
-                self.lock().last_snapshot = head.seq;
+                let mut core = self.lock();
+                core.last_snapshot = head.seq;
+                core.checkpoint_written = Some(self.opts.clock.now());
             }
             Err(e) => {
                 // The changed nodes stay to be written by the next one.

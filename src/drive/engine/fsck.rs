@@ -236,7 +236,8 @@ fn as_problem(e: DriveError, fallback: &str) -> Result<FsckProblem> {
     }
 }
 
-/// Verifies one volume: keyrings, the log from entry 0, the newest
+/// Verifies one volume: keyrings, the log bases, the log from entry 0 (or
+/// the newest base's checkpoint), the newest
 /// snapshots against the log's state at their positions.
 async fn check_volume(
     store: &dyn ObjectStore,
@@ -287,8 +288,18 @@ async fn check_volume(
             _ => problems.push(metadata(&m.key, "not a snapshot name")),
         }
     }
-    let mut tree = Tree::default();
-    let mut head: Option<Head> = None;
+    // Once collected, the log starts at the newest log base.
+    let (mut tree, mut head) = match from_base(store, &keys, &header.owner_vk).await {
+        Ok(Some((tree, at))) => {
+            check.snapshots_checked += 1;
+            (tree, Some(at))
+        }
+        Ok(None) => (Tree::default(), None),
+        Err(e) => {
+            problems.push(as_problem(e, &volume::base_key(&vol, 0))?);
+            return Ok(VolumeState { check, tree: None });
+        }
+    };
     loop {
         let seq = head.map_or(0, |h| h.seq + 1);
         let (prev, prev_generation) = head.map_or(([0; 32], 0), |h| (h.hash, h.generation));
@@ -345,6 +356,42 @@ async fn check_volume(
         check,
         tree: Some(tree),
     })
+}
+
+/// When the log was collected: checks the chain of log bases (each the
+/// object the next names, listing the entries right before the next's,
+/// the first from entry 0), ties the newest to the log and loads the
+/// checkpoint it names; `None` when there is no base.
+async fn from_base(
+    store: &dyn ObjectStore,
+    keys: &VolumeKeys,
+    owner: &ed25519_dalek::VerifyingKey,
+) -> Result<Option<(Tree, Head)>> {
+    let seqs = volume::base_seqs(store, keys).await?;
+    let Some(newest) = seqs.last() else {
+        return Ok(None);
+    };
+    let mut b = volume::read_base(store, keys, owner, *newest).await?;
+    let head = volume::base_head(store, keys, &b.base).await?;
+    let c = volume::attested_checkpoint(store, keys, b.base.seq, &b.base.root).await?;
+    let tree = Tree::from_nodes(c.body.nodes, c.body.clients);
+    while b.base.first > 0 {
+        let older = volume::read_base(store, keys, owner, b.base.first - 1).await?;
+        if older.hash != b.base.prev {
+            return Err(DriveError::tampered(
+                volume::base_key(&keys.volume, b.base.seq),
+                "log base does not follow the previous one",
+            ));
+        }
+        b = older;
+    }
+    if b.base.prev != [0; 32] {
+        return Err(DriveError::tampered(
+            volume::base_key(&keys.volume, b.base.seq),
+            "the first log base names a previous one",
+        ));
+    }
+    Ok(Some((tree, head)))
 }
 
 /// Every path (relative to the tree's root) of every node reachable from

@@ -97,7 +97,7 @@ impl Engine {
 
     /// The seq of the newest snapshot whose entry was written at or before
     /// `cutoff` (0: replay from genesis).
-    async fn window_base(&self, cutoff: crate::format::meta::Time) -> Result<u64> {
+    pub(super) async fn window_base(&self, cutoff: crate::format::meta::Time) -> Result<u64> {
         let prefix = format!("v/{}/s/", hex(&self.keys.volume));
         let mut seqs: Vec<u64> = self
             .unmirrored

@@ -17,7 +17,9 @@
 //!   store's copy once it answers again, before anything is committed.
 //! - `reseal`: the collection race rule before a commit (own objects
 //!   older than half the grace are sealed again under new ids).
-//! - `gc`: the block ids a volume still needs (for the collector).
+//! - `gc`: the block ids a volume still needs (for the collector);
+//!   `collect_log`: moving the log's base forward and deleting the
+//!   metadata before it (the owner's collector).
 //! - `past`: the tree at an earlier log position (snapshot at or before
 //!   it plus a verified replay).
 //! - `ops`: namespace operations; `io`: file content; `pressure`: writers
@@ -36,6 +38,7 @@
 //! `drive`, and `format`/`store`; never `router` or `Drive`.
 
 pub(super) mod cache;
+pub(super) mod collect_log;
 pub(super) mod commit;
 pub(super) mod fsck;
 pub(super) mod gc;

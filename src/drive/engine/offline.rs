@@ -55,6 +55,6 @@ impl Engine {
             .reload(self.store.as_ref(), &self.me.x25519)
             .await?;
         let head = self.lock().head;
-        check_entry(self.store.as_ref(), &self.keys.volume, head.seq, &head.hash).await
+        check_entry(self.store.as_ref(), &self.keys, head.seq, &head.hash).await
     }
 }

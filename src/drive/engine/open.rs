@@ -293,6 +293,10 @@ impl Engine {
             last_commit: None,
             reachable: offline_since.is_none(),
             last_snapshot: snapshot_seq,
+            // The loaded checkpoint was the newest when listed: its pages
+            // are reusable for half the grace from now (`collect_log`).
+            checkpoint_written: (offline_since.is_none() && index.is_some())
+                .then(|| opts.clock.now()),
             touched,
             fatal: None,
         };
@@ -374,17 +378,23 @@ async fn verify_volume(
             c.head,
             Some(c.index),
         ),
-        None => {
-            let (batch, head, _) = keys
-                .fetch_entry(source, &me.x25519, 0, &[0; 32], 0)
-                .await?
-                .ok_or_else(|| {
-                    DriveError::tampered(volume::log_key(&keys.volume, 0), "genesis entry missing")
-                })?;
-            let mut t = Tree::default();
-            apply_batch(&mut t, &batch, &mut touched);
-            (t, head, None)
-        }
+        // No checkpoint of the current generation: the owner's log base
+        // (the log starts there once collected), else genesis.
+        None => match volume::newest_base(source, &keys.get(), keys.owner()).await? {
+            Some(b) => {
+                let c = volume::attested_checkpoint(source, &keys.get(), b.base.seq, &b.base.root)
+                    .await?;
+                let t = Tree::from_nodes(c.body.nodes, c.body.clients);
+                // Not the newest root: its pages are not reused.
+                (t, c.head, None)
+            }
+            None => {
+                let (batch, head) = keys.fetch_genesis(source, &me.x25519).await?;
+                let mut t = Tree::default();
+                apply_batch(&mut t, &batch, &mut touched);
+                (t, head, None)
+            }
+        },
     };
     let snapshot_seq = head.seq;
     let mut known_checked = false;
@@ -429,12 +439,9 @@ async fn verify_volume(
             });
         }
         if !known_checked {
-            // Our known head lies inside the snapshot: check its hash directly.
-            let key = volume::log_key(&keys.volume, s.head_seq);
-            let bytes = volume::get(source, &key).await?;
-            if meta::sha256(&bytes) != s.head_hash {
-                return Err(fork(&keys.volume, s.head_seq, head.seq));
-            }
+            // Our known head lies inside the snapshot: check its hash
+            // directly (or in the log bases, once collected).
+            check_entry(source, &keys, s.head_seq, &s.head_hash).await?;
         }
     }
     Ok(Verified {
@@ -449,18 +456,28 @@ async fn verify_volume(
     })
 }
 
-/// The log entry `seq` of `vol` must be in `source` with hash `hash`
-/// (`Rollback` when it is missing, a fork when it differs).
+/// The log entry `seq` of the volume must be in `source` with hash `hash`
+/// or, once the owner collected it, listed with that hash by the log
+/// bases ([`volume::check_collected`]): `Rollback` when it is missing or
+/// omitted, a fork when it differs.
 pub(super) async fn check_entry(
     source: &dyn ObjectStore,
-    vol: &[u8; 16],
+    keys: &HeldKeys,
     seq: u64,
     hash: &[u8; 32],
 ) -> Result<()> {
+    let vol = &keys.volume;
     let key = volume::log_key(vol, seq);
     match source.get(&key, Default::default()).await {
         Ok(g) if meta::sha256(&g.bytes) == *hash => Ok(()),
         Ok(_) => Err(fork(vol, seq, seq)),
+        Err(StoreError::NotFound { .. })
+            if !volume::base_seqs(source, &keys.get()).await?.is_empty() =>
+        {
+            volume::check_collected(source, &keys.get(), keys.owner(), seq, hash)
+                .await
+                .inspect_err(|e| tracing::error!(error = %e, "refusing the store's log"))
+        }
         Err(StoreError::NotFound { .. }) => {
             let e = DriveError::Rollback {
                 volume: hex8(vol),

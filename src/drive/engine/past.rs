@@ -83,12 +83,22 @@ impl Engine {
                 }
             })
             .await?;
-        let (tree, head) = at.unwrap_or((last, head));
+        let (tree, head) = match at {
+            Some(at) => at,
+            None if head.seq == seq => (last, head),
+            None => {
+                return Err(DriveError::Invalid(format!(
+                    "log position {seq} was collected (the oldest state kept is after entry {})",
+                    times.keys().next().copied().unwrap_or(head.seq)
+                )));
+            }
+        };
         Ok(PastState { tree, head, times })
     }
 
     /// Replays the log from the newest usable snapshot at or before `from`
-    /// to the head this engine holds now, calling `visit` for the base and
+    /// (never before the newest log base: the log starts there once
+    /// collected) to the head this engine holds now, calling `visit` for the base and
     /// for each entry before it is applied. Returns the tree at that head
     /// and the head. `InvalidArgument`-style `Invalid` for `from` past it.
     pub async fn walk_log(
@@ -105,29 +115,34 @@ impl Engine {
         }
         let source = self.unmirrored.as_ref();
         let keys = self.keys.get();
-        let (mut tree, mut head, time) =
-            match volume::snapshot_at_or_before(source, &keys, from).await? {
-                Some((h, body)) => (
-                    Tree::from_nodes(body.nodes, body.clients),
-                    h,
-                    self.entry_time(h.seq).await?,
-                ),
-                None => {
-                    let (batch, head, _) = self
-                        .keys
-                        .fetch_entry(source, &self.me.x25519, 0, &[0; 32], 0)
-                        .await?
-                        .ok_or_else(|| {
-                            DriveError::tampered(
-                                volume::log_key(&keys.volume, 0),
-                                "genesis entry missing",
-                            )
-                        })?;
-                    let mut t = Tree::default();
-                    apply_batch(&mut t, &batch, &mut HashSet::new());
-                    (t, head, batch.time)
+        // Once collected, the log starts at the newest log base: a walk
+        // from before it starts there (the oldest state kept).
+        let base = volume::newest_base(source, &keys, self.keys.owner()).await?;
+        let from = base.as_ref().map_or(from, |b| from.max(b.base.seq));
+        let found = match volume::snapshot_at_or_before(source, &keys, from).await? {
+            Some(c) => Some(c),
+            None => match &base {
+                Some(b) => {
+                    let c = volume::attested_checkpoint(source, &keys, b.base.seq, &b.base.root)
+                        .await?;
+                    Some((c.head, c.body))
                 }
-            };
+                None => None,
+            },
+        };
+        let (mut tree, mut head, time) = match found {
+            Some((h, body)) => (
+                Tree::from_nodes(body.nodes, body.clients),
+                h,
+                self.entry_time(h.seq).await?,
+            ),
+            None => {
+                let (batch, head) = self.keys.fetch_genesis(source, &self.me.x25519).await?;
+                let mut t = Tree::default();
+                apply_batch(&mut t, &batch, &mut HashSet::new());
+                (t, head, batch.time)
+            }
+        };
         visit(Step::Base {
             tree: &tree,
             head: &head,

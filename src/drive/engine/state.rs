@@ -102,6 +102,10 @@ pub struct Core {
     pub(super) last_commit: Option<SystemTime>,
     pub(super) reachable: bool,
     pub(super) last_snapshot: u64,
+    /// When this engine wrote the checkpoint `Engine::checkpoint` holds
+    /// (its clock; `None`: loaded at open, or none). Its pages are reused
+    /// only within half the collection grace (`collect_log` race rules).
+    pub(super) checkpoint_written: Option<SystemTime>,
     /// Nodes of `committed` changed, added or removed since the checkpoint
     /// `Engine::checkpoint` holds (or since the one loaded at open): the
     /// next checkpoint rewrites the pages holding them.

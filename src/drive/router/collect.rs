@@ -1,6 +1,9 @@
-//! Garbage collection of content objects across every volume of the
-//! drive (owner only): list `c/`, gather what each volume still needs,
-//! delete the rest that is older than the grace period.
+//! Garbage collection across every volume of the drive (owner only):
+//! content objects (list `c/`, gather what each volume still needs,
+//! delete the rest that is older than the grace period), then each
+//! volume's metadata before the oldest state the retention window needs
+//! (engine `collect_log`: a new owner-signed log base first, then the
+//! entries, checkpoint roots and pages it makes unneeded).
 //!
 //! Race rules (docs/ARCHITECTURE.md, "Collection"):
 //! - The listing is taken before any volume's live set: an object uploaded
@@ -51,8 +54,8 @@ impl Router {
             };
         }
         let mut live = BlockIds::new();
-        for v in vols {
-            let e = self.engine(v).await?;
+        for v in &vols {
+            let e = self.engine(*v).await?;
             e.live_blocks(opts.keep, &mut live).await?;
         }
         let mut report = GcReport {
@@ -92,6 +95,14 @@ impl Router {
                 done += chunk.len() as u64;
                 progress(done, total);
             }
+        }
+        // Then each volume's log, checkpoints and pages before the oldest
+        // state the window needs (engine `collect_log`).
+        for v in &vols {
+            self.engine(*v)
+                .await?
+                .collect_log(opts, &mut report)
+                .await?;
         }
         report.millis = started.elapsed().map_or(0, |d| d.as_millis() as u64);
         tracing::info!(

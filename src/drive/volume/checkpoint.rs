@@ -344,34 +344,74 @@ pub async fn checkpoint_at_or_before(
         }
         _ => {}
     }
-    let (head, payload) = open_signed(keys, SNAPSHOT_MAGIC, &meta.key, &bytes)?;
-    if meta.key != snapshot_key(&keys.volume, head.seq) {
+    open_checkpoint(store, keys, &meta.key, &bytes)
+        .await
+        .map(Some)
+}
+
+/// The checkpoint root `v/<volume>/s/<seq>` whose SHA-256 is `hash` (the
+/// one a log base names), loaded whatever keyring generation sealed it:
+/// the drive owner vouched for it when collecting the log before it.
+pub async fn attested_checkpoint(
+    store: &dyn ObjectStore,
+    keys: &VolumeKeys,
+    seq: u64,
+    hash: &[u8; 32],
+) -> Result<Checkpoint> {
+    let key = snapshot_key(&keys.volume, seq);
+    let bytes = get(store, &key).await?;
+    if meta::sha256(&bytes) != *hash {
         return Err(DriveError::tampered(
-            &meta.key,
+            &key,
+            "checkpoint differs from the one the log base names",
+        ));
+    }
+    open_checkpoint(store, keys, &key, &bytes).await
+}
+
+/// The page hashes a checkpoint root names (signature, name and layout
+/// checked; the pages themselves are not read).
+pub fn root_pages(keys: &VolumeKeys, key: &str, bytes: &[u8]) -> Result<Vec<[u8; 32]>> {
+    Ok(open_root(keys, key, bytes)?.1.pages)
+}
+
+/// Opens the signed root `key` holding `bytes`: signature, name, layout.
+fn open_root(keys: &VolumeKeys, key: &str, bytes: &[u8]) -> Result<(SignedHead, CheckpointRoot)> {
+    let (head, payload) = open_signed(keys, SNAPSHOT_MAGIC, key, bytes)?;
+    if key != snapshot_key(&keys.volume, head.seq) {
+        return Err(DriveError::tampered(
+            key,
             "snapshot stored under another name",
         ));
     }
     // An unknown payload layout is refused as a format this build does
     // not read (layout 1, the single-object snapshot, was never released).
-    let root =
-        CheckpointRoot::decode(&payload).map_err(|e| DriveError::unreadable(&meta.key, e))?;
+    let root = CheckpointRoot::decode(&payload).map_err(|e| DriveError::unreadable(key, e))?;
+    Ok((head, root))
+}
+
+/// Verifies and loads the checkpoint whose root `key` holds `bytes`.
+async fn open_checkpoint(
+    store: &dyn ObjectStore,
+    keys: &VolumeKeys,
+    key: &str,
+    bytes: &[u8],
+) -> Result<Checkpoint> {
+    let (head, root) = open_root(keys, key, bytes)?;
     // The generation of the covered entry bounds the next one's.
     let entry_key = log_key(&keys.volume, head.seq);
     let entry = get(store, &entry_key).await?;
     if meta::sha256(&entry) != head.chain {
         return Err(DriveError::tampered(
             &entry_key,
-            format!(
-                "log entry differs from the one snapshot {} covers",
-                meta.key
-            ),
+            format!("log entry differs from the one snapshot {key} covers"),
         ));
     }
     let entry_generation = meta::peek_signed(ENTRY_MAGIC, &entry)
         .map_err(|e| DriveError::tampered(&entry_key, e.to_string()))?
         .generation;
-    let (nodes, sizes) = load_pages(store, keys, &meta.key, head.generation, &root).await?;
-    Ok(Some(Checkpoint {
+    let (nodes, sizes) = load_pages(store, keys, key, head.generation, &root).await?;
+    Ok(Checkpoint {
         head: Head {
             seq: head.seq,
             hash: head.chain,
@@ -387,7 +427,7 @@ pub async fn checkpoint_at_or_before(
             clients: root.clients,
             nodes,
         },
-    }))
+    })
 }
 
 /// Fetches and opens every page `root` (the object `root_key`, sealed

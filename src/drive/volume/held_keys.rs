@@ -56,6 +56,11 @@ impl HeldKeys {
         }
     }
 
+    /// The drive owner's key (the signer of keyrings and log bases).
+    pub fn owner(&self) -> &VerifyingKey {
+        &self.owner
+    }
+
     /// The keys held now.
     pub fn get(&self) -> Arc<VolumeKeys> {
         self.held.read().unwrap_or_else(|e| e.into_inner()).clone()
@@ -129,6 +134,21 @@ impl HeldKeys {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Entry 0 (the volume's genesis), verified; `Tampered` when missing.
+    pub async fn fetch_genesis(
+        &self,
+        store: &dyn ObjectStore,
+        me: &StaticSecret,
+    ) -> Result<(Batch, Head)> {
+        let (batch, head, _) = self
+            .fetch_entry(store, me, 0, &[0; 32], 0)
+            .await?
+            .ok_or_else(|| {
+                DriveError::tampered(super::log_key(&self.volume, 0), "genesis entry missing")
+            })?;
+        Ok((batch, head))
     }
 
     /// [`super::fetch_entry`], reloading the keys once when the entry is

@@ -9,6 +9,8 @@
 //! - `v/<volume id>/s/<seq:016x>`: checkpoint root (snapshot) covering
 //!   entries `0..=seq`, naming one page per bucket of node ids.
 //! - `v/<volume id>/p/<sha256 hex>`: checkpoint pages, content-addressed.
+//! - `v/<volume id>/b/<seq:016x>`: log bases (owner-signed summaries of
+//!   collected entries; the log starts at the newest base's `seq`).
 //! - `c/<block id>`: immutable content block objects.
 //!
 //! Invariants: an entry is returned only if its signature verifies with the
@@ -22,6 +24,7 @@
 //! signed by the drive owner.
 //!
 //! Children: `checkpoint` (writing and loading paged checkpoints),
+//! `log_base` (reading and checking log bases),
 //! `genesis` (writing a new volume), `held_keys` (the keys an engine holds,
 //! reloaded as generations change). Imports: `error`,
 //! `identity`, `tree`, `clock` of `drive`, and `format`/`store`; never the
@@ -30,11 +33,14 @@
 pub(super) mod checkpoint;
 pub(super) mod genesis;
 pub(super) mod held_keys;
+pub(super) mod log_base;
 
 pub use checkpoint::{
-    PageIndex, newest_checkpoint, page_prefix, plan_pages, snapshot_at_or_before, snapshot_key,
-    snapshot_prefix, write_checkpoint, write_snapshot,
+    PageIndex, attested_checkpoint, checkpoint_at_or_before, newest_checkpoint, page_key,
+    page_prefix, plan_pages, root_pages, snapshot_at_or_before, snapshot_key, snapshot_prefix,
+    write_checkpoint, write_snapshot,
 };
+pub use log_base::{Base, base_head, base_key, base_seqs, check_collected, newest_base, read_base};
 
 use super::error::{DriveError, Result};
 use super::identity::hex8;

@@ -4,12 +4,15 @@
 #![allow(dead_code)]
 
 pub mod crash;
+pub mod cut;
 pub mod loot;
 pub mod model;
 
 // Not every binary that includes the support module uses it.
 #[allow(unused_imports)]
 pub use super::keys_under;
+#[allow(unused_imports)]
+pub use cut::DeletesCut;
 
 use cardfs::drive::{Caller, Drive, DriveError, DriveOptions, Fh, Identity, Ino, ROOT_INO};
 use cardfs::store::{FaultConfig, FaultStore, MemoryStore, ObjectStore};
