@@ -132,7 +132,7 @@ pub fn gc(
         "reclaimed"
     };
     println!(
-        "{}: {verb} {} objects, {} (of {} objects, {}; {} live, {} unreferenced but younger than the {} s grace); history kept {} s; took {:.1} s",
+        "{}: {verb} {} objects, {} (of {} objects, {}; {} live, {} unreferenced but younger than the {} s grace) and {} metadata objects, {} (log entries, checkpoints and pages before the window); history kept {} s; took {:.1} s",
         mnt.display(),
         r.reclaimed_objects,
         bytes(r.reclaimed_bytes),
@@ -141,6 +141,8 @@ pub fn gc(
         r.live_objects,
         r.young_objects,
         summary.grace_secs,
+        r.metadata_reclaimed_objects,
+        bytes(r.metadata_reclaimed_bytes),
         summary.keep_secs,
         r.millis as f64 / 1000.0
     );

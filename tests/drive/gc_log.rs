@@ -31,17 +31,31 @@ type Model = BTreeMap<String, Vec<u8>>;
 /// `n` commits, each writing one of eight files (so checkpoints get
 /// written every `SNAPSHOT_EVERY` of them).
 async fn commits(d: &Drive, model: &mut Model, n: u64, tag: u64) {
+    commits_in(d, "", model, n, tag).await
+}
+
+/// [`commits`] into the directory `dir` (a path; "" for the root).
+async fn commits_in(d: &Drive, dir: &str, model: &mut Model, n: u64, tag: u64) {
+    let parent = match dir {
+        "" => ROOT_INO,
+        _ => lookup(d, dir).await.unwrap(),
+    };
     for i in 0..n {
         let name = format!("f{}", i % 8);
+        let path = if dir.is_empty() {
+            name.clone()
+        } else {
+            format!("{dir}/{name}")
+        };
         let data = pattern(100 + (i as usize * 7) % 900, tag * 1000 + i);
-        match lookup(d, &name).await {
+        match lookup(d, &path).await {
             Ok(ino) => {
                 let fh = d.open(ino, libc::O_RDWR | libc::O_TRUNC).await.unwrap();
                 d.write(ino, fh, 0, &data).await.unwrap();
                 d.release(ino, fh).await.unwrap();
             }
             Err(_) => {
-                put(d, ROOT_INO, &name, &data).await;
+                put(d, parent, &name, &data).await;
             }
         }
         sync(d).await;
@@ -380,4 +394,65 @@ async fn history_and_restore_start_at_the_base_after_collection() {
         model["f0"]
     );
     fresh.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_accepts_the_owners_log_base_and_no_other() {
+    let env = Env::new().await;
+    let bob = Identity::generate();
+    let owner = env.open_with("owner").await;
+    let dir = owner
+        .mkdir(ROOT_INO, os("projects"), 0o755, WHO)
+        .await
+        .unwrap()
+        .ino;
+    let mut model = Model::new();
+    commits_in(&owner, "projects", &mut model, 2, 0).await;
+    let info = owner
+        .share_add(dir, bob.member(Role::Writer))
+        .await
+        .unwrap();
+    let open_bob = |cache: &str| Drive::open_drive(env.store.clone(), bob.clone(), env.opts(cache));
+    // Bob's client sees the shared folder's first entries, then goes away.
+    let b = open_bob("bob").await.unwrap();
+    assert_eq!(
+        names(&b, lookup(&b, "projects").await.unwrap()).await.len(),
+        2
+    );
+    b.shutdown().await.unwrap();
+    commits_in(&owner, "projects", &mut model, SNAPSHOT_EVERY + 5, 1).await;
+    owner.gc(&now_all(), &|_, _| {}).await.unwrap();
+    owner.shutdown().await.unwrap();
+    // The shared folder's volume was collected too.
+    let vol = cardfs::format::hex::encode(&info.volume);
+    let bases = seqs(env.store.as_ref(), &vol, "b").await;
+    assert_eq!(bases.len(), 1, "{bases:?}");
+    assert!(seqs(env.store.as_ref(), &vol, "l").await[0] > 0);
+    // A member signs a base of its own (rewriting the collected past):
+    // Bob's client refuses it; the owner's base it accepts.
+    let key = format!("v/{vol}/b/{:016x}", bases[0]);
+    let honest = object_bytes(env.store.as_ref(), &key).await;
+    let lb = LogBase::open(&honest, &env.id.ed25519.verifying_key()).unwrap();
+    copy_cache(&env, "bob", "bob-forged");
+    let forged = copy_of(env.store.as_ref()).await;
+    forged
+        .put(&key, Bytes::from(lb.seal(&bob.ed25519)), PutMode::Overwrite)
+        .await
+        .unwrap();
+    // (A member's view opens a shared folder's volume on first use.)
+    let err = match Drive::open_drive(forged, bob.clone(), env.opts("bob-forged")).await {
+        Err(e) => e,
+        Ok(d) => {
+            let e = lookup(&d, "projects/f0").await.err();
+            d.abandon().await;
+            e.expect("a member-signed base was accepted")
+        }
+    };
+    assert_eq!(tampered_object(err), key);
+    let b = open_bob("bob").await.unwrap();
+    for (name, data) in &model {
+        let ino = lookup(&b, &format!("projects/{name}")).await.unwrap();
+        assert_eq!(&read_all(&b, ino).await, data, "{name}");
+    }
+    b.shutdown().await.unwrap();
 }
