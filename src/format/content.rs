@@ -107,11 +107,13 @@ pub fn seal_block(cipher: &Cipher, block_id: &[u8; 16], plain: &[u8]) -> Vec<u8>
     for k in 0..n {
         let start = k as usize * CHUNK_SIZE;
         let end = (start + CHUNK_SIZE).min(padded);
-        // The block's bytes in this chunk, then zeros up to its end.
-        let mut buf = plain[start.min(plain.len())..end.min(plain.len())].to_vec();
-        buf.resize(end - start, 0);
-        cipher.seal_in_place(&nonce(k), &aad(block_id, k, k + 1 == n), &mut buf);
-        out.extend_from_slice(&buf);
+        // The block's bytes in this chunk, then zeros up to its end, sealed
+        // where they lie in the object, then the tag.
+        let at = out.len();
+        out.extend_from_slice(&plain[start.min(plain.len())..end.min(plain.len())]);
+        out.resize(at + (end - start), 0);
+        let tag = cipher.seal_detached(&nonce(k), &aad(block_id, k, k + 1 == n), &mut out[at..]);
+        out.extend_from_slice(&tag);
     }
     out
 }
@@ -170,11 +172,18 @@ pub fn open_chunks(
         if sealed.len() < pos + take {
             return Err(FormatError::Truncated);
         }
-        let mut buf = sealed[pos..pos + take].to_vec();
+        // Decrypted where it lands in `out`; a failure zeroes it and
+        // `out` is dropped, so no unverified plaintext is returned.
+        let at = out.len();
+        out.extend_from_slice(&sealed[pos..pos + plain_len]);
         cipher
-            .open_in_place(&nonce(k), &aad(block_id, k, k + 1 == n), &mut buf)
+            .open_detached(
+                &nonce(k),
+                &aad(block_id, k, k + 1 == n),
+                &mut out[at..],
+                &sealed[pos + plain_len..pos + take],
+            )
             .map_err(|_| FormatError::Decrypt)?;
-        out.extend_from_slice(&buf);
         pos += take;
     }
     if pos != sealed.len() {
