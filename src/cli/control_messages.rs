@@ -212,6 +212,10 @@ pub struct HistoryVersion {
     pub client: [u8; 16],
     /// That client is this mount.
     pub this_client: bool,
+    /// The card id of the member who signed the change (hex); absent
+    /// for `present`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writer: Option<String>,
 }
 
 /// What `cardfs restore` did.

@@ -17,6 +17,8 @@ use super::mountpoint;
 use super::units::bytes;
 use anyhow::Context;
 use cardfs::drive::{Change, Drive, DriveError, FileKind, RestoreTo, Version};
+use cardfs::format::card::CardId;
+use cardfs::identity::cards::CardStore;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -84,8 +86,10 @@ pub fn history(path: &Path, json: bool) -> anyhow::Result<()> {
         versions.len(),
         if versions.len() == 1 { "" } else { "s" }
     );
+    // Writers are named by their pinned cards where this user has them.
+    let cards = super::card_files::card_store().ok();
     for v in &versions {
-        println!("  {}", version_line(v));
+        println!("  {}", version_line(v, cards.as_ref()));
     }
     println!(
         "bring one back with: cardfs restore {} --at TIME [--to DEST]",
@@ -94,7 +98,7 @@ pub fn history(path: &Path, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn version_line(v: &HistoryVersion) -> String {
+fn version_line(v: &HistoryVersion, cards: Option<&CardStore>) -> String {
     let what = match (v.change.as_str(), v.kind.as_str()) {
         ("deleted" | "moved_away", _) => String::new(),
         (_, "file") => bytes(v.size),
@@ -104,6 +108,19 @@ fn version_line(v: &HistoryVersion) -> String {
         ("present", _) => "oldest state kept".to_string(),
         (_, true) => format!("client {} (this mount)", short(&v.client)),
         (_, false) => format!("client {}", short(&v.client)),
+    };
+    // The signer: its identity when its card is pinned here, else its
+    // card id.
+    let who = match &v.writer {
+        Some(card) => {
+            let pinned = (cardfs::format::hex::decode::<32>(card))
+                .and_then(|id| cards?.find_id(CardId(id)).ok().flatten());
+            match pinned {
+                Some(c) => format!("{who}, by {}", c.identity()),
+                None => format!("{who}, by card {card}"),
+            }
+        }
+        None => who,
     };
     format!(
         "{:<30}  {:<10}  {:>10}  {who}",
@@ -308,6 +325,7 @@ fn version_report(v: &Version) -> HistoryVersion {
         mtime: super::units::rfc3339(v.mtime.max(UNIX_EPOCH)),
         client: v.client,
         this_client: v.this_client,
+        writer: v.writer.map(|w| cardfs::format::wire::hex(&w)),
     }
 }
 

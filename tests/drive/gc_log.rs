@@ -374,6 +374,12 @@ async fn history_and_restore_start_at_the_base_after_collection() {
     let h = d.history(b"f0").await.unwrap();
     assert!(h.len() >= 2, "{h:?}");
     assert!(h.iter().all(|v| v.seq >= base), "{h:?}");
+    // Each change names the card that signed it (the oldest state: none).
+    assert_eq!(h[0].writer, None);
+    assert!(
+        h[1..].iter().all(|v| v.writer == Some(env.id.card_id)),
+        "{h:?}"
+    );
     // The oldest state kept is the base's; the version before v1 comes
     // back whole.
     assert_eq!(h[0].seq, base, "{h:?}");

@@ -64,6 +64,9 @@ fn history_lists_versions_and_restore_brings_each_back() {
         "{text}"
     );
     assert!(text.contains("(this mount)"), "{text}");
+    // Each change names the card that signed it.
+    assert_eq!(v[0]["writer"].as_str().map(str::len), Some(64), "{v:?}");
+    assert!(text.contains(", by "), "{text}");
 
     // The first version, to its own name (free now).
     let out = home.ok(&["restore", s(&f), "--at", &time(first)]);

@@ -56,6 +56,9 @@ pub struct Version {
     pub client: [u8; 16],
     /// That client is this mount.
     pub this_client: bool,
+    /// The card id of the member who signed the entry (`None` for the
+    /// oldest state kept).
+    pub writer: Option<[u8; 32]>,
     pub change: Change,
     /// The node after the change (before it, for `Deleted`/`MovedAway`).
     pub kind: FileKind,
@@ -95,6 +98,8 @@ struct Open {
     seq: u64,
     time: Time,
     client: [u8; 16],
+    /// The card id that signed the entry.
+    writer: [u8; 32],
     /// Node ids the entry creates (a new node vs one moved here).
     created: Vec<u64>,
     /// The path's node before the entry.
@@ -117,6 +122,7 @@ impl Engine {
                             time: from_time(time),
                             client: [0; 16],
                             this_client: false,
+                            writer: None,
                             change: Change::Present,
                             kind: kind_of(n.kind),
                             size: n.size,
@@ -128,6 +134,7 @@ impl Engine {
                     before,
                     head,
                     batch,
+                    writer,
                 } => {
                     if let Some(o) = open.take() {
                         out.extend(judge(o, before, path, me));
@@ -136,6 +143,7 @@ impl Engine {
                         seq: head.seq,
                         time: batch.time,
                         client: batch.client,
+                        writer: *writer,
                         created: (batch.ops.iter())
                             .filter_map(|op| match op {
                                 Op::Create { node, .. } => Some(node.id),
@@ -305,6 +313,7 @@ fn judge(o: Open, after: &Tree, path: &[Vec<u8>], me: [u8; 16]) -> Option<Versio
         time: from_time(o.time),
         client: o.client,
         this_client: o.client == me,
+        writer: Some(o.writer),
         change,
         kind: kind_of(n.kind),
         size: n.size,

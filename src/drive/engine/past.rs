@@ -33,11 +33,13 @@ pub enum Step<'a> {
         time: Time,
     },
     /// Entry `head.seq`, about to be applied to `before` (the tree at
-    /// the entry before it); `head` is the position after it.
+    /// the entry before it); `head` is the position after it; `writer`
+    /// the card id that signed it.
     Entry {
         before: &'a Tree,
         head: &'a Head,
         batch: &'a Batch,
+        writer: &'a [u8; 32],
     },
 }
 
@@ -74,6 +76,7 @@ impl Engine {
                     before,
                     head,
                     batch,
+                    ..
                 } => {
                     times.insert(head.seq, batch.time);
                     if head.seq == seq + 1 {
@@ -149,7 +152,7 @@ impl Engine {
             time,
         });
         while head.seq < target.seq {
-            let (batch, next, _) = self
+            let (batch, next, writer) = self
                 .keys
                 .fetch_entry(
                     source,
@@ -164,6 +167,7 @@ impl Engine {
                 before: &tree,
                 head: &next,
                 batch: &batch,
+                writer: &writer,
             });
             // A past state writes no checkpoint: what changed is not kept.
             apply_batch(&mut tree, &batch, &mut HashSet::new());
