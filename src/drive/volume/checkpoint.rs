@@ -454,7 +454,7 @@ mod tests {
     use super::super::{VolumeKeys, seal_entry};
     use super::*;
     use crate::drive::identity::{Identity, Role};
-    use crate::drive::tree::{ROOT, fresh_id};
+    use crate::drive::tree::{IdCursor, ROOT};
     use crate::format::crypto::SecretKey;
     use crate::format::meta::{AttrChange, Batch, KIND_DIR, KIND_FILE, Op, Time};
     use crate::store::MemoryStore;
@@ -541,7 +541,10 @@ mod tests {
             return Op::Create {
                 parent: dir,
                 name,
-                node: Box::new(node(fresh_id(tree), kind)),
+                node: Box::new(node(
+                    IdCursor::default().fresh(kind, |id| tree.nodes.contains_key(&id)),
+                    kind,
+                )),
             };
         }
         let (old, id) = entries[rng.below(entries.len())].clone();
