@@ -34,14 +34,16 @@ pub fn is_dirlike(kind: u8) -> bool {
 }
 
 /// New node ids given at one fill position of an [`IdCursor`]: about the
-/// file nodes a checkpoint page holds at its target size (16 KiB of nodes
-/// of ~170 bytes), so a burst of creates fills one page before the next.
-pub const IDS_PER_STEP: u32 = 96;
-/// The share of a fill position a new directory takes: a directory's node
-/// grows with its entries (~30 bytes each), a file's hardly, so a burst of
-/// `mkdir` puts three directories in a page, not 96 (which would make one
-/// page of every big directory).
-pub const DIR_WEIGHT: u32 = IDS_PER_STEP / 3;
+/// file nodes a checkpoint page holds at its target size (8 KiB of nodes
+/// of ~180 bytes: 40 of them pad to 8 KiB), so a burst of creates fills
+/// one page before the next.
+pub const IDS_PER_STEP: u32 = 40;
+/// The share of a fill position a new directory takes: all of it. A
+/// directory's node grows with its entries (~30 bytes each), a file's
+/// hardly, so directories made in a row (`mkdir -p`, the top of a copied
+/// tree) must not share a page: a page of 40 directories of 1,000 entries
+/// would be a megabyte rewritten by every create in any of them.
+pub const DIR_WEIGHT: u32 = IDS_PER_STEP;
 /// Low bits of a node id an [`IdCursor`] chooses: the bucket selector of
 /// every bucket count a checkpoint may have (`MAX_BUCKET_BITS`).
 pub const CURSOR_BITS: u32 = crate::format::meta::MAX_BUCKET_BITS as u32;
@@ -51,9 +53,10 @@ const ID_BITS: u32 = 53;
 
 /// Where a client's new node ids go: the low [`CURSOR_BITS`] of each id
 /// are a fill position, the high bits random. The position moves on (by
-/// one, wrapping) after [`IDS_PER_STEP`] ids and starts at random, so a
-/// burst of creates lands in few checkpoint buckets (locality: a
-/// checkpoint after it rewrites ~n/`IDS_PER_STEP` pages, not all of them),
+/// one, wrapping) after [`IDS_PER_STEP`] file ids or one directory, and
+/// starts at random, so a burst of creates lands in few checkpoint buckets
+/// (locality: a checkpoint after it rewrites ~n/`IDS_PER_STEP` pages plus
+/// one per new directory, not all of them),
 /// while over time positions are visited round-robin and buckets fill
 /// evenly. Ids stay unpredictable enough not to collide between clients:
 /// 37 random bits per position.
@@ -79,7 +82,8 @@ impl IdCursor {
     }
 
     /// A new node id for which `taken` is false (never 0 or the root), for
-    /// a node of `kind` (a directory takes [`DIR_WEIGHT`] of a position).
+    /// a node of `kind` (a directory takes [`DIR_WEIGHT`] of a position:
+    /// one of its own).
     pub fn fresh(&mut self, kind: u8, mut taken: impl FnMut(u64) -> bool) -> u64 {
         let weight = if kind == KIND_DIR { DIR_WEIGHT } else { 1 };
         if self.left < weight {
@@ -718,10 +722,13 @@ mod tests {
                     .all(|p| *p == want)
             );
         }
-        // Directories: three to a position.
+        // A directory takes a position of its own.
         let mut c = IdCursor::starting_at(7);
-        let dirs: Vec<u64> = (0..7).map(|_| low(c.fresh(KIND_DIR, |_| false))).collect();
-        assert_eq!(dirs, [7, 7, 7, 8, 8, 8, 9]);
+        let made: Vec<u64> = [KIND_FILE, KIND_DIR, KIND_DIR, KIND_FILE, KIND_FILE]
+            .into_iter()
+            .map(|kind| low(c.fresh(kind, |_| false)))
+            .collect();
+        assert_eq!(made, [7, 8, 9, 10, 10]);
         // A refused id is drawn again at the same position.
         let mut c = IdCursor::starting_at(5);
         let first = c.fresh(KIND_FILE, |_| false);

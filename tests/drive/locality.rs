@@ -65,16 +65,17 @@ const FILES: usize = 6000;
 const BURST: usize = 1000;
 
 /// At most this many pages for a checkpoint after a burst of `n` creates:
-/// one per `IDS_PER_STEP` new nodes (plus the one the burst starts in), the
-/// directories the burst touches (the root and `burst`), and the page of
-/// the file `commits_to_a_checkpoint` rewrites with its directory's.
+/// one per `IDS_PER_STEP` new files (plus a partly filled one), the
+/// directories the burst touches (the root, and `burst`, which has a page
+/// of its own), and the page of the file `commits_to_a_checkpoint`
+/// rewrites with its directory's.
 fn burst_bound(n: usize) -> usize {
     n / IDS_PER_STEP as usize + 1 + 2 + 2
 }
 
 #[tokio::test]
 async fn a_burst_of_creates_writes_pages_in_proportion() {
-    let env = drive_of(FILES, 64).await;
+    let env = drive_of(FILES, 128).await;
     let (_, _, root, _) = newest_root(&env).await;
     let buckets = root.pages.len();
     let before = pages(&env).await;
@@ -98,7 +99,7 @@ async fn a_burst_of_creates_writes_pages_in_proportion() {
 /// file's, not the drive.
 #[tokio::test]
 async fn a_checkpoint_after_reopen_writes_only_what_changed() {
-    let env = drive_of(FILES, 64).await;
+    let env = drive_of(FILES, 128).await;
     for cache in ["cache", "empty"] {
         let d = env.open().await;
         burst(&d, &format!("burst-{cache}"), BURST).await;
@@ -122,7 +123,7 @@ async fn a_checkpoint_after_reopen_writes_only_what_changed() {
 /// checkpoint writes the file's page (and its directory's) only.
 #[tokio::test]
 async fn one_edit_after_a_cold_reopen_writes_one_or_two_pages() {
-    let env = drive_of(FILES, 64).await;
+    let env = drive_of(FILES, 128).await;
     let before = pages(&env).await;
     let d = env.open_with("empty").await;
     commits_to_a_checkpoint(&d).await;
