@@ -165,3 +165,23 @@ async fn pages_stay_balanced_across_many_directories() {
         "largest page {max} bytes, mean {mean} over {buckets} buckets"
     );
 }
+
+/// A burst in few log entries (each holds up to 4096 ops) is still
+/// covered by checkpoints every `SNAPSHOT_TOUCHED` changed nodes or so,
+/// so the tail an open replays stays short: after a burst of twice that
+/// many creates a checkpoint exists, and reopening on an empty cache
+/// replays less than one more bound's worth.
+#[tokio::test]
+async fn a_burst_in_few_entries_still_gets_checkpoints() {
+    let env = Env::new().await;
+    let d = env.open().await;
+    burst(&d, "big", 2 * SNAPSHOT_TOUCHED).await;
+    d.shutdown().await.unwrap();
+    let entries = under(env.store.as_ref(), "l").await.len() as u64;
+    let roots = under(env.store.as_ref(), "s").await.len() as u64;
+    // By entry count alone there would be entries / 64 roots.
+    assert!(
+        roots >= 1 && roots > entries / SNAPSHOT_EVERY,
+        "{roots} checkpoints for {entries} log entries"
+    );
+}
