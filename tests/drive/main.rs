@@ -13,6 +13,7 @@ mod fsck;
 mod gc;
 mod gc_log;
 mod history;
+mod locality;
 mod model;
 mod offline;
 mod ops;
