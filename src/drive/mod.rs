@@ -73,6 +73,7 @@ pub use error::{DriveError, Result};
 pub use history_api::{RestoreInfo, RestoreTo};
 pub use identity::{Identity, Member, Role};
 pub use types::*;
+pub use volume::HEADER_KEY;
 pub use volume::genesis::create_volume;
 
 use crate::format::hex::encode as hex;
