@@ -32,7 +32,7 @@ use super::wire::FormatError;
 use std::ops::Range;
 
 /// Plaintext bytes per chunk (the AEAD unit and the smallest range read).
-pub const CHUNK_SIZE: usize = 64 * 1024;
+pub const CHUNK_SIZE: usize = 4 * 1024;
 /// Plaintext bytes per block (the unit of upload and rewrite).
 pub const BLOCK_SIZE: usize = 1024 * 1024;
 /// Stored bytes per full chunk.
@@ -107,11 +107,13 @@ pub fn seal_block(cipher: &Cipher, block_id: &[u8; 16], plain: &[u8]) -> Vec<u8>
     for k in 0..n {
         let start = k as usize * CHUNK_SIZE;
         let end = (start + CHUNK_SIZE).min(padded);
-        // The block's bytes in this chunk, then zeros up to its end.
-        let mut buf = plain[start.min(plain.len())..end.min(plain.len())].to_vec();
-        buf.resize(end - start, 0);
-        cipher.seal_in_place(&nonce(k), &aad(block_id, k, k + 1 == n), &mut buf);
-        out.extend_from_slice(&buf);
+        // The block's bytes in this chunk, then zeros up to its end, sealed
+        // where they lie in the object, then the tag.
+        let at = out.len();
+        out.extend_from_slice(&plain[start.min(plain.len())..end.min(plain.len())]);
+        out.resize(at + (end - start), 0);
+        let tag = cipher.seal_detached(&nonce(k), &aad(block_id, k, k + 1 == n), &mut out[at..]);
+        out.extend_from_slice(&tag);
     }
     out
 }
@@ -170,11 +172,18 @@ pub fn open_chunks(
         if sealed.len() < pos + take {
             return Err(FormatError::Truncated);
         }
-        let mut buf = sealed[pos..pos + take].to_vec();
+        // Decrypted where it lands in `out`; a failure zeroes it and
+        // `out` is dropped, so no unverified plaintext is returned.
+        let at = out.len();
+        out.extend_from_slice(&sealed[pos..pos + plain_len]);
         cipher
-            .open_in_place(&nonce(k), &aad(block_id, k, k + 1 == n), &mut buf)
+            .open_detached(
+                &nonce(k),
+                &aad(block_id, k, k + 1 == n),
+                &mut out[at..],
+                &sealed[pos + plain_len..pos + take],
+            )
             .map_err(|_| FormatError::Decrypt)?;
-        out.extend_from_slice(&buf);
         pos += take;
     }
     if pos != sealed.len() {
@@ -200,14 +209,15 @@ mod tests {
         let plain: Vec<u8> = (0..CHUNK_SIZE + 10).map(|i| (i % 251) as u8).collect();
         let sealed = seal_block(&block_cipher(&key), &b, &plain);
         assert_eq!(sealed.len(), sealed_len(plain.len()));
-        // Padmé: 65546 bytes are sealed as 67584 (2048 multiples at 2^16).
-        assert_eq!(padded_len(plain.len()), 67584);
-        assert_eq!(sealed.len(), 67584 + 2 * TAG_LEN);
-        // Checked with an independent AES-GCM-SIV (Python `cryptography`).
+        // Padmé: 4106 bytes are sealed as 4352 (256 multiples at 2^12).
+        assert_eq!(padded_len(plain.len()), 4352);
+        assert_eq!(sealed.len(), 4352 + 2 * TAG_LEN);
+        // Checked with an independent AES-GCM-SIV (Python `cryptography`):
+        // tests/vectors/content_block.py.
         let digest = crate::format::hex::encode(&sha2::Sha256::digest(&sealed));
         assert_eq!(
             digest,
-            "388f0b3b4b19bbadddfe3f4160875e0a09aa6e974bcb38a531bc04613e1a47d9"
+            "4888edc44e55f9c4b9ffb40dd763d0bf4053224adfaa259db0651975d1aa9ccc"
         );
         // The AAD of the final chunk, byte for byte.
         let a = aad(&b, 1, true);
@@ -304,7 +314,7 @@ mod tests {
         // The example: a 12,345-byte file is no longer 12,361 bytes.
         // (Expected values from an independent Padmé in Python.)
         assert_eq!(padme(12_345), 12_800);
-        assert_eq!(sealed_len(12_345), 12_800 + TAG_LEN);
+        assert_eq!(sealed_len(12_345), 12_800 + 4 * TAG_LEN); // 4 chunks of 4 KiB
         for (l, want) in [
             (0, 0),
             (1, 1),

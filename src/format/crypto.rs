@@ -129,6 +129,42 @@ impl Cipher {
         Ok(())
     }
 
+    /// Encrypts `buf` in place and returns its tag (for callers that lay
+    /// many sealed chunks out in one buffer without a copy per chunk).
+    pub fn seal_detached(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        buf: &mut [u8],
+    ) -> [u8; TAG_LEN] {
+        let tag = self
+            .0
+            .encrypt_inout_detached(&Nonce::from(*nonce), aad, buf.into())
+            .expect("plaintext within AES-GCM-SIV limits");
+        tag.into()
+    }
+
+    /// Verifies `buf` (ciphertext) against `tag` and decrypts it in place.
+    /// On failure `buf` is zeroed: it holds no plaintext.
+    pub fn open_detached(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        buf: &mut [u8],
+        tag: &[u8],
+    ) -> Result<(), AuthError> {
+        let tag = Tag::try_from(tag).map_err(|_| AuthError)?;
+        if self
+            .0
+            .decrypt_inout_detached(&Nonce::from(*nonce), aad, (&mut *buf).into(), &tag)
+            .is_err()
+        {
+            buf.zeroize();
+            return Err(AuthError);
+        }
+        Ok(())
+    }
+
     /// Encrypts `plaintext` into `out` (ciphertext then tag), leaving the
     /// input untouched. `out` is resized, not cleared, so reusing one buffer
     /// for equal-sized chunks costs no extra memory writes.
