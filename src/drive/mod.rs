@@ -62,7 +62,7 @@ mod volume;
 
 /// The local journal and state file parsers, for `crate::fuzzing`.
 pub(crate) use engine::cache::{LocalState, open_state, seal_state};
-pub use engine::commit::SNAPSHOT_EVERY;
+pub use engine::commit::{SNAPSHOT_EVERY, SNAPSHOT_TOUCHED};
 pub use engine::fsck::{FsckOptions, FsckProblem, FsckReport, ProblemKind, VolumeCheck};
 pub use engine::history::{Change, Restored, Version};
 pub(crate) use engine::journal_file::{
@@ -72,6 +72,7 @@ pub(crate) use engine::journal_file::{
 pub use error::{DriveError, Result};
 pub use history_api::{RestoreInfo, RestoreTo};
 pub use identity::{Identity, Member, Role};
+pub use tree::{DIR_WEIGHT, IDS_PER_STEP};
 pub use types::*;
 pub use volume::HEADER_KEY;
 pub use volume::genesis::create_volume;

@@ -33,13 +33,70 @@ pub fn is_dirlike(kind: u8) -> bool {
     kind == KIND_DIR || kind == KIND_VOLUME
 }
 
-/// A random node id not in use (never 0 or the root), below 2^53 so that
-/// the router can use it as the inode number (see `router::inos`).
-pub fn fresh_id(tree: &Tree) -> u64 {
-    loop {
-        let id = u64::from_le_bytes(random_array()) & ((1 << 53) - 1);
-        if id > ROOT && !tree.nodes.contains_key(&id) {
-            return id;
+/// New node ids given at one fill position of an [`IdCursor`]: about the
+/// file nodes a checkpoint page holds at its target size (8 KiB of nodes
+/// of ~180 bytes: 40 of them pad to 8 KiB), so a burst of creates fills
+/// one page before the next.
+pub const IDS_PER_STEP: u32 = 40;
+/// The share of a fill position a new directory takes: all of it. A
+/// directory's node grows with its entries (~30 bytes each), a file's
+/// hardly, so directories made in a row (`mkdir -p`, the top of a copied
+/// tree) must not share a page: a page of 40 directories of 1,000 entries
+/// would be a megabyte rewritten by every create in any of them.
+pub const DIR_WEIGHT: u32 = IDS_PER_STEP;
+/// Low bits of a node id an [`IdCursor`] chooses: the bucket selector of
+/// every bucket count a checkpoint may have (`MAX_BUCKET_BITS`).
+pub const CURSOR_BITS: u32 = crate::format::meta::MAX_BUCKET_BITS as u32;
+/// Node ids are below 2^53, so that the router can use them as inode
+/// numbers (see `router::inos`).
+const ID_BITS: u32 = 53;
+
+/// Where a client's new node ids go: the low [`CURSOR_BITS`] of each id
+/// are a fill position, the high bits random. The position moves on (by
+/// one, wrapping) after [`IDS_PER_STEP`] file ids or one directory, and
+/// starts at random, so a burst of creates lands in few checkpoint buckets
+/// (locality: a checkpoint after it rewrites ~n/`IDS_PER_STEP` pages plus
+/// one per new directory, not all of them),
+/// while over time positions are visited round-robin and buckets fill
+/// evenly. Ids stay unpredictable enough not to collide between clients:
+/// 37 random bits per position.
+#[derive(Debug, Clone)]
+pub struct IdCursor {
+    low: u64,
+    left: u32,
+}
+
+impl Default for IdCursor {
+    fn default() -> Self {
+        Self::starting_at(u64::from_le_bytes(random_array()))
+    }
+}
+
+impl IdCursor {
+    /// A cursor at fill position `low` (its low [`CURSOR_BITS`]).
+    pub fn starting_at(low: u64) -> Self {
+        IdCursor {
+            low: low & ((1 << CURSOR_BITS) - 1),
+            left: IDS_PER_STEP,
+        }
+    }
+
+    /// A new node id for which `taken` is false (never 0 or the root), for
+    /// a node of `kind` (a directory takes [`DIR_WEIGHT`] of a position:
+    /// one of its own).
+    pub fn fresh(&mut self, kind: u8, mut taken: impl FnMut(u64) -> bool) -> u64 {
+        let weight = if kind == KIND_DIR { DIR_WEIGHT } else { 1 };
+        if self.left < weight {
+            self.low = (self.low + 1) & ((1 << CURSOR_BITS) - 1);
+            self.left = IDS_PER_STEP;
+        }
+        self.left -= weight;
+        loop {
+            let high = u64::from_le_bytes(random_array()) & ((1 << (ID_BITS - CURSOR_BITS)) - 1);
+            let id = (high << CURSOR_BITS) | self.low;
+            if id > ROOT && !taken(id) {
+                return id;
+            }
         }
     }
 }
@@ -635,5 +692,51 @@ mod tests {
         assert_eq!(removed.len(), 1);
         assert!(!t.nodes.contains_key(&40));
         assert_eq!(t.get(ROOT).unwrap().nlink, 3);
+    }
+
+    /// A burst of ids from one cursor fills one low-bits position per
+    /// `IDS_PER_STEP` files (a directory takes `DIR_WEIGHT`), moving on
+    /// by one and wrapping; every id is below 2^53, never 0 or the root,
+    /// and never one `taken` refuses.
+    #[test]
+    fn id_cursor_fills_positions_in_turn() {
+        let low = |id: u64| id & ((1 << CURSOR_BITS) - 1);
+        let mut c = IdCursor::starting_at((1 << CURSOR_BITS) - 2);
+        let mut seen = HashSet::new();
+        let ids: Vec<u64> = (0..4 * IDS_PER_STEP)
+            .map(|_| c.fresh(KIND_FILE, |id| seen.contains(&id)))
+            .collect();
+        for id in &ids {
+            assert!(*id > ROOT && *id < 1 << ID_BITS);
+            assert!(seen.insert(*id), "id {id} twice");
+        }
+        let positions: Vec<u64> = ids.iter().map(|id| low(*id)).collect();
+        let step = IDS_PER_STEP as usize;
+        for (i, want) in [(1 << CURSOR_BITS) - 2, (1 << CURSOR_BITS) - 1, 0, 1]
+            .into_iter()
+            .enumerate()
+        {
+            assert!(
+                positions[i * step..(i + 1) * step]
+                    .iter()
+                    .all(|p| *p == want)
+            );
+        }
+        // A directory takes a position of its own.
+        let mut c = IdCursor::starting_at(7);
+        let made: Vec<u64> = [KIND_FILE, KIND_DIR, KIND_DIR, KIND_FILE, KIND_FILE]
+            .into_iter()
+            .map(|kind| low(c.fresh(kind, |_| false)))
+            .collect();
+        assert_eq!(made, [7, 8, 9, 10, 10]);
+        // A refused id is drawn again at the same position.
+        let mut c = IdCursor::starting_at(5);
+        let first = c.fresh(KIND_FILE, |_| false);
+        let mut refused = 0;
+        let next = c.fresh(KIND_FILE, |id| {
+            refused += 1;
+            refused < 3 || id == first
+        });
+        assert_eq!((low(next), refused >= 3), (5, true));
     }
 }

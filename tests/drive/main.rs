@@ -12,6 +12,7 @@ mod durability;
 mod fsck;
 mod gc;
 mod history;
+mod locality;
 mod model;
 mod offline;
 mod ops;

@@ -19,7 +19,7 @@ const DIRS: usize = 20;
 const PER_DIR: usize = 100;
 
 /// Keys under `v/<root volume>/<kind>/`.
-async fn under(store: &dyn ObjectStore, kind: &str) -> Vec<String> {
+pub(super) async fn under(store: &dyn ObjectStore, kind: &str) -> Vec<String> {
     keys_under(store, "v/")
         .await
         .into_iter()
@@ -29,7 +29,7 @@ async fn under(store: &dyn ObjectStore, kind: &str) -> Vec<String> {
 
 /// `SNAPSHOT_EVERY` commits rewriting file `f` in directory `d0`, so a
 /// checkpoint follows.
-async fn commits_to_a_checkpoint(d: &Drive) {
+pub(super) async fn commits_to_a_checkpoint(d: &Drive) {
     let dir = lookup(d, "d0").await.unwrap();
     for i in 0..SNAPSHOT_EVERY {
         let f = match d.lookup(dir, os("f")).await {
@@ -70,13 +70,13 @@ async fn big_drive() -> Env {
 
 /// The newest checkpoint root: its key, signed head, decrypted payload and
 /// the volume key it is sealed under (the test owns the drive).
-async fn newest_root(env: &Env) -> (String, SignedHead, CheckpointRoot, SecretKey) {
+pub(super) async fn newest_root(env: &Env) -> (String, SignedHead, CheckpointRoot, SecretKey) {
     let roots = under(env.store.as_ref(), "s").await;
     root(env, roots.last().unwrap()).await
 }
 
 /// [`newest_root`] of the root at `key`.
-async fn root(env: &Env, key: &str) -> (String, SignedHead, CheckpointRoot, SecretKey) {
+pub(super) async fn root(env: &Env, key: &str) -> (String, SignedHead, CheckpointRoot, SecretKey) {
     let key = key.to_string();
     let bytes = get(env.store.as_ref(), &key).await;
     let head = meta::peek_signed(meta::SNAPSHOT_MAGIC, &bytes).unwrap();
@@ -93,7 +93,7 @@ fn page_name(volume: &[u8; 16], hash: &[u8; 32]) -> String {
 }
 
 /// The pages `root` names, by bucket (empty buckets left out).
-fn named_pages(volume: &[u8; 16], root: &CheckpointRoot) -> Vec<(usize, String)> {
+pub(super) fn named_pages(volume: &[u8; 16], root: &CheckpointRoot) -> Vec<(usize, String)> {
     (root.pages.iter().enumerate())
         .filter(|(_, h)| **h != meta::EMPTY_PAGE)
         .map(|(b, h)| (b, page_name(volume, h)))

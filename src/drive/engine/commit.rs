@@ -27,6 +27,12 @@ use tokio::task::JoinError;
 /// Entries between snapshots: opening reads at most this many entries
 /// after the newest snapshot.
 pub const SNAPSHOT_EVERY: u64 = 64;
+/// Nodes changed since the last checkpoint that make the next one due
+/// whatever the entry count: entries of a burst hold up to `MAX_BATCH`
+/// ops each, and without this bound the log tail after a burst (what an
+/// open replays, and what the first checkpoint after it rewrites) could
+/// reach 64 × 4096 ops.
+pub const SNAPSHOT_TOUCHED: usize = 8192;
 /// How long the background committer waits after a change so that a
 /// burst of changes becomes one log entry.
 const COMMIT_DELAY: Duration = Duration::from_millis(25);
@@ -368,7 +374,8 @@ impl Engine {
     }
 
     /// Writes a checkpoint of the committed state once `SNAPSHOT_EVERY`
-    /// entries passed since the last one, or at once with `force`: the
+    /// entries passed since the last one or `SNAPSHOT_TOUCHED` nodes
+    /// changed, or at once with `force`: the
     /// pages holding nodes changed since the previous checkpoint, then the
     /// root. Only a writer of the current generation writes checkpoints
     /// (readers' would be refused by everyone). Checkpoints are serialised
@@ -376,7 +383,9 @@ impl Engine {
     pub(super) async fn snapshot(&self, force: bool) {
         let writer = !self.opts.read_only && self.keys.can_write(&self.me.card_id);
         let due = |core: &super::state::Core| {
-            force || core.head.seq >= core.last_snapshot + SNAPSHOT_EVERY
+            force
+                || core.head.seq >= core.last_snapshot + SNAPSHOT_EVERY
+                || core.touched.len() >= SNAPSHOT_TOUCHED
         };
         if writer && !due(&self.lock()) {
             return;

@@ -18,7 +18,7 @@ use super::past::Step;
 use super::state::kind_of;
 use crate::drive::clock::{from_time, now};
 use crate::drive::error::{DriveError, Result};
-use crate::drive::tree::{KIND_VOLUME, ROOT, Tree, fresh_id};
+use crate::drive::tree::{KIND_VOLUME, ROOT, Tree};
 use crate::drive::types::FileKind;
 use crate::drive::volume;
 use crate::format::crypto::random_array;
@@ -258,7 +258,7 @@ impl Engine {
                     continue;
                 }
                 let mut copy = Node::clone(n);
-                copy.id = fresh_id(&core.view);
+                copy.id = core.fresh_id(copy.kind);
                 copy.version = u64::from_le_bytes(random_array());
                 copy.ctime = t;
                 copy.crtime = t;

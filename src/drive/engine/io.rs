@@ -16,7 +16,6 @@ use super::rebase::conflict_name;
 use super::state::{Core, Dirty};
 use crate::drive::clock::now;
 use crate::drive::error::{DriveError, Result};
-use crate::drive::tree::fresh_id;
 use crate::drive::types::{Fh, Ino};
 use crate::drive::volume;
 use crate::format::content::{self, BLOCK_SIZE, sealed_len};
@@ -527,9 +526,9 @@ impl Engine {
             let Some((parent, name)) = core.view.name_of(ino) else {
                 return Ok(());
             };
-            let d = &core.dirty[&ino];
             let mut copy = n.clone();
-            copy.id = fresh_id(&core.view);
+            copy.id = core.fresh_id(copy.kind);
+            let d = &core.dirty[&ino];
             copy.blocks = d.base_blocks.clone();
             copy.version = d.base;
             copy.entries.clear();

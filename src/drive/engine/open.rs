@@ -17,7 +17,7 @@ use super::state::Core;
 use crate::drive::clock::now;
 use crate::drive::error::{DriveError, Result};
 use crate::drive::identity::{Identity, Role, hex8};
-use crate::drive::tree::{ROOT, Tree};
+use crate::drive::tree::{IdCursor, ROOT, Tree};
 use crate::drive::types::DriveOptions;
 use crate::drive::volume::held_keys::HeldKeys;
 use crate::drive::volume::{self, Head, PageIndex, genesis};
@@ -295,6 +295,7 @@ impl Engine {
             last_snapshot: snapshot_seq,
             touched,
             fatal: None,
+            ids: IdCursor::default(),
         };
         let engine = Arc::new(Engine {
             store,

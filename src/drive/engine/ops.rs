@@ -9,7 +9,7 @@ use super::Engine;
 use super::state::kind_of;
 use crate::drive::clock::{now, to_time};
 use crate::drive::error::{DriveError, Result};
-use crate::drive::tree::{fresh_id, is_dirlike};
+use crate::drive::tree::is_dirlike;
 use crate::drive::types::*;
 use crate::format::crypto::random_array;
 use crate::format::meta::{
@@ -74,7 +74,7 @@ impl Engine {
         if core.view.dir(parent)?.entries.contains_key(&name) {
             return Err(DriveError::Exists);
         }
-        node.id = fresh_id(&core.view);
+        node.id = core.fresh_id(node.kind);
         let id = node.id;
         core.push(Op::Create {
             parent,

@@ -14,7 +14,7 @@
 use crate::drive::clock::now;
 use crate::drive::error::DriveError;
 use crate::drive::identity::hex8;
-use crate::drive::tree::{Tree, fresh_id};
+use crate::drive::tree::{IdCursor, Tree};
 use crate::format::meta::Op;
 use std::collections::{HashMap, VecDeque};
 
@@ -49,6 +49,7 @@ pub fn rebase(
     old_view: &Tree,
     pending: VecDeque<(u64, Op)>,
     card: &[u8; 32],
+    ids: &mut IdCursor,
 ) -> Rebased {
     let mut view = committed.clone();
     let mut conflicted: HashMap<u64, u64> = HashMap::new();
@@ -64,7 +65,7 @@ pub fn rebase(
             }
             let current = view.nodes.get(node).map(|n| n.version);
             if current != Some(*base)
-                && let Some(copy) = conflict_copy(old_view, &view, *node, card)
+                && let Some(copy) = conflict_copy(old_view, &view, *node, card, ids)
             {
                 if let Op::Create { node: c, .. } = &copy {
                     conflicted.insert(*node, c.id);
@@ -163,11 +164,19 @@ fn rename_for_conflict(tree: &Tree, op: Op, card: &[u8; 32]) -> Op {
 
 /// A Create op for a copy of `node` as this client last saw it, placed next
 /// to the file in the current view.
-fn conflict_copy(old_view: &Tree, view: &Tree, node: u64, card: &[u8; 32]) -> Option<Op> {
+fn conflict_copy(
+    old_view: &Tree,
+    view: &Tree,
+    node: u64,
+    card: &[u8; 32],
+    ids: &mut IdCursor,
+) -> Option<Op> {
     let mine = old_view.nodes.get(&node)?;
     let (parent, name) = view.name_of(node).or_else(|| old_view.name_of(node))?;
     let mut copy = (**mine).clone();
-    copy.id = fresh_id(view);
+    copy.id = ids.fresh(copy.kind, |id| {
+        view.nodes.contains_key(&id) || old_view.nodes.contains_key(&id)
+    });
     copy.entries.clear();
     tracing::warn!(
         node,
@@ -262,7 +271,13 @@ mod tests {
         let old_view = apply_all(base.clone(), &[&mine]);
         // Another client created "notes" first.
         let committed = apply_all(base, &[&create(ROOT, "notes", node(20, KIND_FILE, 2))]);
-        let r = rebase(&committed, &old_view, VecDeque::from([(7, mine)]), &CARD);
+        let r = rebase(
+            &committed,
+            &old_view,
+            VecDeque::from([(7, mine)]),
+            &CARD,
+            &mut IdCursor::default(),
+        );
         assert!(r.dropped.is_empty() && r.conflicted.is_empty());
         assert_eq!(r.pending.len(), 1);
         let (seq, op) = &r.pending[0];
@@ -296,6 +311,7 @@ mod tests {
             &old_view,
             VecDeque::from([(1, first), (2, second.clone())]),
             &CARD,
+            &mut IdCursor::default(),
         );
         // Their version stays in place.
         assert_eq!(r.view.get(10).unwrap().version, 9);
@@ -324,7 +340,13 @@ mod tests {
         let old_view = apply_all(base.clone(), &[&mine]);
         // Another client changed a different file.
         let committed = apply_all(base, &[&set_content(11, 1, 5)]);
-        let r = rebase(&committed, &old_view, VecDeque::from([(4, mine)]), &CARD);
+        let r = rebase(
+            &committed,
+            &old_view,
+            VecDeque::from([(4, mine)]),
+            &CARD,
+            &mut IdCursor::default(),
+        );
         assert!(r.conflicted.is_empty() && r.dropped.is_empty());
         assert_eq!(r.view.get(10).unwrap().version, 2);
         assert_eq!(r.view.get(11).unwrap().version, 5);
@@ -362,6 +384,7 @@ mod tests {
             &old_view,
             VecDeque::from([(1, rename), (2, keep)]),
             &CARD,
+            &mut IdCursor::default(),
         );
         assert_eq!(r.dropped.len(), 1);
         assert!(matches!(r.dropped[0], (1, Op::Rename { .. })));

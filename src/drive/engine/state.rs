@@ -18,7 +18,7 @@ use super::journal_file::Journal;
 use super::rebase::{self, Rebased};
 use crate::drive::clock::from_time;
 use crate::drive::error::{DriveError, Result};
-use crate::drive::tree::{KIND_VOLUME, Tree, is_dirlike};
+use crate::drive::tree::{IdCursor, KIND_VOLUME, Tree, is_dirlike};
 use crate::drive::types::{Attr, Fh, FileKind, Ino};
 use crate::drive::volume::Head;
 use crate::format::meta::{
@@ -108,6 +108,8 @@ pub struct Core {
     pub(super) touched: HashSet<u64>,
     /// A commit failure that retrying cannot fix (reported by `sync`).
     pub(super) fatal: Option<String>,
+    /// Where this client's new node ids go (see [`IdCursor`]).
+    pub(super) ids: IdCursor,
 }
 
 impl Core {
@@ -123,6 +125,18 @@ impl Core {
         // the next op (the op stays queued in memory meanwhile).
         let _ = self.journal.catch_up(&self.pending);
         Ok(())
+    }
+
+    /// A new id for a node of `kind`, unused in the view, the committed
+    /// tree and the open orphans (see [`IdCursor`]: the ids of a burst
+    /// share few checkpoint pages).
+    pub fn fresh_id(&mut self, kind: u8) -> u64 {
+        let (view, committed, orphans) = (&self.view, &self.committed, &self.orphans);
+        self.ids.fresh(kind, |id| {
+            view.nodes.contains_key(&id)
+                || committed.nodes.contains_key(&id)
+                || orphans.contains_key(&id)
+        })
     }
 
     /// Queues a sealed object for upload.
@@ -332,7 +346,7 @@ impl Core {
             conflicted,
             dropped,
             changed,
-        } = rebase::rebase(&self.committed, &self.view, pending, card);
+        } = rebase::rebase(&self.committed, &self.view, pending, card, &mut self.ids);
         for (seq, _) in &dropped {
             tracing::debug!(seq, "rebase dropped a local change");
         }

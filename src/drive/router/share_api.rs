@@ -31,7 +31,7 @@ use crate::drive::clock::now;
 use crate::drive::engine::state::Core;
 use crate::drive::error::{DriveError, Result};
 use crate::drive::identity::{Member, Role, hex8};
-use crate::drive::tree::{KIND_VOLUME, ROOT, fresh_id};
+use crate::drive::tree::{KIND_VOLUME, ROOT};
 use crate::drive::types::{Ino, ShareInfo, ShareMember};
 use crate::drive::volume::genesis::create_volume;
 use crate::format::crypto::random_array;
@@ -361,7 +361,7 @@ impl Router {
                 tracing::error!(volume = %hex8(&vol), "the folder changed while it was being shared; the new volume stays unused");
                 return Err(DriveError::Busy);
             }
-            let (ops, link_id) = replace_ops(&core, &plan, vol)?;
+            let (ops, link_id) = replace_ops(&mut core, &plan, vol)?;
             // All or nothing: check every op applies before queueing any.
             let mut check = core.view().clone();
             for op in &ops {
@@ -392,7 +392,7 @@ fn linked_volume_of(n: &Node) -> Option<[u8; 16]> {
 /// The root-volume ops replacing the folder of `plan` by a link to `vol`:
 /// the link under a free temporary name, exchanged with the folder, then
 /// the folder's removal. Returns them and the link's node id.
-fn replace_ops(core: &Core, plan: &Plan, vol: [u8; 16]) -> Result<(Vec<Op>, u64)> {
+fn replace_ops(core: &mut Core, plan: &Plan, vol: [u8; 16]) -> Result<(Vec<Op>, u64)> {
     let folder = &plan.nodes[0];
     let dir = core.view().dir(plan.parent)?;
     let mut tmp = format!(".cardfs-sharing-{}", hex8(&vol)).into_bytes();
@@ -401,7 +401,7 @@ fn replace_ops(core: &Core, plan: &Plan, vol: [u8; 16]) -> Result<(Vec<Op>, u64)
     }
     let t = now();
     let link = Node {
-        id: fresh_id(core.view()),
+        id: core.fresh_id(KIND_VOLUME),
         kind: KIND_VOLUME,
         perm: folder.perm,
         uid: folder.uid,
