@@ -179,8 +179,10 @@ pub async fn open_store(location: &str, args: &StoreArgs) -> anyhow::Result<Arc<
     let store = open_store_offline(location, args).await?;
     // One listing proves the store reachable, the credentials accepted and
     // the bucket present before anything is written (some servers create
-    // a missing bucket on the first PUT).
-    if let Err(e) = store.list("", None, 1).await {
+    // a missing bucket on the first PUT). Under the drive header's name:
+    // a local store lists a prefix by reading its directories, and the
+    // whole store's first key lies among every content object.
+    if let Err(e) = store.list(cardfs::drive::HEADER_KEY, None, 1).await {
         return Err(first_answer_error(e, location).await);
     }
     store
@@ -312,6 +314,10 @@ pub fn drive_error(err: DriveError, location: &str) -> anyhow::Error {
 /// (a store with objects but no valid drive is a verification failure,
 /// reported by the engine).
 pub async fn ensure_not_empty(store: &dyn ObjectStore, location: &str) -> anyhow::Result<()> {
+    // A drive header is an object (the usual case, without a listing).
+    if store.head(cardfs::drive::HEADER_KEY).await.is_ok() {
+        return Ok(());
+    }
     let page = store
         .list("", None, 1)
         .await

@@ -74,6 +74,7 @@ pub use history_api::{RestoreInfo, RestoreTo};
 pub use identity::{Identity, Member, Role};
 pub use tree::{DIR_WEIGHT, IDS_PER_STEP};
 pub use types::*;
+pub use volume::HEADER_KEY;
 pub use volume::genesis::create_volume;
 
 use crate::format::hex::encode as hex;

@@ -312,6 +312,60 @@ impl Drive {
         Ok(entries)
     }
 
+    /// [`Drive::readdir`] with each entry's attributes (as `lookup` gives
+    /// them), at most `limit` entries: what `ls -l` needs in one round trip
+    /// instead of a lookup per entry.
+    pub async fn readdirplus(
+        &self,
+        ino: Ino,
+        fh: Fh,
+        offset: u64,
+        limit: usize,
+    ) -> Result<Vec<(DirEntry, Attr)>> {
+        let a = match self.r.resolve(ino).await? {
+            Target::Synthetic => {
+                let mut out = Vec::new();
+                for e in self
+                    .r
+                    .synthetic_readdir(offset)
+                    .await?
+                    .into_iter()
+                    .take(limit)
+                {
+                    match self.getattr(e.ino).await {
+                        Ok(attr) => out.push((e, attr)),
+                        Err(DriveError::NotFound) => {}
+                        Err(err) => return Err(err),
+                    }
+                }
+                return Ok(out);
+            }
+            Target::At(a) => a,
+        };
+        let mut entries = a.e.readdirplus(a.node, fh, offset, limit)?;
+        for (d, attr) in &mut entries {
+            match d.name.as_bytes() {
+                b"." => {
+                    d.ino = ino;
+                    attr.ino = ino;
+                }
+                b".." if a.node == ROOT && a.vol != self.r.root_volume() => {
+                    d.ino = self.r.volume_parent(a.vol);
+                    attr.ino = d.ino;
+                }
+                b".." => {
+                    d.ino = self.r.ino_of(a.vol, d.ino);
+                    attr.ino = d.ino;
+                }
+                _ => {
+                    *attr = self.r.attr_out(a.vol, attr.clone()).await?;
+                    d.ino = attr.ino;
+                }
+            }
+        }
+        Ok(entries)
+    }
+
     pub async fn releasedir(&self, ino: Ino, fh: Fh) -> Result<()> {
         if let Some((a, _)) = self.r.handle(ino, fh).await? {
             a.e.release_handle(fh);

@@ -3,9 +3,11 @@
 //! runtime, and replies from that task; errors become the engine's errno.
 //!
 //! Invariants:
-//! - Callbacks never block: fuser's request threads only read requests and
-//!   spawn tasks, so a slow store never stalls the kernel's other requests,
-//!   and no callback runs `block_on` inside the runtime.
+//! - Callbacks never block: fuser's request threads only read requests,
+//!   spawn tasks and answer cheap reads of the engine's memory (lookup,
+//!   getattr, readdir, xattr reads) when one poll completes them, so a slow
+//!   store never stalls the kernel's other requests, and no callback runs
+//!   `block_on` inside the runtime.
 //! - Every request is answered exactly once, even when a bug panics inside
 //!   it (EIO and an error line): one request's panic never ends the mount.
 //! - The adapter holds no filesystem state except the page-cache policy
@@ -16,7 +18,7 @@
 //!   O_APPEND (the kernel places appended data itself).
 
 use super::options::Ownership;
-use super::settings::{TTL, tune_kernel};
+use super::settings::{READDIRPLUS_ENTRIES, TTL, tune_kernel};
 use crate::drive::{
     self, Attr, Caller, Drive, DriveError, FileKind, Ino, RenameFlags, SetAttr, Special, TimeSet,
     XattrSet,
@@ -24,9 +26,9 @@ use crate::drive::{
 use fuser::{
     AccessFlags, CopyFileRangeFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
     Generation, INodeNo, IoctlFlags, KernelConfig, LockOwner, OpenFlags, PollEvents, PollFlags,
-    PollNotifier, ReplyAttr, ReplyBmap, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty,
-    ReplyEntry, ReplyIoctl, ReplyLseek, ReplyOpen, ReplyPoll, ReplyStatfs, ReplyWrite, ReplyXattr,
-    Request, TimeOrNow, WriteFlags,
+    PollNotifier, ReplyAttr, ReplyBmap, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus,
+    ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyLseek, ReplyOpen, ReplyPoll, ReplyStatfs, ReplyWrite,
+    ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
@@ -120,18 +122,33 @@ impl DriveFs {
         T: Send + 'static,
         R: Fail + Send + 'static,
     {
-        dispatch(&self.rt, op, reply, call, ok);
+        dispatch(&self.rt, Run::Task, op, reply, call, ok);
     }
 }
 
-/// Runs one request's `call` in its own task on `rt` and answers the
-/// kernel from a second task that awaits it: with `ok` on success, with the
-/// error's errno on failure, and with EIO (plus an error line naming the
-/// request and the panic message) when a bug panics inside the call. So a
+/// Where a request's call runs (see [`dispatch`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Run {
+    /// In a task on the runtime.
+    Task,
+    /// A cheap call that only reads the engine's memory (lookup, getattr,
+    /// readdir, xattr reads): polled once on the request thread and
+    /// answered at once when that poll completes it, with no task and no
+    /// thread hop (a round trip costs about half as much); a call that is
+    /// not ready then (a volume to open, see `Router::engine`) goes on in
+    /// a task.
+    Inline,
+}
+
+/// Runs one request's `call` as `how` says and answers the kernel: with
+/// `ok` on success, with the error's errno on failure, and with EIO (plus
+/// an error line naming the request and the panic message) when a bug
+/// panics inside the call. In a task, a second task awaits the call. So a
 /// panic fails that one request; the kernel never waits for an answer that
 /// cannot come, and the mount goes on serving the others.
 fn dispatch<T, R>(
     rt: &tokio::runtime::Handle,
+    how: Run,
     op: &'static str,
     reply: R,
     call: impl Future<Output = drive::Result<T>> + Send + 'static,
@@ -140,39 +157,63 @@ fn dispatch<T, R>(
     T: Send + 'static,
     R: Fail + Send + 'static,
 {
+    let mut call = Box::pin(call);
+    if how == Run::Inline {
+        use futures_util::FutureExt;
+        let first = {
+            let _in_runtime = rt.enter();
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                call.as_mut().now_or_never()
+            }))
+        };
+        match first {
+            Ok(Some(result)) => return finish(op, reply, result, ok),
+            Ok(None) => {}
+            Err(panic) => return panicked(op, reply, panic),
+        }
+    }
     let task = rt.spawn(call);
     rt.spawn(async move {
         match task.await {
-            Ok(Ok(value)) => {
-                // A panic while building the answer drops `reply`, which
-                // then answers EIO itself (fuser replies on drop).
-                let answered =
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ok(reply, value)));
-                if let Err(panic) = answered {
-                    tracing::error!(
-                        "{op}: bug: panicked while answering ({}); the request fails with EIO",
-                        panic_message(panic.as_ref())
-                    );
-                }
-            }
-            Ok(Err(err)) => {
-                log_error(op, &err);
-                reply.fail(Errno::from_i32(err.errno()));
-            }
-            Err(join) => {
-                if join.is_panic() {
-                    let panic = join.into_panic();
-                    tracing::error!(
-                        "{op}: bug: panicked ({}); the request fails with EIO, the mount goes on",
-                        panic_message(panic.as_ref())
-                    );
-                } else {
-                    tracing::warn!("{op}: request cancelled (daemon stopping); answering EIO");
-                }
+            Ok(result) => finish(op, reply, result, ok),
+            Err(join) if join.is_panic() => panicked(op, reply, join.into_panic()),
+            Err(_) => {
+                tracing::warn!("{op}: request cancelled (daemon stopping); answering EIO");
                 reply.fail(Errno::EIO);
             }
         }
     });
+}
+
+/// Fails a request whose call panicked (a bug) with EIO, and says so.
+fn panicked<R: Fail>(op: &'static str, reply: R, panic: Box<dyn std::any::Any + Send>) {
+    tracing::error!(
+        "{op}: bug: panicked ({}); the request fails with EIO, the mount goes on",
+        panic_message(panic.as_ref())
+    );
+    reply.fail(Errno::EIO);
+}
+
+/// Answers one request with its call's `result`: `ok` on success (a panic
+/// there drops `reply`, which answers EIO itself: fuser replies on drop),
+/// the error's errno on failure.
+fn finish<T, R: Fail>(op: &'static str, reply: R, result: drive::Result<T>, ok: impl FnOnce(R, T)) {
+    match result {
+        Ok(value) => {
+            let answered =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ok(reply, value)));
+            if let Err(panic) = answered {
+                tracing::error!(
+                    "{op}: bug: panicked while answering ({}); the request fails with EIO",
+                    panic_message(panic.as_ref())
+                );
+            }
+        }
+        Err(err) => {
+            log_error(op, &err);
+            reply.fail(Errno::from_i32(err.errno()));
+        }
+    }
 }
 
 /// The text of a panic payload (`panic!` with a literal or a format).
@@ -227,6 +268,7 @@ impl_fail!(
     ReplyCreate,
     ReplyData,
     ReplyDirectory,
+    ReplyDirectoryPlus,
     ReplyEmpty,
     ReplyEntry,
     ReplyOpen,
@@ -312,7 +354,9 @@ impl Filesystem for DriveFs {
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let (d, name) = (self.drive.clone(), name.to_owned());
-        self.forward(
+        dispatch(
+            &self.rt,
+            Run::Inline,
             "lookup",
             reply,
             async move { d.lookup(parent.0, &name).await },
@@ -326,7 +370,9 @@ impl Filesystem for DriveFs {
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         let (d, p) = (self.drive.clone(), self.present.clone());
-        self.forward(
+        dispatch(
+            &self.rt,
+            Run::Inline,
             "getattr",
             reply,
             async move { d.getattr(ino.0).await },
@@ -372,7 +418,9 @@ impl Filesystem for DriveFs {
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
         let d = self.drive.clone();
-        self.forward(
+        dispatch(
+            &self.rt,
+            Run::Inline,
             "readlink",
             reply,
             async move { d.readlink(ino.0).await },
@@ -653,7 +701,9 @@ impl Filesystem for DriveFs {
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         let d = self.drive.clone();
-        self.forward(
+        dispatch(
+            &self.rt,
+            Run::Inline,
             "opendir",
             reply,
             async move { d.opendir(ino.0).await },
@@ -670,13 +720,55 @@ impl Filesystem for DriveFs {
         reply: ReplyDirectory,
     ) {
         let d = self.drive.clone();
-        self.forward(
+        dispatch(
+            &self.rt,
+            Run::Inline,
             "readdir",
             reply,
             async move { d.readdir(ino.0, fh.0, offset).await },
             |mut r, entries| {
                 for e in entries {
                     if r.add(INodeNo(e.ino), e.next_offset, file_type(e.kind), &e.name) {
+                        break;
+                    }
+                }
+                r.ok();
+            },
+        );
+    }
+
+    /// What `ls -l` and `find` need in one round trip: entries with their
+    /// attributes, so the kernel needs no lookup per entry.
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        reply: ReplyDirectoryPlus,
+    ) {
+        let (d, p) = (self.drive.clone(), self.present.clone());
+        dispatch(
+            &self.rt,
+            Run::Inline,
+            "readdirplus",
+            reply,
+            async move {
+                d.readdirplus(ino.0, fh.0, offset, READDIRPLUS_ENTRIES)
+                    .await
+            },
+            move |mut r, entries| {
+                for (e, a) in entries {
+                    let attr = file_attr(&p.attr(a));
+                    let full = r.add(
+                        INodeNo(e.ino),
+                        e.next_offset,
+                        &e.name,
+                        &TTL,
+                        &attr,
+                        Generation(0),
+                    );
+                    if full {
                         break;
                     }
                 }
@@ -694,7 +786,9 @@ impl Filesystem for DriveFs {
         reply: ReplyEmpty,
     ) {
         let d = self.drive.clone();
-        self.forward(
+        dispatch(
+            &self.rt,
+            Run::Inline,
             "releasedir",
             reply,
             async move { d.releasedir(ino.0, fh.0).await },
@@ -764,7 +858,9 @@ impl Filesystem for DriveFs {
             return;
         }
         let (d, name) = (self.drive.clone(), name.to_owned());
-        self.forward(
+        dispatch(
+            &self.rt,
+            Run::Inline,
             "getxattr",
             reply,
             async move { d.getxattr(ino.0, &name).await },
@@ -774,7 +870,9 @@ impl Filesystem for DriveFs {
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
         let d = self.drive.clone();
-        self.forward(
+        dispatch(
+            &self.rt,
+            Run::Inline,
             "listxattr",
             reply,
             async move { d.listxattr(ino.0).await },
@@ -1031,8 +1129,16 @@ mod tests {
         rt: &tokio::runtime::Runtime,
         call: impl Future<Output = drive::Result<u32>> + Send + 'static,
     ) -> Result<u32, Errno> {
+        answer_as(rt, Run::Task, call)
+    }
+
+    fn answer_as(
+        rt: &tokio::runtime::Runtime,
+        how: Run,
+        call: impl Future<Output = drive::Result<u32>> + Send + 'static,
+    ) -> Result<u32, Errno> {
         let (tx, rx) = std::sync::mpsc::channel();
-        dispatch(rt.handle(), "test", Probe(tx), call, |p, v| {
+        dispatch(rt.handle(), how, "test", Probe(tx), call, |p, v| {
             let _ = p.0.send(Ok(v));
         });
         rx.recv_timeout(std::time::Duration::from_secs(10))
@@ -1059,6 +1165,36 @@ mod tests {
         assert_eq!(answer(&rt, boom), Err(Errno::EIO));
         // The runtime (and so the mount) still serves the next request.
         assert_eq!(answer(&rt, async { Ok(8) }), Ok(8));
+    }
+
+    /// Inline requests are answered on the calling thread when ready at
+    /// once, go on in a task when not, and fail alone on a panic.
+    #[test]
+    fn inline_requests_answer_at_once_or_in_a_task() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let on = std::thread::current().id();
+        let here = async move { Ok(u32::from(std::thread::current().id() == on)) };
+        assert_eq!(answer_as(&rt, Run::Inline, here), Ok(1), "answered inline");
+        let later = async {
+            tokio::task::yield_now().await;
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            Ok(9)
+        };
+        assert_eq!(answer_as(&rt, Run::Inline, later), Ok(9));
+        let missing = async { Err(DriveError::NotFound) };
+        assert_eq!(answer_as(&rt, Run::Inline, missing), Err(Errno::ENOENT));
+        let boom = async {
+            if std::hint::black_box(true) {
+                panic!("a bug inside the engine");
+            }
+            Ok(0)
+        };
+        assert_eq!(answer_as(&rt, Run::Inline, boom), Err(Errno::EIO));
+        assert_eq!(answer_as(&rt, Run::Inline, async { Ok(8) }), Ok(8));
     }
 
     #[test]

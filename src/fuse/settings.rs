@@ -32,6 +32,9 @@
 //!   read-only mounts.
 //! - Asynchronous reads and parallel directory operations, so one slow
 //!   lookup (a cache miss fetching from the store) does not stall others.
+//! - READDIRPLUS for every listing (`FUSE_DO_READDIRPLUS`): entries come
+//!   with their attributes, so `ls -l`, `find` and `du` need no lookup
+//!   round trip per entry (100,000 files: ~100,000 requests fewer).
 //! - Mount flags from `-o` ([`super::options`]): `nodev` and `nosuid`
 //!   unless `dev`/`suid` are given, `noexec`, `noatime`, `ro`; the access
 //!   control (`allow_other`, `allow_root`) is fuser's session ACL.
@@ -49,6 +52,11 @@ pub const MAX_WRITE: u32 = 1 << 20;
 pub const READ_AHEAD: u32 = 1 << 20;
 /// How long the kernel may cache attributes and directory entries.
 pub const TTL: Duration = Duration::from_secs(1);
+/// Entries the engine prepares for one READDIRPLUS reply: the kernel asks
+/// for one page (4 KiB), and an entry with its attributes takes 152 bytes
+/// plus its name (rounded up to 8), so about 25 short names fit. Entries
+/// that do not fit are dropped and asked for again from their offset.
+pub const READDIRPLUS_ENTRIES: usize = 32;
 /// Requests the kernel may have in flight in the background.
 pub const MAX_BACKGROUND: u16 = 64;
 
@@ -126,8 +134,10 @@ pub fn tune_kernel(config: &mut KernelConfig, writeback_cache: bool) {
     }
     let _ = config.set_max_background(MAX_BACKGROUND);
     let _ = config.set_congestion_threshold(MAX_BACKGROUND * 3 / 4);
-    let mut wanted =
-        InitFlags::FUSE_ASYNC_READ | InitFlags::FUSE_PARALLEL_DIROPS | InitFlags::FUSE_ASYNC_DIO;
+    let mut wanted = InitFlags::FUSE_ASYNC_READ
+        | InitFlags::FUSE_PARALLEL_DIROPS
+        | InitFlags::FUSE_ASYNC_DIO
+        | InitFlags::FUSE_DO_READDIRPLUS;
     if writeback_cache {
         wanted |= InitFlags::FUSE_WRITEBACK_CACHE;
     }

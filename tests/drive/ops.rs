@@ -477,6 +477,45 @@ async fn readdir_offsets_are_stable() {
     assert!(st.bavail > 0);
 }
 
+/// READDIRPLUS lists what readdir lists, page by page, each entry with
+/// the attributes lookup gives it.
+#[tokio::test]
+async fn readdirplus_pages_carry_lookup_attributes() {
+    let env = Env::new().await;
+    let d = env.open().await;
+    for i in 0..9 {
+        put(&d, ROOT_INO, &format!("f{i}"), &vec![7; i * 100]).await;
+    }
+    d.mkdir(ROOT_INO, os("sub"), 0o750, WHO).await.unwrap();
+    let fh = d.opendir(ROOT_INO).await.unwrap();
+    let plain = d.readdir(ROOT_INO, fh, 0).await.unwrap();
+    let mut plus = Vec::new();
+    let mut offset = 0;
+    loop {
+        let page = d.readdirplus(ROOT_INO, fh, offset, 4).await.unwrap();
+        assert!(page.len() <= 4, "{} entries in a page of 4", page.len());
+        let Some((last, _)) = page.last() else { break };
+        offset = last.next_offset;
+        plus.extend(page);
+    }
+    let names = |v: Vec<&DirEntry>| -> Vec<(u64, std::ffi::OsString, u64)> {
+        v.into_iter()
+            .map(|e| (e.ino, e.name.clone(), e.next_offset))
+            .collect()
+    };
+    assert_eq!(
+        names(plus.iter().map(|(e, _)| e).collect()),
+        names(plain.iter().collect())
+    );
+    assert_eq!(plus.len(), 12);
+    for (e, attr) in &plus[2..] {
+        assert_eq!(*attr, d.lookup(ROOT_INO, &e.name).await.unwrap(), "{e:?}");
+        assert_eq!(attr.ino, e.ino);
+    }
+    assert_eq!(plus[0].1.ino, ROOT_INO);
+    d.releasedir(ROOT_INO, fh).await.unwrap();
+}
+
 #[tokio::test]
 async fn small_write_into_large_file_touches_one_block() {
     let env = Env::new().await;

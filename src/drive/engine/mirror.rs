@@ -188,12 +188,15 @@ impl Mirror {
 #[derive(Debug)]
 pub struct MirroredStore {
     inner: Arc<dyn ObjectStore>,
-    mirror: Mirror,
+    mirror: Arc<Mirror>,
 }
 
 impl MirroredStore {
     pub fn new(inner: Arc<dyn ObjectStore>, mirror: Mirror) -> MirroredStore {
-        MirroredStore { inner, mirror }
+        MirroredStore {
+            inner,
+            mirror: Arc::new(mirror),
+        }
     }
 }
 
@@ -212,8 +215,14 @@ impl ObjectStore for MirroredStore {
         let r = self.inner.get(key, options).await;
         if let Ok(g) = &r
             && whole
+            && self.mirror.covers(key)
         {
-            self.mirror.save(key, &g.bytes);
+            // On the blocking pool (a cold open fetches a checkpoint's pages
+            // many at a time: their copies are written side by side, not one
+            // after another on the runtime thread), and awaited, so the copy
+            // is in the mirror when the call returns, as before.
+            let (mirror, key, bytes) = (self.mirror.clone(), key.to_string(), g.bytes.clone());
+            let _ = tokio::task::spawn_blocking(move || mirror.save(&key, &bytes)).await;
         }
         r
     }

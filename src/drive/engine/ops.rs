@@ -333,6 +333,43 @@ impl Engine {
     }
 
     pub fn readdir(&self, ino: Ino, fh: Fh, offset: u64) -> Result<Vec<DirEntry>> {
+        self.readdir_upto(ino, fh, offset, READDIR_BATCH + 2)
+    }
+
+    /// [`Engine::readdir`] with each entry's attributes, at most `limit`
+    /// entries (what one kernel reply holds), under one lock. "." and ".."
+    /// carry the directory's own attributes (the kernel ignores them).
+    pub fn readdirplus(
+        &self,
+        ino: Ino,
+        fh: Fh,
+        offset: u64,
+        limit: usize,
+    ) -> Result<Vec<(DirEntry, Attr)>> {
+        let entries = self.readdir_upto(ino, fh, offset, limit)?;
+        let core = self.lock();
+        let own = core.attr(ino)?;
+        let mut out = Vec::with_capacity(entries.len());
+        for e in entries {
+            let attr = match e.name.as_bytes() {
+                b"." | b".." => own.clone(),
+                // Gone since the listing (another client's change): the
+                // next listing will not show it either.
+                _ => match core.attr(e.ino) {
+                    Ok(a) => a,
+                    Err(DriveError::NotFound) => continue,
+                    Err(err) => return Err(err),
+                },
+            };
+            out.push((e, attr));
+        }
+        Ok(out)
+    }
+
+    /// At most `limit` entries after `offset` ("." and ".." included; at
+    /// most [`READDIR_BATCH`] others).
+    fn readdir_upto(&self, ino: Ino, fh: Fh, offset: u64, limit: usize) -> Result<Vec<DirEntry>> {
+        let limit = limit.clamp(1, READDIR_BATCH + 2);
         let core = self.lock();
         core.handle(fh, ino)?;
         let dir = core.view.dir(ino)?;
@@ -355,9 +392,8 @@ impl Engine {
         }
         for (cookie, name) in core
             .view
-            .entries_after(ino, offset.saturating_sub(2), READDIR_BATCH)
+            .entries_after(ino, offset.saturating_sub(2), limit - out.len().min(limit))
             .into_iter()
-            .take(READDIR_BATCH)
         {
             let child = dir.entries[&name].node;
             let kind = core

@@ -229,6 +229,10 @@ impl Router {
         if self.root.is_none() && !self.is_listed(&vol) {
             return Err(DriveError::NotFound);
         }
+        // Opening reads files and the store: never in a caller's first
+        // poll (the FUSE adapter answers cheap requests inline and hands
+        // a call that is not ready at once to the runtime).
+        tokio::task::yield_now().await;
         let _g = self.open_lock.lock().await;
         if let Some(e) = locked(&self.volumes).get(&vol) {
             return Ok(e.clone());

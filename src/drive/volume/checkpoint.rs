@@ -466,23 +466,31 @@ async fn load_pages(
                 }
                 Err(e) => return Err(e.into()),
             };
-            if meta::sha256(&bytes) != hash {
-                return Err(DriveError::tampered(
-                    &name,
-                    format!("page differs from the one checkpoint {root_key} names"),
-                ));
-            }
-            let place = PagePlace {
-                volume,
-                generation,
-                bucket: bucket as u32,
-                bucket_bits: bits,
+            // Hashing, decrypting and decoding on the blocking pool: the
+            // pages in flight are opened side by side on every core.
+            let (key, root_key) = (key.clone(), root_key.to_string());
+            let open = move || {
+                if meta::sha256(&bytes) != hash {
+                    return Err(DriveError::tampered(
+                        &name,
+                        format!("page differs from the one checkpoint {root_key} names"),
+                    ));
+                }
+                let place = PagePlace {
+                    volume,
+                    generation,
+                    bucket: bucket as u32,
+                    bucket_bits: bits,
+                };
+                let page = meta::open_page(&place, &key, &bytes).map_err(|e| {
+                    DriveError::tampered(&name, format!("page {bucket} of {root_key}: {e}"))
+                })?;
+                let size = page.iter().map(|n| n.encoded_len() as u64).sum::<u64>() + empty_len;
+                Ok((bucket, page, size))
             };
-            let page = meta::open_page(&place, key, &bytes).map_err(|e| {
-                DriveError::tampered(&name, format!("page {bucket} of {root_key}: {e}"))
-            })?;
-            let size = page.iter().map(|n| n.encoded_len() as u64).sum::<u64>() + empty_len;
-            Ok((bucket, page, size))
+            tokio::task::spawn_blocking(open)
+                .await
+                .map_err(|e| DriveError::Invalid(format!("opening a checkpoint page: {e}")))?
         })
         .buffer_unordered(PAGES_IN_FLIGHT);
     while let Some(r) = pages.next().await {

@@ -436,7 +436,9 @@ impl Inner {
 
     fn list(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> Result<ListPage> {
         let (dir, text) = keys::prefix_dir(prefix);
-        let mut found = Vec::new();
+        let limit = limit.max(1);
+        // One more than the page holds tells whether more follow.
+        let mut found = Found::new(limit + 1);
         self.walk(
             &self.objects.join(dir),
             text,
@@ -444,8 +446,7 @@ impl Inner {
             start_after,
             &mut found,
         )?;
-        found.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let limit = limit.max(1);
+        let found = found.into_sorted();
         let mut objects = Vec::with_capacity(limit.min(found.len()));
         let mut more = false;
         for (key, path) in found {
@@ -466,21 +467,26 @@ impl Inner {
         Ok(ListPage::new(objects, more))
     }
 
-    /// Collects `(key, path)` of objects below `dir` (which stands for key
-    /// text `text`) that start with `prefix` and sort after `start_after`.
+    /// Collects into `found` `(key, path)` of objects below `dir` (which
+    /// stands for key text `text`) that start with `prefix` and sort after
+    /// `start_after`. Children are visited in the order of their text, and
+    /// a child whose text sorts after every key `found` keeps is skipped
+    /// with the rest (every key below a directory is longer than its
+    /// text): a short page of a large store reads only what it needs.
     fn walk(
         &self,
         dir: &Path,
         text: String,
         prefix: &str,
         start_after: Option<&str>,
-        found: &mut Vec<(String, PathBuf)>,
+        found: &mut Found,
     ) -> Result<()> {
         let entries = match fs::read_dir(dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(io_err("cannot list", dir, e)),
         };
+        let mut children = Vec::new();
         for entry in entries {
             let entry = entry.map_err(|e| io_err("cannot list", dir, e))?;
             let Ok(kind) = entry.file_type() else {
@@ -502,17 +508,31 @@ impl Inner {
                     let prefix_possible = sub.starts_with(prefix) || prefix.starts_with(&sub);
                     let after_possible = start_after
                         .is_none_or(|after| sub.as_str() > after || after.starts_with(&sub));
-                    if prefix_possible && after_possible {
-                        self.walk(&entry.path(), sub, prefix, start_after, found)?;
+                    if prefix_possible && after_possible && found.may_hold(&sub) {
+                        children.push((sub, true, entry.file_name()));
                     }
                 }
                 Some(keys::Entry::Object(part)) if kind.is_file() => {
                     let key = format!("{text}{part}");
-                    if key.starts_with(prefix) && start_after.is_none_or(|a| key.as_str() > a) {
-                        found.push((key, entry.path()));
+                    if key.starts_with(prefix)
+                        && start_after.is_none_or(|a| key.as_str() > a)
+                        && found.may_hold(&key)
+                    {
+                        children.push((key, false, entry.file_name()));
                     }
                 }
                 _ => {}
+            }
+        }
+        children.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        for (sub, is_dir, name) in children {
+            if !found.may_hold(&sub) {
+                break;
+            }
+            if is_dir {
+                self.walk(&dir.join(&name), sub, prefix, start_after, found)?;
+            } else {
+                found.push(sub, dir.join(&name));
             }
         }
         Ok(())
@@ -529,6 +549,51 @@ impl Inner {
         }
         out.sort();
         Ok(out)
+    }
+}
+
+/// The smallest keys met by a listing walk, at most about twice `keep`
+/// of them at a time.
+struct Found {
+    keep: usize,
+    items: Vec<(String, PathBuf)>,
+    /// Once `items` was cut to the `keep` smallest: the largest of them.
+    /// No key after it can be among the `keep` smallest of the walk.
+    bound: Option<String>,
+}
+
+impl Found {
+    fn new(keep: usize) -> Self {
+        Found {
+            keep,
+            items: Vec::new(),
+            bound: None,
+        }
+    }
+
+    /// Whether a key sorting at or after `text` may be among the smallest.
+    fn may_hold(&self, text: &str) -> bool {
+        self.bound.as_deref().is_none_or(|b| text <= b)
+    }
+
+    fn push(&mut self, key: String, path: PathBuf) {
+        self.items.push((key, path));
+        if self.items.len() >= 2 * self.keep {
+            self.cut();
+        }
+    }
+
+    fn cut(&mut self) {
+        self.items.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        self.items.truncate(self.keep);
+        if self.items.len() == self.keep {
+            self.bound = self.items.last().map(|(k, _)| k.clone());
+        }
+    }
+
+    fn into_sorted(mut self) -> Vec<(String, PathBuf)> {
+        self.cut();
+        self.items
     }
 }
 
