@@ -1,7 +1,7 @@
 //! Real FUSE mounts of drives on the local-directory store, exercised with
 //! the tools people use (see tests/common/scenarios.rs).
 
-use crate::support::mount::{Home, local_store_bytes, sh};
+use crate::support::mount::{Home, daemon_log_with, local_store_bytes, sh};
 use crate::support::scenarios;
 
 fn local_drive(home: &Home) -> String {
@@ -126,12 +126,14 @@ fn tampered_object_fails_one_file_with_eio() {
         std::fs::read(again.path("after.txt")).unwrap(),
         b"still writable"
     );
-    let log = std::fs::read_to_string(again.cache.join("daemon.log")).unwrap();
-    let named = victims.iter().any(|(p, _)| {
-        let name = p.file_name().unwrap().to_string_lossy();
-        log.lines()
-            .any(|l| l.contains("failed verification") && l.contains(name.as_ref()))
-    });
+    let names_a_victim = |l: &str| {
+        victims.iter().any(|(p, _)| {
+            let name = p.file_name().unwrap().to_string_lossy();
+            l.contains("failed verification") && l.contains(name.as_ref())
+        })
+    };
+    let log = daemon_log_with(&again.cache, names_a_victim);
+    let named = log.lines().any(names_a_victim);
     assert!(named, "no log line names the tampered object:\n{log}");
     again.unmount();
 }

@@ -3,7 +3,7 @@
 //! so in `cardfs status`, and commits everything once the server is back;
 //! a drive never mounted with this cache still fails (exit 20).
 
-use crate::support::mount::{assert_ok, exit_code};
+use crate::support::mount::{assert_ok, daemon_log_with, exit_code};
 use crate::support::pattern::pattern;
 use crate::support::private_s3::PrivateServer;
 
@@ -32,7 +32,7 @@ fn mount_from_the_cache_while_the_store_is_down() {
     assert_eq!(exit_code(&out), 20, "{out:?}");
 
     let m = home.mount_at(&store, &home.new_dir("mnt"), &cache, &[]);
-    let log = std::fs::read_to_string(cache.join("daemon.log")).unwrap();
+    let log = daemon_log_with(&cache, |l| l.contains("from the local cache (offline)"));
     assert!(log.contains("from the local cache (offline)"), "{log}");
     let st = status(&m);
     assert!(st.contains("offline (store unreachable since"), "{st}");

@@ -286,6 +286,21 @@ pub fn local_drive(home: &Home) -> String {
     store
 }
 
+/// The daemon log in `cache` once a line satisfies `wanted`, waiting up to
+/// 10 s: the daemon writes its log from a background thread, so a line about
+/// a request may land just after the request was answered. Returns the log
+/// as it is then, whether or not the line came (the caller asserts).
+pub fn daemon_log_with(cache: &Path, wanted: impl Fn(&str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let log = std::fs::read_to_string(cache.join("daemon.log")).unwrap_or_default();
+        if log.lines().any(&wanted) || std::time::Instant::now() > deadline {
+            return log;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 pub fn assert_ok(out: &Output, what: &str) {
     assert!(
         out.status.success(),
