@@ -3,11 +3,13 @@
 //! runtime, and replies from that task; errors become the engine's errno.
 //!
 //! Invariants:
-//! - Callbacks never block: fuser's request threads only read requests,
-//!   spawn tasks and answer cheap reads of the engine's memory (lookup,
-//!   getattr, readdir, xattr reads) when one poll completes them, so a slow
-//!   store never stalls the kernel's other requests, and no callback runs
-//!   `block_on` inside the runtime.
+//! - Callbacks never wait on the store: fuser's request threads only read
+//!   requests, spawn tasks, and answer calls that one poll completes:
+//!   cheap reads of the engine's memory (lookup, getattr, readdir, xattr
+//!   reads) and the small-file path (create, write, flush, release: memory,
+//!   the local journal and cache directory). A call that is not ready then
+//!   goes on in a task, so a slow store never stalls the kernel's other
+//!   requests, and no callback runs `block_on` inside the runtime.
 //! - Every request is answered exactly once, even when a bug panics inside
 //!   it (EIO and an error line): one request's panic never ends the mount.
 //! - The adapter holds no filesystem state except the page-cache policy
@@ -123,6 +125,25 @@ impl DriveFs {
         R: Fail + Send + 'static,
     {
         dispatch(&self.rt, Run::Task, op, reply, call, ok);
+    }
+
+    /// [`forward`](Self::forward) for the calls of the small-file path
+    /// (create, write, flush, release): they touch only the engine's
+    /// memory, its journal and its cache directory, never the store, so
+    /// one poll on the request thread usually completes them (a task hop
+    /// and a second thread wake-up cost as much as the call itself); a
+    /// call that waits (cache full, a block to fetch) goes on in a task.
+    fn forward_inline<T, R>(
+        &self,
+        op: &'static str,
+        reply: R,
+        call: impl Future<Output = drive::Result<T>> + Send + 'static,
+        ok: impl FnOnce(R, T) + Send + 'static,
+    ) where
+        T: Send + 'static,
+        R: Fail + Send + 'static,
+    {
+        dispatch(&self.rt, Run::Inline, op, reply, call, ok);
     }
 }
 
@@ -630,7 +651,7 @@ impl Filesystem for DriveFs {
         reply: ReplyWrite,
     ) {
         let (d, data) = (self.drive.clone(), data.to_vec());
-        self.forward(
+        self.forward_inline(
             "write",
             reply,
             async move { d.write(ino.0, fh.0, offset, &data).await },
@@ -647,7 +668,7 @@ impl Filesystem for DriveFs {
         reply: ReplyEmpty,
     ) {
         let d = self.drive.clone();
-        self.forward(
+        self.forward_inline(
             "flush",
             reply,
             async move { d.flush(ino.0, fh.0).await },
@@ -666,7 +687,7 @@ impl Filesystem for DriveFs {
         reply: ReplyEmpty,
     ) {
         let (d, seen) = (self.drive.clone(), self.seen.clone());
-        self.forward(
+        self.forward_inline(
             "release",
             reply,
             async move {
@@ -918,7 +939,7 @@ impl Filesystem for DriveFs {
         );
         let flags = engine_flags(flags, self.writeback_cache);
         let p = self.present.clone();
-        self.forward(
+        self.forward_inline(
             "create",
             reply,
             async move {
