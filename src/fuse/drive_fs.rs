@@ -5,13 +5,15 @@
 //! Invariants:
 //! - Callbacks never wait on the network: fuser's request threads only
 //!   read requests, spawn tasks and answer what one poll completes: cheap
-//!   reads of the engine's memory (lookup, getattr, readdir, xattr reads)
-//!   and file reads served from the cache or a local store's small reads
+//!   reads of the engine's memory (lookup, getattr, readdir, xattr reads),
+//!   file reads served from the cache or a local store's small reads
 //!   ([`store::in_place`]: a few disk reads of up to 64 KiB, cheaper than
-//!   the three thread hops of a task). Anything else (a fetch over S3, a
-//!   whole-block load) goes on in a task, so a slow store never stalls the
-//!   kernel's other requests, and no callback runs `block_on` inside the
-//!   runtime.
+//!   the three thread hops of a task), and the small-file path (create,
+//!   write, flush, release: memory, the local journal and cache
+//!   directory). Anything else (a fetch over S3, a whole-block load, a
+//!   writer waiting for room) goes on in a task, so a slow store never
+//!   stalls the kernel's other requests, and no callback runs `block_on`
+//!   inside the runtime.
 //! - Every request is answered exactly once, even when a bug panics inside
 //!   it (EIO and an error line): one request's panic never ends the mount.
 //! - The adapter holds no filesystem state except the page-cache policy
@@ -128,6 +130,25 @@ impl DriveFs {
         R: Fail + Send + 'static,
     {
         dispatch(&self.rt, Run::Task, op, reply, call, ok);
+    }
+
+    /// [`forward`](Self::forward) for the calls of the small-file path
+    /// (create, write, flush, release): they touch only the engine's
+    /// memory, its journal and its cache directory, never the store, so
+    /// one poll on the request thread usually completes them (a task hop
+    /// and a second thread wake-up cost as much as the call itself); a
+    /// call that waits (cache full, a block to fetch) goes on in a task.
+    fn forward_inline<T, R>(
+        &self,
+        op: &'static str,
+        reply: R,
+        call: impl Future<Output = drive::Result<T>> + Send + 'static,
+        ok: impl FnOnce(R, T) + Send + 'static,
+    ) where
+        T: Send + 'static,
+        R: Fail + Send + 'static,
+    {
+        dispatch(&self.rt, Run::Inline, op, reply, call, ok);
     }
 }
 
@@ -639,7 +660,7 @@ impl Filesystem for DriveFs {
         reply: ReplyWrite,
     ) {
         let (d, data) = (self.drive.clone(), data.to_vec());
-        self.forward(
+        self.forward_inline(
             "write",
             reply,
             async move { d.write(ino.0, fh.0, offset, &data).await },
@@ -656,7 +677,7 @@ impl Filesystem for DriveFs {
         reply: ReplyEmpty,
     ) {
         let d = self.drive.clone();
-        self.forward(
+        self.forward_inline(
             "flush",
             reply,
             async move { d.flush(ino.0, fh.0).await },
@@ -675,7 +696,7 @@ impl Filesystem for DriveFs {
         reply: ReplyEmpty,
     ) {
         let (d, seen) = (self.drive.clone(), self.seen.clone());
-        self.forward(
+        self.forward_inline(
             "release",
             reply,
             async move {
@@ -927,7 +948,7 @@ impl Filesystem for DriveFs {
         );
         let flags = engine_flags(flags, self.writeback_cache);
         let p = self.present.clone();
-        self.forward(
+        self.forward_inline(
             "create",
             reply,
             async move {

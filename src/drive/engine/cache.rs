@@ -14,6 +14,9 @@
 //!   are evicted least-recently-used once the cache exceeds its bound
 //!   (`bound`: the size limit, or less when its filesystem is fuller).
 //! - The journal file's format and appends belong to `journal_file`.
+//! - Small pinned objects are also held in memory (`fresh`, bounded) until
+//!   uploaded, so the upload does not read back what was just written;
+//!   the file stays the copy that survives a crash of the process.
 
 use super::journal_file::{Journal, Record};
 use crate::drive::error::{DriveError, Result};
@@ -27,6 +30,15 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Largest object kept in memory until uploaded (small files' blocks).
+const FRESH_OBJECT_MAX: usize = 64 << 10;
+/// Most bytes kept in memory that way; objects beyond it are read back.
+const FRESH_TOTAL_MAX: u64 = 16 << 20;
+/// How long a `statvfs` of the cache's filesystem is reused by `bound`
+/// (each put and upload asks; the figure it feeds moves slowly).
+const DISK_STALE: Duration = Duration::from_millis(100);
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DriveError + '_ {
     move |source| DriveError::Cache {
@@ -85,6 +97,35 @@ pub struct Cache {
     /// Held (an exclusive file lock on `lock`) while a drive uses this
     /// directory: two engines on one cache would corrupt its journal.
     lock: Mutex<Option<File>>,
+    /// Copies of small pinned objects, for their upload.
+    fresh: Mutex<Fresh>,
+    /// The last `statvfs` of the cache's filesystem: when, the bytes the
+    /// cache could hold then (free plus held), and its margin.
+    disk: Mutex<Option<(Instant, u64, u64)>>,
+}
+
+/// In-memory copies of small objects not uploaded yet, and their bytes.
+#[derive(Default)]
+struct Fresh {
+    objects: HashMap<[u8; 16], bytes::Bytes>,
+    bytes: u64,
+}
+
+impl std::fmt::Debug for Fresh {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fresh")
+            .field("objects", &self.objects.len())
+            .field("bytes", &self.bytes)
+            .finish()
+    }
+}
+
+impl Fresh {
+    fn drop_copy(&mut self, id: &[u8; 16]) {
+        if let Some(b) = self.objects.remove(id) {
+            self.bytes -= b.len() as u64;
+        }
+    }
 }
 
 /// How long `lock_dir` waits for a lock that is held: a process that forks
@@ -141,6 +182,8 @@ impl Cache {
             mirror_bytes: Arc::default(),
             journal_bytes: Arc::default(),
             lock: Mutex::new(Some(lock)),
+            fresh: Mutex::default(),
+            disk: Mutex::default(),
         };
         let mut found = Vec::new();
         for e in fs::read_dir(&objects).map_err(io_err(&objects))?.flatten() {
@@ -198,12 +241,36 @@ impl Cache {
         if durable {
             sync_dir(&self.dir.join("objects"))?;
         }
+        if pinned && bytes.len() <= FRESH_OBJECT_MAX {
+            let mut fresh = self.fresh();
+            if fresh.bytes + bytes.len() as u64 <= FRESH_TOTAL_MAX
+                && !fresh.objects.contains_key(id)
+            {
+                fresh.bytes += bytes.len() as u64;
+                fresh
+                    .objects
+                    .insert(*id, bytes::Bytes::copy_from_slice(bytes));
+            }
+        }
         self.lru
             .lock()
             .expect("lru lock")
             .touch(*id, on_disk(bytes.len() as u64), pinned);
         self.evict();
         Ok(())
+    }
+
+    fn fresh(&self) -> std::sync::MutexGuard<'_, Fresh> {
+        self.fresh.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The whole object to upload: the in-memory copy kept since it was
+    /// sealed, else the cached file; `None` if it is not cached.
+    pub fn object_to_upload(&self, id: &[u8; 16]) -> Result<Option<bytes::Bytes>> {
+        if let Some(b) = self.fresh().objects.get(id) {
+            return Ok(Some(b.clone()));
+        }
+        Ok(self.read_object(id, None)?.map(bytes::Bytes::from))
     }
 
     /// Makes an object durable (fsync) if it is cached.
@@ -263,12 +330,14 @@ impl Cache {
 
     /// Drops a cached object (e.g. after it failed verification).
     pub fn remove_object(&self, id: &[u8; 16]) {
+        self.fresh().drop_copy(id);
         let _ = fs::remove_file(self.object_path(id));
         self.lru.lock().expect("lru lock").remove(id);
     }
 
     /// The object is in the store now: it may be evicted.
     pub fn unpin(&self, id: &[u8; 16]) {
+        self.fresh().drop_copy(id);
         self.lru.lock().expect("lru lock").set_pinned(id, false);
         self.evict();
     }
@@ -300,20 +369,27 @@ impl Cache {
     /// can take (free space plus what the cache holds, less a margin of a
     /// tenth of the filesystem, at most 64 MiB). Data not yet uploaded
     /// counts against it (back-pressure on writers).
+    ///
+    /// The filesystem's figures are reused for `DISK_STALE` as free space
+    /// plus what the cache held then: the cache's own writes move both
+    /// parts and leave their sum, so only other writers make it stale.
     pub fn bound(&self) -> u64 {
-        let held = self.size();
         let limit = self
             .limit
             .saturating_sub(self.mirror_bytes.load(Ordering::Relaxed))
             .saturating_sub(self.journal_bytes.load(Ordering::Relaxed));
-        match rustix::fs::statvfs(&self.dir) {
-            Ok(st) => {
+        let mut disk = self.disk.lock().unwrap_or_else(|e| e.into_inner());
+        if disk.is_none_or(|(at, _, _)| at.elapsed() >= DISK_STALE) {
+            *disk = rustix::fs::statvfs(&self.dir).ok().map(|st| {
                 let total = st.f_blocks.saturating_mul(st.f_frsize);
                 let free = st.f_bavail.saturating_mul(st.f_frsize);
                 let margin = (total / 10).min(64 << 20);
-                limit.min((free + held).saturating_sub(margin))
-            }
-            Err(_) => limit,
+                (Instant::now(), free + self.size(), margin)
+            });
+        }
+        match *disk {
+            Some((_, room, margin)) => limit.min(room.saturating_sub(margin)),
+            None => limit,
         }
     }
 

@@ -306,7 +306,7 @@ impl Engine {
             if first_err.is_some() {
                 break; // The rest waits for the next attempt.
             }
-            let bytes = match self.cache.read_object(id, None)? {
+            let bytes = match self.cache.object_to_upload(id)? {
                 Some(b) => b,
                 None => {
                     tracing::error!(object = %volume::content_key(id), "sealed object vanished from the cache before upload");
@@ -319,11 +319,7 @@ impl Engine {
             let id = *id;
             set.spawn(async move {
                 let r = store
-                    .put(
-                        &volume::content_key(&id),
-                        Bytes::from(bytes),
-                        PutMode::Overwrite,
-                    )
+                    .put(&volume::content_key(&id), bytes, PutMode::Overwrite)
                     .await;
                 drop(permit);
                 (id, r)
