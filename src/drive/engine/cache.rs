@@ -564,3 +564,99 @@ fn sync_dir(dir: &Path) -> Result<()> {
         .and_then(|f| f.sync_all())
         .map_err(io_err(dir))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cache(dir: &Path) -> Cache {
+        Cache::open(dir, &[7; 16], &[9; 32], 1 << 30).unwrap()
+    }
+
+    /// A small pinned object is uploaded from its in-memory copy (the file
+    /// stays the crash copy); once in the store (unpinned) or dropped, the
+    /// copy goes. Big objects and clean ones are never held.
+    #[test]
+    fn small_pinned_objects_upload_from_memory_until_unpinned() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = cache(dir.path());
+        let (small, big, clean) = ([1u8; 16], [2u8; 16], [3u8; 16]);
+        c.put_object(&small, b"sealed small", true, false).unwrap();
+        c.put_object(&big, &vec![5u8; FRESH_OBJECT_MAX + 1], true, false)
+            .unwrap();
+        c.put_object(&clean, b"fetched", false, false).unwrap();
+        for id in [small, big, clean] {
+            assert!(c.object_path(&id).exists(), "every object is a file too");
+            fs::remove_file(c.object_path(&id)).unwrap();
+        }
+        let held = |id: &[u8; 16]| c.object_to_upload(id).unwrap();
+        assert_eq!(held(&small).as_deref(), Some(&b"sealed small"[..]));
+        assert_eq!(held(&big), None, "too big to hold: read back");
+        assert_eq!(held(&clean), None, "not pinned: not held");
+        c.unpin(&small);
+        assert_eq!(held(&small), None, "uploaded: the copy is gone");
+        assert_eq!(c.fresh().bytes, 0);
+
+        c.put_object(&small, b"again", true, false).unwrap();
+        c.remove_object(&small);
+        assert_eq!(held(&small), None, "dropped with the object");
+        assert_eq!(c.fresh().bytes, 0);
+    }
+
+    /// The copies stay within `FRESH_TOTAL_MAX`: beyond it, objects are
+    /// read back from their files.
+    #[test]
+    fn in_memory_copies_are_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = cache(dir.path());
+        let n = FRESH_TOTAL_MAX as usize / FRESH_OBJECT_MAX + 3;
+        for i in 0..n {
+            let id = [
+                i as u8,
+                (i >> 8) as u8,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                1,
+            ];
+            c.put_object(&id, &vec![i as u8; FRESH_OBJECT_MAX], true, false)
+                .unwrap();
+            assert_eq!(
+                c.object_to_upload(&id).unwrap().unwrap().len(),
+                FRESH_OBJECT_MAX
+            );
+        }
+        let fresh = c.fresh();
+        assert!(fresh.bytes <= FRESH_TOTAL_MAX, "{}", fresh.bytes);
+        assert_eq!(fresh.bytes, FRESH_TOTAL_MAX);
+        assert_eq!(
+            fresh.objects.len(),
+            FRESH_TOTAL_MAX as usize / FRESH_OBJECT_MAX
+        );
+    }
+
+    /// `bound` reuses a `statvfs` for `DISK_STALE`, then asks again.
+    #[test]
+    fn bound_reuses_the_disk_figures_briefly() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = cache(dir.path());
+        let first = c.bound();
+        let at = c.disk.lock().unwrap().expect("measured").0;
+        assert!(first > 0);
+        c.bound();
+        assert_eq!(c.disk.lock().unwrap().unwrap().0, at, "reused");
+        std::thread::sleep(DISK_STALE + Duration::from_millis(10));
+        c.bound();
+        assert!(c.disk.lock().unwrap().unwrap().0 > at, "asked again");
+    }
+}
