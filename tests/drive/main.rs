@@ -12,6 +12,7 @@ mod durability;
 mod fsck;
 mod gc;
 mod gc_log;
+mod gc_revocation;
 mod history;
 mod locality;
 mod model;
