@@ -11,6 +11,7 @@ mod crash;
 mod durability;
 mod fsck;
 mod gc;
+mod gc_catch_up;
 mod gc_log;
 mod gc_revocation;
 mod history;

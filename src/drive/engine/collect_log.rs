@@ -23,6 +23,13 @@
 //!   it is younger than the grace itself.
 //! - Pages are listed before roots: a page written after the listing is
 //!   never a candidate.
+//! - A log entry before the base is deleted only once older than the
+//!   grace: a client puts its next entry only within half the grace of
+//!   seeing the end of the log (engine `commit`), so the slot after its
+//!   head, if taken meanwhile, is still taken, and its put fails instead
+//!   of landing in a collected gap. A client that saw the end longer ago
+//!   refreshes first; a refresh meeting a gap the newest base explains
+//!   reloads past it (engine `catch_up`).
 //! - Only checkpoints that load with the current keys become bases (the
 //!   entries before one are summarised only after the chain from the
 //!   previous base to it verified).
@@ -126,7 +133,7 @@ impl Engine {
         }
         let log_prefix = format!("v/{}/l/", crate::format::hex::encode(&keys.volume));
         for m in &entries {
-            if seq_of(&m.key, &log_prefix).is_some_and(|s| s < base) {
+            if seq_of(&m.key, &log_prefix).is_some_and(|s| s < base) && !young(m) {
                 doomed.push(m);
             }
         }
