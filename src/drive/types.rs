@@ -284,7 +284,8 @@ pub struct GcReport {
     pub reclaimed_objects: u64,
     pub reclaimed_bytes: u64,
     /// Metadata objects (log entries, checkpoint roots and pages before
-    /// each volume's new log base) deleted, or that would be.
+    /// each volume's new log base, keyrings of generations no kept object
+    /// is sealed under) deleted, or that would be.
     #[serde(default)]
     pub metadata_reclaimed_objects: u64,
     #[serde(default)]

@@ -14,14 +14,6 @@ use std::time::Duration;
 
 const HOUR: Duration = Duration::from_secs(3600);
 
-fn now_all() -> GcOptions {
-    GcOptions {
-        grace: Duration::ZERO,
-        keep: Duration::ZERO,
-        dry_run: false,
-    }
-}
-
 async fn gc(d: &Drive, opts: &GcOptions) -> GcReport {
     d.gc(opts, &|_, _| {}).await.unwrap()
 }

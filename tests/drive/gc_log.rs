@@ -12,21 +12,9 @@ use bytes::Bytes;
 use cardfs::drive::*;
 use cardfs::format::meta::LogBase;
 use cardfs::store::{MemoryStore, ObjectStore, PutMode};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-
-fn now_all() -> GcOptions {
-    GcOptions {
-        grace: Duration::ZERO,
-        keep: Duration::ZERO,
-        dry_run: false,
-    }
-}
-
-/// The files a test wrote: name to content (the model the drive must equal).
-type Model = BTreeMap<String, Vec<u8>>;
 
 /// `n` commits, each writing one of eight files (so checkpoints get
 /// written every `SNAPSHOT_EVERY` of them).
@@ -61,31 +49,6 @@ async fn commits_in(d: &Drive, dir: &str, model: &mut Model, n: u64, tag: u64) {
         sync(d).await;
         model.insert(name, data);
     }
-}
-
-/// The drive's root directory equals `model`.
-async fn equals(d: &Drive, model: &Model) {
-    let mut names = names(d, ROOT_INO).await;
-    names.sort();
-    assert_eq!(names, model.keys().cloned().collect::<Vec<_>>());
-    for (name, data) in model {
-        let ino = lookup(d, name).await.unwrap();
-        assert_eq!(&read_all(d, ino).await, data, "{name}");
-    }
-}
-
-/// The root volume's id (hex), from the store's `v/` names.
-async fn volume(store: &dyn ObjectStore) -> String {
-    let keys = keys_under(store, "v/").await;
-    keys[0].split('/').nth(1).unwrap().to_string()
-}
-
-/// The counters of the objects under `v/<vol>/<kind>/`.
-async fn seqs(store: &dyn ObjectStore, vol: &str, kind: &str) -> Vec<u64> {
-    let prefix = format!("v/{vol}/{kind}/");
-    (keys_under(store, &prefix).await.iter())
-        .map(|k| u64::from_str_radix(&k[prefix.len()..], 16).unwrap())
-        .collect()
 }
 
 /// A copy of every object of `store` in a new MemoryStore.

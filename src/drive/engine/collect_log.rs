@@ -1,7 +1,10 @@
 //! Collection of one volume's metadata (the drive owner's `gc`): moves the
 //! log's base forward to the oldest checkpoint the history retention
 //! window needs, then deletes the log entries and checkpoint roots before
-//! it and the pages no kept root names.
+//! it, the pages no kept root names, and last the keyrings of generations
+//! older than every kept entry and root (nothing refers to them: after
+//! `share rotate --reencrypt` and a collection past the window, no object
+//! of the old generations is left).
 //!
 //! Crash safety: the new base (a [`LogBase`] naming that checkpoint and
 //! the hash of every entry it summarises) is put, Create-only, before
@@ -20,6 +23,13 @@
 //!   it is younger than the grace itself.
 //! - Pages are listed before roots: a page written after the listing is
 //!   never a candidate.
+//! - A log entry before the base is deleted only once older than the
+//!   grace: a client puts its next entry only within half the grace of
+//!   seeing the end of the log (engine `commit`), so the slot after its
+//!   head, if taken meanwhile, is still taken, and its put fails instead
+//!   of landing in a collected gap. A client that saw the end longer ago
+//!   refreshes first; a refresh meeting a gap the newest base explains
+//!   reloads past it (engine `catch_up`).
 //! - Only checkpoints that load with the current keys become bases (the
 //!   entries before one are summarised only after the chain from the
 //!   previous base to it verified).
@@ -83,6 +93,9 @@ impl Engine {
         if let Some(index) = self.checkpoint.lock().await.as_ref() {
             keep.extend(index.page_keys(&keys.volume));
         }
+        // The oldest keyring generation a kept object is sealed under:
+        // the base entry's (later entries are not older) or a kept root's.
+        let mut needed = entry_generation(store, &keys.volume, base).await?;
         let mut doomed: Vec<&ObjectMeta> = Vec::new();
         let root_prefix = volume::snapshot_prefix(&keys.volume);
         let mut by_seq = Vec::with_capacity(roots.len());
@@ -100,6 +113,7 @@ impl Engine {
             let successor_young = by_seq.get(i + 1).is_some_and(|(_, n)| young(n));
             if *seq >= base || young(m) || successor_young {
                 let bytes = volume::get(store, &m.key).await?;
+                needed = needed.min(signed_generation(meta::SNAPSHOT_MAGIC, &m.key, &bytes)?);
                 let named = volume::root_pages(&keys, &m.key, &bytes)?;
                 keep.extend(named.iter().map(|h| volume::page_key(&keys.volume, h)));
             } else {
@@ -119,22 +133,38 @@ impl Engine {
         }
         let log_prefix = format!("v/{}/l/", crate::format::hex::encode(&keys.volume));
         for m in &entries {
-            if seq_of(&m.key, &log_prefix).is_some_and(|s| s < base) {
+            if seq_of(&m.key, &log_prefix).is_some_and(|s| s < base) && !young(m) {
                 doomed.push(m);
             }
         }
-        report.metadata_reclaimed_objects += doomed.len() as u64;
-        report.metadata_reclaimed_bytes += doomed.iter().map(|m| m.size).sum::<u64>();
+        // Keyrings of generations older than every kept object go last
+        // (an interrupted collection leaves no kept object without its
+        // keyring): nothing refers to them any more.
+        let rings = store
+            .list_all(&volume::keyring_prefix(&keys.volume))
+            .await?;
+        let ring_limit = needed.min(keys.current().0);
+        let old_rings: Vec<&ObjectMeta> = rings
+            .iter()
+            .filter(|m| keyring_generation(&keys.volume, &m.key).is_some_and(|g| g < ring_limit))
+            .collect();
+        let all = doomed.iter().chain(&old_rings);
+        report.metadata_reclaimed_objects += (doomed.len() + old_rings.len()) as u64;
+        report.metadata_reclaimed_bytes += all.map(|m| m.size).sum::<u64>();
         if !opts.dry_run {
-            let names: Vec<String> = doomed.iter().map(|m| m.key.clone()).collect();
-            for chunk in names.chunks(DELETE_BATCH) {
-                store.delete_many(chunk).await?;
+            for batch in [&doomed, &old_rings] {
+                let names: Vec<String> = batch.iter().map(|m| m.key.clone()).collect();
+                for chunk in names.chunks(DELETE_BATCH) {
+                    store.delete_many(chunk).await?;
+                }
             }
         }
         tracing::info!(
             volume = %crate::drive::identity::hex8(&keys.volume),
             base,
             objects = doomed.len(),
+            keyrings = old_rings.len(),
+            oldest_generation_kept = ring_limit,
             dry_run = opts.dry_run,
             "metadata collection finished"
         );
@@ -244,4 +274,29 @@ impl Engine {
 /// The counter a metadata object name ends with (`None`: another name).
 fn seq_of(key: &str, prefix: &str) -> Option<u64> {
     u64::from_str_radix(key.strip_prefix(prefix)?, 16).ok()
+}
+
+/// The keyring generation a signed metadata object (log entry, checkpoint
+/// root) names in its public header.
+fn signed_generation(magic: &[u8; 4], key: &str, bytes: &[u8]) -> Result<u32> {
+    meta::peek_signed(magic, bytes)
+        .map(|h| h.generation)
+        .map_err(|e| DriveError::tampered(key, e.to_string()))
+}
+
+/// The generation of log entry `seq` of `vol` (which must be in the store).
+async fn entry_generation(
+    store: &dyn crate::store::ObjectStore,
+    vol: &[u8; 16],
+    seq: u64,
+) -> Result<u32> {
+    let key = volume::log_key(vol, seq);
+    signed_generation(meta::ENTRY_MAGIC, &key, &volume::get(store, &key).await?)
+}
+
+/// The generation a keyring name of `vol` stands for (`None`: another
+/// name).
+fn keyring_generation(vol: &[u8; 16], key: &str) -> Option<u32> {
+    let g = u32::from_str_radix(key.strip_prefix(&volume::keyring_prefix(vol))?, 16).ok()?;
+    (volume::keyring_key(vol, g) == key).then_some(g)
 }

@@ -75,6 +75,7 @@ impl Engine {
     /// [`Engine::refresh`] with `commit_lock` held.
     pub(super) async fn refresh_locked(&self) -> Result<()> {
         self.check_reconnected().await?;
+        let started = self.opts.clock.now();
         let mut head = self.lock().head;
         let mut batches = Vec::new();
         loop {
@@ -89,11 +90,26 @@ impl Engine {
                 )
                 .await;
             self.note_reachable(&r);
+            let r = match r {
+                // Another client of the owner collected the entries after
+                // our head: reload past the collection (engine `catch_up`).
+                Err(e @ DriveError::Tampered { .. }) => match self.collected_after(&head).await {
+                    Ok(true) => {
+                        self.catch_up(head).await?;
+                        self.lock().log_end_seen = Some(started);
+                        return Ok(());
+                    }
+                    Ok(false) => Err(e),
+                    Err(other) => Err(other),
+                },
+                r => r,
+            };
             let Some((batch, next, _)) = r? else { break };
             head = next;
             tracing::debug!(seq = head.seq, ops = batch.ops.len(), "pulled a log entry");
             batches.push(batch);
         }
+        self.lock().log_end_seen = Some(started);
         if batches.is_empty() {
             return Ok(());
         }
@@ -126,6 +142,19 @@ impl Engine {
         self.save_state(false)?;
         self.maybe_snapshot().await;
         Ok(())
+    }
+
+    /// Whether this client last saw the end of the log half the collection
+    /// grace ago or more (or never since it opened): collectors keep log
+    /// entries younger than the grace, so until then the entry after the
+    /// head, if another writer put one, is still in the store and a log
+    /// put there fails; after it, a collection may have deleted it and the
+    /// put would succeed in the gap, off the log every other client reads.
+    fn log_end_stale(&self) -> bool {
+        let now = self.opts.clock.now();
+        self.lock().log_end_seen.is_none_or(|t| {
+            now.duration_since(t).unwrap_or(Duration::ZERO) >= self.opts.gc_grace / 2
+        })
     }
 
     /// A commit that has had no answer from the store for this long counts
@@ -182,6 +211,8 @@ impl Engine {
         self.upload(&uploads).await?;
         self.adapt_batch(bytes, started.elapsed());
         let Some(upto) = upto else { return Ok(()) };
+        // Whether this attempt looked for the end of the log already.
+        let mut end_checked = false;
         loop {
             let (ops, last, head) = {
                 let core = self.lock();
@@ -199,6 +230,14 @@ impl Engine {
                 )
             };
             let Some(last) = last else { break };
+            // Not sure where the log ends: the entries after the head may
+            // have been collected, and a put would land in their gap.
+            if !end_checked && self.log_end_stale() {
+                end_checked = true;
+                self.refresh_locked().await?;
+                continue;
+            }
+            let put_started = self.opts.clock.now();
             let batch = Batch {
                 client: self.cache.client_id(),
                 client_seq: last,
@@ -245,6 +284,9 @@ impl Engine {
                         };
                         core.pending.retain(|(s, _)| *s > last);
                         core.last_commit = Some(SystemTime::now());
+                        // The slot was free while the end seen was recent:
+                        // it was the end (see `log_end_stale`).
+                        core.log_end_seen = Some(put_started);
                         core.fatal = None;
                         if core.pending.is_empty() {
                             core.view.clients = core.committed.clients.clone();
@@ -280,6 +322,7 @@ impl Engine {
                 Err(StoreError::PreconditionFailed { .. }) => {
                     tracing::debug!(seq, "log position taken by another writer; rebasing");
                     self.refresh_locked().await?;
+                    end_checked = true;
                 }
                 Err(e) => {
                     self.lock().reachable = !e.is_transient();
@@ -365,7 +408,7 @@ impl Engine {
         Ok(())
     }
 
-    async fn maybe_snapshot(&self) {
+    pub(super) async fn maybe_snapshot(&self) {
         self.snapshot(false).await
     }
 

@@ -96,8 +96,16 @@ impl Engine {
     }
 
     /// The seq of the newest snapshot whose entry was written at or before
-    /// `cutoff` (0: replay from genesis).
+    /// `cutoff` (0: replay from genesis). Never before the newest log
+    /// base: the entries before it are gone (a window wider than the last
+    /// collection's starts at the base), so a snapshot left there by an
+    /// interrupted collection is not read.
     pub(super) async fn window_base(&self, cutoff: crate::format::meta::Time) -> Result<u64> {
+        let keys = self.keys.get();
+        let floor =
+            crate::drive::volume::newest_base(self.unmirrored.as_ref(), &keys, self.keys.owner())
+                .await?
+                .map_or(0, |b| b.base.seq);
         let prefix = format!("v/{}/s/", hex(&self.keys.volume));
         let mut seqs: Vec<u64> = self
             .unmirrored
@@ -108,11 +116,11 @@ impl Engine {
             .collect();
         seqs.sort_unstable();
         let head = self.lock().head.seq;
-        for s in seqs.into_iter().rev().filter(|s| *s <= head) {
+        for s in seqs.into_iter().rev().filter(|s| *s <= head && *s >= floor) {
             if self.entry_time(s).await? <= cutoff {
                 return Ok(s);
             }
         }
-        Ok(0)
+        Ok(floor)
     }
 }

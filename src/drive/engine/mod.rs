@@ -8,7 +8,9 @@
 //! - `open`: creating a drive and opening (verifying) one volume.
 //! - `journal`: replaying the local journal and making it durable;
 //!   `journal_file`: its records, appended as each op is queued; `commit`: refresh, commit,
-//!   upload, snapshots and the background task; `lifecycle`: sync, shutdown,
+//!   upload, snapshots and the background task; `catch_up`: a refresh
+//!   that finds the entries after its head collected (reload past the
+//!   owner's log base, rebase); `lifecycle`: sync, shutdown,
 //!   abandon; `rotation`: key rotation and re-encryption of the volume.
 //! - `fsck`: the read-only check of a whole drive as the store holds it;
 //!   `history`: a path's versions, and restoring a past state of it.
@@ -38,6 +40,7 @@
 //! `drive`, and `format`/`store`; never `router` or `Drive`.
 
 pub(super) mod cache;
+pub(super) mod catch_up;
 pub(super) mod collect_log;
 pub(super) mod commit;
 pub(super) mod fsck;

@@ -297,6 +297,8 @@ impl Engine {
             // are reusable for half the grace from now (`collect_log`).
             checkpoint_written: (offline_since.is_none() && index.is_some())
                 .then(|| opts.clock.now()),
+            // The first commit looks for the end of the log again.
+            log_end_seen: None,
             touched,
             fatal: None,
             ids: IdCursor::default(),

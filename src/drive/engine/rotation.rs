@@ -80,6 +80,7 @@ impl Engine {
                 drive_id: old.drive_id,
                 volume: old.volume,
                 generations,
+                collected: old.collected.clone(),
                 name,
             })?;
             next

@@ -106,6 +106,12 @@ pub struct Core {
     /// (its clock; `None`: loaded at open, or none). Its pages are reused
     /// only within half the collection grace (`collect_log` race rules).
     pub(super) checkpoint_written: Option<SystemTime>,
+    /// When this engine last saw the end of the log (its clock): a refresh
+    /// reaching it, or a log put landing within half the collection grace
+    /// of the previous sighting. Entries written after it are younger, and
+    /// collectors keep entries younger than the grace, so a put within half
+    /// the grace of it cannot land in a collected gap (`catch_up`).
+    pub(super) log_end_seen: Option<SystemTime>,
     /// Nodes of `committed` changed, added or removed since the checkpoint
     /// `Engine::checkpoint` holds (or since the one loaded at open): the
     /// next checkpoint rewrites the pages holding them.

@@ -521,6 +521,7 @@ mod tests {
                 (SecretKey::random(), vec![me.member(Role::Owner).record()]),
             )]
             .into(),
+            collected: Default::default(),
             name: b"v".to_vec(),
         }
     }

@@ -86,6 +86,7 @@ pub async fn write_genesis(
         drive_id,
         volume,
         generations,
+        collected: Default::default(),
         name: name.to_vec(),
     };
     let t = now();

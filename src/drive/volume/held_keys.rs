@@ -230,6 +230,7 @@ mod tests {
                 .iter()
                 .map(|(g, k)| (*g, (SecretKey::from_bytes(*k), Vec::new())))
                 .collect::<BTreeMap<_, _>>(),
+            collected: Default::default(),
             name: Vec::new(),
         }
     }

@@ -21,7 +21,10 @@
 //! entry's.
 //! Keyrings: the newest generation opens with my key; every earlier one
 //! opens with the key its successor's history gives, and all of them are
-//! signed by the drive owner.
+//! signed by the drive owner. An earlier generation's keyring may be gone
+//! (the owner's collector deletes those no kept object is sealed under):
+//! its key is still known from the history, its members are not, so no
+//! object sealed under it verifies (`Tampered` naming the keyring).
 //!
 //! Children: `checkpoint` (writing and loading paged checkpoints),
 //! `log_base` (reading and checking log bases),
@@ -51,7 +54,7 @@ use crate::format::wire::FormatError;
 use crate::store::{GetOptions, ObjectStore, StoreError};
 use bytes::Bytes;
 use ed25519_dalek::{SigningKey, VerifyingKey};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use x25519_dalek::StaticSecret;
 
 pub const HEADER_KEY: &str = "drive";
@@ -87,6 +90,10 @@ pub struct VolumeKeys {
     pub(super) drive_id: [u8; 16],
     pub(super) volume: [u8; 16],
     pub(super) generations: BTreeMap<u32, (SecretKey, Vec<MemberRecord>)>,
+    /// Earlier generations whose keyring the store no longer holds
+    /// (collected): in `generations` with their key (from a newer
+    /// keyring's history) and no members.
+    pub(super) collected: BTreeSet<u32>,
     /// The display name from the newest keyring.
     pub(super) name: Vec<u8>,
 }
@@ -154,15 +161,26 @@ impl VolumeKeys {
         })
         .await?;
         let mut generations = BTreeMap::new();
+        let mut collected = BTreeSet::new();
         for (g, old_key) in &ring.history {
-            let members = match known.and_then(|k| k.generations.get(g)) {
+            let members = match known
+                .filter(|k| !k.collected.contains(g))
+                .and_then(|k| k.generations.get(g))
+            {
                 Some((k, m)) if k == old_key => m.clone(),
                 _ => {
-                    let (old, _) = open_keyring(store, (drive_id, volume, *g), owner, |b| {
+                    let at = (drive_id, volume, *g);
+                    let opened = open_keyring_if_kept(store, at, owner, |b| {
                         Keyring::open_with_key(b, owner, old_key).map(|r| (r, old_key.clone()))
                     })
                     .await?;
-                    old.members
+                    match opened {
+                        Some((old, _)) => old.members,
+                        None => {
+                            collected.insert(*g);
+                            Vec::new()
+                        }
+                    }
                 }
             };
             generations.insert(*g, (old_key.clone(), members));
@@ -172,6 +190,7 @@ impl VolumeKeys {
             drive_id,
             volume,
             generations,
+            collected,
             name: ring.name,
         })
     }
@@ -204,14 +223,44 @@ async fn open_keyring(
 ) -> Result<(Keyring, SecretKey)> {
     let name = keyring_key(&volume, generation);
     let bytes = get(store, &name).await?;
+    open_keyring_bytes(&bytes, (drive_id, volume, generation), owner, open)
+}
+
+/// [`open_keyring`] of an earlier generation, whose keyring the owner's
+/// collector may have deleted: `None` when the store does not hold it.
+async fn open_keyring_if_kept(
+    store: &dyn ObjectStore,
+    at: ([u8; 16], [u8; 16], u32),
+    owner: &VerifyingKey,
+    open: impl FnOnce(&[u8]) -> std::result::Result<(Keyring, SecretKey), FormatError>,
+) -> Result<Option<(Keyring, SecretKey)>> {
+    match store
+        .get(&keyring_key(&at.1, at.2), GetOptions::default())
+        .await
+    {
+        Ok(r) => open_keyring_bytes(&r.bytes, at, owner, open).map(Some),
+        Err(StoreError::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Opens the bytes of keyring `(drive, volume, generation)` with `open`
+/// (see [`open_keyring`]).
+fn open_keyring_bytes(
+    bytes: &[u8],
+    (drive_id, volume, generation): ([u8; 16], [u8; 16], u32),
+    owner: &VerifyingKey,
+    open: impl FnOnce(&[u8]) -> std::result::Result<(Keyring, SecretKey), FormatError>,
+) -> Result<(Keyring, SecretKey)> {
+    let name = keyring_key(&volume, generation);
     let misplaced =
         || DriveError::tampered(&name, "keyring names another drive, volume or generation");
-    match open(&bytes) {
+    match open(bytes) {
         Ok((k, key)) if (k.drive_id, k.volume, k.generation) == (drive_id, volume, generation) => {
             Ok((k, key))
         }
         Ok(_) => Err(misplaced()),
-        Err(FormatError::Invalid("not a member")) => match Keyring::verify_public(&bytes, owner) {
+        Err(FormatError::Invalid("not a member")) => match Keyring::verify_public(bytes, owner) {
             Ok(id) if id == (drive_id, volume, generation) => Err(DriveError::NotMember),
             Ok(_) => Err(misplaced()),
             Err(e) => Err(DriveError::unreadable(&name, e)),
@@ -373,6 +422,14 @@ fn open_signed(
         return Err(DriveError::tampered(
             key,
             "object belongs to another volume",
+        ));
+    }
+    if keys.collected.contains(&head.generation) {
+        return Err(DriveError::tampered(
+            keyring_key(&keys.volume, head.generation),
+            format!(
+                "keyring missing from the store while {key}, sealed under its generation, remains"
+            ),
         ));
     }
     let writer = keys.writer(head.generation, &head.writer).ok_or_else(|| {

@@ -156,3 +156,70 @@ pub fn try_keys<'a>(
         })
     })
 }
+
+impl Loot {
+    /// Whether anything reached opens the object `name` (bytes `sealed`),
+    /// whatever its name says it is: as a keyring (with `me` or any
+    /// generation key), as a signed log entry or checkpoint root (any
+    /// generation key, signed by any member known), as a checkpoint page
+    /// (any generation key at any small place of any volume reached), and
+    /// for a content name as a block ([`Loot::opens`]).
+    pub fn opens_object(
+        &self,
+        owner: &VerifyingKey,
+        me: &x25519_dalek::StaticSecret,
+        name: &str,
+        sealed: &[u8],
+    ) -> bool {
+        if name.starts_with("c/") && self.opens(name, sealed) {
+            return true;
+        }
+        if Keyring::open(sealed, owner, me).is_ok()
+            || self
+                .gen_keys
+                .values()
+                .any(|k| Keyring::open_with_key(sealed, owner, k).is_ok())
+        {
+            return true;
+        }
+        let mut signers: Vec<VerifyingKey> = vec![*owner];
+        for m in self.members.values().flatten() {
+            signers.extend(m.verifying_key().ok());
+        }
+        for magic in [ENTRY_MAGIC, SNAPSHOT_MAGIC] {
+            for vk in &signers {
+                if self
+                    .gen_keys
+                    .values()
+                    .any(|k| meta::open_signed(magic, sealed, vk, k).is_ok())
+                {
+                    return true;
+                }
+            }
+        }
+        let top = self.gen_keys.keys().map(|(_, g)| *g).max().unwrap_or(0) + 3;
+        for (vol, _) in self.gen_keys.keys() {
+            let volume: [u8; 16] = cardfs::format::hex::decode(vol).unwrap();
+            for generation in 0..=top {
+                for bucket_bits in 0..=3u8 {
+                    for bucket in 0..(1u32 << bucket_bits) {
+                        let place = meta::PagePlace {
+                            volume,
+                            generation,
+                            bucket,
+                            bucket_bits,
+                        };
+                        if self
+                            .gen_keys
+                            .values()
+                            .any(|k| meta::open_page(&place, k, sealed).is_ok())
+                        {
+                            return true;
+                        }
+                    }
+                }
+            }
+        }
+        false
+    }
+}

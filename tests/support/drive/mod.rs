@@ -3,6 +3,7 @@
 //! file helpers.
 #![allow(dead_code)]
 
+pub mod collect;
 pub mod crash;
 pub mod cut;
 pub mod loot;
@@ -11,6 +12,8 @@ pub mod model;
 // Not every binary that includes the support module uses it.
 #[allow(unused_imports)]
 pub use super::keys_under;
+#[allow(unused_imports)]
+pub use collect::{Model, equals, now_all, seqs, volume};
 #[allow(unused_imports)]
 pub use cut::DeletesCut;
 
