@@ -468,6 +468,10 @@ fn serve(
     opts.read_only = args.read_only;
     opts.refresh_interval = std::time::Duration::from_secs(args.refresh);
     opts.store_timeout = args.store_args.store_timeout();
+    opts.whole_blocks_on_random_reads = !matches!(
+        cardfs::store::parse_location(&args.store),
+        Ok(cardfs::store::Location::Local(_))
+    );
     if let Some(size) = args.cache_size {
         opts.cache_size = size;
     }

@@ -149,6 +149,13 @@ pub struct DriveOptions {
     pub refresh_interval: Duration,
     /// How many objects the uploader sends at once.
     pub upload_concurrency: usize,
+    /// On a random read of a stored block, also fetch the whole block in
+    /// the background (into the cache), so later reads of that block need
+    /// no request: right for a remote store, where a request costs
+    /// milliseconds whatever its size (s3fs and JuiceFS do the same). The
+    /// mount turns it on for S3; off (the default) for a local-directory
+    /// store, whose ranged reads cost microseconds.
+    pub whole_blocks_on_random_reads: bool,
     /// How long the store may go without answering before it counts as
     /// unreachable: a commit with no answer for twice this marks the store
     /// stuck in `status`, and a writer held back by a full cache then gets
@@ -166,7 +173,8 @@ pub struct DriveOptions {
 
 impl DriveOptions {
     /// Defaults for a cache directory: 1 GiB cache, read-write, refresh
-    /// every 30 s, 8 uploads at once, a store timeout of 30 s.
+    /// every 30 s, 8 uploads at once, no whole-block fetch behind random
+    /// reads, a store timeout of 30 s.
     pub fn new(cache_dir: impl Into<PathBuf>) -> Self {
         Self {
             cache_dir: cache_dir.into(),
@@ -174,6 +182,7 @@ impl DriveOptions {
             read_only: false,
             refresh_interval: Duration::from_secs(30),
             upload_concurrency: 8,
+            whole_blocks_on_random_reads: false,
             store_timeout: Duration::from_secs(30),
             gc_grace: DEFAULT_GRACE,
             clock: Default::default(),

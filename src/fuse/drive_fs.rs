@@ -3,11 +3,15 @@
 //! runtime, and replies from that task; errors become the engine's errno.
 //!
 //! Invariants:
-//! - Callbacks never block: fuser's request threads only read requests,
-//!   spawn tasks and answer cheap reads of the engine's memory (lookup,
-//!   getattr, readdir, xattr reads) when one poll completes them, so a slow
-//!   store never stalls the kernel's other requests, and no callback runs
-//!   `block_on` inside the runtime.
+//! - Callbacks never wait on the network: fuser's request threads only
+//!   read requests, spawn tasks and answer what one poll completes: cheap
+//!   reads of the engine's memory (lookup, getattr, readdir, xattr reads)
+//!   and file reads served from the cache or a local store's small reads
+//!   ([`store::in_place`]: a few disk reads of up to 64 KiB, cheaper than
+//!   the three thread hops of a task). Anything else (a fetch over S3, a
+//!   whole-block load) goes on in a task, so a slow store never stalls the
+//!   kernel's other requests, and no callback runs `block_on` inside the
+//!   runtime.
 //! - Every request is answered exactly once, even when a bug panics inside
 //!   it (EIO and an error line): one request's panic never ends the mount.
 //! - The adapter holds no filesystem state except the page-cache policy
@@ -23,6 +27,7 @@ use crate::drive::{
     self, Attr, Caller, Drive, DriveError, FileKind, Ino, RenameFlags, SetAttr, Special, TimeSet,
     XattrSet,
 };
+use crate::store;
 use fuser::{
     AccessFlags, CopyFileRangeFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
     Generation, INodeNo, IoctlFlags, KernelConfig, LockOwner, OpenFlags, PollEvents, PollFlags,
@@ -131,12 +136,14 @@ impl DriveFs {
 enum Run {
     /// In a task on the runtime.
     Task,
-    /// A cheap call that only reads the engine's memory (lookup, getattr,
-    /// readdir, xattr reads): polled once on the request thread and
-    /// answered at once when that poll completes it, with no task and no
-    /// thread hop (a round trip costs about half as much); a call that is
-    /// not ready then (a volume to open, see `Router::engine`) goes on in
-    /// a task.
+    /// A cheap call that reads the engine's memory (lookup, getattr,
+    /// readdir, xattr reads) or a file's bytes: polled once on the request
+    /// thread, with small in-place store reads allowed
+    /// ([`store::in_place::allowing`]), and answered at once when that poll
+    /// completes it, with no task and no thread hop (a round trip costs
+    /// about half as much); a call that is not ready then (a volume to
+    /// open, see `Router::engine`; a fetch over the network) goes on in a
+    /// task.
     Inline,
 }
 
@@ -163,7 +170,7 @@ fn dispatch<T, R>(
         let first = {
             let _in_runtime = rt.enter();
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                call.as_mut().now_or_never()
+                store::in_place::allowing(|| call.as_mut().now_or_never())
             }))
         };
         match first {
@@ -609,7 +616,9 @@ impl Filesystem for DriveFs {
         reply: ReplyData,
     ) {
         let d = self.drive.clone();
-        self.forward(
+        dispatch(
+            &self.rt,
+            Run::Inline,
             "read",
             reply,
             async move { d.read(ino.0, fh.0, offset, size).await },

@@ -14,8 +14,12 @@
 //!   keeps `stat`-heavy tools (git status, find, rsync) off the daemon
 //!   (~3 µs per cached stat against ~70 µs per round trip).
 //! - Several request threads ([`request_threads`]) with cloned `/dev/fuse`
-//!   descriptors: callbacks never wait (they hand work to tokio), so threads
-//!   only serve to read requests and copy data in parallel.
+//!   descriptors: they read requests and copy data in parallel, and answer
+//!   cheap requests in place, including file reads served by a few small
+//!   disk reads (a random 4 KiB read without a thread hop: 7 system calls
+//!   instead of about 17, three of them wake-ups); anything that may wait
+//!   on the network goes to tokio. Two per core (4 to 8), so a thread
+//!   waiting on the disk does not hold up the others.
 //! - Writeback cache, only when asked for ([`MountSettings::writeback`],
 //!   `cardfs mount -o writeback_cache`): the kernel merges small writes into
 //!   pages before sending them (4 KiB writes: ~61 MB/s without, ~810 MB/s
@@ -117,9 +121,9 @@ fn pick(flag: bool, on: MountOption, off: MountOption) -> MountOption {
     if flag { on } else { off }
 }
 
-/// Threads reading kernel requests: one per core, between 2 and 4.
+/// Threads reading kernel requests: two per core, between 4 and 8.
 pub fn request_threads() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 4))
+    std::thread::available_parallelism().map_or(4, |n| (2 * n.get()).clamp(4, 8))
 }
 
 /// Applies the settings to the kernel's INIT offer. Capabilities the kernel

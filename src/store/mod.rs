@@ -28,6 +28,7 @@ use std::ops::Range;
 use std::time::Duration;
 
 pub mod fault;
+pub mod in_place;
 pub mod local;
 pub mod memory;
 mod open;

@@ -580,3 +580,64 @@ async fn opening_a_large_drive_needs_few_requests() {
     // entries after the snapshot, the end probe (+ list).
     assert!(reads <= 8 + SNAPSHOT_EVERY, "{reads} store reads to open");
 }
+
+/// Random reads of a stored file, as a client with an empty cache: the
+/// store requests they cost. With `whole_blocks_on_random_reads` (what
+/// the mount sets for S3) the first read of a block fetches its range and
+/// then the whole block behind it, so later reads of that block need no
+/// request; without it (a local store) every read is one ranged request.
+#[tokio::test]
+async fn random_reads_fetch_the_whole_block_behind_them_when_asked() {
+    let env = Env::new().await;
+    let d = env.open().await;
+    let data: Vec<u8> = (0..3_000_000u32)
+        .map(|i| (i.wrapping_mul(7919) >> 3) as u8)
+        .collect();
+    put(&d, ROOT_INO, "big", &data).await;
+    sync(&d).await;
+    d.shutdown().await.unwrap();
+
+    for whole in [false, true] {
+        let counting = faulty(env.store.clone());
+        let mut opts = env.opts(if whole { "whole" } else { "ranged" });
+        opts.whole_blocks_on_random_reads = whole;
+        let d = Drive::open_drive(counting.clone(), env.id.clone(), opts)
+            .await
+            .unwrap();
+        let ino = lookup(&d, "big").await.unwrap();
+        let fh = d.open(ino, libc::O_RDONLY).await.unwrap();
+        let read_at = |off: usize| {
+            let d = d.clone();
+            async move { d.read(ino, fh, off as u64, 4096).await.unwrap() }
+        };
+        // Offsets in block 1 (1 MiB blocks), none following the one before.
+        let offs = [(1 << 20) + 40_960, (1 << 20) + 500_000, (1 << 20) + 900_000];
+        let before = counting.counts().reads;
+        assert_eq!(read_at(offs[0]).await, data[offs[0]..offs[0] + 4096]);
+        let expected = if whole { 2 } else { 1 };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while counting.counts().reads - before < expected && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        assert_eq!(counting.counts().reads - before, expected, "whole: {whole}");
+        let mid = counting.counts().reads;
+        for off in &offs[1..] {
+            assert_eq!(
+                read_at(*off).await,
+                data[*off..*off + 4096],
+                "whole: {whole}"
+            );
+        }
+        let later = counting.counts().reads - mid;
+        if whole {
+            assert_eq!(
+                later, 0,
+                "served from the block fetched behind the first read"
+            );
+        } else {
+            assert_eq!(later, 2, "one ranged request per read");
+        }
+        d.release(ino, fh).await.unwrap();
+        d.shutdown().await.unwrap();
+    }
+}

@@ -1,9 +1,11 @@
 //! Local-store behaviour beyond the conformance suite: conditional puts
-//! stay atomic across processes (two mounts of one store), and a store
-//! directory is recognised or refused.
+//! stay atomic across processes (two mounts of one store), a store
+//! directory is recognised or refused, and small reads run in place where
+//! the caller allows it.
 
 use bytes::Bytes;
-use cardfs::store::{LocalStore, ObjectStore, PutMode, StoreError};
+use cardfs::store::{GetOptions, LocalStore, ObjectStore, PutMode, StoreError, in_place};
+use futures_util::FutureExt;
 use std::process::Command;
 
 const CHILD_ENV: &str = "CARDFS_TEST_LOCAL_CHILD_STORE";
@@ -110,4 +112,79 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         out.push(path);
     }
     out
+}
+
+/// Inside `in_place::allowing` (a FUSE request thread's first poll), a
+/// small read completes on that first poll, with no hand-off to the
+/// blocking pool, and every answer is the one the pool gives: ranges, a
+/// whole small object, a whole big one (read by the pool), a missing key,
+/// a failed precondition.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn small_reads_in_place_answer_as_the_pool_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::open(dir.path().join("store")).unwrap();
+    let small: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+    let big: Vec<u8> = (0..(in_place::SMALL_READ as u32 + 9))
+        .map(|i| (i % 13) as u8)
+        .collect();
+    store
+        .put("o/small", Bytes::from(small.clone()), PutMode::Create)
+        .await
+        .unwrap();
+    store
+        .put("o/big", Bytes::from(big.clone()), PutMode::Create)
+        .await
+        .unwrap();
+    let etag = store.head("o/small").await.unwrap().etag;
+    let stale = GetOptions {
+        range: None,
+        if_match: Some(store.head("o/big").await.unwrap().etag),
+    };
+
+    let cases = [
+        ("o/small", GetOptions::range(100..4196)),
+        ("o/small", GetOptions::range(4000..9000)),
+        ("o/small", GetOptions::default()),
+        ("o/big", GetOptions::range(1..4097)),
+        (
+            "o/small",
+            GetOptions {
+                range: None,
+                if_match: Some(etag),
+            },
+        ),
+    ];
+    for (key, opts) in cases {
+        let pool = store.get(key, opts.clone()).await.unwrap();
+        let here = in_place::allowing(|| store.get(key, opts.clone()).now_or_never());
+        let here = here
+            .expect("a small read completes on the first poll")
+            .unwrap();
+        assert_eq!(here.bytes, pool.bytes, "{key} {opts:?}");
+        assert_eq!(here.meta.size, pool.meta.size);
+        assert_eq!(here.meta.etag, pool.meta.etag);
+    }
+    assert_eq!(
+        &store
+            .get("o/small", GetOptions::range(100..104))
+            .await
+            .unwrap()
+            .bytes[..],
+        &small[100..104]
+    );
+
+    // A big whole read still goes to the pool (and gives the same bytes).
+    let whole = in_place::allowing(|| store.get("o/big", GetOptions::default()));
+    assert_eq!(&whole.await.unwrap().bytes[..], &big[..]);
+
+    let missing = in_place::allowing(|| store.get("o/none", GetOptions::default()).now_or_never());
+    assert!(
+        matches!(missing, Some(Err(StoreError::NotFound { .. }))),
+        "{missing:?}"
+    );
+    let failed = in_place::allowing(|| store.get("o/small", stale.clone()).now_or_never());
+    assert!(
+        matches!(failed, Some(Err(StoreError::PreconditionFailed { .. }))),
+        "{failed:?}"
+    );
 }

@@ -43,6 +43,10 @@ pub struct Fetch {
 /// hide the store's per-request latency (one 1 MiB GET at a time reaches
 /// only a fraction of what the store can serve).
 const READ_AHEAD_BLOCKS: u64 = 6;
+/// Whole-block fetches behind random reads in flight at most (beyond
+/// that a random read only fetches its range): bounds the bandwidth a
+/// random reader of a big file can ask for at once.
+const RANDOM_PREFETCH_MAX: usize = 8;
 /// Decrypted blocks kept in memory for sequential readers (room for the
 /// read-ahead window of two readers).
 const PLAIN_BLOCKS: usize = 2 * READ_AHEAD_BLOCKS as usize + 4;
@@ -71,6 +75,14 @@ impl Engine {
         }
         if whole {
             return Ok(self.whole_block(f).await?[range].to_vec());
+        }
+        // A whole-block fetch of this block under way (behind an earlier
+        // random read): its answer is nearer than a request of our own.
+        if let Some(m) = self.running_prefetch(&f.block.id) {
+            drop(m.lock().await);
+            if let Some(p) = self.plain_get(&f.block.id) {
+                return Ok(p[range].to_vec());
+            }
         }
         let key = volume::content_key(&f.block.id);
         let id = &f.block.id;
@@ -186,19 +198,22 @@ impl Engine {
     /// The whole verified plaintext of a block, waiting for a read-ahead of
     /// the same block if one is running.
     async fn whole_block(&self, f: &Fetch) -> Result<Arc<Vec<u8>>> {
-        let running = self
-            .prefetching
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&f.block.id)
-            .cloned();
-        if let Some(m) = running {
+        if let Some(m) = self.running_prefetch(&f.block.id) {
             drop(m.lock().await);
             if let Some(p) = self.plain_get(&f.block.id) {
                 return Ok(p);
             }
         }
         self.load_whole(f).await
+    }
+
+    /// The lock a running whole-block fetch of `id` holds until it ends.
+    fn running_prefetch(&self, id: &[u8; 16]) -> Option<Arc<tokio::sync::Mutex<()>>> {
+        self.prefetching
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned()
     }
 
     async fn load_whole(&self, f: &Fetch) -> Result<Arc<Vec<u8>>> {
@@ -290,11 +305,31 @@ impl Engine {
                 pos = idx * B + in_end as u64;
             }
             let sequential = h.last_read_end == offset || offset == 0;
-            // Read-ahead: on sequential reads, the next stored blocks.
+            // Read-ahead: on sequential reads, the next stored blocks; on
+            // random reads (when the store is remote), the blocks just read
+            // from, whole, so the next read there needs no request.
             let first = end.div_ceil(B);
-            let window = if sequential { READ_AHEAD_BLOCKS } else { 0 };
-            let prefetch = (first..first.saturating_add(window).min(live_blocks))
+            let (from, window) = if sequential {
+                (first, READ_AHEAD_BLOCKS)
+            } else if self.opts.whole_blocks_on_random_reads
+                && end > offset
+                && self
+                    .prefetching
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .len()
+                    < RANDOM_PREFETCH_MAX
+            {
+                (offset / B, first - offset / B)
+            } else {
+                (first, 0)
+            };
+            let prefetch = (from..from.saturating_add(window).min(live_blocks))
                 .filter(|i| !d.is_some_and(|d| d.blocks.contains_key(i)))
+                // A random read's block already cached is read from there.
+                .filter(|i| {
+                    sequential || !blocks.get(i).is_some_and(|b| self.cache.has_object(&b.id))
+                })
                 .filter_map(|i| {
                     blocks.get(&i).map(|b| Fetch {
                         index: i,
@@ -324,7 +359,8 @@ impl Engine {
         Ok((out, prefetch))
     }
 
-    /// Fetches a whole block ahead of a sequential reader.
+    /// Fetches a whole block (into the cache and the plaintext blocks) ahead
+    /// of a sequential reader, or behind a random read on a remote store.
     pub async fn prefetch(&self, f: Fetch) {
         if self.plain_get(&f.block.id).is_some() {
             return;

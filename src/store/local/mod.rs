@@ -26,7 +26,7 @@ mod keys;
 
 use super::{
     ETag, GetOptions, GetResult, ListPage, MultipartUpload, ObjectMeta, ObjectStore, PutMode,
-    Result, StoreError, clamp_range, validate_key,
+    Result, StoreError, clamp_range, in_place, validate_key,
 };
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -379,7 +379,18 @@ impl Inner {
 
     fn get(&self, key: &str, options: &GetOptions) -> Result<GetResult> {
         let (file, meta) = self.open_object(key)?;
-        let etag = etag_of(&meta);
+        self.read_opened(key, &file, &meta, options)
+    }
+
+    /// The rest of [`Inner::get`] once the object is open.
+    fn read_opened(
+        &self,
+        key: &str,
+        file: &File,
+        meta: &fs::Metadata,
+        options: &GetOptions,
+    ) -> Result<GetResult> {
+        let etag = etag_of(meta);
         if options.if_match.as_ref().is_some_and(|e| *e != etag) {
             return Err(precondition(key));
         }
@@ -607,6 +618,21 @@ impl ObjectStore for LocalStore {
 
     async fn get(&self, key: &str, options: GetOptions) -> Result<GetResult> {
         validate_key(key)?;
+        if in_place::allowed() {
+            // Open here (a cheap metadata call); read here only when small.
+            let (file, meta) = self.inner.open_object(key)?;
+            let len = match &options.range {
+                Some(r) => clamp_range(r, meta.size()),
+                None => 0..meta.size(),
+            };
+            if len.end - len.start <= in_place::SMALL_READ {
+                return self.inner.read_opened(key, &file, &meta, &options);
+            }
+            let key = key.to_string();
+            return self
+                .blocking(move |s| s.read_opened(&key, &file, &meta, &options))
+                .await;
+        }
         let key = key.to_string();
         self.blocking(move |s| s.get(&key, &options)).await
     }
