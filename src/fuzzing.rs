@@ -507,7 +507,7 @@ fn sample_nodes() -> Vec<Node> {
         kind: KIND_SYMLINK,
         perm: 0o777,
         nlink: 1,
-        target: b"f".to_vec(),
+        target: b"f".to_vec().into(),
         ..Default::default()
     };
     let volume = Node {
@@ -515,7 +515,7 @@ fn sample_nodes() -> Vec<Node> {
         kind: KIND_VOLUME,
         perm: 0o755,
         nlink: 2,
-        target: vec![0x11; 16],
+        target: vec![0x11; 16].into(),
         ..Default::default()
     };
     vec![dir, file, link, volume]

@@ -570,9 +570,9 @@ mod tests {
             nlink: 1,
             next_cookie: 1,
             target: if kind == KIND_VOLUME {
-                vec![9; 16]
+                vec![9; 16].into()
             } else {
-                Vec::new()
+                Default::default()
             },
             ..Default::default()
         }

@@ -136,7 +136,7 @@ impl Engine {
             return Err(DriveError::Invalid("symlink target".into()));
         }
         let mut node = new_node(KIND_SYMLINK, 0o777, who, 0);
-        node.target = t.to_vec();
+        node.target = t.to_vec().into();
         self.make(parent, name, node)
     }
 
@@ -156,7 +156,10 @@ impl Engine {
             Special::BlockDevice(d) => (KIND_BLOCK_DEV, Some(d)),
         };
         let mut node = new_node(kind, mode, who, 0);
-        node.target = rdev.map(|d| d.to_le_bytes().to_vec()).unwrap_or_default();
+        node.target = rdev
+            .map(|d| d.to_le_bytes().to_vec())
+            .unwrap_or_default()
+            .into();
         self.make(parent, name, node)
     }
 
@@ -166,7 +169,7 @@ impl Engine {
         if n.kind != KIND_SYMLINK {
             return Err(DriveError::Invalid("not a symlink".into()));
         }
-        Ok(n.target.clone())
+        Ok(n.target.to_vec())
     }
 
     pub fn open_file(&self, ino: Ino, flags: i32) -> Result<(Fh, bool)> {

@@ -104,7 +104,8 @@ pub fn rebase(
 /// `name.conflict-<card8>-<unix time>`, with `-<n>` added until it is
 /// free in `dir`; cut to fit 255 bytes.
 pub fn conflict_name(tree: &Tree, dir: u64, name: &[u8], card: &[u8; 32]) -> Vec<u8> {
-    let base = format!(".conflict-{}-{}", hex8(card), now().secs);
+    let secs = now().secs;
+    let base = format!(".conflict-{}-{secs}", hex8(card));
     let taken = |n: &[u8]| {
         tree.nodes
             .get(&dir)

@@ -411,7 +411,7 @@ fn replace_ops(core: &mut Core, plan: &Plan, vol: [u8; 16]) -> Result<(Vec<Op>, 
         mtime: t,
         ctime: t,
         crtime: folder.crtime,
-        target: vol.to_vec(),
+        target: vol.to_vec().into(),
         parent: plan.parent,
         next_cookie: 1,
         ..Default::default()

@@ -189,12 +189,12 @@ fn genesis_ops(nodes: Vec<Node>) -> Result<Vec<Op>> {
         parent: 0,
         name: Vec::new(),
         node: Box::new(Node {
-            entries: BTreeMap::new(),
+            entries: Default::default(),
             ..root.clone()
         }),
     }];
     let mut seen = HashSet::new();
-    let mut queue = VecDeque::from([(ROOT, root.entries)]);
+    let mut queue = VecDeque::from([(ROOT, root.entries.into_inner())]);
     while let Some((dir, entries)) = queue.pop_front() {
         for (name, link) in entries {
             if !seen.insert(link.node) {
@@ -210,7 +210,7 @@ fn genesis_ops(nodes: Vec<Node>) -> Result<Vec<Op>> {
             let mut child = by_id.get(&link.node).cloned().ok_or_else(|| {
                 DriveError::Invalid(format!("node {} missing from the volume", link.node))
             })?;
-            let entries = std::mem::take(&mut child.entries);
+            let entries = std::mem::take(&mut child.entries).into_inner();
             if child.kind == KIND_DIR {
                 queue.push_back((child.id, entries));
             }
@@ -375,7 +375,7 @@ mod tests {
         let nested = Node {
             id: 80,
             kind: KIND_VOLUME,
-            target: vec![3; 16],
+            target: vec![3; 16].into(),
             ..Default::default()
         };
         let cases: Vec<(Vec<MemberRecord>, Vec<Node>)> = vec![

@@ -29,6 +29,7 @@ pub mod node;
 pub mod ops;
 pub mod page;
 pub mod signed;
+pub mod sparse;
 
 pub use block_map::BlockMap;
 pub use header::{DriveHeader, MemberRecord};

@@ -11,6 +11,7 @@
 //! are read.
 
 use super::BlockMap;
+use super::sparse::Sparse;
 use crate::format::content::BLOCK_SIZE;
 use crate::format::crypto::random_array;
 use crate::format::wire::{FormatError, Reader, Writer};
@@ -56,8 +57,10 @@ impl fmt::Debug for BlockKey {
     }
 }
 
-/// Seconds and nanoseconds since the Unix epoch.
+/// Seconds and nanoseconds since the Unix epoch. Packed to 12 bytes (a
+/// node holds four, and every node is resident).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+#[repr(C, packed(4))]
 pub struct Time {
     pub secs: i64,
     pub nanos: u32,
@@ -180,14 +183,14 @@ pub struct Node {
     pub crtime: Time,
     pub size: u64,
     /// Symlink target; volume link: the volume id.
-    pub target: Vec<u8>,
+    pub target: Sparse<Vec<u8>>,
     /// Changes on every content change (conflict detection).
     pub version: u64,
     pub blocks: BlockMap,
-    pub xattrs: BTreeMap<Vec<u8>, Vec<u8>>,
+    pub xattrs: Sparse<BTreeMap<Vec<u8>, Vec<u8>>>,
     /// Directories: parent node (root: itself), entries, next cookie.
     pub parent: u64,
-    pub entries: BTreeMap<Vec<u8>, DirLink>,
+    pub entries: Sparse<BTreeMap<Vec<u8>, DirLink>>,
     pub next_cookie: u64,
 }
 
@@ -249,7 +252,7 @@ impl Node {
             ctime: Time::read(r)?,
             crtime: Time::read(r)?,
             size: r.u64()?,
-            target: r.bytes()?.to_vec(),
+            target: r.bytes()?.to_vec().into(),
             version: r.u64()?,
             ..Default::default()
         };
@@ -266,15 +269,22 @@ impl Node {
         }
         n.parent = r.u64()?;
         n.next_cookie = r.u64()?;
-        for _ in 0..r.count(20)? {
-            let name = r.bytes()?.to_vec();
-            n.entries.insert(
-                name,
-                DirLink {
+        let count = r.count(20)?;
+        if count > 0 {
+            let mut entries = Vec::with_capacity(count);
+            for _ in 0..count {
+                let name = r.bytes()?.to_vec();
+                let link = DirLink {
                     node: r.u64()?,
                     cookie: r.u64()?,
-                },
-            );
+                };
+                entries.push((name, link));
+            }
+            // Built in one pass (entries are encoded in name order): full
+            // B-tree leaves, where inserting one by one leaves them about
+            // half empty. A repeated name keeps its last link, as inserting
+            // did.
+            n.entries = BTreeMap::from_iter(entries).into();
         }
         if n.kind == KIND_VOLUME
             && (n.target.len() != 16 || !n.blocks.is_empty() || !n.entries.is_empty())
@@ -374,7 +384,7 @@ mod tests {
             kind: KIND_VOLUME,
             perm: 0o755,
             nlink: 2,
-            target: vec![7; 16],
+            target: vec![7; 16].into(),
             ..Default::default()
         };
         let mut w = Writer::new();
@@ -390,11 +400,11 @@ mod tests {
         );
         for bad in [
             Node {
-                target: vec![7; 15],
+                target: vec![7; 15].into(),
                 ..n.clone()
             },
             Node {
-                entries: [(b"x".to_vec(), DirLink { node: 1, cookie: 1 })].into(),
+                entries: BTreeMap::from([(b"x".to_vec(), DirLink { node: 1, cookie: 1 })]).into(),
                 ..n.clone()
             },
         ] {
@@ -422,7 +432,7 @@ mod tests {
             uid: 1000,
             gid: 5,
             nlink: 1,
-            target: 0x0103u64.to_le_bytes().to_vec(),
+            target: 0x0103u64.to_le_bytes().to_vec().into(),
             ..Default::default()
         };
         let fifo = Node {
@@ -448,11 +458,11 @@ mod tests {
         );
         for bad in [
             Node {
-                target: vec![1; 4],
+                target: vec![1; 4].into(),
                 ..dev.clone()
             },
             Node {
-                target: vec![1; 8],
+                target: vec![1; 8].into(),
                 ..fifo.clone()
             },
             Node {

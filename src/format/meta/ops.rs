@@ -563,7 +563,7 @@ mod tests {
             ) {
                 let mut file = Node { id: 9, kind: KIND_FILE, ..Default::default() };
                 file.blocks = blocks.iter().cloned().collect();
-                let link = Node { id: 10, kind: KIND_VOLUME, target: volume.to_vec(), ..Default::default() };
+                let link = Node { id: 10, kind: KIND_VOLUME, target: volume.to_vec().into(), ..Default::default() };
                 let batch = Batch {
                     client: [1; 16],
                     client_seq: 2,
