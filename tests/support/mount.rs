@@ -355,9 +355,19 @@ impl Mounted {
     }
 
     /// Kills the daemon with SIGKILL and clears the dead mount.
-    pub fn kill9(mut self) {
+    pub fn kill9(self) {
+        self.kill9_then(|| {});
+    }
+
+    /// SIGKILL, then `before_detach` (e.g. waiting for a writer that was
+    /// busy on the mount: on the dead mount each of its calls fails with
+    /// ENOTCONN), then the dead mount is detached. Detaching while a writer
+    /// still runs would let its next write land in the bare mountpoint
+    /// directory, and the remount then refuses a non-empty mountpoint.
+    pub fn kill9_then(mut self, before_detach: impl FnOnce()) {
         signal(self.pid, "KILL");
         wait_gone(self.pid);
+        before_detach();
         let _ = Command::new("umount").arg("-l").arg(&self.mnt).status();
         self.ended = true;
     }

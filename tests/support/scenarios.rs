@@ -362,8 +362,9 @@ pub fn kill_9_keeps_fsynced_files(home: &Home, store: &str) {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     let (mnt, cache) = (m.mnt.clone(), m.cache.clone());
-    m.kill9();
-    let _ = writer.wait();
+    m.kill9_then(|| {
+        let _ = writer.wait();
+    });
     assert!(!is_mounted(&mnt));
 
     let done: Vec<String> = std::fs::read_to_string(&log)
