@@ -46,10 +46,18 @@ fn mount_from_the_cache_while_the_store_is_down() {
     std::fs::create_dir(m.path("made-offline")).unwrap();
 
     let restarted = PrivateServer::start(server.dir.clone(), Some(server.port));
-    assert_ok(
-        &m.cardfs(&["sync", &m.mnt.display().to_string()]),
-        "sync after the server is back",
-    );
+    // A server just restarted on its old data may answer InternalError for
+    // a moment (SeaweedFS: until its volume server has registered again);
+    // `sync` then says the store is unreachable (exit 20), as it should.
+    // Ask again, for at most 30 s, until the store answers.
+    let mnt = m.mnt.display().to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut out = m.cardfs(&["sync", &mnt]);
+    while exit_code(&out) == 20 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        out = m.cardfs(&["sync", &mnt]);
+    }
+    assert_ok(&out, "sync after the server is back");
     let st = status(&m);
     assert!(st.contains("store reachable: yes"), "{st}");
     assert!(st.contains("pending uploads: 0 changes"), "{st}");
