@@ -132,12 +132,14 @@ impl DriveFs {
         dispatch(&self.rt, Run::Task, op, reply, call, ok);
     }
 
-    /// [`forward`](Self::forward) for the calls of the small-file path
-    /// (create, write, flush, release): they touch only the engine's
-    /// memory, its journal and its cache directory, never the store, so
-    /// one poll on the request thread usually completes them (a task hop
-    /// and a second thread wake-up cost as much as the call itself); a
-    /// call that waits (cache full, a block to fetch) goes on in a task.
+    /// [`forward`](Self::forward) for calls that one poll on the request
+    /// thread usually completes ([`Run::Inline`]): reads of the engine's
+    /// memory, file reads served from the cache or a local store's small
+    /// reads, and the small-file path (create, write, flush, release:
+    /// memory, the journal and the cache directory). A task hop and a
+    /// second thread wake-up cost as much as such a call; one that waits
+    /// (a volume to open, a fetch over the network, cache full) goes on in
+    /// a task.
     fn forward_inline<T, R>(
         &self,
         op: &'static str,
@@ -382,9 +384,7 @@ impl Filesystem for DriveFs {
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let (d, name) = (self.drive.clone(), name.to_owned());
-        dispatch(
-            &self.rt,
-            Run::Inline,
+        self.forward_inline(
             "lookup",
             reply,
             async move { d.lookup(parent.0, &name).await },
@@ -398,9 +398,7 @@ impl Filesystem for DriveFs {
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         let (d, p) = (self.drive.clone(), self.present.clone());
-        dispatch(
-            &self.rt,
-            Run::Inline,
+        self.forward_inline(
             "getattr",
             reply,
             async move { d.getattr(ino.0).await },
@@ -446,9 +444,7 @@ impl Filesystem for DriveFs {
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
         let d = self.drive.clone();
-        dispatch(
-            &self.rt,
-            Run::Inline,
+        self.forward_inline(
             "readlink",
             reply,
             async move { d.readlink(ino.0).await },
@@ -637,9 +633,7 @@ impl Filesystem for DriveFs {
         reply: ReplyData,
     ) {
         let d = self.drive.clone();
-        dispatch(
-            &self.rt,
-            Run::Inline,
+        self.forward_inline(
             "read",
             reply,
             async move { d.read(ino.0, fh.0, offset, size).await },
@@ -731,9 +725,7 @@ impl Filesystem for DriveFs {
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         let d = self.drive.clone();
-        dispatch(
-            &self.rt,
-            Run::Inline,
+        self.forward_inline(
             "opendir",
             reply,
             async move { d.opendir(ino.0).await },
@@ -750,9 +742,7 @@ impl Filesystem for DriveFs {
         reply: ReplyDirectory,
     ) {
         let d = self.drive.clone();
-        dispatch(
-            &self.rt,
-            Run::Inline,
+        self.forward_inline(
             "readdir",
             reply,
             async move { d.readdir(ino.0, fh.0, offset).await },
@@ -778,9 +768,7 @@ impl Filesystem for DriveFs {
         reply: ReplyDirectoryPlus,
     ) {
         let (d, p) = (self.drive.clone(), self.present.clone());
-        dispatch(
-            &self.rt,
-            Run::Inline,
+        self.forward_inline(
             "readdirplus",
             reply,
             async move {
@@ -816,9 +804,7 @@ impl Filesystem for DriveFs {
         reply: ReplyEmpty,
     ) {
         let d = self.drive.clone();
-        dispatch(
-            &self.rt,
-            Run::Inline,
+        self.forward_inline(
             "releasedir",
             reply,
             async move { d.releasedir(ino.0, fh.0).await },
@@ -888,9 +874,7 @@ impl Filesystem for DriveFs {
             return;
         }
         let (d, name) = (self.drive.clone(), name.to_owned());
-        dispatch(
-            &self.rt,
-            Run::Inline,
+        self.forward_inline(
             "getxattr",
             reply,
             async move { d.getxattr(ino.0, &name).await },
@@ -900,9 +884,7 @@ impl Filesystem for DriveFs {
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
         let d = self.drive.clone();
-        dispatch(
-            &self.rt,
-            Run::Inline,
+        self.forward_inline(
             "listxattr",
             reply,
             async move { d.listxattr(ino.0).await },
