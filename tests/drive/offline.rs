@@ -374,10 +374,7 @@ async fn offline_open_after_catching_up_with_a_collection() {
     let d = env.open_with("laptop").await;
     let mut names = synced_files(&d, "f", 4).await;
     d.shutdown().await.unwrap();
-    let other = env.open_with("desktop").await;
-    names.extend(synced_files(&other, "g", SNAPSHOT_EVERY as usize + 6).await);
-    other.gc(&now_all(), &|_, _| {}).await.unwrap();
-    other.shutdown().await.unwrap();
+    names.extend(another_writes_and_collects(&env).await);
     let d = env.open_with("laptop").await;
     reads_back(&d, &names).await;
     d.shutdown().await.unwrap();
@@ -390,6 +387,16 @@ async fn offline_open_after_catching_up_with_a_collection() {
     d.abandon().await;
 }
 
+/// Client "desktop" commits enough files for checkpoints and collects
+/// everything it can; returns the names it wrote.
+async fn another_writes_and_collects(env: &Env) -> Vec<String> {
+    let other = env.open_with("desktop").await;
+    let names = synced_files(&other, "g", SNAPSHOT_EVERY as usize + 6).await;
+    other.gc(&now_all(), &|_, _| {}).await.unwrap();
+    other.shutdown().await.unwrap();
+    names
+}
+
 /// This client stayed open while another collected, caught up on refresh
 /// and then died (no clean shutdown): it opens offline from its mirror.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -397,10 +404,7 @@ async fn offline_open_after_a_crash_behind_a_collection() {
     let (env, fault, _) = setup().await;
     let d = env.open_with("laptop").await;
     let mut names = synced_files(&d, "f", 4).await;
-    let other = env.open_with("desktop").await;
-    names.extend(synced_files(&other, "g", SNAPSHOT_EVERY as usize + 6).await);
-    other.gc(&now_all(), &|_, _| {}).await.unwrap();
-    other.shutdown().await.unwrap();
+    names.extend(another_writes_and_collects(&env).await);
     d.refresh().await.unwrap();
     reads_back(&d, &names).await;
     d.abandon().await;
