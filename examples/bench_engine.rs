@@ -5,7 +5,11 @@
 //! i.e. what the engine holds per file). These figures are the ceiling the FUSE layer adds to. Prints one line
 //! per figure; run through `scripts/bench-engine`.
 //!
-//! Usage: bench_engine [FILE_MIB] [FILES]   (defaults 1024 and 10000)
+//! Usage: bench_engine [FILE_MIB] [FILES] [DIRS]   (defaults 1024, 10000, 1)
+//!
+//! The small files are spread evenly over DIRS directories (a directory's
+//! node holds its entries, so one directory of a million names is a node
+//! of ~30 MB that every checkpoint rewrites: not the shape of a real tree).
 
 use cardfs::drive::{Caller, Drive, DriveOptions, Identity, ROOT_INO};
 use cardfs::store::{MemoryStore, ObjectStore};
@@ -64,6 +68,11 @@ async fn main() {
         .next()
         .map(|a| a.parse().expect("FILES"))
         .unwrap_or(10_000);
+    let dirs: u64 = args
+        .next()
+        .map(|a| a.parse().expect("DIRS"))
+        .unwrap_or(1)
+        .max(1);
     let size = mib << 20;
     let tmp = tempfile::tempdir().expect("temp dir");
     let store: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
@@ -128,19 +137,30 @@ async fn main() {
         );
     }
 
-    // Small files: create + 1 KiB write + release each.
-    let dir = d
-        .mkdir(ROOT_INO, &OsString::from("many"), 0o755, WHO)
-        .await
-        .unwrap()
-        .ino;
+    // Small files: create + 1 KiB write + release each, in `dirs`
+    // directories (file i in directory i % dirs).
+    let mut parents = Vec::with_capacity(dirs as usize);
+    for k in 0..dirs {
+        let name = if dirs == 1 {
+            "many".to_string()
+        } else {
+            format!("many{k}")
+        };
+        let dir = d
+            .mkdir(ROOT_INO, &OsString::from(name), 0o755, WHO)
+            .await
+            .unwrap()
+            .ino;
+        parents.push(dir);
+    }
+    let parent = |i: u64| parents[(i % dirs) as usize];
     let small = vec![7u8; 1024];
     let t = Instant::now();
     let mut inos = Vec::with_capacity(files as usize);
     for i in 0..files {
         let (a, fh) = d
             .create(
-                dir,
+                parent(i),
                 &OsString::from(format!("f{i}")),
                 0o644,
                 libc::O_WRONLY,
@@ -168,7 +188,7 @@ async fn main() {
     let t = Instant::now();
     for (i, ino) in inos.iter().enumerate() {
         let a = d
-            .lookup(dir, &OsString::from(format!("f{i}")))
+            .lookup(parent(i as u64), &OsString::from(format!("f{i}")))
             .await
             .unwrap();
         assert_eq!(a.ino, *ino);

@@ -42,14 +42,18 @@ impl Engine {
             }
             // Entries of objects no pending op names any more go.
             core.sealed_at.retain(|id, _| named.contains_key(id));
-            let committed = tree_blocks(&core.committed);
-            core.sealed_at
+            let old: HashSet<[u8; 16]> = core
+                .sealed_at
                 .iter()
-                .filter(|(id, t)| {
-                    now.duration_since(**t).unwrap_or(Duration::ZERO) > limit
-                        && !committed.contains(*id)
-                })
-                .map(|(id, _)| named[id].clone())
+                .filter(|(_, t)| now.duration_since(**t).unwrap_or(Duration::ZERO) > limit)
+                .map(|(id, _)| *id)
+                .collect();
+            // The whole tree is walked only when something is that old:
+            // every commit walking it made a burst of creates quadratic.
+            let committed = named_by(&core.committed, &old);
+            old.iter()
+                .filter(|id| !committed.contains(*id))
+                .map(|id| named[id].clone())
                 .collect()
         };
         for old in &stale {
@@ -90,10 +94,16 @@ impl Engine {
     }
 }
 
-fn tree_blocks(t: &Tree) -> HashSet<[u8; 16]> {
+/// The objects among `ids` that a block ref of `t` names (no walk when
+/// `ids` is empty).
+fn named_by(t: &Tree, ids: &HashSet<[u8; 16]>) -> HashSet<[u8; 16]> {
+    if ids.is_empty() {
+        return HashSet::new();
+    }
     t.nodes
         .values()
         .flat_map(|n| n.blocks.values().map(|b| b.id))
+        .filter(|id| ids.contains(id))
         .collect()
 }
 
