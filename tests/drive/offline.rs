@@ -316,3 +316,103 @@ async fn offline_open_starts_from_the_mirrored_snapshot() {
     );
     d.abandon().await;
 }
+
+/// `n` synced commits of files `<prefix>0..n` (enough for checkpoints).
+async fn synced_files(d: &Drive, prefix: &str, n: usize) -> Vec<String> {
+    let mut names = Vec::new();
+    for i in 0..n {
+        let name = format!("{prefix}{i}");
+        put(d, ROOT_INO, &name, format!("file {name}").as_bytes()).await;
+        sync(d).await;
+        names.push(name);
+    }
+    names
+}
+
+async fn reads_back(d: &Drive, names: &[String]) {
+    for name in names {
+        assert_eq!(
+            read_all(d, lookup(d, name).await.unwrap()).await,
+            format!("file {name}").as_bytes(),
+            "{name}"
+        );
+    }
+}
+
+/// This client collected the log itself (a new log base, the entries and
+/// checkpoints before it gone), then closed: it opens offline from its
+/// mirror all the same, and commits what it queued once back online.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_open_after_this_client_collected() {
+    let (env, fault, _) = setup().await;
+    let d = env.open_with("laptop").await;
+    let mut names = synced_files(&d, "f", SNAPSHOT_EVERY as usize + 6).await;
+    d.gc(&now_all(), &|_, _| {}).await.unwrap();
+    names.extend(synced_files(&d, "g", 3).await);
+    d.shutdown().await.unwrap();
+
+    fault.set_offline(true);
+    let d = open_result(&env, "laptop")
+        .await
+        .expect("opens offline after its own collection");
+    reads_back(&d, &names).await;
+    put(&d, ROOT_INO, "offline", b"file offline").await;
+    fault.set_offline(false);
+    sync(&d).await;
+    d.shutdown().await.unwrap();
+    names.push("offline".into());
+    let fresh = env.open_with("fresh").await;
+    reads_back(&fresh, &names).await;
+}
+
+/// Another client of the owner collected while this one was closed; this
+/// one then caught up online (past the log base) and closed: its next
+/// open, offline, starts from what it mirrored then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_open_after_catching_up_with_a_collection() {
+    let (env, fault, _) = setup().await;
+    let d = env.open_with("laptop").await;
+    let mut names = synced_files(&d, "f", 4).await;
+    d.shutdown().await.unwrap();
+    names.extend(another_writes_and_collects(&env).await);
+    let d = env.open_with("laptop").await;
+    reads_back(&d, &names).await;
+    d.shutdown().await.unwrap();
+
+    fault.set_offline(true);
+    let d = open_result(&env, "laptop")
+        .await
+        .expect("opens offline after catching up with a collection");
+    reads_back(&d, &names).await;
+    d.abandon().await;
+}
+
+/// Client "desktop" commits enough files for checkpoints and collects
+/// everything it can; returns the names it wrote.
+async fn another_writes_and_collects(env: &Env) -> Vec<String> {
+    let other = env.open_with("desktop").await;
+    let names = synced_files(&other, "g", SNAPSHOT_EVERY as usize + 6).await;
+    other.gc(&now_all(), &|_, _| {}).await.unwrap();
+    other.shutdown().await.unwrap();
+    names
+}
+
+/// This client stayed open while another collected, caught up on refresh
+/// and then died (no clean shutdown): it opens offline from its mirror.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_open_after_a_crash_behind_a_collection() {
+    let (env, fault, _) = setup().await;
+    let d = env.open_with("laptop").await;
+    let mut names = synced_files(&d, "f", 4).await;
+    names.extend(another_writes_and_collects(&env).await);
+    d.refresh().await.unwrap();
+    reads_back(&d, &names).await;
+    d.abandon().await;
+
+    fault.set_offline(true);
+    let d = open_result(&env, "laptop")
+        .await
+        .expect("opens offline after a crash behind a collection");
+    reads_back(&d, &names).await;
+    d.abandon().await;
+}

@@ -188,3 +188,43 @@ async fn small_reads_in_place_answer_as_the_pool_does() {
         "{failed:?}"
     );
 }
+
+/// A batch delete removes every named object, leaves the others, and
+/// prunes the directories it emptied (deepest first) while keeping those
+/// that still hold an object; a missing key is no error. The batch is long
+/// enough to be unlinked by several threads.
+#[tokio::test]
+async fn delete_many_prunes_the_directories_it_empties() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let store = LocalStore::open(&root).unwrap();
+    let mut doomed: Vec<String> = ["a/b/c/1", "a/b/c/2", "a/b/3", "x/1"]
+        .iter()
+        .map(|k| k.to_string())
+        .collect();
+    doomed.extend((0..200).map(|i| format!("c/{i:03}")));
+    doomed.insert(2, "gone/never".into());
+    for k in doomed
+        .iter()
+        .filter(|k| !k.starts_with("gone"))
+        .chain(["a/keep".to_string()].iter())
+    {
+        store
+            .put(k, Bytes::from_static(b"x"), PutMode::Create)
+            .await
+            .unwrap();
+    }
+    store.delete_many(&doomed).await.unwrap();
+    assert_eq!(crate::support::keys_under(&store, "").await, ["a/keep"]);
+    let mut left: Vec<String> = walk(&root.join("objects"))
+        .iter()
+        .map(|p| {
+            p.strip_prefix(root.join("objects"))
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    left.sort();
+    assert_eq!(left, ["a~", "a~/keep"], "emptied directories are pruned");
+}

@@ -25,11 +25,17 @@ use crate::drive::error::{DriveError, Result};
 use crate::drive::types::{GcOptions, GcReport};
 use crate::drive::volume;
 use crate::format::hex::decode as unhex;
+use futures_util::{StreamExt, stream};
 use std::collections::BTreeSet;
 use std::time::SystemTime;
 
 /// Objects deleted per request.
 const DELETE_BATCH: usize = 1000;
+/// Delete requests in flight at once. A remote S3 answers each batch
+/// after a round trip, so several in flight hide the latency; the local
+/// SeaweedFS of the tests deletes about 3,600 objects/s either way, about
+/// what it lists, so a collection of 100,000 there takes ~55 s.
+const DELETES_AT_ONCE: usize = 4;
 
 impl Router {
     /// Collects content objects nothing needs (see the module doc);
@@ -90,9 +96,17 @@ impl Router {
         progress(0, total);
         if !opts.dry_run {
             let mut done = 0;
-            for chunk in doomed.chunks(DELETE_BATCH) {
-                store.delete_many(chunk).await?;
-                done += chunk.len() as u64;
+            // Owned batches: a stream borrowing `doomed` would not be Send
+            // for every lifetime the spawned mount task needs.
+            let owned: Vec<Vec<String>> = doomed.chunks(DELETE_BATCH).map(<[_]>::to_vec).collect();
+            let mut batches = stream::iter(owned)
+                .map(|chunk| {
+                    let store = store.clone();
+                    async move { store.delete_many(&chunk).await.map(|()| chunk.len()) }
+                })
+                .buffer_unordered(DELETES_AT_ONCE);
+            while let Some(deleted) = batches.next().await {
+                done += deleted? as u64;
                 progress(done, total);
             }
         }

@@ -30,6 +30,7 @@ use super::{
 };
 use async_trait::async_trait;
 use bytes::Bytes;
+use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::os::unix::fs::{FileExt, MetadataExt};
@@ -100,6 +101,11 @@ fn stripe_of(key: &str) -> u64 {
     }
     h % LOCK_STRIPES
 }
+
+/// A batch at least this long is unlinked by [`DELETE_THREADS`] threads.
+const PARALLEL_DELETE_MIN: usize = 32;
+/// Threads that unlink one large batch.
+const DELETE_THREADS: usize = 8;
 
 fn fsync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
@@ -424,25 +430,88 @@ impl Inner {
     }
 
     fn delete(&self, key: &str) -> Result<()> {
-        let target = self.path_of(key);
-        let _lock = self.lock(key)?;
-        match fs::remove_file(&target) {
-            Ok(()) => {
-                let parent = target.parent().expect("below objects/");
-                fsync_dir(parent)?;
-                self.prune_dirs(parent);
-                Ok(())
+        self.delete_many(std::slice::from_ref(&key))
+    }
+
+    /// Removes every key, then syncs each directory that lost an entry
+    /// once (a collection deletes thousands of objects from the one `c~/`
+    /// directory: one fsync per batch, not per object), then prunes the
+    /// directories left empty. Returns only when every removal is durable.
+    ///
+    /// Large batches unlink from several threads: on a filesystem mounted
+    /// with `discard` each unlink waits for its discard, and concurrent
+    /// ones are merged (measured on an ext4 root mounted with `discard`:
+    /// 290 unlinks/s from one thread, over 8,000/s from two).
+    fn delete_many<K: AsRef<str> + Sync>(&self, keys: &[K]) -> Result<()> {
+        let workers = if keys.len() < PARALLEL_DELETE_MIN {
+            1
+        } else {
+            DELETE_THREADS
+        };
+        let per = keys.len().div_ceil(workers).max(1);
+        let outcomes: Vec<(BTreeSet<PathBuf>, Result<()>)> = if workers == 1 {
+            vec![self.remove_each(keys)]
+        } else {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = keys
+                    .chunks(per)
+                    .map(|part| scope.spawn(move || self.remove_each(part)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("delete worker panicked"))
+                    .collect()
+            })
+        };
+        let mut emptied = BTreeSet::new();
+        let mut first_err = Ok(());
+        for (dirs, r) in outcomes {
+            emptied.extend(dirs);
+            if first_err.is_ok() {
+                first_err = r;
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
-                ) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(io_err("cannot delete", &target, e)),
         }
+        if first_err.is_err() {
+            // What was removed so far is made durable all the same.
+            for dir in &emptied {
+                let _ = fsync_dir(dir);
+            }
+            return first_err;
+        }
+        for dir in &emptied {
+            fsync_dir(dir)?;
+        }
+        // Deepest first, so a parent is tried after its children went.
+        for dir in emptied.iter().rev() {
+            self.prune_dirs(dir);
+        }
+        Ok(())
+    }
+
+    /// Unlinks each key under its lock; returns the directories that lost
+    /// an entry and the first error (the keys after it are left).
+    fn remove_each<K: AsRef<str>>(&self, keys: &[K]) -> (BTreeSet<PathBuf>, Result<()>) {
+        let mut emptied = BTreeSet::new();
+        for key in keys {
+            let key = key.as_ref();
+            let target = self.path_of(key);
+            let _lock = match self.lock(key) {
+                Ok(l) => l,
+                Err(e) => return (emptied, Err(e)),
+            };
+            match fs::remove_file(&target) {
+                Ok(()) => {
+                    emptied.insert(target.parent().expect("below objects/").to_path_buf());
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                    ) => {}
+                Err(e) => return (emptied, Err(io_err("cannot delete", &target, e))),
+            }
+        }
+        (emptied, Ok(()))
     }
 
     fn list(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> Result<ListPage> {
@@ -659,6 +728,14 @@ impl ObjectStore for LocalStore {
         validate_key(key)?;
         let key = key.to_string();
         self.blocking(move |s| s.delete(&key)).await
+    }
+
+    async fn delete_many(&self, keys: &[String]) -> Result<()> {
+        for key in keys {
+            validate_key(key)?;
+        }
+        let keys = keys.to_vec();
+        self.blocking(move |s| s.delete_many(&keys)).await
     }
 
     async fn put_multipart(&self, key: &str) -> Result<Box<dyn MultipartUpload>> {
