@@ -10,6 +10,9 @@
 //!   read as zeros.
 //! - A block object is never changed once sealed, so one block ref may
 //!   name it from several files (clone copies, `copy_range`).
+//! - A packed block version is read from its range of the pack; a whole
+//!   block read that misses the cache fetches the whole pack and caches it
+//!   (the block versions beside it are verified when they are read).
 
 use super::Engine;
 use super::rebase::conflict_name;
@@ -18,7 +21,7 @@ use crate::drive::clock::now;
 use crate::drive::error::{DriveError, Result};
 use crate::drive::types::{Fh, Ino};
 use crate::drive::volume;
-use crate::format::content::{self, BLOCK_SIZE, sealed_len};
+use crate::format::content::{self, BLOCK_SIZE, PACK_LIMIT, sealed_len};
 use crate::format::crypto::{Cipher, random_array};
 use crate::format::meta::{BlockRef, KIND_DIR, KIND_FILE, Op};
 use crate::store::{GetOptions, StoreError};
@@ -96,7 +99,7 @@ impl Engine {
                 Err(e) => self.drop_cached(&key, &place, &e),
             }
         }
-        let got = self
+        let (got, _) = self
             .get_object(&key, GetOptions::range(obj.clone()), &f.block)
             .await?;
         let plain = content::open_chunks(&cipher, &place, len, chunks, &got)
@@ -163,12 +166,13 @@ impl Engine {
 
     /// GETs (part of) a content object, checking the whole object's size
     /// against the block ref (a pack: long enough to hold the block).
+    /// Returns the bytes and the whole object's size.
     async fn get_object(
         &self,
         key: &str,
         get: GetOptions,
         block: &BlockRef,
-    ) -> Result<bytes::Bytes> {
+    ) -> Result<(bytes::Bytes, u64)> {
         let len = block.len as usize;
         let got = match self.store.get(key, get).await {
             Ok(g) => {
@@ -199,7 +203,7 @@ impl Engine {
             );
             return Err(DriveError::tampered(key, msg));
         }
-        Ok(got.bytes)
+        Ok((got.bytes, got.meta.size))
     }
 
     /// The whole verified plaintext of a block, waiting for a read-ahead of
@@ -237,14 +241,26 @@ impl Engine {
                 Err(e) => self.drop_cached(&key, &place, &e),
             }
         }
-        let get = range.map_or_else(GetOptions::default, GetOptions::range);
-        let sealed = self.get_object(&key, get, &f.block).await?;
-        let plain = content::open_chunks(&cipher, &place, len, all, &sealed)
+        // A packed block version: the whole pack comes (clamped to the
+        // object's size), so the block versions sealed beside it, mostly
+        // files written and read together, are cached by the same request.
+        let get = match range {
+            None => GetOptions::default(),
+            Some(_) => GetOptions::range(0..PACK_LIMIT),
+        };
+        let (object, size) = self.get_object(&key, get, &f.block).await?;
+        let sealed = match &range {
+            None => &object[..],
+            Some(r) => object
+                .get(r.start as usize..r.end as usize)
+                .ok_or_else(|| DriveError::tampered(&key, "pack shorter than its size"))?,
+        };
+        let plain = content::open_chunks(&cipher, &place, len, all, sealed)
             .map_err(|e| DriveError::tampered(&key, e.to_string()))?;
-        // Verified: keep the ciphertext in the cache (a whole object; a
-        // part of a pack is not a cache file of its own).
-        if place.packed.is_none() {
-            self.cache.put_object(&place.id, &sealed, false, false)?;
+        // Verified (the other block versions of a pack are verified when
+        // read): keep the ciphertext in the cache, the whole object only.
+        if object.len() as u64 == size {
+            self.cache.put_object(&place.id, &object, false, false)?;
         }
         Ok(self.plain_put(place, plain))
     }
