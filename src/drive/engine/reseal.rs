@@ -54,15 +54,18 @@ impl Engine {
             }
             // Entries of objects no pending op names any more go.
             core.sealed_at.retain(|id, _| named.contains_key(id));
-            let committed = tree_blocks(&core.committed);
-            let ids: Vec<[u8; 16]> = core
+            let old: HashSet<[u8; 16]> = core
                 .sealed_at
                 .iter()
-                .filter(|(id, t)| {
-                    now.duration_since(**t).unwrap_or(Duration::ZERO) > limit
-                        && !committed.contains(*id)
-                })
+                .filter(|(_, t)| now.duration_since(**t).unwrap_or(Duration::ZERO) > limit)
                 .map(|(id, _)| *id)
+                .collect();
+            // The whole tree is walked only when something is that old:
+            // every commit walking it made a burst of creates quadratic.
+            let committed = named_by(&core.committed, &old);
+            let ids: Vec<[u8; 16]> = old
+                .into_iter()
+                .filter(|id| !committed.contains(id))
                 .collect();
             // A stale pack still open takes no more block versions: its
             // replacements go into a new one.
@@ -114,10 +117,16 @@ impl Engine {
     }
 }
 
-fn tree_blocks(t: &Tree) -> HashSet<[u8; 16]> {
+/// The objects among `ids` that a block ref of `t` names (no walk when
+/// `ids` is empty).
+fn named_by(t: &Tree, ids: &HashSet<[u8; 16]>) -> HashSet<[u8; 16]> {
+    if ids.is_empty() {
+        return HashSet::new();
+    }
     t.nodes
         .values()
         .flat_map(|n| n.blocks.values().map(|b| b.id))
+        .filter(|id| ids.contains(id))
         .collect()
 }
 
