@@ -19,7 +19,8 @@ use crate::drive::{
 };
 use crate::format::card::Card;
 use crate::format::content::{
-    self, BLOCK_SIZE, block_cipher, chunk_count, chunk_span, open_chunks, seal_block, sealed_len,
+    self, BLOCK_SIZE, Place, block_cipher, chunk_count, chunk_span, open_chunks, seal_block,
+    sealed_len,
 };
 use crate::format::crypto::{Cipher, SecretKey};
 use crate::format::key::UserKey;
@@ -340,16 +341,20 @@ fn fixed_block_cipher() -> Cipher {
 }
 
 /// A content-block target input: the block length the metadata claims
-/// (u32), the chunk range read (two u16), then the object bytes from the
-/// first chunk of that range.
+/// (u32; its top bit set: the block version is packed at offset
+/// [`FUZZ_PACK_OFFSET`] of its object), the chunk range read (two u16),
+/// then the object bytes from the first chunk of that range.
 pub fn content_block_input(len: u32, chunks: std::ops::Range<u16>, sealed: &[u8]) -> Vec<u8> {
     let mut w = Writer::new();
     w.u32(len).u16(chunks.start).u16(chunks.end).raw(sealed);
     w.into_vec()
 }
 
-/// Content block (sealed chunks) opened with a fixed key, for a length and
-/// chunk range taken from the input. Whatever the claimed length, nothing
+/// Where the content-block target's packed block version lies in its pack.
+pub const FUZZ_PACK_OFFSET: u32 = 4096;
+
+/// Content block (sealed chunks) opened with a fixed key, for a length,
+/// place (whole object or packed) and chunk range taken from the input. Whatever the claimed length, nothing
 /// larger than the input is allocated; an accepted whole block re-seals to
 /// the same bytes (the chunk nonces are deterministic); `chunk_span` stays
 /// inside the block for any range.
@@ -357,17 +362,31 @@ pub fn content_block(data: &[u8]) {
     let Some((head, sealed)) = data.split_first_chunk::<8>() else {
         return;
     };
-    let len = u32::from_le_bytes(head[..4].try_into().expect("4 bytes")) as usize;
+    let len = u32::from_le_bytes(head[..4].try_into().expect("4 bytes"));
+    let place = Place {
+        id: *block_id(),
+        packed: (len >> 31 == 1).then_some(FUZZ_PACK_OFFSET),
+    };
+    let len = (len & !(1 << 31)) as usize;
     let first = u16::from_le_bytes([head[4], head[5]]) as u32;
     let end = u16::from_le_bytes([head[6], head[7]]) as u32;
     let cipher = fixed_block_cipher();
-    if let Ok(plain) = open_chunks(&cipher, block_id(), len, first..end, sealed) {
+    if let Ok(plain) = open_chunks(&cipher, &place, len, first..end, sealed) {
         assert!(len <= BLOCK_SIZE);
         assert!(plain.len() < sealed.len() || sealed.is_empty());
         if first == 0 && end == chunk_count(len) {
             assert_eq!(plain.len(), len);
             assert_eq!(sealed.len(), sealed_len(len));
-            assert_eq!(seal_block(&cipher, block_id(), &plain), sealed);
+            assert_eq!(seal_block(&cipher, &place, &plain), sealed);
+            // The same bytes at the other place do not open.
+            let moved = Place {
+                packed: match place.packed {
+                    Some(_) => None,
+                    None => Some(FUZZ_PACK_OFFSET),
+                },
+                ..place
+            };
+            assert!(open_chunks(&cipher, &moved, len, first..end, sealed).is_err());
         }
     }
     let len = len.min(BLOCK_SIZE);
@@ -484,6 +503,7 @@ fn sample_nodes() -> Vec<Node> {
                 id: [i as u8 + 1; 16],
                 len,
                 epoch: i as u32,
+                packed: None,
                 key: [i as u8 + 0x20; 32].into(),
             },
         );
@@ -539,6 +559,7 @@ pub fn sample_ops() -> Vec<Op> {
             id: [1; 16],
             len: 5,
             epoch: 0,
+            packed: None,
             key: [0x21; 32].into(),
         },
     );
@@ -598,6 +619,7 @@ pub fn sample_ops() -> Vec<Op> {
                     id: [2; 16],
                     len: 10,
                     epoch: 3,
+                    packed: None,
                     key: [0x22; 32].into(),
                 },
             )],
@@ -734,6 +756,14 @@ pub fn drive_seeds() -> Vec<(&'static str, Vec<u8>)> {
         n.write(&mut w);
         out.push(("node", w.into_vec()));
     }
+    // A file whose small block version is packed with others.
+    let mut packed = sample_nodes()[1].clone();
+    if let Some(b) = packed.blocks.get_mut(&1) {
+        b.packed = Some(8192);
+    }
+    let mut w = Writer::new();
+    packed.write(&mut w);
+    out.push(("node", w.into_vec()));
     for op in &ops {
         out.push(("op", encode_op(op)));
     }
@@ -741,11 +771,21 @@ pub fn drive_seeds() -> Vec<(&'static str, Vec<u8>)> {
     let cipher = fixed_block_cipher();
     for len in [1usize, 100, content::CHUNK_SIZE + 10] {
         let plain: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
-        let sealed = seal_block(&cipher, block_id(), &plain);
+        let sealed = seal_block(&cipher, &Place::whole(*block_id()), &plain);
         let n = chunk_count(len) as u16;
         out.push((
             "content_block",
             content_block_input(len as u32, 0..n, &sealed),
+        ));
+        // The same block version packed at FUZZ_PACK_OFFSET.
+        let at = Place {
+            id: *block_id(),
+            packed: Some(FUZZ_PACK_OFFSET),
+        };
+        let sealed = seal_block(&cipher, &at, &plain);
+        out.push((
+            "content_block",
+            content_block_input(len as u32 | 1 << 31, 0..n, &sealed),
         ));
     }
 
@@ -808,10 +848,15 @@ mod tests {
             "node" => whole(Node::read)(data).is_ok(),
             "op" => whole(Op::read)(data).is_ok(),
             "content_block" => {
-                let len = u32::from_le_bytes(data[..4].try_into().unwrap()) as usize;
+                let len = u32::from_le_bytes(data[..4].try_into().unwrap());
+                let place = Place {
+                    id: *block_id(),
+                    packed: (len >> 31 == 1).then_some(FUZZ_PACK_OFFSET),
+                };
+                let len = (len & !(1 << 31)) as usize;
                 open_chunks(
                     &fixed_block_cipher(),
-                    block_id(),
+                    &place,
                     len,
                     0..chunk_count(len),
                     &data[8..],

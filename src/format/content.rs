@@ -15,15 +15,23 @@
 //! blocks of 256 bytes or more). The block ref keeps the true length; the
 //! padding is authenticated like the rest and must be zeros.
 //!
+//! Packs: several small block versions (each sealed exactly as above,
+//! under its own key) may be concatenated into one pack object; the block
+//! ref then names the pack's id and the byte offset where the block
+//! version's first chunk starts ([`Place`]). A pack is at most
+//! [`PACK_LIMIT`] bytes and has no header of its own.
+//!
 //! Keys and binding (format version 2): the chunk key is the block
-//! version's random key itself, used for this one object only, so the nonce
-//! can be the chunk index. The AAD is
-//! `"CFSB" || 2u8 || 0u8 || block_id || chunk_index || final_flag`: what the
-//! block ref names, never the file, so a block ref can be copied to another
-//! file (clone copies) without re-encryption, while a chunk still cannot
-//! move to another object or chunk position, and dropping the tail is
-//! detected (the last chunk carries the final flag and the plaintext length
-//! of the block is in the signed metadata).
+//! version's random key itself, used for this one block version only, so
+//! the nonce can be the chunk index. The AAD is
+//! `"CFSB" || 2u8 || flags || object_id || [offset u32] || chunk_index ||
+//! final_flag` (flags bit 0: packed, and then the offset is present): what
+//! the block ref names, never the file, so a block ref can be copied to
+//! another file (clone copies) without re-encryption, while a chunk still
+//! cannot move to another object, another place in a pack, or another
+//! chunk position, and dropping the tail is detected (the last chunk
+//! carries the final flag and the plaintext length of the block is in the
+//! signed metadata).
 //!
 //! Invariants: pure, no I/O; a failed open returns no plaintext.
 
@@ -44,6 +52,38 @@ pub const BLOCK_VERSION: u8 = super::DRIVE_FORMAT;
 
 /// Blocks shorter than this are padded to it.
 pub const MIN_PADDED: usize = 256;
+/// Largest pack object: a packed block version ends at or before this
+/// byte of its pack (block refs past it are refused).
+pub const PACK_LIMIT: u64 = 16 << 20;
+/// AAD flag: the block version lies at an offset inside a pack.
+const AAD_PACKED: u8 = 1;
+
+/// Where a block version's sealed bytes lie: the object that holds them
+/// and, for a block version packed with others, the byte offset of its
+/// first chunk in that pack. The chunk AAD binds both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Place {
+    pub id: [u8; 16],
+    pub packed: Option<u32>,
+}
+
+impl Place {
+    /// A block version that is an object of its own.
+    pub fn whole(id: [u8; 16]) -> Self {
+        Self { id, packed: None }
+    }
+
+    /// Byte offset of the block version's first chunk in its object.
+    pub fn start(&self) -> u64 {
+        self.packed.map_or(0, u64::from)
+    }
+
+    /// The byte range of the object holding `range` of the block
+    /// version's sealed bytes (as [`chunk_span`] gives it).
+    pub fn object_range(&self, range: Range<u64>) -> Range<u64> {
+        self.start() + range.start..self.start() + range.end
+    }
+}
 
 /// Padmé (Nikitin et al., "Reducing metadata leakage from encrypted files
 /// and communication with PURBs", 2019): rounds `l` up so that only the
@@ -76,15 +116,21 @@ fn nonce(chunk: u32) -> [u8; NONCE_LEN] {
     n
 }
 
-fn aad(block_id: &[u8; 16], chunk: u32, last: bool) -> [u8; 4 + 2 + 16 + 4 + 1] {
-    let mut a = [0u8; 27];
+/// The chunk AAD (27 bytes, 31 for a packed block version) and its length.
+fn aad(place: &Place, chunk: u32, last: bool) -> ([u8; 31], usize) {
+    let mut a = [0u8; 31];
     a[..4].copy_from_slice(BLOCK_AAD_MAGIC);
     a[4] = BLOCK_VERSION;
-    a[5] = 0;
-    a[6..22].copy_from_slice(block_id);
-    a[22..26].copy_from_slice(&chunk.to_le_bytes());
-    a[26] = last as u8;
-    a
+    a[6..22].copy_from_slice(&place.id);
+    let mut at = 22;
+    if let Some(offset) = place.packed {
+        a[5] = AAD_PACKED;
+        a[22..26].copy_from_slice(&offset.to_le_bytes());
+        at = 26;
+    }
+    a[at..at + 4].copy_from_slice(&chunk.to_le_bytes());
+    a[at + 4] = last as u8;
+    (a, at + 5)
 }
 
 /// Number of chunks of the object of a block of `len` plaintext bytes
@@ -99,7 +145,7 @@ pub fn sealed_len(len: usize) -> usize {
 }
 
 /// Seals a block's plaintext (1..=BLOCK_SIZE bytes) into object bytes.
-pub fn seal_block(cipher: &Cipher, block_id: &[u8; 16], plain: &[u8]) -> Vec<u8> {
+pub fn seal_block(cipher: &Cipher, place: &Place, plain: &[u8]) -> Vec<u8> {
     assert!(plain.len() <= BLOCK_SIZE, "block larger than BLOCK_SIZE");
     let n = chunk_count(plain.len());
     let padded = padded_len(plain.len());
@@ -112,7 +158,8 @@ pub fn seal_block(cipher: &Cipher, block_id: &[u8; 16], plain: &[u8]) -> Vec<u8>
         let at = out.len();
         out.extend_from_slice(&plain[start.min(plain.len())..end.min(plain.len())]);
         out.resize(at + (end - start), 0);
-        let tag = cipher.seal_detached(&nonce(k), &aad(block_id, k, k + 1 == n), &mut out[at..]);
+        let (a, a_len) = aad(place, k, k + 1 == n);
+        let tag = cipher.seal_detached(&nonce(k), &a[..a_len], &mut out[at..]);
         out.extend_from_slice(&tag);
     }
     out
@@ -145,7 +192,7 @@ pub fn chunk_span(range: Range<usize>, len: usize) -> (Range<u32>, Range<u64>) {
 /// metadata is not trusted to size a buffer).
 pub fn open_chunks(
     cipher: &Cipher,
-    block_id: &[u8; 16],
+    place: &Place,
     len: usize,
     chunks: Range<u32>,
     sealed: &[u8],
@@ -176,10 +223,11 @@ pub fn open_chunks(
         // `out` is dropped, so no unverified plaintext is returned.
         let at = out.len();
         out.extend_from_slice(&sealed[pos..pos + plain_len]);
+        let (a, a_len) = aad(place, k, k + 1 == n);
         cipher
             .open_detached(
                 &nonce(k),
-                &aad(block_id, k, k + 1 == n),
+                &a[..a_len],
                 &mut out[at..],
                 &sealed[pos + plain_len..pos + take],
             )
@@ -205,7 +253,7 @@ mod tests {
     #[test]
     fn known_answer() {
         let key = [1u8; 32];
-        let b = [3u8; 16];
+        let b = Place::whole([3u8; 16]);
         let plain: Vec<u8> = (0..CHUNK_SIZE + 10).map(|i| (i % 251) as u8).collect();
         let sealed = seal_block(&block_cipher(&key), &b, &plain);
         assert_eq!(sealed.len(), sealed_len(plain.len()));
@@ -220,17 +268,110 @@ mod tests {
             "4888edc44e55f9c4b9ffb40dd763d0bf4053224adfaa259db0651975d1aa9ccc"
         );
         // The AAD of the final chunk, byte for byte.
-        let a = aad(&b, 1, true);
+        let (a, a_len) = aad(&b, 1, true);
         assert_eq!(
-            crate::format::hex::encode(&a),
+            crate::format::hex::encode(&a[..a_len]),
             format!("434653420200{}0100000001", "03".repeat(16))
+        );
+    }
+
+    /// Two block versions packed into one object, each under its own key,
+    /// the second at an offset. Checked with an independent AES-GCM-SIV
+    /// (tests/vectors/content_block.py).
+    #[test]
+    fn packed_known_answer() {
+        let pack = [4u8; 16];
+        let (c1, c2) = (block_cipher(&[1; 32]), block_cipher(&[2; 32]));
+        let p1 = Place {
+            id: pack,
+            packed: Some(0),
+        };
+        let first = seal_block(&c1, &p1, b"first file");
+        let p2 = Place {
+            id: pack,
+            packed: Some(first.len() as u32),
+        };
+        let plain2: Vec<u8> = (0..5000).map(|i| (i % 253) as u8).collect();
+        let second = seal_block(&c2, &p2, &plain2);
+        let object = [first.clone(), second.clone()].concat();
+        assert_eq!((first.len(), object.len()), (272, 5424));
+        assert_eq!(
+            crate::format::hex::encode(&sha2::Sha256::digest(&object)),
+            "c1a419ff5f70c33b377566f60e3820b5b7c9e2fb52bc25b989665ce35eef871c"
+        );
+        // The packed AAD: flag 1 and the offset after the object id.
+        let (a, a_len) = aad(&p2, 1, true);
+        assert_eq!(
+            crate::format::hex::encode(&a[..a_len]),
+            format!("434653420201{}100100000100000001", "04".repeat(16))
+        );
+        // Each member reads back from its range of the pack.
+        let (chunks, obj) = chunk_span(0..plain2.len(), plain2.len());
+        let r = p2.object_range(obj);
+        assert_eq!(r, 272..5424);
+        let got = open_chunks(
+            &c2,
+            &p2,
+            plain2.len(),
+            chunks,
+            &object[r.start as usize..r.end as usize],
+        );
+        assert_eq!(got, Ok(plain2));
+    }
+
+    /// A chunk cannot move inside a pack, and a block ref naming another
+    /// offset, or the same object as a whole, does not open it.
+    #[test]
+    fn packed_chunks_are_bound_to_their_place() {
+        let pack = [8u8; 16];
+        let c = block_cipher(&[3; 32]);
+        let at = |o| Place {
+            id: pack,
+            packed: Some(o),
+        };
+        let plain = vec![9u8; 2 * CHUNK_SIZE];
+        let member = seal_block(&c, &at(4096), &plain);
+        let all = 0..chunk_count(plain.len());
+        assert_eq!(
+            open_chunks(&c, &at(4096), plain.len(), all.clone(), &member),
+            Ok(plain.clone())
+        );
+        // The same bytes moved to another offset (the ref says where).
+        for wrong in [at(0), at(4096 + SEALED_CHUNK as u32), Place::whole(pack)] {
+            assert_eq!(
+                open_chunks(&c, &wrong, plain.len(), all.clone(), &member),
+                Err(FormatError::Decrypt),
+                "{wrong:?}"
+            );
+        }
+        // Another pack id, same offset.
+        let other = Place {
+            id: [7; 16],
+            packed: Some(4096),
+        };
+        assert_eq!(
+            open_chunks(&c, &other, plain.len(), all.clone(), &member),
+            Err(FormatError::Decrypt)
+        );
+        // The member's own chunks swapped within the pack.
+        let mut swapped = member.clone();
+        let (a, rest) = swapped.split_at_mut(SEALED_CHUNK);
+        a.swap_with_slice(&mut rest[..SEALED_CHUNK]);
+        assert_eq!(
+            open_chunks(&c, &at(4096), plain.len(), all, &swapped),
+            Err(FormatError::Decrypt)
+        );
+        // Its second chunk read at the first one's position.
+        assert_eq!(
+            open_chunks(&c, &at(4096), plain.len(), 0..1, &member[SEALED_CHUNK..]),
+            Err(FormatError::Decrypt)
         );
     }
 
     #[test]
     fn round_trip_ranges() {
         let c = block_cipher(&[7; 32]);
-        let b = [6u8; 16];
+        let b = Place::whole([6u8; 16]);
         let len = 3 * CHUNK_SIZE + 17;
         let plain: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
         let sealed = seal_block(&c, &b, &plain);
@@ -260,7 +401,7 @@ mod tests {
         // A block length above BLOCK_SIZE (metadata is signed, but by any
         // writer) is refused before a buffer is sized from it.
         let c = block_cipher(&[7; 32]);
-        let b = [6u8; 16];
+        let b = Place::whole([6u8; 16]);
         let sealed = seal_block(&c, &b, &[1; 10]);
         for len in [BLOCK_SIZE + 1, u32::MAX as usize, usize::MAX] {
             assert_eq!(
@@ -280,7 +421,7 @@ mod tests {
     fn tamper_is_detected() {
         let key = [5u8; 32];
         let c = block_cipher(&key);
-        let b = [6u8; 16];
+        let b = Place::whole([6u8; 16]);
         let len = 2 * CHUNK_SIZE + 1;
         let plain = vec![7u8; len];
         let sealed = seal_block(&c, &b, &plain);
@@ -299,12 +440,12 @@ mod tests {
         a.swap_with_slice(&mut rest[..SEALED_CHUNK]);
         assert!(open_chunks(&c, &b, len, all.clone(), &swapped).is_err());
         // Another block id (the object moved under another name).
-        assert!(open_chunks(&c, &[9; 16], len, all.clone(), &sealed).is_err());
+        assert!(open_chunks(&c, &Place::whole([9; 16]), len, all.clone(), &sealed).is_err());
         // Another block's key (a block ref whose key was swapped).
         let c3 = block_cipher(&[6u8; 32]);
         assert!(open_chunks(&c3, &b, len, all.clone(), &sealed).is_err());
         // The same plaintext under another key and id: a different object.
-        let other = seal_block(&c3, &[9; 16], &vec![7u8; len]);
+        let other = seal_block(&c3, &Place::whole([9; 16]), &vec![7u8; len]);
         assert_ne!(other, sealed);
         assert!(open_chunks(&c, &b, len, all, &other).is_err());
     }
@@ -345,7 +486,7 @@ mod tests {
     #[test]
     fn padding_is_authenticated_and_must_be_zero() {
         let c = block_cipher(&[7; 32]);
-        let b = [6u8; 16];
+        let b = Place::whole([6u8; 16]);
         let sealed = seal_block(&c, &b, b"short");
         assert_eq!(sealed.len(), MIN_PADDED + TAG_LEN);
         assert_eq!(open_chunks(&c, &b, 5, 0..1, &sealed), Ok(b"short".to_vec()));

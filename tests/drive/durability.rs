@@ -140,6 +140,16 @@ async fn many_closed_small_files_survive_sigkill_during_upload() {
     reopen_and_check(dir.path(), &id, &small_files()).await;
 }
 
+/// Small files share packs: a pack not yet uploaded when the process dies
+/// is found in the cache, uploaded, and every file in it reads back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_closed_small_files_survive_sigkill_before_upload() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, id) = new_drive(dir.path()).await;
+    crash(dir.path(), "offline-small");
+    reopen_and_check(dir.path(), &id, &small_files()).await;
+}
+
 /// A file open for writing when the process dies keeps what was sealed
 /// (whole blocks written sequentially); the unsealed tail is gone, and the
 /// next open reports that file (once).
@@ -289,8 +299,9 @@ async fn a_lost_page_cache_leaves_a_prefix_of_the_operations() {
         last = full;
     }
 
-    // Object files emptied (as after a crash with delayed allocation): the
-    // files whose data is gone, and every later operation, are cut.
+    // Object files emptied or cut short (as after a crash with delayed
+    // allocation, or a pack whose later appends never reached the disk):
+    // the files whose data is gone, and every later operation, are cut.
     let objects = volume_dir(&crashed).join("objects");
     let mut names: Vec<(std::time::SystemTime, String)> = std::fs::read_dir(&objects)
         .unwrap()
@@ -301,8 +312,14 @@ async fn a_lost_page_cache_leaves_a_prefix_of_the_operations() {
         })
         .collect();
     names.sort();
-    assert_eq!(names.len(), seq.len(), "one object per file");
-    let victim = &names[seq.len() / 2].1;
+    // The small files share packs (each failed commit closes one).
+    assert!(
+        !names.is_empty() && names.len() <= seq.len() / 4,
+        "{} objects for {} small files",
+        names.len(),
+        seq.len()
+    );
+    let victim = &names[names.len() / 2].1;
     let copy = dir.path().join("copy-emptied");
     copy_dir(&crashed, &copy);
     std::fs::write(volume_dir(&copy).join("objects").join(victim), b"").unwrap();
@@ -310,8 +327,26 @@ async fn a_lost_page_cache_leaves_a_prefix_of_the_operations() {
     let full = assert_prefix(&states, "an object file emptied");
     assert!(
         full < seq.len(),
-        "the file whose object is empty cannot be complete: {states:?}"
+        "the files whose object is empty cannot be complete: {states:?}"
     );
+    let copy = dir.path().join("copy-halved");
+    copy_dir(&crashed, &copy);
+    let path = volume_dir(&copy).join("objects").join(victim);
+    let len = std::fs::metadata(&path).unwrap().len();
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.set_len(len / 2).unwrap();
+    let states = states_after_damage(dir.path(), &id, copy, &seq).await;
+    let halved = assert_prefix(&states, "an object file cut in half");
+    assert!(
+        full <= halved && halved < seq.len(),
+        "the files in the lost half cannot be complete: {states:?}"
+    );
+    if names.len() == 1 {
+        assert!(
+            halved > 0,
+            "the first half of the pack survives: {states:?}"
+        );
+    }
 }
 
 /// The child process of these tests (does nothing unless started by them):
@@ -340,6 +375,12 @@ async fn durability_child_entry() {
                 write_closed(&d, &path, &content(seed, len)).await;
             }
             assert!(d.status().pending_ops > 0, "killed before the commit ends");
+        }
+        "offline-small" => {
+            flaky.set_offline(true);
+            for (path, seed, len) in small_files() {
+                write_closed(&d, &path, &content(seed, len)).await;
+            }
         }
         "open-tail" => {
             flaky.set_offline(true);

@@ -19,6 +19,7 @@ mod locality;
 mod model;
 mod offline;
 mod ops;
+mod packs;
 mod s3;
 mod share;
 mod share_history;

@@ -49,7 +49,13 @@ async fn member_added_to_a_folder_opens_nothing_from_before_the_share() {
     overwrite(&owner, f, &big(3)).await;
     overwrite(&owner, s, b"small v3, current when shared").await;
     let current_at_share = new_objects(&env, &mut seen).await;
-    assert_eq!(pre_share_only.len(), 6, "{pre_share_only:?}");
+    // Two whole blocks of report, and the small block versions (report's
+    // 4,000-byte tails, small) in packs: v1's tail and small v1 share one
+    // unless a background commit came between them.
+    assert!(
+        (5..=6).contains(&pre_share_only.len()),
+        "{pre_share_only:?}"
+    );
     assert_eq!(current_at_share.len(), 3);
 
     owner

@@ -283,7 +283,9 @@ async fn removed_member_cannot_open_anything_written_after() {
     overwrite(&a, "gen1", b"gen1 file, new content").await;
     sync(&a).await;
     let after: Vec<String> = w.new_objects(&before).await;
-    assert_eq!(after.len(), 3);
+    // Three small block versions, in one to three packs (background
+    // commits between the writes close a pack).
+    assert!((1..=3).contains(&after.len()), "{after:?}");
     for o in &after {
         assert!(!loot.opens(o, &w.get(o).await), "{o} opened with old keys");
     }
@@ -334,7 +336,9 @@ async fn reencrypt_leaves_no_current_block_under_old_keys() {
     let total = (big.len() + 20 + 19) as u64;
     assert_eq!(seen.last(), Some(&(total, total)));
     let after: Vec<String> = w.new_objects(&before).await;
-    assert_eq!(after.len(), 5); // 1 + 1 + 3 blocks
+    // big's two whole blocks, and the three small block versions (zero,
+    // one, big's tail) in one to three packs.
+    assert!((3..=5).contains(&after.len()), "{after:?}");
     for o in &after {
         assert!(!loot.opens(o, &w.get(o).await), "{o} opened with old keys");
     }

@@ -260,6 +260,44 @@ impl Cache {
         Ok(())
     }
 
+    /// Writes `bytes` at byte `at` of a pack object's file (pinned; `at`
+    /// 0 creates the file): how a block version joins the open pack. The
+    /// bytes are in the file (the page cache) when this returns, as a
+    /// `put_object` would leave them; `durable` fsyncs the file and the
+    /// directory.
+    pub fn append_object(&self, id: &[u8; 16], at: u64, bytes: &[u8], durable: bool) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+        let path = self.object_path(id);
+        let f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(at == 0)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        f.write_all_at(bytes, at).map_err(io_err(&path))?;
+        if durable {
+            f.sync_data().map_err(io_err(&path))?;
+            sync_dir(&self.dir.join("objects"))?;
+        }
+        self.lru
+            .lock()
+            .expect("lru lock")
+            .touch(*id, on_disk(at + bytes.len() as u64), true);
+        self.evict();
+        Ok(())
+    }
+
+    /// The length of a cached object's file (`None`: not cached).
+    pub fn object_len(&self, id: &[u8; 16]) -> Option<u64> {
+        fs::metadata(self.object_path(id)).ok().map(|m| m.len())
+    }
+
+    /// Whether a cached object is pinned (not uploaded yet).
+    pub fn is_pinned(&self, id: &[u8; 16]) -> bool {
+        let lru = self.lru.lock().expect("lru lock");
+        lru.entries.get(id).is_some_and(|e| e.2)
+    }
+
     fn fresh(&self) -> std::sync::MutexGuard<'_, Fresh> {
         self.fresh.lock().unwrap_or_else(|e| e.into_inner())
     }

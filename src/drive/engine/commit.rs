@@ -199,7 +199,13 @@ impl Engine {
         // deleting (see `reseal`).
         self.reseal_stale().await?;
         let budget = self.batch_bytes.load(Ordering::Relaxed);
-        let (uploads, upto) = self.lock().next_batch(budget);
+        let (uploads, upto) = {
+            let mut core = self.lock();
+            let batch = core.next_batch(budget);
+            // Its upload starts now: the open pack takes no more appends.
+            core.close_pack_in(&batch.0);
+            batch
+        };
         let started = Instant::now();
         let bytes = {
             let core = self.lock();

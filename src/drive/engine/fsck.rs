@@ -26,7 +26,7 @@ use crate::drive::error::{DriveError, Result};
 use crate::drive::identity::Identity;
 use crate::drive::tree::{KIND_VOLUME, ROOT, Tree};
 use crate::drive::volume::{self, Fetched, Head, VolumeKeys};
-use crate::format::content::{self, sealed_len};
+use crate::format::content::{self, Place, sealed_len};
 use crate::format::hex::{decode as unhex, encode as hex};
 use crate::format::meta::{BlockKey, KIND_DIR, Node};
 use crate::store::{GetOptions, ObjectStore, StoreError};
@@ -115,12 +115,22 @@ impl FsckReport {
     }
 }
 
-/// One referenced content object: its ref (length, key) and the paths
-/// naming it.
+/// One referenced content object: the block versions refs name in it
+/// (one, or several of a pack: place, length, key; the first ref naming
+/// a place decides) and the paths naming it.
 struct Referenced {
-    len: u32,
-    key: BlockKey,
+    versions: Vec<(Place, u32, BlockKey)>,
     paths: Vec<PathBuf>,
+}
+
+impl Referenced {
+    /// The size the object must have (`exact`), or at least have (a pack).
+    fn want(&self) -> (u64, bool) {
+        let end =
+            |(p, len, _): &(Place, u32, BlockKey)| p.start() + sealed_len(*len as usize) as u64;
+        let exact = self.versions.iter().all(|(p, ..)| p.packed.is_none());
+        (self.versions.iter().map(end).max().unwrap_or(0), exact)
+    }
 }
 
 /// A volume as verified from the store: its check, and the tree at its
@@ -182,10 +192,12 @@ pub async fn check_drive(
             for (id, paths) in node_paths(tree) {
                 for b in tree.nodes[&id].blocks.values() {
                     let r = refs.entry(b.id).or_insert_with(|| Referenced {
-                        len: b.len,
-                        key: b.key.clone(),
+                        versions: Vec::new(),
                         paths: Vec::new(),
                     });
+                    if !r.versions.iter().any(|(p, ..)| *p == b.place()) {
+                        r.versions.push((b.place(), b.len, b.key.clone()));
+                    }
                     r.paths.extend(paths.iter().map(|p| base.join(p)));
                 }
             }
@@ -453,8 +465,7 @@ async fn check_content(
     let mut to_fetch = Vec::new();
     for (id, r) in refs {
         let key = volume::content_key(id);
-        let want = sealed_len(r.len as usize) as u64;
-        report.referenced_bytes += want;
+        let (want, exact) = r.want();
         let size = match listed.get(&key) {
             Some(s) => Some(*s),
             // A listing may lag behind a recent upload: ask for the object.
@@ -464,6 +475,11 @@ async fn check_content(
                 Err(e) => return Err(e.into()),
             },
         };
+        // A pack's bytes are its size in the store (dead parts included).
+        report.referenced_bytes += match size {
+            Some(s) if !exact => s,
+            _ => want,
+        };
         match size {
             None => {
                 let reason = "content object missing".to_string();
@@ -471,14 +487,18 @@ async fn check_content(
                     .problems
                     .push(problem(ProblemKind::Missing, id, reason, r))
             }
-            Some(s) if s != want => {
-                let reason = format!("object is {s} bytes, its block ref says {want}");
+            Some(s) if (exact && s != want) || s < want => {
+                let reason = if exact {
+                    format!("object is {s} bytes, its block ref says {want}")
+                } else {
+                    format!("pack is {s} bytes, its block refs reach byte {want}")
+                };
                 report
                     .problems
                     .push(problem(ProblemKind::Damaged, id, reason, r))
             }
             Some(_) if opts.verify_content => {
-                to_fetch.push((*id, r.len, r.key.clone()));
+                to_fetch.push((*id, r.versions.clone()));
                 continue;
             }
             Some(_) => {}
@@ -489,11 +509,11 @@ async fn check_content(
     // Fetch and decrypt, a few objects at a time.
     let sem = Arc::new(tokio::sync::Semaphore::new(VERIFY_PARALLEL));
     let mut set = tokio::task::JoinSet::new();
-    for (id, len, key) in to_fetch {
+    for (id, versions) in to_fetch {
         let permit = sem.clone().acquire_owned().await.expect("semaphore open");
         let store = store.clone();
         set.spawn(async move {
-            let r = verify_object(store.as_ref(), &id, len, &key).await;
+            let r = verify_object(store.as_ref(), &id, &versions).await;
             drop(permit);
             (id, r)
         });
@@ -532,12 +552,12 @@ fn record(
 
 const MISSING: &str = "content object missing";
 
-/// Fetches and decrypts one content object; `Some(reason)` if it fails.
+/// Fetches one content object and decrypts every block version refs name
+/// in it; `Some(reason)` if one fails.
 async fn verify_object(
     store: &dyn ObjectStore,
     id: &[u8; 16],
-    len: u32,
-    key: &BlockKey,
+    versions: &[(Place, u32, BlockKey)],
 ) -> Result<Option<String>> {
     let got = match store
         .get(&volume::content_key(id), GetOptions::default())
@@ -547,10 +567,27 @@ async fn verify_object(
         Err(StoreError::NotFound { .. }) => return Ok(Some(MISSING.into())),
         Err(e) => return Err(e.into()),
     };
-    let len = len as usize;
-    let cipher = content::block_cipher(key.as_bytes());
-    let all = 0..content::chunk_count(len);
-    Ok(content::open_chunks(&cipher, id, len, all, &got.bytes)
-        .err()
-        .map(|e| format!("does not decrypt with its block ref's key: {e}")))
+    for (place, len, key) in versions {
+        let len = *len as usize;
+        let cipher = content::block_cipher(key.as_bytes());
+        let all = 0..content::chunk_count(len);
+        let bytes = match place.packed {
+            None => &got.bytes[..],
+            Some(_) => {
+                let start = place.start() as usize;
+                let end = start + sealed_len(len);
+                got.bytes.get(start..end).unwrap_or_default()
+            }
+        };
+        if let Err(e) = content::open_chunks(&cipher, place, len, all, bytes) {
+            let at = match place.packed {
+                Some(o) => format!(" (block version at byte {o} of the pack)"),
+                None => String::new(),
+            };
+            return Ok(Some(format!(
+                "does not decrypt with its block ref's key{at}: {e}"
+            )));
+        }
+    }
+    Ok(None)
 }

@@ -223,7 +223,7 @@ impl Engine {
         let mut checked = HashMap::new();
         for (_, _, id) in &order {
             for b in past.nodes[id].blocks.values() {
-                if checked.insert(b.id, ()).is_some() {
+                if checked.insert(b.place(), ()).is_some() {
                     continue;
                 }
                 if !self.block_intact(b).await? {

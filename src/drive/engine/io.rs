@@ -10,6 +10,9 @@
 //!   read as zeros.
 //! - A block object is never changed once sealed, so one block ref may
 //!   name it from several files (clone copies, `copy_range`).
+//! - A packed block version is read from its range of the pack; a whole
+//!   block read that misses the cache fetches the whole pack and caches it
+//!   (the block versions beside it are verified when they are read).
 
 use super::Engine;
 use super::rebase::conflict_name;
@@ -18,7 +21,7 @@ use crate::drive::clock::now;
 use crate::drive::error::{DriveError, Result};
 use crate::drive::types::{Fh, Ino};
 use crate::drive::volume;
-use crate::format::content::{self, BLOCK_SIZE, sealed_len};
+use crate::format::content::{self, BLOCK_SIZE, PACK_LIMIT, sealed_len};
 use crate::format::crypto::{Cipher, random_array};
 use crate::format::meta::{BlockRef, KIND_DIR, KIND_FILE, Op};
 use crate::store::{GetOptions, StoreError};
@@ -70,7 +73,8 @@ impl Engine {
             return Ok(Vec::new());
         }
         self.keys.check_member()?;
-        if let Some(p) = self.plain_get(&f.block.id) {
+        let place = f.block.place();
+        if let Some(p) = self.plain_get(&place) {
             return Ok(p[range].to_vec());
         }
         if whole {
@@ -78,27 +82,27 @@ impl Engine {
         }
         // A whole-block fetch of this block under way (behind an earlier
         // random read): its answer is nearer than a request of our own.
-        if let Some(m) = self.running_prefetch(&f.block.id) {
+        if let Some(m) = self.running_prefetch(&place) {
             drop(m.lock().await);
-            if let Some(p) = self.plain_get(&f.block.id) {
+            if let Some(p) = self.plain_get(&place) {
                 return Ok(p[range].to_vec());
             }
         }
-        let key = volume::content_key(&f.block.id);
-        let id = &f.block.id;
+        let key = volume::content_key(&place.id);
         let cipher = self.block_cipher(&f.block)?;
         let (chunks, obj) = content::chunk_span(range.clone(), len);
+        let obj = place.object_range(obj);
         let base = chunks.start as usize * content::CHUNK_SIZE;
-        if let Some(sealed) = self.cache.read_object(&f.block.id, Some(obj.clone()))? {
-            match content::open_chunks(&cipher, id, len, chunks.clone(), &sealed) {
+        if let Some(sealed) = self.cache.read_object(&place.id, Some(obj.clone()))? {
+            match content::open_chunks(&cipher, &place, len, chunks.clone(), &sealed) {
                 Ok(plain) => return Ok(plain[range.start - base..range.end - base].to_vec()),
-                Err(e) => self.drop_cached(&key, &f.block.id, &e),
+                Err(e) => self.drop_cached(&key, &place, &e),
             }
         }
-        let got = self
-            .get_object(&key, GetOptions::range(obj.clone()), len)
+        let (got, _) = self
+            .get_object(&key, GetOptions::range(obj.clone()), &f.block)
             .await?;
-        let plain = content::open_chunks(&cipher, id, len, chunks, &got)
+        let plain = content::open_chunks(&cipher, &place, len, chunks, &got)
             .map_err(|e| DriveError::tampered(&key, e.to_string()))?;
         Ok(plain[range.start - base..range.end - base].to_vec())
     }
@@ -121,16 +125,17 @@ impl Engine {
     /// damaged.
     pub(super) async fn block_intact(&self, block: &BlockRef) -> Result<bool> {
         let len = block.len as usize;
-        match self.cache.read_object(&block.id, None)? {
+        let place = block.place();
+        match self.cache.read_object(&block.id, sealed_range(block))? {
             Some(sealed) => {
                 let Ok(cipher) = self.block_cipher(block) else {
                     return Ok(false);
                 };
                 let all = 0..content::chunk_count(len);
-                Ok(content::open_chunks(&cipher, &block.id, len, all, &sealed).is_ok())
+                Ok(content::open_chunks(&cipher, &place, len, all, &sealed).is_ok())
             }
             None => match self.store.head(&volume::content_key(&block.id)).await {
-                Ok(meta) => Ok(meta.size == sealed_len(len) as u64),
+                Ok(meta) => Ok(size_fits(meta.size, block)),
                 Err(StoreError::NotFound { .. }) => Ok(false),
                 // Opened offline: the block left the cache only after its
                 // upload succeeded (objects stay pinned until then).
@@ -140,34 +145,35 @@ impl Engine {
         }
     }
 
-    /// Seals `plain` as a new block version (fresh id and key, epoch the
-    /// current generation) into the cache (pinned, queued for upload).
+    /// Seals `plain` as a new block version (fresh key, epoch the current
+    /// generation) into the cache (pinned, queued for upload; small ones
+    /// into the open pack).
     pub(super) fn seal_stored_block(&self, plain: &[u8]) -> Result<BlockRef> {
-        let (block, sealed) = self.seal_new_block(plain);
-        self.cache.put_object(&block.id, &sealed, true, false)?;
         let mut core = self.lock();
-        core.add_upload(block.id, sealed.len() as u64);
-        core.sealed_at.insert(block.id, self.opts.clock.now());
-        Ok(block)
+        self.seal_version(&mut core, plain, false)
     }
 
-    /// A new block version of `plain`: a fresh random id and key, sealed
-    /// at the volume's current generation. Returns its ref and object bytes.
-    fn seal_new_block(&self, plain: &[u8]) -> (BlockRef, Vec<u8>) {
-        let block = BlockRef::fresh(plain.len() as u32, self.keys.get().current().0);
-        let cipher = content::block_cipher(block.key.as_bytes());
-        let sealed = content::seal_block(&cipher, &block.id, plain);
-        (block, sealed)
-    }
-
-    fn drop_cached(&self, key: &str, id: &[u8; 16], e: &crate::format::wire::FormatError) {
+    fn drop_cached(&self, key: &str, place: &content::Place, e: &crate::format::wire::FormatError) {
+        // A pack not uploaded yet holds other block versions that only
+        // its cached file has: it stays (this read fails at the store).
+        if place.packed.is_some() && self.cache.is_pinned(&place.id) {
+            tracing::error!(object = %key, error = %e, "cached copy of a packed block failed verification; reading the store");
+            return;
+        }
         tracing::error!(object = %key, error = %e, "cached copy failed verification; dropping it and reading the store");
-        self.cache.remove_object(id);
+        self.cache.remove_object(&place.id);
     }
 
     /// GETs (part of) a content object, checking the whole object's size
-    /// against the block length in the metadata.
-    async fn get_object(&self, key: &str, get: GetOptions, len: usize) -> Result<bytes::Bytes> {
+    /// against the block ref (a pack: long enough to hold the block).
+    /// Returns the bytes and the whole object's size.
+    async fn get_object(
+        &self,
+        key: &str,
+        get: GetOptions,
+        block: &BlockRef,
+    ) -> Result<(bytes::Bytes, u64)> {
+        let len = block.len as usize;
         let got = match self.store.get(key, get).await {
             Ok(g) => {
                 self.lock().reachable = true;
@@ -184,23 +190,29 @@ impl Engine {
                 return Err(e.into());
             }
         };
-        if got.meta.size != sealed_len(len) as u64 {
+        if !size_fits(got.meta.size, block) {
             let msg = format!(
-                "object is {} bytes, metadata says {}",
+                "object is {} bytes, metadata says {}{}",
                 got.meta.size,
-                sealed_len(len)
+                if block.packed.is_some() {
+                    "at least "
+                } else {
+                    ""
+                },
+                block.place().start() + sealed_len(len) as u64
             );
             return Err(DriveError::tampered(key, msg));
         }
-        Ok(got.bytes)
+        Ok((got.bytes, got.meta.size))
     }
 
     /// The whole verified plaintext of a block, waiting for a read-ahead of
     /// the same block if one is running.
     async fn whole_block(&self, f: &Fetch) -> Result<Arc<Vec<u8>>> {
-        if let Some(m) = self.running_prefetch(&f.block.id) {
+        let place = f.block.place();
+        if let Some(m) = self.running_prefetch(&place) {
             drop(m.lock().await);
-            if let Some(p) = self.plain_get(&f.block.id) {
+            if let Some(p) = self.plain_get(&place) {
                 return Ok(p);
             }
         }
@@ -208,40 +220,60 @@ impl Engine {
     }
 
     /// The lock a running whole-block fetch of `id` holds until it ends.
-    fn running_prefetch(&self, id: &[u8; 16]) -> Option<Arc<tokio::sync::Mutex<()>>> {
+    fn running_prefetch(&self, place: &content::Place) -> Option<Arc<tokio::sync::Mutex<()>>> {
         self.prefetching
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .get(id)
+            .get(place)
             .cloned()
     }
 
     async fn load_whole(&self, f: &Fetch) -> Result<Arc<Vec<u8>>> {
         let len = f.block.len as usize;
-        let key = volume::content_key(&f.block.id);
-        let id = &f.block.id;
+        let place = f.block.place();
+        let key = volume::content_key(&place.id);
         let cipher = self.block_cipher(&f.block)?;
         let all = 0..content::chunk_count(len);
-        if let Some(sealed) = self.cache.read_object(&f.block.id, None)? {
-            match content::open_chunks(&cipher, id, len, all.clone(), &sealed) {
-                Ok(plain) => return Ok(self.plain_put(f.block.id, plain)),
-                Err(e) => self.drop_cached(&key, &f.block.id, &e),
+        let range = sealed_range(&f.block);
+        if let Some(sealed) = self.cache.read_object(&place.id, range.clone())? {
+            match content::open_chunks(&cipher, &place, len, all.clone(), &sealed) {
+                Ok(plain) => return Ok(self.plain_put(place, plain)),
+                Err(e) => self.drop_cached(&key, &place, &e),
             }
         }
-        let sealed = self.get_object(&key, GetOptions::default(), len).await?;
-        let plain = content::open_chunks(&cipher, id, len, all, &sealed)
+        // A packed block version: the whole pack comes (clamped to the
+        // object's size), so the block versions sealed beside it, mostly
+        // files written and read together, are cached by the same request.
+        let get = match range {
+            None => GetOptions::default(),
+            Some(_) => GetOptions::range(0..PACK_LIMIT),
+        };
+        let (object, size) = self.get_object(&key, get, &f.block).await?;
+        let sealed = match &range {
+            None => &object[..],
+            Some(r) => object
+                .get(r.start as usize..r.end as usize)
+                .ok_or_else(|| DriveError::tampered(&key, "pack shorter than its size"))?,
+        };
+        let plain = content::open_chunks(&cipher, &place, len, all, sealed)
             .map_err(|e| DriveError::tampered(&key, e.to_string()))?;
-        // Verified: keep the ciphertext in the cache.
-        self.cache.put_object(&f.block.id, &sealed, false, false)?;
-        Ok(self.plain_put(f.block.id, plain))
+        // Verified (the other block versions of a pack are verified when
+        // read): keep the ciphertext in the cache, the whole object only.
+        if object.len() as u64 == size {
+            self.cache.put_object(&place.id, &object, false, false)?;
+        }
+        Ok(self.plain_put(place, plain))
     }
 
-    fn plain_get(&self, id: &[u8; 16]) -> Option<Arc<Vec<u8>>> {
+    fn plain_get(&self, place: &content::Place) -> Option<Arc<Vec<u8>>> {
         let cache = self.plain.lock().unwrap_or_else(|e| e.into_inner());
-        cache.iter().find(|(k, _)| k == id).map(|(_, p)| p.clone())
+        cache
+            .iter()
+            .find(|(k, _)| k == place)
+            .map(|(_, p)| p.clone())
     }
 
-    fn plain_put(&self, id: [u8; 16], plain: Vec<u8>) -> Arc<Vec<u8>> {
+    fn plain_put(&self, id: content::Place, plain: Vec<u8>) -> Arc<Vec<u8>> {
         let p = Arc::new(plain);
         let mut cache = self.plain.lock().unwrap_or_else(|e| e.into_inner());
         cache.retain(|(k, _)| *k != id);
@@ -362,17 +394,18 @@ impl Engine {
     /// Fetches a whole block (into the cache and the plaintext blocks) ahead
     /// of a sequential reader, or behind a random read on a remote store.
     pub async fn prefetch(&self, f: Fetch) {
-        if self.plain_get(&f.block.id).is_some() {
+        let place = f.block.place();
+        if self.plain_get(&place).is_some() {
             return;
         }
         let lock = Arc::new(tokio::sync::Mutex::new(()));
         let guard = lock.clone().try_lock_owned().expect("a new mutex is free");
         {
             let mut running = self.prefetching.lock().unwrap_or_else(|e| e.into_inner());
-            if running.contains_key(&f.block.id) {
+            if running.contains_key(&place) {
                 return;
             }
-            running.insert(f.block.id, lock);
+            running.insert(place, lock);
         }
         if let Err(e) = self.load_whole(&f).await {
             tracing::debug!(error = %e, "read-ahead failed; the read itself will retry");
@@ -380,7 +413,7 @@ impl Engine {
         self.prefetching
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(&f.block.id);
+            .remove(&place);
         drop(guard);
     }
 
@@ -402,7 +435,10 @@ impl Engine {
                 let plain = self.fetch_block(&f).await?;
                 let mut core = self.lock();
                 let still = to_load(&core, ino, &[f.index])?;
-                if still.first().is_some_and(|g| g.block.id == f.block.id) {
+                if still
+                    .first()
+                    .is_some_and(|g| g.block.place() == f.block.place())
+                {
                     dirty_entry(&mut core, ino)?
                         .blocks
                         .entry(f.index)
@@ -594,19 +630,20 @@ impl Engine {
                 continue;
             }
             let len = buf.len().min((d.size - idx * B) as usize);
-            let (block, sealed) = self.seal_new_block(&buf[..len]);
-            if let Err(e) = self.cache.put_object(&block.id, &sealed, true, durable) {
-                // Nothing sealed: the writes stay buffered for a later seal.
-                for (_, b) in &refs {
-                    core.upload_done(&b.id);
-                    self.cache.remove_object(&b.id);
+            match self.seal_version(core, &buf[..len], durable) {
+                Ok(block) => refs.push((*idx, block)),
+                Err(e) => {
+                    // Nothing sealed: the writes stay buffered for a later
+                    // seal. Block versions already in a pack stay there,
+                    // named by nothing (the pack uploads with the rest).
+                    for (_, b) in refs.iter().filter(|(_, b)| b.packed.is_none()) {
+                        core.upload_done(&b.id);
+                        self.cache.remove_object(&b.id);
+                    }
+                    core.dirty.insert(ino, d);
+                    return Err(e);
                 }
-                core.dirty.insert(ino, d);
-                return Err(e);
             }
-            core.add_upload(block.id, sealed.len() as u64);
-            core.sealed_at.insert(block.id, self.opts.clock.now());
-            refs.push((*idx, block));
         }
         let op = Op::SetContent {
             node: ino,
@@ -652,6 +689,23 @@ impl Engine {
             self.seal(&mut core, id, false)?;
         }
         Ok(())
+    }
+}
+
+/// The byte range of its object a block version's sealed bytes take, for
+/// a packed one (`None`: the whole object is the block version).
+fn sealed_range(block: &BlockRef) -> Option<Range<u64>> {
+    let start = block.packed? as u64;
+    Some(start..start + sealed_len(block.len as usize) as u64)
+}
+
+/// Whether an object of `size` bytes can be the object of `block`: exactly
+/// its sealed length, or for a pack, long enough to hold it.
+fn size_fits(size: u64, block: &BlockRef) -> bool {
+    let want = sealed_len(block.len as usize) as u64;
+    match block.packed {
+        None => size == want,
+        Some(at) => size >= u64::from(at) + want,
     }
 }
 

@@ -100,7 +100,12 @@ impl Engine {
                 core.sealed_at.insert(b.id, sealed);
                 if self.cache.has_object(&b.id) {
                     self.cache.pin(&b.id);
-                    core.add_upload(b.id, sealed_len(b.len as usize) as u64);
+                    // A pack uploads whole (every block version in it).
+                    let size = match b.packed {
+                        Some(_) => self.cache.object_len(&b.id).unwrap_or(0),
+                        None => sealed_len(b.len as usize) as u64,
+                    };
+                    core.add_upload(b.id, size);
                 }
             }
         }

@@ -24,7 +24,8 @@
 //!   metadata before it (the owner's collector).
 //! - `past`: the tree at an earlier log position (snapshot at or before
 //!   it plus a verified replay).
-//! - `ops`: namespace operations; `io`: file content; `pressure`: writers
+//! - `ops`: namespace operations; `io`: file content; `pack`: sealing
+//!   block versions (small ones into the open pack); `pressure`: writers
 //!   wait while the cache bound is full; `cache`: the local
 //!   ciphertext cache, journal file and state file.
 //!
@@ -54,6 +55,7 @@ pub(super) mod mirror;
 pub(super) mod offline;
 pub(super) mod open;
 pub(super) mod ops;
+pub(super) mod pack;
 pub(super) mod past;
 pub(super) mod pressure;
 pub(super) mod rebase;
@@ -72,8 +74,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-/// A decrypted block (block id, plaintext) held in memory.
-pub type PlainBlock = ([u8; 16], Arc<Vec<u8>>);
+/// A decrypted block (where its block version lies, plaintext) held in memory.
+pub type PlainBlock = (crate::format::content::Place, Arc<Vec<u8>>);
 
 /// Everything one open drive shares between its handles and tasks.
 pub struct Engine {
@@ -100,7 +102,7 @@ pub struct Engine {
     /// Content bytes per commit (adapted to the upload rate).
     batch_bytes: AtomicU64,
     /// Blocks being fetched ahead of readers.
-    prefetching: Mutex<HashMap<[u8; 16], Arc<tokio::sync::Mutex<()>>>>,
+    prefetching: Mutex<HashMap<crate::format::content::Place, Arc<tokio::sync::Mutex<()>>>>,
     /// Recently read block plaintexts (memory only, never on disk).
     plain: Mutex<VecDeque<PlainBlock>>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,

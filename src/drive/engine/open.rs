@@ -283,6 +283,7 @@ impl Engine {
             next_fh: 1,
             uploads: BTreeMap::new(),
             upload_bytes: 0,
+            open_pack: None,
             sealed_at: HashMap::new(),
             uploaded_bytes: 0,
             last_store_ok: Instant::now(),

@@ -231,6 +231,7 @@ mod tests {
                     id: [version as u8; 16],
                     len: 3,
                     epoch: 0,
+                    packed: None,
                     key: [version as u8; 32].into(),
                 },
             )],

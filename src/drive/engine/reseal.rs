@@ -19,6 +19,10 @@
 //!   unlinked files and the bases of unsealed writes, and the journal is
 //!   rewritten, under one hold of the lock; the old object is dropped from
 //!   the upload queue (the store's copy is garbage for the next collection).
+//! - A pack is stale as one object: every block version of it that a
+//!   pending op names is re-sealed (matched by its place, never by the
+//!   pack id alone, so no other block version of the pack is replaced),
+//!   and then the pack is dropped.
 
 use super::Engine;
 use super::journal::op_block_refs;
@@ -30,15 +34,23 @@ use std::time::Duration;
 
 impl Engine {
     /// Re-seals the pending ops' own objects that are older than half the
-    /// grace (see the module doc); returns how many were.
+    /// grace (see the module doc); returns how many objects were. A pack is
+    /// re-sealed block version by block version (each under a new key and
+    /// place) and dropped once none of its block versions is named.
     pub(super) async fn reseal_stale(&self) -> Result<usize> {
         let limit = self.opts.gc_grace / 2;
         let now = self.opts.clock.now();
-        let stale: Vec<BlockRef> = {
+        let stale: Vec<([u8; 16], Vec<BlockRef>)> = {
             let mut core = self.lock();
-            let mut named: HashMap<[u8; 16], BlockRef> = HashMap::new();
+            // Every distinct block version the pending ops name, by object.
+            let mut named: HashMap<[u8; 16], Vec<BlockRef>> = HashMap::new();
             for (_, op) in &core.pending {
-                named.extend(op_block_refs(op).into_iter().map(|b| (b.id, b)));
+                for b in op_block_refs(op) {
+                    let versions = named.entry(b.id).or_default();
+                    if !versions.iter().any(|v| v.place() == b.place()) {
+                        versions.push(b);
+                    }
+                }
             }
             // Entries of objects no pending op names any more go.
             core.sealed_at.retain(|id, _| named.contains_key(id));
@@ -51,44 +63,55 @@ impl Engine {
             // The whole tree is walked only when something is that old:
             // every commit walking it made a burst of creates quadratic.
             let committed = named_by(&core.committed, &old);
-            old.iter()
-                .filter(|id| !committed.contains(*id))
-                .map(|id| named[id].clone())
+            let ids: Vec<[u8; 16]> = old
+                .into_iter()
+                .filter(|id| !committed.contains(id))
+                .collect();
+            // A stale pack still open takes no more block versions: its
+            // replacements go into a new one.
+            core.close_pack_in(&ids);
+            ids.into_iter()
+                .map(|id| (id, named.remove(&id).unwrap_or_default()))
                 .collect()
         };
-        for old in &stale {
-            let plain = self.read_stored_block(0, old.clone()).await?;
-            let new = self.seal_stored_block(&plain)?;
+        for (old_id, versions) in &stale {
+            let mut fresh = Vec::with_capacity(versions.len());
+            for old in versions {
+                let plain = self.read_stored_block(0, old.clone()).await?;
+                fresh.push((old, self.seal_stored_block(&plain)?));
+            }
             tracing::info!(
-                old = %crate::drive::volume::content_key(&old.id),
-                new = %crate::drive::volume::content_key(&new.id),
-                "content sealed more than half the collection grace ago: sealed again under a new id before committing a reference to it"
+                old = %crate::drive::volume::content_key(old_id),
+                versions = fresh.len(),
+                "content sealed more than half the collection grace ago: sealed again under new ids before committing a reference to it"
             );
             {
                 let mut core = self.lock();
                 let core = &mut *core;
-                for (_, op) in core.pending.iter_mut() {
-                    replace_in_op(op, old, &new);
-                }
-                // Only nodes naming the old block are copied out of the
-                // tree they share with the committed one.
-                for n in core.view.nodes.values_mut() {
-                    if n.blocks.values().any(|b| b.id == old.id) {
-                        replace_in_node(std::sync::Arc::make_mut(n), old, &new);
+                for (old, new) in &fresh {
+                    for (_, op) in core.pending.iter_mut() {
+                        replace_in_op(op, old, new);
+                    }
+                    // Only nodes naming the old block are copied out of the
+                    // tree they share with the committed one.
+                    for n in core.view.nodes.values_mut() {
+                        if n.blocks.values().any(|b| b.place() == old.place()) {
+                            replace_in_node(std::sync::Arc::make_mut(n), old, new);
+                        }
+                    }
+                    for n in core.orphans.values_mut() {
+                        replace_in_node(n, old, new);
+                    }
+                    for d in core.dirty.values_mut() {
+                        replace_in_blocks(d.base_blocks.values_mut(), old, new);
                     }
                 }
-                for n in core.orphans.values_mut() {
-                    replace_in_node(n, old, &new);
-                }
-                for d in core.dirty.values_mut() {
-                    replace_in_blocks(d.base_blocks.values_mut(), old, &new);
-                }
-                core.sealed_at.remove(&old.id);
-                core.upload_done(&old.id);
+                core.sealed_at.remove(old_id);
+                core.upload_done(old_id);
                 core.journal
                     .rewrite(&core.pending, core.dirty.keys().copied())?;
             }
-            self.cache.unpin(&old.id);
+            self.cache.unpin(old_id);
         }
         Ok(stale.len())
     }
@@ -113,7 +136,7 @@ fn replace_in_blocks<'a>(
     new: &BlockRef,
 ) {
     for b in blocks {
-        if b.id == old.id {
+        if b.place() == old.place() {
             *b = new.clone();
         }
     }

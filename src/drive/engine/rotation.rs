@@ -143,7 +143,9 @@ impl Engine {
                         .is_some_and(|c| c.version == n.version);
                     if !same || core.dirty.contains_key(&n.id) {
                         // Changed meanwhile: the next pass sees the new version.
-                        for (_, b) in &refs {
+                        // (Block versions in a pack stay there, named by
+                        // nothing: the pack uploads with its other ones.)
+                        for (_, b) in refs.iter().filter(|(_, b)| b.packed.is_none()) {
                             core.upload_done(&b.id);
                             self.cache.unpin(&b.id);
                         }

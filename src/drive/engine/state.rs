@@ -13,6 +13,9 @@
 //!   logged and retried with the next op.
 //! - `upload_bytes` is the sum of `uploads` (kept by [`Core::add_upload`]
 //!   and [`Core::upload_done`]).
+//! - `open_pack`, if any, is in `uploads` and no upload of it has started:
+//!   a commit closes it (under the lock) before it takes it into a batch,
+//!   and nothing is appended to a closed pack.
 
 use super::journal_file::Journal;
 use super::rebase::{self, Rebased};
@@ -44,6 +47,14 @@ pub struct Dirty {
     /// another client changes the file meanwhile.
     pub(super) base: u64,
     pub(super) base_blocks: meta::BlockMap,
+}
+
+/// The pack object being filled: its id and its length so far (where the
+/// next block version goes).
+#[derive(Debug, Clone, Copy)]
+pub struct OpenPack {
+    pub(super) id: [u8; 16],
+    pub(super) len: u64,
 }
 
 /// An open file or directory.
@@ -80,6 +91,8 @@ pub struct Core {
     pub(super) uploads: BTreeMap<[u8; 16], u64>,
     /// Sum of `uploads`.
     pub(super) upload_bytes: u64,
+    /// The pack small block versions are appended to (see `pack`).
+    pub(super) open_pack: Option<OpenPack>,
     /// When this client sealed each content object of its own that a
     /// pending op may still name (engine clock; the collection race rule,
     /// see `reseal`). Entries go once committed.
@@ -163,6 +176,15 @@ impl Core {
         let size = self.uploads.remove(id).unwrap_or(0);
         self.upload_bytes -= size;
         size
+    }
+
+    /// Closes the open pack if it is among `ids` (a batch about to be
+    /// uploaded, or objects being replaced): nothing is appended to it
+    /// after this, so its upload sends every byte a ref names.
+    pub(super) fn close_pack_in(&mut self, ids: &[[u8; 16]]) {
+        if self.open_pack.is_some_and(|p| ids.contains(&p.id)) {
+            self.open_pack = None;
+        }
     }
 
     /// Whether the store cannot take uploads now: the last request failed

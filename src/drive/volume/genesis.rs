@@ -269,6 +269,7 @@ mod tests {
                 id: [id as u8 + 2; 16],
                 len: 5,
                 epoch: 0,
+                packed: None,
                 key: [id as u8 + 1; 32].into(),
             },
         );

@@ -12,7 +12,7 @@
 
 use super::BlockMap;
 use super::sparse::Sparse;
-use crate::format::content::BLOCK_SIZE;
+use crate::format::content::{BLOCK_SIZE, PACK_LIMIT, Place, sealed_len};
 use crate::format::crypto::random_array;
 use crate::format::wire::{FormatError, Reader, Writer};
 use std::collections::BTreeMap;
@@ -96,9 +96,17 @@ pub struct BlockRef {
     /// sealed, i.e. the first generation whose metadata held its key (what
     /// re-encryption looks for; not part of any key derivation).
     pub epoch: u32,
+    /// For a block version packed with others into one object (`id` then
+    /// names that pack): the byte offset of its first chunk there. `None`:
+    /// the object `id` holds this block version alone.
+    pub packed: Option<u32>,
     /// The block version's own random key.
     pub key: BlockKey,
 }
+
+/// The bit of the encoded `len` that says an offset into a pack follows
+/// the key (lengths are at most `BLOCK_SIZE`, far below it).
+const LEN_PACKED: u32 = 1 << 31;
 
 impl BlockRef {
     /// A new block ref with a fresh random key (sealed at `epoch`).
@@ -107,34 +115,64 @@ impl BlockRef {
             id: random_array(),
             len,
             epoch,
+            packed: None,
             key: BlockKey::random(),
         }
     }
 
+    /// Where this block version's sealed bytes lie (what its chunks bind).
+    pub fn place(&self) -> Place {
+        Place {
+            id: self.id,
+            packed: self.packed,
+        }
+    }
+
+    /// Encoded size of this block ref with its index.
+    pub fn encoded_len(&self) -> usize {
+        BLOCK_REF_LEN + if self.packed.is_some() { 4 } else { 0 }
+    }
+
     pub(super) fn write(&self, w: &mut Writer, index: u64) {
+        let flag = if self.packed.is_some() { LEN_PACKED } else { 0 };
         w.u64(index)
             .raw(&self.id)
-            .u32(self.len)
+            .u32(self.len | flag)
             .u32(self.epoch)
             .raw(self.key.as_bytes());
+        if let Some(offset) = self.packed {
+            w.u32(offset);
+        }
     }
     /// Reads `(index, block)`; a length above [`BLOCK_SIZE`] is refused
-    /// (a reader would otherwise size buffers from it).
+    /// (a reader would otherwise size buffers from it), and so is a packed
+    /// block version ending past [`PACK_LIMIT`].
     pub(super) fn read(r: &mut Reader<'_>) -> Result<(u64, Self), FormatError> {
         let index = r.u64()?;
-        let b = Self {
-            id: r.array()?,
-            len: r.u32()?,
+        let id = r.array()?;
+        let len = r.u32()?;
+        let mut b = Self {
+            id,
+            len: len & !LEN_PACKED,
             epoch: r.u32()?,
+            packed: None,
             key: BlockKey(r.array()?),
         };
         if b.len as usize > BLOCK_SIZE {
             return Err(FormatError::Invalid("block length"));
         }
+        if len & LEN_PACKED != 0 {
+            let offset = r.u32()?;
+            if u64::from(offset) + sealed_len(b.len as usize) as u64 > PACK_LIMIT {
+                return Err(FormatError::Invalid("packed block offset"));
+            }
+            b.packed = Some(offset);
+        }
         Ok((index, b))
     }
 }
-/// Encoded size of one block ref with its index.
+/// Encoded size of one block ref with its index, when it is not packed
+/// (the smallest; a packed one has a 4-byte offset more).
 pub(super) const BLOCK_REF_LEN: usize = 8 + 16 + 4 + 4 + 32;
 /// Encoded size of the smallest node (no target, blocks, xattrs or
 /// entries): the bound on a count of nodes.
@@ -199,7 +237,11 @@ impl Node {
     pub fn encoded_len(&self) -> usize {
         NODE_MIN_LEN
             + self.target.len()
-            + BLOCK_REF_LEN * self.blocks.len()
+            + self
+                .blocks
+                .values()
+                .map(BlockRef::encoded_len)
+                .sum::<usize>()
             + self
                 .xattrs
                 .iter()
@@ -340,6 +382,7 @@ mod tests {
             id: [1; 16],
             len: 3,
             epoch: 0,
+            packed: None,
             key: BlockKey::from([0xab; 32]),
         };
         let n = Node {
@@ -361,6 +404,7 @@ mod tests {
             id: [0x11; 16],
             len: 0x0102,
             epoch: 3,
+            packed: None,
             key: BlockKey::from([0xee; 32]),
         };
         let mut w = Writer::new();
@@ -375,6 +419,72 @@ mod tests {
             )
         );
         assert_eq!(BlockRef::read(&mut Reader::new(&w.0)), Ok((7, b)));
+    }
+
+    /// A packed block ref: the length's top bit set, the offset after the
+    /// key; an unpacked ref's bytes are unchanged (drives written before
+    /// packs read as before).
+    #[test]
+    fn packed_block_ref_known_answer_and_checks() {
+        let b = BlockRef {
+            id: [0x11; 16],
+            len: 0x0102,
+            epoch: 3,
+            packed: Some(0x0004_0010),
+            key: BlockKey::from([0xee; 32]),
+        };
+        let mut w = Writer::new();
+        b.write(&mut w, 7);
+        assert_eq!(w.0.len(), b.encoded_len());
+        assert_eq!(w.0.len(), BLOCK_REF_LEN + 4);
+        assert_eq!(
+            crate::format::hex::encode(&w.0),
+            format!(
+                "0700000000000000{}0201008003000000{}10000400",
+                "11".repeat(16),
+                "ee".repeat(32)
+            )
+        );
+        assert_eq!(BlockRef::read(&mut Reader::new(&w.0)), Ok((7, b.clone())));
+        assert_eq!(b.place().start(), 0x0004_0010);
+        // In a node: the node's encoded length counts the offset.
+        let n = Node {
+            kind: KIND_FILE,
+            size: 0x0102,
+            blocks: [(0, b.clone())].into(),
+            ..Default::default()
+        };
+        let mut w = Writer::new();
+        n.write(&mut w);
+        assert_eq!(n.encoded_len(), w.0.len());
+        assert_eq!(Node::read(&mut Reader::new(&w.0)), Ok(n));
+        // A packed block version ending past the pack limit is refused.
+        let far = BlockRef {
+            packed: Some((PACK_LIMIT - 100) as u32),
+            ..b.clone()
+        };
+        let mut w = Writer::new();
+        far.write(&mut w, 0);
+        assert_eq!(
+            BlockRef::read(&mut Reader::new(&w.0)),
+            Err(FormatError::Invalid("packed block offset"))
+        );
+        // The flag without its offset: truncated.
+        let mut w = Writer::new();
+        b.write(&mut w, 0);
+        let cut = &w.0[..w.0.len() - 4];
+        assert_eq!(
+            BlockRef::read(&mut Reader::new(cut)),
+            Err(FormatError::Truncated)
+        );
+        // Other high bits of the length stay refused.
+        let mut w = Writer::new();
+        BlockRef { packed: None, ..b }.write(&mut w, 0);
+        w.0[8 + 16 + 2] = 0x40;
+        assert_eq!(
+            BlockRef::read(&mut Reader::new(&w.0)),
+            Err(FormatError::Invalid("block length"))
+        );
     }
 
     #[test]
@@ -477,6 +587,7 @@ mod tests {
                         id: [1; 16],
                         len: 1,
                         epoch: 0,
+                        packed: None,
                         key: BlockKey::default(),
                     },
                 )]

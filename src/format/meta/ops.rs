@@ -499,6 +499,7 @@ mod tests {
                     id: [1; 16],
                     len,
                     epoch: 0,
+                    packed: None,
                     key: [2; 32].into(),
                 },
             )],
@@ -532,18 +533,21 @@ mod tests {
                     1u32..=1 << 20,
                     any::<u32>(),
                     any::<[u8; 32]>(),
+                    // Packed block versions too (offsets within a pack).
+                    proptest::option::of(0u32..8 << 20),
                 ),
                 0..6,
             )
             .prop_map(|v| {
                 v.into_iter()
-                    .map(|(i, id, len, epoch, key)| {
+                    .map(|(i, id, len, epoch, key, packed)| {
                         (
                             i,
                             BlockRef {
                                 id,
                                 len,
                                 epoch,
+                                packed,
                                 key: key.into(),
                             },
                         )

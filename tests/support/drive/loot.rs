@@ -135,7 +135,8 @@ pub async fn block_refs_in(
 
 /// Whether any of `keys` (the block refs' keys and `extra`, as if they
 /// were block keys) opens `sealed`, the object `c/<id>`, at any of the
-/// refs' lengths.
+/// refs' lengths, as a whole object or at any place in it a ref names (a
+/// pack).
 pub fn try_keys<'a>(
     object: &str,
     sealed: &[u8],
@@ -148,11 +149,29 @@ pub fn try_keys<'a>(
     let mut lens: Vec<usize> = refs.iter().map(|b| b.len as usize).collect();
     lens.sort_unstable();
     lens.dedup();
+    let mut places = vec![content::Place::whole(block_id)];
+    places.extend(
+        refs.iter()
+            .filter(|b| b.packed.is_some())
+            .map(|b| content::Place {
+                id: block_id,
+                packed: b.packed,
+            }),
+    );
     keys.iter().any(|key| {
         let c = content::block_cipher(key);
         lens.iter().any(|len| {
             let all = 0..content::chunk_count(*len);
-            content::open_chunks(&c, &block_id, *len, all, sealed).is_ok()
+            places.iter().any(|place| {
+                let start = place.start() as usize;
+                let bytes = match place.packed {
+                    None => sealed,
+                    Some(_) => sealed
+                        .get(start..start + content::sealed_len(*len))
+                        .unwrap_or_default(),
+                };
+                content::open_chunks(&c, place, *len, all.clone(), bytes).is_ok()
+            })
         })
     })
 }
