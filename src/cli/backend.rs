@@ -227,7 +227,9 @@ impl Backend for DriveBackend {
                     let kept = outcome.as_ref().map(Clone::clone);
                     record(&self.last_gc, kept.map_err(|e| format!("{e:#}")));
                 }
-                Ok(Answer::Gc { report: outcome? })
+                Ok(Answer::Gc {
+                    report: Box::new(outcome?),
+                })
             }
             Request::ShareReencrypt { path } => {
                 let ino = self.folder(&path).await?;

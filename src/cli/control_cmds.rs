@@ -132,7 +132,7 @@ pub fn gc(
         "reclaimed"
     };
     println!(
-        "{}: {verb} {} objects, {} (of {} objects, {}; {} live, {} unreferenced but younger than the {} s grace) and {} metadata objects, {} (log entries, checkpoints and pages before the window); history kept {} s; took {:.1} s",
+        "{}: {verb} {} objects, {} (of {} objects, {}; {} live, {} unreferenced but younger than the {} s grace) and {} metadata objects, {} (log entries, checkpoints and pages before the window); {} {} packs under half live ({} of live block versions sealed into new packs, the old packs go once the history window has passed them); history kept {} s; took {:.1} s",
         mnt.display(),
         r.reclaimed_objects,
         bytes(r.reclaimed_bytes),
@@ -143,6 +143,13 @@ pub fn gc(
         summary.grace_secs,
         r.metadata_reclaimed_objects,
         bytes(r.metadata_reclaimed_bytes),
+        if summary.dry_run {
+            "would repack"
+        } else {
+            "repacked"
+        },
+        r.repacked_packs,
+        bytes(r.repacked_bytes),
         summary.keep_secs,
         r.millis as f64 / 1000.0
     );

@@ -185,7 +185,8 @@ pub enum Answer {
     },
     /// What a collection found and did.
     Gc {
-        report: GcSummary,
+        /// Boxed: the largest answer by far (serialized the same).
+        report: Box<GcSummary>,
     },
 }
 

@@ -304,10 +304,11 @@ impl Drive {
         if !self.is_owner() {
             return Err(DriveError::NotPermitted);
         }
-        let mut held = std::collections::HashSet::new();
+        let mut held = engine::gc::LiveSet::default();
         for e in self.r.engines() {
             e.held_blocks(&mut held);
         }
+        let held = held.ids;
         let (store, header) = (self.r.store().clone(), self.r.header());
         engine::fsck::check_drive(store, header, self.r.identity(), held, opts, progress).await
     }

@@ -290,6 +290,14 @@ pub struct GcReport {
     pub metadata_reclaimed_objects: u64,
     #[serde(default)]
     pub metadata_reclaimed_bytes: u64,
+    /// Packs whose live bytes were below half their size and whose live
+    /// block versions were sealed again into new packs (or, in a dry run,
+    /// would be); their bytes go at a later collection, once no state in
+    /// the retention window names them.
+    #[serde(default)]
+    pub repacked_packs: u64,
+    #[serde(default)]
+    pub repacked_bytes: u64,
     /// How long the collection took, in milliseconds.
     pub millis: u64,
 }

@@ -133,10 +133,7 @@ async fn the_grace_period_keeps_young_garbage() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pending_and_unsealed_content_is_never_collected() {
     let env = Env::new().await;
-    let store = faulty(env.store.clone());
-    let d = Drive::open_drive(store.clone(), env.id.clone(), env.opts("cache"))
-        .await
-        .unwrap();
+    let (store, d) = env.open_faulty("cache").await;
     let old = put(&d, ROOT_INO, "old", b"committed").await;
     sync(&d).await;
     // Content uploaded, its log entry refused: pending in this engine.
@@ -170,10 +167,7 @@ async fn another_clients_uncommitted_upload_survives_a_collection() {
     put(&a, ROOT_INO, "a", b"from a").await;
     sync(&a).await;
     // Client B uploads content whose log entry cannot be written yet.
-    let b_store = faulty(env.store.clone());
-    let b = Drive::open_drive(b_store.clone(), env.id.clone(), env.opts("b"))
-        .await
-        .unwrap();
+    let (b_store, b) = env.open_faulty("b").await;
     b_store
         .update_config(|c| c.refuse_puts = vec![cardfs::store::KeyMatch::Contains("/l/".into())]);
     let data = pattern((1 << 20) + 5, 4);

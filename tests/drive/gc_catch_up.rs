@@ -47,10 +47,7 @@ async fn write_file(d: &Drive, name: &str, data: &[u8]) {
 async fn two_clients(env: &Env, model: &mut Model) -> (Drive, Drive, Arc<FaultStore>) {
     let a = env.open_with("a").await;
     commits(&a, model, "f", 3).await;
-    let flaky = faulty(env.store.clone());
-    let b = Drive::open_drive(flaky.clone(), env.id.clone(), env.opts("b"))
-        .await
-        .unwrap();
+    let (flaky, b) = env.open_faulty("b").await;
     equals(&b, model).await;
     (a, b, flaky)
 }

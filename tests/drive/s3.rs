@@ -115,10 +115,7 @@ async fn files_reopen_and_tamper_over_s3() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_before_upload_over_s3() {
     let env = s3_env().await;
-    let flaky = faulty(env.store.clone());
-    let d = Drive::open_drive(flaky.clone(), env.id.clone(), env.opts("cache"))
-        .await
-        .unwrap();
+    let (flaky, d) = env.open_faulty("cache").await;
     flaky.set_offline(true);
     let f = put(&d, ROOT_INO, "f", &vec![9u8; 1_500_000]).await;
     let fh = d.open(f, libc::O_RDONLY).await.unwrap();

@@ -138,6 +138,7 @@ impl Engine {
             if !simple {
                 core.rebase(&self.me.card_id);
             }
+            core.rebind_moved_bases();
         }
         self.save_state(false)?;
         self.maybe_snapshot().await;
@@ -241,6 +242,12 @@ impl Engine {
             if !end_checked && self.log_end_stale() {
                 end_checked = true;
                 self.refresh_locked().await?;
+                if self.foreign_unnamed() {
+                    // A ref the new head no longer names: the next commit
+                    // seals its bytes again first (engine `reseal`).
+                    self.wake.notify_one();
+                    return Ok(());
+                }
                 continue;
             }
             let put_started = self.opts.clock.now();
@@ -329,6 +336,10 @@ impl Engine {
                     tracing::debug!(seq, "log position taken by another writer; rebasing");
                     self.refresh_locked().await?;
                     end_checked = true;
+                    if self.foreign_unnamed() {
+                        self.wake.notify_one();
+                        return Ok(());
+                    }
                 }
                 Err(e) => {
                     self.lock().reachable = !e.is_transient();

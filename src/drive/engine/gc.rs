@@ -10,6 +10,11 @@
 //! (committed tree, view, pending ops, uploads, unsealed files' base
 //! blocks, open unlinked files).
 //!
+//! Besides the ids, the live set counts, for each pack, the sealed bytes
+//! of the distinct block versions of it that are live (by place): the
+//! collector repacks a pack whose live bytes are below half its size
+//! (engine `repack`).
+//!
 //! Invariant: the engine's own state is taken under its lock before the
 //! walk, and the walk reaches the head it had then: a commit during the
 //! walk only moves refs from pending to committed, both of which are in
@@ -21,28 +26,56 @@ use super::past::Step;
 use crate::drive::clock::to_time;
 use crate::drive::error::Result;
 use crate::drive::tree::Tree;
+use crate::format::content::sealed_len;
 use crate::format::hex::encode as hex;
-use crate::format::meta::Node;
-use std::collections::HashSet;
+use crate::format::meta::{BlockRef, Node};
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, SystemTime};
 
 /// Block ids.
 pub type BlockIds = HashSet<[u8; 16]>;
 
-fn add_nodes<'a>(out: &mut BlockIds, nodes: impl IntoIterator<Item = &'a Node>) {
-    for n in nodes {
-        out.extend(n.blocks.values().map(|b| b.id));
+/// What the volumes still need: object ids, and for each pack the sealed
+/// size of every live block version of it, by offset.
+#[derive(Default)]
+pub struct LiveSet {
+    pub ids: BlockIds,
+    pub packs: HashMap<[u8; 16], HashMap<u32, u64>>,
+}
+
+impl LiveSet {
+    pub fn add(&mut self, b: &BlockRef) {
+        self.ids.insert(b.id);
+        if let Some(at) = b.packed {
+            self.packs
+                .entry(b.id)
+                .or_default()
+                .insert(at, sealed_len(b.len as usize) as u64);
+        }
+    }
+
+    /// The sealed bytes of `pack` that some live ref names.
+    pub fn pack_live_bytes(&self, pack: &[u8; 16]) -> u64 {
+        self.packs.get(pack).map_or(0, |m| m.values().sum())
     }
 }
 
-fn add_tree(out: &mut BlockIds, t: &Tree) {
+fn add_nodes<'a>(out: &mut LiveSet, nodes: impl IntoIterator<Item = &'a Node>) {
+    for n in nodes {
+        for b in n.blocks.values() {
+            out.add(b);
+        }
+    }
+}
+
+fn add_tree(out: &mut LiveSet, t: &Tree) {
     add_nodes(out, t.nodes.values().map(|n| &**n));
 }
 
 impl Engine {
     /// Adds to `out` every block id this volume needs with history kept
     /// for `keep` (see the module doc).
-    pub async fn live_blocks(&self, keep: Duration, out: &mut BlockIds) -> Result<()> {
+    pub async fn live_blocks(&self, keep: Duration, out: &mut LiveSet) -> Result<()> {
         self.held_blocks(out);
         let cutoff = to_time(
             SystemTime::now()
@@ -65,8 +98,8 @@ impl Engine {
                         add_tree(out, before);
                     }
                     if in_window {
-                        for op in &batch.ops {
-                            out.extend(op_block_refs(op).iter().map(|b| b.id));
+                        for b in batch.ops.iter().flat_map(op_block_refs) {
+                            out.add(&b);
                         }
                     }
                 }
@@ -81,16 +114,20 @@ impl Engine {
     /// The block ids the engine holds now: committed tree, view, pending
     /// ops, uploads, the base blocks of unsealed writes, open unlinked
     /// files.
-    pub fn held_blocks(&self, out: &mut BlockIds) {
+    pub fn held_blocks(&self, out: &mut LiveSet) {
         let core = self.lock();
         add_tree(out, &core.committed);
         add_tree(out, &core.view);
         for (_, op) in &core.pending {
-            out.extend(op_block_refs(op).iter().map(|b| b.id));
+            for b in op_block_refs(op) {
+                out.add(&b);
+            }
         }
-        out.extend(core.uploads.keys().copied());
+        out.ids.extend(core.uploads.keys().copied());
         for d in core.dirty.values() {
-            out.extend(d.base_blocks.values().map(|b| b.id));
+            for b in d.base_blocks.values() {
+                out.add(b);
+            }
         }
         add_nodes(out, core.orphans.values());
     }

@@ -288,7 +288,26 @@ impl Engine {
     }
 
     /// Reads; also returns the blocks worth fetching ahead (in order).
+    /// A read whose content fails (missing or damaged) after another
+    /// client moved the file's block versions (the collector's repack)
+    /// is retried once on the refreshed refs: the old pack may be gone.
     pub async fn read(
+        &self,
+        ino: Ino,
+        fh: Fh,
+        offset: u64,
+        size: u32,
+    ) -> Result<(Vec<u8>, Vec<Fetch>)> {
+        match self.read_now(ino, fh, offset, size).await {
+            Err(e @ DriveError::Tampered { .. }) if self.refreshed_since_failure().await => {
+                tracing::info!(error = %e, "retrying a read on refs refreshed from the log");
+                self.read_now(ino, fh, offset, size).await
+            }
+            r => r,
+        }
+    }
+
+    async fn read_now(
         &self,
         ino: Ino,
         fh: Fh,
@@ -426,6 +445,15 @@ impl Engine {
     /// parallel), and the old block would then overwrite what that seal
     /// made current. Such a fetch is dropped and the block loaded again.
     async fn load_blocks(&self, ino: Ino, idxs: &[u64]) -> Result<()> {
+        match self.load_blocks_now(ino, idxs).await {
+            Err(DriveError::Tampered { .. }) if self.refreshed_since_failure().await => {
+                self.load_blocks_now(ino, idxs).await
+            }
+            r => r,
+        }
+    }
+
+    async fn load_blocks_now(&self, ino: Ino, idxs: &[u64]) -> Result<()> {
         loop {
             let fetches = to_load(&self.lock(), ino, idxs)?;
             if fetches.is_empty() {

@@ -21,7 +21,8 @@
 //!   older than half the grace are sealed again under new ids).
 //! - `gc`: the block ids a volume still needs (for the collector);
 //!   `collect_log`: moving the log's base forward and deleting the
-//!   metadata before it (the owner's collector).
+//!   metadata before it (the owner's collector); `repack`: moving the
+//!   live block versions of mostly dead packs into new packs.
 //! - `past`: the tree at an earlier log position (snapshot at or before
 //!   it plus a verified replay).
 //! - `ops`: namespace operations; `io`: file content; `pack`: sealing
@@ -59,6 +60,7 @@ pub(super) mod pack;
 pub(super) mod past;
 pub(super) mod pressure;
 pub(super) mod rebase;
+pub(super) mod repack;
 pub(super) mod reseal;
 pub(super) mod rotation;
 pub(super) mod state;

@@ -17,8 +17,8 @@
 //!   a kill -9 loses neither; replay re-queues the pack for upload.
 //! - A pack is one object id: upload, pinning, collection, the collection
 //!   race rule (`sealed_at`, by its first block version) work on it as on
-//!   any object; a pack lives while any ref names it (partly dead packs
-//!   keep their bytes until then; nothing repacks them yet).
+//!   any object; a pack lives while any ref names it (the collector
+//!   repacks mostly dead ones: engine `repack`).
 
 use super::Engine;
 use super::state::{Core, OpenPack};

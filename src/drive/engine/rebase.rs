@@ -5,7 +5,9 @@
 //! Decisions:
 //! - an op whose name was taken meanwhile gets a conflict name;
 //! - a `SetContent` whose base version was replaced becomes a conflict
-//!   copy (this client's version next to the file);
+//!   copy (this client's version next to the file), except a relocation
+//!   (`version == base`: the collector's repack), which is dropped: the
+//!   file's new version holds the content, and the old refs stay live;
 //! - an op that no longer applies (its target is gone) is dropped.
 //!
 //! Invariant: the returned view equals `committed` with the returned ops
@@ -58,12 +60,19 @@ pub fn rebase(
     let originals: Vec<Op> = pending.iter().map(|(_, o)| o.clone()).collect();
     for (seq, op) in pending {
         let mut op = op;
-        if let Op::SetContent { node, base, .. } = &op {
-            if conflicted.contains_key(node) {
+        if let Op::SetContent {
+            node,
+            base,
+            version,
+            ..
+        } = &op
+        {
+            let current = view.nodes.get(node).map(|n| n.version);
+            let moved_off = base == version && current != Some(*base);
+            if conflicted.contains_key(node) || moved_off {
                 dropped.push((seq, op));
                 continue;
             }
-            let current = view.nodes.get(node).map(|n| n.version);
             if current != Some(*base)
                 && let Some(copy) = conflict_copy(old_view, &view, *node, card, ids)
             {

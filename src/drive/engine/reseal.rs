@@ -11,10 +11,25 @@
 //! mid-commit) or clocks disagree by more: the other half of the grace.
 //! An object re-sealed under a new id is in no listing taken before it.
 //!
+//! The same rule for refs that are not this client's pending objects (a
+//! clone copy, a conflict copy's base blocks, a ref read before the
+//! collector repacked its file): such a ref is committed only while the
+//! committed tree at the head the entry lands on names its object; else
+//! its bytes are sealed again first. Why that is enough: a collector whose
+//! walk reached a head at or before that one finds the object named there
+//! (or by the tree that handed it on, down to a seal that is protected by
+//! the grace), and a collector past it read this client's entry, since a
+//! log put lands only right after the head it was built on. When the
+//! bytes are gone already (cache and store), the ops naming them are
+//! refused: dropped with an error naming the file, never committed to
+//! turn into EIO later.
+//!
 //! Invariants:
-//! - Only objects this client sealed (`Core::sealed_at`) and that the
-//!   committed tree does not name are re-sealed (a block the committed
-//!   tree names is live for every collector).
+//! - Only objects this client sealed (`Core::sealed_at`) more than half
+//!   the grace ago, and objects not sealed by it, that the committed tree
+//!   does not name are re-sealed (a block the committed tree names is
+//!   live for every collector). `commit_once` checks the foreign ones
+//!   again after each rebase before its log put ([`Engine::foreign_unnamed`]).
 //! - The replacement is substituted in the pending ops, the view, open
 //!   unlinked files and the bases of unsealed writes, and the journal is
 //!   rewritten, under one hold of the lock; the old object is dropped from
@@ -26,7 +41,8 @@
 
 use super::Engine;
 use super::journal::op_block_refs;
-use crate::drive::error::Result;
+use super::state::Core;
+use crate::drive::error::{DriveError, Result};
 use crate::drive::tree::Tree;
 use crate::format::meta::{BlockRef, Node, Op};
 use std::collections::{HashMap, HashSet};
@@ -54,12 +70,15 @@ impl Engine {
             }
             // Entries of objects no pending op names any more go.
             core.sealed_at.retain(|id, _| named.contains_key(id));
-            let old: HashSet<[u8; 16]> = core
+            let mut old: HashSet<[u8; 16]> = core
                 .sealed_at
                 .iter()
                 .filter(|(_, t)| now.duration_since(**t).unwrap_or(Duration::ZERO) > limit)
                 .map(|(id, _)| *id)
                 .collect();
+            // Objects this client did not seal count as old: only the
+            // committed tree keeps them live.
+            old.extend(named.keys().filter(|id| !core.sealed_at.contains_key(*id)));
             // The whole tree is walked only when something is that old:
             // every commit walking it made a burst of creates quadratic.
             let committed = named_by(&core.committed, &old);
@@ -74,12 +93,23 @@ impl Engine {
                 .map(|id| (id, named.remove(&id).unwrap_or_default()))
                 .collect()
         };
+        let mut done = 0;
         for (old_id, versions) in &stale {
+            let own = self.lock().sealed_at.contains_key(old_id);
             let mut fresh = Vec::with_capacity(versions.len());
             for old in versions {
-                let plain = self.read_stored_block(0, old.clone()).await?;
-                fresh.push((old, self.seal_stored_block(&plain)?));
+                match self.read_stored_block(0, old.clone()).await {
+                    Ok(plain) => fresh.push((old, self.seal_stored_block(&plain)?)),
+                    Err(e @ DriveError::Tampered { .. }) if !own => {
+                        self.refuse_naming(old, &e);
+                    }
+                    Err(e) => return Err(e),
+                }
             }
+            if fresh.is_empty() {
+                continue;
+            }
+            done += 1;
             tracing::info!(
                 old = %crate::drive::volume::content_key(old_id),
                 versions = fresh.len(),
@@ -113,7 +143,66 @@ impl Engine {
             }
             self.cache.unpin(old_id);
         }
-        Ok(stale.len())
+        Ok(done)
+    }
+
+    /// Whether a pending op names an object this client did not seal that
+    /// the committed tree does not name (it must be sealed again before a
+    /// commit: see the module doc). Walks the tree only when a pending op
+    /// names such an object.
+    pub(super) fn foreign_unnamed(&self) -> bool {
+        let core = self.lock();
+        let foreign: HashSet<[u8; 16]> = core
+            .pending
+            .iter()
+            .flat_map(|(_, op)| op_block_refs(op))
+            .map(|b| b.id)
+            .filter(|id| !core.sealed_at.contains_key(id))
+            .collect();
+        named_by(&core.committed, &foreign).len() < foreign.len()
+    }
+
+    /// Drops the pending ops naming `block`, whose bytes are gone from the
+    /// cache and the store (`e`): committing them would name content
+    /// nobody can read. The view is rebuilt without them.
+    fn refuse_naming(&self, block: &BlockRef, e: &DriveError) {
+        let mut core = self.lock();
+        let core: &mut Core = &mut core;
+        let place = block.place();
+        let before = core.pending.len();
+        let names = |op: &Op| op_block_refs(op).iter().any(|b| b.place() == place);
+        let refused: Vec<u64> = core
+            .pending
+            .iter()
+            .filter(|(_, op)| names(op))
+            .filter_map(|(_, op)| op_node(op))
+            .collect();
+        core.pending.retain(|(_, op)| !names(op));
+        tracing::error!(
+            object = %crate::drive::volume::content_key(&block.id),
+            error = %e,
+            nodes = ?refused,
+            ops = before - core.pending.len(),
+            "a pending change names content that was collected before it could be committed (a copy of a file another client changed or repacked meanwhile): the change is refused, the file stays as it was"
+        );
+        // The view again as the committed tree plus what is left (a later
+        // change of the same file becomes a conflict copy).
+        core.rebase(&self.me.card_id);
+        if let Err(err) = core
+            .journal
+            .rewrite(&core.pending, core.dirty.keys().copied())
+        {
+            tracing::error!(error = %err, "could not rewrite the journal after refusing a change");
+        }
+    }
+}
+
+/// The node a content-naming op changes.
+fn op_node(op: &Op) -> Option<u64> {
+    match op {
+        Op::SetContent { node, .. } => Some(*node),
+        Op::Create { node, .. } => Some(node.id),
+        _ => None,
     }
 }
 

@@ -18,15 +18,22 @@
 //!   anything is deleted (its references are unknown).
 //! - Deleting is idempotent: a collection interrupted half-way deletes
 //!   only garbage, and the next one finishes it.
+//!
+//! Repacking: a pack older than the grace whose live bytes (block versions
+//! named by any state in the window or held) are below
+//! [`REPACK_BELOW_PERCENT`] of its size has the block versions the
+//! current trees name sealed again into new packs (engine `repack`),
+//! after the deletions. It is live in this run's sets, so it goes at a
+//! later collection, once no state in the window names it.
 
 use super::Router;
-use crate::drive::engine::gc::BlockIds;
+use crate::drive::engine::gc::LiveSet;
 use crate::drive::error::{DriveError, Result};
 use crate::drive::types::{GcOptions, GcReport};
 use crate::drive::volume;
 use crate::format::hex::decode as unhex;
 use futures_util::{StreamExt, stream};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::time::SystemTime;
 
 /// Objects deleted per request.
@@ -36,6 +43,10 @@ const DELETE_BATCH: usize = 1000;
 /// SeaweedFS of the tests deletes about 3,600 objects/s either way, about
 /// what it lists, so a collection of 100,000 there takes ~55 s.
 const DELETES_AT_ONCE: usize = 4;
+/// A pack whose live bytes are below this share of its size is repacked.
+/// Half: a repack at most doubles the live bytes for a while (old and new
+/// pack), and a pack kept at this share wastes at most as much as it holds.
+pub const REPACK_BELOW_PERCENT: u64 = 50;
 
 impl Router {
     /// Collects content objects nothing needs (see the module doc);
@@ -59,11 +70,12 @@ impl Router {
                 None => return Err(DriveError::tampered(&m.key, "not a keyring name")),
             };
         }
-        let mut live = BlockIds::new();
+        let mut live = LiveSet::default();
         for v in &vols {
             let e = self.engine(*v).await?;
             e.live_blocks(opts.keep, &mut live).await?;
         }
+        let mut sparse = HashSet::new();
         let mut report = GcReport {
             objects: listed.len() as u64,
             bytes: listed.iter().map(|m| m.size).sum(),
@@ -74,16 +86,21 @@ impl Router {
             let Some(id) = content_id(&m.key) else {
                 continue; // Not a content object name: not ours to judge.
             };
-            if live.contains(&id) {
-                report.live_objects += 1;
-                report.live_bytes += m.size;
-                continue;
-            }
             let age = m
                 .modified
                 .and_then(|t| listed_at.duration_since(t).ok())
                 .unwrap_or_default();
-            if m.modified.is_none() || age < opts.grace {
+            let young = m.modified.is_none() || age < opts.grace;
+            if live.ids.contains(&id) {
+                report.live_objects += 1;
+                report.live_bytes += m.size;
+                let used = live.pack_live_bytes(&id);
+                if !young && used > 0 && used * 100 < m.size * REPACK_BELOW_PERCENT {
+                    sparse.insert(id);
+                }
+                continue;
+            }
+            if young {
                 report.young_objects += 1;
                 report.young_bytes += m.size;
                 continue;
@@ -110,6 +127,17 @@ impl Router {
                 progress(done, total);
             }
         }
+        // Then the live block versions of mostly dead packs into new ones.
+        if opts.dry_run {
+            report.repacked_packs = sparse.len() as u64;
+            report.repacked_bytes = sparse.iter().map(|id| live.pack_live_bytes(id)).sum();
+        } else if !sparse.is_empty() {
+            for v in &vols {
+                let moved = self.engine(*v).await?.repack(&sparse).await?;
+                report.repacked_packs += moved.packs.len() as u64;
+                report.repacked_bytes += moved.bytes;
+            }
+        }
         // Then each volume's log, checkpoints and pages before the oldest
         // state the window needs (engine `collect_log`).
         for v in &vols {
@@ -123,6 +151,7 @@ impl Router {
             reclaimed_objects = report.reclaimed_objects,
             reclaimed_bytes = report.reclaimed_bytes,
             live_objects = report.live_objects,
+            repacked_packs = report.repacked_packs,
             dry_run = opts.dry_run,
             "content collection finished"
         );

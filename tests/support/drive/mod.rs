@@ -75,6 +75,17 @@ impl Env {
     pub async fn open(&self) -> Drive {
         self.open_with("cache").await
     }
+
+    /// Opens the drive with the cache directory `cache` through the fault
+    /// wrapper around the store ([`faulty`]: injecting nothing until the
+    /// test configures it, counting every call).
+    pub async fn open_faulty(&self, cache: &str) -> (Arc<FaultStore>, Drive) {
+        let store = faulty(self.store.clone());
+        let d = Drive::open_drive(store.clone(), self.id.clone(), self.opts(cache))
+            .await
+            .unwrap();
+        (store, d)
+    }
 }
 
 pub fn os(s: &str) -> &OsStr {
