@@ -205,3 +205,61 @@ async fn a_crash_between_the_reseal_and_its_commit_loses_nothing() {
     reads_back(&fresh, &kept).await;
     fresh.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_naming_a_collected_pack_is_refused_not_committed() {
+    let env = Env::new().await;
+    let a = env.open().await;
+    // "a" shares its pack with files written right after it (one burst,
+    // one pack) and deleted later.
+    let data = crate::support::pattern(4096, 7);
+    put(&a, ROOT_INO, "a", &data).await;
+    for i in 0..10 {
+        put(&a, ROOT_INO, &format!("x{i}"), &[i as u8; 4096]).await;
+    }
+    sync(&a).await;
+    for i in 0..10 {
+        a.unlink(ROOT_INO, os(&format!("x{i}"))).await.unwrap();
+    }
+    sync(&a).await;
+    // B, nothing cached, makes a clone copy of "a" (no read: the copy
+    // names the pack) and cannot commit it yet.
+    let (b_store, b) = env.open_faulty("b").await;
+    b_store.update_config(|c| c.refuse_puts = vec![KeyMatch::Contains("/l/".into())]);
+    let src = lookup(&b, "a").await.unwrap();
+    let (attr, out) = b
+        .create(ROOT_INO, os("copy"), 0o644, libc::O_RDWR, WHO)
+        .await
+        .unwrap();
+    let inp = b.open(src, libc::O_RDONLY).await.unwrap();
+    assert_eq!(
+        b.copy_range((src, inp, 0), (attr.ino, out, 0), 4096)
+            .await
+            .unwrap(),
+        4096
+    );
+    b.release(src, inp).await.unwrap();
+    b.release(attr.ino, out).await.unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(2), b.sync(&|_, _| {})).await;
+    // A repacks "a" and deletes the old pack.
+    assert!(a.gc(&now_all(), &|_, _| {}).await.unwrap().repacked_packs >= 1);
+    assert!(
+        a.gc(&now_all(), &|_, _| {})
+            .await
+            .unwrap()
+            .reclaimed_objects
+            >= 1
+    );
+    // B's commit goes through without the copy's content (its bytes are
+    // gone from B's cache and the store): "copy" stays empty, "a" reads.
+    b_store.update_config(|c| c.refuse_puts.clear());
+    sync(&b).await;
+    assert_eq!(read_all(&b, lookup(&b, "a").await.unwrap()).await, data);
+    b.shutdown().await.unwrap();
+    let fresh = env.open_with("fresh").await;
+    let copy = lookup(&fresh, "copy").await.unwrap();
+    assert!(read_all(&fresh, copy).await.is_empty());
+    reads_back(&fresh, &[("a".to_string(), data)]).await;
+    fresh.shutdown().await.unwrap();
+    a.shutdown().await.unwrap();
+}

@@ -345,6 +345,34 @@ mod tests {
     }
 
     #[test]
+    fn a_relocation_of_a_changed_file_is_dropped_not_copied() {
+        let base = tree(&[("doc", 10, 1), ("other", 11, 1)]);
+        // The collector relocates both files (same version, new refs).
+        let moved = set_content(10, 1, 1);
+        let kept = set_content(11, 1, 1);
+        let old_view = apply_all(base.clone(), &[&moved, &kept]);
+        // Another client wrote a new version of the first meanwhile.
+        let committed = apply_all(base, &[&set_content(10, 1, 9)]);
+        let r = rebase(
+            &committed,
+            &old_view,
+            VecDeque::from([(1, moved), (2, kept)]),
+            &CARD,
+            &mut IdCursor::default(),
+        );
+        assert!(r.conflicted.is_empty(), "no conflict copy");
+        assert_eq!(names(&r.view).len(), 2);
+        assert_eq!(r.dropped.len(), 1);
+        assert_eq!(r.dropped[0].0, 1);
+        assert_eq!(r.view.get(10).unwrap().version, 9);
+        // The unchanged one still moves, and keeps its version.
+        assert_eq!(r.pending.len(), 1);
+        assert_eq!(r.pending[0].0, 2);
+        assert_eq!(r.view.get(11).unwrap().version, 1);
+        assert_eq!(r.view.get(11).unwrap().blocks.get(&0).unwrap().id, [1; 16]);
+    }
+
+    #[test]
     fn set_content_on_an_unchanged_base_applies_as_is() {
         let base = tree(&[("doc", 10, 1), ("other", 11, 1)]);
         let mine = set_content(10, 1, 2);

@@ -100,10 +100,30 @@ impl Engine {
                 bytes = moved.bytes,
                 "repacked the live block versions of mostly dead packs"
             );
-            self.wake.notify_one();
-            self.settle().await?;
+            let through = self.lock().next_client_seq;
+            self.commit_before(through).await?;
         }
         Ok(moved)
+    }
+
+    /// Commits until no pending op older than client seq `seq` is left
+    /// (other writes queued meanwhile may stay pending: a collection does
+    /// not wait for a busy writer to go quiet, nor seals its open files).
+    async fn commit_before(&self, seq: u64) -> Result<()> {
+        loop {
+            let (left, fatal) = {
+                let core = self.lock();
+                let left = core.pending.iter().any(|(s, _)| *s < seq);
+                (left, core.fatal.clone())
+            };
+            if !left {
+                return Ok(());
+            }
+            if let Some(f) = fatal {
+                return Err(crate::drive::error::DriveError::CommitFailed(f));
+            }
+            self.commit_once().await?;
+        }
     }
 }
 
