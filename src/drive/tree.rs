@@ -113,12 +113,24 @@ pub struct Tree {
     applied: usize,
 }
 
-impl Tree {
-    /// Builds the tree from snapshot nodes.
-    pub fn from_nodes(nodes: Vec<Node>, clients: BTreeMap<[u8; 16], u64>) -> Self {
-        let mut t = Tree {
-            clients,
-            ..Default::default()
+/// The nodes of one checkpoint page made ready for a [`Tree`]: each node in
+/// its `Arc`, each directory's cookie index built. Made where the page is
+/// decoded (on the blocking pool, pages side by side), so that
+/// [`Tree::from_pages`] only fills tables sized once.
+#[derive(Debug, Default)]
+pub struct PageNodes {
+    nodes: Vec<(u64, Arc<Node>)>,
+    cookies: Vec<(u64, Arc<CookieIndex>)>,
+}
+
+/// A directory's entry names by cookie.
+type CookieIndex = BTreeMap<u64, Vec<u8>>;
+
+impl PageNodes {
+    pub fn new(nodes: Vec<Node>) -> Self {
+        let mut page = PageNodes {
+            nodes: Vec::with_capacity(nodes.len()),
+            cookies: Vec::new(),
         };
         for n in nodes {
             if n.kind == KIND_DIR {
@@ -127,11 +139,32 @@ impl Tree {
                     .iter()
                     .map(|(name, l)| (l.cookie, name.clone()))
                     .collect();
-                t.cookies.insert(n.id, Arc::new(idx));
+                page.cookies.push((n.id, Arc::new(idx)));
             }
-            t.nodes.insert(n.id, Arc::new(n));
+            page.nodes.push((n.id, Arc::new(n)));
         }
-        t
+        page
+    }
+}
+
+impl Tree {
+    /// Builds the tree from the prepared pages of a checkpoint (a node id
+    /// in two pages: the later one holds), its tables sized once.
+    pub fn from_pages(pages: Vec<PageNodes>, clients: BTreeMap<[u8; 16], u64>) -> Self {
+        let count = pages.iter().map(|p| p.nodes.len()).sum();
+        let dirs = pages.iter().map(|p| p.cookies.len()).sum();
+        let mut nodes = HashMap::with_capacity(count);
+        let mut cookies = HashMap::with_capacity(dirs);
+        for p in pages {
+            nodes.extend(p.nodes);
+            cookies.extend(p.cookies);
+        }
+        Tree {
+            nodes,
+            cookies,
+            clients,
+            applied: 0,
+        }
     }
 
     pub fn get(&self, id: u64) -> Result<&Node> {

@@ -22,6 +22,9 @@
 //! - `gc`: the block ids a volume still needs (for the collector);
 //!   `collect_log`: moving the log's base forward and deleting the
 //!   metadata before it (the owner's collector).
+//! - `load`: the one loader of a volume's state (a verified checkpoint
+//!   or genesis, then a verified replay of the log after it), used by
+//!   `open`, `catch_up`, `past` and `fsck`.
 //! - `past`: the tree at an earlier log position (snapshot at or before
 //!   it plus a verified replay).
 //! - `ops`: namespace operations; `io`: file content; `pack`: sealing
@@ -51,6 +54,7 @@ pub(super) mod io;
 pub(super) mod journal;
 pub(super) mod journal_file;
 pub(super) mod lifecycle;
+pub(super) mod load;
 pub(super) mod mirror;
 pub(super) mod offline;
 pub(super) mod open;
@@ -106,6 +110,8 @@ pub struct Engine {
     /// Recently read block plaintexts (memory only, never on disk).
     plain: Mutex<VecDeque<PlainBlock>>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The metadata mirror `store` copies into.
+    mirror: Arc<mirror::Mirror>,
 }
 
 impl Drop for Engine {
@@ -142,11 +148,7 @@ impl Engine {
     }
 
     /// The volume's metadata mirror (a handle on its directory).
-    fn mirror(&self) -> mirror::Mirror {
-        mirror::Mirror::new(
-            &self.opts.cache_dir,
-            &self.keys.volume,
-            self.cache.mirror_bytes(),
-        )
+    fn mirror(&self) -> &mirror::Mirror {
+        &self.mirror
     }
 }
