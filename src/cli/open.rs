@@ -248,6 +248,7 @@ async fn first_answer_error(err: StoreError, location: &str) -> anyhow::Error {
 async fn has_s3_credentials() -> bool {
     use aws_sdk_s3::config::ProvideCredentials;
     let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(cardfs::store::s3::https_client())
         .load()
         .await;
     match config.credentials_provider() {

@@ -8,7 +8,7 @@
 //!   POSIX error the engine reports for it.
 //! - Directory link counts are `2 + subdirectories`; a non-directory's is
 //!   its number of names; a node whose last name goes is removed.
-//! - Nodes and directory indexes are shared (`Arc`) between clones of a
+//! - Nodes are shared (`Arc`) between clones of a
 //!   tree and copied on write, so the engine's committed tree and view
 //!   hold one copy of every node neither has changed since they were
 //!   last made equal ([`Tree::share_from`]).
@@ -101,11 +101,13 @@ impl IdCursor {
     }
 }
 
-/// All nodes plus, per directory, entries ordered by cookie.
+/// All nodes. A directory's entries are in its node, by name; the tree
+/// keeps no second index of them by cookie (that would be a second copy of
+/// every name): a readdir handle takes its own snapshot in cookie order
+/// (`engine::listing`).
 #[derive(Debug, Clone, Default)]
 pub struct Tree {
     pub(super) nodes: HashMap<u64, Arc<Node>>,
-    cookies: HashMap<u64, Arc<BTreeMap<u64, Vec<u8>>>>,
     /// Per writing client, the last `client_seq` it committed.
     pub(super) clients: BTreeMap<[u8; 16], u64>,
     /// Ops applied since this tree was last made equal to another by
@@ -113,55 +115,33 @@ pub struct Tree {
     applied: usize,
 }
 
-/// The nodes of one checkpoint page made ready for a [`Tree`]: each node in
-/// its `Arc`, each directory's cookie index built. Made where the page is
-/// decoded (on the blocking pool, pages side by side), so that
-/// [`Tree::from_pages`] only fills tables sized once.
+/// The nodes of one checkpoint page made ready for a [`Tree`], each in its
+/// `Arc`. Made where the page is decoded (on the blocking pool, pages side
+/// by side), so that [`Tree::from_pages`] only fills a table sized once.
 #[derive(Debug, Default)]
 pub struct PageNodes {
     nodes: Vec<(u64, Arc<Node>)>,
-    cookies: Vec<(u64, Arc<CookieIndex>)>,
 }
-
-/// A directory's entry names by cookie.
-type CookieIndex = BTreeMap<u64, Vec<u8>>;
 
 impl PageNodes {
     pub fn new(nodes: Vec<Node>) -> Self {
-        let mut page = PageNodes {
-            nodes: Vec::with_capacity(nodes.len()),
-            cookies: Vec::new(),
-        };
-        for n in nodes {
-            if n.kind == KIND_DIR {
-                let idx = n
-                    .entries
-                    .iter()
-                    .map(|(name, l)| (l.cookie, name.clone()))
-                    .collect();
-                page.cookies.push((n.id, Arc::new(idx)));
-            }
-            page.nodes.push((n.id, Arc::new(n)));
+        PageNodes {
+            nodes: nodes.into_iter().map(|n| (n.id, Arc::new(n))).collect(),
         }
-        page
     }
 }
 
 impl Tree {
     /// Builds the tree from the prepared pages of a checkpoint (a node id
-    /// in two pages: the later one holds), its tables sized once.
+    /// in two pages: the later one holds), its table sized once.
     pub fn from_pages(pages: Vec<PageNodes>, clients: BTreeMap<[u8; 16], u64>) -> Self {
         let count = pages.iter().map(|p| p.nodes.len()).sum();
-        let dirs = pages.iter().map(|p| p.cookies.len()).sum();
         let mut nodes = HashMap::with_capacity(count);
-        let mut cookies = HashMap::with_capacity(dirs);
         for p in pages {
             nodes.extend(p.nodes);
-            cookies.extend(p.cookies);
         }
         Tree {
             nodes,
-            cookies,
             clients,
             applied: 0,
         }
@@ -204,20 +184,6 @@ impl Tree {
             .ok_or(DriveError::NotFound)
     }
 
-    /// Entries of a directory with cookie greater than `after`, in cookie order.
-    /// At most `limit` of them.
-    pub fn entries_after(&self, dir: u64, after: u64, limit: usize) -> Vec<(u64, Vec<u8>)> {
-        self.cookies
-            .get(&dir)
-            .map(|idx| {
-                idx.range(after.saturating_add(1)..)
-                    .take(limit)
-                    .map(|(c, n)| (*c, n.clone()))
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
     /// Some directory entry naming `node` (linear scan; rare use).
     pub fn name_of(&self, node: u64) -> Option<(u64, Vec<u8>)> {
         self.nodes
@@ -257,7 +223,7 @@ impl Tree {
         let cookie = p.next_cookie;
         p.next_cookie += 1;
         p.entries.insert(
-            name.clone(),
+            name,
             crate::format::meta::DirLink {
                 node: child,
                 cookie,
@@ -265,7 +231,6 @@ impl Tree {
         );
         p.mtime = time;
         p.ctime = time;
-        Arc::make_mut(self.cookies.entry(parent).or_default()).insert(cookie, name);
     }
 
     fn remove_entry(&mut self, parent: u64, name: &[u8], time: Time) -> u64 {
@@ -273,9 +238,6 @@ impl Tree {
         let link = p.entries.remove(name).expect("validated entry");
         p.mtime = time;
         p.ctime = time;
-        if let Some(idx) = self.cookies.get_mut(&parent) {
-            Arc::make_mut(idx).remove(&link.cookie);
-        }
         link.node
     }
 
@@ -287,7 +249,6 @@ impl Tree {
             if let Ok(p) = self.node_mut(parent) {
                 p.nlink = p.nlink.saturating_sub(1);
             }
-            self.cookies.remove(&child);
             return self.nodes.remove(&child).map(Arc::unwrap_or_clone);
         }
         let n = self.node_mut(child).ok()?;
@@ -338,7 +299,6 @@ impl Tree {
                     root.parent = ROOT;
                     root.nlink = 2;
                     root.entries.clear();
-                    self.cookies.insert(ROOT, Arc::default());
                     self.nodes.insert(ROOT, Arc::new(root));
                     return Ok(removed);
                 }
@@ -351,9 +311,6 @@ impl Tree {
                 if is_dirlike(n.kind) {
                     n.nlink = 2;
                     n.parent = *parent;
-                    if n.kind == KIND_DIR {
-                        self.cookies.insert(n.id, Arc::default());
-                    }
                     self.node_mut(*parent)?.nlink += 1;
                 } else {
                     n.nlink = 1;
@@ -652,8 +609,8 @@ mod tests {
         // The view changed the root and dropped f0; committed did not.
         assert!(committed.lookup(ROOT, b"new").is_err());
         assert_eq!(committed.lookup(ROOT, b"f0").unwrap(), 10);
-        assert_eq!(committed.entries_after(ROOT, 0, 100).len(), 10);
-        assert_eq!(view.entries_after(ROOT, 0, 100).len(), 10);
+        assert_eq!(committed.dir(ROOT).unwrap().entries.len(), 10);
+        assert_eq!(view.dir(ROOT).unwrap().entries.len(), 10);
         assert!(view.get(10).is_err() && committed.get(10).is_ok());
         assert!(!Arc::ptr_eq(&view.nodes[&ROOT], &committed.nodes[&ROOT]));
         // Untouched nodes stay shared.

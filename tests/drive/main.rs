@@ -20,6 +20,7 @@ mod model;
 mod offline;
 mod ops;
 mod packs;
+mod readdir;
 mod s3;
 mod share;
 mod share_history;

@@ -205,3 +205,56 @@ async fn block_versions_swapped_inside_a_pack_are_tampering() {
     assert_eq!(failed, 2);
     other.shutdown().await.unwrap();
 }
+
+/// A journal replay checks the object of every block version it would
+/// commit; when the cache no longer holds a pack (uploaded, then evicted
+/// or lost), the block versions inside it cost one store request
+/// together, not one each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_checks_a_pack_once_for_all_its_block_versions() {
+    let env = Env::new().await;
+    let store = faulty(env.store.clone());
+    let d = Drive::open_drive(store.clone(), env.id.clone(), env.opts("cache"))
+        .await
+        .unwrap();
+    // Uploaded, not committed (the log is out of reach).
+    store.update_config(|c| c.refuse_puts = vec![cardfs::store::KeyMatch::Contains("/l/".into())]);
+    let written = files(200);
+    for (name, data) in &written {
+        put(&d, ROOT_INO, name, data).await;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(2), d.sync(&|_, _| {})).await;
+    let packs = content_objects(env.store.as_ref()).await;
+    assert!(
+        !packs.is_empty() && packs.len() <= 12,
+        "{} packs",
+        packs.len()
+    );
+    d.abandon().await;
+    // The cache's copies of the packs are gone; the journal is not.
+    let volumes = env.dir.path().join("cache").join("v");
+    let mut removed = 0;
+    for volume in std::fs::read_dir(&volumes).unwrap() {
+        let objects = volume.unwrap().path().join("objects");
+        for object in std::fs::read_dir(&objects).unwrap() {
+            std::fs::remove_file(object.unwrap().path()).unwrap();
+            removed += 1;
+        }
+    }
+    assert!(removed >= packs.len(), "{removed} cached objects");
+    let before = store.counts().reads;
+    let d = Drive::open_drive(store.clone(), env.id.clone(), env.opts("cache"))
+        .await
+        .unwrap();
+    let reads = store.counts().reads - before;
+    // The open's own reads (header, keyrings, log) and one per pack.
+    assert!(
+        reads < 60,
+        "{reads} store reads to replay 200 files in {} packs",
+        packs.len()
+    );
+    store.update_config(|c| c.refuse_puts.clear());
+    sync(&d).await;
+    d.shutdown().await.unwrap();
+    empty_cache_reads(&env, &written).await;
+}

@@ -8,6 +8,7 @@ fn client(env: &crate::support::S3Env) -> aws_sdk_s3::Client {
     let creds = Credentials::new(&env.access_key, &env.secret_key, None, None, "test");
     let config = aws_sdk_s3::Config::builder()
         .behavior_version(BehaviorVersion::latest())
+        .http_client(cardfs::store::s3::https_client())
         .endpoint_url(&env.endpoint)
         .region(Region::new(env.region.clone()))
         .credentials_provider(creds)

@@ -14,6 +14,7 @@
 //! Imports: `past`, `state`, `tree`, `volume`, leaves; never `router`.
 
 use super::Engine;
+use super::io::StoreSizes;
 use super::past::Step;
 use super::state::kind_of;
 use crate::drive::clock::{from_time, now};
@@ -221,12 +222,13 @@ impl Engine {
         }
         let mut bytes = 0;
         let mut checked = HashMap::new();
+        let mut sizes = StoreSizes::new();
         for (_, _, id) in &order {
             for b in past.nodes[id].blocks.values() {
                 if checked.insert(b.place(), ()).is_some() {
                     continue;
                 }
-                if !self.block_intact(b).await? {
+                if !self.block_intact(b, &mut sizes).await? {
                     return Err(DriveError::tampered(
                         volume::content_key(&b.id),
                         "this version's content is no longer in the store (collected after the \

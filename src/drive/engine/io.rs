@@ -122,8 +122,13 @@ impl Engine {
     /// Whether the object of `block` is intact: its cached copy has the
     /// right size and authenticates, or (uploaded and evicted already) the
     /// store holds an object of the right size. `Ok(false)`: missing or
-    /// damaged.
-    pub(super) async fn block_intact(&self, block: &BlockRef) -> Result<bool> {
+    /// damaged. `sizes` keeps the sizes the store reported during one
+    /// pass, so the block versions of one pack cost one HEAD together.
+    pub(super) async fn block_intact(
+        &self,
+        block: &BlockRef,
+        sizes: &mut StoreSizes,
+    ) -> Result<bool> {
         let len = block.len as usize;
         let place = block.place();
         match self.cache.read_object(&block.id, sealed_range(block))? {
@@ -134,8 +139,12 @@ impl Engine {
                 let all = 0..content::chunk_count(len);
                 Ok(content::open_chunks(&cipher, &place, len, all, &sealed).is_ok())
             }
+            None if sizes.contains_key(&block.id) => Ok(size_fits(sizes[&block.id], block)),
             None => match self.store.head(&volume::content_key(&block.id)).await {
-                Ok(meta) => Ok(size_fits(meta.size, block)),
+                Ok(meta) => {
+                    sizes.insert(block.id, meta.size);
+                    Ok(size_fits(meta.size, block))
+                }
                 Err(StoreError::NotFound { .. }) => Ok(false),
                 // Opened offline: the block left the cache only after its
                 // upload succeeded (objects stay pinned until then).
@@ -701,6 +710,10 @@ fn sealed_range(block: &BlockRef) -> Option<Range<u64>> {
 
 /// Whether an object of `size` bytes can be the object of `block`: exactly
 /// its sealed length, or for a pack, long enough to hold it.
+/// Sizes of content objects as the store reported them, by object id
+/// (see [`Engine::block_intact`]).
+pub(super) type StoreSizes = std::collections::HashMap<[u8; 16], u64>;
+
 fn size_fits(size: u64, block: &BlockRef) -> bool {
     let want = sealed_len(block.len as usize) as u64;
     match block.packed {

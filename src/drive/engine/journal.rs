@@ -11,6 +11,7 @@
 
 use super::Engine;
 use super::cache::LocalState;
+use super::io::StoreSizes;
 use super::journal_file::Record;
 use crate::drive::error::{DriveError, Result};
 use crate::drive::tree::{ROOT, Tree};
@@ -61,10 +62,11 @@ impl Engine {
             }
         }
         let mut keep = ops.len();
+        let mut sizes = StoreSizes::new();
         'ops: for (i, (_, op)) in ops.iter().enumerate() {
             // A block ref carries everything needed to verify its object.
             for block in op_block_refs(op) {
-                if !self.block_intact(&block).await? {
+                if !self.block_intact(&block, &mut sizes).await? {
                     tracing::error!(
                         object = %volume::content_key(&block.id),
                         dropped = ops.len() - i,

@@ -12,6 +12,8 @@
 //!   that finds the entries after its head collected (reload past the
 //!   owner's log base, rebase); `lifecycle`: sync, shutdown,
 //!   abandon; `rotation`: key rotation and re-encryption of the volume.
+//! - `listing`: a directory handle's snapshot of the entries `readdir`
+//!   pages through (the tree keeps no index of entries by cookie).
 //! - `fsck`: the read-only check of a whole drive as the store holds it;
 //!   `history`: a path's versions, and restoring a past state of it.
 //! - `mirror`: the local copy of the volume's metadata objects that an
@@ -54,6 +56,7 @@ pub(super) mod io;
 pub(super) mod journal;
 pub(super) mod journal_file;
 pub(super) mod lifecycle;
+pub(super) mod listing;
 pub(super) mod load;
 pub(super) mod mirror;
 pub(super) mod offline;

@@ -6,6 +6,7 @@
 //! the local checks (read-only, name length, flags, handles).
 
 use super::Engine;
+use super::listing::Listing;
 use super::state::kind_of;
 use crate::drive::clock::{now, to_time};
 use crate::drive::error::{DriveError, Result};
@@ -373,9 +374,13 @@ impl Engine {
     /// most [`READDIR_BATCH`] others).
     fn readdir_upto(&self, ino: Ino, fh: Fh, offset: u64, limit: usize) -> Result<Vec<DirEntry>> {
         let limit = limit.clamp(1, READDIR_BATCH + 2);
-        let core = self.lock();
-        core.handle(fh, ino)?;
+        let mut guard = self.lock();
+        let core = &mut *guard;
         let dir = core.view.dir(ino)?;
+        let h = match core.handles.get_mut(&fh) {
+            Some(h) if h.node == ino || h.opened_as == ino => h,
+            _ => return Err(DriveError::BadHandle),
+        };
         let mut out = Vec::new();
         if offset < 1 {
             out.push(DirEntry {
@@ -393,12 +398,14 @@ impl Engine {
                 next_offset: 2,
             });
         }
-        for (cookie, name) in core
-            .view
-            .entries_after(ino, offset.saturating_sub(2), limit - out.len().min(limit))
-            .into_iter()
+        let after = offset.saturating_sub(2);
+        let listing = match &mut h.listing {
+            Some(l) if offset != 0 && l.covers(ino, after) => l,
+            slot => slot.insert(Box::new(Listing::take(&core.view, ino, after)?)),
+        };
+        for (cookie, name, child) in
+            listing.next(&core.view, after, limit - out.len().min(limit))?
         {
-            let child = dir.entries[&name].node;
             let kind = core
                 .view
                 .nodes

@@ -18,6 +18,7 @@
 //!   and nothing is appended to a closed pack.
 
 use super::journal_file::Journal;
+use super::listing::Listing;
 use super::rebase::{self, Rebased};
 use crate::drive::clock::from_time;
 use crate::drive::error::{DriveError, Result};
@@ -69,6 +70,9 @@ pub struct Handle {
     pub(super) append: bool,
     /// End of the last read (sequential read detection).
     pub(super) last_read_end: u64,
+    /// A directory handle's snapshot of the entries `readdir` pages
+    /// through (taken by its first read, again at offset 0).
+    pub(super) listing: Option<Box<Listing>>,
 }
 
 /// Mutable state, behind one mutex; no I/O to the store is done while it
@@ -314,6 +318,7 @@ impl Core {
                 writable,
                 append,
                 last_read_end: u64::MAX,
+                listing: None,
             },
         );
         *self.open_count.entry(node).or_insert(0) += 1;

@@ -208,6 +208,16 @@ impl S3Inner {
     }
 }
 
+/// The SDK's HTTP client: hyper with rustls on ring (HTTP and HTTPS
+/// endpoints, the platform's root certificates), chosen here instead of
+/// the SDK default so that the build needs no aws-lc C library.
+pub fn https_client() -> aws_sdk_s3::config::SharedHttpClient {
+    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https()
+}
+
 impl S3Store {
     /// Connects to `bucket` (keys under `prefix`, which may be empty).
     /// Makes no request; see [`S3Store::create_bucket`] and
@@ -219,6 +229,7 @@ impl S3Store {
             });
         }
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .http_client(https_client())
             .retry_config(
                 RetryConfig::standard()
                     .with_max_attempts(options.max_attempts.max(1))
