@@ -115,17 +115,36 @@ pub struct Tree {
     applied: usize,
 }
 
-impl Tree {
-    /// Builds the tree from snapshot nodes.
-    pub fn from_nodes(nodes: Vec<Node>, clients: BTreeMap<[u8; 16], u64>) -> Self {
-        let mut t = Tree {
-            clients,
-            ..Default::default()
-        };
-        for n in nodes {
-            t.nodes.insert(n.id, Arc::new(n));
+/// The nodes of one checkpoint page made ready for a [`Tree`], each in its
+/// `Arc`. Made where the page is decoded (on the blocking pool, pages side
+/// by side), so that [`Tree::from_pages`] only fills a table sized once.
+#[derive(Debug, Default)]
+pub struct PageNodes {
+    nodes: Vec<(u64, Arc<Node>)>,
+}
+
+impl PageNodes {
+    pub fn new(nodes: Vec<Node>) -> Self {
+        PageNodes {
+            nodes: nodes.into_iter().map(|n| (n.id, Arc::new(n))).collect(),
         }
-        t
+    }
+}
+
+impl Tree {
+    /// Builds the tree from the prepared pages of a checkpoint (a node id
+    /// in two pages: the later one holds), its table sized once.
+    pub fn from_pages(pages: Vec<PageNodes>, clients: BTreeMap<[u8; 16], u64>) -> Self {
+        let count = pages.iter().map(|p| p.nodes.len()).sum();
+        let mut nodes = HashMap::with_capacity(count);
+        for p in pages {
+            nodes.extend(p.nodes);
+        }
+        Tree {
+            nodes,
+            clients,
+            applied: 0,
+        }
     }
 
     pub fn get(&self, id: u64) -> Result<&Node> {

@@ -25,10 +25,9 @@
 //!   pages); otherwise the next checkpoint writes every page.
 
 use super::Engine;
-use super::commit::apply_batch;
+use super::load::{self, Collected};
 use crate::drive::error::{DriveError, Result};
 use crate::drive::identity::hex8;
-use crate::drive::tree::Tree;
 use crate::drive::volume::{self, Head};
 use crate::store::StoreError;
 use std::collections::HashSet;
@@ -67,29 +66,29 @@ impl Engine {
                     "log base gone while catching up",
                 )
             })?;
-        let (mut tree, mut at, index) = match volume::newest_checkpoint(store, &keys).await? {
-            Some(c) if c.head.seq >= base.base.seq => (
-                Tree::from_nodes(c.body.nodes, c.body.clients),
-                c.head,
-                Some(c.index),
-            ),
-            _ => {
-                let c = volume::attested_checkpoint(store, &keys, base.base.seq, &base.base.root)
-                    .await?;
-                // Not the newest root: its pages are not reused.
-                (Tree::from_nodes(c.body.nodes, c.body.clients), c.head, None)
-            }
-        };
+        // The newest checkpoint if it is not before the base, else the
+        // base's (not the newest root: its pages are not reused).
+        let x = &self.me.x25519;
+        let load::Start {
+            mut tree,
+            head: mut at,
+            index,
+            ..
+        } = load::start(
+            store,
+            &self.keys,
+            x,
+            u64::MAX,
+            Collected::Known(Some(&base)),
+        )
+        .await?;
         let snapshot_seq = at.seq;
         let mut touched = HashSet::new();
-        while let Some((batch, next, _)) = self
-            .keys
-            .fetch_entry(store, &self.me.x25519, at.seq + 1, &at.hash, at.generation)
-            .await?
-        {
-            apply_batch(&mut tree, &batch, &mut touched);
-            at = next;
-        }
+        let (t, h) = (&mut tree, &mut at);
+        load::replay(store, &self.keys, x, t, h, None, Some(&mut touched), |_| {
+            Ok(())
+        })
+        .await?;
         let mut last = self.checkpoint.lock().await;
         {
             let mut core = self.lock();

@@ -20,12 +20,13 @@
 //! Imports: `volume`, `tree`, `identity`, `error` and the engine's
 //! `open::VerifiedHeader`; never `router`.
 
-use super::commit::apply_batch;
+use super::load;
 use super::open::VerifiedHeader;
 use crate::drive::error::{DriveError, Result};
 use crate::drive::identity::Identity;
 use crate::drive::tree::{KIND_VOLUME, ROOT, Tree};
-use crate::drive::volume::{self, Fetched, Head, VolumeKeys};
+use crate::drive::volume::held_keys::HeldKeys;
+use crate::drive::volume::{self, Head, VolumeKeys};
 use crate::format::content::{self, Place, sealed_len};
 use crate::format::hex::{decode as unhex, encode as hex};
 use crate::format::meta::{BlockKey, KIND_DIR, Node};
@@ -300,66 +301,48 @@ async fn check_volume(
             _ => problems.push(metadata(&m.key, "not a snapshot name")),
         }
     }
-    // Once collected, the log starts at the newest log base.
-    let (mut tree, mut head) = match from_base(store, &keys, &header.owner_vk).await {
+    let keys = HeldKeys::new(keys, header.owner_vk);
+    // Once collected, the log starts at the newest log base (whose
+    // checkpoint is the snapshot there, checked by loading it); else at
+    // genesis.
+    let (mut tree, mut head) = match from_base(store, &keys.get(), &header.owner_vk).await {
         Ok(Some((tree, at))) => {
             check.snapshots_checked += 1;
-            (tree, Some(at))
+            (tree, at)
         }
-        Ok(None) => (Tree::default(), None),
+        Ok(None) => match load::genesis(store, &keys, &me.x25519).await {
+            Ok(s) => {
+                check.log_entries += 1;
+                if snapshot_seqs.contains(&s.head.seq) {
+                    compare_snapshot(store, &keys, &s.tree, s.head, &mut check, problems).await?;
+                }
+                (s.tree, s.head)
+            }
+            Err(e) => {
+                problems.push(as_problem(e, &volume::log_key(&vol, 0))?);
+                return Ok(VolumeState { check, tree: None });
+            }
+        },
         Err(e) => {
             problems.push(as_problem(e, &volume::base_key(&vol, 0))?);
             return Ok(VolumeState { check, tree: None });
         }
     };
+    // The log, stopping at each snapshot's position to compare it.
     loop {
-        let seq = head.map_or(0, |h| h.seq + 1);
-        let (prev, prev_generation) = head.map_or(([0; 32], 0), |h| (h.hash, h.generation));
-        let key = volume::log_key(&vol, seq);
-        match volume::fetch_entry(store, &keys, seq, &prev, prev_generation).await {
-            Ok(Fetched::End) => break,
-            Ok(Fetched::Entry(batch, next, _)) => {
-                apply_batch(&mut tree, &batch, &mut HashSet::new());
-                head = Some(next);
-                check.log_entries += 1;
-            }
-            Ok(Fetched::NeedKeys(g)) => {
-                problems.push(metadata(
-                    &key,
-                    format!("sealed under keyring generation {g}, which the store does not hold"),
-                ));
-                return Ok(VolumeState { check, tree: None });
-            }
-            Err(e) => {
-                problems.push(as_problem(e, &key)?);
-                return Ok(VolumeState { check, tree: None });
-            }
+        let stop = snapshot_seqs.range(head.seq + 1..).next().copied();
+        let from = head.seq;
+        let (t, h) = (&mut tree, &mut head);
+        let replayed = load::replay(store, &keys, &me.x25519, t, h, stop, None, |_| Ok(())).await;
+        check.log_entries += head.seq - from;
+        if let Err(e) = replayed {
+            problems.push(as_problem(e, &volume::log_key(&vol, head.seq + 1))?);
+            return Ok(VolumeState { check, tree: None });
         }
-        if let Some(h) = head.filter(|h| snapshot_seqs.contains(&h.seq)) {
-            let name = volume::snapshot_key(&vol, h.seq);
-            match volume::snapshot_at_or_before(store, &keys, h.seq).await {
-                // Sealed under an older keyring generation: never used
-                // (a member removed since could have signed it).
-                Ok(None) => {}
-                Ok(Some((at, _))) if at.seq != h.seq => {}
-                Ok(Some((at, body))) => {
-                    check.snapshots_checked += 1;
-                    if at.hash != h.hash {
-                        problems.push(metadata(&name, "covers another log entry"));
-                    } else if body.nodes != tree.all_nodes() || body.clients != tree.clients {
-                        problems.push(metadata(
-                            &name,
-                            "snapshot differs from the state its log entries give",
-                        ));
-                    }
-                }
-                Err(e) => problems.push(as_problem(e, &name)?),
-            }
+        if stop != Some(head.seq) {
+            break;
         }
-    }
-    if head.is_none() {
-        problems.push(metadata(&volume::log_key(&vol, 0), "genesis entry missing"));
-        return Ok(VolumeState { check, tree: None });
+        compare_snapshot(store, &keys, &tree, head, &mut check, problems).await?;
     }
     check.nodes = tree.nodes.len() as u64;
     check.block_refs = tree.nodes.values().map(|n| n.blocks.len() as u64).sum();
@@ -368,6 +351,38 @@ async fn check_volume(
         check,
         tree: Some(tree),
     })
+}
+
+/// Compares the snapshot at `head` (when it is one of the newest keyring
+/// generation, the ones clients use) with `tree`, the log's state there.
+async fn compare_snapshot(
+    store: &dyn ObjectStore,
+    keys: &HeldKeys,
+    tree: &Tree,
+    head: Head,
+    check: &mut VolumeCheck,
+    problems: &mut Vec<FsckProblem>,
+) -> Result<()> {
+    let name = volume::snapshot_key(&keys.volume, head.seq);
+    match volume::snapshot_at_or_before(store, &keys.get(), head.seq).await {
+        // Sealed under an older keyring generation: never used
+        // (a member removed since could have signed it).
+        Ok(None) => {}
+        Ok(Some((at, _))) if at.seq != head.seq => {}
+        Ok(Some((at, snapshot))) => {
+            check.snapshots_checked += 1;
+            if at.hash != head.hash {
+                problems.push(metadata(&name, "covers another log entry"));
+            } else if snapshot.all_nodes() != tree.all_nodes() || snapshot.clients != tree.clients {
+                problems.push(metadata(
+                    &name,
+                    "snapshot differs from the state its log entries give",
+                ));
+            }
+        }
+        Err(e) => problems.push(as_problem(e, &name)?),
+    }
+    Ok(())
 }
 
 /// When the log was collected: checks the chain of log bases (each the
@@ -386,7 +401,7 @@ async fn from_base(
     let mut b = volume::read_base(store, keys, owner, *newest).await?;
     let head = volume::base_head(store, keys, &b.base).await?;
     let c = volume::attested_checkpoint(store, keys, b.base.seq, &b.base.root).await?;
-    let tree = Tree::from_nodes(c.body.nodes, c.body.clients);
+    let tree = c.tree;
     while b.base.first > 0 {
         let older = volume::read_base(store, keys, owner, b.base.first - 1).await?;
         if older.hash != b.base.prev {

@@ -48,6 +48,7 @@ impl Engine {
         }
         self.stop();
         self.save_state(true)?;
+        self.mirror.settle().await;
         self.cache.release();
         r
     }
@@ -61,6 +62,9 @@ impl Engine {
             t.abort();
             let _ = t.await;
         }
+        // Copies into the mirror begun before are finished (as a process
+        // that dies later than they take would have).
+        self.mirror.settle().await;
         self.cache.release();
     }
 }

@@ -16,6 +16,12 @@
 //!   in it is secret beyond what the store itself holds.
 //! - A failure to write the mirror never fails a store call (it only makes
 //!   a later offline open fail); it is logged.
+//! - Checkpoint pages read from the store are copied in the background (a
+//!   cold open reads thousands: their copies must not hold it up); the
+//!   engine waits for those copies before it lets go of the cache
+//!   directory (`Mirror::settle`). Every other object is in the mirror
+//!   when the call that passed it returns. A page is named by its hash, so
+//!   one already mirrored is not written again.
 //! - Mirrored log entries and snapshots older than the newest mirrored
 //!   snapshot are removed, and so are pages no longer named by the newest
 //!   checkpoint the engine wrote or loaded (`retain_pages`), so the mirror
@@ -34,11 +40,12 @@ use crate::store::{
 };
 use async_trait::async_trait;
 use bytes::Bytes;
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::Notify;
 
 /// The mirror directory of one volume.
 #[derive(Debug)]
@@ -51,6 +58,19 @@ pub struct Mirror {
     /// Bytes the mirror takes on disk (`Cache::mirror_bytes`: the cache
     /// bound counts them).
     held: Arc<AtomicU64>,
+    /// Page copies waiting for the background writer.
+    copies: Mutex<Copies>,
+    /// Signalled when the writer has nothing left.
+    settled: Notify,
+}
+
+/// The page copies of a [`Mirror`] not written yet; one writer at a time
+/// on the blocking pool takes them in order (a cold open queues thousands:
+/// a thread each would crowd out the opening itself).
+#[derive(Debug, Default)]
+struct Copies {
+    waiting: VecDeque<(String, Bytes)>,
+    writing: bool,
 }
 
 impl Mirror {
@@ -64,6 +84,8 @@ impl Mirror {
             snapshots: volume::snapshot_prefix(volume),
             pages: volume::page_prefix(volume),
             held,
+            copies: Mutex::default(),
+            settled: Notify::new(),
         };
         m.measure();
         m
@@ -107,6 +129,10 @@ impl Mirror {
         }
         let path = self.path(key);
         let replaced = fs::metadata(&path).map(|m| m.len()).ok();
+        if replaced.is_some() && key.starts_with(&self.pages) {
+            // Named by its hash: the same bytes.
+            return;
+        }
         let r = fs::create_dir_all(&self.dir)
             .and_then(|()| super::cache::replace_file(&path, bytes, false));
         if let Err(e) = r {
@@ -133,6 +159,52 @@ impl Mirror {
                     .held
                     .fetch_update(Ordering::Relaxed, Ordering::Relaxed, less);
             }
+        }
+    }
+
+    fn copies(&self) -> std::sync::MutexGuard<'_, Copies> {
+        self.copies.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues a page copy for the background writer (see the module doc),
+    /// starting it if it is not running.
+    fn save_page(self: &Arc<Self>, key: String, bytes: Bytes) {
+        let mut copies = self.copies();
+        copies.waiting.push_back((key, bytes));
+        if !copies.writing {
+            copies.writing = true;
+            let mirror = self.clone();
+            tokio::task::spawn_blocking(move || mirror.write_queued());
+        }
+    }
+
+    /// The background writer: saves queued copies until none is left.
+    fn write_queued(&self) {
+        loop {
+            let next = {
+                let mut copies = self.copies();
+                let next = copies.waiting.pop_front();
+                copies.writing = next.is_some();
+                next
+            };
+            let Some((key, bytes)) = next else {
+                self.settled.notify_waiters();
+                return;
+            };
+            self.save(&key, &bytes);
+        }
+    }
+
+    /// Waits until the page copies queued so far are written.
+    pub async fn settle(&self) {
+        loop {
+            let settled = self.settled.notified();
+            tokio::pin!(settled);
+            settled.as_mut().enable();
+            if !self.copies().writing {
+                return;
+            }
+            settled.await;
         }
     }
 
@@ -192,11 +264,8 @@ pub struct MirroredStore {
 }
 
 impl MirroredStore {
-    pub fn new(inner: Arc<dyn ObjectStore>, mirror: Mirror) -> MirroredStore {
-        MirroredStore {
-            inner,
-            mirror: Arc::new(mirror),
-        }
+    pub fn new(inner: Arc<dyn ObjectStore>, mirror: Arc<Mirror>) -> MirroredStore {
+        MirroredStore { inner, mirror }
     }
 }
 
@@ -217,12 +286,14 @@ impl ObjectStore for MirroredStore {
             && whole
             && self.mirror.covers(key)
         {
-            // On the blocking pool (a cold open fetches a checkpoint's pages
-            // many at a time: their copies are written side by side, not one
-            // after another on the runtime thread), and awaited, so the copy
-            // is in the mirror when the call returns, as before.
             let (mirror, key, bytes) = (self.mirror.clone(), key.to_string(), g.bytes.clone());
-            let _ = tokio::task::spawn_blocking(move || mirror.save(&key, &bytes)).await;
+            if key.starts_with(&mirror.pages) {
+                mirror.save_page(key, bytes);
+            } else {
+                // On the blocking pool, and awaited: the copy is in the
+                // mirror when the call returns.
+                let _ = tokio::task::spawn_blocking(move || mirror.save(&key, &bytes)).await;
+            }
         }
         r
     }

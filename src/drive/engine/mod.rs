@@ -25,6 +25,9 @@
 //!   `collect_log`: moving the log's base forward and deleting the
 //!   metadata before it (the owner's collector); `repack`: moving the
 //!   live block versions of mostly dead packs into new packs.
+//! - `load`: the one loader of a volume's state (a verified checkpoint
+//!   or genesis, then a verified replay of the log after it), used by
+//!   `open`, `catch_up`, `past` and `fsck`.
 //! - `past`: the tree at an earlier log position (snapshot at or before
 //!   it plus a verified replay).
 //! - `ops`: namespace operations; `io`: file content; `pack`: sealing
@@ -55,6 +58,7 @@ pub(super) mod journal;
 pub(super) mod journal_file;
 pub(super) mod lifecycle;
 pub(super) mod listing;
+pub(super) mod load;
 pub(super) mod mirror;
 pub(super) mod offline;
 pub(super) mod open;
@@ -111,6 +115,8 @@ pub struct Engine {
     /// Recently read block plaintexts (memory only, never on disk).
     plain: Mutex<VecDeque<PlainBlock>>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The metadata mirror `store` copies into.
+    mirror: Arc<mirror::Mirror>,
 }
 
 impl Drop for Engine {
@@ -147,11 +153,7 @@ impl Engine {
     }
 
     /// The volume's metadata mirror (a handle on its directory).
-    fn mirror(&self) -> mirror::Mirror {
-        mirror::Mirror::new(
-            &self.opts.cache_dir,
-            &self.keys.volume,
-            self.cache.mirror_bytes(),
-        )
+    fn mirror(&self) -> &mirror::Mirror {
+        &self.mirror
     }
 }

@@ -11,7 +11,8 @@
 use super::Engine;
 use super::cache::Cache;
 use super::cache::LocalState;
-use super::commit::{apply_batch, background};
+use super::commit::background;
+use super::load::{self, Collected};
 use super::mirror::{Mirror, MirroredStore, unreachable};
 use super::state::Core;
 use crate::drive::clock::now;
@@ -198,7 +199,8 @@ impl Engine {
         let want_base = !records.is_empty();
         let mirror = || Mirror::new(&opts.cache_dir, &volume_id, cache.mirror_bytes());
         let unmirrored = store.clone();
-        let store: Arc<dyn ObjectStore> = Arc::new(MirroredStore::new(store, mirror()));
+        let mirrored = Arc::new(mirror());
+        let store: Arc<dyn ObjectStore> = Arc::new(MirroredStore::new(store, mirrored.clone()));
         let online = if offline {
             None
         } else {
@@ -259,8 +261,9 @@ impl Engine {
         if offline_since.is_none()
             && let Some(index) = &index
         {
-            // The mirror holds this checkpoint's pages now: older ones go.
-            mirror().retain_pages(&index.page_keys(&volume_id));
+            // The mirror holds (or is copying) this checkpoint's pages
+            // now: older ones go.
+            mirrored.retain_pages(&index.page_keys(&volume_id));
         }
         opts.read_only |= read_only;
         let client = cache.client_id();
@@ -322,6 +325,7 @@ impl Engine {
             prefetching: Mutex::new(Default::default()),
             plain: Mutex::new(Default::default()),
             task: Mutex::new(None),
+            mirror: mirrored,
         });
         engine.replay_journal(records, at_state).await?;
         engine.save_state(true)?;
@@ -375,63 +379,48 @@ async fn verify_volume(
     // than writing entries every other client would refuse.
     let read_only = !keys.can_write(&me.card_id);
     // Start from the newest checkpoint, then replay the log after it.
-    let mut touched = HashSet::new();
-    let (mut tree, mut head, index) = match volume::newest_checkpoint(source, &keys.get()).await? {
-        Some(c) => (
-            Tree::from_nodes(c.body.nodes, c.body.clients),
-            c.head,
-            Some(c.index),
-        ),
-        // No checkpoint of the current generation: the owner's log base
-        // (the log starts there once collected), else genesis.
-        None => match volume::newest_base(source, &keys.get(), keys.owner()).await? {
-            Some(b) => {
-                let c = volume::attested_checkpoint(source, &keys.get(), b.base.seq, &b.base.root)
-                    .await?;
-                let t = Tree::from_nodes(c.body.nodes, c.body.clients);
-                // Not the newest root: its pages are not reused.
-                (t, c.head, None)
-            }
-            None => {
-                let (batch, head) = keys.fetch_genesis(source, &me.x25519).await?;
-                let mut t = Tree::default();
-                apply_batch(&mut t, &batch, &mut touched);
-                (t, head, None)
-            }
-        },
-    };
+    let load::Start {
+        mut tree,
+        mut head,
+        index,
+        ..
+    } = load::start(source, &keys, &me.x25519, u64::MAX, Collected::Lazy).await?;
     let snapshot_seq = head.seq;
-    let mut known_checked = false;
-    let mut at_state = None;
+    let mut touched = HashSet::new();
     // At the head this client accepted before, the hash must be the one it
     // accepted (else a fork); the tree there is the base its journal
     // replays onto.
-    let mut check_known = |tree: &Tree, head: &Head| -> Result<()> {
-        if let Some(s) = state
-            && s.head_seq == head.seq
-        {
-            if s.head_hash != head.hash {
-                return Err(fork(&keys.volume, s.head_seq, head.seq));
-            }
-            known_checked = true;
-            at_state = want_base.then(|| tree.clone());
+    let known = state.map(|s| (s.head_seq, s.head_hash));
+    let check_known = |head: &Head| match known {
+        Some((seq, hash)) if seq == head.seq && hash != head.hash => {
+            Err(fork(&keys.volume, seq, head.seq))
         }
-        Ok(())
+        _ => Ok(()),
     };
-    check_known(&tree, &head)?;
-    while let Some((batch, next, _)) = keys
-        .fetch_entry(
-            source,
-            &me.x25519,
-            head.seq + 1,
-            &head.hash,
-            head.generation,
-        )
-        .await?
-    {
-        apply_batch(&mut tree, &batch, &mut touched);
-        head = next;
-        check_known(&tree, &head)?;
+    let at_known = |head: &Head| known.is_some_and(|(seq, _)| seq == head.seq);
+    check_known(&head)?;
+    let mut known_checked = at_known(&head);
+    let mut at_state = None;
+    load::replay(
+        source,
+        &keys,
+        &me.x25519,
+        &mut tree,
+        &mut head,
+        None,
+        Some(&mut touched),
+        |e| {
+            if want_base && at_known(e.prev) {
+                at_state = Some(e.before.clone());
+            }
+            check_known(e.head)?;
+            known_checked |= at_known(e.head);
+            Ok(())
+        },
+    )
+    .await?;
+    if want_base && at_known(&head) {
+        at_state = Some(tree.clone());
     }
     if let Some(s) = state {
         if s.head_seq > head.seq {

@@ -1,7 +1,7 @@
 //! Past states of the volume: the tree at an earlier log position and the
 //! time each entry was written, rebuilt from the newest usable snapshot at
-//! or before that position plus a verified replay of the log (the same
-//! `fetch_entry` chain checks an open does).
+//! or before that position plus a verified replay of the log (the loader
+//! an open uses, `load`).
 //!
 //! Invariants:
 //! - Every state returned lies on the chain that ends at the head this
@@ -13,13 +13,13 @@
 //! - Nothing here changes the engine's state.
 
 use super::Engine;
-use super::commit::apply_batch;
+use super::load::{self, Collected};
 use crate::drive::error::{DriveError, Result};
 use crate::drive::identity::hex8;
 use crate::drive::tree::Tree;
 use crate::drive::volume::{self, Head};
 use crate::format::meta::{Batch, Time};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 /// One step of a [`Engine::walk_log`] (`head` fields: read by
 /// `state_at`, for the history commands).
@@ -122,56 +122,33 @@ impl Engine {
         // from before it starts there (the oldest state kept).
         let base = volume::newest_base(source, &keys, self.keys.owner()).await?;
         let from = base.as_ref().map_or(from, |b| from.max(b.base.seq));
-        let found = match volume::snapshot_at_or_before(source, &keys, from).await? {
-            Some(c) => Some(c),
-            None => match &base {
-                Some(b) => {
-                    let c = volume::attested_checkpoint(source, &keys, b.base.seq, &b.base.root)
-                        .await?;
-                    Some((c.head, c.body))
-                }
-                None => None,
-            },
+        let x = &self.me.x25519;
+        let start =
+            load::start(source, &self.keys, x, from, Collected::Known(base.as_ref())).await?;
+        let time = match start.genesis_time {
+            Some(t) => t,
+            None => self.entry_time(start.head.seq).await?,
         };
-        let (mut tree, mut head, time) = match found {
-            Some((h, body)) => (
-                Tree::from_nodes(body.nodes, body.clients),
-                h,
-                self.entry_time(h.seq).await?,
-            ),
-            None => {
-                let (batch, head) = self.keys.fetch_genesis(source, &self.me.x25519).await?;
-                let mut t = Tree::default();
-                apply_batch(&mut t, &batch, &mut HashSet::new());
-                (t, head, batch.time)
-            }
-        };
+        let (mut tree, mut head) = (start.tree, start.head);
         visit(Step::Base {
             tree: &tree,
             head: &head,
             time,
         });
-        while head.seq < target.seq {
-            let (batch, next, writer) = self
-                .keys
-                .fetch_entry(
-                    source,
-                    &self.me.x25519,
-                    head.seq + 1,
-                    &head.hash,
-                    head.generation,
-                )
-                .await?
-                .ok_or_else(|| self.past_missing(head.seq + 1, target.seq))?;
+        // A past state writes no checkpoint: what changed is not kept.
+        let (t, h) = (&mut tree, &mut head);
+        load::replay(source, &self.keys, x, t, h, Some(target.seq), None, |e| {
             visit(Step::Entry {
-                before: &tree,
-                head: &next,
-                batch: &batch,
-                writer: &writer,
+                before: e.before,
+                head: e.head,
+                batch: e.batch,
+                writer: e.writer,
             });
-            // A past state writes no checkpoint: what changed is not kept.
-            apply_batch(&mut tree, &batch, &mut HashSet::new());
-            head = next;
+            Ok(())
+        })
+        .await?;
+        if head.seq < target.seq {
+            return Err(self.past_missing(head.seq + 1, target.seq));
         }
         if head.hash != target.hash {
             return Err(DriveError::Rollback {
@@ -203,7 +180,7 @@ impl Engine {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::drive::engine::open::read_header;
     use crate::drive::identity::Identity;
@@ -215,7 +192,8 @@ mod tests {
     const ROOT: u64 = crate::drive::tree::ROOT;
 
     /// A new drive in memory, its root volume open (and its cache dir).
-    async fn new_drive() -> (Arc<dyn ObjectStore>, Arc<Engine>, tempfile::TempDir) {
+    pub(in crate::drive::engine) async fn new_drive()
+    -> (Arc<dyn ObjectStore>, Arc<Engine>, tempfile::TempDir) {
         let store: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
         let me = Identity::generate();
         Engine::create_drive(store.clone(), &me, b"card")

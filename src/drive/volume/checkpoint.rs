@@ -22,11 +22,11 @@
 
 use super::{Head, VolumeKeys, get, log_key, open_signed};
 use crate::drive::error::{DriveError, Result};
-use crate::drive::tree::Tree;
+use crate::drive::tree::{PageNodes, Tree};
 use crate::format::hex::encode as hex;
 use crate::format::meta::{
     self, CheckpointRoot, EMPTY_PAGE, ENTRY_MAGIC, MAX_BUCKET_BITS, Node, PagePlace,
-    SNAPSHOT_MAGIC, SignedHead, SnapshotBody, bucket_of,
+    SNAPSHOT_MAGIC, SignedHead, bucket_of,
 };
 use crate::store::{GetOptions, ObjectStore, PutMode, StoreError};
 use bytes::Bytes;
@@ -283,20 +283,13 @@ pub async fn write_snapshot(
     Ok(())
 }
 
-/// A checkpoint as loaded: the head it covers, its content and its pages.
+/// A checkpoint as loaded: the head it covers, the tree it holds (nodes
+/// and clients' progress) and its pages.
 #[derive(Debug)]
 pub struct Checkpoint {
     pub head: Head,
-    pub body: SnapshotBody,
+    pub tree: Tree,
     pub index: PageIndex,
-}
-
-/// The newest checkpoint that verifies (see [`checkpoint_at_or_before`]).
-pub async fn newest_checkpoint(
-    store: &dyn ObjectStore,
-    keys: &VolumeKeys,
-) -> Result<Option<Checkpoint>> {
-    checkpoint_at_or_before(store, keys, u64::MAX).await
 }
 
 /// [`checkpoint_at_or_before`] without the pages' index (the state only).
@@ -304,10 +297,10 @@ pub async fn snapshot_at_or_before(
     store: &dyn ObjectStore,
     keys: &VolumeKeys,
     seq: u64,
-) -> Result<Option<(Head, SnapshotBody)>> {
+) -> Result<Option<(Head, Tree)>> {
     Ok(checkpoint_at_or_before(store, keys, seq)
         .await?
-        .map(|c| (c.head, c.body)))
+        .map(|c| (c.head, c.tree)))
 }
 
 /// The newest checkpoint covering no entry after `seq`, verified with its
@@ -414,7 +407,13 @@ async fn open_checkpoint(
     let entry_generation = meta::peek_signed(ENTRY_MAGIC, &entry)
         .map_err(|e| DriveError::tampered(&entry_key, e.to_string()))?
         .generation;
-    let (nodes, sizes) = load_pages(store, keys, key, head.generation, &root).await?;
+    let (pages, sizes) = load_pages(store, keys, key, head.generation, &root).await?;
+    // Filling the node tables (sized once) is the one serial step: off
+    // the async thread too.
+    let clients = root.clients;
+    let tree = tokio::task::spawn_blocking(move || Tree::from_pages(pages, clients))
+        .await
+        .map_err(|e| DriveError::Invalid(format!("building a checkpoint's tree: {e}")))?;
     Ok(Checkpoint {
         head: Head {
             seq: head.seq,
@@ -427,29 +426,26 @@ async fn open_checkpoint(
             pages: root.pages,
             sizes,
         },
-        body: SnapshotBody {
-            clients: root.clients,
-            nodes,
-        },
+        tree,
     })
 }
 
 /// Fetches and opens every page `root` (the object `root_key`, sealed
-/// under `generation`) names, `PAGES_IN_FLIGHT` at a time: the nodes, and
-/// each bucket's encoded body length.
+/// under `generation`) names, `PAGES_IN_FLIGHT` at a time: each page's
+/// nodes made ready for a tree ([`PageNodes`], beside the decode on the
+/// blocking pool), and each bucket's encoded body length.
 async fn load_pages(
     store: &dyn ObjectStore,
     keys: &VolumeKeys,
     root_key: &str,
     generation: u32,
     root: &CheckpointRoot,
-) -> Result<(Vec<Node>, Vec<u64>)> {
+) -> Result<(Vec<PageNodes>, Vec<u64>)> {
     let key = keys.key(generation).expect("the root opened with it");
     let volume = keys.volume;
     let bits = root.bucket_bits;
     let empty_len = meta::encode_page_body(std::iter::empty()).len() as u64;
     let mut sizes = vec![empty_len; root.pages.len()];
-    let mut nodes = Vec::new();
     let named: Vec<(usize, [u8; 32])> = (root.pages.iter().copied().enumerate())
         .filter(|(_, h)| *h != EMPTY_PAGE)
         .collect();
@@ -486,17 +482,18 @@ async fn load_pages(
                     DriveError::tampered(&name, format!("page {bucket} of {root_key}: {e}"))
                 })?;
                 let size = page.iter().map(|n| n.encoded_len() as u64).sum::<u64>() + empty_len;
-                Ok((bucket, page, size))
+                Ok((bucket, PageNodes::new(page), size))
             };
             tokio::task::spawn_blocking(open)
                 .await
                 .map_err(|e| DriveError::Invalid(format!("opening a checkpoint page: {e}")))?
         })
         .buffer_unordered(PAGES_IN_FLIGHT);
+    let mut nodes = Vec::with_capacity(root.pages.len());
     while let Some(r) = pages.next().await {
         let (bucket, page, size) = r?;
         sizes[bucket] = size;
-        nodes.extend(page);
+        nodes.push(page);
     }
     Ok((nodes, sizes))
 }
@@ -655,12 +652,6 @@ mod tests {
         }
     }
 
-    /// Every node of the tree, sorted, as a loaded checkpoint holds them.
-    fn sorted(mut nodes: Vec<Node>) -> Vec<Node> {
-        nodes.sort_by_key(|n| n.id);
-        nodes
-    }
-
     /// Checkpoints written after random changes, each reusing the pages
     /// of the one before, load to exactly the tree they were taken of;
     /// a small change rewrites only the pages holding what it touched.
@@ -706,10 +697,14 @@ mod tests {
             .unwrap();
             assert!(written);
             touched.clear();
-            let c = newest_checkpoint(&store, &keys).await.unwrap().unwrap();
+            let c = checkpoint_at_or_before(&store, &keys, u64::MAX)
+                .await
+                .unwrap()
+                .unwrap();
             assert_eq!(c.head, head);
             assert_eq!(c.index, index);
-            assert_eq!(sorted(c.body.nodes), tree.all_nodes(), "round {seq}");
+            assert_eq!(c.tree.all_nodes(), tree.all_nodes(), "round {seq}");
+            assert_eq!(c.tree.clients, tree.clients, "round {seq}");
             assert!(index.bits >= 3, "{} buckets", index.pages.len());
             prev = Some(index);
             let changes = if seq % 4 == 3 { 400 } else { 1 + seq as usize };

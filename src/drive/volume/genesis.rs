@@ -306,13 +306,12 @@ mod tests {
             .unwrap();
         assert_eq!(keys.name, b"Projects");
         assert_eq!(keys.members(), members.as_slice());
-        let volume::checkpoint::Checkpoint { head, body, .. } =
-            volume::newest_checkpoint(&store, &keys)
+        let volume::checkpoint::Checkpoint { head, tree, .. } =
+            volume::checkpoint_at_or_before(&store, &keys, u64::MAX)
                 .await
                 .unwrap()
                 .unwrap();
         assert_eq!((head.seq, head.generation), (0, 0));
-        let tree = Tree::from_nodes(body.nodes, body.clients);
         let root = &tree.nodes[&ROOT];
         assert_eq!(root.entries.len(), 2);
         let a = &tree.nodes[&tree.lookup(ROOT, b"a").unwrap()];

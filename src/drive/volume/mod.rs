@@ -39,9 +39,9 @@ pub(super) mod held_keys;
 pub(super) mod log_base;
 
 pub use checkpoint::{
-    PageIndex, attested_checkpoint, checkpoint_at_or_before, newest_checkpoint, page_key,
-    page_prefix, plan_pages, root_pages, snapshot_at_or_before, snapshot_key, snapshot_prefix,
-    write_checkpoint, write_snapshot,
+    PageIndex, attested_checkpoint, checkpoint_at_or_before, page_key, page_prefix, plan_pages,
+    root_pages, snapshot_at_or_before, snapshot_key, snapshot_prefix, write_checkpoint,
+    write_snapshot,
 };
 pub use log_base::{Base, base_head, base_key, base_seqs, check_collected, newest_base, read_base};
 
