@@ -45,8 +45,10 @@
 //!   rebase, ops, io, lifecycle, rotation, cache). -> volume, leaves.
 //! - `volume/`: a volume in the store (keyring, log and snapshot I/O), its
 //!   genesis, and the keys an engine holds. -> leaves.
-//! - leaves: `tree` (the namespace and op application), `clock`, `error`,
-//!   `identity`, `types`; they import only `format`, `store` and each other.
+//! - leaves: `tree` (the namespace and op application), `node_table` (the
+//!   tree's node table, shared by the committed tree and the view), `clock`,
+//!   `error`, `identity`, `types`; they import only `format`, `store` and
+//!   each other.
 
 mod clock;
 pub use clock::Clock;
@@ -55,6 +57,7 @@ mod error;
 mod history_api;
 mod identity;
 mod namespace;
+mod node_table;
 mod router;
 mod tree;
 mod types;

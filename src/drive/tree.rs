@@ -8,12 +8,14 @@
 //!   POSIX error the engine reports for it.
 //! - Directory link counts are `2 + subdirectories`; a non-directory's is
 //!   its number of names; a node whose last name goes is removed.
-//! - Nodes are shared (`Arc`) between clones of a
-//!   tree and copied on write, so the engine's committed tree and view
-//!   hold one copy of every node neither has changed since they were
-//!   last made equal ([`Tree::share_from`]).
+//! - Clones of a tree share one node table ([`NodeTable`]: a base table
+//!   and each tree's overlay of its own changes) and every node in it
+//!   (`Arc`, copied on write), so the engine's committed tree and view
+//!   hold one table and one copy of every node neither has changed since
+//!   they were last made equal ([`Tree::share_from`]).
 
 use super::error::{DriveError, Result};
+use super::node_table::NodeTable;
 use crate::format::content::BLOCK_SIZE;
 use crate::format::crypto::random_array;
 use crate::format::meta::{KIND_DIR, KIND_FILE, Node, Op, Time};
@@ -107,12 +109,9 @@ impl IdCursor {
 /// (`engine::listing`).
 #[derive(Debug, Clone, Default)]
 pub struct Tree {
-    pub(super) nodes: HashMap<u64, Arc<Node>>,
+    pub(super) nodes: NodeTable,
     /// Per writing client, the last `client_seq` it committed.
     pub(super) clients: BTreeMap<[u8; 16], u64>,
-    /// Ops applied since this tree was last made equal to another by
-    /// sharing (an upper bound on the nodes it holds a copy of).
-    applied: usize,
 }
 
 /// The nodes of one checkpoint page made ready for a [`Tree`], each in its
@@ -141,9 +140,8 @@ impl Tree {
             nodes.extend(p.nodes);
         }
         Tree {
-            nodes,
+            nodes: NodeTable::from_map(nodes),
             clients,
-            applied: 0,
         }
     }
 
@@ -154,18 +152,19 @@ impl Tree {
             .ok_or(DriveError::NotFound)
     }
 
-    /// Makes this tree equal to `other`, sharing every node with it (no
-    /// node is copied until one of the two trees changes it).
+    /// Makes this tree equal to `other`, sharing its node table and every
+    /// node with it (no node is copied until one of the two trees changes
+    /// it; the cost is a copy of `other`'s overlay).
     pub fn share_from(&mut self, other: &Tree) {
         self.clone_from(other);
-        self.applied = 0;
     }
 
-    /// Whether enough ops were applied since the last [`Tree::share_from`]
-    /// that sharing again with an equal tree is worth its cost (a copy of
-    /// the node table: amortised, a constant per op).
-    pub fn worth_sharing(&self) -> bool {
-        self.applied >= (self.nodes.len() / 16).max(64)
+    /// Moves this tree's own changes into the node table it shares with
+    /// `other`, in place (see [`NodeTable::fold_into_shared`]): neither
+    /// tree changes, this one's overlay empties, `other`'s keeps only what
+    /// differs from this tree.
+    pub fn fold_into_shared(&mut self, other: &mut Tree) {
+        self.nodes.fold_into_shared(&mut other.nodes);
     }
 
     pub fn dir(&self, id: u64) -> Result<&Node> {
@@ -212,10 +211,7 @@ impl Tree {
     }
 
     fn node_mut(&mut self, id: u64) -> Result<&mut Node> {
-        self.nodes
-            .get_mut(&id)
-            .map(Arc::make_mut)
-            .ok_or(DriveError::NotFound)
+        self.nodes.get_mut(&id).ok_or(DriveError::NotFound)
     }
 
     fn insert_entry(&mut self, parent: u64, name: Vec<u8>, child: u64, time: Time) {
@@ -283,7 +279,6 @@ impl Tree {
     /// Applies one op. Returns the nodes it removed (so the engine can keep
     /// open files readable). On error the tree is unchanged.
     pub fn apply(&mut self, op: &Op) -> Result<Vec<Node>> {
-        self.applied += 1;
         let mut removed = Vec::new();
         match op {
             Op::Create { parent, name, node } => {
@@ -594,7 +589,7 @@ mod tests {
         }
         let mut view = Tree::default();
         view.share_from(&committed);
-        assert!(!view.worth_sharing());
+        assert!(view.nodes.shares_base(&committed.nodes));
         for id in [ROOT, 10, 19] {
             assert!(Arc::ptr_eq(&view.nodes[&id], &committed.nodes[&id]));
         }
@@ -615,6 +610,66 @@ mod tests {
         assert!(!Arc::ptr_eq(&view.nodes[&ROOT], &committed.nodes[&ROOT]));
         // Untouched nodes stay shared.
         assert!(Arc::ptr_eq(&view.nodes[&19], &committed.nodes[&19]));
+    }
+
+    /// The engine's cycle on one node table: the view takes ops (pending),
+    /// the committed tree takes a prefix of them (a commit) and folds it
+    /// into the table it shares with the view: the view still reads as
+    /// committed + the rest, its overlay holds only what the rest
+    /// changed, and the table was not copied.
+    #[test]
+    fn view_overlay_after_commit_and_rebase() {
+        let mut committed = Tree::default();
+        create(&mut committed, 0, "", node(ROOT, KIND_DIR)).unwrap();
+        create(&mut committed, ROOT, "d", node(10, KIND_DIR)).unwrap();
+        for i in 0..50 {
+            create(
+                &mut committed,
+                10,
+                &format!("f{i}"),
+                node(100 + i, KIND_FILE),
+            )
+            .unwrap();
+        }
+        let mut view = committed.clone();
+        let pending: Vec<Op> = (0..6)
+            .map(|i| Op::Create {
+                parent: if i < 3 { 10 } else { ROOT },
+                name: format!("new{i}").into_bytes(),
+                node: Box::new(node(200 + i, KIND_FILE)),
+            })
+            .chain([Op::Unlink {
+                parent: 10,
+                name: b"f7".to_vec(),
+                node: 107,
+                time: Time::default(),
+            }])
+            .collect();
+        for op in &pending {
+            view.apply(op).unwrap();
+        }
+        let replayed = |upto: usize, base: &Tree| {
+            let mut t = base.clone();
+            for op in &pending[upto..] {
+                t.apply(op).unwrap();
+            }
+            t.all_nodes()
+        };
+        // A commit of the first three (all in directory 10).
+        for op in &pending[..3] {
+            committed.apply(op).unwrap();
+        }
+        let table = committed.nodes.base_ptr();
+        committed.fold_into_shared(&mut view);
+        assert_eq!(committed.nodes.base_ptr(), table, "table copied");
+        assert!(view.nodes.shares_base(&committed.nodes));
+        assert_eq!(committed.nodes.overlay_len(), 0);
+        assert_eq!(view.all_nodes(), replayed(3, &committed));
+        // Left in the view's overlay: the root and the files created in
+        // it, directory 10 (one unlink still pending there), the file
+        // unlinked; the three files committed agree with the table.
+        let over = view.nodes.overlay_ids();
+        assert_eq!(over, [ROOT, 10, 107, 203, 204, 205]);
     }
 
     /// A volume link counts like a subdirectory, holds nothing, can be

@@ -127,13 +127,9 @@ impl Engine {
                         }
                     }
                     core.keep_open(removed);
-                    core.view.clients = core.committed.clients.clone();
                 }
             }
-            if simple && core.view.worth_sharing() {
-                let core = &mut *core;
-                core.view.share_from(&core.committed);
-            }
+            core.fold_committed();
             core.head = head;
             if !simple {
                 core.rebase(&self.me.card_id);
@@ -301,14 +297,7 @@ impl Engine {
                         // it was the end (see `log_end_stale`).
                         core.log_end_seen = Some(put_started);
                         core.fatal = None;
-                        if core.pending.is_empty() {
-                            core.view.clients = core.committed.clients.clone();
-                            if core.view.worth_sharing() {
-                                // Equal now: one copy of each node, not two.
-                                let core = &mut *core;
-                                core.view.share_from(&core.committed);
-                            }
-                        }
+                        core.fold_committed();
                     }
                     self.save_state(false)?;
                     // Under the lock: an op pushed (and journalled by a

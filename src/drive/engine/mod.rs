@@ -71,6 +71,8 @@ pub(super) mod repack;
 pub(super) mod reseal;
 pub(super) mod rotation;
 pub(super) mod state;
+#[cfg(test)]
+mod view_tests;
 
 use super::identity::Identity;
 use super::types::DriveOptions;

@@ -204,7 +204,7 @@ pub(super) mod tests {
         (store, e, dir)
     }
 
-    async fn open(
+    pub(in crate::drive::engine) async fn open(
         store: &Arc<dyn ObjectStore>,
         me: &Identity,
         dir: &std::path::Path,

@@ -275,6 +275,51 @@ mod tests {
             .collect()
     }
 
+    /// The rebased view reads through the committed tree's node table
+    /// (as the view before it did, see `Core::fold_committed`): its
+    /// overlay holds only the nodes its pending ops changed, and it reads
+    /// as committed + those ops.
+    #[test]
+    fn the_rebased_view_shares_the_committed_table() {
+        let files: Vec<(String, u64)> = (0..40).map(|i| (format!("f{i}"), 100 + i)).collect();
+        let named: Vec<(&str, u64, u64)> =
+            files.iter().map(|(n, id)| (n.as_str(), *id, 1)).collect();
+        let base = tree(&named);
+        let mine = [
+            create(ROOT, "mine", node(10, KIND_FILE, 1)),
+            set_content(105, 1, 2),
+        ];
+        let mut old_view = base.clone();
+        for op in &mine {
+            old_view.apply(op).unwrap();
+        }
+        // Another client removed f7 meanwhile.
+        let mut committed = base;
+        committed
+            .apply(&Op::Unlink {
+                parent: ROOT,
+                name: b"f7".to_vec(),
+                node: 107,
+                time: Time::default(),
+            })
+            .unwrap();
+        committed.fold_into_shared(&mut old_view);
+        let pending = VecDeque::from([(1, mine[0].clone()), (2, mine[1].clone())]);
+        let r = rebase(
+            &committed,
+            &old_view,
+            pending,
+            &CARD,
+            &mut IdCursor::default(),
+        );
+        assert!(r.dropped.is_empty() && r.conflicted.is_empty() && !r.changed);
+        assert!(r.view.nodes.shares_base(&committed.nodes));
+        assert_eq!(r.view.nodes.overlay_ids(), [ROOT, 10, 105]);
+        let replayed = apply_all(committed.clone(), &[&mine[0], &mine[1]]);
+        assert_eq!(r.view.all_nodes(), replayed.all_nodes());
+        assert!(r.view.get(107).is_err());
+    }
+
     #[test]
     fn a_name_taken_meanwhile_gets_a_conflict_name() {
         let base = tree(&[]);

@@ -124,11 +124,10 @@ impl Engine {
                     }
                     // Only nodes naming the old block are copied out of the
                     // tree they share with the committed one.
-                    for n in core.view.nodes.values_mut() {
-                        if n.blocks.values().any(|b| b.place() == old.place()) {
-                            replace_in_node(std::sync::Arc::make_mut(n), old, new);
-                        }
-                    }
+                    core.view.nodes.change_where(
+                        |n| n.blocks.values().any(|b| b.place() == old.place()),
+                        |n| replace_in_node(n, old, new),
+                    );
                     for n in core.orphans.values_mut() {
                         replace_in_node(n, old, new);
                     }

@@ -372,6 +372,18 @@ impl Core {
         }
     }
 
+    /// After ops were applied to the committed tree: moves its changes
+    /// into the node table it shares with the view, in place (the view
+    /// keeps what differs: see [`Tree::fold_into_shared`]), and, with no
+    /// pending op left, makes the view share everything again (they are
+    /// equal then): one table and one copy of each node, not two.
+    pub(super) fn fold_committed(&mut self) {
+        self.committed.fold_into_shared(&mut self.view);
+        if self.pending.is_empty() {
+            self.view.share_from(&self.committed);
+        }
+    }
+
     /// Rebuilds the view as committed + pending (see [`rebase::rebase`]):
     /// open handles and unsealed writes follow conflict copies, and open
     /// files whose node went away stay readable as orphans.
