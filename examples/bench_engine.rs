@@ -24,22 +24,56 @@ struct Counting;
 
 static LIVE: AtomicUsize = AtomicUsize::new(0);
 
+/// Live bytes by allocation size: 8-byte steps up to 1 KiB, then one class
+/// per power of two (what `BENCH_HEAP_CLASSES=1` prints after an open).
+static CLASSES: [AtomicUsize; 192] = [const { AtomicUsize::new(0) }; 192];
+
+fn class(size: usize) -> usize {
+    if size <= 1024 {
+        size.div_ceil(8)
+    } else {
+        (129 + (usize::BITS - (size - 1).leading_zeros()) as usize - 11).min(191)
+    }
+}
+
+/// The lower bound of the sizes in class `c`.
+fn class_floor(c: usize) -> usize {
+    if c <= 128 {
+        (c * 8).saturating_sub(7)
+    } else {
+        (1 << (c - 129 + 10)) + 1
+    }
+}
+
+fn count(size: usize, add: bool) {
+    let c = &CLASSES[class(size)];
+    if add {
+        c.fetch_add(size, Ordering::Relaxed);
+    } else {
+        c.fetch_sub(size, Ordering::Relaxed);
+    }
+}
+
 // SAFETY: forwards every call unchanged to the system allocator; the
 // counter is only arithmetic on the sizes it is given.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         LIVE.fetch_add(layout.size(), Ordering::Relaxed);
+        count(layout.size(), true);
         // SAFETY: same contract as the caller's.
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        count(layout.size(), false);
         // SAFETY: same contract as the caller's.
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         LIVE.fetch_add(new_size, Ordering::Relaxed);
         LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        count(new_size, true);
+        count(layout.size(), false);
         // SAFETY: same contract as the caller's.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -214,6 +248,8 @@ async fn main() {
     let mut times = Vec::with_capacity(opens);
     for k in 0..opens {
         let before = LIVE.load(Ordering::Relaxed);
+        let classes_before: Vec<usize> =
+            CLASSES.iter().map(|c| c.load(Ordering::Relaxed)).collect();
         let t = Instant::now();
         let again = Drive::open_drive(
             store.clone(),
@@ -231,6 +267,25 @@ async fn main() {
             held as f64 / (1 << 20) as f64,
             held as u64 / (files + 2)
         );
+        if std::env::var_os("BENCH_HEAP_CLASSES").is_some() {
+            // Where the held bytes are, by allocation size (largest first).
+            let mut held: Vec<(usize, isize)> = CLASSES
+                .iter()
+                .zip(&classes_before)
+                .enumerate()
+                .map(|(c, (now, was))| (c, now.load(Ordering::Relaxed) as isize - *was as isize))
+                .filter(|(_, b)| *b != 0)
+                .collect();
+            held.sort_by_key(|(_, b)| -b.abs());
+            for (c, b) in held.iter().take(12) {
+                println!(
+                    "  allocations of {}..{} bytes: {:.1} bytes per file",
+                    class_floor(*c),
+                    class_floor(*c + 1) - 1,
+                    *b as f64 / (files + 2) as f64
+                );
+            }
+        }
         again.shutdown().await.unwrap();
         drop(again);
         times.push(open);

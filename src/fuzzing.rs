@@ -519,9 +519,9 @@ fn sample_nodes() -> Vec<Node> {
         ..Default::default()
     };
     dir.entries
-        .insert(b"f".to_vec(), DirLink { node: 7, cookie: 1 });
+        .insert(b"f".into(), DirLink { node: 7, cookie: 1 });
     dir.entries
-        .insert(b"l".to_vec(), DirLink { node: 8, cookie: 2 });
+        .insert(b"l".into(), DirLink { node: 8, cookie: 2 });
     let link = Node {
         id: 8,
         kind: KIND_SYMLINK,
@@ -565,7 +565,7 @@ pub fn sample_ops() -> Vec<Op> {
     );
     node.xattrs.insert(b"user.a".to_vec(), b"b".to_vec());
     node.entries
-        .insert(b"x".to_vec(), DirLink { node: 9, cookie: 1 });
+        .insert(b"x".into(), DirLink { node: 9, cookie: 1 });
     let t = Time {
         secs: 1_700_000_000,
         nanos: 5,

@@ -192,7 +192,7 @@ impl Tree {
                 d.entries
                     .iter()
                     .find(|(_, l)| l.node == node)
-                    .map(|(name, _)| (d.id, name.clone()))
+                    .map(|(name, _)| (d.id, name.to_vec()))
             })
     }
 
@@ -219,7 +219,7 @@ impl Tree {
         let cookie = p.next_cookie;
         p.next_cookie += 1;
         p.entries.insert(
-            name,
+            name.into(),
             crate::format::meta::DirLink {
                 node: child,
                 cookie,
@@ -297,7 +297,7 @@ impl Tree {
                     self.nodes.insert(ROOT, Arc::new(root));
                     return Ok(removed);
                 }
-                if self.dir(*parent)?.entries.contains_key(name) {
+                if self.dir(*parent)?.entries.contains_key(name.as_slice()) {
                     return Err(DriveError::Exists);
                 }
                 let mut n = (**node).clone();
@@ -324,7 +324,7 @@ impl Tree {
                 if is_dirlike(self.get(*node)?.kind) {
                     return Err(DriveError::NotPermitted);
                 }
-                if self.dir(*parent)?.entries.contains_key(name) {
+                if self.dir(*parent)?.entries.contains_key(name.as_slice()) {
                     return Err(DriveError::Exists);
                 }
                 let n = self.node_mut(*node)?;

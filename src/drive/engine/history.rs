@@ -215,7 +215,7 @@ impl Engine {
             let id = order[i].2;
             if let Some(n) = past.nodes.get(&id).filter(|n| n.kind == KIND_DIR) {
                 for (child, link) in &n.entries {
-                    order.push((Some(id), child.clone(), link.node));
+                    order.push((Some(id), child.to_vec(), link.node));
                 }
             }
             i += 1;
@@ -242,7 +242,7 @@ impl Engine {
         let (mut nodes, mut skipped_links) = (0, 0);
         {
             let mut core = self.lock();
-            if core.view.dir(parent)?.entries.contains_key(&name) {
+            if core.view.dir(parent)?.entries.contains_key(name.as_slice()) {
                 return Err(DriveError::Exists);
             }
             for (old_parent, child_name, old) in order {

@@ -18,7 +18,7 @@
 
 use crate::drive::error::Result;
 use crate::drive::tree::Tree;
-use crate::format::meta::Node;
+use crate::format::meta::{Name, Node};
 
 /// A directory's entries as of one moment, sorted by cookie.
 #[derive(Debug, Clone)]
@@ -26,7 +26,7 @@ pub struct Listing {
     dir: u64,
     /// Every entry with cookie above `after` and below `upto` when taken
     /// (or when last extended), ascending by cookie.
-    entries: Vec<(u64, Vec<u8>)>,
+    entries: Vec<(u64, Name)>,
     after: u64,
     /// The directory's `next_cookie` when the entries were read: any entry
     /// with a cookie at or above it was added since.
@@ -67,9 +67,9 @@ impl Listing {
             while i < self.entries.len() && out.len() < limit {
                 let (cookie, name) = &self.entries[i];
                 i += 1;
-                match node.entries.get(name.as_slice()) {
+                match node.entries.get(name.as_bytes()) {
                     Some(l) if l.cookie == *cookie && *cookie > after => {
-                        out.push((*cookie, name.clone(), l.node));
+                        out.push((*cookie, name.to_vec(), l.node));
                     }
                     _ => {}
                 }
@@ -99,8 +99,8 @@ impl Listing {
 
 /// The entries of directory `node` with cookie at least `from`, sorted by
 /// cookie (a scan of the directory).
-fn by_cookie(node: &Node, from: u64) -> Vec<(u64, Vec<u8>)> {
-    let mut v: Vec<(u64, Vec<u8>)> = node
+fn by_cookie(node: &Node, from: u64) -> Vec<(u64, Name)> {
+    let mut v: Vec<(u64, Name)> = node
         .entries
         .iter()
         .filter(|(_, l)| l.cookie >= from)

@@ -72,7 +72,7 @@ impl Engine {
         self.writable()?;
         let name = check_name(name)?;
         let mut core = self.lock();
-        if core.view.dir(parent)?.entries.contains_key(&name) {
+        if core.view.dir(parent)?.entries.contains_key(name.as_slice()) {
             return Err(DriveError::Exists);
         }
         node.id = core.fresh_id(node.kind);
@@ -241,7 +241,7 @@ impl Engine {
             .view
             .dir(newparent)?
             .entries
-            .get(&newname)
+            .get(newname.as_slice())
             .map(|l| l.node);
         if flags.noreplace && target.is_some() {
             return Err(DriveError::Exists);
@@ -269,7 +269,12 @@ impl Engine {
         if !core.view.nodes.contains_key(&ino) {
             return Err(DriveError::NotFound);
         }
-        if core.view.dir(newparent)?.entries.contains_key(&name) {
+        if core
+            .view
+            .dir(newparent)?
+            .entries
+            .contains_key(name.as_slice())
+        {
             return Err(DriveError::Exists);
         }
         core.push(Op::Link {

@@ -117,7 +117,7 @@ fn post_order(
         }
         out.push(Op::Unlink {
             parent: dir,
-            name: name.clone(),
+            name: name.to_vec(),
             node: link.node,
             time,
         });
@@ -310,7 +310,7 @@ impl Router {
                 .entries
                 .iter()
                 .find(|(_, l)| l.node == node)
-                .map(|(name, _)| name.clone())
+                .map(|(name, _)| name.to_vec())
                 .ok_or(DriveError::NotFound)?;
             parts.push(name);
             node = n.parent;
@@ -396,7 +396,7 @@ fn replace_ops(core: &mut Core, plan: &Plan, vol: [u8; 16]) -> Result<(Vec<Op>, 
     let folder = &plan.nodes[0];
     let dir = core.view().dir(plan.parent)?;
     let mut tmp = format!(".cardfs-sharing-{}", hex8(&vol)).into_bytes();
-    while dir.entries.contains_key(&tmp) {
+    while dir.entries.contains_key(tmp.as_slice()) {
         tmp.push(b'_');
     }
     let t = now();

@@ -578,7 +578,7 @@ mod tests {
         let entries: Vec<(Vec<u8>, u64)> = tree.nodes[&dir]
             .entries
             .iter()
-            .map(|(k, l)| (k.clone(), l.node))
+            .map(|(k, l)| (k.to_vec(), l.node))
             .collect();
         let name = format!("n{}", rng.below(40)).into_bytes();
         let t = Time {
@@ -627,7 +627,7 @@ mod tests {
                     Some(_) => (dir2, &tree.nodes[&dir2].entries),
                     None => (dir, &tree.nodes[&dir].entries),
                 };
-                let other = names2.keys().nth(rng.below(names2.len())).unwrap().clone();
+                let other = names2.keys().nth(rng.below(names2.len())).unwrap().to_vec();
                 Op::Rename {
                     parent: dir,
                     name: old,

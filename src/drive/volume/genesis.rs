@@ -201,7 +201,7 @@ fn genesis_ops(nodes: Vec<Node>) -> Result<Vec<Op>> {
                 let ctime = by_id.get(&link.node).map(|n| n.ctime).unwrap_or_default();
                 ops.push(Op::Link {
                     parent: dir,
-                    name,
+                    name: name.into(),
                     node: link.node,
                     ctime,
                 });
@@ -216,7 +216,7 @@ fn genesis_ops(nodes: Vec<Node>) -> Result<Vec<Op>> {
             }
             ops.push(Op::Create {
                 parent: dir,
-                name,
+                name: name.into(),
                 node: Box::new(child),
             });
         }
@@ -241,7 +241,7 @@ mod tests {
                 .iter()
                 .map(|(n, c)| {
                     (
-                        n.as_bytes().to_vec(),
+                        crate::format::meta::Name::from(n.as_bytes()),
                         DirLink {
                             node: *c,
                             cookie: 9,

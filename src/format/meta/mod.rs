@@ -9,7 +9,8 @@
 //!   snapshots;
 //! - [`node`] and [`ops`]: the records inside those boxes (nodes, block
 //!   refs, metadata ops, batches); [`block_map`]: a file's block refs by
-//!   index, as nodes hold them in memory;
+//!   index, and [`name`]: a directory entry's name, as nodes hold them in
+//!   memory;
 //! - [`page`]: the paged checkpoint (its root, the payload of a snapshot
 //!   box, and its pages of nodes);
 //! - [`log_base`]: the owner-signed summary of collected log entries.
@@ -25,6 +26,7 @@ pub mod block_map;
 pub mod header;
 pub mod keyring;
 pub mod log_base;
+pub mod name;
 pub mod node;
 pub mod ops;
 pub mod page;
@@ -35,6 +37,7 @@ pub use block_map::BlockMap;
 pub use header::{DriveHeader, MemberRecord};
 pub use keyring::{Keyring, volume_key_context};
 pub use log_base::{LOG_BASE_MAGIC, LogBase};
+pub use name::Name;
 pub use node::{
     BlockKey, BlockRef, DirLink, KIND_BLOCK_DEV, KIND_CHAR_DEV, KIND_DIR, KIND_FIFO, KIND_FILE,
     KIND_SOCKET, KIND_SYMLINK, KIND_VOLUME, Node, Time, is_special,

@@ -11,6 +11,7 @@
 //! are read.
 
 use super::BlockMap;
+use super::name::Name;
 use super::sparse::Sparse;
 use crate::format::content::{BLOCK_SIZE, PACK_LIMIT, Place, sealed_len};
 use crate::format::crypto::random_array;
@@ -228,7 +229,7 @@ pub struct Node {
     pub xattrs: Sparse<BTreeMap<Vec<u8>, Vec<u8>>>,
     /// Directories: parent node (root: itself), entries, next cookie.
     pub parent: u64,
-    pub entries: Sparse<BTreeMap<Vec<u8>, DirLink>>,
+    pub entries: Sparse<BTreeMap<Name, DirLink>>,
     pub next_cookie: u64,
 }
 
@@ -315,7 +316,7 @@ impl Node {
         if count > 0 {
             let mut entries = Vec::with_capacity(count);
             for _ in 0..count {
-                let name = r.bytes()?.to_vec();
+                let name = Name::from(r.bytes()?);
                 let link = DirLink {
                     node: r.u64()?,
                     cookie: r.u64()?,
@@ -514,7 +515,8 @@ mod tests {
                 ..n.clone()
             },
             Node {
-                entries: BTreeMap::from([(b"x".to_vec(), DirLink { node: 1, cookie: 1 })]).into(),
+                entries: BTreeMap::from([(Name::from(b"x"), DirLink { node: 1, cookie: 1 })])
+                    .into(),
                 ..n.clone()
             },
         ] {

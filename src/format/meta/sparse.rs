@@ -12,6 +12,7 @@
 //! [`Sparse::clear`], [`Sparse::from`] and the map's [`Sparse::remove`]
 //! free the box once empty.
 
+use super::name::Name;
 use super::node::DirLink;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -38,9 +39,9 @@ impl Empty for Vec<u8> {
     }
 }
 
-impl Empty for BTreeMap<Vec<u8>, DirLink> {
+impl Empty for BTreeMap<Name, DirLink> {
     fn empty() -> &'static Self {
-        static EMPTY: BTreeMap<Vec<u8>, DirLink> = BTreeMap::new();
+        static EMPTY: BTreeMap<Name, DirLink> = BTreeMap::new();
         &EMPTY
     }
     fn is_empty_value(&self) -> bool {
