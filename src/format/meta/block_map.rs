@@ -32,6 +32,12 @@ impl BlockMap {
         self.0.is_empty()
     }
 
+    /// The refs the map has room for without growing.
+    #[cfg(test)]
+    pub fn capacity(&self) -> usize {
+        self.0.capacity()
+    }
+
     pub fn get(&self, index: &u64) -> Option<&BlockRef> {
         self.find(*index).ok().map(|at| &self.0[at].1)
     }
@@ -48,6 +54,12 @@ impl BlockMap {
     /// past the last index (a file written in order) costs no search.
     pub fn insert(&mut self, index: u64, block: BlockRef) -> Option<BlockRef> {
         if self.0.last().is_none_or(|(i, _)| *i < index) {
+            // A first ref gets room for itself only (a vector's first
+            // push keeps room for 4: 288 bytes where most files have
+            // one block); later ones grow the vector as usual.
+            if self.0.capacity() == 0 {
+                self.0.reserve_exact(1);
+            }
             self.0.push((index, block));
             return None;
         }
@@ -157,6 +169,19 @@ mod tests {
             (0u64..40).prop_map(Step::Remove),
             (0u64..40).prop_map(Step::RetainBelow),
         ]
+    }
+
+    /// A map of one ref has room for one only, whether built by an insert
+    /// (a file's first write) or collected (a decoded node).
+    #[test]
+    fn one_ref_takes_room_for_one() {
+        let mut m = BlockMap::new();
+        m.insert(0, block(1));
+        assert_eq!(m.capacity(), 1);
+        m.insert(1, block(2));
+        assert_eq!(m.len(), 2);
+        let m: BlockMap = [(0, block(1))].into();
+        assert_eq!(m.capacity(), 1);
     }
 
     proptest! {

@@ -302,10 +302,11 @@ impl Node {
         if !(KIND_FILE..=KIND_BLOCK_DEV).contains(&n.kind) {
             return Err(FormatError::Invalid("node kind"));
         }
-        for _ in 0..r.count(BLOCK_REF_LEN)? {
-            let (i, b) = BlockRef::read(r)?;
-            n.blocks.insert(i, b);
-        }
+        // Collected, so the map holds exactly its refs: growing by
+        // inserts would keep room for 4 (288 bytes for a file of one block).
+        n.blocks = (0..r.count(BLOCK_REF_LEN)?)
+            .map(|_| BlockRef::read(r))
+            .collect::<Result<BlockMap, _>>()?;
         for _ in 0..r.count(8)? {
             let k = r.bytes()?.to_vec();
             n.xattrs.insert(k, r.bytes()?.to_vec());
@@ -397,6 +398,32 @@ mod tests {
             assert!(!shown.contains(leak), "key bytes in {shown}");
         }
         assert_eq!(n.clone().blocks[&0].key.as_bytes(), &[0xab; 32]);
+    }
+
+    /// A decoded node holds exactly its refs and its names in place: a
+    /// file of one block does not keep room for four, a short name has no
+    /// allocation of its own.
+    #[test]
+    fn decoded_nodes_hold_no_spare_room() {
+        let b = BlockRef::fresh(3, 0);
+        let file = Node {
+            kind: KIND_FILE,
+            blocks: [(0, b)].into(),
+            ..Default::default()
+        };
+        let dir = Node {
+            kind: KIND_DIR,
+            entries: BTreeMap::from([(Name::from(b"f1"), DirLink { node: 5, cookie: 1 })]).into(),
+            ..Default::default()
+        };
+        for n in [file, dir] {
+            let mut w = Writer::new();
+            n.write(&mut w);
+            let back = Node::read(&mut Reader::new(&w.0)).unwrap();
+            assert_eq!(back, n);
+            assert_eq!(back.blocks.capacity(), back.blocks.len());
+            assert!(back.entries.keys().all(Name::is_inline));
+        }
     }
 
     #[test]
