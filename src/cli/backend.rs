@@ -11,8 +11,8 @@ use super::exit::UserError;
 use super::upload_meter::Meter;
 use anyhow::Context;
 use cardfs::drive::{
-    DEFAULT_GRACE, DEFAULT_KEEP, Drive, DriveError, DriveStatus, GcOptions, Ino, Member, ROOT_INO,
-    Role, ShareInfo,
+    DEFAULT_GRACE, DEFAULT_KEEP, DEFAULT_PACK_WASTE_PERCENT, Drive, DriveError, DriveStatus,
+    GcOptions, Ino, Member, ROOT_INO, Role, ShareInfo,
 };
 use cardfs::format::card::{Card, CardId};
 use cardfs::identity::directory::{self, DirectoryError};
@@ -74,7 +74,7 @@ impl DriveBackend {
         let opts = GcOptions {
             grace: DEFAULT_GRACE,
             keep: self.keep,
-            dry_run: false,
+            ..Default::default()
         };
         tokio::spawn(async move {
             loop {
@@ -213,6 +213,7 @@ impl Backend for DriveBackend {
                 grace_secs,
                 keep_secs,
                 dry_run,
+                pack_waste_percent,
             } => {
                 if !self.drive.is_owner() {
                     return Err(UserError::GcNotOwner.into());
@@ -221,6 +222,7 @@ impl Backend for DriveBackend {
                     grace: Duration::from_secs(grace_secs),
                     keep: keep_secs.map_or(self.keep, Duration::from_secs),
                     dry_run,
+                    pack_waste_percent: pack_waste_percent.unwrap_or(DEFAULT_PACK_WASTE_PERCENT),
                 };
                 let outcome = collect(&self.drive, &opts, progress).await;
                 if !dry_run {
@@ -382,6 +384,9 @@ pub fn drive_report(s: &DriveStatus, now: SystemTime) -> DriveReport {
         last_gc_reclaimed_objects: None,
         last_gc_reclaimed_bytes: None,
         last_gc_error: None,
+        refused_changes: s.refused_changes,
+        last_refused: s.last_refused.as_ref().map(|r| super::units::rfc3339(r.0)),
+        last_refused_reason: s.last_refused.as_ref().map(|r| r.1.clone()),
     }
 }
 
@@ -435,6 +440,11 @@ mod tests {
             offline_since: None,
             cache_full: true,
             lost_unsealed: vec!["a/b.txt".into()],
+            refused_changes: 2,
+            last_refused: Some((
+                UNIX_EPOCH + Duration::from_secs(90),
+                "changes to c refused".into(),
+            )),
         };
         let r = drive_report(&s, now);
         assert_eq!((r.pending_changes, r.pending_bytes), (3, 2048));
@@ -444,6 +454,12 @@ mod tests {
         assert!(!r.store_reachable && r.cache_full);
         assert_eq!(r.lost_writes, ["a/b.txt"]);
         assert_eq!(r.offline_since, None);
+        assert_eq!(r.refused_changes, 2);
+        assert_eq!(r.last_refused.as_deref(), Some("1970-01-01T00:01:30Z"));
+        assert_eq!(
+            r.last_refused_reason.as_deref(),
+            Some("changes to c refused")
+        );
         let offline = DriveStatus {
             offline_since: Some(UNIX_EPOCH + Duration::from_secs(60)),
             ..s

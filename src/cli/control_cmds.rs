@@ -105,6 +105,7 @@ pub fn gc(
     grace: std::time::Duration,
     keep: Option<std::time::Duration>,
     dry_run: bool,
+    pack_waste: u64,
     json: bool,
 ) -> anyhow::Result<()> {
     use super::units::bytes;
@@ -114,6 +115,7 @@ pub fn gc(
         grace_secs: grace.as_secs(),
         keep_secs: keep.map(|k| k.as_secs()),
         dry_run,
+        pack_waste_percent: Some(pack_waste),
     };
     let progress = Progress::new("deleting");
     let result = control::call_on(stream, &mnt, request, &mut |d, t| progress.update(d, t));
@@ -132,7 +134,7 @@ pub fn gc(
         "reclaimed"
     };
     println!(
-        "{}: {verb} {} objects, {} (of {} objects, {}; {} live, {} unreferenced but younger than the {} s grace) and {} metadata objects, {} (log entries, checkpoints and pages before the window); {} {} packs under half live ({} of live block versions sealed into new packs, the old packs go once the history window has passed them); history kept {} s; took {:.1} s",
+        "{}: {verb} {} objects, {} (of {} objects, {}; {} live, {} unreferenced but younger than the {} s grace) and {} metadata objects, {} (log entries, checkpoints and pages before the window); {} {} packs ({} of live block versions sealed into new packs, the old packs go once the history window has passed them); history kept {} s; took {:.1} s",
         mnt.display(),
         r.reclaimed_objects,
         bytes(r.reclaimed_bytes),
@@ -291,6 +293,19 @@ fn status_lines(r: &StatusReport) -> Vec<String> {
             ),
         ));
     }
+    if d.refused_changes > 0 {
+        let last = match (&d.last_refused, &d.last_refused_reason) {
+            (Some(t), Some(why)) => format!("; the last at {}: {why}", words_utc(t)),
+            _ => String::new(),
+        };
+        fields.push((
+            "refused changes",
+            format!(
+                "{} (their content was collected before they could be committed; the files stay as they were){last}",
+                d.refused_changes
+            ),
+        ));
+    }
     fields.push(("owner", owner));
     fields.push((
         "your role",
@@ -365,5 +380,25 @@ mod tests {
         has("  your role: member of the folders shared with you");
         assert!(lines.iter().any(|l| l.starts_with("  cache: full")));
         assert!(lines.iter().any(|l| l.ends_with("a/b.txt")));
+    }
+
+    #[test]
+    fn refused_changes_in_words() {
+        let none = MountInfo::default().report(DriveReport::default());
+        assert!(!status_lines(&none).iter().any(|l| l.contains("refused")));
+        let report = MountInfo::default().report(DriveReport {
+            refused_changes: 2,
+            last_refused: Some("1970-01-01T00:01:30Z".into()),
+            last_refused_reason: Some("changes to copy refused".into()),
+            ..DriveReport::default()
+        });
+        let line = status_lines(&report)
+            .into_iter()
+            .find(|l| l.starts_with("  refused changes: 2 "))
+            .expect("a refused changes line");
+        assert!(
+            line.ends_with("; the last at 1970-01-01 00:01:30 UTC: changes to copy refused"),
+            "{line}"
+        );
     }
 }

@@ -123,11 +123,15 @@ pub enum Request {
     },
     /// Collect content objects nothing needs (`cardfs gc`): unreferenced
     /// objects older than `grace_secs`; history kept for `keep_secs`
-    /// (`None`: the mount's setting).
+    /// (`None`: the mount's setting); packs repacked until their dead
+    /// bytes are within `pack_waste_percent` of their live bytes (`None`,
+    /// from an older client: the default).
     Gc {
         grace_secs: u64,
         keep_secs: Option<u64>,
         dry_run: bool,
+        #[serde(default)]
+        pack_waste_percent: Option<u64>,
     },
 }
 
@@ -380,6 +384,15 @@ pub struct DriveReport {
     pub last_gc_reclaimed_bytes: Option<u64>,
     #[serde(default)]
     pub last_gc_error: Option<String>,
+    /// Changes refused since mounting because the content they name was
+    /// collected before they could be committed (the files stay as they
+    /// were), and the last one's time (RFC 3339 UTC) and reason.
+    #[serde(default)]
+    pub refused_changes: u64,
+    #[serde(default)]
+    pub last_refused: Option<String>,
+    #[serde(default)]
+    pub last_refused_reason: Option<String>,
 }
 
 /// A shared folder as the daemon reports it.

@@ -90,6 +90,12 @@ enum Command {
         /// Count what would be deleted; delete nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Repack small files' packs until the dead bytes left in them are
+        /// at most PERCENT of their live bytes (packs under half live are
+        /// always repacked): lower keeps less dead data, moves more bytes.
+        #[arg(long, value_name = "PERCENT",
+              default_value_t = cardfs::drive::DEFAULT_PACK_WASTE_PERCENT)]
+        pack_waste: u64,
         /// Print the figures as one JSON object (fields in docs/CLI.md).
         #[arg(long)]
         json: bool,
@@ -207,8 +213,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             grace,
             keep,
             dry_run,
+            pack_waste,
             json,
-        } => control_cmds::gc(&mountpoint, grace, keep, dry_run, json),
+        } => control_cmds::gc(&mountpoint, grace, keep, dry_run, pack_waste, json),
         Command::Status { mountpoint, json } => control_cmds::status(mountpoint.as_deref(), json),
         Command::Fsck {
             mountpoint,

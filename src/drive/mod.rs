@@ -195,6 +195,8 @@ impl Drive {
             offline_since: None,
             cache_full: false,
             lost_unsealed: Vec::new(),
+            refused_changes: 0,
+            last_refused: None,
         };
         for e in self.r.engines() {
             let x = e.status();
@@ -209,6 +211,10 @@ impl Drive {
             };
             s.cache_full |= x.cache_full;
             s.lost_unsealed.extend(x.lost_unsealed);
+            s.refused_changes += x.refused_changes;
+            if x.last_refused.as_ref().map(|r| r.0) > s.last_refused.as_ref().map(|r| r.0) {
+                s.last_refused = x.last_refused;
+            }
         }
         s
     }

@@ -213,6 +213,13 @@ pub struct DriveStatus {
     /// Files that lost writes not yet sealed when the daemon last stopped
     /// without unmounting (paths in the drive); reported by one `status`.
     pub lost_unsealed: Vec<String>,
+    /// Pending changes refused since the drive was opened because the
+    /// content they name was collected before they could be committed (a
+    /// copy of a file another client changed or repacked meanwhile; the
+    /// files stay as they were): how many, and when and why the last one
+    /// was (docs/ARCHITECTURE.md, "Collection").
+    pub refused_changes: u64,
+    pub last_refused: Option<(SystemTime, String)>,
 }
 
 /// A member of a shared folder.
@@ -246,6 +253,9 @@ pub const DEFAULT_KEEP: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Default grace: unreferenced objects younger than an hour (by the
 /// store's clock) are left alone (uploads of other clients in flight).
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(3600);
+/// Default bound on the dead bytes a collection leaves in packs, as a
+/// share of their live bytes in percent ([`GcOptions::pack_waste_percent`]).
+pub const DEFAULT_PACK_WASTE_PERCENT: u64 = 10;
 
 /// How a garbage collection runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -256,6 +266,11 @@ pub struct GcOptions {
     pub keep: Duration,
     /// Count what would go, delete nothing.
     pub dry_run: bool,
+    /// Packs are repacked (beyond those under half live, which always
+    /// are) until the dead bytes left in them are at most this share of
+    /// their live bytes, in percent (docs/ARCHITECTURE.md, "Collection").
+    /// Lower keeps less dead data in the store and moves more bytes.
+    pub pack_waste_percent: u64,
 }
 
 impl Default for GcOptions {
@@ -264,6 +279,7 @@ impl Default for GcOptions {
             grace: DEFAULT_GRACE,
             keep: DEFAULT_KEEP,
             dry_run: false,
+            pack_waste_percent: DEFAULT_PACK_WASTE_PERCENT,
         }
     }
 }
@@ -290,10 +306,11 @@ pub struct GcReport {
     pub metadata_reclaimed_objects: u64,
     #[serde(default)]
     pub metadata_reclaimed_bytes: u64,
-    /// Packs whose live bytes were below half their size and whose live
-    /// block versions were sealed again into new packs (or, in a dry run,
-    /// would be); their bytes go at a later collection, once no state in
-    /// the retention window names them.
+    /// Packs whose live block versions were sealed again into new packs
+    /// (or, in a dry run, would be): every pack under half live, then the
+    /// emptiest until the dead bytes left in packs are within
+    /// `pack_waste_percent` of their live bytes; their bytes go at a later
+    /// collection, once no state in the retention window names them.
     #[serde(default)]
     pub repacked_packs: u64,
     #[serde(default)]

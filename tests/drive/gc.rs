@@ -121,7 +121,7 @@ async fn the_grace_period_keeps_young_garbage() {
         &GcOptions {
             grace: HOUR,
             keep: Duration::ZERO,
-            dry_run: false,
+            ..Default::default()
         },
     )
     .await;

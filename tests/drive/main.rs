@@ -22,6 +22,7 @@ mod ops;
 mod packs;
 mod readdir;
 mod repack;
+mod repack_bound;
 mod s3;
 mod share;
 mod share_history;

@@ -351,11 +351,6 @@ impl Cache {
         Ok(Some(out))
     }
 
-    /// When the cached copy of an object was written (`None`: not cached).
-    pub fn object_time(&self, id: &[u8; 16]) -> Option<std::time::SystemTime> {
-        fs::metadata(self.object_path(id)).ok()?.modified().ok()
-    }
-
     /// Whether the object is in the cache.
     pub fn has_object(&self, id: &[u8; 16]) -> bool {
         self.lru.lock().expect("lru lock").entries.contains_key(id)

@@ -527,6 +527,8 @@ impl Engine {
             offline_since: core.offline_since,
             cache_full: core.cache_full,
             lost_unsealed: std::mem::take(&mut core.lost_unsealed),
+            refused_changes: core.refused_changes,
+            last_refused: core.last_refused.clone(),
         }
     }
 

@@ -12,8 +12,8 @@
 //!
 //! Besides the ids, the live set counts, for each pack, the sealed bytes
 //! of the distinct block versions of it that are live (by place): the
-//! collector repacks a pack whose live bytes are below half its size
-//! (engine `repack`).
+//! collector chooses from these which packs to repack (router
+//! `repack_choice`, engine `repack`).
 //!
 //! Invariant: the engine's own state is taken under its lock before the
 //! walk, and the walk reaches the head it had then: a commit during the

@@ -5,9 +5,18 @@
 //! - Every queued op is in the journal file (see `journal_file`); replay
 //!   skips ops the log already holds (same client seq).
 //! - Replay keeps a prefix of the journalled ops: it stops at the first op
-//!   whose content objects are missing or damaged (page-cache data a crash
-//!   of the machine lost), so every file comes back as a version that
-//!   existed, never as one naming content that is gone.
+//!   whose cached content objects are missing or damaged (page-cache data
+//!   a crash of the machine lost), so every file comes back as a version
+//!   that existed, never as one naming content that is gone.
+//! - Replayed refs are all taken as refs this client did not seal: the
+//!   journal does not say which objects it sealed and which it took from
+//!   another client's file (a clone copy, a conflict copy), and a cached
+//!   copy says neither. So the collection race rule (engine `reseal`)
+//!   commits one only while the committed tree names its object, else
+//!   seals its bytes again (from the cache or the store) or, when they
+//!   are gone from both, refuses the ops naming it; a ref with no cached
+//!   copy therefore never ends the replayed prefix. The cost: after a
+//!   crash, content pending then is sealed and uploaded once more.
 
 use super::Engine;
 use super::cache::LocalState;
@@ -66,7 +75,9 @@ impl Engine {
         'ops: for (i, (_, op)) in ops.iter().enumerate() {
             // A block ref carries everything needed to verify its object.
             for block in op_block_refs(op) {
-                if !self.block_intact(&block, &mut sizes).await? {
+                if self.cache.has_object(&block.id)
+                    && !self.block_intact(&block, &mut sizes).await?
+                {
                     tracing::error!(
                         object = %volume::content_key(&block.id),
                         dropped = ops.len() - i,
@@ -92,14 +103,8 @@ impl Engine {
         let mut core = self.lock();
         let before = before_crash(base, &core.committed, &journalled, client, upto);
         for (_, op) in &ops {
+            // Not in `sealed_at`: of unknown origin (see the module doc).
             for b in op_block_refs(op) {
-                // Sealed before the restart: as old as its cached copy
-                // (or of unknown age, so treated as old).
-                let sealed = self
-                    .cache
-                    .object_time(&b.id)
-                    .unwrap_or(std::time::UNIX_EPOCH);
-                core.sealed_at.insert(b.id, sealed);
                 if self.cache.has_object(&b.id) {
                     self.cache.pin(&b.id);
                     // A pack uploads whole (every block version in it).
@@ -183,7 +188,7 @@ pub(super) fn op_block_refs(op: &Op) -> Vec<BlockRef> {
 }
 
 /// The path of `node` from the volume root ("dir/file"), if it has one.
-fn path_of(tree: &Tree, mut node: u64) -> Option<String> {
+pub(super) fn path_of(tree: &Tree, mut node: u64) -> Option<String> {
     let mut parts = Vec::new();
     while node != ROOT {
         let (parent, name) = tree.name_of(node)?;

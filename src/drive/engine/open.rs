@@ -298,6 +298,8 @@ impl Engine {
             commit_since: None,
             cache_full: false,
             lost_unsealed: Vec::new(),
+            refused_changes: 0,
+            last_refused: None,
             last_commit: None,
             reachable: offline_since.is_none(),
             last_snapshot: snapshot_seq,

@@ -16,6 +16,8 @@
 //!   a relocation whose file changed before it commits is dropped by the
 //!   rebase, never turned into a conflict copy. The old refs stay valid
 //!   until then: nothing is deleted here.
+//! - Once the relocation ops are committed, a checkpoint is written: the
+//!   collection's metadata step can then move the log base past them.
 //! - A crash before the relocation ops are committed leaves the old refs
 //!   in the committed tree (the old pack stays live); replay commits the
 //!   journalled relocation ops or the next collection repacks again.
@@ -102,6 +104,11 @@ impl Engine {
             );
             let through = self.lock().next_client_seq;
             self.commit_before(through).await?;
+            // The relocation ops restate every moved file's refs: a
+            // checkpoint after them lets the log base move past them
+            // (with `--keep 0` in this very collection), instead of
+            // keeping them until the writes make the next checkpoint due.
+            self.snapshot(true).await;
         }
         Ok(moved)
     }

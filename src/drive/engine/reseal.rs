@@ -40,7 +40,7 @@
 //!   and then the pack is dropped.
 
 use super::Engine;
-use super::journal::op_block_refs;
+use super::journal::{op_block_refs, path_of};
 use super::state::Core;
 use crate::drive::error::{DriveError, Result};
 use crate::drive::tree::Tree;
@@ -177,11 +177,24 @@ impl Engine {
             .filter_map(|(_, op)| op_node(op))
             .collect();
         core.pending.retain(|(_, op)| !names(op));
+        let dropped = (before - core.pending.len()) as u64;
+        let files: Vec<String> = (refused.iter())
+            .map(|n| path_of(&core.view, *n).unwrap_or_else(|| format!("node {n}")))
+            .collect();
+        core.refused_changes += dropped;
+        core.last_refused = Some((
+            std::time::SystemTime::now(),
+            format!(
+                "changes to {} refused: they name {}, collected before they were committed ({e})",
+                files.join(", "),
+                crate::drive::volume::content_key(&block.id)
+            ),
+        ));
         tracing::error!(
             object = %crate::drive::volume::content_key(&block.id),
             error = %e,
-            nodes = ?refused,
-            ops = before - core.pending.len(),
+            files = ?files,
+            ops = dropped,
             "a pending change names content that was collected before it could be committed (a copy of a file another client changed or repacked meanwhile): the change is refused, the file stays as it was"
         );
         // The view again as the committed tree plus what is left (a later

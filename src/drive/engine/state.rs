@@ -116,6 +116,11 @@ pub struct Core {
     /// Files that lost unsealed writes in the last crash (reported by the
     /// next `status`, once).
     pub(super) lost_unsealed: Vec<String>,
+    /// Pending changes refused by the collection race rule since the
+    /// engine opened (their content was collected before they could be
+    /// committed; `reseal`), and when and why the last one was.
+    pub(super) refused_changes: u64,
+    pub(super) last_refused: Option<(SystemTime, String)>,
     pub(super) last_commit: Option<SystemTime>,
     pub(super) reachable: bool,
     pub(super) last_snapshot: u64,

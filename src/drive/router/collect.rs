@@ -19,14 +19,16 @@
 //! - Deleting is idempotent: a collection interrupted half-way deletes
 //!   only garbage, and the next one finishes it.
 //!
-//! Repacking: a pack older than the grace whose live bytes (block versions
-//! named by any state in the window or held) are below
-//! [`REPACK_BELOW_PERCENT`] of its size has the block versions the
-//! current trees name sealed again into new packs (engine `repack`),
-//! after the deletions. It is live in this run's sets, so it goes at a
-//! later collection, once no state in the window names it.
+//! Repacking: among the packs older than the grace, those `repack_choice`
+//! picks (every pack under half live, then the emptiest until the dead
+//! bytes left in packs are within a share of their live bytes) have the
+//! block versions the current trees name sealed again into new packs
+//! (engine `repack`), after the deletions. A pack is live in this run's
+//! sets, so it goes at a later collection, once no state in the window
+//! names it.
 
 use super::Router;
+use super::repack_choice::{self, PackUse};
 use crate::drive::engine::gc::LiveSet;
 use crate::drive::error::{DriveError, Result};
 use crate::drive::types::{GcOptions, GcReport};
@@ -43,10 +45,6 @@ const DELETE_BATCH: usize = 1000;
 /// SeaweedFS of the tests deletes about 3,600 objects/s either way, about
 /// what it lists, so a collection of 100,000 there takes ~55 s.
 const DELETES_AT_ONCE: usize = 4;
-/// A pack whose live bytes are below this share of its size is repacked.
-/// Half: a repack at most doubles the live bytes for a while (old and new
-/// pack), and a pack kept at this share wastes at most as much as it holds.
-pub const REPACK_BELOW_PERCENT: u64 = 50;
 
 impl Router {
     /// Collects content objects nothing needs (see the module doc);
@@ -75,7 +73,7 @@ impl Router {
             let e = self.engine(*v).await?;
             e.live_blocks(opts.keep, &mut live).await?;
         }
-        let mut sparse = HashSet::new();
+        let mut packs = Vec::new();
         let mut report = GcReport {
             objects: listed.len() as u64,
             bytes: listed.iter().map(|m| m.size).sum(),
@@ -94,9 +92,12 @@ impl Router {
             if live.ids.contains(&id) {
                 report.live_objects += 1;
                 report.live_bytes += m.size;
-                let used = live.pack_live_bytes(&id);
-                if !young && used > 0 && used * 100 < m.size * REPACK_BELOW_PERCENT {
-                    sparse.insert(id);
+                if !young && live.packs.contains_key(&id) {
+                    packs.push(PackUse {
+                        id,
+                        size: m.size,
+                        live: live.pack_live_bytes(&id),
+                    });
                 }
                 continue;
             }
@@ -127,7 +128,14 @@ impl Router {
                 progress(done, total);
             }
         }
-        // Then the live block versions of mostly dead packs into new ones.
+        // Then the live block versions of the packs chosen into new ones.
+        let sparse: HashSet<[u8; 16]> = repack_choice::choose(
+            &packs,
+            opts.pack_waste_percent,
+            repack_choice::MAX_EXTRA_MOVED,
+        )
+        .into_iter()
+        .collect();
         if opts.dry_run {
             report.repacked_packs = sparse.len() as u64;
             report.repacked_bytes = sparse.iter().map(|id| live.pack_live_bytes(id)).sum();

@@ -15,7 +15,8 @@
 //! - Children: `inos` (inode numbers), `member_view` (discovery and the
 //!   synthetic root's entries, no router state), `synthetic` (serving the
 //!   synthetic root), `share_api` (sharing folders), `collect` (garbage
-//!   collection of content objects). Children import the
+//!   collection of content objects), `repack_choice` (which packs it
+//!   repacks). Children import the
 //!   router; the router imports only `inos` and `member_view` data types.
 //! - The drive-level lock on the cache directory is held from open until
 //!   shutdown/abandon; each engine also locks its own `v/<volume>/` cache.
@@ -23,6 +24,7 @@
 mod collect;
 mod inos;
 mod member_view;
+mod repack_choice;
 mod share_api;
 mod synthetic;
 

@@ -14,7 +14,7 @@ pub fn now_all() -> GcOptions {
     GcOptions {
         grace: Duration::ZERO,
         keep: Duration::ZERO,
-        dry_run: false,
+        ..Default::default()
     }
 }
 

@@ -456,7 +456,7 @@ pub async fn check_on(mut env: Env, ops: Vec<M>, fail_every: u64) {
                 let now = GcOptions {
                     grace: std::time::Duration::ZERO,
                     keep: std::time::Duration::ZERO,
-                    dry_run: false,
+                    ..Default::default()
                 };
                 d.gc(&now, &|_, _| {}).await.unwrap();
                 sync_retry(&d).await;
