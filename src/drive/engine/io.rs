@@ -45,7 +45,7 @@ pub struct Fetch {
 /// Blocks fetched ahead of a sequential reader: enough GETs in flight to
 /// hide the store's per-request latency (one 1 MiB GET at a time reaches
 /// only a fraction of what the store can serve).
-const READ_AHEAD_BLOCKS: u64 = 16;
+const READ_AHEAD_BLOCKS: u64 = 6;
 /// Whole-block fetches behind random reads in flight at most (beyond
 /// that a random read only fetches its range): bounds the bandwidth a
 /// random reader of a big file can ask for at once.
