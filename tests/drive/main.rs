@@ -27,6 +27,7 @@ mod s3;
 mod share;
 mod share_history;
 mod share_keys;
+mod spread_reads;
 mod tamper;
 mod tamper_pages;
 mod tamper_refs;

@@ -49,10 +49,19 @@ const READ_AHEAD_BLOCKS: u64 = 6;
 /// Whole-block fetches behind random reads in flight at most (beyond
 /// that a random read only fetches its range): bounds the bandwidth a
 /// random reader of a big file can ask for at once.
-const RANDOM_PREFETCH_MAX: usize = 8;
+const RANDOM_PREFETCH_MAX: usize = 16;
 /// Decrypted blocks kept in memory for sequential readers (room for the
 /// read-ahead window of two readers).
 const PLAIN_BLOCKS: usize = 2 * READ_AHEAD_BLOCKS as usize + 4;
+/// Random reads of one handle that must miss the cache before the blocks
+/// after each further miss are fetched too: a reader spread over a file
+/// (a database, an archive index, a media file being scrubbed) will
+/// likely come back to its neighbourhood, and one request per 1 MiB costs
+/// milliseconds however little of it is read (s3fs fetches far more: 50
+/// MiB behind each miss).
+const RANDOM_SPREAD_AFTER: u32 = 4;
+/// Blocks fetched after a random miss once the reader is spread out.
+const RANDOM_SPREAD: u64 = 8;
 
 /// Where the bytes of one block of a read come from.
 enum Part {
@@ -238,6 +247,20 @@ impl Engine {
     }
 
     async fn load_whole(&self, f: &Fetch) -> Result<Arc<Vec<u8>>> {
+        let (plain, fetched) = self.open_whole(f).await?;
+        if let Some(object) = fetched {
+            self.cache
+                .put_object(&f.block.place().id, &object, false, false)?;
+        }
+        Ok(plain)
+    }
+
+    /// The verified plaintext of a whole block, from the cache or the
+    /// store, now among the decrypted blocks; with the object fetched from
+    /// the store when it is one to cache (whole, verified), which the
+    /// caller writes to the cache (after releasing readers waiting for
+    /// the plaintext).
+    async fn open_whole(&self, f: &Fetch) -> Result<(Arc<Vec<u8>>, Option<bytes::Bytes>)> {
         let len = f.block.len as usize;
         let place = f.block.place();
         let key = volume::content_key(&place.id);
@@ -246,7 +269,7 @@ impl Engine {
         let range = sealed_range(&f.block);
         if let Some(sealed) = self.cache.read_object(&place.id, range.clone())? {
             match content::open_chunks(&cipher, &place, len, all.clone(), &sealed) {
-                Ok(plain) => return Ok(self.plain_put(place, plain)),
+                Ok(plain) => return Ok((self.plain_put(place, plain), None)),
                 Err(e) => self.drop_cached(&key, &place, &e),
             }
         }
@@ -268,10 +291,17 @@ impl Engine {
             .map_err(|e| DriveError::tampered(&key, e.to_string()))?;
         // Verified (the other block versions of a pack are verified when
         // read): keep the ciphertext in the cache, the whole object only.
-        if object.len() as u64 == size {
-            self.cache.put_object(&place.id, &object, false, false)?;
-        }
-        Ok(self.plain_put(place, plain))
+        let whole = object.len() as u64 == size;
+        Ok((self.plain_put(place, plain), whole.then_some(object)))
+    }
+
+    /// Whether the cache has room for fetching blocks after a random miss:
+    /// the window is at most a sixteenth of what it may hold beside the
+    /// data not uploaded yet, so the neighbours never crowd out what the
+    /// reader came for.
+    fn spread_fits(&self) -> bool {
+        let free = self.cache.bound().saturating_sub(self.cache.pinned_bytes());
+        RANDOM_SPREAD * B * 16 <= free
     }
 
     fn plain_get(&self, place: &content::Place) -> Option<Arc<Vec<u8>>> {
@@ -367,38 +397,60 @@ impl Engine {
             let sequential = h.last_read_end == offset || offset == 0;
             // Read-ahead: on sequential reads, the next stored blocks; on
             // random reads (when the store is remote), the blocks just read
-            // from, whole, so the next read there needs no request.
+            // from, whole, so the next read there needs no request, and once
+            // the handle has missed the cache on a few blocks (a reader
+            // spread over the file), the blocks after them too.
             let first = end.div_ceil(B);
+            let running = self
+                .prefetching
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .len();
+            let random_whole = !sequential
+                && self.opts.whole_blocks_on_random_reads
+                && end > offset
+                && running < RANDOM_PREFETCH_MAX;
             let (from, window) = if sequential {
                 (first, READ_AHEAD_BLOCKS)
-            } else if self.opts.whole_blocks_on_random_reads
-                && end > offset
-                && self
-                    .prefetching
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .len()
-                    < RANDOM_PREFETCH_MAX
-            {
+            } else if random_whole {
                 (offset / B, first - offset / B)
             } else {
                 (first, 0)
             };
-            let prefetch = (from..from.saturating_add(window).min(live_blocks))
-                .filter(|i| !d.is_some_and(|d| d.blocks.contains_key(i)))
-                // A random read's block already cached is read from there.
-                .filter(|i| {
-                    sequential || !blocks.get(i).is_some_and(|b| self.cache.has_object(&b.id))
+            let wanted = |i: &u64| {
+                !d.is_some_and(|d| d.blocks.contains_key(i))
+                    // A random read's block already cached is read from there.
+                    && (sequential || !blocks.get(i).is_some_and(|b| self.cache.has_object(&b.id)))
+            };
+            let fetch_of = |i: u64| {
+                blocks.get(&i).map(|b| Fetch {
+                    index: i,
+                    block: b.clone(),
                 })
-                .filter_map(|i| {
-                    blocks.get(&i).map(|b| Fetch {
-                        index: i,
-                        block: b.clone(),
-                    })
-                })
+            };
+            let mut prefetch: Vec<Fetch> = (from..from.saturating_add(window).min(live_blocks))
+                .filter(wanted)
+                .filter_map(fetch_of)
                 .collect();
+            let missed = random_whole && !prefetch.is_empty();
+            if missed && h.random_misses + 1 >= RANDOM_SPREAD_AFTER && self.spread_fits() {
+                let after = from + window;
+                let room = RANDOM_PREFETCH_MAX - running;
+                let more: Vec<Fetch> = (after
+                    ..after.saturating_add(RANDOM_SPREAD).min(live_blocks))
+                    .filter(wanted)
+                    .filter_map(fetch_of)
+                    .filter(|f| {
+                        let place = f.block.place();
+                        self.plain_get(&place).is_none() && self.running_prefetch(&place).is_none()
+                    })
+                    .take(room.saturating_sub(prefetch.len()))
+                    .collect();
+                prefetch.extend(more);
+            }
             if let Some(h) = core.handles.get_mut(&fh) {
                 h.last_read_end = end;
+                h.random_misses = h.random_misses.saturating_add(missed as u32);
             }
             (parts, sequential, prefetch)
         };
@@ -435,14 +487,23 @@ impl Engine {
             }
             running.insert(place, lock);
         }
-        if let Err(e) = self.load_whole(&f).await {
-            tracing::debug!(error = %e, "read-ahead failed; the read itself will retry");
-        }
+        let opened = self.open_whole(&f).await;
+        // Readers waiting for this block take its plaintext now; the
+        // ciphertext goes to the cache after.
         self.prefetching
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&place);
         drop(guard);
+        match opened {
+            Err(e) => tracing::debug!(error = %e, "read-ahead failed; the read itself will retry"),
+            Ok((_, Some(object))) => {
+                if let Err(e) = self.cache.put_object(&place.id, &object, false, false) {
+                    tracing::warn!(error = %e, "could not cache a block read ahead");
+                }
+            }
+            Ok((_, None)) => {}
+        }
     }
 
     /// Loads into the dirty buffers the stored blocks `idxs` of `ino` that

@@ -70,6 +70,9 @@ pub struct Handle {
     pub(super) append: bool,
     /// End of the last read (sequential read detection).
     pub(super) last_read_end: u64,
+    /// Random reads through this handle that missed the cache (they widen
+    /// the whole-block fetches behind random reads, see `engine::io`).
+    pub(super) random_misses: u32,
     /// A directory handle's snapshot of the entries `readdir` pages
     /// through (taken by its first read, again at offset 0).
     pub(super) listing: Option<Box<Listing>>,
@@ -323,6 +326,7 @@ impl Core {
                 writable,
                 append,
                 last_read_end: u64::MAX,
+                random_misses: 0,
                 listing: None,
             },
         );
