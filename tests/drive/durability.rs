@@ -16,7 +16,6 @@ use crate::support::drive::crash::{
 };
 use crate::support::drive::*;
 use cardfs::drive::*;
-use cardfs::store::KeyMatch;
 use std::path::{Path, PathBuf};
 
 const CHILD_ENV: &str = "CARDFS_TEST_DURABILITY_CHILD";
@@ -189,7 +188,7 @@ async fn states_after_damage(
     seq: &[(String, u64, usize)],
 ) -> Vec<char> {
     let flaky = faulty(local_store(dir));
-    flaky.update_config(|c| c.refuse_puts = vec![KeyMatch::Contains("/l/".into())]);
+    refuse_commits(&flaky);
     let d = Drive::open_drive(flaky, id.clone(), quiet_opts(cache))
         .await
         .unwrap();

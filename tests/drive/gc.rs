@@ -137,9 +137,9 @@ async fn pending_and_unsealed_content_is_never_collected() {
     let old = put(&d, ROOT_INO, "old", b"committed").await;
     sync(&d).await;
     // Content uploaded, its log entry refused: pending in this engine.
-    store.update_config(|c| c.refuse_puts = vec![cardfs::store::KeyMatch::Contains("/l/".into())]);
+    refuse_commits(&store);
     overwrite(&d, old, &pattern(1 << 20, 9)).await;
-    let _ = tokio::time::timeout(Duration::from_secs(2), d.sync(&|_, _| {})).await;
+    upload_uncommitted(&d).await;
     let uploaded = content(env.store.as_ref()).await.0;
     assert_eq!(
         uploaded.len(),
@@ -168,11 +168,10 @@ async fn another_clients_uncommitted_upload_survives_a_collection() {
     sync(&a).await;
     // Client B uploads content whose log entry cannot be written yet.
     let (b_store, b) = env.open_faulty("b").await;
-    b_store
-        .update_config(|c| c.refuse_puts = vec![cardfs::store::KeyMatch::Contains("/l/".into())]);
+    refuse_commits(&b_store);
     let data = pattern((1 << 20) + 5, 4);
     put(&b, ROOT_INO, "b", &data).await;
-    let _ = tokio::time::timeout(Duration::from_secs(2), b.sync(&|_, _| {})).await;
+    upload_uncommitted(&b).await;
     assert_eq!(content(env.store.as_ref()).await.0.len(), 3);
     // A collects with the default grace: B's young upload stays.
     let r = gc(
@@ -282,10 +281,10 @@ async fn own_content_older_than_half_the_grace_is_sealed_again_before_commit() {
     let ahead = Arc::new(AtomicI64::new(0));
     let d = open_with_clock(&env, store.clone(), "cache", ahead.clone()).await;
     // Uploaded, not committed (the log is out of reach).
-    store.update_config(|c| c.refuse_puts = vec![cardfs::store::KeyMatch::Contains("/l/".into())]);
+    refuse_commits(&store);
     let data = pattern((1 << 20) + 77, 5);
     put(&d, ROOT_INO, "late", &data).await;
-    let _ = tokio::time::timeout(Duration::from_secs(2), d.sync(&|_, _| {})).await;
+    upload_uncommitted(&d).await;
     let first = content(env.store.as_ref()).await.0;
     assert_eq!(first.len(), 2);
     // The client comes back after more than half the grace (1 h).
@@ -313,9 +312,9 @@ async fn own_content_younger_than_half_the_grace_is_committed_as_it_is() {
     let store = faulty(env.store.clone());
     let ahead = Arc::new(AtomicI64::new(0));
     let d = open_with_clock(&env, store.clone(), "cache", ahead.clone()).await;
-    store.update_config(|c| c.refuse_puts = vec![cardfs::store::KeyMatch::Contains("/l/".into())]);
+    refuse_commits(&store);
     put(&d, ROOT_INO, "f", &pattern(1 << 20, 6)).await;
-    let _ = tokio::time::timeout(Duration::from_secs(2), d.sync(&|_, _| {})).await;
+    upload_uncommitted(&d).await;
     let first = content(env.store.as_ref()).await.0;
     ahead.store(29 * 60, Ordering::SeqCst);
     store.update_config(|c| c.refuse_puts.clear());

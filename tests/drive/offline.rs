@@ -293,15 +293,7 @@ async fn offline_open_starts_from_the_mirrored_snapshot() {
     // two, in a drive this small) and the entries after it only.
     let cache = env.dir.path().join("laptop");
     assert_eq!(files_named(&cache, "~s~").len(), 1);
-    let (_, head, root, _) = newest_root(&env).await;
-    let named: BTreeSet<String> = named_pages(&head.volume, &root)
-        .into_iter()
-        .map(|(_, p)| p)
-        .collect();
-    let mirrored: BTreeSet<String> = files_named(&cache, "~p~")
-        .iter()
-        .map(|p| p.file_name().unwrap().to_string_lossy().replace('~', "/"))
-        .collect();
+    let (named, mirrored) = newest_and_mirrored_pages(&env, &cache).await;
     assert!((1..=2).contains(&named.len()), "{} pages", named.len());
     assert_eq!(mirrored, named);
     let entries = files_named(&cache, "~l~").len();
@@ -315,6 +307,24 @@ async fn offline_open_starts_from_the_mirrored_snapshot() {
         format!("file {}", n - 1).as_bytes()
     );
     d.abandon().await;
+}
+
+/// The pages the store's newest checkpoint names, and the pages the
+/// mirror in `cache` holds (both as store keys).
+async fn newest_and_mirrored_pages(
+    env: &Env,
+    cache: &std::path::Path,
+) -> (BTreeSet<String>, BTreeSet<String>) {
+    let (_, head, root, _) = newest_root(env).await;
+    let named = named_pages(&head.volume, &root)
+        .into_iter()
+        .map(|(_, p)| p)
+        .collect();
+    let mirrored = files_named(cache, "~p~")
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().replace('~', "/"))
+        .collect();
+    (named, mirrored)
 }
 
 /// `n` synced commits of files `<prefix>0..n` (enough for checkpoints).
@@ -337,6 +347,48 @@ async fn reads_back(d: &Drive, names: &[String]) {
             "{name}"
         );
     }
+}
+
+/// A mirror missing one page of its newest checkpoint (a kill before the
+/// background copies finished) cannot open offline, and says the local
+/// cache lacks the page rather than calling it tampered; once the store
+/// is back, an online open copies the page again and offline works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_missing_from_the_mirror_is_a_cache_gap_not_tampering() {
+    let (env, fault, _) = setup().await;
+    let d = env.open_with("laptop").await;
+    let names = synced_files(&d, "f", SNAPSHOT_EVERY as usize + 6).await;
+    d.shutdown().await.unwrap();
+    let cache = env.dir.path().join("laptop");
+    let pages = files_named(&cache, "~p~");
+    assert!(!pages.is_empty(), "no mirrored page");
+    std::fs::remove_file(&pages[0]).unwrap();
+    let page = pages[0]
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .replace('~', "/");
+    fault.set_offline(true);
+    match open_result(&env, "laptop").await {
+        Err(DriveError::Store(e)) => {
+            assert!(e.is_transient(), "{e:?}");
+            let text = e.to_string();
+            assert!(
+                text.contains("local cache lacks") && text.contains(&page),
+                "{text}"
+            );
+        }
+        other => panic!("expected a cache gap, got {:?}", other.map(|_| ())),
+    }
+    fault.set_offline(false);
+    env.open_with("laptop").await.shutdown().await.unwrap();
+    // Every page of the newest checkpoint is in the mirror again.
+    let (named, mirrored) = newest_and_mirrored_pages(&env, &cache).await;
+    assert_eq!(mirrored, named);
+    fault.set_offline(true);
+    let d = open_result(&env, "laptop").await.unwrap();
+    reads_back(&d, &names).await;
+    d.abandon().await;
 }
 
 /// This client collected the log itself (a new log base, the entries and

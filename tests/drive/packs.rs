@@ -138,12 +138,12 @@ async fn a_stale_pack_is_sealed_again_block_version_by_block_version() {
         .await
         .unwrap();
     // Uploaded, not committed (the log is out of reach).
-    store.update_config(|c| c.refuse_puts = vec![cardfs::store::KeyMatch::Contains("/l/".into())]);
+    refuse_commits(&store);
     let written = files(8);
     for (name, data) in &written {
         put(&d, ROOT_INO, name, data).await;
     }
-    let _ = tokio::time::timeout(Duration::from_secs(2), d.sync(&|_, _| {})).await;
+    upload_uncommitted(&d).await;
     let first = content_objects(env.store.as_ref()).await;
     assert!(!first.is_empty());
     // Back after more than half the grace: every block version is sealed
@@ -214,12 +214,12 @@ async fn replay_checks_a_pack_once_for_all_its_block_versions() {
     let env = Env::new().await;
     let (store, d) = env.open_faulty("cache").await;
     // Uploaded, not committed (the log is out of reach).
-    store.update_config(|c| c.refuse_puts = vec![cardfs::store::KeyMatch::Contains("/l/".into())]);
+    refuse_commits(&store);
     let written = files(200);
     for (name, data) in &written {
         put(&d, ROOT_INO, name, data).await;
     }
-    let _ = tokio::time::timeout(Duration::from_secs(2), d.sync(&|_, _| {})).await;
+    upload_uncommitted(&d).await;
     let packs = content_objects(env.store.as_ref()).await;
     assert!(
         !packs.is_empty() && packs.len() <= 12,

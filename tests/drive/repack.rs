@@ -8,7 +8,7 @@ use crate::packs::{content_objects, empty_cache_reads, files, write_offline};
 use crate::support::drive::*;
 use cardfs::drive::*;
 use cardfs::format::content::sealed_len;
-use cardfs::store::{KeyMatch, ObjectStore};
+use cardfs::store::ObjectStore;
 use std::time::Duration;
 
 /// Content objects in the store and their bytes.
@@ -125,7 +125,7 @@ async fn a_client_holding_refs_into_a_repacked_pack_never_reads_eio() {
     let (b_store, b) = env.open_faulty("b").await;
     let src0 = lookup(&b, &kept[0].0).await.unwrap();
     assert_eq!(read_all(&b, src0).await, kept[0].1);
-    b_store.update_config(|c| c.refuse_puts = vec![KeyMatch::Contains("/l/".into())]);
+    refuse_commits(&b_store);
     for (name, _) in &kept[..2] {
         let src = lookup(&b, name).await.unwrap();
         let copy = format!("copy-{name}");
@@ -142,7 +142,7 @@ async fn a_client_holding_refs_into_a_repacked_pack_never_reads_eio() {
         b.release(src, inp).await.unwrap();
         b.release(attr.ino, out).await.unwrap();
     }
-    let _ = tokio::time::timeout(Duration::from_secs(2), b.sync(&|_, _| {})).await;
+    upload_uncommitted(&b).await;
     // A repacks and deletes the old packs (no grace, no history).
     let r = a.gc(&now_all(), &|_, _| {}).await.unwrap();
     assert!(r.repacked_packs > 0, "{r:?}");
@@ -184,7 +184,7 @@ async fn a_crash_between_the_reseal_and_its_commit_loses_nothing() {
     // The repack seals the live block versions again and queues the
     // relocation ops, but their log entry cannot be written: the process
     // dies there.
-    store.update_config(|c| c.refuse_puts = vec![KeyMatch::Contains("/l/".into())]);
+    refuse_commits(&store);
     let gc = tokio::time::timeout(Duration::from_secs(3), d.gc(&now_all(), &|_, _| {})).await;
     assert!(!matches!(gc, Ok(Ok(_))), "the repack's commit cannot land");
     d.abandon().await;
@@ -225,7 +225,7 @@ async fn a_copy_naming_a_collected_pack_is_refused_not_committed() {
     // B, nothing cached, makes a clone copy of "a" (no read: the copy
     // names the pack) and cannot commit it yet.
     let (b_store, b) = env.open_faulty("b").await;
-    b_store.update_config(|c| c.refuse_puts = vec![KeyMatch::Contains("/l/".into())]);
+    refuse_commits(&b_store);
     let src = lookup(&b, "a").await.unwrap();
     let (attr, out) = b
         .create(ROOT_INO, os("copy"), 0o644, libc::O_RDWR, WHO)
@@ -240,7 +240,7 @@ async fn a_copy_naming_a_collected_pack_is_refused_not_committed() {
     );
     b.release(src, inp).await.unwrap();
     b.release(attr.ino, out).await.unwrap();
-    let _ = tokio::time::timeout(Duration::from_secs(2), b.sync(&|_, _| {})).await;
+    upload_uncommitted(&b).await;
     // A repacks "a" and deletes the old pack.
     assert!(a.gc(&now_all(), &|_, _| {}).await.unwrap().repacked_packs >= 1);
     assert!(

@@ -190,7 +190,7 @@ async fn conflict_copy_survives_a_crash_before_its_commit() {
     sync(&b).await;
     a.refresh().await.unwrap();
     // A's log puts fail from now on: its edit stays pending.
-    fault.update_config(|c| c.refuse_puts = vec![cardfs::store::KeyMatch::Contains("/l/".into())]);
+    refuse_commits(&fault);
     let patch = |d: Drive, at: usize, text: &'static [u8]| async move {
         let fh = d.open(f, libc::O_WRONLY).await.unwrap();
         d.write(f, fh, at as u64, text).await.unwrap();

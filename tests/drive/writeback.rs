@@ -6,7 +6,6 @@
 
 use crate::support::drive::*;
 use cardfs::drive::*;
-use cardfs::store::KeyMatch;
 use std::sync::Arc;
 
 async fn open_on(env: &Env, store: Arc<dyn cardfs::store::ObjectStore>, cache: &str) -> Drive {
@@ -66,7 +65,7 @@ async fn half_done_upload_is_never_a_committed_version() {
     let f = put(&d, ROOT_INO, "f", b"version one").await;
     sync(&d).await;
     // Content uploads succeed, the log commit does not.
-    flaky.update_config(|c| c.refuse_puts = vec![KeyMatch::Contains("/l/".into())]);
+    refuse_commits(&flaky);
     let fh = d.open(f, libc::O_WRONLY | libc::O_TRUNC).await.unwrap();
     d.write(f, fh, 0, b"version two").await.unwrap();
     d.fsync(f, fh, false).await.unwrap();

@@ -235,7 +235,7 @@ impl Engine {
                     }));
                 }
                 let source = mirror().load().await?;
-                let v = verify_volume(
+                let v = match verify_volume(
                     source.as_ref(),
                     &me,
                     header,
@@ -243,7 +243,11 @@ impl Engine {
                     state.as_ref(),
                     want_base,
                 )
-                .await?;
+                .await
+                {
+                    Ok(v) => v,
+                    Err(e) => return Err(not_in_mirror(source.as_ref(), &volume_id, e).await),
+                };
                 tracing::warn!(volume = %hex8(&volume_id), head = v.head.seq, "opened offline from the local cache: reads of uncached content fail with EIO, changes are queued; the store is checked for rollback before the first commit");
                 (v, Some(SystemTime::now()))
             }
@@ -483,6 +487,29 @@ pub(super) async fn check_entry(
         }
         Err(e) => Err(store_err(e)),
     }
+}
+
+/// An offline open reads the mirror alone. An object that a verified
+/// object names but the mirror does not hold was never copied (checkpoint
+/// pages are copied in the background, so a process killed right after a
+/// cold open can leave some out): a gap in this machine's cache, not a sign
+/// that the store tampered with anything, so the error says that instead of
+/// "failed verification". Every other error is returned as it is.
+async fn not_in_mirror(source: &dyn ObjectStore, volume: &[u8; 16], e: DriveError) -> DriveError {
+    if let DriveError::Tampered { object, .. } = &e
+        && matches!(source.head(object).await, Err(StoreError::NotFound { .. }))
+    {
+        return DriveError::Store(StoreError::Transient {
+            message: format!(
+                "volume {}: the store is unreachable and the local cache lacks {object}, which the \
+                 newest checkpoint names (its copy was cut short when cardfs last stopped), so the \
+                 volume cannot be opened offline; open it once with the store reachable",
+                hex8(volume)
+            ),
+            retry_after: None,
+        });
+    }
+    e
 }
 
 fn fork(volume: &[u8; 16], known: u64, offered: u64) -> DriveError {

@@ -133,6 +133,19 @@ pub async fn sync(d: &Drive) {
     d.sync(&|_, _| {}).await.unwrap();
 }
 
+/// Makes `store` refuse every log entry from now on: what a drive on it
+/// writes next is sealed and uploaded but never committed.
+pub fn refuse_commits(store: &FaultStore) {
+    store.update_config(|c| c.refuse_puts = vec![cardfs::store::KeyMatch::Contains("/l/".into())]);
+}
+
+/// Runs a sync of a drive whose commits are refused ([`refuse_commits`])
+/// long enough for its content to reach the store, then gives up on the
+/// commit, which can never succeed.
+pub async fn upload_uncommitted(d: &Drive) {
+    let _ = tokio::time::timeout(Duration::from_secs(2), d.sync(&|_, _| {})).await;
+}
+
 /// The object a [`DriveError::Tampered`] names; any other error fails the
 /// test (a plain store error is EIO too, so EIO alone proves nothing).
 pub fn tampered_object(e: DriveError) -> String {
