@@ -24,7 +24,7 @@
 
 use super::Engine;
 use super::state::Core;
-use crate::drive::error::Result;
+use crate::drive::error::{DriveError, Result};
 use crate::format::content::sealed_len;
 use crate::format::meta::{BlockRef, KIND_FILE, Node, Op};
 use std::collections::HashSet;
@@ -103,12 +103,22 @@ impl Engine {
                 "repacked the live block versions of mostly dead packs"
             );
             let through = self.lock().next_client_seq;
-            self.commit_before(through).await?;
-            // The relocation ops restate every moved file's refs: a
-            // checkpoint after them lets the log base move past them
-            // (with `--keep 0` in this very collection), instead of
-            // keeping them until the writes make the next checkpoint due.
-            self.snapshot(true).await;
+            match self.commit_before(through).await {
+                // The relocation ops restate every moved file's refs: a
+                // checkpoint after them lets the log base move past them
+                // (with `--keep 0` in this very collection), instead of
+                // keeping them until the writes make the next checkpoint
+                // due.
+                Ok(()) => self.snapshot(true).await,
+                // The store refused a put for now: the relocation ops stay
+                // queued (journalled) and commit with the next sync, like
+                // any change. Until then the committed tree names the old
+                // packs, so nothing deletes them: the collection goes on.
+                Err(DriveError::Store(e)) if e.is_transient() => {
+                    tracing::warn!(error = %e, "repacked blocks not committed yet: they commit with the next sync, and the old packs stay until then");
+                }
+                Err(e) => return Err(e),
+            }
         }
         Ok(moved)
     }
@@ -127,7 +137,7 @@ impl Engine {
                 return Ok(());
             }
             if let Some(f) = fatal {
-                return Err(crate::drive::error::DriveError::CommitFailed(f));
+                return Err(DriveError::CommitFailed(f));
             }
             self.commit_once().await?;
         }
