@@ -124,9 +124,13 @@ pub struct PageNodes {
 
 impl PageNodes {
     pub fn new(nodes: Vec<Node>) -> Self {
-        PageNodes {
-            nodes: nodes.into_iter().map(|n| (n.id, Arc::new(n))).collect(),
-        }
+        // A vector of its own, not `collect` (which would reuse the
+        // decoded nodes' buffer in place and shrink it: the freed tail of
+        // every page's buffer, a few KiB, stayed a hole among the nodes
+        // for as long as the daemon runs).
+        let mut made = Vec::with_capacity(nodes.len());
+        made.extend(nodes.into_iter().map(|n| (n.id, Arc::new(n))));
+        PageNodes { nodes: made }
     }
 }
 

@@ -39,7 +39,7 @@ use crate::store::{
     PutMode,
 };
 use async_trait::async_trait;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use std::collections::{HashSet, VecDeque};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -67,10 +67,37 @@ pub struct Mirror {
 /// The page copies of a [`Mirror`] not written yet; one writer at a time
 /// on the blocking pool takes them in order (a cold open queues thousands:
 /// a thread each would crowd out the opening itself).
+///
+/// The queued bytes are copies in a spool of their own, not the store's
+/// buffers: a cold open reads pages faster than one writer saves them, and
+/// the store's buffers, held until saved, sat among the nodes decoded
+/// meanwhile; freed, they left holes the daemon never gave back (at
+/// 1,000,000 files, up to ~80 MB of RSS; docs/BENCHMARKS.md, "Where the
+/// daemon's memory goes"). A spool is one allocation of [`SPOOL_BYTES`],
+/// above the largest size malloc ever serves from its arenas, so it is
+/// mapped on its own, takes memory only as it fills, and is returned to
+/// the system whole once its last copy is written.
 #[derive(Debug, Default)]
 struct Copies {
     waiting: VecDeque<(String, Bytes)>,
     writing: bool,
+    spool: BytesMut,
+}
+
+/// Size of one spool of queued page copies: above glibc's largest
+/// adaptive mmap threshold (32 MiB on 64-bit systems).
+const SPOOL_BYTES: usize = 33 << 20;
+
+impl Copies {
+    /// A copy of `bytes` in the spool (a new spool when this one is full;
+    /// the old one is freed with its last copy).
+    fn spooled(&mut self, bytes: &[u8]) -> Bytes {
+        if self.spool.capacity() < bytes.len() {
+            self.spool = BytesMut::with_capacity(SPOOL_BYTES.max(bytes.len()));
+        }
+        self.spool.extend_from_slice(bytes);
+        self.spool.split().freeze()
+    }
 }
 
 impl Mirror {
@@ -170,7 +197,9 @@ impl Mirror {
     /// starting it if it is not running.
     fn save_page(self: &Arc<Self>, key: String, bytes: Bytes) {
         let mut copies = self.copies();
-        copies.waiting.push_back((key, bytes));
+        let copy = copies.spooled(&bytes);
+        drop(bytes);
+        copies.waiting.push_back((key, copy));
         if !copies.writing {
             copies.writing = true;
             let mirror = self.clone();
@@ -185,6 +214,10 @@ impl Mirror {
                 let mut copies = self.copies();
                 let next = copies.waiting.pop_front();
                 copies.writing = next.is_some();
+                if next.is_none() {
+                    // Nothing queued: the spool's memory goes back now.
+                    copies.spool = BytesMut::new();
+                }
                 next
             };
             let Some((key, bytes)) = next else {
@@ -340,4 +373,49 @@ impl ObjectStore for MirroredStore {
 /// answer that refuses or contradicts).
 pub fn unreachable(e: &crate::drive::DriveError) -> bool {
     matches!(e, crate::drive::DriveError::Store(s) if s.is_transient())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Queued page copies are written with exactly the bytes served, and
+    /// the spool they were copied into is let go once the queue drains.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn page_copies_are_written_and_the_spool_let_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let volume = [7; 16];
+        let mirror = Arc::new(Mirror::new(dir.path(), &volume, Arc::default()));
+        let pages: Vec<(String, Bytes)> = (0..200u32)
+            .map(|i| {
+                let key = volume::page_key(&volume, &[i as u8; 32]);
+                let len = 1 + (i as usize * 97) % 9000;
+                (key, Bytes::from(vec![(i % 251) as u8; len]))
+            })
+            .collect();
+        for (key, bytes) in &pages {
+            mirror.save_page(key.clone(), bytes.clone());
+        }
+        mirror.settle().await;
+        for (key, bytes) in &pages {
+            assert_eq!(fs::read(mirror.path(key)).unwrap(), bytes.as_ref(), "{key}");
+        }
+        assert_eq!(mirror.copies().spool.capacity(), 0);
+        assert!(mirror.copies().waiting.is_empty());
+    }
+
+    /// A copy too large for what is left of the spool starts a new one;
+    /// every copy keeps its own bytes.
+    #[test]
+    fn a_full_spool_is_replaced() {
+        let mut copies = Copies::default();
+        let first = copies.spooled(&[1; 100]);
+        assert!(copies.spool.capacity() >= SPOOL_BYTES - 100);
+        let big = vec![2; SPOOL_BYTES];
+        let second = copies.spooled(&big);
+        let third = copies.spooled(&[3; 10]);
+        assert_eq!(first.as_ref(), &[1; 100][..]);
+        assert_eq!(second.as_ref(), &big[..]);
+        assert_eq!(third.as_ref(), &[3; 10][..]);
+    }
 }
