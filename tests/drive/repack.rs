@@ -127,20 +127,7 @@ async fn a_client_holding_refs_into_a_repacked_pack_never_reads_eio() {
     assert_eq!(read_all(&b, src0).await, kept[0].1);
     refuse_commits(&b_store);
     for (name, _) in &kept[..2] {
-        let src = lookup(&b, name).await.unwrap();
-        let copy = format!("copy-{name}");
-        let (attr, out) = b
-            .create(ROOT_INO, os(&copy), 0o644, libc::O_RDWR, WHO)
-            .await
-            .unwrap();
-        let inp = b.open(src, libc::O_RDONLY).await.unwrap();
-        let n = b
-            .copy_range((src, inp, 0), (attr.ino, out, 0), 4096)
-            .await
-            .unwrap();
-        assert_eq!(n, 4096);
-        b.release(src, inp).await.unwrap();
-        b.release(attr.ino, out).await.unwrap();
+        clone_copy(&b, name, &format!("copy-{name}")).await;
     }
     upload_uncommitted(&b).await;
     // A repacks and deletes the old packs (no grace, no history).
@@ -234,20 +221,7 @@ async fn a_copy_naming_a_collected_pack_is_refused_not_committed() {
     // names the pack) and cannot commit it yet.
     let (b_store, b) = env.open_faulty("b").await;
     refuse_commits(&b_store);
-    let src = lookup(&b, "a").await.unwrap();
-    let (attr, out) = b
-        .create(ROOT_INO, os("copy"), 0o644, libc::O_RDWR, WHO)
-        .await
-        .unwrap();
-    let inp = b.open(src, libc::O_RDONLY).await.unwrap();
-    assert_eq!(
-        b.copy_range((src, inp, 0), (attr.ino, out, 0), 4096)
-            .await
-            .unwrap(),
-        4096
-    );
-    b.release(src, inp).await.unwrap();
-    b.release(attr.ino, out).await.unwrap();
+    clone_copy(&b, "a", "copy").await;
     upload_uncommitted(&b).await;
     // A repacks "a" and deletes the old pack.
     assert!(a.gc(&now_all(), &|_, _| {}).await.unwrap().repacked_packs >= 1);

@@ -43,11 +43,6 @@ impl PackUse {
 /// goes, and reclaims more than it moves.
 pub const ALWAYS_BELOW_PERCENT: u64 = 50;
 
-/// Most bytes one collection moves for the packs at or above half live
-/// (those under half live are always repacked): a drive of mostly live
-/// packs reaches the bound over several runs, never in one rewrite.
-pub const MAX_EXTRA_MOVED: u64 = 256 << 20;
-
 /// The packs to repack among `packs` (see the module doc), emptiest first.
 pub fn choose(packs: &[PackUse], waste_percent: u64, max_moved: u64) -> Vec<[u8; 16]> {
     let mut order: Vec<&PackUse> = packs.iter().filter(|p| p.live > 0).collect();
