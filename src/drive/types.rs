@@ -255,7 +255,10 @@ pub const DEFAULT_KEEP: Duration = Duration::from_secs(7 * 24 * 3600);
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(3600);
 /// Default bound on the dead bytes a collection leaves in packs, as a
 /// share of their live bytes in percent ([`GcOptions::pack_waste_percent`]).
-pub const DEFAULT_PACK_WASTE_PERCENT: u64 = 10;
+/// 5: with padding and metadata, 10 left a drive of small files (git's
+/// loose objects) at the amplification goal of 1.15 with no margin
+/// (docs/BENCHMARKS.md, "Storage reclamation").
+pub const DEFAULT_PACK_WASTE_PERCENT: u64 = 5;
 /// Default bound on the bytes one collection moves for packs at or above
 /// half live ([`GcOptions::max_repack_moved`]).
 pub const DEFAULT_MAX_REPACK_MOVED: u64 = 256 << 20;

@@ -15,7 +15,7 @@
 //! - An extra pack chosen is at most `100 / (100 + waste_percent)` live:
 //!   while the dead bytes left exceed that share of all live bytes, the
 //!   emptiest pack left is at least that dead. So a byte reclaimed costs
-//!   at most `100 / waste_percent` bytes moved (10 at the default 10%).
+//!   at most `100 / waste_percent` bytes moved (20 at the default 5%).
 
 /// What the choice needs of one pack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
