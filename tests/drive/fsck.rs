@@ -161,7 +161,7 @@ async fn a_flipped_byte_is_found_by_verifying_content() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn older_versions_and_deleted_files_are_counted_as_orphans() {
     let env = Env::new().await;
-    let d = env.open().await;
+    let (store, d) = env.open_faulty("cache").await;
     let mut seen = Vec::new();
     let f = put(&d, ROOT_INO, "f", b"version one").await;
     sync(&d).await;
@@ -187,12 +187,22 @@ async fn older_versions_and_deleted_files_are_counted_as_orphans() {
     assert_eq!(r.referenced_objects, 1);
     assert_eq!(r.orphan_objects, 2);
     assert_eq!(r.orphan_bytes, orphaned);
-    // An object this mount holds but has not committed is no orphan.
+    // An object this mount holds but has not committed is no orphan. The
+    // store refuses log entries meanwhile: otherwise the background commit
+    // may land before the fsck (it did on a loaded machine) and rightly
+    // make "version two" an orphan.
+    refuse_commits(&store);
     let fh = d.open(f, libc::O_WRONLY).await.unwrap();
     d.write(f, fh, 0, b"version three").await.unwrap();
     d.flush(f, fh).await.unwrap();
     assert_eq!(fsck(&d, false).await.orphan_objects, 2);
     d.release(f, fh).await.unwrap();
+    // Once committed, "version two" is the orphan.
+    store.update_config(|c| c.refuse_puts.clear());
+    sync(&d).await;
+    let r = fsck(&d, false).await;
+    assert!(r.is_clean(), "{:?}", r.problems);
+    assert_eq!((r.referenced_objects, r.orphan_objects), (1, 3));
     d.shutdown().await.unwrap();
 }
 

@@ -34,11 +34,16 @@ fn gc_reclaims_overwritten_and_deleted_files() {
     }
     std::fs::remove_file(m.mnt.join("f")).unwrap();
     assert_ok(&home.run(&["sync", m.mnt.to_str().unwrap()]), "sync");
-    assert_eq!(content_objects(&store), 3 + 5 * 2);
+    // Three blocks of "live" and two of each version of "f"; more when a
+    // writer stalled past the idle-seal delay mid-block (a loaded machine)
+    // and a partial block was sealed and uploaded, then superseded: also
+    // dead, also collected.
+    let before = content_objects(&store);
+    assert!(before >= 3 + 5 * 2, "{before} content objects");
     let mnt = m.mnt.to_str().unwrap();
     let out = home.ok(&["gc", mnt, "--grace", "0", "--keep", "0", "--json"]);
     let r: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(r["reclaimed_objects"], 10, "{out}");
+    assert_eq!(r["reclaimed_objects"], before - 3, "{out}");
     assert!(r["reclaimed_bytes"].as_u64().unwrap() > 10 << 20, "{out}");
     assert_eq!(r["live_objects"], 3, "{out}");
     assert_eq!(content_objects(&store), 3);

@@ -411,13 +411,23 @@ fn signal(pid: u32, sig: &str) {
         .status();
 }
 
-/// Waits (polling /proc) until process `pid` has exited.
+/// Waits (polling /proc) until process `pid` has exited, all its threads
+/// included.
 pub fn wait_gone(pid: u32) {
     let proc = PathBuf::from(format!("/proc/{pid}"));
     for _ in 0..6000 {
-        // A zombie counts as gone: our parent (the mount command) is gone.
+        // A zombie counts as gone (our parent, the mount command, is gone and
+        // cannot reap it), but only once it is alone: a thread-group leader
+        // shows as a zombie as soon as it exits itself, while its other
+        // threads may still be exiting and holding the process's files, such
+        // as the cache directory's lock (seen with many tests at once: a
+        // remount after kill -9 found the cache locked by the dead daemon).
         let state = std::fs::read_to_string(proc.join("stat")).unwrap_or_default();
-        if state.is_empty() || state.split(' ').nth(2) == Some("Z") {
+        let status = std::fs::read_to_string(proc.join("status")).unwrap_or_default();
+        let alone = status
+            .lines()
+            .any(|l| l.split_whitespace().eq(["Threads:", "1"]));
+        if state.is_empty() || (state.split(' ').nth(2) == Some("Z") && alone) {
             return;
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
