@@ -223,6 +223,7 @@ impl Backend for DriveBackend {
                     keep: keep_secs.map_or(self.keep, Duration::from_secs),
                     dry_run,
                     pack_waste_percent: pack_waste_percent.unwrap_or(DEFAULT_PACK_WASTE_PERCENT),
+                    ..Default::default()
                 };
                 let outcome = collect(&self.drive, &opts, progress).await;
                 if !dry_run {

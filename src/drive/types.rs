@@ -255,7 +255,13 @@ pub const DEFAULT_KEEP: Duration = Duration::from_secs(7 * 24 * 3600);
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(3600);
 /// Default bound on the dead bytes a collection leaves in packs, as a
 /// share of their live bytes in percent ([`GcOptions::pack_waste_percent`]).
-pub const DEFAULT_PACK_WASTE_PERCENT: u64 = 10;
+/// 5: with padding and metadata, 10 left a drive of small files (git's
+/// loose objects) at the amplification goal of 1.15 with no margin
+/// (docs/BENCHMARKS.md, "Storage reclamation").
+pub const DEFAULT_PACK_WASTE_PERCENT: u64 = 5;
+/// Default bound on the bytes one collection moves for packs at or above
+/// half live ([`GcOptions::max_repack_moved`]).
+pub const DEFAULT_MAX_REPACK_MOVED: u64 = 256 << 20;
 
 /// How a garbage collection runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -271,6 +277,11 @@ pub struct GcOptions {
     /// their live bytes, in percent (docs/ARCHITECTURE.md, "Collection").
     /// Lower keeps less dead data in the store and moves more bytes.
     pub pack_waste_percent: u64,
+    /// Most sealed bytes one collection moves for packs at or above half
+    /// live (those under half live are always repacked): a drive of
+    /// mostly live packs reaches the waste bound over several runs, never
+    /// in one rewrite.
+    pub max_repack_moved: u64,
 }
 
 impl Default for GcOptions {
@@ -280,6 +291,7 @@ impl Default for GcOptions {
             keep: DEFAULT_KEEP,
             dry_run: false,
             pack_waste_percent: DEFAULT_PACK_WASTE_PERCENT,
+            max_repack_moved: DEFAULT_MAX_REPACK_MOVED,
         }
     }
 }

@@ -1,11 +1,13 @@
 //! The repack policy bounds the drive's dead pack bytes, not each pack's:
 //! packs at 60-90% live end within the bound (`pack_waste_percent` of the
 //! live bytes) after a collection and the next one, a fully live pack is
-//! never moved, and with no waste allowed the store holds exactly the live
-//! bytes. And a client that replays its journal after a crash, with ops
-//! naming another client's objects, treats those as foreign: a copy whose
-//! pack was collected meanwhile is refused (and shows in `status`), one
-//! whose bytes it has is sealed again, and its own later changes are kept.
+//! never moved, with no waste allowed the store holds exactly the live
+//! bytes, and a run moves at most `max_repack_moved` bytes for those packs
+//! (the next run goes on). And a client that replays its journal after a
+//! crash, with ops naming another client's objects, treats those as
+//! foreign: a copy whose pack was collected meanwhile is refused (and
+//! shows in `status`), one whose bytes it has is sealed again, and its own
+//! later changes are kept.
 
 use crate::packs::{content_objects, empty_cache_reads, write_offline};
 use crate::support::drive::*;
@@ -34,9 +36,19 @@ const GROUP: usize = 20;
 /// whole. Returns the drive, the files kept, and the pack objects of the
 /// whole group.
 async fn mostly_live_packs(env: &Env) -> (Drive, Vec<(String, Vec<u8>)>, Vec<String>) {
+    packs_with_deleted(env, &[&[1, 4, 6, 9], &[2, 5, 8], &[3, 7], &[5], &[]]).await
+}
+
+/// Groups of [`GROUP`] 4 KiB files, each written offline and committed
+/// (a group is one pack, or a few runs of its files when commit attempts
+/// closed the open pack meanwhile), then in group `g` the files whose index modulo ten is in
+/// `deleted[g]` deleted. Returns the drive, the files kept, and the pack
+/// objects of the (last) group that deletes nothing.
+async fn packs_with_deleted(
+    env: &Env,
+    deleted: &[&[usize]],
+) -> (Drive, Vec<(String, Vec<u8>)>, Vec<String>) {
     let (store, d) = env.open_faulty("cache").await;
-    // Per group: which files of ten are deleted.
-    let deleted: [&[usize]; 5] = [&[1, 4, 6, 9], &[2, 5, 8], &[3, 7], &[5], &[]];
     let mut kept = Vec::new();
     let mut whole = Vec::new();
     for (g, del) in deleted.iter().enumerate() {
@@ -136,6 +148,56 @@ async fn with_no_waste_allowed_the_store_keeps_exactly_the_live_bytes() {
     assert!(empty_cache_reads(&env, &kept).await > 0);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bytes_one_collection_moves_are_capped_and_the_next_one_goes_on() {
+    let env = Env::new().await;
+    // Three groups 80% live (files 2 and 7 of every ten deleted: a pack
+    // holding part of a group is still at least half live, so every move
+    // counts against the cap).
+    let (d, kept, whole) = packs_with_deleted(&env, &[&[2, 7], &[2, 7], &[2, 7], &[]]).await;
+    let sealed = sealed_len(4096) as u64;
+    let live = kept.len() as u64 * sealed;
+    let packs = content_objects(env.store.as_ref()).await.len();
+    // With no waste allowed, uncapped, one run would move the three
+    // groups' live files: 48.
+    let dry = GcOptions {
+        dry_run: true,
+        ..gc_with(0)
+    };
+    let would = d.gc(&dry, &|_, _| {}).await.unwrap();
+    assert_eq!(would.repacked_bytes, 48 * sealed, "{would:?}");
+    // Capped at one group's live bytes, each run moves at most that, and
+    // the next goes on (deleting the packs the previous one emptied).
+    let cap = 16 * sealed;
+    let capped = GcOptions {
+        max_repack_moved: cap,
+        ..gc_with(0)
+    };
+    let (mut moved, mut runs) = (0, 0);
+    loop {
+        let r = d.gc(&capped, &|_, _| {}).await.unwrap();
+        assert!(r.repacked_bytes <= cap, "run {runs}: {r:?}");
+        if runs > 0 {
+            assert!(r.reclaimed_objects >= 1, "run {runs}: {r:?}");
+        }
+        runs += 1;
+        if r.repacked_packs == 0 {
+            break;
+        }
+        moved += r.repacked_bytes;
+        // Every run moves at least one pack (none holds more live bytes
+        // than the cap).
+        assert!(runs <= packs, "{r:?}");
+    }
+    assert_eq!(moved, 48 * sealed);
+    assert!(runs >= 4, "three runs that move, then one that deletes");
+    assert_eq!(content_bytes(env.store.as_ref()).await, live);
+    let left = content_objects(env.store.as_ref()).await;
+    assert!(whole.iter().all(|o| left.contains(o)), "{whole:?} {left:?}");
+    d.shutdown().await.unwrap();
+    assert!(empty_cache_reads(&env, &kept).await > 0);
+}
+
 /// Writes `name` with `data` amid ten 4 KiB files, offline (into one pack
 /// or a few), commits, deletes the ten and commits: the pack holding
 /// `name` is mostly dead.
@@ -157,24 +219,6 @@ async fn in_a_mostly_dead_pack(
             .unwrap();
     }
     sync(d).await;
-}
-
-/// Clone-copies `src` into a new file `dst` (the copy names `src`'s pack).
-async fn clone_copy(d: &Drive, src: &str, dst: &str) {
-    let src = lookup(d, src).await.unwrap();
-    let (attr, out) = d
-        .create(ROOT_INO, os(dst), 0o644, libc::O_RDWR, WHO)
-        .await
-        .unwrap();
-    let inp = d.open(src, libc::O_RDONLY).await.unwrap();
-    assert_eq!(
-        d.copy_range((src, inp, 0), (attr.ino, out, 0), 4096)
-            .await
-            .unwrap(),
-        4096
-    );
-    d.release(src, inp).await.unwrap();
-    d.release(attr.ino, out).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -129,13 +129,10 @@ impl Router {
             }
         }
         // Then the live block versions of the packs chosen into new ones.
-        let sparse: HashSet<[u8; 16]> = repack_choice::choose(
-            &packs,
-            opts.pack_waste_percent,
-            repack_choice::MAX_EXTRA_MOVED,
-        )
-        .into_iter()
-        .collect();
+        let sparse: HashSet<[u8; 16]> =
+            repack_choice::choose(&packs, opts.pack_waste_percent, opts.max_repack_moved)
+                .into_iter()
+                .collect();
         if opts.dry_run {
             report.repacked_packs = sparse.len() as u64;
             report.repacked_bytes = sparse.iter().map(|id| live.pack_live_bytes(id)).sum();

@@ -15,7 +15,7 @@
 //! - An extra pack chosen is at most `100 / (100 + waste_percent)` live:
 //!   while the dead bytes left exceed that share of all live bytes, the
 //!   emptiest pack left is at least that dead. So a byte reclaimed costs
-//!   at most `100 / waste_percent` bytes moved (10 at the default 10%).
+//!   at most `100 / waste_percent` bytes moved (20 at the default 5%).
 
 /// What the choice needs of one pack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,11 +42,6 @@ impl PackUse {
 /// repacked: a repack at most doubles its live bytes until the old pack
 /// goes, and reclaims more than it moves.
 pub const ALWAYS_BELOW_PERCENT: u64 = 50;
-
-/// Most bytes one collection moves for the packs at or above half live
-/// (those under half live are always repacked): a drive of mostly live
-/// packs reaches the bound over several runs, never in one rewrite.
-pub const MAX_EXTRA_MOVED: u64 = 256 << 20;
 
 /// The packs to repack among `packs` (see the module doc), emptiest first.
 pub fn choose(packs: &[PackUse], waste_percent: u64, max_moved: u64) -> Vec<[u8; 16]> {

@@ -108,6 +108,26 @@ pub async fn put(d: &Drive, parent: Ino, name: &str, data: &[u8]) -> Ino {
     attr.ino
 }
 
+/// Creates `dst` in the root as a clone copy (`copy_file_range`) of the
+/// first 4 KiB of the file at `src`: the copy names `src`'s block objects
+/// (a pack it shares), it reads and seals nothing.
+pub async fn clone_copy(d: &Drive, src: &str, dst: &str) {
+    let src = lookup(d, src).await.unwrap();
+    let (attr, out) = d
+        .create(ROOT_INO, os(dst), 0o644, libc::O_RDWR, WHO)
+        .await
+        .unwrap();
+    let inp = d.open(src, libc::O_RDONLY).await.unwrap();
+    assert_eq!(
+        d.copy_range((src, inp, 0), (attr.ino, out, 0), 4096)
+            .await
+            .unwrap(),
+        4096
+    );
+    d.release(src, inp).await.unwrap();
+    d.release(attr.ino, out).await.unwrap();
+}
+
 pub async fn read_all(d: &Drive, ino: Ino) -> Vec<u8> {
     let fh: Fh = d.open(ino, libc::O_RDONLY).await.unwrap();
     let size = d.getattr(ino).await.unwrap().size;
