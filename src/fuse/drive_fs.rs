@@ -8,9 +8,11 @@
 //!   reads of the engine's memory (lookup, getattr, readdir, xattr reads),
 //!   file reads served from the cache or a local store's small reads
 //!   ([`store::in_place`]: a few disk reads of up to 64 KiB, cheaper than
-//!   the three thread hops of a task), and the small-file path (create,
-//!   write, flush, release: memory, the local journal and cache
-//!   directory). Anything else (a fetch over S3, a whole-block load, a
+//!   the three thread hops of a task), and every change of the namespace
+//!   and the small-file path (create, open, setattr, mkdir, mknod,
+//!   symlink, link, unlink, rmdir, rename, xattr changes, write, flush,
+//!   release: memory, the local journal and cache directory). Anything
+//!   else (a fetch over S3, a whole-block load, a
 //!   writer waiting for room) goes on in a task, so a slow store never
 //!   stalls the kernel's other requests, and no callback runs `block_on`
 //!   inside the runtime.
@@ -24,7 +26,8 @@
 //!   O_APPEND (the kernel places appended data itself).
 
 use super::options::Ownership;
-use super::settings::{READDIRPLUS_ENTRIES, TTL, tune_kernel};
+use super::reply_fit::ReplyFit;
+use super::settings::{TTL, tune_kernel};
 use crate::drive::{
     self, Attr, Caller, Drive, DriveError, FileKind, Ino, RenameFlags, SetAttr, Special, TimeSet,
     XattrSet,
@@ -53,6 +56,8 @@ pub struct DriveFs {
     /// (size, mtime) of each file when last opened or released here.
     seen: Arc<Mutex<HashMap<Ino, (u64, SystemTime)>>>,
     present: Present,
+    /// How many entries one READDIRPLUS reply holds (learned).
+    plus_fit: Arc<ReplyFit>,
 }
 
 /// How attributes are shown (`uid=`, `gid=`, `umask=`, and the member
@@ -107,6 +112,7 @@ impl DriveFs {
             writeback_cache,
             seen: Arc::default(),
             present,
+            plus_fit: Arc::default(),
         }
     }
 
@@ -135,8 +141,10 @@ impl DriveFs {
     /// [`forward`](Self::forward) for calls that one poll on the request
     /// thread usually completes ([`Run::Inline`]): reads of the engine's
     /// memory, file reads served from the cache or a local store's small
-    /// reads, and the small-file path (create, write, flush, release:
-    /// memory, the journal and the cache directory). A task hop and a
+    /// reads, and changes of the namespace and of small files (memory,
+    /// the journal and the cache directory: see the module's invariants;
+    /// open and setattr, which `md5sum` and `tar x` make once per file,
+    /// were tasks until measured). A task hop and a
     /// second thread wake-up cost as much as such a call; one that waits
     /// (a volume to open, a fetch over the network, cache full) goes on in
     /// a task.
@@ -434,7 +442,7 @@ impl Filesystem for DriveFs {
             ctime,
         };
         let (d, p) = (self.drive.clone(), self.present.clone());
-        self.forward(
+        self.forward_inline(
             "setattr",
             reply,
             async move { d.setattr(ino.0, fh.map(|f| f.0), set).await },
@@ -470,7 +478,7 @@ impl Filesystem for DriveFs {
                 reply.error(Errno::EINVAL);
                 return;
             };
-            self.forward(
+            self.forward_inline(
                 "mknod",
                 reply,
                 async move { d.mknod(parent.0, &name, mode & !umask, special, who).await },
@@ -478,7 +486,7 @@ impl Filesystem for DriveFs {
             );
             return;
         }
-        self.forward(
+        self.forward_inline(
             "mknod",
             reply,
             async move {
@@ -502,7 +510,7 @@ impl Filesystem for DriveFs {
         reply: ReplyEntry,
     ) {
         let (d, name, who) = (self.drive.clone(), name.to_owned(), caller(req));
-        self.forward(
+        self.forward_inline(
             "mkdir",
             reply,
             async move { d.mkdir(parent.0, &name, mode & !umask, who).await },
@@ -512,7 +520,7 @@ impl Filesystem for DriveFs {
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let (d, name) = (self.drive.clone(), name.to_owned());
-        self.forward(
+        self.forward_inline(
             "unlink",
             reply,
             async move { d.unlink(parent.0, &name).await },
@@ -522,7 +530,7 @@ impl Filesystem for DriveFs {
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let (d, name) = (self.drive.clone(), name.to_owned());
-        self.forward(
+        self.forward_inline(
             "rmdir",
             reply,
             async move { d.rmdir(parent.0, &name).await },
@@ -544,7 +552,7 @@ impl Filesystem for DriveFs {
             target.to_owned(),
             caller(req),
         );
-        self.forward(
+        self.forward_inline(
             "symlink",
             reply,
             async move { d.symlink(parent.0, &name, &target, who).await },
@@ -571,7 +579,7 @@ impl Filesystem for DriveFs {
             exchange: flags.contains(fuser::RenameFlags::RENAME_EXCHANGE),
         };
         let (d, name, newname) = (self.drive.clone(), name.to_owned(), newname.to_owned());
-        self.forward(
+        self.forward_inline(
             "rename",
             reply,
             async move { d.rename(parent.0, &name, newparent.0, &newname, how).await },
@@ -588,7 +596,7 @@ impl Filesystem for DriveFs {
         reply: ReplyEntry,
     ) {
         let (d, newname) = (self.drive.clone(), newname.to_owned());
-        self.forward(
+        self.forward_inline(
             "link",
             reply,
             async move { d.link(ino.0, newparent.0, &newname).await },
@@ -599,7 +607,7 @@ impl Filesystem for DriveFs {
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let (d, seen) = (self.drive.clone(), self.seen.clone());
         let flags = engine_flags(flags.0, self.writeback_cache);
-        self.forward(
+        self.forward_inline(
             "open",
             reply,
             async move {
@@ -767,18 +775,21 @@ impl Filesystem for DriveFs {
         offset: u64,
         reply: ReplyDirectoryPlus,
     ) {
-        let (d, p) = (self.drive.clone(), self.present.clone());
+        let (d, p, fit) = (
+            self.drive.clone(),
+            self.present.clone(),
+            self.plus_fit.clone(),
+        );
+        let asked = fit.limit();
         self.forward_inline(
             "readdirplus",
             reply,
-            async move {
-                d.readdirplus(ino.0, fh.0, offset, READDIRPLUS_ENTRIES)
-                    .await
-            },
+            async move { d.readdirplus(ino.0, fh.0, offset, asked).await },
             move |mut r, entries| {
+                let (mut added, mut full) = (0, false);
                 for (e, a) in entries {
                     let attr = file_attr(&p.attr(a));
-                    let full = r.add(
+                    full = r.add(
                         INodeNo(e.ino),
                         e.next_offset,
                         &e.name,
@@ -789,7 +800,9 @@ impl Filesystem for DriveFs {
                     if full {
                         break;
                     }
+                    added += 1;
                 }
+                fit.record(asked, added, full);
                 r.ok();
             },
         );
@@ -848,7 +861,7 @@ impl Filesystem for DriveFs {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        if is_system_xattr(name) {
+        if is_refused_xattr(name) {
             reply.error(Errno::EOPNOTSUPP);
             return;
         }
@@ -860,7 +873,7 @@ impl Filesystem for DriveFs {
             XattrSet::Any
         };
         let (d, name, value) = (self.drive.clone(), name.to_owned(), value.to_vec());
-        self.forward(
+        self.forward_inline(
             "setxattr",
             reply,
             async move { d.setxattr(ino.0, &name, &value, how).await },
@@ -869,7 +882,7 @@ impl Filesystem for DriveFs {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        if is_system_xattr(name) {
+        if is_refused_xattr(name) {
             reply.error(Errno::EOPNOTSUPP);
             return;
         }
@@ -893,12 +906,12 @@ impl Filesystem for DriveFs {
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        if is_system_xattr(name) {
+        if is_refused_xattr(name) {
             reply.error(Errno::EOPNOTSUPP);
             return;
         }
         let (d, name) = (self.drive.clone(), name.to_owned());
-        self.forward(
+        self.forward_inline(
             "removexattr",
             reply,
             async move { d.removexattr(ino.0, &name).await },
@@ -1066,17 +1079,30 @@ fn remember(seen: &Mutex<HashMap<Ino, (u64, SystemTime)>>, attr: &Attr) -> bool 
     seen.insert(attr.ino, now) == Some(now)
 }
 
-/// `system.*` attributes (POSIX ACLs) are kernel features the drive does
-/// not implement: refusing them with EOPNOTSUPP makes tools such as
-/// `cp -a` fall back to chmod instead of believing an ACL set the mode.
-fn is_system_xattr(name: &OsStr) -> bool {
-    name.as_bytes().starts_with(b"system.")
+/// Attribute namespaces the drive refuses with EOPNOTSUPP (get, set and
+/// remove; a listing omits them), as gocryptfs does:
+/// - `system.*` (POSIX ACLs) are kernel features the drive does not
+///   implement: refusing them makes tools such as `cp -a` fall back to
+///   chmod instead of believing an ACL set the mode.
+/// - `security.*` belongs to the kernel's security modules: an active one
+///   (SELinux, Smack) answers its names itself and never asks the
+///   filesystem, and a label stored with no module to read it means
+///   nothing (`security.capability` neither: mounts are `nosuid` unless
+///   asked). `ls -l` asks every file for `security.selinux`; "no such
+///   attribute" (ENODATA) made that a FUSE round trip per file (100,000
+///   of the ~3 s of `ls -lR` on 100,000 files), while "not supported"
+///   makes `ls` stop asking for the rest of the mount.
+fn is_refused_xattr(name: &OsStr) -> bool {
+    let name = name.as_bytes();
+    name.starts_with(b"system.") || name.starts_with(b"security.")
 }
 
-/// The listxattr wire form: each name followed by a NUL byte.
+/// The listxattr wire form: each name followed by a NUL byte (names of a
+/// refused namespace, which a drive written before they were refused may
+/// hold, left out: they could not be read).
 fn xattr_list(names: &[OsString]) -> Vec<u8> {
     let mut out = Vec::new();
-    for name in names {
+    for name in names.iter().filter(|n| !is_refused_xattr(n)) {
         out.extend_from_slice(name.as_bytes());
         out.push(0);
     }
@@ -1088,15 +1114,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn acl_attributes_are_refused() {
-        assert!(is_system_xattr(OsStr::new("system.posix_acl_access")));
-        assert!(!is_system_xattr(OsStr::new("user.system.x")));
+    fn acl_and_security_attributes_are_refused() {
+        assert!(is_refused_xattr(OsStr::new("system.posix_acl_access")));
+        assert!(is_refused_xattr(OsStr::new("security.selinux")));
+        assert!(is_refused_xattr(OsStr::new("security.capability")));
+        assert!(!is_refused_xattr(OsStr::new("user.system.x")));
+        assert!(!is_refused_xattr(OsStr::new("user.security.x")));
+        assert!(!is_refused_xattr(OsStr::new("trusted.x")));
     }
 
     #[test]
     fn xattr_list_is_nul_terminated_names() {
         let names = [OsString::from("user.a"), OsString::from("user.bc")];
         assert_eq!(xattr_list(&names), b"user.a\0user.bc\0");
+        let held = [OsString::from("security.selinux"), OsString::from("user.a")];
+        assert_eq!(xattr_list(&held), b"user.a\0");
         assert!(xattr_list(&[]).is_empty());
     }
 

@@ -8,6 +8,7 @@
 
 pub mod drive_fs;
 pub mod options;
+pub mod reply_fit;
 pub mod settings;
 pub mod static_fs;
 

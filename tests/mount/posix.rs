@@ -126,6 +126,39 @@ fn special_files_are_nodes_kept_across_remount_and_clients() {
     );
 }
 
+/// `user.*` attributes are kept; `security.*` and `system.*` are refused
+/// with EOPNOTSUPP (not "no such attribute"), which is what lets `ls -l`
+/// stop asking every file for `security.selinux`.
+#[test]
+fn xattr_namespaces_user_kept_security_and_system_refused() {
+    let home = Home::new();
+    let store = local_drive(&home);
+    let m = home.mount(&store);
+    sh(&m.mnt, "echo x > f");
+    let script = r#"
+import errno, os
+os.setxattr("f", "user.tag", b"blue")
+# (The kernel itself refuses setting a malformed capability or ACL: EINVAL.)
+for name, can_set in (("security.selinux", True), ("security.ima", True),
+                      ("security.capability", False), ("system.posix_acl_access", False)):
+    ops = [lambda: os.getxattr("f", name), lambda: os.removexattr("f", name)]
+    if can_set:
+        ops.append(lambda: os.setxattr("f", name, b"v"))
+    for op in ops:
+        try:
+            op()
+            raise SystemExit(f"{name}: accepted")
+        except OSError as e:
+            if e.errno != errno.EOPNOTSUPP:
+                raise SystemExit(f"{name}: {errno.errorcode[e.errno]}, not EOPNOTSUPP")
+print(os.getxattr("f", "user.tag").decode(), ",".join(os.listxattr("f")))
+"#;
+    let out = sh(&m.mnt, &format!("python3 -c '{script}'"));
+    assert_eq!(out.trim(), "blue user.tag");
+    // `ls -l` still lists (no SELinux context shown, no error).
+    assert!(sh(&m.mnt, "ls -l f").starts_with("-rw"));
+}
+
 #[test]
 fn noexec_nodev_and_the_defaults_are_in_effect() {
     let home = Home::new();
