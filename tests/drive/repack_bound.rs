@@ -27,6 +27,20 @@ async fn content_bytes(store: &dyn ObjectStore) -> u64 {
         .sum()
 }
 
+/// The end of every test here: the whole group's packs are still in the
+/// store, and after shutdown the kept files read from an empty cache.
+async fn whole_group_kept_and_files_read(
+    env: &Env,
+    d: Drive,
+    kept: &[(String, Vec<u8>)],
+    whole: &[String],
+) {
+    let left = content_objects(env.store.as_ref()).await;
+    assert!(whole.iter().all(|o| left.contains(o)), "{whole:?} {left:?}");
+    d.shutdown().await.unwrap();
+    assert!(empty_cache_reads(env, kept).await > 0);
+}
+
 /// Files per group; every group is written offline (into packs of its
 /// own) and committed before the next.
 const GROUP: usize = 20;
@@ -119,10 +133,7 @@ async fn packs_sixty_to_ninety_percent_live_end_within_the_bound_after_gc_and_gc
         after >= live && (after - live) * 10 <= live,
         "{after} bytes in the store for {live} live (was {before})"
     );
-    let left = content_objects(env.store.as_ref()).await;
-    assert!(whole.iter().all(|o| left.contains(o)), "{whole:?} {left:?}");
-    d.shutdown().await.unwrap();
-    assert!(empty_cache_reads(&env, &kept).await > 0);
+    whole_group_kept_and_files_read(&env, d, &kept, &whole).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -142,10 +153,7 @@ async fn with_no_waste_allowed_the_store_keeps_exactly_the_live_bytes() {
     );
     d.gc(&gc_with(0), &|_, _| {}).await.unwrap();
     assert_eq!(content_bytes(env.store.as_ref()).await, live);
-    let left = content_objects(env.store.as_ref()).await;
-    assert!(whole.iter().all(|o| left.contains(o)), "{whole:?} {left:?}");
-    d.shutdown().await.unwrap();
-    assert!(empty_cache_reads(&env, &kept).await > 0);
+    whole_group_kept_and_files_read(&env, d, &kept, &whole).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -192,10 +200,7 @@ async fn the_bytes_one_collection_moves_are_capped_and_the_next_one_goes_on() {
     assert_eq!(moved, 48 * sealed);
     assert!(runs >= 4, "three runs that move, then one that deletes");
     assert_eq!(content_bytes(env.store.as_ref()).await, live);
-    let left = content_objects(env.store.as_ref()).await;
-    assert!(whole.iter().all(|o| left.contains(o)), "{whole:?} {left:?}");
-    d.shutdown().await.unwrap();
-    assert!(empty_cache_reads(&env, &kept).await > 0);
+    whole_group_kept_and_files_read(&env, d, &kept, &whole).await;
 }
 
 /// Writes `name` with `data` amid ten 4 KiB files, offline (into one pack
@@ -241,14 +246,7 @@ async fn a_replayed_journal_treats_another_clients_objects_as_foreign() {
     upload_uncommitted(&b).await;
     b.abandon().await;
     // A repacks "a" and "b" and deletes their old packs.
-    assert!(a.gc(&now_all(), &|_, _| {}).await.unwrap().repacked_packs >= 2);
-    assert!(
-        a.gc(&now_all(), &|_, _| {})
-            .await
-            .unwrap()
-            .reclaimed_objects
-            >= 2
-    );
+    repack_then_delete(&a, 2).await;
     // B reopens and replays its journal. Its own file is kept (a foreign
     // object gone does not end the replayed prefix); "copy-b" is sealed
     // again from B's cache; "copy-a" names bytes gone from B's cache and

@@ -18,6 +18,15 @@ pub fn now_all() -> GcOptions {
     }
 }
 
+/// Two collections that collect everything now: the first repacks at
+/// least `packs` packs, the second deletes at least as many old ones.
+pub async fn repack_then_delete(d: &Drive, packs: u64) {
+    let first = d.gc(&now_all(), &|_, _| {}).await.unwrap();
+    assert!(first.repacked_packs >= packs, "{first:?}");
+    let second = d.gc(&now_all(), &|_, _| {}).await.unwrap();
+    assert!(second.reclaimed_objects >= packs, "{second:?}");
+}
+
 /// The files a test wrote: name to content (the model the root directory
 /// must equal).
 pub type Model = BTreeMap<String, Vec<u8>>;

@@ -13,7 +13,7 @@ pub mod model;
 #[allow(unused_imports)]
 pub use super::keys_under;
 #[allow(unused_imports)]
-pub use collect::{Model, equals, now_all, seqs, volume};
+pub use collect::{Model, equals, now_all, repack_then_delete, seqs, volume};
 #[allow(unused_imports)]
 pub use cut::DeletesCut;
 
