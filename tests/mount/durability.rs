@@ -129,9 +129,9 @@ fn assert_files(root: &Path, files: &[(String, usize, u64)]) {
 
 /// The scale-out path: a SeaweedFS cluster (1 master with replication 001,
 /// 3 volume servers, 1 filer with the S3 gateway). One volume server is
-/// killed with SIGKILL while files are written and uploaded; `cardfs sync`
-/// still gets everything into the store, and a mount with an empty cache
-/// reads every byte back.
+/// killed with SIGKILL while files are written and their uploads pending;
+/// `cardfs sync` still gets everything into the store, and a mount with an
+/// empty cache reads every byte back.
 #[test]
 fn cluster_losing_a_volume_server_mid_write_loses_nothing() {
     let cluster = Servers::start(&["--cluster"]);
@@ -141,20 +141,28 @@ fn cluster_losing_a_volume_server_mid_write_loses_nothing() {
     std::fs::create_dir_all(m.path("small")).unwrap();
     std::fs::create_dir_all(m.path("after")).unwrap();
     let victim = cluster.pid("volume2");
+    // The S3 gateway is held still (SIGSTOP) while the first files are
+    // written, so their uploads are surely pending when the volume server
+    // dies: on a loaded machine, writing through the mount is slow enough
+    // for the uploads to keep up, and the kill would come too late (a CI
+    // run at load 8 saw "pending uploads: 0").
+    let filer = cluster.pid("filer").to_string();
+    signal(&filer, "STOP");
     // The small files, then the big one (files[24]).
     let (first, rest) = files.split_at(25);
     for (name, len, seed) in first {
         std::fs::write(m.path(name), pattern(*len, *seed)).unwrap();
     }
-    // Uploads are under way (the big file's 40 MiB take a while): kill one
-    // of the three volume servers now, then keep writing.
     let before = status(&m);
-    assert!(
-        !before.contains("pending uploads: 0 changes, 0 bytes"),
-        "uploads already done before the kill; the test would prove nothing:\n{before}"
-    );
+    if before.contains("pending uploads: 0 changes, 0 bytes") {
+        signal(&filer, "CONT");
+        panic!("uploads done with the gateway stopped; the test would prove nothing:\n{before}");
+    }
+    // Kill one of the three volume servers with those uploads pending, let
+    // the gateway go on, and keep writing.
     signal(&victim.to_string(), "KILL");
     crate::support::mount::wait_gone(victim);
+    signal(&filer, "CONT");
     for (name, len, seed) in rest {
         std::fs::write(m.path(name), pattern(*len, *seed)).unwrap();
     }
