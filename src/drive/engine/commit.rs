@@ -531,13 +531,6 @@ impl Engine {
             last_refused: core.last_refused.clone(),
         }
     }
-
-    pub fn stop(&self) {
-        self.stopped.store(true, Ordering::SeqCst);
-        if let Some(t) = self.task.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            t.abort();
-        }
-    }
 }
 
 /// Applies a verified batch to a tree, adding the nodes it changes to

@@ -46,22 +46,30 @@ impl Engine {
             // Keep whatever could not be uploaded in the journal.
             self.journal_pending(true)?;
         }
-        self.stop();
+        // The committer may be saving the state itself (it does after each
+        // commit): it must end before this last save, or the two writes of
+        // the state file race (one rename finds no temporary file).
+        self.stop_and_wait().await;
         self.save_state(true)?;
         self.mirror.settle().await;
         self.cache.release();
         r
     }
 
-    /// Stops at once, like a killed process: nothing more is written to
-    /// the store or the cache.
-    pub async fn abandon(&self) {
+    /// Stops background work and waits until its task has ended.
+    async fn stop_and_wait(&self) {
         self.stopped.store(true, Ordering::SeqCst);
         let task = self.task.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(t) = task {
             t.abort();
             let _ = t.await;
         }
+    }
+
+    /// Stops at once, like a killed process: nothing more is written to
+    /// the store or the cache.
+    pub async fn abandon(&self) {
+        self.stop_and_wait().await;
         // Copies into the mirror begun before are finished (as a process
         // that dies later than they take would have).
         self.mirror.settle().await;

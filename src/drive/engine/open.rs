@@ -319,7 +319,7 @@ impl Engine {
             me,
             opts,
             keys,
-            cache,
+            cache: Arc::new(cache),
             header_hash,
             core: Mutex::new(core),
             wake: tokio::sync::Notify::new(),
