@@ -99,9 +99,7 @@ impl Drive {
         Ok(fh)
     }
 
-    /// Reads up to `size` bytes at `offset`: verified plaintext, sharing
-    /// the decrypted block it comes from when it lies within one.
-    pub async fn read(&self, ino: Ino, fh: Fh, offset: u64, size: u32) -> Result<bytes::Bytes> {
+    pub async fn read(&self, ino: Ino, fh: Fh, offset: u64, size: u32) -> Result<Vec<u8>> {
         let a = self.r.at(ino, || DriveError::IsDir).await?;
         let (data, ahead) = a.e.read(a.node, fh, offset, size).await?;
         // Each block of the read-ahead window is its own task, so the

@@ -287,9 +287,9 @@ async fn hard_links_and_unlink_while_open() {
     let fh = d.open(f, libc::O_RDWR).await.unwrap();
     d.unlink(dir, os("g")).await.unwrap();
     assert_eq!(errno(d.lookup(dir, os("g")).await), libc::ENOENT);
-    assert_eq!(d.read(f, fh, 0, 100).await.unwrap(), &b"shared"[..]);
+    assert_eq!(d.read(f, fh, 0, 100).await.unwrap(), b"shared");
     d.write(f, fh, 6, b"!").await.unwrap();
-    assert_eq!(d.read(f, fh, 0, 100).await.unwrap(), &b"shared!"[..]);
+    assert_eq!(d.read(f, fh, 0, 100).await.unwrap(), b"shared!");
     assert_eq!(d.getattr(f).await.unwrap().nlink, 0);
     d.release(f, fh).await.unwrap();
     assert_eq!(errno(d.getattr(f).await), libc::ENOENT);

@@ -17,12 +17,6 @@
 //! - Small pinned objects are also held in memory (`fresh`, bounded) until
 //!   uploaded, so the upload does not read back what was just written;
 //!   the file stays the copy that survives a crash of the process.
-//! - Every object file appears whole (written to a temporary name, then
-//!   renamed). Large objects read from the store for a sequential reader
-//!   go around the page cache (direct I/O) when their buffer allows: they
-//!   are read again only on a later miss of the decrypted blocks, so
-//!   copying them into memory the kernel must then write back bought
-//!   nothing. Blocks fetched for random reads stay in the page cache.
 
 use super::journal_file::{Journal, Record};
 use crate::drive::error::{DriveError, Result};
@@ -42,12 +36,6 @@ use std::time::{Duration, Instant};
 const FRESH_OBJECT_MAX: usize = 64 << 10;
 /// Most bytes kept in memory that way; objects beyond it are read back.
 const FRESH_TOTAL_MAX: u64 = 16 << 20;
-/// Objects read from the store at least this large are written with
-/// direct I/O when their buffer allows it (see [`Cache::put_fetched`]).
-const DIRECT_MIN: usize = 256 << 10;
-/// Alignment of buffer address and length that direct I/O needs (the
-/// logical block size of any disk: 512 or 4096 bytes).
-const DIRECT_ALIGN: usize = 4096;
 /// How long a `statvfs` of the cache's filesystem is reused by `bound`
 /// (each put and upload asks; the figure it feeds moves slowly).
 const DISK_STALE: Duration = Duration::from_millis(100);
@@ -239,66 +227,20 @@ impl Cache {
         pinned: bool,
         durable: bool,
     ) -> Result<()> {
-        self.write_object(id, bytes, durable, false)?;
-        self.stored(id, bytes, pinned);
-        Ok(())
-    }
-
-    /// Stores the ciphertext of an object read from the store, verified by
-    /// the caller (not pinned, not durable). `streaming` (a block read in
-    /// order, not read again soon): a large one that starts and ends on
-    /// 4 KiB boundaries (the S3 store hands large bodies out so) is written
-    /// with direct I/O: no copy into the page cache and no write-back
-    /// after, which for blocks streaming past a reader cost more CPU than
-    /// anything but their decryption. Otherwise, or where direct I/O fails
-    /// (a filesystem without it), written as [`Cache::put_object`] writes
-    /// (a block fetched for random reads is read back from there next).
-    pub fn put_fetched(&self, id: &[u8; 16], bytes: &[u8], streaming: bool) -> Result<()> {
-        let direct = streaming
-            && bytes.len() >= DIRECT_MIN
-            && bytes.len().is_multiple_of(DIRECT_ALIGN)
-            && bytes.as_ptr().align_offset(DIRECT_ALIGN) == 0;
-        if !direct || self.write_object(id, bytes, false, true).is_err() {
-            self.write_object(id, bytes, false, false)?;
-        }
-        self.stored(id, bytes, false);
-        Ok(())
-    }
-
-    /// Writes `bytes` as the file of object `id`: into a temporary file,
-    /// renamed over it, so a reader sees all of it or nothing.
-    fn write_object(&self, id: &[u8; 16], bytes: &[u8], durable: bool, direct: bool) -> Result<()> {
-        use std::os::unix::fs::OpenOptionsExt;
         let path = self.object_path(id);
         // A unique temporary name: two tasks may cache the same object.
         let tmp = path.with_extension(format!("{}.tmp", hex(&random_array::<8>())));
-        let written = (|| {
-            let mut f = fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .custom_flags(if direct { libc::O_DIRECT } else { 0 })
-                .open(&tmp)?;
-            f.write_all(bytes)?;
+        {
+            let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
+            f.write_all(bytes).map_err(io_err(&tmp))?;
             if durable {
-                f.sync_all()?;
+                f.sync_all().map_err(io_err(&tmp))?;
             }
-            Ok(())
-        })();
-        if let Err(e) = written {
-            let _ = fs::remove_file(&tmp);
-            return Err(io_err(&tmp)(e));
         }
         fs::rename(&tmp, &path).map_err(io_err(&path))?;
         if durable {
             sync_dir(&self.dir.join("objects"))?;
         }
-        Ok(())
-    }
-
-    /// Accounts for an object just written (and keeps a small pinned one
-    /// in memory for its upload), then evicts what the bound asks.
-    fn stored(&self, id: &[u8; 16], bytes: &[u8], pinned: bool) {
         if pinned && bytes.len() <= FRESH_OBJECT_MAX {
             let mut fresh = self.fresh();
             if fresh.bytes + bytes.len() as u64 <= FRESH_TOTAL_MAX
@@ -315,6 +257,7 @@ impl Cache {
             .expect("lru lock")
             .touch(*id, on_disk(bytes.len() as u64), pinned);
         self.evict();
+        Ok(())
     }
 
     /// Writes `bytes` at byte `at` of a pack object's file (pinned; `at`
@@ -732,47 +675,6 @@ mod tests {
         assert_eq!(
             fresh.objects.len(),
             FRESH_TOTAL_MAX as usize / FRESH_OBJECT_MAX
-        );
-    }
-
-    /// Objects read from the store are cached byte for byte, written
-    /// directly when their buffer and length are page-aligned and through
-    /// the page cache otherwise; either way unpinned, counted, no temporary
-    /// file left behind.
-    #[test]
-    fn fetched_objects_are_cached_exactly_aligned_or_not() {
-        let dir = tempfile::tempdir().unwrap();
-        let c = cache(dir.path());
-        let len = 257 * DIRECT_ALIGN; // a sealed full block
-        let mut buf = vec![0u8; len + 2 * DIRECT_ALIGN];
-        for (i, b) in buf.iter_mut().enumerate() {
-            *b = (i % 251) as u8;
-        }
-        let at = buf.as_ptr().align_offset(DIRECT_ALIGN);
-        let cases: [(&[u8], [u8; 16]); 3] = [
-            (&buf[at..at + len], [1; 16]),
-            (&buf[at + 1..at + 1 + len], [2; 16]),
-            (&buf[at..at + len - 100], [3; 16]),
-        ];
-        for (bytes, id) in cases {
-            c.put_fetched(&id, bytes, true).unwrap();
-            assert_eq!(c.read_object(&id, None).unwrap().unwrap(), bytes);
-            assert!(!c.is_pinned(&id));
-        }
-        let names: Vec<_> = fs::read_dir(dir.path().join("objects"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        c.put_fetched(&[4; 16], &buf[at..at + len], false).unwrap();
-        assert_eq!(
-            c.read_object(&[4; 16], None).unwrap().unwrap(),
-            &buf[at..at + len]
-        );
-        assert_eq!(names.len(), 3, "{names:?}");
-        assert!(names.iter().all(|n| !n.ends_with(".tmp")));
-        assert_eq!(
-            c.lru.lock().unwrap().total,
-            3 * on_disk(len as u64) + on_disk(len as u64 - 100)
         );
     }
 

@@ -25,7 +25,6 @@ use crate::format::content::{self, BLOCK_SIZE, PACK_LIMIT, sealed_len};
 use crate::format::crypto::{Cipher, random_array};
 use crate::format::meta::{BlockRef, KIND_DIR, KIND_FILE, Op};
 use crate::store::{GetOptions, StoreError};
-use bytes::{Bytes, BytesMut};
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -41,10 +40,6 @@ const MAX_FILE: u64 = 1 << 50;
 pub struct Fetch {
     index: u64,
     block: BlockRef,
-    /// For a sequential reader: its object, once read, is not read again
-    /// soon, so it goes to the cache around the page cache (a block
-    /// fetched for random reads stays in the page cache for the next).
-    streaming: bool,
 }
 
 /// Blocks fetched ahead of a sequential reader: enough GETs in flight to
@@ -71,40 +66,35 @@ const RANDOM_SPREAD: u64 = 8;
 /// Where the bytes of one block of a read come from.
 enum Part {
     Zeros(usize),
-    Bytes(Bytes),
+    Bytes(Vec<u8>),
     Stored(Fetch, Range<usize>),
 }
-
-/// Zeros for holes and the bytes past a block's stored length: replies
-/// slice them without allocating (untouched, this costs no memory).
-static ZEROS: [u8; BLOCK_SIZE] = [0; BLOCK_SIZE];
 
 impl Engine {
     /// Reads and verifies `range` (within the block) of a stored block.
     /// `whole` reads and verifies the entire block once and keeps its
     /// plaintext in memory for the reads that follow (sequential access);
-    /// otherwise only the chunks covering `range` are fetched. The bytes
-    /// returned share the block's plaintext (no copy).
-    async fn fetch(&self, f: &Fetch, range: Range<usize>, whole: bool) -> Result<Bytes> {
+    /// otherwise only the chunks covering `range` are fetched.
+    async fn fetch(&self, f: &Fetch, range: Range<usize>, whole: bool) -> Result<Vec<u8>> {
         let len = f.block.len as usize;
         let range = range.start.min(len)..range.end.min(len);
         if range.is_empty() {
-            return Ok(Bytes::new());
+            return Ok(Vec::new());
         }
         self.keys.check_member()?;
         let place = f.block.place();
         if let Some(p) = self.plain_get(&place) {
-            return Ok(p.slice(range));
+            return Ok(p[range].to_vec());
         }
         if whole {
-            return Ok(self.whole_block(f).await?.slice(range));
+            return Ok(self.whole_block(f).await?[range].to_vec());
         }
         // A whole-block fetch of this block under way (behind an earlier
         // random read): its answer is nearer than a request of our own.
         if let Some(m) = self.running_prefetch(&place) {
             drop(m.lock().await);
             if let Some(p) = self.plain_get(&place) {
-                return Ok(p.slice(range));
+                return Ok(p[range].to_vec());
             }
         }
         let key = volume::content_key(&place.id);
@@ -114,9 +104,7 @@ impl Engine {
         let base = chunks.start as usize * content::CHUNK_SIZE;
         if let Some(sealed) = self.cache.read_object(&place.id, Some(obj.clone()))? {
             match content::open_chunks(&cipher, &place, len, chunks.clone(), &sealed) {
-                Ok(plain) => {
-                    return Ok(Bytes::from(plain).slice(range.start - base..range.end - base));
-                }
+                Ok(plain) => return Ok(plain[range.start - base..range.end - base].to_vec()),
                 Err(e) => self.drop_cached(&key, &place, &e),
             }
         }
@@ -125,7 +113,7 @@ impl Engine {
             .await?;
         let plain = content::open_chunks(&cipher, &place, len, chunks, &got)
             .map_err(|e| DriveError::tampered(&key, e.to_string()))?;
-        Ok(Bytes::from(plain).slice(range.start - base..range.end - base))
+        Ok(plain[range.start - base..range.end - base].to_vec())
     }
 
     /// The cipher of a stored block: its own key, from its block ref
@@ -137,12 +125,7 @@ impl Engine {
 
     /// The plaintext of stored block `index` (re-encryption).
     pub(super) async fn read_stored_block(&self, index: u64, block: BlockRef) -> Result<Vec<u8>> {
-        self.fetch_block(&Fetch {
-            index,
-            block,
-            streaming: false,
-        })
-        .await
+        self.fetch_block(&Fetch { index, block }).await
     }
 
     /// Whether the object of `block` is intact: its cached copy has the
@@ -243,7 +226,7 @@ impl Engine {
 
     /// The whole verified plaintext of a block, waiting for a read-ahead of
     /// the same block if one is running.
-    async fn whole_block(&self, f: &Fetch) -> Result<Bytes> {
+    async fn whole_block(&self, f: &Fetch) -> Result<Arc<Vec<u8>>> {
         let place = f.block.place();
         if let Some(m) = self.running_prefetch(&place) {
             drop(m.lock().await);
@@ -263,27 +246,13 @@ impl Engine {
             .cloned()
     }
 
-    async fn load_whole(&self, f: &Fetch) -> Result<Bytes> {
+    async fn load_whole(&self, f: &Fetch) -> Result<Arc<Vec<u8>>> {
         let (plain, fetched) = self.open_whole(f).await?;
         if let Some(object) = fetched {
-            self.cache_fetched(f.block.place().id, object, f.streaming)
-                .await?;
+            self.cache
+                .put_object(&f.block.place().id, &object, false, false)?;
         }
         Ok(plain)
-    }
-
-    /// Writes a verified object read from the store into the cache, on a
-    /// blocking thread (a direct write waits for the disk; the runtime's
-    /// threads go on serving reads meanwhile); `streaming`: around the
-    /// page cache if it can (see [`Fetch`]).
-    async fn cache_fetched(&self, id: [u8; 16], object: Bytes, streaming: bool) -> Result<()> {
-        let cache = self.cache.clone();
-        tokio::task::spawn_blocking(move || cache.put_fetched(&id, &object, streaming))
-            .await
-            .map_err(|e| DriveError::Cache {
-                path: self.cache.dir().display().to_string(),
-                source: std::io::Error::other(e),
-            })?
     }
 
     /// The verified plaintext of a whole block, from the cache or the
@@ -291,7 +260,7 @@ impl Engine {
     /// the store when it is one to cache (whole, verified), which the
     /// caller writes to the cache (after releasing readers waiting for
     /// the plaintext).
-    async fn open_whole(&self, f: &Fetch) -> Result<(Bytes, Option<Bytes>)> {
+    async fn open_whole(&self, f: &Fetch) -> Result<(Arc<Vec<u8>>, Option<bytes::Bytes>)> {
         let len = f.block.len as usize;
         let place = f.block.place();
         let key = volume::content_key(&place.id);
@@ -335,7 +304,7 @@ impl Engine {
         RANDOM_SPREAD * B * 16 <= free
     }
 
-    fn plain_get(&self, place: &content::Place) -> Option<Bytes> {
+    fn plain_get(&self, place: &content::Place) -> Option<Arc<Vec<u8>>> {
         let cache = self.plain.lock().unwrap_or_else(|e| e.into_inner());
         cache
             .iter()
@@ -343,8 +312,8 @@ impl Engine {
             .map(|(_, p)| p.clone())
     }
 
-    fn plain_put(&self, id: content::Place, plain: Vec<u8>) -> Bytes {
-        let p = Bytes::from(plain);
+    fn plain_put(&self, id: content::Place, plain: Vec<u8>) -> Arc<Vec<u8>> {
+        let p = Arc::new(plain);
         let mut cache = self.plain.lock().unwrap_or_else(|e| e.into_inner());
         cache.retain(|(k, _)| *k != id);
         cache.push_front((id, p.clone()));
@@ -354,7 +323,7 @@ impl Engine {
 
     /// The full plaintext of a stored block (for read-modify-write).
     async fn fetch_block(&self, f: &Fetch) -> Result<Vec<u8>> {
-        Ok(self.whole_block(f).await?.to_vec())
+        Ok(self.whole_block(f).await?.as_ref().clone())
     }
 
     /// Reads; also returns the blocks worth fetching ahead (in order).
@@ -367,7 +336,7 @@ impl Engine {
         fh: Fh,
         offset: u64,
         size: u32,
-    ) -> Result<(Bytes, Vec<Fetch>)> {
+    ) -> Result<(Vec<u8>, Vec<Fetch>)> {
         match self.read_now(ino, fh, offset, size).await {
             Err(e @ DriveError::Tampered { .. }) if self.refreshed_since_failure().await => {
                 tracing::info!(error = %e, "retrying a read on refs refreshed from the log");
@@ -383,7 +352,7 @@ impl Engine {
         fh: Fh,
         offset: u64,
         size: u32,
-    ) -> Result<(Bytes, Vec<Fetch>)> {
+    ) -> Result<(Vec<u8>, Vec<Fetch>)> {
         let (parts, sequential, prefetch) = {
             let mut core = self.lock();
             let h = core.handle(fh, ino)?;
@@ -398,7 +367,6 @@ impl Engine {
             // With unsealed writes, this client's version is built on their base.
             let blocks = d.map(|d| &d.base_blocks).unwrap_or(&n.blocks);
             let end = offset.saturating_add(size as u64).min(file_size);
-            let sequential = h.last_read_end == offset || offset == 0;
             let mut parts = Vec::new();
             let mut pos = offset;
             while pos < end {
@@ -407,17 +375,17 @@ impl Engine {
                 let in_end = ((end - idx * B).min(B)) as usize;
                 let want = in_end - in_start;
                 if let Some(buf) = d.and_then(|d| d.blocks.get(&idx)) {
-                    let have = buf.len().min(in_end).saturating_sub(in_start);
-                    let mut v = BytesMut::with_capacity(want);
-                    v.extend_from_slice(&buf[in_start..in_start + have]);
-                    v.resize(want, 0);
-                    parts.push(Part::Bytes(v.freeze()));
+                    let mut v = vec![0u8; want];
+                    if in_start < buf.len() {
+                        let have = buf.len().min(in_end) - in_start;
+                        v[..have].copy_from_slice(&buf[in_start..in_start + have]);
+                    }
+                    parts.push(Part::Bytes(v));
                 } else if let (true, Some(b)) = (idx < live_blocks, blocks.get(&idx)) {
                     parts.push(Part::Stored(
                         Fetch {
                             index: idx,
                             block: b.clone(),
-                            streaming: sequential,
                         },
                         in_start..in_end,
                     ));
@@ -426,6 +394,7 @@ impl Engine {
                 }
                 pos = idx * B + in_end as u64;
             }
+            let sequential = h.last_read_end == offset || offset == 0;
             // Read-ahead: on sequential reads, the next stored blocks; on
             // random reads (when the store is remote), the blocks just read
             // from, whole, so the next read there needs no request, and once
@@ -457,7 +426,6 @@ impl Engine {
                 blocks.get(&i).map(|b| Fetch {
                     index: i,
                     block: b.clone(),
-                    streaming: sequential,
                 })
             };
             let mut prefetch: Vec<Fetch> = (from..from.saturating_add(window).min(live_blocks))
@@ -486,24 +454,21 @@ impl Engine {
             }
             (parts, sequential, prefetch)
         };
-        let mut pieces = Vec::with_capacity(parts.len());
+        let mut out = Vec::with_capacity(size as usize);
         for p in parts {
             match p {
-                Part::Zeros(n) => pieces.push(Bytes::from_static(&ZEROS[..n])),
-                Part::Bytes(b) => pieces.push(b),
+                Part::Zeros(n) => out.resize(out.len() + n, 0),
+                Part::Bytes(b) => out.extend_from_slice(&b),
                 Part::Stored(f, r) => {
                     let want = r.len();
                     let bytes = self.fetch(&f, r, sequential).await?;
-                    let short = want - bytes.len();
-                    pieces.push(bytes);
+                    out.extend_from_slice(&bytes);
                     // Past the stored length of the block: zeros.
-                    if short > 0 {
-                        pieces.push(Bytes::from_static(&ZEROS[..short]));
-                    }
+                    out.resize(out.len() + (want - bytes.len()), 0);
                 }
             }
         }
-        Ok((join(pieces), prefetch))
+        Ok((out, prefetch))
     }
 
     /// Fetches a whole block (into the cache and the plaintext blocks) ahead
@@ -533,7 +498,7 @@ impl Engine {
         match opened {
             Err(e) => tracing::debug!(error = %e, "read-ahead failed; the read itself will retry"),
             Ok((_, Some(object))) => {
-                if let Err(e) = self.cache_fetched(place.id, object, f.streaming).await {
+                if let Err(e) = self.cache.put_object(&place.id, &object, false, false) {
                     tracing::warn!(error = %e, "could not cache a block read ahead");
                 }
             }
@@ -825,19 +790,6 @@ impl Engine {
     }
 }
 
-/// The pieces of one read's reply as one buffer: the piece itself when
-/// there is one (a read within one block, the common case: no copy).
-fn join(pieces: Vec<Bytes>) -> Bytes {
-    if pieces.len() == 1 {
-        return pieces.into_iter().next().expect("one piece");
-    }
-    let mut out = BytesMut::with_capacity(pieces.iter().map(Bytes::len).sum());
-    for p in &pieces {
-        out.extend_from_slice(p);
-    }
-    out.freeze()
-}
-
 /// The byte range of its object a block version's sealed bytes take, for
 /// a packed one (`None`: the whole object is the block version).
 fn sealed_range(block: &BlockRef) -> Option<Range<u64>> {
@@ -890,7 +842,6 @@ fn to_load(core: &Core, ino: Ino, idxs: &[u64]) -> Result<Vec<Fetch>> {
             blocks.get(i).map(|b| Fetch {
                 index: *i,
                 block: b.clone(),
-                streaming: false,
             })
         })
         .collect())

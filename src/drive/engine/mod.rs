@@ -86,7 +86,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// A decrypted block (where its block version lies, plaintext) held in memory.
-pub type PlainBlock = (crate::format::content::Place, bytes::Bytes);
+pub type PlainBlock = (crate::format::content::Place, Arc<Vec<u8>>);
 
 /// Everything one open drive shares between its handles and tasks.
 pub struct Engine {
@@ -97,8 +97,7 @@ pub struct Engine {
     me: Identity,
     opts: DriveOptions,
     keys: HeldKeys,
-    /// Shared with the blocking threads that write fetched objects into it.
-    cache: Arc<Cache>,
+    cache: Cache,
     header_hash: [u8; 32],
     core: Mutex<Core>,
     /// Wakes the committer.

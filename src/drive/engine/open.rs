@@ -319,7 +319,7 @@ impl Engine {
             me,
             opts,
             keys,
-            cache: Arc::new(cache),
+            cache,
             header_hash,
             core: Mutex::new(core),
             wake: tokio::sync::Notify::new(),

@@ -10,9 +10,6 @@
 //!   which case the change is the caller's `PreconditionFailed`.
 //! - A range at or past the end returns no bytes with the object's
 //!   metadata (S3 answers 416; we then ask for the metadata alone).
-//! - A body of [`ALIGNED_MIN`] bytes or more fetched by one request lands
-//!   in a buffer that starts on a 4 KiB boundary, so the engine's cache
-//!   can write it with direct I/O without copying it again.
 
 use super::S3Inner;
 use super::errors::{Call, body_error, map_sdk_error};
@@ -24,21 +21,6 @@ use tokio::task::JoinSet;
 
 /// Reads before giving up when the object keeps changing under us.
 const ATTEMPTS: usize = 3;
-/// Bodies from this size up start on a [`PAGE`] boundary.
-const ALIGNED_MIN: usize = 64 << 10;
-const PAGE: usize = 4096;
-
-/// An empty buffer with room for `n` bytes that starts on a [`PAGE`]
-/// boundary (it takes up to one page more).
-fn page_aligned(n: usize) -> BytesMut {
-    let mut b = BytesMut::with_capacity(n + PAGE);
-    let skip = b.as_ptr().align_offset(PAGE);
-    if skip >= PAGE {
-        return BytesMut::with_capacity(n);
-    }
-    b.resize(skip, 0);
-    b.split_off(skip)
-}
 
 /// Answer to one range request.
 enum Ranged {
@@ -88,15 +70,7 @@ async fn get_range(
     };
     let total = range_total(out.content_range());
     let etag = ETag(out.e_tag.clone().unwrap_or_default());
-    // Room for the body as announced, but never more than was asked for
-    // (a server's length does not size our memory).
-    let len =
-        (out.content_length().unwrap_or(0).max(0) as u64).min(range.end - range.start) as usize;
-    if into.capacity() == 0 && len >= ALIGNED_MIN {
-        into = page_aligned(len);
-    } else {
-        into.reserve(len);
-    }
+    into.reserve(out.content_length().unwrap_or(0).max(0) as usize);
     // The answer has started; a body that then stalls is a dead server.
     loop {
         let next = tokio::time::timeout(inner.idle_timeout, out.body.try_next())
@@ -244,26 +218,4 @@ async fn get_once(
         bytes: buf.freeze(),
         meta,
     }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn page_aligned_buffers_start_on_a_page_and_hold_what_was_asked() {
-        for n in [ALIGNED_MIN, 1 << 20, (1 << 20) + 4096 * 3 + 1] {
-            let mut b = page_aligned(n);
-            assert!(b.is_empty());
-            assert!(b.capacity() >= n);
-            let start = b.as_ptr();
-            assert_eq!(start.align_offset(PAGE), 0);
-            b.extend_from_slice(&vec![7u8; n]);
-            // Filled to what was asked: still the same (aligned) buffer.
-            assert_eq!(b.as_ptr(), start);
-            let frozen = b.freeze();
-            assert_eq!(frozen.as_ptr().align_offset(PAGE), 0);
-            assert_eq!(frozen.len(), n);
-        }
-    }
 }
