@@ -206,38 +206,33 @@ pub fn open_chunks(
         return Err(FormatError::Invalid("chunk range outside block"));
     }
     let base = chunks.start as usize * CHUNK_SIZE;
-    let plain_len = |k: u32| {
-        if k + 1 == n {
+    // Sized by the bytes given, never by the lengths claimed.
+    let mut out = Vec::with_capacity(sealed.len());
+    let mut pos = 0usize;
+    for k in chunks {
+        let plain_len = if k + 1 == n {
             padded - k as usize * CHUNK_SIZE
         } else {
             CHUNK_SIZE
-        }
-    };
-    // Sized by the bytes given, never by the lengths claimed. Each chunk
-    // is decrypted from `sealed` straight to where it lands in `out` (no
-    // copy of the ciphertext first); a failure zeroes it and `out` is
-    // dropped, so no unverified plaintext is returned.
-    let want: usize = chunks.clone().map(plain_len).sum();
-    let mut out = vec![0u8; want.min(sealed.len())];
-    let (mut pos, mut at) = (0usize, 0usize);
-    for k in chunks {
-        let plain_len = plain_len(k);
+        };
         let take = plain_len + TAG_LEN;
         if sealed.len() < pos + take {
             return Err(FormatError::Truncated);
         }
+        // Decrypted where it lands in `out`; a failure zeroes it and
+        // `out` is dropped, so no unverified plaintext is returned.
+        let at = out.len();
+        out.extend_from_slice(&sealed[pos..pos + plain_len]);
         let (a, a_len) = aad(place, k, k + 1 == n);
         cipher
             .open_detached(
                 &nonce(k),
                 &a[..a_len],
-                &sealed[pos..pos + plain_len],
+                &mut out[at..],
                 &sealed[pos + plain_len..pos + take],
-                &mut out[at..at + plain_len],
             )
             .map_err(|_| FormatError::Decrypt)?;
         pos += take;
-        at += plain_len;
     }
     if pos != sealed.len() {
         return Err(FormatError::Trailing);
