@@ -20,6 +20,7 @@ mod model;
 mod offline;
 mod ops;
 mod packs;
+mod read_pieces;
 mod readdir;
 mod repack;
 mod repack_bound;
