@@ -7,7 +7,7 @@ use super::password::{self, PasswordArgs};
 use cardfs::drive::{DriveError, Identity};
 use cardfs::format::card::Card;
 use cardfs::format::key::UserKey;
-use cardfs::format::keyfile::{KeyFileError, Password};
+use cardfs::format::keyfile::KeyFileError;
 use cardfs::identity::KeyStoreError;
 use cardfs::store::{self, ObjectStore, OpenError, StoreError};
 use std::sync::Arc;
@@ -71,22 +71,25 @@ fn key_name(args: &KeyArgs) -> anyhow::Result<String> {
 /// child on stdin, or `None` when the child reads it itself (a password
 /// file). A password from `--password-command`, `CARDFS_PASSWORD` or the
 /// terminal is read here, so the daemon never runs the command and never
-/// has the password in its environment; a typo is reported here, by the
-/// parent, rather than by the daemon.
+/// has the password in its environment. The key file is checked here (a
+/// missing or unreadable key is reported before any prompt), but the key
+/// is unlocked only by the daemon: Argon2id is the largest fixed cost of a
+/// mount, and deriving it twice doubled it. A wrong password comes back
+/// from the daemon's report with the same message and exit code.
 pub fn password_for_child(args: &KeyArgs) -> anyhow::Result<Option<password::Secret>> {
     if args.password.password_file.is_some() {
         return Ok(None);
     }
     let name = key_name(args)?;
+    password::key_store()?
+        .load(&name)
+        .map_err(|e| key_error(e.into(), &name))?;
     let secret = password::secret_for_child(
         &args.password,
         password::PASSWORD_ENV,
         &format!("Password for key {name}: "),
     )
     .map_err(|e| key_error(e, &name))?;
-    password::key_store()?
-        .unlock(&name, &Password::new(secret.to_vec()))
-        .map_err(|e| key_error(e.into(), &name))?;
     Ok(Some(secret))
 }
 
