@@ -68,12 +68,21 @@ impl Engine {
                     }
                 }
             }
-            // Entries of objects no pending op names any more go.
-            core.sealed_at.retain(|id, _| named.contains_key(id));
+            let stale = |t: &std::time::SystemTime| {
+                now.duration_since(*t).unwrap_or(Duration::ZERO) > limit
+            };
+            // Entries of objects no pending op names go once they are
+            // stale (a ref to one would be sealed again anyway). A younger
+            // one stays: its sealer may not have queued the op naming it
+            // yet (a repack or re-encryption seals a file's blocks, then
+            // queues its op), and dropped now, that op's ref would look
+            // foreign and be sealed again for nothing.
+            core.sealed_at
+                .retain(|id, t| named.contains_key(id) || !stale(t));
             let mut old: HashSet<[u8; 16]> = core
                 .sealed_at
                 .iter()
-                .filter(|(_, t)| now.duration_since(**t).unwrap_or(Duration::ZERO) > limit)
+                .filter(|(id, t)| named.contains_key(*id) && stale(t))
                 .map(|(id, _)| *id)
                 .collect();
             // Objects this client did not seal count as old: only the
@@ -254,5 +263,59 @@ fn replace_in_op(op: &mut Op, old: &BlockRef, new: &BlockRef) {
         }
         Op::Create { node, .. } => replace_in_node(node, old, new),
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::past::tests::open;
+    use crate::drive::identity::Identity;
+    use crate::drive::tree::ROOT;
+    use crate::drive::types::Caller;
+    use crate::format::meta::Op;
+    use crate::store::{MemoryStore, ObjectStore};
+    use std::ffi::OsStr;
+    use std::sync::Arc;
+
+    /// A block version sealed before the op naming it is queued (what a
+    /// repack does, file by file), with a commit in between, is committed
+    /// as sealed: its object is this client's and young, not foreign, so
+    /// it is not sealed again into a second object left as garbage.
+    #[tokio::test]
+    async fn a_block_sealed_before_its_op_is_queued_is_not_sealed_again() {
+        let store: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
+        let me = Identity::generate();
+        super::Engine::create_drive(store.clone(), &me, b"card")
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let e = open(&store, &me, dir.path()).await;
+        let who = Caller { uid: 0, gid: 0 };
+        let (attr, fh) = e
+            .create_file(ROOT, OsStr::new("f"), 0o644, libc::O_RDWR, who)
+            .unwrap();
+        e.write(attr.ino, fh, 0, &[1; 4096]).await.unwrap();
+        e.release_handle(fh);
+        e.sync(&|_, _| {}).await.unwrap();
+
+        let sealed = e.seal_stored_block(&[1; 4096]).unwrap();
+        // A commit (the background committer's) before the op is queued.
+        e.commit_once().await.unwrap();
+        let node = e.lock().committed.nodes.get(&attr.ino).unwrap().clone();
+        e.lock()
+            .push(Op::SetContent {
+                node: node.id,
+                base: node.version,
+                version: node.version,
+                size: node.size,
+                drop_from: u64::MAX,
+                blocks: vec![(0, sealed.clone())],
+                mtime: node.mtime,
+            })
+            .unwrap();
+        e.sync(&|_, _| {}).await.unwrap();
+        let now = e.lock().committed.nodes.get(&attr.ino).unwrap().clone();
+        assert_eq!(now.blocks.get(&0), Some(&sealed), "sealed again");
+        e.shutdown().await.unwrap();
     }
 }
