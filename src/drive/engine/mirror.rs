@@ -4,7 +4,11 @@
 //! after it), so that a drive opened before can be opened again while the
 //! store is out of reach (offline open, docs/ARCHITECTURE.md).
 //!
-//! Layout: `meta/<store key with '/' as '~'>`, one file per object.
+//! Layout: `meta/<store key with '/' as '~'>`, one file per object, but
+//! checkpoint pages, which are appended to one file, `meta/pages`
+//! (`mirror_pages`; a mirror written before that holds a file per page,
+//! still read, and removed once the pack holds the page or it is no
+//! longer kept).
 //!
 //! Invariants:
 //! - The mirror is trusted no more than the store: every object in it is
@@ -24,13 +28,15 @@
 //!   one already mirrored is not written again.
 //! - Mirrored log entries and snapshots older than the newest mirrored
 //!   snapshot are removed, and so are pages no longer named by the newest
-//!   checkpoint the engine wrote or loaded (`retain_pages`), so the mirror
-//!   stays about one checkpoint plus `SNAPSHOT_EVERY` entries in size.
+//!   checkpoint the engine wrote or loaded (`retain_pages`; from the pack
+//!   file once they are most of it), so the mirror stays within about two
+//!   checkpoints' pages plus `SNAPSHOT_EVERY` entries in size.
 //!
 //! `MirroredStore` is the store as the engine uses it: the real store,
 //! with the volume's metadata objects copied into the mirror as they pass.
 //! It adds no behaviour to the store's answers.
 
+use super::mirror_pages::PagePack;
 use crate::drive::error::Result;
 use crate::drive::volume;
 use crate::format::hex::encode as hex;
@@ -60,6 +66,8 @@ pub struct Mirror {
     held: Arc<AtomicU64>,
     /// Page copies waiting for the background writer.
     copies: Mutex<Copies>,
+    /// The mirrored checkpoint pages.
+    pack: Mutex<PagePack>,
     /// Signalled when the writer has nothing left.
     settled: Notify,
 }
@@ -104,8 +112,10 @@ impl Mirror {
     /// The mirror in the volume cache directory `cache_dir`; `held` gets
     /// the bytes it takes on disk.
     pub fn new(cache_dir: &Path, volume: &[u8; 16], held: Arc<AtomicU64>) -> Mirror {
+        let dir = cache_dir.join("meta");
         let m = Mirror {
-            dir: cache_dir.join("meta"),
+            pack: Mutex::new(PagePack::new(&dir)),
+            dir,
             keyrings: volume::keyring_prefix(volume),
             logs: format!("v/{}/l/", hex(volume)),
             snapshots: volume::snapshot_prefix(volume),
@@ -148,18 +158,29 @@ impl Mirror {
         self.keys().iter().any(|k| k.starts_with(&self.keyrings))
     }
 
+    fn pack(&self) -> std::sync::MutexGuard<'_, PagePack> {
+        self.pack.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Copies an object the store served or took; a snapshot drops the
     /// older entries and snapshots it supersedes.
     fn save(&self, key: &str, bytes: &[u8]) {
         if !self.covers(key) {
             return;
         }
-        let path = self.path(key);
-        let replaced = fs::metadata(&path).map(|m| m.len()).ok();
-        if replaced.is_some() && key.starts_with(&self.pages) {
-            // Named by its hash: the same bytes.
+        if key.starts_with(&self.pages) {
+            match self.pack().append(key, bytes) {
+                Ok(added) => {
+                    self.held.fetch_add(added, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    tracing::warn!(object = %key, error = %e, "could not copy a checkpoint page into the local mirror; opening offline may fail until the next copy");
+                }
+            }
             return;
         }
+        let path = self.path(key);
+        let replaced = fs::metadata(&path).map(|m| m.len()).ok();
         let r = fs::create_dir_all(&self.dir)
             .and_then(|()| super::cache::replace_file(&path, bytes, false));
         if let Err(e) = r {
@@ -243,13 +264,27 @@ impl Mirror {
 
     /// Drops the mirrored checkpoint pages not in `keep` (the pages of the
     /// newest checkpoint, written or loaded: older ones are not needed).
+    /// The pack file is rewritten only once they are most of it; a page
+    /// file of an older mirror goes once the pack holds its page too.
     pub fn retain_pages(&self, keep: &HashSet<String>) {
+        let mut pack = self.pack();
+        let mut changed = match pack.retain(keep) {
+            Ok(rewritten) => rewritten,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not drop old checkpoint pages from the local mirror; it keeps them until the next checkpoint");
+                false
+            }
+        };
         for key in self.keys() {
-            if key.starts_with(&self.pages) && !keep.contains(&key) {
+            if key.starts_with(&self.pages) && (!keep.contains(&key) || pack.contains(&key)) {
                 let _ = fs::remove_file(self.path(&key));
+                changed = true;
             }
         }
-        self.measure();
+        drop(pack);
+        if changed {
+            self.measure();
+        }
     }
 
     fn seq_of(&self, key: &str, prefix: &str) -> Option<u64> {
@@ -275,6 +310,22 @@ impl Mirror {
     /// (verified there like the store's).
     pub async fn load(&self) -> Result<Arc<dyn ObjectStore>> {
         let store = MemoryStore::new();
+        let pages = self
+            .pack()
+            .pages()
+            .map_err(|source| crate::drive::DriveError::Cache {
+                path: self
+                    .dir
+                    .join(super::mirror_pages::PACK_FILE)
+                    .display()
+                    .to_string(),
+                source,
+            })?;
+        for (key, bytes) in pages {
+            store
+                .put(&key, Bytes::from(bytes), PutMode::Overwrite)
+                .await?;
+        }
         for key in self.keys() {
             let path = self.path(&key);
             let bytes = fs::read(&path).map_err(|source| crate::drive::DriveError::Cache {
@@ -397,11 +448,51 @@ mod tests {
             mirror.save_page(key.clone(), bytes.clone());
         }
         mirror.settle().await;
-        for (key, bytes) in &pages {
-            assert_eq!(fs::read(mirror.path(key)).unwrap(), bytes.as_ref(), "{key}");
-        }
+        let mut written = mirror.pack().pages().unwrap();
+        written.sort();
+        let mut want: Vec<(String, Vec<u8>)> =
+            pages.iter().map(|(k, b)| (k.clone(), b.to_vec())).collect();
+        want.sort();
+        assert_eq!(written, want);
+        // One file holds them all, and the bytes held count it.
+        let on_disk = fs::metadata(mirror.dir.join(super::super::mirror_pages::PACK_FILE))
+            .unwrap()
+            .len();
+        assert!(mirror.held.load(Ordering::Relaxed) >= on_disk);
         assert_eq!(mirror.copies().spool.capacity(), 0);
         assert!(mirror.copies().waiting.is_empty());
+    }
+
+    /// A mirror written with a file per page (before the pack file) is
+    /// still read; a page file goes once the pack holds its page or the
+    /// newest checkpoint no longer names it.
+    #[tokio::test]
+    async fn page_files_of_an_older_mirror_are_read_then_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let volume = [3; 16];
+        let key = |i: u8| volume::page_key(&volume, &[i; 32]);
+        let mirror = Mirror::new(dir.path(), &volume, Arc::default());
+        fs::create_dir_all(&mirror.dir).unwrap();
+        for i in 1..=3 {
+            fs::write(mirror.path(&key(i)), [i; 10]).unwrap();
+        }
+        let store = mirror.load().await.unwrap();
+        for i in 1..=3 {
+            let got = store.get(&key(i), GetOptions::default()).await.unwrap();
+            assert_eq!(got.bytes.as_ref(), &[i; 10]);
+        }
+        // Page 1 copied into the pack, page 2 still kept, page 3 dropped.
+        mirror.save(&key(1), &[1; 10]);
+        let keep: HashSet<String> = [key(1), key(2)].into_iter().collect();
+        mirror.retain_pages(&keep);
+        assert!(!mirror.path(&key(1)).exists());
+        assert!(mirror.path(&key(2)).exists());
+        assert!(!mirror.path(&key(3)).exists());
+        let store = mirror.load().await.unwrap();
+        for i in 1..=2 {
+            let got = store.get(&key(i), GetOptions::default()).await.unwrap();
+            assert_eq!(got.bytes.as_ref(), &[i; 10]);
+        }
     }
 
     /// A copy too large for what is left of the spool starts a new one;

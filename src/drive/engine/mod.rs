@@ -60,6 +60,7 @@ pub(super) mod lifecycle;
 pub(super) mod listing;
 pub(super) mod load;
 pub(super) mod mirror;
+pub(super) mod mirror_pages;
 pub(super) mod offline;
 pub(super) mod open;
 pub(super) mod ops;

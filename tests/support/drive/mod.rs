@@ -7,6 +7,7 @@ pub mod collect;
 pub mod crash;
 pub mod cut;
 pub mod loot;
+pub mod mirror;
 pub mod model;
 
 // Not every binary that includes the support module uses it.
