@@ -113,7 +113,7 @@ impl Engine {
             core.keep_open(gone);
         }
         if let Some(index) = &index {
-            self.mirror().retain_pages(&index.page_keys(&keys.volume));
+            self.mirror().retain_pages(index.page_keys(&keys.volume));
         }
         *last = index;
         drop(last);

@@ -481,7 +481,7 @@ impl Engine {
         {
             Ok((index, written)) => {
                 if written {
-                    self.mirror().retain_pages(&index.page_keys(&keys.volume));
+                    self.mirror().retain_pages(index.page_keys(&keys.volume));
                 }
                 *last = Some(index);
                 let mut core = self.lock();

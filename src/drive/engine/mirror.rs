@@ -88,6 +88,10 @@ pub struct Mirror {
 #[derive(Debug, Default)]
 struct Copies {
     waiting: VecDeque<(String, Bytes)>,
+    /// The pages to keep, once the copies queued before are written
+    /// (`retain_pages`: dropping the others may rewrite the pack file,
+    /// hundreds of megabytes at a million files, never on an async thread).
+    keep: Option<HashSet<String>>,
     writing: bool,
     spool: BytesMut,
 }
@@ -221,6 +225,10 @@ impl Mirror {
         let copy = copies.spooled(&bytes);
         drop(bytes);
         copies.waiting.push_back((key, copy));
+        self.start_writer(&mut copies);
+    }
+
+    fn start_writer(self: &Arc<Self>, copies: &mut Copies) {
         if !copies.writing {
             copies.writing = true;
             let mirror = self.clone();
@@ -228,24 +236,33 @@ impl Mirror {
         }
     }
 
-    /// The background writer: saves queued copies until none is left.
+    /// The background writer: saves queued copies, then drops the pages
+    /// not kept, until nothing is left.
     fn write_queued(&self) {
         loop {
-            let next = {
+            let (next, keep) = {
                 let mut copies = self.copies();
                 let next = copies.waiting.pop_front();
-                copies.writing = next.is_some();
+                let keep = if next.is_none() {
+                    copies.keep.take()
+                } else {
+                    None
+                };
+                copies.writing = next.is_some() || keep.is_some();
                 if next.is_none() {
                     // Nothing queued: the spool's memory goes back now.
                     copies.spool = BytesMut::new();
                 }
-                next
+                (next, keep)
             };
-            let Some((key, bytes)) = next else {
-                self.settled.notify_waiters();
-                return;
-            };
-            self.save(&key, &bytes);
+            match (next, keep) {
+                (Some((key, bytes)), _) => self.save(&key, &bytes),
+                (None, Some(keep)) => self.drop_pages_but(&keep),
+                (None, None) => {
+                    self.settled.notify_waiters();
+                    return;
+                }
+            }
         }
     }
 
@@ -263,10 +280,19 @@ impl Mirror {
     }
 
     /// Drops the mirrored checkpoint pages not in `keep` (the pages of the
-    /// newest checkpoint, written or loaded: older ones are not needed).
-    /// The pack file is rewritten only once they are most of it; a page
-    /// file of an older mirror goes once the pack holds its page too.
-    pub fn retain_pages(&self, keep: &HashSet<String>) {
+    /// newest checkpoint, written or loaded: older ones are not needed),
+    /// on the background writer once the copies queued before are written
+    /// (`settle` waits for it).
+    pub fn retain_pages(self: &Arc<Self>, keep: HashSet<String>) {
+        let mut copies = self.copies();
+        copies.keep = Some(keep);
+        self.start_writer(&mut copies);
+    }
+
+    /// [`Mirror::retain_pages`] itself: the pack file is rewritten only
+    /// once dropped pages are most of it; a page file of an older mirror
+    /// goes once the pack holds its page too.
+    fn drop_pages_but(&self, keep: &HashSet<String>) {
         let mut pack = self.pack();
         let mut changed = match pack.retain(keep) {
             Ok(rewritten) => rewritten,
@@ -466,7 +492,7 @@ mod tests {
     /// A mirror written with a file per page (before the pack file) is
     /// still read; a page file goes once the pack holds its page or the
     /// newest checkpoint no longer names it.
-    #[tokio::test]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn page_files_of_an_older_mirror_are_read_then_replaced() {
         let dir = tempfile::tempdir().unwrap();
         let volume = [3; 16];
@@ -482,9 +508,10 @@ mod tests {
             assert_eq!(got.bytes.as_ref(), &[i; 10]);
         }
         // Page 1 copied into the pack, page 2 still kept, page 3 dropped.
-        mirror.save(&key(1), &[1; 10]);
-        let keep: HashSet<String> = [key(1), key(2)].into_iter().collect();
-        mirror.retain_pages(&keep);
+        let mirror = Arc::new(mirror);
+        mirror.save_page(key(1), Bytes::from_static(&[1; 10]));
+        mirror.retain_pages([key(1), key(2)].into_iter().collect());
+        mirror.settle().await;
         assert!(!mirror.path(&key(1)).exists());
         assert!(mirror.path(&key(2)).exists());
         assert!(!mirror.path(&key(3)).exists());

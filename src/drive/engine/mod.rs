@@ -156,7 +156,7 @@ impl Engine {
     }
 
     /// The volume's metadata mirror (a handle on its directory).
-    fn mirror(&self) -> &mirror::Mirror {
+    fn mirror(&self) -> &Arc<mirror::Mirror> {
         &self.mirror
     }
 }

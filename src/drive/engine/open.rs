@@ -267,7 +267,7 @@ impl Engine {
         {
             // The mirror holds (or is copying) this checkpoint's pages
             // now: older ones go.
-            mirrored.retain_pages(&index.page_keys(&volume_id));
+            mirrored.retain_pages(index.page_keys(&volume_id));
         }
         opts.read_only |= read_only;
         let client = cache.client_id();
