@@ -47,6 +47,25 @@ struct Place {
     len: u32,
 }
 
+impl Place {
+    /// The body of `key`'s record written at `start`, `len` bytes long.
+    fn of_record(start: u64, key: &str, len: u32) -> Place {
+        Place {
+            at: start + HEADER + key.len() as u64,
+            len,
+        }
+    }
+
+    fn read(self, file: &File) -> io::Result<Vec<u8>> {
+        let mut body = vec![0; self.len as usize];
+        file.read_exact_at(&mut body, self.at)?;
+        Ok(body)
+    }
+}
+
+/// The bytes of a record besides its key and body: the two lengths.
+const HEADER: u64 = 6;
+
 /// The pack file of one mirror; its index is read on first use.
 #[derive(Debug)]
 pub struct PagePack {
@@ -73,7 +92,11 @@ impl PagePack {
     /// The index, scanning the file the first time.
     fn index(&mut self) -> &mut HashMap<String, Place> {
         if self.index.is_none() {
-            let (index, end) = scan(&self.path).unwrap_or_default();
+            let (index, end) = scan(&self.path).unwrap_or_else(|e| {
+                // Taken as empty: the pages are copied again as they pass.
+                tracing::warn!(path = %self.path.display(), error = %e, "could not read the local mirror's checkpoint pages; copying them again");
+                Default::default()
+            });
             self.index = Some(index);
             self.end = end;
         }
@@ -113,10 +136,9 @@ impl PagePack {
             self.file = None;
             return Err(e);
         }
-        let at = self.end + (record.len() - body.len()) as u64;
+        let place = Place::of_record(self.end, key, body.len() as u32);
         self.end += record.len() as u64;
-        let len = body.len() as u32;
-        self.index().insert(key.to_string(), Place { at, len });
+        self.index().insert(key.to_string(), place);
         Ok(record.len() as u64)
     }
 
@@ -138,13 +160,10 @@ impl PagePack {
             let old = File::open(&self.path)?;
             let mut out = io::BufWriter::new(File::create(&tmp)?);
             for (key, place) in kept {
-                let mut body = vec![0; place.len as usize];
-                old.read_exact_at(&mut body, place.at)?;
-                let record = encode(&key, &body);
+                let record = encode(&key, &place.read(&old)?);
                 out.write_all(&record)?;
-                let at = end + (record.len() - body.len()) as u64;
+                index.insert(key.clone(), Place::of_record(end, &key, place.len));
                 end += record.len() as u64;
-                index.insert(key, Place { at, ..place });
             }
             out.into_inner().map_err(|e| e.into_error())?;
         }
@@ -165,18 +184,14 @@ impl PagePack {
         let f = File::open(&self.path)?;
         places
             .into_iter()
-            .map(|(key, place)| {
-                let mut body = vec![0; place.len as usize];
-                f.read_exact_at(&mut body, place.at)?;
-                Ok((key, body))
-            })
+            .map(|(key, place)| Ok((key, place.read(&f)?)))
             .collect()
     }
 }
 
 /// One record's bytes.
 pub fn encode(key: &str, body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(6 + key.len() + body.len());
+    let mut out = Vec::with_capacity(record_len(key, body.len() as u32) as usize);
     out.extend_from_slice(&(key.len() as u16).to_le_bytes());
     out.extend_from_slice(key.as_bytes());
     out.extend_from_slice(&(body.len() as u32).to_le_bytes());
@@ -185,7 +200,7 @@ pub fn encode(key: &str, body: &[u8]) -> Vec<u8> {
 }
 
 fn record_len(key: &str, len: u32) -> u64 {
-    6 + key.len() as u64 + len as u64
+    HEADER + key.len() as u64 + len as u64
 }
 
 /// Reads the records' headers of the file at `path` (bodies skipped):
@@ -221,13 +236,13 @@ fn scan(path: &Path) -> io::Result<(HashMap<String, Place>, u64)> {
         let Ok(key) = String::from_utf8(key) else {
             break;
         };
-        let at = end + 6 + key_len as u64;
-        if len > BODY_MAX || at + len as u64 > size {
+        let place = Place::of_record(end, &key, len);
+        if len > BODY_MAX || place.at + len as u64 > size {
             break;
         }
         r.seek_relative(len as i64)?;
-        end = at + len as u64;
-        index.insert(key, Place { at, len });
+        end = place.at + len as u64;
+        index.insert(key, place);
     }
     Ok((index, end))
 }
