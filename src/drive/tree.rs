@@ -38,7 +38,8 @@ pub fn is_dirlike(kind: u8) -> bool {
 /// New node ids given at one fill position of an [`IdCursor`]: about the
 /// file nodes a checkpoint page holds at its target size (8 KiB of nodes
 /// of ~180 bytes: 40 of them pad to 8 KiB), so a burst of creates fills
-/// one page before the next.
+/// one page before the next. A volume with larger pages (16 KiB from 2^13
+/// buckets) gives a cursor a multiple of it (`PageIndex::ids_per_step`).
 pub const IDS_PER_STEP: u32 = 40;
 /// The share of a fill position a new directory takes: all of it. A
 /// directory's node grows with its entries (~30 bytes each), a file's
@@ -66,6 +67,9 @@ const ID_BITS: u32 = 53;
 pub struct IdCursor {
     low: u64,
     left: u32,
+    /// File ids per position: [`IDS_PER_STEP`], or a multiple of it in a
+    /// volume whose checkpoint pages are larger ([`IdCursor::set_step`]).
+    step: u32,
 }
 
 impl Default for IdCursor {
@@ -80,17 +84,26 @@ impl IdCursor {
         IdCursor {
             low: low & ((1 << CURSOR_BITS) - 1),
             left: IDS_PER_STEP,
+            step: IDS_PER_STEP,
         }
     }
 
+    /// Fills each position with `step` file ids (at least one) from the
+    /// next position on: the file nodes a checkpoint page of the volume
+    /// holds at its target size, so that a burst fills one page before
+    /// the next whatever the page size.
+    pub fn set_step(&mut self, step: u32) {
+        self.step = step.max(1);
+    }
+
     /// A new node id for which `taken` is false (never 0 or the root), for
-    /// a node of `kind` (a directory takes [`DIR_WEIGHT`] of a position:
-    /// one of its own).
+    /// a node of `kind` (a directory takes a whole position, as
+    /// [`DIR_WEIGHT`] says: one of its own).
     pub fn fresh(&mut self, kind: u8, mut taken: impl FnMut(u64) -> bool) -> u64 {
-        let weight = if kind == KIND_DIR { DIR_WEIGHT } else { 1 };
+        let weight = if kind == KIND_DIR { self.step } else { 1 };
         if self.left < weight {
             self.low = (self.low + 1) & ((1 << CURSOR_BITS) - 1);
-            self.left = IDS_PER_STEP;
+            self.left = self.step;
         }
         self.left -= weight;
         loop {
@@ -778,6 +791,23 @@ mod tests {
             .map(|kind| low(c.fresh(kind, |_| false)))
             .collect();
         assert_eq!(made, [7, 8, 9, 10, 10]);
+        // A cursor given a larger step (a volume of larger pages) fills
+        // each position with that many files from the next position on; a
+        // directory still takes a whole one.
+        let mut c = IdCursor::starting_at(3);
+        c.set_step(2 * IDS_PER_STEP);
+        let made: Vec<u64> = (0..1 + 4 * IDS_PER_STEP)
+            .map(|_| low(c.fresh(KIND_FILE, |_| false)))
+            .collect();
+        let step = IDS_PER_STEP as usize;
+        assert!(
+            made[..step].iter().all(|p| *p == 3),
+            "the current position ends first"
+        );
+        assert!(made[step..3 * step].iter().all(|p| *p == 4));
+        assert!(made[3 * step..].iter().all(|p| *p == 5));
+        assert_eq!(low(c.fresh(KIND_DIR, |_| false)), 6);
+        assert_eq!(low(c.fresh(KIND_FILE, |_| false)), 7);
         // A refused id is drawn again at the same position.
         let mut c = IdCursor::starting_at(5);
         let first = c.fresh(KIND_FILE, |_| false);

@@ -459,8 +459,13 @@ impl Engine {
             let reusable = core.checkpoint_written.is_some_and(|t| {
                 now.duration_since(t).unwrap_or_default() < self.opts.gc_grace / 2
             });
-            let prev = last.as_ref().filter(|_| reusable);
-            let plan = volume::plan_pages(&core.committed, prev, &touched, generation);
+            let plan = volume::plan_pages(
+                &core.committed,
+                last.as_ref(),
+                reusable,
+                &touched,
+                generation,
+            );
             (core.head, core.committed.clients.clone(), plan, touched)
         };
         tracing::debug!(
@@ -483,8 +488,9 @@ impl Engine {
                 if written {
                     self.mirror().retain_pages(index.page_keys(&keys.volume));
                 }
-                *last = Some(index);
                 let mut core = self.lock();
+                core.ids.set_step(index.ids_per_step());
+                *last = Some(index);
                 core.last_snapshot = head.seq;
                 core.checkpoint_written = Some(self.opts.clock.now());
             }

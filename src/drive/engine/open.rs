@@ -311,7 +311,13 @@ impl Engine {
             log_end_seen: None,
             touched,
             fatal: None,
-            ids: IdCursor::default(),
+            ids: {
+                let mut ids = IdCursor::default();
+                if let Some(index) = &index {
+                    ids.set_step(index.ids_per_step());
+                }
+                ids
+            },
         };
         let engine = Arc::new(Engine {
             store,

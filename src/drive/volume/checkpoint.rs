@@ -22,7 +22,7 @@
 
 use super::{Head, VolumeKeys, get, log_key, open_signed};
 use crate::drive::error::{DriveError, Result};
-use crate::drive::tree::{PageNodes, Tree};
+use crate::drive::tree::{IDS_PER_STEP, PageNodes, Tree};
 use crate::format::hex::encode as hex;
 use crate::format::meta::{
     self, CheckpointRoot, EMPTY_PAGE, ENTRY_MAGIC, MAX_BUCKET_BITS, Node, PagePlace,
@@ -34,12 +34,21 @@ use ed25519_dalek::SigningKey;
 use futures_util::{StreamExt, TryStreamExt, stream};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-/// The average encoded size of a page a checkpoint aims at (refitted
-/// when the average leaves a quarter to twice this). A small change
-/// rewrites one page, padded to the next power of two, and 1/64 of the
-/// root (32 bytes a bucket): 8 KiB keeps both small at 100k and 1M files
-/// (docs/ARCHITECTURE.md, "Checkpoint policy").
+/// The average encoded size of a page a checkpoint aims at while it has
+/// fewer than 2^[`LARGE_FROM_BITS`] buckets (refitted when the average
+/// leaves a quarter to twice the target). A small change rewrites one
+/// page, padded to the next power of two, and 1/64 of the root (32 bytes
+/// a bucket): 8 KiB keeps both small at 100k files (docs/ARCHITECTURE.md,
+/// "Checkpoint policy").
 pub const PAGE_TARGET: u64 = 8 << 10;
+/// The target from 2^[`LARGE_FROM_BITS`] buckets on (about 300,000 small
+/// files): a cold open fetches one object per page, and at a million files
+/// 16,384 small pages cost it more than their bytes (each a file or a GET);
+/// 8,192 pages twice the size halve that and still keep a small change
+/// within its budget (a 32 KiB page and a 256 KiB root over 64 entries).
+pub const LARGE_PAGE_TARGET: u64 = 2 * PAGE_TARGET;
+/// The bucket bits from which [`LARGE_PAGE_TARGET`] applies.
+pub const LARGE_FROM_BITS: u8 = 13;
 /// Pages fetched or put at once.
 const PAGES_IN_FLIGHT: usize = 16;
 
@@ -72,6 +81,15 @@ pub struct PageIndex {
 }
 
 impl PageIndex {
+    /// The file ids a fill position of an
+    /// [`IdCursor`](crate::drive::tree::IdCursor) should take in
+    /// this volume: [`IDS_PER_STEP`] per [`PAGE_TARGET`] of its pages'
+    /// target, so that a burst of creates still fills one page before
+    /// the next when the pages are larger.
+    pub fn ids_per_step(&self) -> u32 {
+        IDS_PER_STEP * (page_target(self.bits) / PAGE_TARGET) as u32
+    }
+
     /// The names of the page objects it names (empty buckets have none).
     pub fn page_keys(&self, vol: &[u8; 16]) -> HashSet<String> {
         self.pages
@@ -97,11 +115,20 @@ impl PagePlan {
     }
 }
 
+/// The average page a checkpoint of `2^bits` buckets aims at.
+fn page_target(bits: u8) -> u64 {
+    if bits >= LARGE_FROM_BITS {
+        LARGE_PAGE_TARGET
+    } else {
+        PAGE_TARGET
+    }
+}
+
 /// The smallest bucket count (as bits) whose average page holds at most
-/// [`PAGE_TARGET`] bytes of `total`.
+/// its [`page_target`] in bytes of `total`.
 fn fit_bits(total: u64) -> u8 {
     let mut bits = 0;
-    while bits < MAX_BUCKET_BITS && total > PAGE_TARGET << bits {
+    while bits < MAX_BUCKET_BITS && total > page_target(bits) << bits {
         bits += 1;
     }
     bits
@@ -117,10 +144,30 @@ fn encode_buckets<'a>(groups: impl Iterator<Item = (u32, Vec<&'a Node>)>) -> Vec
         .collect()
 }
 
-/// A plan writing every page of `nodes` under `generation`.
-fn plan_all<'a>(nodes: impl Iterator<Item = &'a Node> + Clone, generation: u32) -> PagePlan {
+/// Whether pages averaging `total >> bits` bytes are within the band
+/// that keeps `bits`: a quarter to twice its [`page_target`] (hysteresis:
+/// a fitted count sits inside it, so a drive refits once per doubling or
+/// halving, never at every checkpoint).
+fn in_band(total: u64, bits: u8) -> bool {
+    let average = total >> bits;
+    let target = page_target(bits);
+    (average <= 2 * target || bits == MAX_BUCKET_BITS) && (average >= target / 4 || bits == 0)
+}
+
+/// A plan writing every page of `nodes` under `generation`, with the
+/// bucket count of the last checkpoint (`keep`) while the pages stay in
+/// its band, else fitted afresh: the count a drive grew into does not
+/// change because its pages are rewritten (a new generation, or pages
+/// too old to reuse).
+fn plan_all<'a>(
+    nodes: impl Iterator<Item = &'a Node> + Clone,
+    generation: u32,
+    keep: Option<u8>,
+) -> PagePlan {
     let total: u64 = nodes.clone().map(|n| n.encoded_len() as u64).sum();
-    let bits = fit_bits(total);
+    let bits = keep
+        .filter(|b| in_band(total, *b))
+        .unwrap_or_else(|| fit_bits(total));
     let mut groups: Vec<Vec<&Node>> = vec![Vec::new(); 1 << bits];
     for n in nodes {
         groups[bucket_of(n.id, bits) as usize].push(n);
@@ -138,19 +185,23 @@ fn plan_all<'a>(nodes: impl Iterator<Item = &'a Node> + Clone, generation: u32) 
     }
 }
 
-/// Plans a checkpoint of `tree` under `generation`: with `prev` of the same
+/// Plans a checkpoint of `tree` under `generation` after the checkpoint
+/// `last`: when its pages may be reused (`reuse`) and are of the same
 /// generation, only the buckets holding an id of `touched` (nodes changed,
-/// added or removed since `prev`) are encoded, unless the average page has
-/// left `[PAGE_TARGET / 4, 2 × PAGE_TARGET]` (then the bucket count is
-/// fitted again and every page rewritten, as without `prev`).
+/// added or removed since `last`) are encoded, unless the average page has
+/// left its band ([`in_band`]: then the bucket count is fitted again and
+/// every page rewritten). Otherwise every page is written, in `last`'s
+/// bucket count while the pages stay in its band.
 pub fn plan_pages(
     tree: &Tree,
-    prev: Option<&PageIndex>,
+    last: Option<&PageIndex>,
+    reuse: bool,
     touched: &HashSet<u64>,
     generation: u32,
 ) -> PagePlan {
-    let Some(prev) = prev.filter(|p| p.generation == generation) else {
-        return plan_all(tree.nodes.values().map(|n| &**n), generation);
+    let nodes = || tree.nodes.values().map(|n| &**n);
+    let Some(prev) = last.filter(|p| reuse && p.generation == generation) else {
+        return plan_all(nodes(), generation, last.map(|p| p.bits));
     };
     let bits = prev.bits;
     let mut groups: HashMap<u32, Vec<&Node>> = touched
@@ -170,11 +221,8 @@ pub fn plan_pages(
         index.sizes[*b as usize] = body.len() as u64;
         index.pages[*b as usize] = EMPTY_PAGE;
     }
-    let average = index.sizes.iter().sum::<u64>() >> bits;
-    let too_big = average > 2 * PAGE_TARGET && bits < MAX_BUCKET_BITS;
-    let too_small = average < PAGE_TARGET / 4 && bits > 0;
-    if too_big || too_small {
-        return plan_all(tree.nodes.values().map(|n| &**n), generation);
+    if !in_band(index.sizes.iter().sum(), bits) {
+        return plan_all(nodes(), generation, None);
     }
     PagePlan { index, fresh }
 }
@@ -278,7 +326,7 @@ pub async fn write_snapshot(
     head: Head,
     tree: &Tree,
 ) -> Result<()> {
-    let plan = plan_all(tree.nodes.values().map(|n| &**n), keys.current().0);
+    let plan = plan_all(tree.nodes.values().map(|n| &**n), keys.current().0, None);
     write_checkpoint(store, keys, signer, card, head, tree.clients.clone(), plan).await?;
     Ok(())
 }
@@ -676,7 +724,7 @@ mod tests {
         let mut prev: Option<PageIndex> = None;
         for seq in 0..12 {
             let head = entry(&store, &keys, &me, seq).await;
-            let plan = plan_pages(&tree, prev.as_ref(), &touched, 0);
+            let plan = plan_pages(&tree, prev.as_ref(), true, &touched, 0);
             let buckets: HashSet<u32> = prev
                 .as_ref()
                 .map(|p| touched.iter().map(|id| bucket_of(*id, p.bits)).collect())
@@ -721,12 +769,68 @@ mod tests {
         assert_eq!(c.head.seq, 4);
     }
 
+    /// A rewrite of every page (a new generation, or pages too old to
+    /// reuse) keeps the bucket count the drive grew into while its pages
+    /// stay in that count's band, and fits the count afresh once they
+    /// leave it (or with no checkpoint before).
+    #[test]
+    fn a_full_rewrite_keeps_the_bucket_count_while_in_band() {
+        let nodes: Vec<Node> = (1..=200u64).map(|i| node(i, KIND_FILE)).collect();
+        let total: u64 = nodes.iter().map(|n| n.encoded_len() as u64).sum();
+        let tree = Tree::from_pages(vec![PageNodes::new(nodes)], BTreeMap::new());
+        let fitted = fit_bits(total);
+        let kept = fitted + 1;
+        assert!(in_band(total, kept), "{total} bytes in band at {kept} bits");
+        let last = |bits: u8| PageIndex {
+            generation: 0,
+            bits,
+            pages: vec![EMPTY_PAGE; 1 << bits],
+            sizes: vec![0; 1 << bits],
+        };
+        let none = HashSet::new();
+        for (reuse, generation) in [(false, 0), (true, 1)] {
+            let plan = plan_pages(&tree, Some(&last(kept)), reuse, &none, generation);
+            assert_eq!(
+                plan.index.bits, kept,
+                "reuse {reuse}, generation {generation}"
+            );
+            assert_eq!(plan.fresh_pages(), 1 << kept);
+        }
+        let far = kept + 4;
+        assert!(!in_band(total, far));
+        let plan = plan_pages(&tree, Some(&last(far)), false, &none, 0);
+        assert_eq!(plan.index.bits, fitted);
+        let plan = plan_pages(&tree, None, true, &none, 0);
+        assert_eq!(plan.index.bits, fitted);
+    }
+
+    /// A volume of larger pages has its ids' fill positions take as many
+    /// more files.
+    #[test]
+    fn ids_per_step_follow_the_page_target() {
+        let index = |bits: u8| PageIndex {
+            generation: 0,
+            bits,
+            pages: Vec::new(),
+            sizes: Vec::new(),
+        };
+        assert_eq!(index(0).ids_per_step(), IDS_PER_STEP);
+        assert_eq!(index(LARGE_FROM_BITS - 1).ids_per_step(), IDS_PER_STEP);
+        assert_eq!(index(LARGE_FROM_BITS).ids_per_step(), 2 * IDS_PER_STEP);
+        assert_eq!(index(MAX_BUCKET_BITS).ids_per_step(), 2 * IDS_PER_STEP);
+    }
+
     #[test]
     fn bucket_bits_fit_the_page_target() {
         assert_eq!(fit_bits(0), 0);
         assert_eq!(fit_bits(PAGE_TARGET), 0);
         assert_eq!(fit_bits(PAGE_TARGET + 1), 1);
-        assert_eq!(fit_bits(66 << 20), 14);
+        assert_eq!(fit_bits(PAGE_TARGET << 12), 12);
+        assert_eq!(fit_bits((PAGE_TARGET << 12) + 1), 13);
+        assert_eq!(fit_bits(LARGE_PAGE_TARGET << 13), 13);
+        assert_eq!(fit_bits((LARGE_PAGE_TARGET << 13) + 1), 14);
+        assert_eq!(fit_bits(66 << 20), 13);
+        assert_eq!(fit_bits(211 << 20), 14);
         assert_eq!(fit_bits(u64::MAX), MAX_BUCKET_BITS);
     }
 }
