@@ -65,7 +65,7 @@ mod volume;
 
 /// The local journal and state file parsers, for `crate::fuzzing`.
 pub(crate) use engine::cache::{LocalState, open_state, seal_state};
-pub use engine::commit::{SNAPSHOT_EVERY, SNAPSHOT_TOUCHED};
+pub use engine::commit::{SHUTDOWN_TOUCHED, SNAPSHOT_EVERY, SNAPSHOT_TOUCHED};
 pub use engine::fsck::{FsckOptions, FsckProblem, FsckReport, ProblemKind, VolumeCheck};
 pub use engine::history::{Change, Restored, Version};
 pub(crate) use engine::journal_file::{

@@ -185,3 +185,36 @@ async fn a_burst_in_few_entries_still_gets_checkpoints() {
         "{roots} checkpoints for {entries} log entries"
     );
 }
+
+/// The newest log entry's position.
+async fn last_entry(env: &Env) -> u64 {
+    let entries = under(env.store.as_ref(), "l").await;
+    let last = entries.last().unwrap().rsplit('/').next().unwrap();
+    u64::from_str_radix(last, 16).unwrap()
+}
+
+/// A clean shutdown after a burst of `SHUTDOWN_TOUCHED` changed nodes or
+/// more writes a checkpoint covering it (the next open replays no tail,
+/// and the next changes' checkpoint does not rewrite the burst's pages);
+/// after a few changes it writes none.
+#[tokio::test]
+async fn a_shutdown_after_a_burst_checkpoints_its_tail() {
+    let env = Env::new().await;
+    let roots = under(env.store.as_ref(), "s").await.len();
+    let d = env.open().await;
+    burst(&d, "few", 10).await;
+    d.shutdown().await.unwrap();
+    assert_eq!(under(env.store.as_ref(), "s").await.len(), roots);
+    let d = env.open().await;
+    burst(&d, "big", SHUTDOWN_TOUCHED).await;
+    let before = last_entry(&env).await;
+    assert_eq!(
+        under(env.store.as_ref(), "s").await.len(),
+        roots,
+        "no checkpoint covers the burst before the shutdown"
+    );
+    d.shutdown().await.unwrap();
+    let (_, head, _, _) = newest_root(&env).await;
+    assert_eq!(head.seq, last_entry(&env).await);
+    assert_eq!(head.seq, before, "the shutdown wrote no entry");
+}

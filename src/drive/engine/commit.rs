@@ -33,6 +33,14 @@ pub const SNAPSHOT_EVERY: u64 = 64;
 /// open replays, and what the first checkpoint after it rewrites) could
 /// reach 64 × 4096 ops.
 pub const SNAPSHOT_TOUCHED: usize = 8192;
+/// Nodes changed since the last checkpoint from which a clean shutdown
+/// writes one: the tail of a burst (a copy, an unpacked archive). The
+/// next open then replays no tail and the first checkpoint after it does
+/// not rewrite the burst's pages on the next changes' account; the same
+/// pages are written, at the end of the burst that changed them. Below
+/// this a shutdown writes none: at a million files a checkpoint's root
+/// alone is 256 KiB, more than a few changed nodes are worth.
+pub const SHUTDOWN_TOUCHED: usize = SNAPSHOT_TOUCHED / 8;
 /// How long the background committer waits after a change so that a
 /// burst of changes becomes one log entry.
 const COMMIT_DELAY: Duration = Duration::from_millis(25);
@@ -426,11 +434,22 @@ impl Engine {
     /// (readers' would be refused by everyone). Checkpoints are serialised
     /// by the `checkpoint` lock, which holds the last one's pages.
     pub(super) async fn snapshot(&self, force: bool) {
+        self.snapshot_past(force, SNAPSHOT_TOUCHED).await
+    }
+
+    /// [`Engine::snapshot`] at a clean shutdown: due from
+    /// [`SHUTDOWN_TOUCHED`] changed nodes.
+    pub(super) async fn snapshot_at_shutdown(&self) {
+        self.snapshot_past(false, SHUTDOWN_TOUCHED).await
+    }
+
+    /// [`Engine::snapshot`], due once `touched` nodes changed.
+    async fn snapshot_past(&self, force: bool, touched: usize) {
         let writer = !self.opts.read_only && self.keys.can_write(&self.me.card_id);
         let due = |core: &super::state::Core| {
             force
                 || core.head.seq >= core.last_snapshot + SNAPSHOT_EVERY
-                || core.touched.len() >= SNAPSHOT_TOUCHED
+                || core.touched.len() >= touched
         };
         if writer && !due(&self.lock()) {
             return;

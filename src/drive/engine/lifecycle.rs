@@ -45,6 +45,10 @@ impl Engine {
         if r.is_err() {
             // Keep whatever could not be uploaded in the journal.
             self.journal_pending(true)?;
+        } else {
+            // The tail of a burst goes into a checkpoint now (see
+            // `SHUTDOWN_TOUCHED`).
+            self.snapshot_at_shutdown().await;
         }
         // The committer may be saving the state itself (it does after each
         // commit): it must end before this last save, or the two writes of
