@@ -75,7 +75,7 @@ pub(crate) use engine::journal_file::{
 pub use error::{DriveError, Result};
 pub use history_api::{RestoreInfo, RestoreTo};
 pub use identity::{Identity, Member, Role};
-pub use tree::{DIR_WEIGHT, IDS_PER_STEP};
+pub use tree::IDS_PER_STEP;
 pub use types::*;
 pub use volume::HEADER_KEY;
 pub use volume::genesis::create_volume;

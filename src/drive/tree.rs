@@ -41,12 +41,6 @@ pub fn is_dirlike(kind: u8) -> bool {
 /// one page before the next. A volume with larger pages (16 KiB from 2^13
 /// buckets) gives a cursor a multiple of it (`PageIndex::ids_per_step`).
 pub const IDS_PER_STEP: u32 = 40;
-/// The share of a fill position a new directory takes: all of it. A
-/// directory's node grows with its entries (~30 bytes each), a file's
-/// hardly, so directories made in a row (`mkdir -p`, the top of a copied
-/// tree) must not share a page: a page of 40 directories of 1,000 entries
-/// would be a megabyte rewritten by every create in any of them.
-pub const DIR_WEIGHT: u32 = IDS_PER_STEP;
 /// Low bits of a node id an [`IdCursor`] chooses: the bucket selector of
 /// every bucket count a checkpoint may have (`MAX_BUCKET_BITS`).
 pub const CURSOR_BITS: u32 = crate::format::meta::MAX_BUCKET_BITS as u32;
@@ -97,8 +91,11 @@ impl IdCursor {
     }
 
     /// A new node id for which `taken` is false (never 0 or the root), for
-    /// a node of `kind` (a directory takes a whole position, as
-    /// [`DIR_WEIGHT`] says: one of its own).
+    /// a node of `kind`. A directory takes a whole position of its own: its
+    /// node grows with its entries (~30 bytes each), a file's hardly, so
+    /// directories made in a row (`mkdir -p`, the top of a copied tree)
+    /// must not share a page: a page of 40 directories of 1,000 entries
+    /// would be a megabyte rewritten by every create in any of them.
     pub fn fresh(&mut self, kind: u8, mut taken: impl FnMut(u64) -> bool) -> u64 {
         let weight = if kind == KIND_DIR { self.step } else { 1 };
         if self.left < weight {
@@ -757,7 +754,7 @@ mod tests {
     }
 
     /// A burst of ids from one cursor fills one low-bits position per
-    /// `IDS_PER_STEP` files (a directory takes `DIR_WEIGHT`), moving on
+    /// `IDS_PER_STEP` files (a directory takes a whole one), moving on
     /// by one and wrapping; every id is below 2^53, never 0 or the root,
     /// and never one `taken` refuses.
     #[test]
