@@ -16,10 +16,11 @@
 
 use super::error::{DriveError, Result};
 use super::node_table::NodeTable;
+pub use super::node_table::PageNodes;
 use crate::format::content::BLOCK_SIZE;
 use crate::format::crypto::random_array;
 use crate::format::meta::{KIND_DIR, KIND_FILE, Node, Op, Time};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 /// The root directory's node id.
@@ -124,37 +125,12 @@ pub struct Tree {
     pub(super) clients: BTreeMap<[u8; 16], u64>,
 }
 
-/// The nodes of one checkpoint page made ready for a [`Tree`], each in its
-/// `Arc`. Made where the page is decoded (on the blocking pool, pages side
-/// by side), so that [`Tree::from_pages`] only fills a table sized once.
-#[derive(Debug, Default)]
-pub struct PageNodes {
-    nodes: Vec<(u64, Arc<Node>)>,
-}
-
-impl PageNodes {
-    pub fn new(nodes: Vec<Node>) -> Self {
-        // A vector of its own, not `collect` (which would reuse the
-        // decoded nodes' buffer in place and shrink it: the freed tail of
-        // every page's buffer, a few KiB, stayed a hole among the nodes
-        // for as long as the daemon runs).
-        let mut made = Vec::with_capacity(nodes.len());
-        made.extend(nodes.into_iter().map(|n| (n.id, Arc::new(n))));
-        PageNodes { nodes: made }
-    }
-}
-
 impl Tree {
     /// Builds the tree from the prepared pages of a checkpoint (a node id
     /// in two pages: the later one holds), its table sized once.
     pub fn from_pages(pages: Vec<PageNodes>, clients: BTreeMap<[u8; 16], u64>) -> Self {
-        let count = pages.iter().map(|p| p.nodes.len()).sum();
-        let mut nodes = HashMap::with_capacity(count);
-        for p in pages {
-            nodes.extend(p.nodes);
-        }
         Tree {
-            nodes: NodeTable::from_map(nodes),
+            nodes: NodeTable::from_pages(pages),
             clients,
         }
     }
