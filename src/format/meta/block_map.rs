@@ -1,23 +1,26 @@
 //! [`BlockMap`]: a file's block versions by block index, as a sorted
-//! vector.
+//! vector with room for one ref inline.
 //!
-//! Every file node of every open volume holds one, twice (committed tree
-//! and view), so its size per file is most of the engine's memory per
-//! file: a `BTreeMap` allocates a whole leaf (room for 11 refs, about
-//! 700 bytes) for a file of one block; this holds exactly what it has.
+//! Every file node of every open volume holds one, so its size per file is
+//! much of the engine's memory per file: a `BTreeMap` allocates a whole
+//! leaf (room for 11 refs, about 700 bytes) for a file of one block; a
+//! vector an 80-byte chunk. This holds a single ref inside the node (most
+//! files have one block: no allocation at all) and more in a vector sized
+//! to what it holds.
 //!
 //! Invariants: indices strictly increasing, at most one ref per index;
 //! iteration in index order (the encoding's order).
 
 use super::node::BlockRef;
+use smallvec::SmallVec;
 
 /// Block refs by block index, sorted, one per index.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct BlockMap(Vec<(u64, BlockRef)>);
+pub struct BlockMap(SmallVec<[(u64, BlockRef); 1]>);
 
 impl BlockMap {
     pub fn new() -> Self {
-        Self(Vec::new())
+        Self(SmallVec::new())
     }
 
     fn find(&self, index: u64) -> Result<usize, usize> {
@@ -54,12 +57,6 @@ impl BlockMap {
     /// past the last index (a file written in order) costs no search.
     pub fn insert(&mut self, index: u64, block: BlockRef) -> Option<BlockRef> {
         if self.0.last().is_none_or(|(i, _)| *i < index) {
-            // A first ref gets room for itself only (a vector's first
-            // push keeps room for 4: 288 bytes where most files have
-            // one block); later ones grow the vector as usual.
-            if self.0.capacity() == 0 {
-                self.0.reserve_exact(1);
-            }
             self.0.push((index, block));
             return None;
         }
@@ -171,17 +168,20 @@ mod tests {
         ]
     }
 
-    /// A map of one ref has room for one only, whether built by an insert
-    /// (a file's first write) or collected (a decoded node).
+    /// A map of one ref holds it inline, whether built by an insert (a
+    /// file's first write) or collected (a decoded node); a collected map
+    /// of more has room for exactly what it holds.
     #[test]
-    fn one_ref_takes_room_for_one() {
+    fn one_ref_is_held_inline() {
         let mut m = BlockMap::new();
         m.insert(0, block(1));
-        assert_eq!(m.capacity(), 1);
+        assert!(!m.0.spilled());
         m.insert(1, block(2));
         assert_eq!(m.len(), 2);
         let m: BlockMap = [(0, block(1))].into();
-        assert_eq!(m.capacity(), 1);
+        assert!(!m.0.spilled());
+        let m: BlockMap = (0..5).map(|i| (i, block(i as u8))).collect();
+        assert_eq!(m.capacity(), 5);
     }
 
     proptest! {
