@@ -99,6 +99,11 @@ impl Engine {
             core.touched = touched;
             core.last_snapshot = snapshot_seq;
             core.checkpoint_written = index.as_ref().map(|_| self.opts.clock.now());
+            if let Some(index) = &index {
+                // Id fill positions follow the loaded checkpoint's pages,
+                // as at open and after a checkpoint this client writes.
+                core.ids.set_step(index.ids_per_step());
+            }
             // As a refresh does without pending changes: unsealed writes
             // to files gone and closed here are dropped (open ones stay
             // readable as orphans; the rebase keeps those in every case).
