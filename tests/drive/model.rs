@@ -99,6 +99,53 @@ async fn collections_between_changes_keep_everything_live() {
     .await;
 }
 
+/// A handle held open keeps reading and writing its file through a
+/// rename and an unlink (what it wrote after the unlink goes with it),
+/// while a symlink, chmod and extended attributes around it survive a
+/// crash, a reopen and a collection.
+#[test]
+fn held_handles_symlinks_modes_and_xattrs_match_the_model() {
+    use M::*;
+    rt().block_on(check(vec![
+        Hold(0, 0),
+        WriteHeld(0, 10, 100, 7),
+        Read(0),
+        Hold(0, 1),
+        WriteHeld(1, 50, 10, 8),
+        ReadHeld(0),
+        Rename(0, 1, 0),
+        WriteHeld(0, 5000, 10, 9),
+        Read(1),
+        Symlink(2, 1),
+        Chmod(1, 3),
+        Chmod(2, 0),
+        SetXattr(1, 0, 20, 3, 1),
+        SetXattr(1, 0, 5, 4, 1),
+        SetXattr(2, 1, 0, 0, 2),
+        SetXattr(2, 1, 7, 5, 0),
+        Write(2, 0, 10, 1),
+        Crash,
+        Hold(1, 0),
+        Unlink(1),
+        WriteHeld(0, 0, 3, 1),
+        ReadHeld(0),
+        Read(1),
+        Release(0),
+        ReadHeld(0),
+        RemoveXattr(2, 1),
+        RemoveXattr(2, 1),
+        Mkdir(3),
+        Hold(3, 1),
+        Hold(9, 1),
+        Mkdir(8),
+        Hold(9, 1),
+        WriteHeld(1, 1, 1, 1),
+        Reopen,
+        ReadHeld(1),
+        Gc,
+    ]));
+}
+
 /// Where proptest keeps a test file's failures: `NAME.proptest-regressions`
 /// beside the file that holds the `proptest!` block. Its default
 /// (`SourceParallel`) would look for `tests/proptest-regressions/NAME.txt`

@@ -1,7 +1,10 @@
 //! The reference model of the drive-engine model test: random file
-//! operations, a simple in-memory model of their POSIX results, and a
-//! driver that runs both and compares every result and, after reopen or
-//! crash, the whole tree. Used over the memory store (`drive_model.rs`) and
+//! operations (symlinks, chmod, extended attributes, and handles held open
+//! across other operations, through renames and unlinks, among them), a
+//! simple in-memory model of their POSIX results, and a driver that runs
+//! both and compares every result and, after reopen or crash, the whole
+//! tree: each path's kind, content or link target, permission bits and
+//! extended attributes. Used over the memory store (`drive_model.rs`) and
 //! over S3 (`drive_s3.rs`).
 #![allow(dead_code)]
 
@@ -10,7 +13,17 @@ use cardfs::drive::*;
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 
-pub const PATHS: [&str; 8] = ["a", "b", "c", "d", "d/a", "d/b", "d/d", "d/d/a"];
+pub const PATHS: [&str; 12] = [
+    "a", "b", "c", "d", "d/a", "d/b", "d/d", "d/d/a", "e", "e/a", "d/e", "d/d/b",
+];
+/// Symlink targets (never followed by the engine: the kernel resolves them).
+pub const TARGETS: [&str; 3] = ["a", "../d/b", "/somewhere/else"];
+/// Permission bits a chmod sets.
+pub const MODES: [u32; 4] = [0o600, 0o640, 0o755, 0o4711];
+/// Extended attribute names.
+pub const XATTRS: [&str; 2] = ["user.a", "user.bb"];
+/// Handles a sequence may hold open at once.
+pub const HELD: usize = 2;
 
 #[derive(Debug, Clone)]
 pub enum M {
@@ -23,6 +36,23 @@ pub enum M {
     Rmdir(usize),
     Link(usize, usize),
     Read(usize),
+    /// A symlink at a path to one of [`TARGETS`].
+    Symlink(usize, usize),
+    /// chmod to one of [`MODES`].
+    Chmod(usize, usize),
+    /// setxattr of one of [`XATTRS`] to a value of `len` bytes `b`, with
+    /// flags 0 (either), 1 (create only) or 2 (replace only).
+    SetXattr(usize, usize, usize, u8, u8),
+    RemoveXattr(usize, usize),
+    /// Opens a path read-write, creating a file there when nothing is (as
+    /// O_CREAT), into handle slot `k` (releasing what the slot held), and
+    /// keeps it open across the ops that follow.
+    Hold(usize, usize),
+    /// Writes through held handle `k` (EBADF when the slot is empty).
+    WriteHeld(usize, u64, usize, u8),
+    /// Reads everything through held handle `k`.
+    ReadHeld(usize),
+    Release(usize),
     Reopen,
     Crash,
     /// Collect everything unreferenced now (`--grace 0 --keep 0`) with
@@ -47,6 +77,15 @@ pub fn op() -> impl Strategy<Value = M> {
         1 => p.clone().prop_map(M::Rmdir),
         1 => (p.clone(), p.clone()).prop_map(|(a, b)| M::Link(a, b)),
         2 => p.clone().prop_map(M::Read),
+        1 => (p.clone(), 0..TARGETS.len()).prop_map(|(a, t)| M::Symlink(a, t)),
+        1 => (p.clone(), 0..MODES.len()).prop_map(|(a, m)| M::Chmod(a, m)),
+        1 => (p.clone(), 0..XATTRS.len(), 0usize..300, any::<u8>(), 0u8..3)
+            .prop_map(|(a, x, l, b, f)| M::SetXattr(a, x, l, b, f)),
+        1 => (p.clone(), 0..XATTRS.len()).prop_map(|(a, x)| M::RemoveXattr(a, x)),
+        2 => (p.clone(), 0..HELD).prop_map(|(a, k)| M::Hold(a, k)),
+        3 => (0..HELD, offset.clone(), 1usize..70_000, any::<u8>()).prop_map(|(k, o, l, b)| M::WriteHeld(k, o, l, b)),
+        2 => (0..HELD).prop_map(M::ReadHeld),
+        1 => (0..HELD).prop_map(M::Release),
         1 => Just(M::Reopen),
         1 => Just(M::Crash),
         1 => Just(M::Gc),
@@ -59,12 +98,24 @@ pub fn op() -> impl Strategy<Value = M> {
 enum Kind {
     File(Vec<u8>),
     Dir(BTreeMap<String, u64>),
+    Symlink(String),
+}
+
+/// What every node has besides its kind.
+#[derive(Debug, Clone)]
+struct Meta {
+    perm: u16,
+    xattrs: BTreeMap<String, Vec<u8>>,
 }
 
 #[derive(Debug, Clone)]
 struct Model {
     nodes: BTreeMap<u64, Kind>,
+    meta: BTreeMap<u64, Meta>,
     next: u64,
+    /// The node each handle slot holds open (kept alive while held, as an
+    /// unlinked file is).
+    held: [Option<u64>; HELD],
 }
 
 type R<T> = std::result::Result<T, i32>;
@@ -73,18 +124,31 @@ impl Model {
     fn new() -> Self {
         let mut nodes = BTreeMap::new();
         nodes.insert(0, Kind::Dir(BTreeMap::new()));
-        Model { nodes, next: 1 }
+        let mut meta = BTreeMap::new();
+        meta.insert(
+            0,
+            Meta {
+                perm: 0o755,
+                xattrs: BTreeMap::new(),
+            },
+        );
+        Model {
+            nodes,
+            meta,
+            next: 1,
+            held: [None; HELD],
+        }
     }
     fn children(&self, id: u64) -> R<&BTreeMap<String, u64>> {
         match &self.nodes[&id] {
             Kind::Dir(c) => Ok(c),
-            Kind::File(_) => Err(libc::ENOTDIR),
+            Kind::File(_) | Kind::Symlink(_) => Err(libc::ENOTDIR),
         }
     }
     fn children_mut(&mut self, id: u64) -> &mut BTreeMap<String, u64> {
         match self.nodes.get_mut(&id).unwrap() {
             Kind::Dir(c) => c,
-            Kind::File(_) => panic!("not a dir"),
+            _ => panic!("not a dir"),
         }
     }
     fn resolve(&self, path: &str) -> R<u64> {
@@ -120,6 +184,7 @@ impl Model {
     fn gc(&mut self) {
         let mut live = std::collections::BTreeSet::new();
         let mut stack = vec![0u64];
+        stack.extend(self.held.iter().flatten());
         while let Some(id) = stack.pop() {
             if live.insert(id)
                 && let Kind::Dir(c) = &self.nodes[&id]
@@ -128,6 +193,7 @@ impl Model {
             }
         }
         self.nodes.retain(|id, _| live.contains(id));
+        self.meta.retain(|id, _| live.contains(id));
     }
     fn make(&mut self, p: &str, k: Kind) -> R<()> {
         let (parent, name) = self.parent(p)?;
@@ -136,7 +202,19 @@ impl Model {
         }
         let id = self.next;
         self.next += 1;
+        let perm = match k {
+            Kind::File(_) => 0o644,
+            Kind::Dir(_) => 0o755,
+            Kind::Symlink(_) => 0o777,
+        };
         self.nodes.insert(id, k);
+        self.meta.insert(
+            id,
+            Meta {
+                perm,
+                xattrs: BTreeMap::new(),
+            },
+        );
         self.children_mut(parent).insert(name, id);
         Ok(())
     }
@@ -145,7 +223,28 @@ impl Model {
         match self.nodes.get_mut(&id).unwrap() {
             Kind::File(d) => Ok(d),
             Kind::Dir(_) => Err(libc::EISDIR),
+            // As open(2) with O_NOFOLLOW: the driver does the same.
+            Kind::Symlink(_) => Err(libc::ELOOP),
         }
+    }
+    /// Every handle closed (before a reopen, crash or collection).
+    fn release_all(&mut self) {
+        self.held = [None; HELD];
+        self.gc();
+    }
+    fn held_file(&mut self, k: usize) -> R<&mut Vec<u8>> {
+        let id = self.held[k].ok_or(libc::EBADF)?;
+        match self.nodes.get_mut(&id).unwrap() {
+            Kind::File(d) => Ok(d),
+            _ => unreachable!("only files are held"),
+        }
+    }
+    fn write(d: &mut Vec<u8>, off: u64, len: usize, b: u8) {
+        let end = off as usize + len;
+        if d.len() < end {
+            d.resize(end, 0);
+        }
+        d[off as usize..end].fill(b);
     }
     fn apply(&mut self, m: &M) -> R<Vec<u8>> {
         match m {
@@ -154,12 +253,28 @@ impl Model {
                 .make(PATHS[*p], Kind::Dir(BTreeMap::new()))
                 .map(|_| vec![]),
             M::Write(p, off, len, b) => {
-                let d = self.file(PATHS[*p])?;
-                let end = *off as usize + len;
-                if d.len() < end {
-                    d.resize(end, 0);
+                Self::write(self.file(PATHS[*p])?, *off, *len, *b);
+                Ok(vec![])
+            }
+            M::Hold(p, k) => {
+                if self.held[*k].take().is_some() {
+                    self.gc();
                 }
-                d[*off as usize..end].fill(*b);
+                if self.resolve(PATHS[*p]) == Err(libc::ENOENT) {
+                    self.make(PATHS[*p], Kind::File(Vec::new()))?;
+                }
+                self.file(PATHS[*p])?;
+                self.held[*k] = Some(self.resolve(PATHS[*p])?);
+                Ok(vec![])
+            }
+            M::WriteHeld(k, off, len, b) => {
+                Self::write(self.held_file(*k)?, *off, *len, *b);
+                Ok(vec![])
+            }
+            M::ReadHeld(k) => self.held_file(*k).map(|d| d.clone()),
+            M::Release(k) => {
+                self.held[*k].take().ok_or(libc::EBADF)?;
+                self.gc();
                 Ok(vec![])
             }
             M::Truncate(p, size) => {
@@ -167,6 +282,32 @@ impl Model {
                 Ok(vec![])
             }
             M::Read(p) => self.file(PATHS[*p]).map(|d| d.clone()),
+            M::Symlink(p, t) => self
+                .make(PATHS[*p], Kind::Symlink(TARGETS[*t].to_string()))
+                .map(|_| vec![]),
+            M::Chmod(p, m) => {
+                let id = self.resolve(PATHS[*p])?;
+                self.meta.get_mut(&id).unwrap().perm = (MODES[*m] & 0o7777) as u16;
+                Ok(vec![])
+            }
+            M::SetXattr(p, x, len, b, flags) => {
+                let id = self.resolve(PATHS[*p])?;
+                let xattrs = &mut self.meta.get_mut(&id).unwrap().xattrs;
+                let exists = xattrs.contains_key(XATTRS[*x]);
+                match (flags, exists) {
+                    (1, true) => return Err(libc::EEXIST),
+                    (2, false) => return Err(libc::ENODATA),
+                    _ => {}
+                }
+                xattrs.insert(XATTRS[*x].to_string(), vec![*b; *len]);
+                Ok(vec![])
+            }
+            M::RemoveXattr(p, x) => {
+                let id = self.resolve(PATHS[*p])?;
+                let xattrs = &mut self.meta.get_mut(&id).unwrap().xattrs;
+                xattrs.remove(XATTRS[*x]).ok_or(libc::ENODATA)?;
+                Ok(vec![])
+            }
             M::Unlink(p) => {
                 let (parent, name) = self.parent(PATHS[*p])?;
                 let id = *self.children(parent)?.get(&name).ok_or(libc::ENOENT)?;
@@ -266,6 +407,16 @@ async fn parent(d: &Drive, path: &str) -> R<(Ino, String)> {
     }
 }
 
+/// The inode at `path` as open(2) with O_NOFOLLOW finds it: a symlink is
+/// ELOOP (the kernel, not the engine, follows links).
+async fn regular(d: &Drive, path: &str) -> R<Ino> {
+    let ino = resolve(d, path).await?;
+    match d.getattr(ino).await.map_err(|e| e.errno())?.kind {
+        FileKind::Symlink => Err(libc::ELOOP),
+        _ => Ok(ino),
+    }
+}
+
 async fn run(d: &Drive, m: &M) -> R<Vec<u8>> {
     let e = |e: DriveError| e.errno();
     match m {
@@ -284,7 +435,7 @@ async fn run(d: &Drive, m: &M) -> R<Vec<u8>> {
             Ok(vec![])
         }
         M::Write(p, off, len, b) => {
-            let ino = resolve(d, PATHS[*p]).await?;
+            let ino = regular(d, PATHS[*p]).await?;
             let fh = d.open(ino, libc::O_WRONLY).await.map_err(e)?;
             let r = d.write(ino, fh, *off, &vec![*b; *len]).await.map_err(e);
             d.release(ino, fh).await.map_err(e)?;
@@ -292,7 +443,7 @@ async fn run(d: &Drive, m: &M) -> R<Vec<u8>> {
             Ok(vec![])
         }
         M::Truncate(p, size) => {
-            let ino = resolve(d, PATHS[*p]).await?;
+            let ino = regular(d, PATHS[*p]).await?;
             d.setattr(
                 ino,
                 None,
@@ -306,7 +457,7 @@ async fn run(d: &Drive, m: &M) -> R<Vec<u8>> {
             Ok(vec![])
         }
         M::Read(p) => {
-            let ino = resolve(d, PATHS[*p]).await?;
+            let ino = regular(d, PATHS[*p]).await?;
             let fh = d.open(ino, libc::O_RDONLY).await.map_err(e)?;
             let size = d.getattr(ino).await.map_err(e)?.size;
             let mut out = Vec::new();
@@ -349,53 +500,205 @@ async fn run(d: &Drive, m: &M) -> R<Vec<u8>> {
                 .map_err(e)
                 .map(|_| vec![])
         }
+        M::Symlink(p, t) => {
+            let (par, name) = parent(d, PATHS[*p]).await?;
+            let target = std::path::Path::new(TARGETS[*t]);
+            d.symlink(par, os(&name), target, WHO)
+                .await
+                .map_err(e)
+                .map(|_| vec![])
+        }
+        M::Chmod(p, m) => {
+            let ino = resolve(d, PATHS[*p]).await?;
+            let set = SetAttr {
+                mode: Some(MODES[*m]),
+                ..Default::default()
+            };
+            d.setattr(ino, None, set).await.map_err(e).map(|_| vec![])
+        }
+        M::SetXattr(p, x, len, b, flags) => {
+            let ino = resolve(d, PATHS[*p]).await?;
+            let how = match flags {
+                1 => XattrSet::CreateOnly,
+                2 => XattrSet::ReplaceOnly,
+                _ => XattrSet::Any,
+            };
+            d.setxattr(ino, os(XATTRS[*x]), &vec![*b; *len], how)
+                .await
+                .map_err(e)
+                .map(|_| vec![])
+        }
+        M::RemoveXattr(p, x) => {
+            let ino = resolve(d, PATHS[*p]).await?;
+            d.removexattr(ino, os(XATTRS[*x]))
+                .await
+                .map_err(e)
+                .map(|_| vec![])
+        }
         M::Reopen | M::Crash | M::Gc => unreachable!("handled by the driver"),
+        M::Hold(..) | M::WriteHeld(..) | M::ReadHeld(_) | M::Release(_) => {
+            unreachable!("run_held")
+        }
     }
 }
 
-/// The whole tree as (path, kind, content) for comparison.
-fn model_tree(m: &Model) -> Vec<(String, Option<Vec<u8>>)> {
+/// The engine's handles a sequence holds open, by slot.
+type Held = [Option<(Ino, Fh)>; HELD];
+
+async fn read_through(d: &Drive, ino: Ino, fh: Fh) -> R<Vec<u8>> {
     let mut out = Vec::new();
-    fn walk(m: &Model, id: u64, prefix: &str, out: &mut Vec<(String, Option<Vec<u8>>)>) {
+    loop {
+        let c = d
+            .read(ino, fh, out.len() as u64, 128 * 1024)
+            .await
+            .map_err(|e| e.errno())?;
+        if c.is_empty() {
+            return Ok(out);
+        }
+        out.extend_from_slice(&c);
+    }
+}
+
+async fn run_held(d: &Drive, held: &mut Held, m: &M) -> R<Vec<u8>> {
+    let e = |e: DriveError| e.errno();
+    match m {
+        M::Hold(p, k) => {
+            if let Some((ino, fh)) = held[*k].take() {
+                d.release(ino, fh).await.unwrap();
+            }
+            held[*k] = Some(match regular(d, PATHS[*p]).await {
+                Err(libc::ENOENT) => {
+                    let (par, name) = parent(d, PATHS[*p]).await?;
+                    let (a, fh) = d
+                        .create(par, os(&name), 0o644, libc::O_RDWR, WHO)
+                        .await
+                        .map_err(e)?;
+                    (a.ino, fh)
+                }
+                Err(err) => return Err(err),
+                Ok(ino) => (ino, d.open(ino, libc::O_RDWR).await.map_err(e)?),
+            });
+            Ok(vec![])
+        }
+        M::WriteHeld(k, off, len, b) => {
+            let (ino, fh) = held[*k].ok_or(libc::EBADF)?;
+            let n = d.write(ino, fh, *off, &vec![*b; *len]).await.map_err(e)?;
+            assert_eq!(n, *len as u32);
+            Ok(vec![])
+        }
+        M::ReadHeld(k) => {
+            let (ino, fh) = held[*k].ok_or(libc::EBADF)?;
+            read_through(d, ino, fh).await
+        }
+        M::Release(k) => {
+            let (ino, fh) = held[*k].take().ok_or(libc::EBADF)?;
+            d.release(ino, fh).await.map_err(e).map(|_| vec![])
+        }
+        _ => run(d, m).await,
+    }
+}
+
+async fn release_all(d: &Drive, held: &mut Held) {
+    for slot in held.iter_mut() {
+        if let Some((ino, fh)) = slot.take() {
+            d.release(ino, fh).await.unwrap();
+        }
+    }
+}
+
+/// One path of a tree as compared: its kind with its content (a file's
+/// bytes, a symlink's target), permission bits and extended attributes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Entry {
+    path: String,
+    content: Content,
+    perm: u16,
+    xattrs: Vec<(String, Vec<u8>)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Content {
+    Dir,
+    File(Vec<u8>),
+    Symlink(Vec<u8>),
+}
+
+/// The whole tree, by path, for comparison.
+fn model_tree(m: &Model) -> Vec<Entry> {
+    let mut out = Vec::new();
+    fn walk(m: &Model, id: u64, prefix: &str, out: &mut Vec<Entry>) {
         if let Kind::Dir(c) = &m.nodes[&id] {
             for (name, child) in c {
                 let path = format!("{prefix}{name}");
-                match &m.nodes[child] {
-                    Kind::File(d) => out.push((path, Some(d.clone()))),
-                    Kind::Dir(_) => {
-                        out.push((path.clone(), None));
-                        walk(m, *child, &format!("{path}/"), out);
-                    }
+                let meta = &m.meta[child];
+                let content = match &m.nodes[child] {
+                    Kind::File(d) => Content::File(d.clone()),
+                    Kind::Symlink(t) => Content::Symlink(t.as_bytes().to_vec()),
+                    Kind::Dir(_) => Content::Dir,
+                };
+                out.push(Entry {
+                    path: path.clone(),
+                    content,
+                    perm: meta.perm,
+                    xattrs: meta.xattrs.clone().into_iter().collect(),
+                });
+                if matches!(m.nodes[child], Kind::Dir(_)) {
+                    walk(m, *child, &format!("{path}/"), out);
                 }
             }
         }
     }
     walk(m, 0, "", &mut out);
+    out.sort_by(|a, b| a.path.cmp(&b.path));
     out
 }
 
-async fn engine_tree(d: &Drive) -> Vec<(String, Option<Vec<u8>>)> {
+async fn engine_tree(d: &Drive) -> Vec<Entry> {
     let mut out = Vec::new();
     let mut stack = vec![(ROOT_INO, String::new())];
     while let Some((dir, prefix)) = stack.pop() {
         for name in names(d, dir).await {
             let path = format!("{prefix}{name}");
             let a = d.lookup(dir, os(&name)).await.unwrap();
-            if a.kind == FileKind::Dir {
-                out.push((path.clone(), None));
-                stack.push((a.ino, format!("{path}/")));
-            } else {
-                out.push((path, Some(read_all(d, a.ino).await)));
+            let content = match a.kind {
+                FileKind::Dir => {
+                    stack.push((a.ino, format!("{path}/")));
+                    Content::Dir
+                }
+                FileKind::Symlink => Content::Symlink(d.readlink(a.ino).await.unwrap()),
+                _ => Content::File(read_all(d, a.ino).await),
+            };
+            let mut xattrs = Vec::new();
+            for x in d.listxattr(a.ino).await.unwrap() {
+                let value = d.getxattr(a.ino, &x).await.unwrap();
+                xattrs.push((x.to_string_lossy().into_owned(), value));
             }
+            xattrs.sort();
+            out.push(Entry {
+                path,
+                content,
+                perm: a.perm,
+                xattrs,
+            });
         }
     }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out.sort_by(|a, b| a.path.cmp(&b.path));
     out
 }
 
-fn summary(t: &[(String, Option<Vec<u8>>)]) -> Vec<String> {
+fn summary(t: &[Entry]) -> Vec<String> {
     t.iter()
-        .map(|(p, c)| format!("{p}:{}", short(&Ok(c.clone().unwrap_or_default()))))
+        .map(|e| {
+            let content = match &e.content {
+                Content::Dir => "dir".to_string(),
+                Content::File(d) => short(&Ok(d.clone())),
+                Content::Symlink(t) => format!("-> {}", String::from_utf8_lossy(t)),
+            };
+            let xattrs: Vec<String> = (e.xattrs.iter())
+                .map(|(n, v)| format!("{n}={}", v.len()))
+                .collect();
+            format!("{}:{content} {:o} {xattrs:?}", e.path, e.perm)
+        })
         .collect()
 }
 
@@ -436,9 +739,16 @@ pub async fn check_on(mut env: Env, ops: Vec<M>, fail_every: u64) {
     ));
     let mut d = env.open().await;
     let mut model = Model::new();
+    let mut held: Held = [None; HELD];
     let mut opens = 0;
     let mut cache = "cache".to_string();
     for (i, m) in ops.iter().enumerate() {
+        if matches!(m, M::Reopen | M::Gc | M::Crash) {
+            // Handles are closed first: what they wrote is then as closed
+            // as any other write (and survives a crash).
+            release_all(&d, &mut held).await;
+            model.release_all();
+        }
         match m {
             M::Reopen => {
                 sync_retry(&d).await;
@@ -473,7 +783,7 @@ pub async fn check_on(mut env: Env, ops: Vec<M>, fail_every: u64) {
             }
             _ => {
                 let want = model.apply(m);
-                let got = run(&d, m).await;
+                let got = run_held(&d, &mut held, m).await;
                 assert_eq!(short(&got), short(&want), "op {i} {m:?}");
                 assert_eq!(got, want, "op {i} {m:?}");
                 continue;
@@ -485,8 +795,8 @@ pub async fn check_on(mut env: Env, ops: Vec<M>, fail_every: u64) {
             et.len(),
             mt.len(),
             "after op {i} {m:?}: {:?} vs {:?}",
-            et.iter().map(|x| &x.0).collect::<Vec<_>>(),
-            mt.iter().map(|x| &x.0).collect::<Vec<_>>()
+            et.iter().map(|x| &x.path).collect::<Vec<_>>(),
+            mt.iter().map(|x| &x.path).collect::<Vec<_>>()
         );
         assert!(
             et == mt,
@@ -495,9 +805,15 @@ pub async fn check_on(mut env: Env, ops: Vec<M>, fail_every: u64) {
             summary(&mt)
         );
     }
+    release_all(&d, &mut held).await;
     let mt = model_tree(&model);
     let et = engine_tree(&d).await;
-    assert!(et == mt, "final tree differs");
+    assert!(
+        et == mt,
+        "final tree differs: engine {:?} model {:?}",
+        summary(&et),
+        summary(&mt)
+    );
     sync_retry(&d).await;
     d.shutdown().await.unwrap();
     // A brand-new client sees the same final tree.
