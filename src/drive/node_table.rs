@@ -6,6 +6,8 @@
 //! table for the view (2^21 slots of 16 bytes, and a million `Arc`
 //! increments to fill it at every open) would cost ~35 bytes a file. With
 //! one shared table the view costs only the nodes its pending ops changed.
+//! An open fills the table from a checkpoint's [`PageNodes`] in one step
+//! ([`NodeTable::from_pages`], in bucket order).
 //!
 //! Invariants:
 //! - An id in `over` reads as its value there (`None`: removed); any other
