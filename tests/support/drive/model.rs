@@ -459,21 +459,9 @@ async fn run(d: &Drive, m: &M) -> R<Vec<u8>> {
         M::Read(p) => {
             let ino = regular(d, PATHS[*p]).await?;
             let fh = d.open(ino, libc::O_RDONLY).await.map_err(e)?;
-            let size = d.getattr(ino).await.map_err(e)?.size;
-            let mut out = Vec::new();
-            let mut r = Ok(());
-            while (out.len() as u64) < size {
-                match d.read(ino, fh, out.len() as u64, 128 * 1024).await {
-                    Ok(c) if c.is_empty() => break,
-                    Ok(c) => out.extend_from_slice(&c),
-                    Err(err) => {
-                        r = Err(err.errno());
-                        break;
-                    }
-                }
-            }
+            let r = read_through(d, ino, fh).await;
             d.release(ino, fh).await.map_err(e)?;
-            r.map(|_| out)
+            r
         }
         M::Unlink(p) => {
             let (par, name) = parent(d, PATHS[*p]).await?;
@@ -545,6 +533,7 @@ async fn run(d: &Drive, m: &M) -> R<Vec<u8>> {
 /// The engine's handles a sequence holds open, by slot.
 type Held = [Option<(Ino, Fh)>; HELD];
 
+/// Everything `fh` reads from offset 0 until a read returns nothing.
 async fn read_through(d: &Drive, ino: Ino, fh: Fh) -> R<Vec<u8>> {
     let mut out = Vec::new();
     loop {
