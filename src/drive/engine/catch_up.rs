@@ -114,7 +114,7 @@ impl Engine {
                     .collect(),
                 false => Vec::new(),
             };
-            core.rebase(&self.me.card_id);
+            core.rebase(&self.me.card_id, &Default::default());
             core.keep_open(gone);
         }
         if let Some(index) = &index {

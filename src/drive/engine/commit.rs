@@ -140,7 +140,8 @@ impl Engine {
             core.fold_committed();
             core.head = head;
             if !simple {
-                core.rebase(&self.me.card_id);
+                let taken = super::rebase::names_taken(batches.iter().flat_map(|b| &b.ops));
+                core.rebase(&self.me.card_id, &taken);
             }
             core.rebind_moved_bases();
         }

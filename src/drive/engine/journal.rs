@@ -124,7 +124,7 @@ impl Engine {
         }
         core.pending = ops.into();
         core.view = before;
-        core.rebase(&self.me.card_id);
+        core.rebase(&self.me.card_id, &Default::default());
         for node in lost {
             if let Some(path) = path_of(&core.view, node) {
                 tracing::warn!(

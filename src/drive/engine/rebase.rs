@@ -3,9 +3,15 @@
 //! the conflict decisions it took.
 //!
 //! Decisions:
-//! - an op whose name was taken meanwhile gets a conflict name;
+//! - an op whose name was taken meanwhile gets a conflict name (a rename
+//!   onto a name another client's entries took, too: it would replace
+//!   what this client never saw there);
+//! - a create into a directory another client removed goes to the nearest
+//!   directory above it that is left, under a conflict name;
 //! - a `SetContent` whose base version was replaced becomes a conflict
-//!   copy (this client's version next to the file), except a relocation
+//!   copy (this client's version next to the file); when this client no
+//!   longer has the file, it is dropped (never written over a version this
+//!   client did not see); except a relocation
 //!   (`version == base`: the collector's repack), which is dropped: the
 //!   file's new version holds the content, and the old refs stay live;
 //! - an op that no longer applies (its target is gone) is dropped.
@@ -16,9 +22,42 @@
 use crate::drive::clock::now;
 use crate::drive::error::DriveError;
 use crate::drive::identity::hex8;
-use crate::drive::tree::{IdCursor, Tree};
-use crate::format::meta::Op;
-use std::collections::{HashMap, VecDeque};
+use crate::drive::tree::{IdCursor, ROOT, Tree};
+use crate::format::meta::{KIND_DIR, Op};
+use std::collections::{HashMap, HashSet, VecDeque};
+
+/// Names (directory, name) that other clients' entries, applied to the
+/// committed tree since this client's pending ops were made, created or
+/// moved something into: a rename of this client onto one of them would
+/// replace a node this client never saw there.
+pub type Taken = HashSet<(u64, Vec<u8>)>;
+
+/// The names `ops` create or move something into.
+pub fn names_taken<'a>(ops: impl IntoIterator<Item = &'a Op>) -> Taken {
+    let mut taken = Taken::new();
+    for op in ops {
+        match op {
+            Op::Create { parent, name, .. } | Op::Link { parent, name, .. } => {
+                taken.insert((*parent, name.clone()));
+            }
+            Op::Rename {
+                parent,
+                name,
+                newparent,
+                newname,
+                exchange,
+                ..
+            } => {
+                taken.insert((*newparent, newname.clone()));
+                if *exchange {
+                    taken.insert((*parent, name.clone()));
+                }
+            }
+            _ => {}
+        }
+    }
+    taken
+}
 
 /// What [`rebase`] decided.
 #[derive(Debug)]
@@ -44,12 +83,15 @@ pub struct Rebased {
 /// conflict name; a content change whose base version was replaced becomes
 /// a conflict copy of the file as this client saw it in `old_view`
 /// (later changes of that file's content are then dropped: the copy
-/// holds them); an op that still fails is dropped. `card` (this client's
-/// card id) goes into conflict names.
+/// holds them); an op that still fails is dropped. A rename onto a name in
+/// `taken` that holds another node now is a name taken meanwhile too (it
+/// would replace what this client never saw). `card` (this client's card
+/// id) goes into conflict names.
 pub fn rebase(
     committed: &Tree,
     old_view: &Tree,
     pending: VecDeque<(u64, Op)>,
+    taken: &Taken,
     card: &[u8; 32],
     ids: &mut IdCursor,
 ) -> Rebased {
@@ -73,16 +115,30 @@ pub fn rebase(
                 dropped.push((seq, op));
                 continue;
             }
-            if current != Some(*base)
-                && let Some(copy) = conflict_copy(old_view, &view, *node, card, ids)
-            {
+            if current != Some(*base) {
+                // Never write this version over one this client did not
+                // see: it goes to a conflict copy, or, when this client
+                // no longer has the file (it deleted it), nowhere.
+                let Some(copy) = conflict_copy(old_view, &view, *node, card, ids) else {
+                    tracing::warn!(
+                        node,
+                        "dropping an edit of a file this client deleted and another client changed: the other version stays"
+                    );
+                    dropped.push((seq, op));
+                    continue;
+                };
                 if let Op::Create { node: c, .. } = &copy {
                     conflicted.insert(*node, c.id);
                 }
                 op = copy;
             }
         }
-        match view.apply(&op) {
+        let op = rehomed(&view, old_view, op, card);
+        let applied = match replaces_unseen(&view, &op, taken) {
+            true => Err(DriveError::Exists),
+            false => view.apply(&op),
+        };
+        match applied {
             Ok(_removed) => kept.push_back((seq, op)),
             Err(DriveError::Exists) => {
                 let renamed = rename_for_conflict(&view, op.clone(), card);
@@ -107,6 +163,65 @@ pub fn rebase(
         conflicted,
         dropped,
         changed,
+    }
+}
+
+/// A create into a directory that is gone from `view` (another client
+/// removed it) goes to the nearest directory above it (as this client had
+/// it) that is still there, under a conflict name: a new file or directory
+/// is never dropped for want of a place.
+fn rehomed(view: &Tree, old_view: &Tree, op: Op, card: &[u8; 32]) -> Op {
+    let is_dir = |t: &Tree, id: u64| t.nodes.get(&id).is_some_and(|n| n.kind == KIND_DIR);
+    let Op::Create { parent, name, node } = op else {
+        return op;
+    };
+    if parent == 0 || is_dir(view, parent) {
+        return Op::Create { parent, name, node };
+    }
+    let mut to = parent;
+    for _ in 0..=old_view.nodes.len() {
+        to = match old_view.nodes.get(&to) {
+            Some(n) if n.kind == KIND_DIR && n.parent != to => n.parent,
+            _ => ROOT,
+        };
+        if to == ROOT || is_dir(view, to) {
+            break;
+        }
+    }
+    if !is_dir(view, to) {
+        to = ROOT;
+    }
+    tracing::warn!(
+        node = node.id,
+        "a new entry's directory was removed by another client: keeping it in the nearest directory left, under a conflict name"
+    );
+    Op::Create {
+        name: conflict_name(view, to, &name, card),
+        parent: to,
+        node,
+    }
+}
+
+/// Whether `op` is a rename (not an exchange) onto a name in `taken` that
+/// holds another node than the one it moves.
+fn replaces_unseen(view: &Tree, op: &Op, taken: &Taken) -> bool {
+    let Op::Rename {
+        parent,
+        name,
+        newparent,
+        newname,
+        exchange: false,
+        ..
+    } = op
+    else {
+        return false;
+    };
+    if !taken.contains(&(*newparent, newname.clone())) {
+        return false;
+    }
+    match view.lookup(*newparent, newname) {
+        Ok(target) => view.lookup(*parent, name).ok() != Some(target),
+        Err(_) => false,
     }
 }
 
@@ -202,8 +317,7 @@ fn conflict_copy(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::drive::tree::ROOT;
-    use crate::format::meta::{BlockRef, KIND_DIR, KIND_FILE, Node, Time};
+    use crate::format::meta::{BlockRef, KIND_FILE, Node, Time};
 
     const CARD: [u8; 32] = [0xab; 32];
 
@@ -309,6 +423,7 @@ mod tests {
             &committed,
             &old_view,
             pending,
+            &Taken::new(),
             &CARD,
             &mut IdCursor::default(),
         );
@@ -331,6 +446,7 @@ mod tests {
             &committed,
             &old_view,
             VecDeque::from([(7, mine)]),
+            &Taken::new(),
             &CARD,
             &mut IdCursor::default(),
         );
@@ -366,6 +482,7 @@ mod tests {
             &committed,
             &old_view,
             VecDeque::from([(1, first), (2, second.clone())]),
+            &Taken::new(),
             &CARD,
             &mut IdCursor::default(),
         );
@@ -390,6 +507,129 @@ mod tests {
     }
 
     #[test]
+    fn an_edit_of_a_file_deleted_here_never_replaces_the_other_version() {
+        let base = tree(&[("doc", 10, 1)]);
+        // This client wrote version 2, then deleted the file.
+        let edit = set_content(10, 1, 2);
+        let unlink = Op::Unlink {
+            parent: ROOT,
+            name: b"doc".to_vec(),
+            node: 10,
+            time: Time::default(),
+        };
+        let old_view = apply_all(base.clone(), &[&edit, &unlink]);
+        // Another client wrote version 9 and renamed the file meanwhile.
+        let rename = Op::Rename {
+            parent: ROOT,
+            name: b"doc".to_vec(),
+            newparent: ROOT,
+            newname: b"kept".to_vec(),
+            exchange: false,
+            time: Time::default(),
+        };
+        let committed = apply_all(base, &[&set_content(10, 1, 9), &rename]);
+        let r = rebase(
+            &committed,
+            &old_view,
+            VecDeque::from([(1, edit), (2, unlink)]),
+            &Taken::new(),
+            &CARD,
+            &mut IdCursor::default(),
+        );
+        // Their version stays, under their name; both changes are dropped
+        // (the unlink names a name that is gone).
+        assert_eq!(r.view.get(10).unwrap().version, 9);
+        assert_eq!(r.view.name_of(10).unwrap().1, b"kept".to_vec());
+        assert!(r.conflicted.is_empty() && r.pending.is_empty());
+        assert_eq!(r.dropped.len(), 2);
+    }
+
+    fn rename(from: &str, to: &str) -> Op {
+        Op::Rename {
+            parent: ROOT,
+            name: from.as_bytes().to_vec(),
+            newparent: ROOT,
+            newname: to.as_bytes().to_vec(),
+            exchange: false,
+            time: Time::default(),
+        }
+    }
+
+    /// A rename onto a name that was free here, or held what this client
+    /// saw, but that another client's entry took meanwhile keeps both
+    /// files: this client's under a conflict name. A rename onto a name
+    /// nobody else touched still replaces what it held.
+    #[test]
+    fn a_rename_never_replaces_what_another_client_put_there() {
+        let base = tree(&[("mine", 10, 1), ("old", 11, 1), ("also", 12, 1)]);
+        let onto_new = rename("mine", "theirs");
+        let onto_old = rename("also", "old");
+        let old_view = apply_all(base.clone(), &[&onto_new, &onto_old]);
+        let theirs = create(ROOT, "theirs", node(20, KIND_FILE, 1));
+        let committed = apply_all(base, &[&theirs]);
+        let r = rebase(
+            &committed,
+            &old_view,
+            VecDeque::from([(1, onto_new), (2, onto_old)]),
+            &names_taken([&theirs]),
+            &CARD,
+            &mut IdCursor::default(),
+        );
+        assert_eq!(r.view.lookup(ROOT, b"theirs").unwrap(), 20);
+        let n = names(&r.view);
+        assert_eq!(n.len(), 3, "{n:?}");
+        assert!(n[2].starts_with("theirs.conflict-abababab"), "{n:?}");
+        assert_eq!(r.view.lookup(ROOT, n[2].as_bytes()).unwrap(), 10);
+        // "old" was nobody else's: replaced as this client asked.
+        assert_eq!(r.view.lookup(ROOT, b"old").unwrap(), 12);
+        assert!(r.view.get(11).is_err());
+        assert!(r.changed && r.dropped.is_empty());
+    }
+
+    /// A file created (and a directory made) in a directory another
+    /// client removed meanwhile land in the directory above it, under a
+    /// conflict name; the file's content change follows it there.
+    #[test]
+    fn a_create_in_a_directory_removed_meanwhile_moves_up() {
+        let mut base = tree(&[]);
+        base.apply(&create(ROOT, "top", node(5, KIND_DIR, 1)))
+            .unwrap();
+        base.apply(&create(5, "gone", node(6, KIND_DIR, 1)))
+            .unwrap();
+        let file = create(6, "new", node(10, KIND_FILE, 1));
+        let edit = set_content(10, 1, 2);
+        let dir = create(6, "sub", node(11, KIND_DIR, 1));
+        let old_view = apply_all(base.clone(), &[&file, &edit, &dir]);
+        let rmdir = Op::Unlink {
+            parent: 5,
+            name: b"gone".to_vec(),
+            node: 6,
+            time: Time::default(),
+        };
+        let committed = apply_all(base, &[&rmdir]);
+        let r = rebase(
+            &committed,
+            &old_view,
+            VecDeque::from([(1, file), (2, edit), (3, dir)]),
+            &Taken::new(),
+            &CARD,
+            &mut IdCursor::default(),
+        );
+        assert!(r.dropped.is_empty() && r.changed);
+        let (parent, name) = r.view.name_of(10).unwrap();
+        assert_eq!(parent, 5);
+        assert!(name.starts_with(b"new.conflict-abababab"));
+        assert_eq!(r.view.get(10).unwrap().version, 2);
+        let (parent, name) = r.view.name_of(11).unwrap();
+        assert_eq!(parent, 5);
+        assert!(name.starts_with(b"sub.conflict-abababab"));
+        assert!(
+            r.view.get(6).is_err(),
+            "the removed directory stays removed"
+        );
+    }
+
+    #[test]
     fn a_relocation_of_a_changed_file_is_dropped_not_copied() {
         let base = tree(&[("doc", 10, 1), ("other", 11, 1)]);
         // The collector relocates both files (same version, new refs).
@@ -402,6 +642,7 @@ mod tests {
             &committed,
             &old_view,
             VecDeque::from([(1, moved), (2, kept)]),
+            &Taken::new(),
             &CARD,
             &mut IdCursor::default(),
         );
@@ -428,6 +669,7 @@ mod tests {
             &committed,
             &old_view,
             VecDeque::from([(4, mine)]),
+            &Taken::new(),
             &CARD,
             &mut IdCursor::default(),
         );
@@ -467,6 +709,7 @@ mod tests {
             &committed,
             &old_view,
             VecDeque::from([(1, rename), (2, keep)]),
+            &Taken::new(),
             &CARD,
             &mut IdCursor::default(),
         );

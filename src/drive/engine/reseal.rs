@@ -208,7 +208,7 @@ impl Engine {
         );
         // The view again as the committed tree plus what is left (a later
         // change of the same file becomes a conflict copy).
-        core.rebase(&self.me.card_id);
+        core.rebase(&self.me.card_id, &Default::default());
         if let Err(err) = core
             .journal
             .rewrite(&core.pending, core.dirty.keys().copied())

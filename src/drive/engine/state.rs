@@ -395,8 +395,10 @@ impl Core {
 
     /// Rebuilds the view as committed + pending (see [`rebase::rebase`]):
     /// open handles and unsealed writes follow conflict copies, and open
-    /// files whose node went away stay readable as orphans.
-    pub(super) fn rebase(&mut self, card: &[u8; 32]) {
+    /// files whose node went away stay readable as orphans. `taken`: the
+    /// names other clients' entries applied since took (empty when they
+    /// are not known: a journal replayed at open, a catch-up).
+    pub(super) fn rebase(&mut self, card: &[u8; 32], taken: &rebase::Taken) {
         let pending = std::mem::take(&mut self.pending);
         let Rebased {
             view,
@@ -404,7 +406,14 @@ impl Core {
             conflicted,
             dropped,
             changed,
-        } = rebase::rebase(&self.committed, &self.view, pending, card, &mut self.ids);
+        } = rebase::rebase(
+            &self.committed,
+            &self.view,
+            pending,
+            taken,
+            card,
+            &mut self.ids,
+        );
         for (seq, _) in &dropped {
             tracing::debug!(seq, "rebase dropped a local change");
         }
