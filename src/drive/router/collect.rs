@@ -71,6 +71,11 @@ impl Router {
         let mut live = LiveSet::default();
         for v in &vols {
             let e = self.engine(*v).await?;
+            // The live set is read up to the engine's head: a head older
+            // than the store's (a mount that has not refreshed yet) would
+            // leave out what other clients committed since, and their
+            // objects would go.
+            e.refresh().await?;
             e.live_blocks(opts.keep, &mut live).await?;
         }
         let mut packs = Vec::new();
