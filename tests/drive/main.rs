@@ -17,6 +17,7 @@ mod gc_revocation;
 mod history;
 mod locality;
 mod model;
+mod model_two;
 mod offline;
 mod ops;
 mod packs;

@@ -13,6 +13,10 @@ use cardfs::drive::*;
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 
+mod rebase;
+pub mod two;
+use rebase::MOp;
+
 pub const PATHS: [&str; 12] = [
     "a", "b", "c", "d", "d/a", "d/b", "d/d", "d/d/a", "e", "e/a", "d/e", "d/d/b",
 ];
@@ -58,6 +62,12 @@ pub enum M {
     /// Collect everything unreferenced now (`--grace 0 --keep 0`) with
     /// changes possibly pending, then reopen on a fresh cache.
     Gc,
+    /// Two clients only ([`two::check_two`]): the client whose turn it is
+    /// commits and the other takes over, refreshed or, when `stale`, still
+    /// on the view it had.
+    Switch {
+        stale: bool,
+    },
 }
 
 pub fn op() -> impl Strategy<Value = M> {
@@ -106,6 +116,9 @@ enum Kind {
 struct Meta {
     perm: u16,
     xattrs: BTreeMap<String, Vec<u8>>,
+    /// A file's content version: every content change takes a fresh one
+    /// (what a rebase compares with the version a change was based on).
+    version: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -116,6 +129,9 @@ struct Model {
     /// The node each handle slot holds open (kept alive while held, as an
     /// unlinked file is).
     held: [Option<u64>; HELD],
+    /// The node-level changes since the last commit, as the engine's log
+    /// holds them: what a rebase replays on another client's commits.
+    log: Vec<MOp>,
 }
 
 type R<T> = std::result::Result<T, i32>;
@@ -130,6 +146,7 @@ impl Model {
             Meta {
                 perm: 0o755,
                 xattrs: BTreeMap::new(),
+                version: 0,
             },
         );
         Model {
@@ -137,6 +154,7 @@ impl Model {
             meta,
             next: 1,
             held: [None; HELD],
+            log: Vec::new(),
         }
     }
     fn children(&self, id: u64) -> R<&BTreeMap<String, u64>> {
@@ -200,23 +218,67 @@ impl Model {
         if self.children(parent)?.contains_key(&name) {
             return Err(libc::EEXIST);
         }
-        let id = self.next;
-        self.next += 1;
+        let id = self.fresh();
         let perm = match k {
             Kind::File(_) => 0o644,
             Kind::Dir(_) => 0o755,
             Kind::Symlink(_) => 0o777,
         };
+        let meta = Meta {
+            perm,
+            xattrs: BTreeMap::new(),
+            version: self.fresh(),
+        };
+        self.log.push(MOp::Create {
+            parent,
+            name: name.clone(),
+            node: id,
+            kind: k.clone(),
+            meta: meta.clone(),
+        });
         self.nodes.insert(id, k);
-        self.meta.insert(
-            id,
-            Meta {
-                perm,
-                xattrs: BTreeMap::new(),
-            },
-        );
+        self.meta.insert(id, meta);
         self.children_mut(parent).insert(name, id);
         Ok(())
+    }
+    /// Applies `op` (checked as POSIX checks it) as a replay would, and
+    /// logs it.
+    fn logged(&mut self, op: MOp) -> R<Vec<u8>> {
+        self.replay(&op).expect("checked before");
+        self.log.push(op);
+        Ok(vec![])
+    }
+    /// A fresh node id or content version (one counter for both, shared by
+    /// the clients: see `two::check_two`).
+    fn fresh(&mut self) -> u64 {
+        self.next += 1;
+        self.next - 1
+    }
+    /// Changes the content of file `id` by `f`, taking a fresh version.
+    fn change(&mut self, id: u64, f: impl FnOnce(&mut Vec<u8>)) {
+        let version = self.fresh();
+        let Kind::File(d) = self.nodes.get_mut(&id).unwrap() else {
+            unreachable!("only files change content")
+        };
+        f(d);
+        let data = d.clone();
+        let m = self.meta.get_mut(&id).unwrap();
+        let base = std::mem::replace(&mut m.version, version);
+        self.log.push(MOp::Content {
+            node: id,
+            base,
+            version,
+            data,
+        });
+    }
+    /// The regular file at `p` (as open(2) with O_NOFOLLOW finds it).
+    fn file_id(&self, p: &str) -> R<u64> {
+        let id = self.resolve(p)?;
+        match &self.nodes[&id] {
+            Kind::File(_) => Ok(id),
+            Kind::Dir(_) => Err(libc::EISDIR),
+            Kind::Symlink(_) => Err(libc::ELOOP),
+        }
     }
     fn file(&mut self, p: &str) -> R<&mut Vec<u8>> {
         let id = self.resolve(p)?;
@@ -253,7 +315,8 @@ impl Model {
                 .make(PATHS[*p], Kind::Dir(BTreeMap::new()))
                 .map(|_| vec![]),
             M::Write(p, off, len, b) => {
-                Self::write(self.file(PATHS[*p])?, *off, *len, *b);
+                let id = self.file_id(PATHS[*p])?;
+                self.change(id, |d| Self::write(d, *off, *len, *b));
                 Ok(vec![])
             }
             M::Hold(p, k) => {
@@ -268,7 +331,9 @@ impl Model {
                 Ok(vec![])
             }
             M::WriteHeld(k, off, len, b) => {
-                Self::write(self.held_file(*k)?, *off, *len, *b);
+                self.held_file(*k)?;
+                let id = self.held[*k].unwrap();
+                self.change(id, |d| Self::write(d, *off, *len, *b));
                 Ok(vec![])
             }
             M::ReadHeld(k) => self.held_file(*k).map(|d| d.clone()),
@@ -278,7 +343,8 @@ impl Model {
                 Ok(vec![])
             }
             M::Truncate(p, size) => {
-                self.file(PATHS[*p])?.resize(*size as usize, 0);
+                let id = self.file_id(PATHS[*p])?;
+                self.change(id, |d| d.resize(*size as usize, 0));
                 Ok(vec![])
             }
             M::Read(p) => self.file(PATHS[*p]).map(|d| d.clone()),
@@ -287,7 +353,9 @@ impl Model {
                 .map(|_| vec![]),
             M::Chmod(p, m) => {
                 let id = self.resolve(PATHS[*p])?;
-                self.meta.get_mut(&id).unwrap().perm = (MODES[*m] & 0o7777) as u16;
+                let perm = (MODES[*m] & 0o7777) as u16;
+                self.meta.get_mut(&id).unwrap().perm = perm;
+                self.log.push(MOp::Perm { node: id, perm });
                 Ok(vec![])
             }
             M::SetXattr(p, x, len, b, flags) => {
@@ -300,12 +368,22 @@ impl Model {
                     _ => {}
                 }
                 xattrs.insert(XATTRS[*x].to_string(), vec![*b; *len]);
+                self.log.push(MOp::Xattr {
+                    node: id,
+                    name: XATTRS[*x].to_string(),
+                    value: Some(vec![*b; *len]),
+                });
                 Ok(vec![])
             }
             M::RemoveXattr(p, x) => {
                 let id = self.resolve(PATHS[*p])?;
                 let xattrs = &mut self.meta.get_mut(&id).unwrap().xattrs;
                 xattrs.remove(XATTRS[*x]).ok_or(libc::ENODATA)?;
+                self.log.push(MOp::Xattr {
+                    node: id,
+                    name: XATTRS[*x].to_string(),
+                    value: None,
+                });
                 Ok(vec![])
             }
             M::Unlink(p) => {
@@ -314,9 +392,11 @@ impl Model {
                 if self.is_dir(id) {
                     return Err(libc::EISDIR);
                 }
-                self.children_mut(parent).remove(&name);
-                self.gc();
-                Ok(vec![])
+                self.logged(MOp::Unlink {
+                    parent,
+                    name,
+                    node: id,
+                })
             }
             M::Rmdir(p) => {
                 let (parent, name) = self.parent(PATHS[*p])?;
@@ -327,9 +407,11 @@ impl Model {
                 if !self.children(id)?.is_empty() {
                     return Err(libc::ENOTEMPTY);
                 }
-                self.children_mut(parent).remove(&name);
-                self.gc();
-                Ok(vec![])
+                self.logged(MOp::Unlink {
+                    parent,
+                    name,
+                    node: id,
+                })
             }
             M::Link(p, q) => {
                 let id = self.resolve(PATHS[*p])?;
@@ -340,8 +422,11 @@ impl Model {
                 if self.is_dir(id) {
                     return Err(libc::EPERM);
                 }
-                self.children_mut(parent).insert(name, id);
-                Ok(vec![])
+                self.logged(MOp::Link {
+                    parent,
+                    name,
+                    node: id,
+                })
             }
             M::Rename(p, q, flags) => {
                 let (sp, sname) = self.parent(PATHS[*p])?;
@@ -361,9 +446,13 @@ impl Model {
                     if self.is_dir(dst) && self.within(sp, dst) {
                         return Err(libc::EINVAL);
                     }
-                    self.children_mut(sp).insert(sname, dst);
-                    self.children_mut(dp).insert(dname, src);
-                    return Ok(vec![]);
+                    return self.logged(MOp::Rename {
+                        parent: sp,
+                        name: sname,
+                        newparent: dp,
+                        newname: dname,
+                        exchange: true,
+                    });
                 }
                 if let Some(dst) = dst {
                     if dst == src {
@@ -378,12 +467,15 @@ impl Model {
                         _ => {}
                     }
                 }
-                self.children_mut(sp).remove(&sname);
-                self.children_mut(dp).insert(dname, src);
-                self.gc();
-                Ok(vec![])
+                self.logged(MOp::Rename {
+                    parent: sp,
+                    name: sname,
+                    newparent: dp,
+                    newname: dname,
+                    exchange: false,
+                })
             }
-            M::Reopen | M::Crash | M::Gc => Ok(vec![]),
+            M::Reopen | M::Crash | M::Gc | M::Switch { .. } => Ok(vec![]),
         }
     }
 }
@@ -523,7 +615,9 @@ async fn run(d: &Drive, m: &M) -> R<Vec<u8>> {
                 .map_err(e)
                 .map(|_| vec![])
         }
-        M::Reopen | M::Crash | M::Gc => unreachable!("handled by the driver"),
+        M::Reopen | M::Crash | M::Gc | M::Switch { .. } => {
+            unreachable!("handled by the driver")
+        }
         M::Hold(..) | M::WriteHeld(..) | M::ReadHeld(_) | M::Release(_) => {
             unreachable!("run_held")
         }
@@ -597,7 +691,7 @@ async fn release_all(d: &Drive, held: &mut Held) {
 
 /// One path of a tree as compared: its kind with its content (a file's
 /// bytes, a symlink's target), permission bits and extended attributes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct Entry {
     path: String,
     content: Content,
@@ -605,7 +699,7 @@ struct Entry {
     xattrs: Vec<(String, Vec<u8>)>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum Content {
     Dir,
     File(Vec<u8>),

@@ -1,0 +1,138 @@
+//! Reference-model test with a second client: two drives on one store take
+//! turns; each turn's changes are rebased on the other client's when it
+//! ends (a name taken meanwhile gets a conflict name, an edit of a file the
+//! other client changed becomes a conflict copy, a change that no longer
+//! applies is dropped), and the model's rebase must agree with the
+//! engine's, tree for tree (see `support::drive::model::two`).
+
+use crate::support::drive::model::two::*;
+use crate::support::drive::model::*;
+use crate::support::drive::*;
+use proptest::prelude::*;
+
+/// Runs a named two-client sequence on a fresh drive.
+fn two(ops: Vec<M>) {
+    rt().block_on(async { check_two(Env::new().await, ops, 0).await });
+}
+
+/// Both clients edit, rename and delete the same names on stale views: the
+/// conflicts of every kind the rebase decides, then a crash that replays a
+/// turn's changes on the other client's commits.
+#[test]
+fn stale_turns_conflict_as_the_model_says() {
+    use M::*;
+    two(vec![
+        Create(0),
+        Write(0, 0, 100, 1),
+        Mkdir(3),
+        Create(4),
+        Switch { stale: false },
+        // Client 1 edits, client 0 (stale) edits the same file.
+        Write(0, 10, 10, 2),
+        Create(1),
+        Chmod(4, 0),
+        Switch { stale: true },
+        Write(0, 20, 10, 3),
+        Create(1),
+        Unlink(4),
+        SetXattr(0, 0, 4, 9, 0),
+        Switch { stale: true },
+        // Client 1 (stale) deletes what client 0 edited.
+        Unlink(0),
+        Rename(1, 2, 0),
+        Switch { stale: true },
+        Write(2, 0, 5, 4),
+        Crash,
+        Read(2),
+        Switch { stale: false },
+        Read(0),
+    ]);
+}
+
+/// Shrunk from a failure: a collection run by a client that had not
+/// looked at the store since the other client committed read the live set
+/// only up to its own head, and deleted the other client's new content.
+#[test]
+fn a_collector_behind_keeps_what_the_other_client_committed() {
+    use M::*;
+    two(vec![
+        Create(1),
+        Create(0),
+        Write(0, 0, 1, 0),
+        Switch { stale: true },
+        Gc,
+    ]);
+}
+
+/// Client 1 edits a file and renames it; client 0, on its old view, edits
+/// it too and then deletes it. Client 0 no longer has its version, so
+/// client 1's stays, under its new name (client 0's edit must not replace
+/// it).
+#[test]
+fn an_edit_then_delete_on_an_old_view_leaves_the_other_version() {
+    use M::*;
+    two(vec![
+        Create(0),
+        Write(0, 0, 100, 1),
+        Switch { stale: false },
+        Write(0, 0, 10, 2),
+        Rename(0, 1, 0),
+        Switch { stale: true },
+        Write(0, 0, 20, 3),
+        Unlink(0),
+    ]);
+}
+
+/// Client 0 renames a file onto a name that is free in its view; client 1
+/// created a file there meanwhile.
+#[test]
+fn a_rename_onto_a_name_taken_meanwhile() {
+    use M::*;
+    two(vec![
+        Create(0),
+        Write(0, 0, 100, 1),
+        Switch { stale: false },
+        Create(1),
+        Write(1, 0, 10, 2),
+        Switch { stale: true },
+        Rename(0, 1, 0),
+    ]);
+}
+
+/// Client 0 creates a file in a directory that client 1 removed
+/// meanwhile (it was empty there): the file is kept, in the directory
+/// above, under a conflict name.
+#[test]
+fn a_new_file_in_a_directory_removed_meanwhile_is_kept() {
+    use M::*;
+    two(vec![
+        Mkdir(3),
+        Switch { stale: false },
+        Rmdir(3),
+        Switch { stale: true },
+        Create(4),
+        Write(4, 0, 100, 7),
+        Mkdir(5),
+    ]);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 32,
+        max_shrink_iters: 2000,
+        failure_persistence: crate::model::beside_this_file(),
+        .. ProptestConfig::default()
+    })]
+    #[test]
+    fn two_clients_match_the_model(ops in proptest::collection::vec(op_two(), 1..40)) {
+        rt().block_on(async { check_two(Env::new().await, ops, 0).await });
+    }
+
+    #[test]
+    fn two_clients_match_the_model_with_failing_puts(
+        ops in proptest::collection::vec(op_two(), 1..30),
+        every in 2u64..6,
+    ) {
+        rt().block_on(async { check_two(Env::new().await, ops, every).await });
+    }
+}
