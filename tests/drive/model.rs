@@ -1,7 +1,8 @@
 //! Reference-model test: random sequences of file operations (create,
 //! write at random offsets, truncate, rename with flags, unlink, rmdir,
-//! mkdir, link, read, reopen, crash-and-reopen, collect-and-reopen on a
-//! fresh cache) run against the engine and
+//! mkdir, link, read, symlinks, chmod, xattrs, held handles, sharing a
+//! folder, reopen, crash-and-reopen, collect-and-reopen on a fresh cache;
+//! the second client is in `model_two.rs`) run against the engine and
 //! a simple in-memory model; every result (data or errno) must agree, and
 //! after reopen/crash the whole tree must agree.
 //!
@@ -143,6 +144,49 @@ fn held_handles_symlinks_modes_and_xattrs_match_the_model() {
         Reopen,
         ReadHeld(1),
         Gc,
+    ]));
+}
+
+/// Sharing a folder makes it a volume of its own: a file with a name
+/// outside it becomes two files, renames and links across its edge are
+/// EXDEV, folders in it or files cannot be shared, sharing it again changes
+/// nothing, and an empty shared folder is removed like any directory;
+/// through a crash, a reopen and a collection.
+#[test]
+fn shared_folders_match_the_model() {
+    use M::*;
+    rt().block_on(check(vec![
+        Mkdir(3),
+        Create(4),
+        Write(4, 0, 5000, 1),
+        Link(4, 0),
+        SetXattr(3, 0, 3, 2, 0),
+        Chmod(3, 1),
+        Share(3),
+        Write(4, 10, 10, 3),
+        Read(0),
+        Read(4),
+        Rename(4, 1, 0),
+        Rename(0, 5, 0),
+        Link(4, 2),
+        Link(0, 5),
+        Mkdir(6),
+        Share(6),
+        Share(4),
+        Share(0),
+        Share(3),
+        Rename(4, 5, 0),
+        Crash,
+        Read(5),
+        Mkdir(8),
+        Share(8),
+        Chmod(8, 2),
+        Reopen,
+        Rmdir(8),
+        Mkdir(8),
+        Rename(8, 3, 0),
+        Gc,
+        Read(5),
     ]));
 }
 

@@ -1,11 +1,12 @@
 //! The reference model of the drive-engine model test: random file
-//! operations (symlinks, chmod, extended attributes, and handles held open
-//! across other operations, through renames and unlinks, among them), a
+//! operations (symlinks, chmod, extended attributes, handles held open
+//! across other operations, through renames and unlinks, and sharing a
+//! folder, after which moves across its edge are EXDEV, among them), a
 //! simple in-memory model of their POSIX results, and a driver that runs
 //! both and compares every result and, after reopen or crash, the whole
 //! tree: each path's kind, content or link target, permission bits and
-//! extended attributes. Used over the memory store (`drive_model.rs`) and
-//! over S3 (`drive_s3.rs`).
+//! extended attributes. Used over the memory store (`drive/model.rs`) and
+//! over S3 (`drive/s3.rs`); the second client is in `model/two.rs`.
 #![allow(dead_code)]
 
 use super::*;
@@ -62,6 +63,11 @@ pub enum M {
     /// Collect everything unreferenced now (`--grace 0 --keep 0`) with
     /// changes possibly pending, then reopen on a fresh cache.
     Gc,
+    /// Shares the folder at a path with a writer (always the same card):
+    /// the folder becomes a volume of its own, so renames and links across
+    /// its edge are EXDEV. Handles are closed first (a folder with writes
+    /// in flight is EBUSY).
+    Share(usize),
     /// Two clients only ([`two::check_two`]): the client whose turn it is
     /// commits and the other takes over, refreshed or, when `stale`, still
     /// on the view it had.
@@ -99,6 +105,7 @@ pub fn op() -> impl Strategy<Value = M> {
         1 => Just(M::Reopen),
         1 => Just(M::Crash),
         1 => Just(M::Gc),
+        1 => p.clone().prop_map(M::Share),
     ]
 }
 
@@ -132,6 +139,8 @@ struct Model {
     /// The node-level changes since the last commit, as the engine's log
     /// holds them: what a rebase replays on another client's commits.
     log: Vec<MOp>,
+    /// Shared folders: the directories that are volumes of their own.
+    shares: std::collections::BTreeSet<u64>,
 }
 
 type R<T> = std::result::Result<T, i32>;
@@ -155,6 +164,7 @@ impl Model {
             next: 1,
             held: [None; HELD],
             log: Vec::new(),
+            shares: Default::default(),
         }
     }
     fn children(&self, id: u64) -> R<&BTreeMap<String, u64>> {
@@ -199,6 +209,68 @@ impl Model {
         }
         false
     }
+    /// The volume holding the node at `path` (the root's is 0, a shared
+    /// folder's is its own id): the last shared folder on the way.
+    fn volume(&self, path: &str) -> R<u64> {
+        let (mut id, mut vol) = (0, 0);
+        for part in path.split('/').filter(|p| !p.is_empty()) {
+            id = *self.children(id)?.get(part).ok_or(libc::ENOENT)?;
+            if self.shares.contains(&id) {
+                vol = id;
+            }
+        }
+        Ok(vol)
+    }
+    /// The directory path of `path` ("" for the root).
+    fn dir_path(path: &str) -> &str {
+        path.rsplit_once('/').map_or("", |(d, _)| d)
+    }
+    /// Copies the tree under `id` to fresh ids (hard links inside it stay
+    /// one node); returns the copy's id.
+    fn copy_tree(&mut self, id: u64, ids: &mut BTreeMap<u64, u64>) -> u64 {
+        if let Some(c) = ids.get(&id) {
+            return *c;
+        }
+        let new = self.fresh();
+        ids.insert(id, new);
+        let kind = match self.nodes[&id].clone() {
+            Kind::Dir(c) => Kind::Dir(
+                c.into_iter()
+                    .map(|(name, child)| (name, self.copy_tree(child, ids)))
+                    .collect(),
+            ),
+            k => k,
+        };
+        self.nodes.insert(new, kind);
+        let meta = self.meta[&id].clone();
+        self.meta.insert(new, meta);
+        new
+    }
+    fn share(&mut self, p: &str) -> R<Vec<u8>> {
+        let id = self.resolve(p)?;
+        if self.volume(p)? != 0 {
+            // Adding the same member again changes nothing; a folder
+            // inside a shared one cannot be shared on its own.
+            return match self.shares.contains(&id) {
+                true => Ok(vec![]),
+                false => Err(libc::EINVAL),
+            };
+        }
+        if !self.is_dir(id) {
+            return Err(libc::ENOTDIR);
+        }
+        if self.shares.iter().any(|s| self.within(*s, id)) {
+            return Err(libc::EINVAL); // Shared folders do not nest.
+        }
+        // The folder's nodes move into the new volume; a file that also
+        // has a name outside keeps that name as a file of its own.
+        let copy = self.copy_tree(id, &mut BTreeMap::new());
+        let (parent, name) = self.parent(p)?;
+        self.children_mut(parent).insert(name, copy);
+        self.shares.insert(copy);
+        self.gc();
+        Ok(vec![])
+    }
     fn gc(&mut self) {
         let mut live = std::collections::BTreeSet::new();
         let mut stack = vec![0u64];
@@ -212,6 +284,7 @@ impl Model {
         }
         self.nodes.retain(|id, _| live.contains(id));
         self.meta.retain(|id, _| live.contains(id));
+        self.shares.retain(|id| live.contains(id));
     }
     fn make(&mut self, p: &str, k: Kind) -> R<()> {
         let (parent, name) = self.parent(p)?;
@@ -416,6 +489,9 @@ impl Model {
             M::Link(p, q) => {
                 let id = self.resolve(PATHS[*p])?;
                 let (parent, name) = self.parent(PATHS[*q])?;
+                if self.volume(PATHS[*p])? != self.volume(Self::dir_path(PATHS[*q]))? {
+                    return Err(libc::EXDEV);
+                }
                 if self.children(parent)?.contains_key(&name) {
                     return Err(libc::EEXIST);
                 }
@@ -431,6 +507,11 @@ impl Model {
             M::Rename(p, q, flags) => {
                 let (sp, sname) = self.parent(PATHS[*p])?;
                 let (dp, dname) = self.parent(PATHS[*q])?;
+                if self.volume(Self::dir_path(PATHS[*p]))?
+                    != self.volume(Self::dir_path(PATHS[*q]))?
+                {
+                    return Err(libc::EXDEV);
+                }
                 let src = *self.children(sp)?.get(&sname).ok_or(libc::ENOENT)?;
                 let dst = self.children(dp)?.get(&dname).copied();
                 match (flags, dst) {
@@ -475,6 +556,7 @@ impl Model {
                     exchange: false,
                 })
             }
+            M::Share(p) => self.share(PATHS[*p]),
             M::Reopen | M::Crash | M::Gc | M::Switch { .. } => Ok(vec![]),
         }
     }
@@ -615,6 +697,13 @@ async fn run(d: &Drive, m: &M) -> R<Vec<u8>> {
                 .map_err(e)
                 .map(|_| vec![])
         }
+        M::Share(p) => {
+            let ino = resolve(d, PATHS[*p]).await?;
+            d.share_add(ino, writer().member(Role::Writer))
+                .await
+                .map_err(e)
+                .map(|_| vec![])
+        }
         M::Reopen | M::Crash | M::Gc | M::Switch { .. } => {
             unreachable!("handled by the driver")
         }
@@ -622,6 +711,12 @@ async fn run(d: &Drive, m: &M) -> R<Vec<u8>> {
             unreachable!("run_held")
         }
     }
+}
+
+/// The card folders are shared with.
+fn writer() -> &'static Identity {
+    static WRITER: std::sync::OnceLock<Identity> = std::sync::OnceLock::new();
+    WRITER.get_or_init(Identity::generate)
 }
 
 /// The engine's handles a sequence holds open, by slot.
@@ -813,20 +908,21 @@ pub async fn check(ops: Vec<M>) {
 /// Runs `ops`; with `fail_every` > 0 every Nth store put fails
 /// (transiently), through the fault-injecting wrapper.
 pub async fn check_on(mut env: Env, ops: Vec<M>, fail_every: u64) {
-    env.store = Arc::new(FaultStore::new(
+    let fault = Arc::new(FaultStore::new(
         env.store.clone(),
         FaultConfig {
             fail_every_nth_put: fail_every,
             ..Default::default()
         },
     ));
+    env.store = fault.clone();
     let mut d = env.open().await;
     let mut model = Model::new();
     let mut held: Held = [None; HELD];
     let mut opens = 0;
     let mut cache = "cache".to_string();
     for (i, m) in ops.iter().enumerate() {
-        if matches!(m, M::Reopen | M::Gc | M::Crash) {
+        if matches!(m, M::Reopen | M::Gc | M::Crash | M::Share(_)) {
             // Handles are closed first: what they wrote is then as closed
             // as any other write (and survives a crash).
             release_all(&d, &mut held).await;
@@ -866,7 +962,16 @@ pub async fn check_on(mut env: Env, ops: Vec<M>, fail_every: u64) {
             }
             _ => {
                 let want = model.apply(m);
+                // A share makes its puts in the caller's call, with no
+                // retry of its own: it runs without injected failures.
+                let share = matches!(m, M::Share(_));
+                if share {
+                    fault.update_config(|c| c.fail_every_nth_put = 0);
+                }
                 let got = run_held(&d, &mut held, m).await;
+                if share {
+                    fault.update_config(|c| c.fail_every_nth_put = fail_every);
+                }
                 assert_eq!(short(&got), short(&want), "op {i} {m:?}");
                 assert_eq!(got, want, "op {i} {m:?}");
                 continue;

@@ -46,6 +46,9 @@ pub fn op_two() -> impl Strategy<Value = M> {
         M::Chmod(p, m) => M::Chmod(n(p), m),
         M::SetXattr(p, x, l, b, f) => M::SetXattr(n(p), x, l, b, f),
         M::RemoveXattr(p, x) => M::RemoveXattr(n(p), x),
+        // Sharing is single-client (a share converts a folder on one
+        // client; the rebase of a turn across it is not modelled).
+        M::Share(p) => M::Mkdir(n(p)),
         m @ (M::Reopen | M::Crash | M::Gc | M::Switch { .. }) => m,
     })
 }
