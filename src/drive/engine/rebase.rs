@@ -7,7 +7,8 @@
 //!   onto a name another client's entries took, too: it would replace
 //!   what this client never saw there);
 //! - a create into a directory another client removed goes to the nearest
-//!   directory above it that is left, under a conflict name;
+//!   directory above it that is left, under a conflict name (unless this
+//!   client removed the new entry again itself);
 //! - a `SetContent` whose base version was replaced becomes a conflict
 //!   copy (this client's version next to the file); when this client no
 //!   longer has the file, it is dropped (never written over a version this
@@ -169,13 +170,14 @@ pub fn rebase(
 /// A create into a directory that is gone from `view` (another client
 /// removed it) goes to the nearest directory above it (as this client had
 /// it) that is still there, under a conflict name: a new file or directory
-/// is never dropped for want of a place.
+/// is never dropped for want of a place. One this client removed again
+/// itself (not in `old_view`) is left to fail and be dropped.
 fn rehomed(view: &Tree, old_view: &Tree, op: Op, card: &[u8; 32]) -> Op {
     let is_dir = |t: &Tree, id: u64| t.nodes.get(&id).is_some_and(|n| n.kind == KIND_DIR);
     let Op::Create { parent, name, node } = op else {
         return op;
     };
-    if parent == 0 || is_dir(view, parent) {
+    if parent == 0 || is_dir(view, parent) || !old_view.nodes.contains_key(&node.id) {
         return Op::Create { parent, name, node };
     }
     let mut to = parent;
@@ -588,7 +590,8 @@ mod tests {
 
     /// A file created (and a directory made) in a directory another
     /// client removed meanwhile land in the directory above it, under a
-    /// conflict name; the file's content change follows it there.
+    /// conflict name; the file's content change follows it there. A file
+    /// this client created and removed again there is not brought back.
     #[test]
     fn a_create_in_a_directory_removed_meanwhile_moves_up() {
         let mut base = tree(&[]);
@@ -599,7 +602,15 @@ mod tests {
         let file = create(6, "new", node(10, KIND_FILE, 1));
         let edit = set_content(10, 1, 2);
         let dir = create(6, "sub", node(11, KIND_DIR, 1));
-        let old_view = apply_all(base.clone(), &[&file, &edit, &dir]);
+        // A scratch file this client created and removed again.
+        let scratch = create(6, "scratch", node(12, KIND_FILE, 1));
+        let removed = Op::Unlink {
+            parent: 6,
+            name: b"scratch".to_vec(),
+            node: 12,
+            time: Time::default(),
+        };
+        let old_view = apply_all(base.clone(), &[&file, &edit, &dir, &scratch, &removed]);
         let rmdir = Op::Unlink {
             parent: 5,
             name: b"gone".to_vec(),
@@ -610,12 +621,16 @@ mod tests {
         let r = rebase(
             &committed,
             &old_view,
-            VecDeque::from([(1, file), (2, edit), (3, dir)]),
+            VecDeque::from([(1, file), (2, edit), (3, dir), (4, scratch), (5, removed)]),
             &Taken::new(),
             &CARD,
             &mut IdCursor::default(),
         );
-        assert!(r.dropped.is_empty() && r.changed);
+        // The scratch file's create and unlink find no place: dropped.
+        let dropped: Vec<u64> = r.dropped.iter().map(|(s, _)| *s).collect();
+        assert_eq!(dropped, [4, 5]);
+        assert!(r.changed);
+        assert!(r.view.get(12).is_err());
         let (parent, name) = r.view.name_of(10).unwrap();
         assert_eq!(parent, 5);
         assert!(name.starts_with(b"new.conflict-abababab"));

@@ -12,7 +12,7 @@
 //!   file, the change is dropped: the other client's version stays;
 //! - a create into a directory the other client removed goes to the
 //!   nearest directory above it (as this client had it) that is left,
-//!   under a conflict name;
+//!   under a conflict name (unless this client removed it again itself);
 //! - a change that no longer applies (its target is gone) is dropped.
 //!
 //! Replay follows the engine's log semantics: names are looked up when a
@@ -324,6 +324,16 @@ impl Model {
             return op;
         };
         let is_dir = |id: u64| matches!(self.nodes.get(&id), Some(Kind::Dir(_)));
+        if !mine.nodes.contains_key(&node) {
+            // This client removed it again itself: left to fail.
+            return MOp::Create {
+                parent,
+                name,
+                node,
+                kind,
+                meta,
+            };
+        }
         let mut to = parent;
         while !is_dir(to) {
             to = mine.name_of(to).map_or(0, |(p, _)| p);
