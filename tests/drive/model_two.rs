@@ -99,9 +99,10 @@ fn a_rename_onto_a_name_taken_meanwhile() {
     ]);
 }
 
-/// Client 0 creates a file in a directory that client 1 removed
-/// meanwhile (it was empty there): the file is kept, in the directory
-/// above, under a conflict name.
+/// Client 0 creates a file and a directory in a directory that client 1
+/// removed meanwhile (it was empty there): both are kept, in the directory
+/// above, under conflict names; a file it created and removed again there
+/// stays removed.
 #[test]
 fn a_new_file_in_a_directory_removed_meanwhile_is_kept() {
     use M::*;
@@ -112,7 +113,29 @@ fn a_new_file_in_a_directory_removed_meanwhile_is_kept() {
         Switch { stale: true },
         Create(4),
         Write(4, 0, 100, 7),
+        // A scratch file made and removed again: not brought back.
+        Create(5),
+        Unlink(5),
         Mkdir(5),
+    ]);
+}
+
+/// Shrunk from a failure: a rename of a name onto itself logged an op,
+/// so a client with nothing else to commit committed (and so looked at
+/// the other client's commits) where the model had nothing to commit.
+/// rename(2) onto the same node now does nothing, as POSIX says.
+#[test]
+fn a_rename_onto_the_same_node_changes_nothing() {
+    use M::*;
+    two(vec![
+        Mkdir(3),
+        Symlink(4, 0),
+        Switch { stale: true },
+        Create(0),
+        Switch { stale: true },
+        Rename(4, 4, 0),
+        Switch { stale: true },
+        Switch { stale: true },
     ]);
 }
 

@@ -236,7 +236,7 @@ impl Engine {
         let name = check_name(name)?;
         let newname = check_name(newname)?;
         let mut core = self.lock();
-        core.view.lookup(parent, &name)?;
+        let src = core.view.lookup(parent, &name)?;
         let target = core
             .view
             .dir(newparent)?
@@ -248,6 +248,12 @@ impl Engine {
         }
         if flags.exchange && target.is_none() {
             return Err(DriveError::NotFound);
+        }
+        if target == Some(src) {
+            // Both names are one node: rename(2) does nothing, and no op
+            // is logged (replayed on another client's names it could move
+            // something else).
+            return Ok(());
         }
         core.push(Op::Rename {
             parent,
