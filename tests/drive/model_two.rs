@@ -123,7 +123,8 @@ fn a_new_file_in_a_directory_removed_meanwhile_is_kept() {
 /// Shrunk from a failure: a rename of a name onto itself logged an op,
 /// so a client with nothing else to commit committed (and so looked at
 /// the other client's commits) where the model had nothing to commit.
-/// rename(2) onto the same node now does nothing, as POSIX says.
+/// rename(2) onto the same node now does nothing, as POSIX says (and the
+/// model logs nothing for it, exchange or not).
 #[test]
 fn a_rename_onto_the_same_node_changes_nothing() {
     use M::*;
@@ -134,6 +135,10 @@ fn a_rename_onto_the_same_node_changes_nothing() {
         Create(0),
         Switch { stale: true },
         Rename(4, 4, 0),
+        Switch { stale: true },
+        Switch { stale: true },
+        // The same with RENAME_EXCHANGE.
+        Rename(4, 4, 2),
         Switch { stale: true },
         Switch { stale: true },
     ]);
