@@ -343,6 +343,40 @@ mod tests {
         }
     }
 
+    fn unlink(parent: u64, name: &str, node: u64) -> Op {
+        Op::Unlink {
+            parent,
+            name: name.as_bytes().to_vec(),
+            node,
+            time: Time::default(),
+        }
+    }
+
+    /// A rename within the root (not an exchange).
+    fn rename(from: &str, to: &str) -> Op {
+        Op::Rename {
+            parent: ROOT,
+            name: from.as_bytes().to_vec(),
+            newparent: ROOT,
+            newname: to.as_bytes().to_vec(),
+            exchange: false,
+            time: Time::default(),
+        }
+    }
+
+    /// [`rebase`] with no names known to be taken, as card [`CARD`].
+    fn rebase_here(committed: &Tree, old_view: &Tree, pending: VecDeque<(u64, Op)>) -> Rebased {
+        let taken = Taken::new();
+        rebase(
+            committed,
+            old_view,
+            pending,
+            &taken,
+            &CARD,
+            &mut IdCursor::default(),
+        )
+    }
+
     fn set_content(node: u64, base: u64, version: u64) -> Op {
         Op::SetContent {
             node,
@@ -411,24 +445,10 @@ mod tests {
         }
         // Another client removed f7 meanwhile.
         let mut committed = base;
-        committed
-            .apply(&Op::Unlink {
-                parent: ROOT,
-                name: b"f7".to_vec(),
-                node: 107,
-                time: Time::default(),
-            })
-            .unwrap();
+        committed.apply(&unlink(ROOT, "f7", 107)).unwrap();
         committed.fold_into_shared(&mut old_view);
         let pending = VecDeque::from([(1, mine[0].clone()), (2, mine[1].clone())]);
-        let r = rebase(
-            &committed,
-            &old_view,
-            pending,
-            &Taken::new(),
-            &CARD,
-            &mut IdCursor::default(),
-        );
+        let r = rebase_here(&committed, &old_view, pending);
         assert!(r.dropped.is_empty() && r.conflicted.is_empty() && !r.changed);
         assert!(r.view.nodes.shares_base(&committed.nodes));
         assert_eq!(r.view.nodes.overlay_ids(), [ROOT, 10, 105]);
@@ -444,14 +464,7 @@ mod tests {
         let old_view = apply_all(base.clone(), &[&mine]);
         // Another client created "notes" first.
         let committed = apply_all(base, &[&create(ROOT, "notes", node(20, KIND_FILE, 2))]);
-        let r = rebase(
-            &committed,
-            &old_view,
-            VecDeque::from([(7, mine)]),
-            &Taken::new(),
-            &CARD,
-            &mut IdCursor::default(),
-        );
+        let r = rebase_here(&committed, &old_view, VecDeque::from([(7, mine)]));
         assert!(r.dropped.is_empty() && r.conflicted.is_empty());
         assert_eq!(r.pending.len(), 1);
         let (seq, op) = &r.pending[0];
@@ -480,13 +493,10 @@ mod tests {
         let old_view = apply_all(base.clone(), &[&first, &second]);
         // Another client committed version 9 on base 1 meanwhile.
         let committed = apply_all(base, &[&set_content(10, 1, 9)]);
-        let r = rebase(
+        let r = rebase_here(
             &committed,
             &old_view,
             VecDeque::from([(1, first), (2, second.clone())]),
-            &Taken::new(),
-            &CARD,
-            &mut IdCursor::default(),
         );
         // Their version stays in place.
         assert_eq!(r.view.get(10).unwrap().version, 9);
@@ -513,30 +523,15 @@ mod tests {
         let base = tree(&[("doc", 10, 1)]);
         // This client wrote version 2, then deleted the file.
         let edit = set_content(10, 1, 2);
-        let unlink = Op::Unlink {
-            parent: ROOT,
-            name: b"doc".to_vec(),
-            node: 10,
-            time: Time::default(),
-        };
+        let unlink = unlink(ROOT, "doc", 10);
         let old_view = apply_all(base.clone(), &[&edit, &unlink]);
         // Another client wrote version 9 and renamed the file meanwhile.
-        let rename = Op::Rename {
-            parent: ROOT,
-            name: b"doc".to_vec(),
-            newparent: ROOT,
-            newname: b"kept".to_vec(),
-            exchange: false,
-            time: Time::default(),
-        };
+        let rename = rename("doc", "kept");
         let committed = apply_all(base, &[&set_content(10, 1, 9), &rename]);
-        let r = rebase(
+        let r = rebase_here(
             &committed,
             &old_view,
             VecDeque::from([(1, edit), (2, unlink)]),
-            &Taken::new(),
-            &CARD,
-            &mut IdCursor::default(),
         );
         // Their version stays, under their name; both changes are dropped
         // (the unlink names a name that is gone).
@@ -544,17 +539,6 @@ mod tests {
         assert_eq!(r.view.name_of(10).unwrap().1, b"kept".to_vec());
         assert!(r.conflicted.is_empty() && r.pending.is_empty());
         assert_eq!(r.dropped.len(), 2);
-    }
-
-    fn rename(from: &str, to: &str) -> Op {
-        Op::Rename {
-            parent: ROOT,
-            name: from.as_bytes().to_vec(),
-            newparent: ROOT,
-            newname: to.as_bytes().to_vec(),
-            exchange: false,
-            time: Time::default(),
-        }
     }
 
     /// A rename onto a name that was free here, or held what this client
@@ -604,27 +588,14 @@ mod tests {
         let dir = create(6, "sub", node(11, KIND_DIR, 1));
         // A scratch file this client created and removed again.
         let scratch = create(6, "scratch", node(12, KIND_FILE, 1));
-        let removed = Op::Unlink {
-            parent: 6,
-            name: b"scratch".to_vec(),
-            node: 12,
-            time: Time::default(),
-        };
+        let removed = unlink(6, "scratch", 12);
         let old_view = apply_all(base.clone(), &[&file, &edit, &dir, &scratch, &removed]);
-        let rmdir = Op::Unlink {
-            parent: 5,
-            name: b"gone".to_vec(),
-            node: 6,
-            time: Time::default(),
-        };
+        let rmdir = unlink(5, "gone", 6);
         let committed = apply_all(base, &[&rmdir]);
-        let r = rebase(
+        let r = rebase_here(
             &committed,
             &old_view,
             VecDeque::from([(1, file), (2, edit), (3, dir), (4, scratch), (5, removed)]),
-            &Taken::new(),
-            &CARD,
-            &mut IdCursor::default(),
         );
         // The scratch file's create and unlink find no place: dropped.
         let dropped: Vec<u64> = r.dropped.iter().map(|(s, _)| *s).collect();
@@ -653,13 +624,10 @@ mod tests {
         let old_view = apply_all(base.clone(), &[&moved, &kept]);
         // Another client wrote a new version of the first meanwhile.
         let committed = apply_all(base, &[&set_content(10, 1, 9)]);
-        let r = rebase(
+        let r = rebase_here(
             &committed,
             &old_view,
             VecDeque::from([(1, moved), (2, kept)]),
-            &Taken::new(),
-            &CARD,
-            &mut IdCursor::default(),
         );
         assert!(r.conflicted.is_empty(), "no conflict copy");
         assert_eq!(names(&r.view).len(), 2);
@@ -680,14 +648,7 @@ mod tests {
         let old_view = apply_all(base.clone(), &[&mine]);
         // Another client changed a different file.
         let committed = apply_all(base, &[&set_content(11, 1, 5)]);
-        let r = rebase(
-            &committed,
-            &old_view,
-            VecDeque::from([(4, mine)]),
-            &Taken::new(),
-            &CARD,
-            &mut IdCursor::default(),
-        );
+        let r = rebase_here(&committed, &old_view, VecDeque::from([(4, mine)]));
         assert!(r.conflicted.is_empty() && r.dropped.is_empty());
         assert_eq!(r.view.get(10).unwrap().version, 2);
         assert_eq!(r.view.get(11).unwrap().version, 5);
@@ -700,33 +661,15 @@ mod tests {
     #[test]
     fn an_op_whose_target_is_gone_is_dropped() {
         let base = tree(&[("doc", 10, 1)]);
-        let rename = Op::Rename {
-            parent: ROOT,
-            name: b"doc".to_vec(),
-            newparent: ROOT,
-            newname: b"renamed".to_vec(),
-            exchange: false,
-            time: Time::default(),
-        };
+        let rename = rename("doc", "renamed");
         let keep = create(ROOT, "new", node(12, KIND_FILE, 1));
         let old_view = apply_all(base.clone(), &[&rename, &keep]);
         // Another client removed "doc".
-        let committed = apply_all(
-            base,
-            &[&Op::Unlink {
-                parent: ROOT,
-                name: b"doc".to_vec(),
-                node: 10,
-                time: Time::default(),
-            }],
-        );
-        let r = rebase(
+        let committed = apply_all(base, &[&unlink(ROOT, "doc", 10)]);
+        let r = rebase_here(
             &committed,
             &old_view,
             VecDeque::from([(1, rename), (2, keep)]),
-            &Taken::new(),
-            &CARD,
-            &mut IdCursor::default(),
         );
         assert_eq!(r.dropped.len(), 1);
         assert!(matches!(r.dropped[0], (1, Op::Rename { .. })));
