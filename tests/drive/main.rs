@@ -8,6 +8,7 @@ mod support;
 
 mod clone_copy;
 mod crash;
+mod crash_rename;
 mod durability;
 mod fsck;
 mod gc;

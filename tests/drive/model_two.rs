@@ -85,10 +85,9 @@ fn an_edit_then_delete_on_an_old_view_leaves_the_other_version() {
 
 /// Client 0 renames a file onto a name that is free in its view; client 1
 /// created a file there meanwhile.
-#[test]
-fn a_rename_onto_a_name_taken_meanwhile() {
+fn rename_onto_a_taken_name() -> Vec<M> {
     use M::*;
-    two(vec![
+    vec![
         Create(0),
         Write(0, 0, 100, 1),
         Switch { stale: false },
@@ -96,7 +95,21 @@ fn a_rename_onto_a_name_taken_meanwhile() {
         Write(1, 0, 10, 2),
         Switch { stale: true },
         Rename(0, 1, 0),
-    ]);
+    ]
+}
+
+#[test]
+fn a_rename_onto_a_name_taken_meanwhile() {
+    two(rename_onto_a_taken_name());
+}
+
+/// The same rename, journalled and then replayed after a crash: the
+/// replay knows the names client 1 took since client 0's head.
+#[test]
+fn a_rename_replayed_after_a_crash_onto_a_name_taken_meanwhile() {
+    let mut ops = rename_onto_a_taken_name();
+    ops.push(M::Crash);
+    two(ops);
 }
 
 /// Client 0 creates a file and a directory in a directory that client 1

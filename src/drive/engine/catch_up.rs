@@ -17,7 +17,10 @@
 //!   newest checkpoint of the current keys at or after the base (else the
 //!   one the base names by hash), then every entry after it on the chain.
 //! - Nothing of this client is lost: pending ops are rebased on the new
-//!   committed tree (conflict copies as usual), open files whose node went
+//!   committed tree (conflict copies as usual; a rename onto a name the
+//!   other clients' entries still in the store took gets a conflict name,
+//!   but names taken only in the collected entries are not known and
+//!   such a rename replaces what is there), open files whose node went
 //!   away stay readable as orphans, the journal is rewritten if the rebase
 //!   changed ops.
 //! - The pages this engine's last checkpoint named may be collected: they
@@ -26,6 +29,7 @@
 
 use super::Engine;
 use super::load::{self, Collected};
+use super::rebase::{Taken, names_taken};
 use crate::drive::error::{DriveError, Result};
 use crate::drive::identity::hex8;
 use crate::drive::volume::{self, Head};
@@ -84,8 +88,15 @@ impl Engine {
         .await?;
         let snapshot_seq = at.seq;
         let mut touched = HashSet::new();
+        // Names other clients took in the entries still there (those the
+        // collection removed are not known: see the module doc).
+        let client = self.cache.client_id();
+        let mut taken = Taken::new();
         let (t, h) = (&mut tree, &mut at);
-        load::replay(store, &self.keys, x, t, h, None, Some(&mut touched), |_| {
+        load::replay(store, &self.keys, x, t, h, None, Some(&mut touched), |e| {
+            if e.batch.client != client {
+                taken.extend(names_taken(&e.batch.ops));
+            }
             Ok(())
         })
         .await?;
@@ -114,7 +125,7 @@ impl Engine {
                     .collect(),
                 false => Vec::new(),
             };
-            core.rebase(&self.me.card_id, &Default::default());
+            core.rebase(&self.me.card_id, &taken);
             core.keep_open(gone);
         }
         if let Some(index) = &index {

@@ -140,7 +140,11 @@ impl Engine {
             core.fold_committed();
             core.head = head;
             if !simple {
-                let taken = super::rebase::names_taken(batches.iter().flat_map(|b| &b.ops));
+                // This client's own entries (a put that landed though it
+                // reported a failure) take nothing from it.
+                let client = self.cache.client_id();
+                let theirs = batches.iter().filter(|b| b.client != client);
+                let taken = super::rebase::names_taken(theirs.flat_map(|b| &b.ops));
                 core.rebase(&self.me.card_id, &taken);
             }
             core.rebind_moved_bases();

@@ -22,6 +22,7 @@ use super::Engine;
 use super::cache::LocalState;
 use super::io::StoreSizes;
 use super::journal_file::Record;
+use super::rebase::Taken;
 use crate::drive::error::{DriveError, Result};
 use crate::drive::tree::{ROOT, Tree};
 use crate::drive::volume;
@@ -36,11 +37,13 @@ impl Engine {
     /// at the head this client had accepted when the ops were journalled
     /// (when the open passed it): this client's view then, the ops applied
     /// to it, is what a conflict copy keeps when another client replaced a
-    /// file meanwhile.
+    /// file meanwhile. `taken`: the names other clients' entries took
+    /// since that head (see `journal_base`).
     pub(super) async fn replay_journal(
         &self,
         records: Vec<Record>,
         base: Option<Tree>,
+        taken: &Taken,
     ) -> Result<()> {
         let client = self.cache.client_id();
         let done = {
@@ -124,7 +127,7 @@ impl Engine {
         }
         core.pending = ops.into();
         core.view = before;
-        core.rebase(&self.me.card_id, &Default::default());
+        core.rebase(&self.me.card_id, taken);
         for node in lost {
             if let Some(path) = path_of(&core.view, node) {
                 tracing::warn!(

@@ -55,6 +55,7 @@ pub(super) mod gc;
 pub(super) mod history;
 pub(super) mod io;
 pub(super) mod journal;
+pub(super) mod journal_base;
 pub(super) mod journal_file;
 pub(super) mod lifecycle;
 pub(super) mod listing;

@@ -12,6 +12,7 @@ use super::Engine;
 use super::cache::Cache;
 use super::cache::LocalState;
 use super::commit::background;
+use super::journal_base::JournalBase;
 use super::load::{self, Collected};
 use super::mirror::{Mirror, MirroredStore, unreachable};
 use super::state::Core;
@@ -196,7 +197,7 @@ impl Engine {
         }
         let (journal, records) = cache.open_journal()?;
         // The tree at the head accepted before is the replay's base.
-        let want_base = !records.is_empty();
+        let want_base = (!records.is_empty()).then(|| cache.client_id());
         let mirror = || Mirror::new(&opts.cache_dir, &volume_id, cache.mirror_bytes());
         let unmirrored = store.clone();
         let mirrored = Arc::new(mirror());
@@ -260,7 +261,7 @@ impl Engine {
             index,
             touched,
             read_only,
-            at_state,
+            journal_base,
         } = verified;
         if offline_since.is_none()
             && let Some(index) = &index
@@ -339,7 +340,8 @@ impl Engine {
             task: Mutex::new(None),
             mirror: mirrored,
         });
-        engine.replay_journal(records, at_state).await?;
+        let (base, taken) = journal_base.map_or((None, Default::default()), |b| (b.tree, b.taken));
+        engine.replay_journal(records, base, &taken).await?;
         engine.save_state(true)?;
         let task = tokio::spawn(background(Arc::downgrade(&engine)));
         *engine.task.lock().expect("task lock") = Some(task);
@@ -362,21 +364,23 @@ struct Verified {
     touched: HashSet<u64>,
     /// This identity may not write in the volume.
     read_only: bool,
-    /// The tree at the head `state` names, when asked for and passed on
-    /// the way (not when it lies inside the snapshot).
-    at_state: Option<Tree>,
+    /// The tree at the head `state` names and the names other clients
+    /// took since, when asked for (a journal to replay).
+    journal_base: Option<JournalBase>,
 }
 
 /// Verifies a volume as `source` holds it (the store, or the local mirror
 /// when offline): keyrings, newest snapshot, the log after it, and that
 /// nothing this client accepted before (`state`) is missing or different.
+/// `want_base`: this client's id, when it has a journal to replay (see
+/// [`JournalBase`]).
 async fn verify_volume(
     source: &dyn ObjectStore,
     me: &Identity,
     header: &VerifiedHeader,
     volume_id: [u8; 16],
     state: Option<&LocalState>,
-    want_base: bool,
+    want_base: Option<[u8; 16]>,
 ) -> Result<Verified> {
     let keys = HeldKeys::load(
         source,
@@ -412,7 +416,11 @@ async fn verify_volume(
     let at_known = |head: &Head| known.is_some_and(|(seq, _)| seq == head.seq);
     check_known(&head)?;
     let mut known_checked = at_known(&head);
-    let mut at_state = None;
+    let mut journal_base = match (want_base, known) {
+        (Some(client), Some(known)) => Some(JournalBase::new(client, known)),
+        _ => None,
+    };
+    let start = head;
     load::replay(
         source,
         &keys,
@@ -422,8 +430,8 @@ async fn verify_volume(
         None,
         Some(&mut touched),
         |e| {
-            if want_base && at_known(e.prev) {
-                at_state = Some(e.before.clone());
+            if let Some(b) = journal_base.as_mut() {
+                b.visit(&e);
             }
             check_known(e.head)?;
             known_checked |= at_known(e.head);
@@ -431,9 +439,6 @@ async fn verify_volume(
         },
     )
     .await?;
-    if want_base && at_known(&head) {
-        at_state = Some(tree.clone());
-    }
     if let Some(s) = state {
         if s.head_seq > head.seq {
             return Err(DriveError::Rollback {
@@ -449,6 +454,10 @@ async fn verify_volume(
             check_entry(source, &keys, s.head_seq, &s.head_hash).await?;
         }
     }
+    if let Some(b) = journal_base.as_mut() {
+        b.at_end(&tree, &head);
+        b.behind(source, &keys, &me.x25519, &start).await?;
+    }
     Ok(Verified {
         keys,
         tree,
@@ -457,7 +466,7 @@ async fn verify_volume(
         index,
         touched,
         read_only,
-        at_state,
+        journal_base,
     })
 }
 

@@ -396,8 +396,8 @@ impl Core {
     /// Rebuilds the view as committed + pending (see [`rebase::rebase`]):
     /// open handles and unsealed writes follow conflict copies, and open
     /// files whose node went away stay readable as orphans. `taken`: the
-    /// names other clients' entries applied since took (empty when they
-    /// are not known: a journal replayed at open, a catch-up).
+    /// names other clients' entries applied since took (only those still
+    /// in the store after a catch-up; none when no entry was applied).
     pub(super) fn rebase(&mut self, card: &[u8; 32], taken: &rebase::Taken) {
         let pending = std::mem::take(&mut self.pending);
         let Rebased {

@@ -14,7 +14,7 @@
 //! when a file's writes are sealed is the engine's choice, and a rebase
 //! sees only sealed writes.
 
-use super::rebase::{Taken, names_taken, normalized, rebase};
+use super::rebase::{names_taken, normalized, rebase};
 use super::*;
 use cardfs::store::KeyMatch;
 
@@ -207,10 +207,12 @@ pub async fn check_two(env: Env, ops: Vec<M>, fail_every: u64) {
             M::Crash => {
                 c.drive.take().unwrap().abandon().await;
                 c.drive = Some(Client::open(&env, &c.store, &c.cache).await);
-                // The journal is replayed on what the store holds now;
-                // which names were taken since is not known there.
+                // The journal is replayed on what the store holds now, as
+                // a commit would rebase it: the names the other client
+                // took since are known from the log.
                 let pending = std::mem::take(&mut c.view.log);
-                c.view = rebase(&committed.tree, &c.view, pending, &Taken::new());
+                let taken = names_taken(&committed.history[c.seen..]);
+                c.view = rebase(&committed.tree, &c.view, pending, &taken);
                 c.seen = committed.history.len();
             }
             M::Gc => {
