@@ -107,6 +107,8 @@ impl S3Upload {
                 .part_number(number)
                 .content_length(data.len() as i64)
                 .body(ByteStream::from(data))
+                .customize()
+                .disable_payload_signing()
                 .send()
                 .await
                 .map_err(|e| map_sdk_error(e, &key, Call::Plain))?;
