@@ -603,11 +603,22 @@ impl Engine {
                 }
                 let d = core.dirty.get_mut(&ino).expect("dirty entry");
                 let buf = d.blocks.entry(*i).or_default();
-                if buf.len() < e {
-                    buf.resize(e, 0);
-                }
                 let src = (i * B + s as u64 - offset) as usize;
-                buf[s..e].copy_from_slice(&data[src..src + (e - s)]);
+                let bytes = &data[src..src + (e - s)];
+                if buf.capacity() < e && !buf.is_empty() {
+                    // A block written in pieces (sequential writes come
+                    // 128 KiB at a time): room for the whole block once,
+                    // not a copy at each doubling.
+                    buf.reserve_exact(B as usize - buf.len());
+                }
+                if buf.len() == s {
+                    buf.extend_from_slice(bytes);
+                } else {
+                    if buf.len() < e {
+                        buf.resize(e, 0);
+                    }
+                    buf[s..e].copy_from_slice(bytes);
+                }
             }
             if missing {
                 continue; // A block was sealed meanwhile; load it again.
