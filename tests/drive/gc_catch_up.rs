@@ -2,7 +2,9 @@
 //! of the owner over one MemoryStore): the other client collected the log
 //! entries the first had not pulled yet. Its refresh checks the owner's
 //! log base, reloads past it and goes on; its own changes made meanwhile
-//! are rebased and committed at the real end of the log, nothing lost. A
+//! are rebased and committed at the real end of the log, nothing lost (a
+//! rename onto a name the other client took in an entry the collection
+//! left gets a conflict name). A
 //! gap no owner-signed base explains is still refused (Tampered /
 //! Rollback), and entries younger than the grace stay so a client that
 //! saw the end of the log recently never commits into a gap.
@@ -61,6 +63,12 @@ async fn a_client_behind_a_collection_reloads_past_it_and_keeps_its_changes() {
     flaky.set_offline(true);
     write_file(&b, "from-b", b"written by b while behind").await;
     write_file(&b, "f1", b"b's version of f1").await;
+    // A rename onto a name free in B's view, which A takes after its
+    // collection (in an entry the collection leaves).
+    let no_flags = RenameFlags::default();
+    b.rename(ROOT_INO, os("f0"), ROOT_INO, os("late"), no_flags)
+        .await
+        .unwrap();
     let open_fh = {
         let ino = lookup(&b, "f2").await.unwrap();
         (ino, b.open(ino, libc::O_RDONLY).await.unwrap())
@@ -79,6 +87,8 @@ async fn a_client_behind_a_collection_reloads_past_it_and_keeps_its_changes() {
         entries[0] > 10,
         "B's next entries were collected: {entries:?}"
     );
+    write_file(&a, "late", b"a's late file").await;
+    sync(&a).await;
 
     // B meets the store again and commits: it has not seen the end of
     // the log lately, so it refreshes first, reloads past the base, and
@@ -87,6 +97,14 @@ async fn a_client_behind_a_collection_reloads_past_it_and_keeps_its_changes() {
     sync(&b).await;
     model.insert("from-b".into(), b"written by b while behind".to_vec());
     model.insert("f1".into(), b"b's version of f1".to_vec());
+    // A's file keeps the name; B's renamed file gets a conflict name.
+    model.insert("late".into(), b"a's late file".to_vec());
+    let f0 = model.remove("f0").unwrap();
+    let copies: Vec<String> = (names(&b, ROOT_INO).await.into_iter())
+        .filter(|n| n.starts_with("late.conflict-"))
+        .collect();
+    assert_eq!(copies.len(), 1, "{copies:?}");
+    model.insert(copies[0].clone(), f0);
     equals(&b, &model).await;
     // The file A deleted, open in B all along, still reads.
     let (ino, fh) = open_fh;
