@@ -147,6 +147,23 @@ fn held_handles_symlinks_modes_and_xattrs_match_the_model() {
     ]));
 }
 
+/// Shrunk from a failure: a share makes its own puts (a new volume's
+/// keyring, entries and checkpoint) and, every other one failing
+/// transiently, must retry each of them rather than fail the share.
+#[test]
+fn a_share_retries_puts_that_fail_on_the_way() {
+    use M::*;
+    let ops = vec![
+        Mkdir(0),
+        Create(1),
+        Write(1, 0, 3000, 4),
+        Share(0),
+        Create(2),
+        Share(0),
+    ];
+    rt().block_on(async { check_on(Env::new().await, ops, 2).await });
+}
+
 /// Sharing a folder makes it a volume of its own: a file with a name
 /// outside it becomes two files, renames and links across its edge are
 /// EXDEV, folders in it or files cannot be shared, sharing it again changes

@@ -15,6 +15,11 @@
 //!    exchanged with the folder (one log entry switches the name), then the
 //!    removal of the folder's old nodes.
 //!
+//! A transient store error during 1 or 3 retries that sync, and during 2
+//! the put that met it (`share_retry`), up to [`TRANSIENT_TRIES`]
+//! attempts each: a share makes its puts in the caller's call, not
+//! through the committer's retries.
+//!
 //! A crash between 2 and 3 (or another client of the owner changing the
 //! folder meanwhile, which makes this `Busy`) leaves the folder unchanged
 //! in the root volume and an unused volume in the store that the invited
@@ -26,6 +31,7 @@
 //! otherwise); no nesting (the root, folders inside a shared folder and
 //! folders containing one are refused with `Invalid`).
 
+use super::share_retry::{self, RetryPuts};
 use super::{At, Router, Target, linked_volume};
 use crate::drive::clock::now;
 use crate::drive::engine::state::Core;
@@ -39,9 +45,37 @@ use crate::format::meta::{KIND_DIR, MemberRecord, Node, Op};
 use std::collections::{HashSet, VecDeque};
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
+use std::time::Duration;
 
 /// How many times conversion syncs while other changes keep arriving.
 const SETTLE_TRIES: usize = 5;
+
+/// Attempts of one sync while it fails with transient store errors (the
+/// pause doubles from [`FIRST_PAUSE`]: about 3 s in all).
+const TRANSIENT_TRIES: u32 = share_retry::TRIES;
+const FIRST_PAUSE: Duration = Duration::from_millis(50);
+
+/// Runs `step` again while it fails with a transient store error, up to
+/// [`TRANSIENT_TRIES`] attempts; any other result is returned at once.
+async fn retry_transient<T, F, Fut>(what: &str, mut step: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let mut pause = FIRST_PAUSE;
+    let mut attempt = 1;
+    loop {
+        match step().await {
+            Err(DriveError::Store(e)) if e.is_transient() && attempt < TRANSIENT_TRIES => {
+                tracing::warn!(error = %e, attempt, "sharing a folder: {what} failed on a transient store error; trying again");
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+                attempt += 1;
+            }
+            r => return r,
+        }
+    }
+}
 
 /// What converting one folder needs, read under the root engine's lock.
 struct Plan {
@@ -326,12 +360,13 @@ impl Router {
     /// `member` (see the module doc); returns the volume id.
     async fn convert(&self, a: &At, member: MemberRecord) -> Result<[u8; 16]> {
         let root = a.e.clone();
+        let sync = || retry_transient("the root volume's sync", || root.sync(&|_, _| {}));
         read_plan(&root.lock(), a.node)?;
-        root.sync(&|_, _| {}).await?;
+        sync().await?;
         let _gate = self.gate.write().await;
         let mut tries = 0;
         let plan = loop {
-            root.sync(&|_, _| {}).await?;
+            sync().await?;
             let core = root.lock();
             if !core.has_pending() {
                 break read_plan(&core, a.node)?;
@@ -341,11 +376,11 @@ impl Router {
                 return Err(DriveError::Busy);
             }
         };
-        let vol: [u8; 16] = random_array();
         let mut owner = self.header.header.owner.clone();
         owner.role = Role::Owner as u8;
+        let vol: [u8; 16] = random_array();
         create_volume(
-            self.store.as_ref(),
+            &RetryPuts(self.store.clone()),
             self.header.header.drive_id,
             &self.me,
             vol,
@@ -353,7 +388,8 @@ impl Router {
             &[owner, member],
             plan.nodes.clone(),
         )
-        .await?;
+        .await
+        .inspect_err(|e| tracing::error!(volume = %hex8(&vol), error = %e, "the new volume was not written whole; it stays unused"))?;
         let link_id = {
             let mut core = root.lock();
             let now = read_plan(&core, a.node);
@@ -376,7 +412,7 @@ impl Router {
         root.wake();
         drop(_gate);
         debug_assert_eq!(linked_volume(&root, link_id), Some(vol));
-        root.sync(&|_, _| {}).await?;
+        sync().await?;
         Ok(vol)
     }
 }

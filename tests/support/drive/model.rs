@@ -942,16 +942,8 @@ pub async fn check_on(mut env: Env, ops: Vec<M>, fail_every: u64) {
             }
             _ => {
                 let want = model.apply(m);
-                // A share makes its puts in the caller's call, with no
-                // retry of its own: it runs without injected failures.
-                let share = matches!(m, M::Share(_));
-                if share {
-                    fault.update_config(|c| c.fail_every_nth_put = 0);
-                }
+                // A share retries its own puts (injected failures too).
                 let got = run_held(&d, &mut held, m).await;
-                if share {
-                    fault.update_config(|c| c.fail_every_nth_put = fail_every);
-                }
                 assert_eq!(short(&got), short(&want), "op {i} {m:?}");
                 assert_eq!(got, want, "op {i} {m:?}");
                 continue;
