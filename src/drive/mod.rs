@@ -58,6 +58,7 @@ mod history_api;
 mod identity;
 mod namespace;
 mod node_table;
+mod retry;
 mod router;
 mod tree;
 mod types;

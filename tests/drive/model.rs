@@ -164,6 +164,39 @@ fn a_share_retries_puts_that_fail_on_the_way() {
     rt().block_on(async { check_on(Env::new().await, ops, 2).await });
 }
 
+/// Removing the member of a shared folder and adding it back are key
+/// rotations: with every other put failing transiently each retries its
+/// own store calls (the keyring's put among them) rather than fail, with a
+/// handle held open and written across them; removing a member that is
+/// not there is ENOENT, and a folder that is not shared EINVAL.
+#[test]
+fn a_rotation_retries_puts_that_fail_on_the_way() {
+    use M::*;
+    let ops = vec![
+        Mkdir(3),
+        Create(4),
+        Write(4, 0, 3000, 4),
+        Share(3),
+        Hold(4, 0),
+        Unshare(3),
+        WriteHeld(0, 100, 2000, 5),
+        Unshare(3),
+        Unshare(4),
+        Unshare(0),
+        Share(3),
+        Unshare(3),
+        Share(3),
+        ReadHeld(0),
+        Crash,
+        Read(4),
+        Unshare(3),
+        Reopen,
+        Read(4),
+        Share(3),
+    ];
+    rt().block_on(async { check_on(Env::new().await, ops, 2).await });
+}
+
 /// Sharing a folder makes it a volume of its own: a file with a name
 /// outside it becomes two files, renames and links across its edge are
 /// EXDEV, folders in it or files cannot be shared, sharing it again changes

@@ -6,11 +6,18 @@
 //! - A rotation settles this client's pending changes first, then writes
 //!   the keyring, switches keys, and commits `Op::Rotate` so other clients
 //!   reload their keys and never go back to the old generation in the log.
+//! - A rotation makes its store calls in the caller's call: a transient
+//!   store error retries the step that met it (`drive::retry`): the
+//!   settles, the refresh, the keyring's put (a put that landed unseen is
+//!   recognised by its bytes). Once the new keys are installed the
+//!   rotation is done locally; if its commit still fails, the committer
+//!   commits it later.
 //! - Re-encryption replaces a file's blocks only if the file did not
 //!   change meanwhile (same version, no unsealed writes).
 
 use super::Engine;
 use crate::drive::error::{DriveError, Result};
+use crate::drive::retry::{RetryPuts, retry_transient};
 use crate::drive::volume::genesis::{check_owner_listed, put_create};
 use crate::drive::volume::{self, VolumeKeys};
 use crate::format::crypto::{SecretKey, random_array};
@@ -36,10 +43,10 @@ impl Engine {
             return Err(DriveError::NotPermitted);
         }
         check_owner_listed(&self.me, &members)?;
-        self.settle().await?;
+        retry_transient("a key rotation: settling pending changes", || self.settle()).await?;
         let generation = {
             let _g = self.commit_lock.lock().await;
-            self.refresh_locked().await?;
+            retry_transient("a key rotation: reading the log", || self.refresh_locked()).await?;
             let old = self.keys.get();
             let next = old
                 .current()
@@ -64,7 +71,7 @@ impl Engine {
                 .seal(&key, &self.me.ed25519)
                 .map_err(|e| DriveError::Invalid(format!("keyring: {e}")))?;
             match put_create(
-                self.store.as_ref(),
+                &RetryPuts(self.store.clone()),
                 &volume::keyring_key(&old.volume, next),
                 bytes,
             )
@@ -89,7 +96,7 @@ impl Engine {
         tracing::info!(generation, "rotated the volume to a new keyring generation");
         self.lock().push(Op::Rotate { generation })?;
         self.wake.notify_one();
-        self.settle().await?;
+        retry_transient("a key rotation: committing it", || self.settle()).await?;
         // Snapshots of older generations are not used any more (a removed
         // writer could forge those): give new clients one of this one.
         self.snapshot(true).await;

@@ -26,7 +26,6 @@ mod inos;
 mod member_view;
 mod repack_choice;
 mod share_api;
-mod share_retry;
 mod synthetic;
 
 use super::engine::Engine;

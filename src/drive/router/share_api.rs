@@ -16,7 +16,7 @@
 //!    removal of the folder's old nodes.
 //!
 //! A transient store error during 1 or 3 retries that sync, and during 2
-//! the put that met it (`share_retry`), up to [`TRANSIENT_TRIES`]
+//! the put that met it (`drive::retry`), up to `retry::TRIES`
 //! attempts each: a share makes its puts in the caller's call, not
 //! through the committer's retries.
 //!
@@ -31,12 +31,12 @@
 //! otherwise); no nesting (the root, folders inside a shared folder and
 //! folders containing one are refused with `Invalid`).
 
-use super::share_retry::{self, RetryPuts};
 use super::{At, Router, Target, linked_volume};
 use crate::drive::clock::now;
 use crate::drive::engine::state::Core;
 use crate::drive::error::{DriveError, Result};
 use crate::drive::identity::{Member, Role, hex8};
+use crate::drive::retry::{RetryPuts, retry_transient};
 use crate::drive::tree::{KIND_VOLUME, ROOT};
 use crate::drive::types::{Ino, ShareInfo, ShareMember};
 use crate::drive::volume::genesis::create_volume;
@@ -45,37 +45,9 @@ use crate::format::meta::{KIND_DIR, MemberRecord, Node, Op};
 use std::collections::{HashSet, VecDeque};
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
-use std::time::Duration;
 
 /// How many times conversion syncs while other changes keep arriving.
 const SETTLE_TRIES: usize = 5;
-
-/// Attempts of one sync while it fails with transient store errors (the
-/// pause doubles from [`FIRST_PAUSE`]: about 3 s in all).
-const TRANSIENT_TRIES: u32 = share_retry::TRIES;
-const FIRST_PAUSE: Duration = Duration::from_millis(50);
-
-/// Runs `step` again while it fails with a transient store error, up to
-/// [`TRANSIENT_TRIES`] attempts; any other result is returned at once.
-async fn retry_transient<T, F, Fut>(what: &str, mut step: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T>>,
-{
-    let mut pause = FIRST_PAUSE;
-    let mut attempt = 1;
-    loop {
-        match step().await {
-            Err(DriveError::Store(e)) if e.is_transient() && attempt < TRANSIENT_TRIES => {
-                tracing::warn!(error = %e, attempt, "sharing a folder: {what} failed on a transient store error; trying again");
-                tokio::time::sleep(pause).await;
-                pause *= 2;
-                attempt += 1;
-            }
-            r => return r,
-        }
-    }
-}
 
 /// What converting one folder needs, read under the root engine's lock.
 struct Plan {
@@ -360,7 +332,11 @@ impl Router {
     /// `member` (see the module doc); returns the volume id.
     async fn convert(&self, a: &At, member: MemberRecord) -> Result<[u8; 16]> {
         let root = a.e.clone();
-        let sync = || retry_transient("the root volume's sync", || root.sync(&|_, _| {}));
+        let sync = || {
+            retry_transient("sharing a folder: the root volume's sync", || {
+                root.sync(&|_, _| {})
+            })
+        };
         read_plan(&root.lock(), a.node)?;
         sync().await?;
         let _gate = self.gate.write().await;

@@ -68,6 +68,11 @@ pub enum M {
     /// its edge are EXDEV. Handles are closed first (a folder with writes
     /// in flight is EBUSY).
     Share(usize),
+    /// Removes the writer from the shared folder at a path: a key
+    /// rotation (sharing it again is another). ENOENT when the writer is
+    /// not a member, EINVAL where no shared folder is. Handles stay open
+    /// across it.
+    Unshare(usize),
     /// Two clients only ([`two::check_two`]): the client whose turn it is
     /// commits and the other takes over, refreshed or, when `stale`, still
     /// on the view it had.
@@ -106,6 +111,7 @@ pub fn op() -> impl Strategy<Value = M> {
         1 => Just(M::Crash),
         1 => Just(M::Gc),
         1 => p.clone().prop_map(M::Share),
+        1 => p.clone().prop_map(M::Unshare),
     ]
 }
 
@@ -141,6 +147,8 @@ struct Model {
     log: Vec<MOp>,
     /// Shared folders: the directories that are volumes of their own.
     shares: std::collections::BTreeSet<u64>,
+    /// The shared folders the writer was removed from.
+    unshared: std::collections::BTreeSet<u64>,
 }
 
 type R<T> = std::result::Result<T, i32>;
@@ -165,6 +173,7 @@ impl Model {
             held: [None; HELD],
             log: Vec::new(),
             shares: Default::default(),
+            unshared: Default::default(),
         }
     }
     fn children(&self, id: u64) -> R<&BTreeMap<String, u64>> {
@@ -249,10 +258,14 @@ impl Model {
     fn share(&mut self, p: &str) -> R<Vec<u8>> {
         let id = self.resolve(p)?;
         if self.volume(p)? != 0 {
-            // Adding the same member again changes nothing; a folder
-            // inside a shared one cannot be shared on its own.
+            // Adding the same member again changes nothing (adding back
+            // a removed one rotates the keys); a folder inside a shared
+            // one cannot be shared on its own.
             return match self.shares.contains(&id) {
-                true => Ok(vec![]),
+                true => {
+                    self.unshared.remove(&id);
+                    Ok(vec![])
+                }
                 false => Err(libc::EINVAL),
             };
         }
@@ -271,6 +284,16 @@ impl Model {
         self.gc();
         Ok(vec![])
     }
+    fn unshare(&mut self, p: &str) -> R<Vec<u8>> {
+        let id = self.resolve(p)?;
+        if !self.shares.contains(&id) {
+            return Err(libc::EINVAL);
+        }
+        match self.unshared.insert(id) {
+            true => Ok(vec![]),
+            false => Err(libc::ENOENT),
+        }
+    }
     fn gc(&mut self) {
         let mut live = std::collections::BTreeSet::new();
         let mut stack = vec![0u64];
@@ -285,6 +308,7 @@ impl Model {
         self.nodes.retain(|id, _| live.contains(id));
         self.meta.retain(|id, _| live.contains(id));
         self.shares.retain(|id| live.contains(id));
+        self.unshared.retain(|id| live.contains(id));
     }
     fn make(&mut self, p: &str, k: Kind) -> R<()> {
         let (parent, name) = self.parent(p)?;
@@ -537,6 +561,7 @@ impl Model {
                 Ok(vec![])
             }
             M::Share(p) => self.share(PATHS[*p]),
+            M::Unshare(p) => self.unshare(PATHS[*p]),
             M::Reopen | M::Crash | M::Gc | M::Switch { .. } => Ok(vec![]),
         }
     }
@@ -680,6 +705,13 @@ async fn run(d: &Drive, m: &M) -> R<Vec<u8>> {
         M::Share(p) => {
             let ino = resolve(d, PATHS[*p]).await?;
             d.share_add(ino, writer().member(Role::Writer))
+                .await
+                .map_err(e)
+                .map(|_| vec![])
+        }
+        M::Unshare(p) => {
+            let ino = resolve(d, PATHS[*p]).await?;
+            d.share_remove(ino, &writer().card_id)
                 .await
                 .map_err(e)
                 .map(|_| vec![])

@@ -1,16 +1,23 @@
-//! The store as a folder conversion writes its new volume through: each
-//! put that fails with a transient store error is made again, so a share
-//! does not fail on a passing store hiccup (its puts are made in the
-//! caller's call, not through the committer's retries).
+//! Retrying what an owner's call writes itself when the store fails on a
+//! passing error: a folder conversion's new volume and a key rotation's
+//! keyring are put in the caller's call, not through the committer's
+//! retries, and so are the syncs those calls wait for.
 //!
 //! Invariants:
-//! - Only puts are retried, up to [`TRIES`] attempts with a pause that
-//!   doubles from [`FIRST_PAUSE`]; every other call goes through as is.
-//! - A `Create` put whose earlier attempt failed transiently may have
+//! - Only transient store errors are retried, up to [`TRIES`] attempts
+//!   with a pause that doubles from [`FIRST_PAUSE`] (about 3 s of pauses
+//!   in all); any other result is returned at once.
+//! - [`RetryPuts`] retries puts only; every other call goes through as is.
+//!   A `Create` put whose earlier attempt failed transiently may have
 //!   landed all the same: when the retry finds the key taken, the object
 //!   is read back and taken as this put's only if its bytes are exactly
-//!   the body (else `PreconditionFailed`, as without the retry).
+//!   the body (else `PreconditionFailed`, as without the retry). Bodies
+//!   this is used for are sealed under a fresh nonce, so equal bytes mean
+//!   this put's own.
+//! - [`retry_transient`] is only for steps that can run again: a sync, a
+//!   refresh.
 
+use crate::drive::error::{DriveError, Result as DriveResult};
 use crate::store::{
     ETag, GetOptions, GetResult, ListPage, MultipartUpload, ObjectMeta, ObjectStore, PutMode,
     Result, StoreError,
@@ -20,12 +27,35 @@ use bytes::Bytes;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Attempts of one put (about 3 s of pauses in all).
-pub(super) const TRIES: u32 = 7;
+/// Attempts of one put or step (about 3 s of pauses in all).
+pub(crate) const TRIES: u32 = 7;
 const FIRST_PAUSE: Duration = Duration::from_millis(50);
 
+/// Runs `step` again while it fails with a transient store error, up to
+/// [`TRIES`] attempts; `what` names the step in the log.
+pub(crate) async fn retry_transient<T, F, Fut>(what: &str, mut step: F) -> DriveResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = DriveResult<T>>,
+{
+    let mut pause = FIRST_PAUSE;
+    let mut attempt = 1;
+    loop {
+        match step().await {
+            Err(DriveError::Store(e)) if e.is_transient() && attempt < TRIES => {
+                tracing::warn!(error = %e, attempt, "{what} failed on a transient store error; trying again");
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+                attempt += 1;
+            }
+            r => return r,
+        }
+    }
+}
+
+/// The store with its puts retried (see the module doc).
 #[derive(Debug)]
-pub(super) struct RetryPuts(pub(super) Arc<dyn ObjectStore>);
+pub(crate) struct RetryPuts(pub(crate) Arc<dyn ObjectStore>);
 
 #[async_trait]
 impl ObjectStore for RetryPuts {
