@@ -3,8 +3,8 @@
 //! entries the first had not pulled yet. Its refresh checks the owner's
 //! log base, reloads past it and goes on; its own changes made meanwhile
 //! are rebased and committed at the real end of the log, nothing lost (a
-//! rename onto a name the other client took in an entry the collection
-//! left gets a conflict name). A
+//! rename onto a name the other client took gets a conflict name, whether
+//! it took it in an entry the collection left or in one it removed). A
 //! gap no owner-signed base explains is still refused (Tampered /
 //! Rollback), and entries younger than the grace stay so a client that
 //! saw the end of the log recently never commits into a gap.
@@ -69,11 +69,19 @@ async fn a_client_behind_a_collection_reloads_past_it_and_keeps_its_changes() {
     b.rename(ROOT_INO, os("f0"), ROOT_INO, os("late"), no_flags)
         .await
         .unwrap();
+    // And one onto a name A takes before its collection (in an entry the
+    // collection removes: known only by comparing the trees).
+    write_file(&b, "b-early", b"b's file renamed onto early").await;
+    b.rename(ROOT_INO, os("b-early"), ROOT_INO, os("early"), no_flags)
+        .await
+        .unwrap();
     let open_fh = {
         let ino = lookup(&b, "f2").await.unwrap();
         (ino, b.open(ino, libc::O_RDONLY).await.unwrap())
     };
     // A writes on and collects everything before its newest checkpoint.
+    write_file(&a, "early", b"a's early file").await;
+    sync(&a).await;
     commits(&a, &mut model, "g", 2 * SNAPSHOT_EVERY + 5).await;
     a.unlink(ROOT_INO, os("f2")).await.unwrap();
     sync(&a).await;
@@ -105,6 +113,12 @@ async fn a_client_behind_a_collection_reloads_past_it_and_keeps_its_changes() {
         .collect();
     assert_eq!(copies.len(), 1, "{copies:?}");
     model.insert(copies[0].clone(), f0);
+    model.insert("early".into(), b"a's early file".to_vec());
+    let early: Vec<String> = (names(&b, ROOT_INO).await.into_iter())
+        .filter(|n| n.starts_with("early.conflict-"))
+        .collect();
+    assert_eq!(early.len(), 1, "{early:?}");
+    model.insert(early[0].clone(), b"b's file renamed onto early".to_vec());
     equals(&b, &model).await;
     // The file A deleted, open in B all along, still reads.
     let (ino, fh) = open_fh;

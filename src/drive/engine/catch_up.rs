@@ -18,9 +18,10 @@
 //!   one the base names by hash), then every entry after it on the chain.
 //! - Nothing of this client is lost: pending ops are rebased on the new
 //!   committed tree (conflict copies as usual; a rename onto a name the
-//!   other clients' entries still in the store took gets a conflict name,
-//!   but names taken only in the collected entries are not known and
-//!   such a rename replaces what is there), open files whose node went
+//!   other clients took gets a conflict name: those the entries still in
+//!   the store took, and, for the collected ones, every name linking to
+//!   another node in the reloaded tree than in the tree at the head),
+//!   open files whose node went
 //!   away stay readable as orphans, the journal is rewritten if the rebase
 //!   changed ops.
 //! - The pages this engine's last checkpoint named may be collected: they
@@ -29,7 +30,7 @@
 
 use super::Engine;
 use super::load::{self, Collected};
-use super::rebase::{Taken, names_taken};
+use super::rebase::{Taken, names_changed, names_taken};
 use crate::drive::error::{DriveError, Result};
 use crate::drive::identity::hex8;
 use crate::drive::volume::{self, Head};
@@ -88,8 +89,8 @@ impl Engine {
         .await?;
         let snapshot_seq = at.seq;
         let mut touched = HashSet::new();
-        // Names other clients took in the entries still there (those the
-        // collection removed are not known: see the module doc).
+        // Names other clients took in the entries still there; those the
+        // collection removed are told by the trees (see the module doc).
         let client = self.cache.client_id();
         let mut taken = Taken::new();
         let (t, h) = (&mut tree, &mut at);
@@ -105,6 +106,9 @@ impl Engine {
             let mut core = self.lock();
             let core = &mut *core;
             let simple = core.pending.is_empty();
+            if !simple {
+                taken.extend(names_changed(&core.committed, &tree));
+            }
             core.committed = tree;
             core.head = at;
             core.touched = touched;

@@ -60,6 +60,28 @@ pub fn names_taken<'a>(ops: impl IntoIterator<Item = &'a Op>) -> Taken {
     taken
 }
 
+/// The names that link to another node in `after` than in `before` (or
+/// to one where `before` had nothing): what the changes between two
+/// committed trees took, when their entries are not known (collected).
+/// A name moved away and back to the same node is not among them (a
+/// rename onto it replaces what this client saw there). One pass over
+/// `after`'s directories: for rare reloads, not for every refresh.
+pub fn names_changed(before: &Tree, after: &Tree) -> Taken {
+    let mut taken = Taken::new();
+    for dir in after.nodes.values().filter(|n| n.kind == KIND_DIR) {
+        let old = before.nodes.get(&dir.id).filter(|o| o.kind == KIND_DIR);
+        for (name, link) in dir.entries.iter() {
+            let same = old
+                .and_then(|o| o.entries.get(name))
+                .is_some_and(|l| l.node == link.node);
+            if !same {
+                taken.insert((dir.id, name.to_vec()));
+            }
+        }
+    }
+    taken
+}
+
 /// What [`rebase`] decided.
 #[derive(Debug)]
 pub struct Rebased {
@@ -677,5 +699,38 @@ mod tests {
         assert_eq!(r.pending[0].0, 2);
         assert_eq!(names(&r.view), ["new"]);
         assert!(r.view.get(10).is_err());
+    }
+
+    /// Names that point elsewhere after, or are new, are taken; names
+    /// kept, removed, or moved away and back to the same node are not.
+    #[test]
+    fn names_changed_between_two_trees_are_the_new_and_relinked_ones() {
+        let before = tree(&[
+            ("kept", 2, 1),
+            ("gone", 3, 1),
+            ("relinked", 4, 1),
+            ("back", 5, 1),
+        ]);
+        let after = apply_all(
+            before.clone(),
+            &[
+                &unlink(ROOT, "gone", 3),
+                &unlink(ROOT, "relinked", 4),
+                &create(ROOT, "relinked", node(6, KIND_FILE, 1)),
+                &create(ROOT, "new", node(7, KIND_FILE, 1)),
+                &rename("back", "away"),
+                &rename("away", "back"),
+            ],
+        );
+        let mut got: Vec<String> = names_changed(&before, &after)
+            .into_iter()
+            .map(|(dir, name)| {
+                assert_eq!(dir, ROOT);
+                String::from_utf8(name).unwrap()
+            })
+            .collect();
+        got.sort();
+        assert_eq!(got, ["new", "relinked"]);
+        assert!(names_changed(&after, &after).is_empty());
     }
 }
