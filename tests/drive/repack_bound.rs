@@ -161,22 +161,28 @@ async fn the_bytes_one_collection_moves_are_capped_and_the_next_one_goes_on() {
     let env = Env::new().await;
     // Three groups 80% live (files 2 and 7 of every ten deleted: a pack
     // holding part of a group is still at least half live, so every move
-    // counts against the cap).
+    // counts against the cap). A group is one pack unless commit attempts
+    // closed its open pack meanwhile (more likely on a loaded machine);
+    // a run of up to four files between deleted ones can then be a pack
+    // of its own, fully live, which is never moved.
     let (d, kept, whole) = packs_with_deleted(&env, &[&[2, 7], &[2, 7], &[2, 7], &[]]).await;
     let sealed = sealed_len(4096) as u64;
     let live = kept.len() as u64 * sealed;
     let packs = content_objects(env.store.as_ref()).await.len();
     // With no waste allowed, uncapped, one run would move the three
-    // groups' live files: 48.
+    // groups' live files (48) but for those in fully live packs.
     let dry = GcOptions {
         dry_run: true,
         ..gc_with(0)
     };
     let would = d.gc(&dry, &|_, _| {}).await.unwrap();
-    assert_eq!(would.repacked_bytes, 48 * sealed, "{would:?}");
+    let cap = 16 * sealed;
+    assert!(
+        would.repacked_bytes <= 48 * sealed && would.repacked_bytes > cap,
+        "{would:?}"
+    );
     // Capped at one group's live bytes, each run moves at most that, and
     // the next goes on (deleting the packs the previous one emptied).
-    let cap = 16 * sealed;
     let capped = GcOptions {
         max_repack_moved: cap,
         ..gc_with(0)
@@ -197,8 +203,12 @@ async fn the_bytes_one_collection_moves_are_capped_and_the_next_one_goes_on() {
         // than the cap).
         assert!(runs <= packs, "{r:?}");
     }
-    assert_eq!(moved, 48 * sealed);
-    assert!(runs >= 4, "three runs that move, then one that deletes");
+    assert_eq!(moved, would.repacked_bytes);
+    let moving = would.repacked_bytes.div_ceil(cap) as usize;
+    assert!(
+        moving >= 2 && runs > moving,
+        "{runs} runs: at least {moving} that move, then one that deletes"
+    );
     assert_eq!(content_bytes(env.store.as_ref()).await, live);
     whole_group_kept_and_files_read(&env, d, &kept, &whole).await;
 }
