@@ -168,7 +168,8 @@ fn a_share_retries_puts_that_fail_on_the_way() {
 /// rotations: with every other put failing transiently each retries its
 /// own store calls (the keyring's put among them) rather than fail, with a
 /// handle held open and written across them; removing a member that is
-/// not there is ENOENT, and a folder that is not shared EINVAL.
+/// not there is ENOENT, and a folder that is not shared EINVAL. So does a
+/// re-encryption of the folder (its commits).
 #[test]
 fn a_rotation_retries_puts_that_fail_on_the_way() {
     use M::*;
@@ -187,9 +188,12 @@ fn a_rotation_retries_puts_that_fail_on_the_way() {
         Unshare(3),
         Share(3),
         ReadHeld(0),
+        Reencrypt(3),
+        Reencrypt(4),
         Crash,
         Read(4),
         Unshare(3),
+        Reencrypt(3),
         Reopen,
         Read(4),
         Share(3),

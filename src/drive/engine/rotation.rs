@@ -13,7 +13,10 @@
 //!   rotation is done locally; if its commit still fails, the committer
 //!   commits it later.
 //! - Re-encryption replaces a file's blocks only if the file did not
-//!   change meanwhile (same version, no unsealed writes).
+//!   change meanwhile (same version, no unsealed writes). Its settles
+//!   retry transient store errors as a rotation's do; any other failure
+//!   ends it, and running it again goes on where it stopped (only blocks
+//!   not under the current generation are rewritten).
 
 use super::Engine;
 use crate::drive::error::{DriveError, Result};
@@ -110,7 +113,8 @@ impl Engine {
     /// files keep changing.
     pub async fn reencrypt(&self, progress: &(dyn Fn(u64, u64) + Send + Sync)) -> Result<()> {
         self.writable()?;
-        self.settle().await?;
+        let settle = || retry_transient("re-encryption: committing", || self.settle());
+        settle().await?;
         for _pass in 0..3 {
             let epoch = self.keys.generation();
             let todo: Vec<Node> = {
@@ -169,11 +173,11 @@ impl Engine {
                     })?;
                 }
                 if unsettled >= REENCRYPT_SETTLE {
-                    self.settle().await?;
+                    settle().await?;
                     unsettled = 0;
                 }
             }
-            self.settle().await?;
+            settle().await?;
         }
         Err(DriveError::Busy)
     }

@@ -1,7 +1,8 @@
 //! The reference model of the drive-engine model test: random file
 //! operations (symlinks, chmod, extended attributes, handles held open
 //! across other operations, through renames and unlinks, and sharing a
-//! folder, after which moves across its edge are EXDEV, among them), a
+//! folder, after which moves across its edge are EXDEV, removing and
+//! adding back its member, re-encrypting it, among them), a
 //! simple in-memory model of their POSIX results, and a driver that runs
 //! both and compares every result and, after reopen or crash, the whole
 //! tree: each path's kind, content or link target, permission bits and
@@ -73,6 +74,9 @@ pub enum M {
     /// not a member, EINVAL where no shared folder is. Handles stay open
     /// across it.
     Unshare(usize),
+    /// Re-encrypts the shared folder at a path under its current keys
+    /// (content unchanged); EINVAL where no shared folder is.
+    Reencrypt(usize),
     /// Two clients only ([`two::check_two`]): the client whose turn it is
     /// commits and the other takes over, refreshed or, when `stale`, still
     /// on the view it had.
@@ -112,6 +116,7 @@ pub fn op() -> impl Strategy<Value = M> {
         1 => Just(M::Gc),
         1 => p.clone().prop_map(M::Share),
         1 => p.clone().prop_map(M::Unshare),
+        1 => p.clone().prop_map(M::Reencrypt),
     ]
 }
 
@@ -292,6 +297,12 @@ impl Model {
         match self.unshared.insert(id) {
             true => Ok(vec![]),
             false => Err(libc::ENOENT),
+        }
+    }
+    fn reencrypt(&self, p: &str) -> R<Vec<u8>> {
+        match self.shares.contains(&self.resolve(p)?) {
+            true => Ok(vec![]),
+            false => Err(libc::EINVAL),
         }
     }
     fn gc(&mut self) {
@@ -562,6 +573,7 @@ impl Model {
             }
             M::Share(p) => self.share(PATHS[*p]),
             M::Unshare(p) => self.unshare(PATHS[*p]),
+            M::Reencrypt(p) => self.reencrypt(PATHS[*p]),
             M::Reopen | M::Crash | M::Gc | M::Switch { .. } => Ok(vec![]),
         }
     }
@@ -712,6 +724,13 @@ async fn run(d: &Drive, m: &M) -> R<Vec<u8>> {
         M::Unshare(p) => {
             let ino = resolve(d, PATHS[*p]).await?;
             d.share_remove(ino, &writer().card_id)
+                .await
+                .map_err(e)
+                .map(|_| vec![])
+        }
+        M::Reencrypt(p) => {
+            let ino = resolve(d, PATHS[*p]).await?;
+            d.share_reencrypt(ino, &|_, _| {})
                 .await
                 .map_err(e)
                 .map(|_| vec![])

@@ -49,7 +49,7 @@ pub fn op_two() -> impl Strategy<Value = M> {
         // Sharing is single-client (a share converts a folder on one
         // client; the rebase of a turn across it is not modelled).
         M::Share(p) => M::Mkdir(n(p)),
-        M::Unshare(p) => M::Read(n(p)),
+        M::Unshare(p) | M::Reencrypt(p) => M::Read(n(p)),
         m @ (M::Reopen | M::Crash | M::Gc | M::Switch { .. }) => m,
     })
 }
