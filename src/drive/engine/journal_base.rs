@@ -12,13 +12,19 @@
 //!   head, the state there is loaded again from the newest checkpoint at
 //!   or before it and the verified log after it; the replay must pass the
 //!   accepted head with the hash accepted and end on the open's start.
-//!   When those objects are gone (collected) or do not meet, the base is
-//!   unknown: the ops replay on the committed tree with no names known to
-//!   be taken, as the log line says. A transient store error fails the
-//!   open (it is retried) rather than replaying blind.
+//!   When a collection removed them from the store, the state at the
+//!   accepted head is loaded from this client's metadata mirror as it was
+//!   before the open (the checkpoint and entries it had fetched), verified
+//!   the same way and required to meet the accepted head's hash; the
+//!   names taken since are then every name that links to another node in
+//!   the open's tree than there (`names_changed`: the entries between are
+//!   gone). When neither holds it, the base is unknown: the ops replay on
+//!   the committed tree with no names known to be taken, as the log line
+//!   says. A transient store error fails the open (it is retried) rather
+//!   than replaying blind.
 
 use super::load::{self, Collected, Entry};
-use super::rebase::{Taken, names_taken};
+use super::rebase::{Taken, names_changed, names_taken};
 use crate::drive::error::{DriveError, Result};
 use crate::drive::tree::Tree;
 use crate::drive::volume::Head;
@@ -69,34 +75,66 @@ impl JournalBase {
     }
 
     /// The accepted head lies before `start`, the checkpoint the open
-    /// started from: loads the state there and the entries up to `start`
-    /// (see the module doc).
+    /// started from: loads the state there and the entries up to `start`,
+    /// else the state there from `earlier` (the mirror as it was before
+    /// the open) and compares it with `now`, the open's tree (see the
+    /// module doc).
     pub(super) async fn behind(
         &mut self,
         source: &dyn ObjectStore,
+        earlier: Option<&dyn ObjectStore>,
         keys: &HeldKeys,
         me: &StaticSecret,
         start: &Head,
+        now: &Tree,
     ) -> Result<()> {
         if self.known.0 >= start.seq {
             return Ok(());
         }
-        match self.load_behind(source, keys, me, start).await {
+        let why = match self.load_behind(source, keys, me, start).await {
             Ok(Some(older)) => {
                 self.tree = older.tree;
                 self.taken.extend(older.taken);
-                Ok(())
+                return Ok(());
             }
-            Ok(None) => {
-                self.unknown("the log there does not lead to the newest checkpoint");
-                Ok(())
+            Ok(None) => "the log there does not lead to the newest checkpoint".to_string(),
+            Err(DriveError::Store(e @ StoreError::Transient { .. })) => {
+                return Err(DriveError::Store(e));
             }
-            Err(DriveError::Store(e @ StoreError::Transient { .. })) => Err(DriveError::Store(e)),
-            Err(e) => {
-                self.unknown(&e.to_string());
-                Ok(())
-            }
+            Err(e) => e.to_string(),
+        };
+        if let Some(earlier) = earlier
+            && let Ok(Some(tree)) = self.load_known(earlier, keys, me).await
+        {
+            tracing::info!(
+                head = self.known.0,
+                "the state this client had accepted before its crash was collected from the store; its journalled changes are rebased from the copy in its metadata mirror"
+            );
+            self.taken.extend(names_changed(&tree, now));
+            self.tree = Some(tree);
+            return Ok(());
         }
+        self.unknown(&why);
+        Ok(())
+    }
+
+    /// The tree at the accepted head as `source` holds it: the newest
+    /// checkpoint at or before it and the verified entries up to it, which
+    /// must end on the accepted hash; `None` when they do not.
+    async fn load_known(
+        &self,
+        source: &dyn ObjectStore,
+        keys: &HeldKeys,
+        me: &StaticSecret,
+    ) -> Result<Option<Tree>> {
+        let (seq, hash) = self.known;
+        let mut s = load::start(source, keys, me, seq, Collected::Lazy).await?;
+        if s.head.seq > seq {
+            return Ok(None);
+        }
+        let (tree, head) = (&mut s.tree, &mut s.head);
+        load::replay(source, keys, me, tree, head, Some(seq), None, |_| Ok(())).await?;
+        Ok((s.head.seq == seq && s.head.hash == hash).then_some(s.tree))
     }
 
     async fn load_behind(

@@ -202,11 +202,20 @@ impl Engine {
         let unmirrored = store.clone();
         let mirrored = Arc::new(mirror());
         let store: Arc<dyn ObjectStore> = Arc::new(MirroredStore::new(store, mirrored.clone()));
+        // With a journal to replay, the mirror as it is before this open
+        // (the open's copies replace its older checkpoint and entries): it
+        // may hold the state at the accepted head after a collection
+        // removed that from the store (`JournalBase`).
+        let earlier = match want_base.is_some() && !offline && mirror().is_usable() {
+            true => mirror().load().await.ok(),
+            false => None,
+        };
         let online = if offline {
             None
         } else {
             match verify_volume(
                 store.as_ref(),
+                earlier.as_deref(),
                 &me,
                 header,
                 volume_id,
@@ -238,6 +247,7 @@ impl Engine {
                 let source = mirror().load().await?;
                 let v = match verify_volume(
                     source.as_ref(),
+                    None,
                     &me,
                     header,
                     volume_id,
@@ -373,9 +383,11 @@ struct Verified {
 /// when offline): keyrings, newest snapshot, the log after it, and that
 /// nothing this client accepted before (`state`) is missing or different.
 /// `want_base`: this client's id, when it has a journal to replay (see
-/// [`JournalBase`]).
+/// [`JournalBase`]); `earlier`: where else the state at the accepted head
+/// may be found.
 async fn verify_volume(
     source: &dyn ObjectStore,
+    earlier: Option<&dyn ObjectStore>,
     me: &Identity,
     header: &VerifiedHeader,
     volume_id: [u8; 16],
@@ -456,7 +468,8 @@ async fn verify_volume(
     }
     if let Some(b) = journal_base.as_mut() {
         b.at_end(&tree, &head);
-        b.behind(source, &keys, &me.x25519, &start).await?;
+        b.behind(source, earlier, &keys, &me.x25519, &start, &tree)
+            .await?;
     }
     Ok(Verified {
         keys,
