@@ -13,8 +13,9 @@
 //!   or before it and the verified log after it; the replay must pass the
 //!   accepted head with the hash accepted and end on the open's start.
 //!   When a collection removed them from the store, the state at the
-//!   accepted head is loaded from this client's metadata mirror as it was
-//!   before the open (the checkpoint and entries it had fetched), verified
+//!   accepted head is loaded from this client's metadata mirror, read in
+//!   place (the checkpoint and entries it had fetched before the crash:
+//!   the open's copies leave them there until it is verified), verified
 //!   the same way and required to meet the accepted head's hash; the
 //!   names taken since are then every name that links to another node in
 //!   the open's tree than there (`names_changed`: the entries between are
@@ -76,8 +77,8 @@ impl JournalBase {
 
     /// The accepted head lies before `start`, the checkpoint the open
     /// started from: loads the state there and the entries up to `start`,
-    /// else the state there from `earlier` (the mirror as it was before
-    /// the open) and compares it with `now`, the open's tree (see the
+    /// else the state there from `earlier` (the mirror, holding what it
+    /// held before the open) and compares it with `now`, the open's tree (see the
     /// module doc).
     pub(super) async fn behind(
         &mut self,
@@ -104,7 +105,7 @@ impl JournalBase {
             Err(e) => e.to_string(),
         };
         if let Some(earlier) = earlier
-            && let Ok(Some(tree)) = self.load_known(earlier, keys, me).await
+            && let Ok(Some((tree, _))) = self.load_known(earlier, keys, me).await
         {
             tracing::info!(
                 head = self.known.0,
@@ -118,7 +119,7 @@ impl JournalBase {
         Ok(())
     }
 
-    /// The tree at the accepted head as `source` holds it: the newest
+    /// The state at the accepted head as `source` holds it: the newest
     /// checkpoint at or before it and the verified entries up to it, which
     /// must end on the accepted hash; `None` when they do not.
     async fn load_known(
@@ -126,7 +127,7 @@ impl JournalBase {
         source: &dyn ObjectStore,
         keys: &HeldKeys,
         me: &StaticSecret,
-    ) -> Result<Option<Tree>> {
+    ) -> Result<Option<(Tree, Head)>> {
         let (seq, hash) = self.known;
         let mut s = load::start(source, keys, me, seq, Collected::Lazy).await?;
         if s.head.seq > seq {
@@ -134,9 +135,12 @@ impl JournalBase {
         }
         let (tree, head) = (&mut s.tree, &mut s.head);
         load::replay(source, keys, me, tree, head, Some(seq), None, |_| Ok(())).await?;
-        Ok((s.head.seq == seq && s.head.hash == hash).then_some(s.tree))
+        Ok((s.head.seq == seq && s.head.hash == hash).then_some((s.tree, s.head)))
     }
 
+    /// The state at the accepted head as `source` holds it
+    /// (`load_known`), and the names taken by the entries from there to
+    /// `start`, which must end on it.
     async fn load_behind(
         &self,
         source: &dyn ObjectStore,
@@ -144,23 +148,19 @@ impl JournalBase {
         me: &StaticSecret,
         start: &Head,
     ) -> Result<Option<JournalBase>> {
-        let (seq, hash) = self.known;
-        let mut s = load::start(source, keys, me, seq, Collected::Lazy).await?;
-        if s.head.seq > seq || (s.head.seq == seq && s.head.hash != hash) {
+        let Some((mut tree, mut head)) = self.load_known(source, keys, me).await? else {
             return Ok(None);
-        }
+        };
         let mut older = JournalBase::new(self.client, self.known);
-        let mut met = s.head.seq == seq;
-        let (tree, head) = (&mut s.tree, &mut s.head);
-        load::replay(source, keys, me, tree, head, Some(start.seq), None, |e| {
-            met |= e.head.seq == seq && e.head.hash == hash;
+        older.tree = Some(tree.clone());
+        let until = Some(start.seq);
+        load::replay(source, keys, me, &mut tree, &mut head, until, None, |e| {
             older.visit(&e);
             Ok(())
         })
         .await?;
-        older.at_end(&s.tree, &s.head);
-        let ends = s.head.seq == start.seq && s.head.hash == start.hash;
-        Ok((met && ends).then_some(older))
+        let ends = head.seq == start.seq && head.hash == start.hash;
+        Ok(ends.then_some(older))
     }
 
     fn unknown(&mut self, why: &str) {

@@ -27,29 +27,33 @@
 //!   when the call that passed it returns. A page is named by its hash, so
 //!   one already mirrored is not written again.
 //! - Mirrored log entries and snapshots older than the newest mirrored
-//!   snapshot are removed, and so are pages no longer named by the newest
+//!   snapshot are removed (not while an open holds them: `hold_superseded`,
+//!   for a journal's replay that may need the state before the open), and
+//!   so are pages no longer named by the newest
 //!   checkpoint the engine wrote or loaded (`retain_pages`; from the pack
 //!   file once they are most of it), so the mirror stays within about two
 //!   checkpoints' pages plus `SNAPSHOT_EVERY` entries in size.
 //!
 //! `MirroredStore` is the store as the engine uses it: the real store,
 //! with the volume's metadata objects copied into the mirror as they pass.
-//! It adds no behaviour to the store's answers.
+//! It adds no behaviour to the store's answers. `MirrorSource` (`source`)
+//! is the mirror read in place as a read-only store.
+
+mod source;
+pub use source::MirrorSource;
 
 use super::mirror_pages::PagePack;
-use crate::drive::error::Result;
 use crate::drive::volume;
 use crate::format::hex::encode as hex;
 use crate::store::{
-    ETag, GetOptions, GetResult, ListPage, MemoryStore, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMode,
+    ETag, GetOptions, GetResult, ListPage, MultipartUpload, ObjectMeta, ObjectStore, PutMode,
 };
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use std::collections::{HashSet, VecDeque};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
@@ -70,6 +74,9 @@ pub struct Mirror {
     pack: Mutex<PagePack>,
     /// Signalled when the writer has nothing left.
     settled: Notify,
+    /// Whether superseded entries and snapshots stay for now
+    /// (`hold_superseded`).
+    holding: AtomicBool,
 }
 
 /// The page copies of a [`Mirror`] not written yet; one writer at a time
@@ -127,6 +134,7 @@ impl Mirror {
             held,
             copies: Mutex::default(),
             settled: Notify::new(),
+            holding: AtomicBool::new(false),
         };
         m.measure();
         m
@@ -192,13 +200,9 @@ impl Mirror {
             return;
         }
         if let Some(seq) = self.seq_of(key, &self.snapshots) {
-            for old in self.keys() {
-                let older = |p: &String| self.seq_of(&old, p).is_some_and(|s| s < seq);
-                if older(&self.logs) || older(&self.snapshots) {
-                    let _ = fs::remove_file(self.path(&old));
-                }
+            if !self.holding.load(Ordering::Acquire) {
+                self.drop_older_than(seq);
             }
-            self.measure();
         } else {
             // One file added or replaced: counted without reading the
             // directory again (a cold open copies every page and entry).
@@ -211,6 +215,37 @@ impl Mirror {
                     .held
                     .fetch_update(Ordering::Relaxed, Ordering::Relaxed, less);
             }
+        }
+    }
+
+    /// Removes the mirrored entries and snapshots older than `seq`.
+    fn drop_older_than(&self, seq: u64) {
+        for old in self.keys() {
+            let older = |p: &String| self.seq_of(&old, p).is_some_and(|s| s < seq);
+            if older(&self.logs) || older(&self.snapshots) {
+                let _ = fs::remove_file(self.path(&old));
+            }
+        }
+        self.measure();
+    }
+
+    /// Keeps the entries and snapshots a newer snapshot supersedes until
+    /// `let_go_superseded`: an open with a journal to replay may need the
+    /// state this client had accepted before it (`JournalBase`), which
+    /// the open's own copies would otherwise remove.
+    pub fn hold_superseded(&self) {
+        self.holding.store(true, Ordering::Release);
+    }
+
+    /// Ends `hold_superseded`: removes what the newest mirrored snapshot
+    /// supersedes.
+    pub fn let_go_superseded(&self) {
+        self.holding.store(false, Ordering::Release);
+        let newest = (self.keys().iter())
+            .filter_map(|k| self.seq_of(k, &self.snapshots))
+            .max();
+        if let Some(seq) = newest {
+            self.drop_older_than(seq);
         }
     }
 
@@ -332,37 +367,10 @@ impl Mirror {
             .collect()
     }
 
-    /// The mirrored objects as a read-only source for an offline open
-    /// (verified there like the store's).
-    pub async fn load(&self) -> Result<Arc<dyn ObjectStore>> {
-        let store = MemoryStore::new();
-        let pages = self
-            .pack()
-            .pages()
-            .map_err(|source| crate::drive::DriveError::Cache {
-                path: self
-                    .dir
-                    .join(super::mirror_pages::PACK_FILE)
-                    .display()
-                    .to_string(),
-                source,
-            })?;
-        for (key, bytes) in pages {
-            store
-                .put(&key, Bytes::from(bytes), PutMode::Overwrite)
-                .await?;
-        }
-        for key in self.keys() {
-            let path = self.path(&key);
-            let bytes = fs::read(&path).map_err(|source| crate::drive::DriveError::Cache {
-                path: path.display().to_string(),
-                source,
-            })?;
-            store
-                .put(&key, Bytes::from(bytes), PutMode::Overwrite)
-                .await?;
-        }
-        Ok(Arc::new(store))
+    /// The mirror read in place, as a read-only store (verified there
+    /// like the store's).
+    pub fn source(self: &Arc<Self>) -> MirrorSource {
+        MirrorSource::new(self.clone())
     }
 }
 
@@ -475,6 +483,12 @@ mod tests {
         }
         mirror.settle().await;
         let mut written = mirror.pack().pages().unwrap();
+        // Read in place too.
+        let source = mirror.source();
+        for (key, bytes) in &pages {
+            let got = source.get(key, GetOptions::default()).await.unwrap();
+            assert_eq!(&got.bytes, bytes);
+        }
         written.sort();
         let mut want: Vec<(String, Vec<u8>)> =
             pages.iter().map(|(k, b)| (k.clone(), b.to_vec())).collect();
@@ -497,29 +511,64 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let volume = [3; 16];
         let key = |i: u8| volume::page_key(&volume, &[i; 32]);
-        let mirror = Mirror::new(dir.path(), &volume, Arc::default());
+        let mirror = Arc::new(Mirror::new(dir.path(), &volume, Arc::default()));
         fs::create_dir_all(&mirror.dir).unwrap();
         for i in 1..=3 {
             fs::write(mirror.path(&key(i)), [i; 10]).unwrap();
         }
-        let store = mirror.load().await.unwrap();
+        let store = mirror.source();
         for i in 1..=3 {
             let got = store.get(&key(i), GetOptions::default()).await.unwrap();
             assert_eq!(got.bytes.as_ref(), &[i; 10]);
         }
         // Page 1 copied into the pack, page 2 still kept, page 3 dropped.
-        let mirror = Arc::new(mirror);
         mirror.save_page(key(1), Bytes::from_static(&[1; 10]));
         mirror.retain_pages([key(1), key(2)].into_iter().collect());
         mirror.settle().await;
         assert!(!mirror.path(&key(1)).exists());
         assert!(mirror.path(&key(2)).exists());
         assert!(!mirror.path(&key(3)).exists());
-        let store = mirror.load().await.unwrap();
+        assert!(matches!(
+            store.get(&key(3), GetOptions::default()).await,
+            Err(crate::store::StoreError::NotFound { .. })
+        ));
         for i in 1..=2 {
             let got = store.get(&key(i), GetOptions::default()).await.unwrap();
             assert_eq!(got.bytes.as_ref(), &[i; 10]);
         }
+    }
+
+    /// While an open holds them, the entries and snapshot a newer
+    /// snapshot supersedes stay readable; let go, they are removed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn superseded_objects_stay_while_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let vol = [9; 16];
+        let m = Arc::new(Mirror::new(dir.path(), &vol, Arc::default()));
+        let (entry, snap) = (
+            |s| volume::log_key(&vol, s),
+            |s| volume::snapshot_key(&vol, s),
+        );
+        m.save(&snap(4), b"old root");
+        m.save(&entry(5), b"entry 5");
+        m.hold_superseded();
+        m.save(&snap(8), b"new root");
+        m.save(&entry(9), b"entry 9");
+        let s = m.source();
+        for key in [snap(4), entry(5), snap(8), entry(9)] {
+            assert!(s.head(&key).await.is_ok(), "{key}");
+        }
+        m.let_go_superseded();
+        for key in [snap(4), entry(5)] {
+            assert!(s.head(&key).await.is_err(), "{key}");
+        }
+        for key in [snap(8), entry(9)] {
+            assert!(s.head(&key).await.is_ok(), "{key}");
+        }
+        // Not held, a snapshot supersedes at once.
+        m.save(&snap(12), b"newer root");
+        assert!(s.head(&snap(8)).await.is_err());
+        assert!(s.head(&entry(9)).await.is_err());
     }
 
     /// A copy too large for what is left of the spool starts a new one;

@@ -76,6 +76,8 @@ pub struct PagePack {
     end: u64,
     /// Open for appending (positioned at `end`).
     file: Option<File>,
+    /// Open for reading pages in place (`get`).
+    reader: Option<File>,
 }
 
 impl PagePack {
@@ -86,6 +88,7 @@ impl PagePack {
             index: None,
             end: 0,
             file: None,
+            reader: None,
         }
     }
 
@@ -171,21 +174,41 @@ impl PagePack {
         self.index = Some(index);
         self.end = end;
         self.file = None;
+        self.reader = None;
         Ok(true)
     }
 
-    /// Every page in the file, as (store key, body).
-    pub fn pages(&mut self) -> io::Result<Vec<(String, Vec<u8>)>> {
-        let places: Vec<(String, Place)> =
-            self.index().iter().map(|(k, p)| (k.clone(), *p)).collect();
-        if places.is_empty() {
-            return Ok(Vec::new());
+    /// The body of the page `key`, when the file holds it.
+    pub fn get(&mut self, key: &str) -> io::Result<Option<Vec<u8>>> {
+        let Some(place) = self.index().get(key).copied() else {
+            return Ok(None);
+        };
+        if self.reader.is_none() {
+            self.reader = Some(File::open(&self.path)?);
         }
-        let f = File::open(&self.path)?;
-        places
-            .into_iter()
-            .map(|(key, place)| Ok((key, place.read(&f)?)))
+        place
+            .read(self.reader.as_ref().expect("just opened"))
+            .map(Some)
+    }
+
+    /// The pages in the file whose keys start with `prefix`, as (store
+    /// key, body length).
+    pub fn sizes(&mut self, prefix: &str) -> Vec<(String, u64)> {
+        (self.index().iter())
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(k, p)| (k.clone(), p.len as u64))
             .collect()
+    }
+
+    /// Every page in the file, as (store key, body).
+    #[cfg(test)]
+    pub fn pages(&mut self) -> io::Result<Vec<(String, Vec<u8>)>> {
+        let mut out = Vec::new();
+        for (key, _) in self.sizes("") {
+            let body = self.get(&key)?.expect("indexed");
+            out.push((key, body));
+        }
+        Ok(out)
     }
 }
 

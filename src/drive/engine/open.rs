@@ -198,34 +198,41 @@ impl Engine {
         let (journal, records) = cache.open_journal()?;
         // The tree at the head accepted before is the replay's base.
         let want_base = (!records.is_empty()).then(|| cache.client_id());
-        let mirror = || Mirror::new(&opts.cache_dir, &volume_id, cache.mirror_bytes());
         let unmirrored = store.clone();
-        let mirrored = Arc::new(mirror());
+        let mirrored = Arc::new(Mirror::new(
+            &opts.cache_dir,
+            &volume_id,
+            cache.mirror_bytes(),
+        ));
         let store: Arc<dyn ObjectStore> = Arc::new(MirroredStore::new(store, mirrored.clone()));
-        // With a journal to replay, the mirror as it is before this open
-        // (the open's copies replace its older checkpoint and entries): it
-        // may hold the state at the accepted head after a collection
-        // removed that from the store (`JournalBase`).
-        let earlier = match want_base.is_some() && !offline && mirror().is_usable() {
-            true => mirror().load().await.ok(),
-            false => None,
-        };
+        // With a journal to replay, the mirror as it was before this open
+        // (the open's copies would remove its older checkpoint and entries
+        // until `let_go_superseded`): it may hold the state at the
+        // accepted head after a collection removed that from the store
+        // (`JournalBase`). Read in place, only when needed.
+        let earlier = (want_base.is_some() && !offline && mirrored.is_usable()).then(|| {
+            mirrored.hold_superseded();
+            mirrored.source()
+        });
         let online = if offline {
             None
         } else {
-            match verify_volume(
+            let verified = verify_volume(
                 store.as_ref(),
-                earlier.as_deref(),
+                earlier.as_ref().map(|s| s as &dyn ObjectStore),
                 &me,
                 header,
                 volume_id,
                 state.as_ref(),
                 want_base,
             )
-            .await
-            {
+            .await;
+            if earlier.is_some() {
+                mirrored.let_go_superseded();
+            }
+            match verified {
                 Ok(v) => Some(v),
-                Err(e) if unreachable(&e) && state.is_some() && mirror().is_usable() => {
+                Err(e) if unreachable(&e) && state.is_some() && mirrored.is_usable() => {
                     tracing::warn!(volume = %hex8(&volume_id), error = %e, "store unreachable; opening the volume from the local cache (offline)");
                     None
                 }
@@ -235,7 +242,7 @@ impl Engine {
         let (verified, offline_since) = match online {
             Some(v) => (v, None),
             None => {
-                if state.is_none() || !mirror().is_usable() {
+                if state.is_none() || !mirrored.is_usable() {
                     return Err(DriveError::Store(StoreError::Transient {
                         message: format!(
                             "the store is unreachable and volume {} was never opened with this cache directory, so it cannot be opened offline",
@@ -244,9 +251,9 @@ impl Engine {
                         retry_after: None,
                     }));
                 }
-                let source = mirror().load().await?;
+                let source = mirrored.source();
                 let v = match verify_volume(
-                    source.as_ref(),
+                    &source,
                     None,
                     &me,
                     header,
@@ -257,7 +264,7 @@ impl Engine {
                 .await
                 {
                     Ok(v) => v,
-                    Err(e) => return Err(not_in_mirror(source.as_ref(), &volume_id, e).await),
+                    Err(e) => return Err(not_in_mirror(&source, &volume_id, e).await),
                 };
                 tracing::warn!(volume = %hex8(&volume_id), head = v.head.seq, "opened offline from the local cache: reads of uncached content fail with EIO, changes are queued; the store is checked for rollback before the first commit");
                 (v, Some(SystemTime::now()))
