@@ -3,7 +3,8 @@
 //! ends (a name taken meanwhile gets a conflict name, an edit of a file the
 //! other client changed becomes a conflict copy, a change that no longer
 //! applies is dropped), and the model's rebase must agree with the
-//! engine's, tree for tree (see `support::drive::model::two`).
+//! engine's, tree for tree (see `support::drive::model::two`). Handles
+//! are held within a turn and closed before it ends.
 
 use crate::support::drive::model::two::*;
 use crate::support::drive::model::*;
@@ -61,6 +62,75 @@ fn a_collector_behind_keeps_what_the_other_client_committed() {
         Write(0, 0, 1, 0),
         Switch { stale: true },
         Gc,
+    ]);
+}
+
+/// Client 1 writes through held handles: into a file it renames while
+/// holding it, and into a file it created by holding it and unlinked
+/// while held (its writes go with it when closed); then client 0, on its
+/// old view, edits the renamed file at its old name and holds it too.
+#[test]
+fn writes_through_held_handles_rebase_as_the_model_says() {
+    use M::*;
+    two(vec![
+        Create(0),
+        Write(0, 0, 100, 1),
+        Switch { stale: false },
+        Hold(0, 0),
+        WriteHeld(0, 50, 100, 2),
+        Rename(0, 1, 0),
+        WriteHeld(0, 0, 10, 3),
+        ReadHeld(0),
+        Read(1),
+        Hold(2, 1),
+        WriteHeld(1, 0, 70_000, 4),
+        Unlink(2),
+        WriteHeld(1, 10, 10, 5),
+        ReadHeld(1),
+        Switch { stale: true },
+        Write(0, 0, 20, 6),
+        Hold(0, 0),
+        WriteHeld(0, 30, 5, 7),
+        ReadHeld(0),
+        Switch { stale: true },
+        Read(1),
+        Hold(1, 1),
+        Crash,
+        Read(1),
+    ]);
+}
+
+/// Shrunk from a failure: client 1, on its old view, makes a file at a
+/// name client 0 took meanwhile, then unlinks it while holding it open
+/// and writes to it. The rebase gives the new file a conflict name; the
+/// unlink must follow it there (it was removed, and what was written to
+/// it after goes with it), not leave it behind nor reach client 0's file.
+#[test]
+fn an_unlink_follows_a_new_file_to_its_conflict_name() {
+    use M::*;
+    two(vec![
+        Create(3),
+        Switch { stale: true },
+        Hold(3, 0),
+        Unlink(3),
+        WriteHeld(0, 0, 1, 0),
+    ]);
+}
+
+/// Client 1 renames a file it made at a name client 0 took meanwhile:
+/// the rename moves its own file, from the conflict name, and client 0's
+/// stays where it is.
+#[test]
+fn a_rename_follows_a_new_file_to_its_conflict_name() {
+    use M::*;
+    two(vec![
+        Create(0),
+        Write(0, 0, 10, 1),
+        Switch { stale: true },
+        Create(0),
+        Write(0, 0, 20, 2),
+        Rename(0, 1, 0),
+        Write(1, 5, 5, 3),
     ]);
 }
 

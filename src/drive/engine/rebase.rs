@@ -15,7 +15,11 @@
 //!   client did not see); except a relocation
 //!   (`version == base`: the collector's repack), which is dropped: the
 //!   file's new version holds the content, and the old refs stay live;
-//! - an op that no longer applies (its target is gone) is dropped.
+//! - an op that no longer applies (its target is gone) is dropped;
+//! - a later op of this client naming an entry the rebase moved (a
+//!   conflict name, a create moved up) names it where it went: an unlink
+//!   or rename of a file this client made never reaches the file another
+//!   client put at the name meanwhile.
 //!
 //! Invariant: the returned view equals `committed` with the returned ops
 //! applied in order. No I/O, no locks.
@@ -123,8 +127,10 @@ pub fn rebase(
     let mut kept = VecDeque::new();
     let mut dropped = Vec::new();
     let originals: Vec<Op> = pending.iter().map(|(_, o)| o.clone()).collect();
+    let mut aliases = Aliases::new();
     for (seq, op) in pending {
-        let mut op = op;
+        let wanted = target(&op);
+        let mut op = aliased(op, &mut aliases);
         if let Op::SetContent {
             node,
             base,
@@ -161,12 +167,20 @@ pub fn rebase(
             true => Err(DriveError::Exists),
             false => view.apply(&op),
         };
+        let mut keep = |op: Op| {
+            if let (Some(w), Some(got)) = (wanted.clone(), target(&op))
+                && w != got
+            {
+                aliases.insert(w, got);
+            }
+            kept.push_back((seq, op));
+        };
         match applied {
-            Ok(_removed) => kept.push_back((seq, op)),
+            Ok(_removed) => keep(op),
             Err(DriveError::Exists) => {
                 let renamed = rename_for_conflict(&view, op.clone(), card);
                 match view.apply(&renamed) {
-                    Ok(_) => kept.push_back((seq, renamed)),
+                    Ok(_) => keep(renamed),
                     Err(e) => {
                         tracing::warn!(error = %e, "dropping a local change that no longer applies");
                         dropped.push((seq, op));
@@ -186,6 +200,73 @@ pub fn rebase(
         conflicted,
         dropped,
         changed,
+    }
+}
+
+/// Where the rebase put entries this client's ops named elsewhere:
+/// (directory, name in this client's ops) -> (directory, name in the
+/// rebased view).
+type Aliases = HashMap<(u64, Vec<u8>), (u64, Vec<u8>)>;
+
+/// The entry `op` creates or moves something into.
+fn target(op: &Op) -> Option<(u64, Vec<u8>)> {
+    match op {
+        Op::Create { parent, name, .. } | Op::Link { parent, name, .. } => {
+            Some((*parent, name.clone()))
+        }
+        Op::Rename {
+            newparent, newname, ..
+        } => Some((*newparent, newname.clone())),
+        _ => None,
+    }
+}
+
+/// `op` with the names it reads redirected to where the rebase put them
+/// (`Aliases`); a name unlinked or moved away is this client's no longer.
+fn aliased(op: Op, aliases: &mut Aliases) -> Op {
+    match op {
+        Op::Unlink {
+            parent,
+            name,
+            node,
+            time,
+        } => {
+            let (parent, name) = aliases
+                .remove(&(parent, name.clone()))
+                .unwrap_or((parent, name));
+            Op::Unlink {
+                parent,
+                name,
+                node,
+                time,
+            }
+        }
+        Op::Rename {
+            parent,
+            name,
+            newparent,
+            newname,
+            exchange,
+            time,
+        } => {
+            let from = (parent, name);
+            let (parent, name) = match exchange {
+                true => aliases.get(&from).cloned(),
+                false => aliases.remove(&from),
+            }
+            .unwrap_or(from);
+            let to = (newparent, newname);
+            let (newparent, newname) = aliases.get(&to).cloned().unwrap_or(to);
+            Op::Rename {
+                parent,
+                name,
+                newparent,
+                newname,
+                exchange,
+                time,
+            }
+        }
+        other => other,
     }
 }
 
@@ -477,6 +558,34 @@ mod tests {
         let replayed = apply_all(committed.clone(), &[&mine[0], &mine[1]]);
         assert_eq!(r.view.all_nodes(), replayed.all_nodes());
         assert!(r.view.get(107).is_err());
+    }
+
+    /// Ops after one the rebase gave a conflict name follow the entry
+    /// there: a rename, then an unlink of this client's new files move
+    /// and remove them, never the files the other client put at their
+    /// names.
+    #[test]
+    fn later_ops_follow_an_entry_to_its_conflict_name() {
+        let base = tree(&[]);
+        let mine = [
+            create(ROOT, "notes", node(10, KIND_FILE, 1)),
+            rename("notes", "draft"),
+            create(ROOT, "todo", node(11, KIND_FILE, 1)),
+            unlink(ROOT, "todo", 11),
+        ];
+        let old_view = apply_all(base.clone(), &mine.iter().collect::<Vec<_>>());
+        let theirs = [
+            create(ROOT, "notes", node(20, KIND_FILE, 2)),
+            create(ROOT, "todo", node(21, KIND_FILE, 2)),
+        ];
+        let committed = apply_all(base, &theirs.iter().collect::<Vec<_>>());
+        let pending = (0..).zip(mine).collect();
+        let r = rebase_here(&committed, &old_view, pending);
+        assert!(r.dropped.is_empty(), "{:?}", r.dropped);
+        assert_eq!(r.view.lookup(ROOT, b"notes").unwrap(), 20);
+        assert_eq!(r.view.lookup(ROOT, b"todo").unwrap(), 21);
+        assert_eq!(r.view.lookup(ROOT, b"draft").unwrap(), 10);
+        assert_eq!(names(&r.view), ["draft", "notes", "todo"]);
     }
 
     #[test]

@@ -372,6 +372,11 @@ impl Model {
         let data = d.clone();
         let m = self.meta.get_mut(&id).unwrap();
         let base = std::mem::replace(&mut m.version, version);
+        if self.name_of(id).is_none() {
+            // Unlinked while held: the engine drops what is written to it
+            // when the last handle closes; nothing is logged.
+            return;
+        }
         self.log.push(MOp::Content {
             node: id,
             base,

@@ -13,7 +13,9 @@
 //! - a create into a directory the other client removed goes to the
 //!   nearest directory above it (as this client had it) that is left,
 //!   under a conflict name (unless this client removed it again itself);
-//! - a change that no longer applies (its target is gone) is dropped.
+//! - a change that no longer applies (its target is gone) is dropped;
+//! - a later change naming an entry the rebase moved (a conflict name, a
+//!   create moved up) names it where it went.
 //!
 //! Replay follows the engine's log semantics: names are looked up when a
 //! change is replayed; an unlink names the node it removes; a rename
@@ -210,7 +212,7 @@ impl Model {
     }
 
     /// A name of `node` (a directory entry naming it), if any.
-    fn name_of(&self, node: u64) -> Option<(u64, String)> {
+    pub(super) fn name_of(&self, node: u64) -> Option<(u64, String)> {
         self.nodes.iter().find_map(|(id, k)| match k {
             Kind::Dir(c) => (c.iter())
                 .find(|(_, n)| **n == node)
@@ -259,8 +261,10 @@ pub(super) fn rebase(committed: &Model, mine: &Model, pending: Vec<MOp>, taken: 
     view.held = [None; HELD];
     view.next = committed.next.max(mine.next);
     let mut copied = std::collections::BTreeSet::new();
+    let mut aliases = Aliases::new();
     for op in pending {
-        let mut op = op;
+        let wanted = target(&op);
+        let mut op = aliased(op, &mut aliases);
         if let MOp::Content { node, base, .. } = &op {
             if copied.contains(node) {
                 continue;
@@ -296,18 +300,79 @@ pub(super) fn rebase(committed: &Model, mine: &Model, pending: Vec<MOp>, taken: 
             true => Err(libc::EEXIST),
             false => view.replay(&op),
         };
-        match replayed {
-            Ok(()) => view.log.push(op),
+        let op = match replayed {
+            Ok(()) => op,
             Err(libc::EEXIST) => {
                 let op = view.renamed_for_conflict(op);
-                if view.replay(&op).is_ok() {
-                    view.log.push(op);
+                if view.replay(&op).is_err() {
+                    continue;
                 }
+                op
             }
-            Err(_) => {}
+            Err(_) => continue,
+        };
+        if let (Some(w), Some(got)) = (wanted, target(&op))
+            && w != got
+        {
+            aliases.insert(w, got);
         }
+        view.log.push(op);
     }
     view
+}
+
+/// Where the rebase put entries the pending changes named elsewhere:
+/// (directory, name in the changes) -> (directory, name in the view).
+type Aliases = std::collections::BTreeMap<(u64, String), (u64, String)>;
+
+/// The entry `op` creates or moves something into.
+fn target(op: &MOp) -> Option<(u64, String)> {
+    match op {
+        MOp::Create { parent, name, .. } | MOp::Link { parent, name, .. } => {
+            Some((*parent, name.clone()))
+        }
+        MOp::Rename {
+            newparent, newname, ..
+        } => Some((*newparent, newname.clone())),
+        _ => None,
+    }
+}
+
+/// `op` with the names it reads redirected by `aliases`; a name unlinked
+/// or moved away is the client's no longer.
+fn aliased(op: MOp, aliases: &mut Aliases) -> MOp {
+    match op {
+        MOp::Unlink { parent, name, node } => {
+            let (parent, name) = aliases
+                .remove(&(parent, name.clone()))
+                .unwrap_or((parent, name));
+            MOp::Unlink { parent, name, node }
+        }
+        MOp::Rename {
+            parent,
+            name,
+            newparent,
+            newname,
+            exchange,
+        } => {
+            let from = (parent, name);
+            let (parent, name) = match exchange {
+                true => aliases.get(&from).cloned(),
+                false => aliases.remove(&from),
+            }
+            .unwrap_or(from);
+            let to = (newparent, newname);
+            let (newparent, newname) = aliases.get(&to).cloned().unwrap_or(to);
+            MOp::Rename {
+                parent,
+                name,
+                newparent,
+                newname,
+                exchange,
+            }
+        }
+        other => other,
+    }
 }
 
 impl Model {

@@ -10,9 +10,11 @@
 //! must equal its model view (conflict names compared without their card
 //! and time), and at the end both clients and a brand-new one agree.
 //!
-//! Handles are not held across turns (the single-client run covers them):
-//! when a file's writes are sealed is the engine's choice, and a rebase
-//! sees only sealed writes.
+//! Handles are held within a turn (writes and reads through them, on
+//! files other ops rename or unlink meanwhile) and all closed before the
+//! turn ends, as the single-client run closes them before a reopen, crash
+//! or collection: when a held file's writes are sealed is the engine's
+//! choice, and a rebase sees only sealed writes.
 
 use super::rebase::{names_taken, normalized, rebase};
 use super::*;
@@ -24,15 +26,12 @@ use cardfs::store::KeyMatch;
 pub const NARROW: usize = 6;
 
 /// One op of a two-client sequence: the single-client ops on the first
-/// [`NARROW`] paths, without held handles, and switches (about one op in
-/// twelve).
+/// [`NARROW`] paths, and switches (about one op in twelve).
 pub fn op_two() -> impl Strategy<Value = M> {
     let n = |p: usize| p % NARROW;
-    op().prop_map(move |m| match m {
-        M::Hold(p, _) => M::Create(n(p)),
-        M::WriteHeld(k, o, l, b) => M::Write(k, o, l, b),
-        M::ReadHeld(k) => M::Switch { stale: k == 0 },
-        M::Release(_) => M::Switch { stale: true },
+    let narrowed = op().prop_map(move |m| match m {
+        M::Hold(p, k) => M::Hold(n(p), k),
+        m @ (M::WriteHeld(..) | M::ReadHeld(_) | M::Release(_)) => m,
         M::Create(p) => M::Create(n(p)),
         M::Mkdir(p) => M::Mkdir(n(p)),
         M::Write(p, o, l, b) => M::Write(n(p), o, l, b),
@@ -51,7 +50,11 @@ pub fn op_two() -> impl Strategy<Value = M> {
         M::Share(p) => M::Mkdir(n(p)),
         M::Unshare(p) | M::Reencrypt(p) => M::Read(n(p)),
         m @ (M::Reopen | M::Crash | M::Gc | M::Switch { .. }) => m,
-    })
+    });
+    prop_oneof![
+        32 => narrowed,
+        3 => any::<bool>().prop_map(|stale| M::Switch { stale }),
+    ]
 }
 
 fn refuse(store: &FaultStore, refused: bool) {
@@ -72,6 +75,8 @@ struct Client {
     drive: Option<Drive>,
     cache: String,
     view: Model,
+    /// The handles it holds open (none between turns).
+    held: Held,
     /// How much of the commit history its view holds.
     seen: usize,
 }
@@ -115,6 +120,13 @@ impl Client {
         committed.history.append(&mut c.log);
         committed.tree = c;
         self.caught_up(committed);
+    }
+
+    /// Closes every handle it holds, in the engine and in its view.
+    async fn release_all(&mut self) {
+        let d = self.drive.as_ref().expect("open");
+        release_all(d, &mut self.held).await;
+        self.view.release_all();
     }
 
     /// Its view is the committed tree now.
@@ -169,6 +181,7 @@ pub async fn check_two(env: Env, ops: Vec<M>, fail_every: u64) {
             store,
             cache,
             view: Model::new(),
+            held: [None; HELD],
             seen: 0,
         });
     }
@@ -180,6 +193,10 @@ pub async fn check_two(env: Env, ops: Vec<M>, fail_every: u64) {
     let mut opens = 0;
     for (i, m) in ops.iter().enumerate() {
         let c = &mut clients[me];
+        if matches!(m, M::Switch { .. } | M::Reopen | M::Crash | M::Gc) {
+            // Handles are closed first (see the module doc).
+            c.release_all().await;
+        }
         match m {
             M::Switch { stale } => {
                 c.commit(&mut committed).await;
@@ -237,7 +254,8 @@ pub async fn check_two(env: Env, ops: Vec<M>, fail_every: u64) {
             }
             _ => {
                 let want = c.view.apply(m);
-                let got = run(c.d(), m).await;
+                let d = c.drive.as_ref().expect("open");
+                let got = run_held(d, &mut c.held, m).await;
                 if short(&got) != short(&want) {
                     // The trees the op met, to tell which side went wrong.
                     let et = summary(&norm(engine_tree(c.d()).await));
@@ -252,6 +270,7 @@ pub async fn check_two(env: Env, ops: Vec<M>, fail_every: u64) {
         let c = &clients[me];
         same(c.d(), &c.view, &format!("after op {i} {m:?}")).await;
     }
+    clients[me].release_all().await;
     clients[me].commit(&mut committed).await;
     for (k, c) in clients.iter().enumerate() {
         c.d().refresh().await.unwrap();
