@@ -223,22 +223,11 @@ fn target(op: &Op) -> Option<(u64, Vec<u8>)> {
 
 /// `op` with the names it reads redirected to where the rebase put them
 /// (`Aliases`); a name unlinked or moved away is this client's no longer.
-fn aliased(op: Op, aliases: &mut Aliases) -> Op {
-    match op {
-        Op::Unlink {
-            parent,
-            name,
-            node,
-            time,
-        } => {
-            let (parent, name) = aliases
-                .remove(&(parent, name.clone()))
-                .unwrap_or((parent, name));
-            Op::Unlink {
-                parent,
-                name,
-                node,
-                time,
+fn aliased(mut op: Op, aliases: &mut Aliases) -> Op {
+    match &mut op {
+        Op::Unlink { parent, name, .. } => {
+            if let Some(to) = aliases.remove(&(*parent, name.clone())) {
+                (*parent, *name) = to;
             }
         }
         Op::Rename {
@@ -247,27 +236,23 @@ fn aliased(op: Op, aliases: &mut Aliases) -> Op {
             newparent,
             newname,
             exchange,
-            time,
+            ..
         } => {
-            let from = (parent, name);
-            let (parent, name) = match exchange {
+            let from = (*parent, name.clone());
+            let moved = match exchange {
                 true => aliases.get(&from).cloned(),
                 false => aliases.remove(&from),
+            };
+            if let Some(to) = moved {
+                (*parent, *name) = to;
             }
-            .unwrap_or(from);
-            let to = (newparent, newname);
-            let (newparent, newname) = aliases.get(&to).cloned().unwrap_or(to);
-            Op::Rename {
-                parent,
-                name,
-                newparent,
-                newname,
-                exchange,
-                time,
+            if let Some(to) = aliases.get(&(*newparent, newname.clone())) {
+                (*newparent, *newname) = to.clone();
             }
         }
-        other => other,
+        _ => {}
     }
+    op
 }
 
 /// A create into a directory that is gone from `view` (another client

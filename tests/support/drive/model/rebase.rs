@@ -340,13 +340,12 @@ fn target(op: &MOp) -> Option<(u64, String)> {
 
 /// `op` with the names it reads redirected by `aliases`; a name unlinked
 /// or moved away is the client's no longer.
-fn aliased(op: MOp, aliases: &mut Aliases) -> MOp {
-    match op {
-        MOp::Unlink { parent, name, node } => {
-            let (parent, name) = aliases
-                .remove(&(parent, name.clone()))
-                .unwrap_or((parent, name));
-            MOp::Unlink { parent, name, node }
+fn aliased(mut op: MOp, aliases: &mut Aliases) -> MOp {
+    match &mut op {
+        MOp::Unlink { parent, name, .. } => {
+            if let Some(to) = aliases.remove(&(*parent, name.clone())) {
+                (*parent, *name) = to;
+            }
         }
         MOp::Rename {
             parent,
@@ -354,25 +353,23 @@ fn aliased(op: MOp, aliases: &mut Aliases) -> MOp {
             newparent,
             newname,
             exchange,
+            ..
         } => {
-            let from = (parent, name);
-            let (parent, name) = match exchange {
+            let from = (*parent, name.clone());
+            let moved = match exchange {
                 true => aliases.get(&from).cloned(),
                 false => aliases.remove(&from),
+            };
+            if let Some(to) = moved {
+                (*parent, *name) = to;
             }
-            .unwrap_or(from);
-            let to = (newparent, newname);
-            let (newparent, newname) = aliases.get(&to).cloned().unwrap_or(to);
-            MOp::Rename {
-                parent,
-                name,
-                newparent,
-                newname,
-                exchange,
+            if let Some(to) = aliases.get(&(*newparent, newname.clone())) {
+                (*newparent, *newname) = to.clone();
             }
         }
-        other => other,
+        _ => {}
     }
+    op
 }
 
 impl Model {
