@@ -10,5 +10,6 @@ mod conformance;
 mod fault;
 mod local;
 mod s3;
+mod s3_lost_answer;
 mod s3_server;
 mod s3_timeouts;

@@ -27,8 +27,14 @@
 //!   than one part comes down as parallel range requests pinned to one
 //!   ETag (see `download`).
 //!
-//! Known limit: when a conditional put's answer is lost and the SDK
-//! retries it, the retry can see 412 even though the first attempt won; the
+//! - A conditional put carries a random tag of its own in its user metadata
+//!   (`x-amz-meta-cardfs-put`). When it is refused, the object is read
+//!   (HEAD) once: if it holds that tag, an earlier attempt of this same put
+//!   landed and only its answer was lost (the SDK then retried and met the
+//!   object it had written), so the put succeeded and returns the ETag.
+//!
+//! Known limit: if another writer replaces the object between that landed
+//! attempt and the HEAD, the put is reported refused though it landed; the
 //! caller then reads the object to find out (as after any lost race).
 
 mod download;
@@ -47,6 +53,7 @@ use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{
     Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
 };
+use aws_sdk_s3::operation::head_object::HeadObjectOutput;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 use bytes::Bytes;
@@ -139,6 +146,19 @@ struct S3Inner {
     tokens: Mutex<HashMap<(String, String), String>>,
 }
 
+/// User metadata (`x-amz-meta-…`) holding a conditional put's own tag.
+const PUT_TAG: &str = "cardfs-put";
+
+/// A fresh random tag for one conditional put (128 bits, hex).
+fn put_tag() -> String {
+    use rand::TryRng;
+    let mut bytes = [0u8; 16];
+    rand::rngs::SysRng
+        .try_fill_bytes(&mut bytes)
+        .expect("the operating system's random source failed");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Most continuation tokens remembered; the map is cleared when full.
 const MAX_TOKENS: usize = 4096;
 
@@ -173,6 +193,13 @@ impl S3Inner {
                 Call::ConditionalWrite
             }
         };
+        // A conditional put carries a tag of its own, so that a refusal
+        // can be told apart from the SDK's retry of a put that had already
+        // landed (see `landed`).
+        let tag = (call == Call::ConditionalWrite).then(put_tag);
+        if let Some(tag) = &tag {
+            req = req.metadata(PUT_TAG, tag);
+        }
         // The payload is not hashed into the signature (UNSIGNED-PAYLOAD):
         // a SHA-256 pass over every uploaded byte bought nothing here,
         // since every object is sealed (AEAD) and checked when read.
@@ -182,7 +209,12 @@ impl S3Inner {
         } else {
             req.send().await
         };
-        let out = sent.map_err(|e| map_sdk_error(e, key, call))?;
+        let out = match (sent.map_err(|e| map_sdk_error(e, key, call)), tag) {
+            (Err(StoreError::PreconditionFailed { .. }), Some(tag)) => {
+                return self.landed(key, &tag).await;
+            }
+            (sent, _) => sent?,
+        };
         match out.e_tag {
             Some(etag) => Ok(ETag(etag)),
             None => Err(StoreError::Other {
@@ -191,9 +223,37 @@ impl S3Inner {
         }
     }
 
-    async fn head(&self, key: &str, if_match: Option<&ETag>) -> Result<ObjectMeta> {
-        let out = self
-            .client
+    /// After a conditional put of `key` was refused: `Ok` with the ETag
+    /// when the object holds this put's `tag` after all (an earlier attempt
+    /// landed and its answer was lost, so the SDK's retry met the object
+    /// that attempt wrote), else the refusal. A tag is never reused, so
+    /// nothing else can match it.
+    async fn landed(&self, key: &str, tag: &str) -> Result<ETag> {
+        let refused = StoreError::PreconditionFailed {
+            key: key.to_string(),
+        };
+        let out = match self.head_output(key, None).await {
+            Ok(out) => out,
+            // Gone again, or unreadable now: the refusal stands, as it
+            // would have without this check.
+            Err(_) => return Err(refused),
+        };
+        let ours = out
+            .metadata
+            .as_ref()
+            .and_then(|m| m.get(PUT_TAG))
+            .is_some_and(|t| t == tag);
+        match out.e_tag {
+            Some(etag) if ours => {
+                tracing::debug!("conditional put of {key:?} had landed before its retry");
+                Ok(ETag(etag))
+            }
+            _ => Err(refused),
+        }
+    }
+
+    async fn head_output(&self, key: &str, if_match: Option<&ETag>) -> Result<HeadObjectOutput> {
+        self.client
             .head_object()
             .bucket(&self.bucket)
             .key(self.full_key(key))
@@ -202,7 +262,11 @@ impl S3Inner {
             .config_override(self.quick())
             .send()
             .await
-            .map_err(|e| map_sdk_error(e, key, Call::Plain))?;
+            .map_err(|e| map_sdk_error(e, key, Call::Plain))
+    }
+
+    async fn head(&self, key: &str, if_match: Option<&ETag>) -> Result<ObjectMeta> {
+        let out = self.head_output(key, if_match).await?;
         Ok(ObjectMeta {
             key: key.to_string(),
             size: out.content_length.unwrap_or(0).max(0) as u64,
