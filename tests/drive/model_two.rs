@@ -134,6 +134,43 @@ fn a_rename_follows_a_new_file_to_its_conflict_name() {
     ]);
 }
 
+/// Client 1 makes a file at a name client 0 took meanwhile, then renames
+/// another file of its own onto that name: the rename replaces client 1's
+/// own file, now at its conflict name, and client 0's file stays as it is.
+#[test]
+fn a_rename_onto_a_new_file_follows_it_to_its_conflict_name() {
+    use M::*;
+    two(vec![
+        Create(0),
+        Write(0, 0, 10, 1),
+        Switch { stale: true },
+        Create(0),
+        Write(0, 0, 20, 2),
+        Create(1),
+        Write(1, 0, 30, 3),
+        Rename(1, 0, 0),
+        Write(0, 30, 5, 4),
+    ]);
+}
+
+/// The same with RENAME_EXCHANGE: the two files of client 1 swap names,
+/// one of them being its conflict name.
+#[test]
+fn an_exchange_with_a_new_file_follows_it_to_its_conflict_name() {
+    use M::*;
+    two(vec![
+        Create(0),
+        Write(0, 0, 10, 1),
+        Switch { stale: true },
+        Create(0),
+        Write(0, 0, 20, 2),
+        Create(1),
+        Write(1, 0, 30, 3),
+        Rename(1, 0, 2),
+        Write(1, 20, 5, 4),
+    ]);
+}
+
 /// Client 1 edits a file and renames it; client 0, on its old view, edits
 /// it too and then deletes it. Client 0 no longer has its version, so
 /// client 1's stays, under its new name (client 0's edit must not replace
